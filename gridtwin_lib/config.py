@@ -1,0 +1,88 @@
+"""Where GridTwin keeps things: project root, data store, reports, MLflow.
+
+Every path can be overridden from the environment so that notebooks run by
+Papermill (which changes the working directory), CI and scheduled jobs all find
+the same store:
+
+``GRIDTWIN_HOME``   project root (default: the checkout that holds this package,
+                    else the current directory)
+``GRIDTWIN_STORE``  canonical Parquet store (default ``$GRIDTWIN_HOME/data/store``)
+``GRIDTWIN_SITE``   name of the default site profile (default ``au_sydney``)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """Project root: ``$GRIDTWIN_HOME``, else the checkout holding this package."""
+    env = os.environ.get("GRIDTWIN_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    checkout = _PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout
+    return Path.cwd().resolve()
+
+
+def data_dir() -> Path:
+    return project_root() / "data"
+
+
+def store_dir() -> Path:
+    env = os.environ.get("GRIDTWIN_STORE")
+    return Path(env).expanduser().resolve() if env else data_dir() / "store"
+
+
+def reports_dir() -> Path:
+    return data_dir() / "reports"
+
+
+def mlruns_dir() -> Path:
+    return project_root() / "mlruns"
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a measurement point is: drives calendar features and nominal values.
+
+    Attributes
+    ----------
+    timezone : IANA name used for local hour, weekday and holidays.
+    country, subdivision : ``holidays`` package codes (e.g. ``"AU"``, ``"NSW"``).
+    latitude_deg, longitude_deg : site position [°], used for daylight.
+    nominal_voltage_v : phase-to-neutral nominal voltage [V].
+    nominal_frequency_hz : nominal system frequency [Hz].
+    """
+
+    name: str
+    timezone: str
+    country: str
+    subdivision: str | None
+    latitude_deg: float
+    longitude_deg: float
+    nominal_voltage_v: float = 230.0
+    nominal_frequency_hz: float = 50.0
+
+    def with_(self, **changes) -> "Site":
+        return replace(self, **changes)
+
+
+SITES: dict[str, Site] = {
+    # Default: the reference twin is an Australian LV network (230 V, 50 Hz).
+    "au_sydney": Site("au_sydney", "Australia/Sydney", "AU", "NSW", -33.8688, 151.2093),
+    # The UCI household (Sceaux, near Paris), 230 V / 50 Hz.
+    "fr_sceaux": Site("fr_sceaux", "Europe/Paris", "FR", None, 48.7786, 2.2906),
+}
+
+
+def default_site() -> Site:
+    name = os.environ.get("GRIDTWIN_SITE", "au_sydney")
+    if name not in SITES:
+        raise KeyError(f"GRIDTWIN_SITE={name!r} is not a known site; choose one of {sorted(SITES)}")
+    return SITES[name]

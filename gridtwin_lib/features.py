@@ -1,0 +1,516 @@
+"""The feature catalog: one Polars implementation that serves training and serving.
+
+Three groups, for ``three_phase`` records (a subset for single-phase ``meter``):
+
+* **per reading**: phase averages and deviations from nominal, NEMA voltage and
+  current unbalance, P/Q/S per phase and total, power factor per phase and total,
+  lagging/leading, frequency deviation, soft-flag indicators;
+* **trailing windows** (default 1 min, 15 min, 1 h): mean, std, min, max,
+  least-squares slope (RoCoF for frequency), soft-flag counts, reading count;
+* **calendar**: local hour and weekday, weekend, public holiday (``holidays``
+  package, Australian by default), month, day-of-year cycle, daylight (pvlib
+  sunrise/sunset at the site).
+
+Windows are by *time*, not row count (``rolling_*_by`` on ``ts``) and closed on
+the right: the value at t uses readings in (t − w, t] only, so nothing after t
+leaks in (a test changes every later value and checks). Gaps shorten a window's
+reading count (``n_<w>``) rather than stretching it.
+
+Phase angles between phases are not measured by the canonical record, so
+unbalance is the NEMA ratio on magnitudes (max deviation from the mean / mean)
+and the neutral-current estimate assumes ideal 120° voltage phasors.
+
+Everything is a pure function of one frame (rows of one or many devices), with
+no global state, so the same functions can run per partition elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+
+from .config import Site, default_site
+from .schema import SOFT_RULE_BITS
+
+DEFAULT_WINDOWS: tuple[str, ...] = ("1m", "15m", "1h")
+_PHASES = ("a", "b", "c")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One catalog entry: the single description used by docs, CLI and code."""
+
+    name: str
+    unit: str
+    formula: str
+    window: str | None
+    group: str  # reading | window | calendar
+    kinds: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------- per reading
+
+
+def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Feature, pl.Expr]]:
+    vn, fn = site.nominal_voltage_v, site.nominal_frequency_hz
+    out: list[tuple[Feature, pl.Expr]] = []
+
+    def add(name, unit, formula, expr):
+        out.append((Feature(name, unit, formula, None, "reading", (kind,)), expr.alias(name)))
+
+    if kind == "three_phase":
+        v = [pl.col(f"v_{p}") for p in _PHASES]
+        i = [pl.col(f"i_{p}") for p in _PHASES]
+        p_ = [pl.col(f"p_{p}") for p in _PHASES]
+        q_ = [pl.col(f"q_{p}") for p in _PHASES]
+        v_mean = sum(v) / 3
+        i_mean = sum(i) / 3
+        add("v_mean_v", "V", "(v_a + v_b + v_c) / 3", v_mean)
+        for ph, vx in zip(_PHASES, v):
+            add(f"v_{ph}_dev_pct", "%", f"100 (v_{ph} - V_nom) / V_nom", (vx - vn) / vn * 100)
+        add("v_mean_dev_pct", "%", "100 (v_mean - V_nom) / V_nom", (v_mean - vn) / vn * 100)
+        add("v_max_abs_dev_pct", "%", "max over phases of |v_x - V_nom| / V_nom * 100",
+            pl.max_horizontal([(vx - vn).abs() for vx in v]) / vn * 100)
+        add("v_spread_v", "V", "max(v) - min(v) over phases", pl.max_horizontal(v) - pl.min_horizontal(v))
+        add("v_unbalance_pct", "%", "NEMA: 100 max|v_x - v_mean| / v_mean (magnitudes only)",
+            pl.max_horizontal([(vx - v_mean).abs() for vx in v]) / v_mean * 100)
+        add("i_mean_a", "A", "(i_a + i_b + i_c) / 3", i_mean)
+        add("i_max_a", "A", "max(i_a, i_b, i_c)", pl.max_horizontal(i))
+        add("i_unbalance_pct", "%", "NEMA: 100 max|i_x - i_mean| / i_mean (0 when no current)",
+            pl.when(i_mean > 0).then(pl.max_horizontal([(ix - i_mean).abs() for ix in i]) / i_mean * 100).otherwise(0.0))
+        # neutral current: phasor sum of the phase currents, voltage phasors assumed at
+        # 0, -120, +120 deg; cos(phi) = p/s and sin(phi) = q/s, so no trigonometry per row
+        re = im = pl.lit(0.0)
+        for k, (ix, px, qx) in enumerate(zip(i, p_, q_)):
+            theta = -2 * math.pi * k / 3
+            sx = (px * px + qx * qx).sqrt()
+            a = pl.when(sx > 0).then(ix * px / sx).otherwise(ix)  # I cos(phi)
+            b = pl.when(sx > 0).then(ix * qx / sx).otherwise(0.0)  # I sin(phi)
+            re = re + a * math.cos(theta) + b * math.sin(theta)
+            im = im + a * math.sin(theta) - b * math.cos(theta)
+        add("i_neutral_est_a", "A", "|sum_x i_x e^{j(theta_x - phi_x)}|, theta = 0/-120/+120 deg, phi_x = atan2(q_x, p_x)",
+            (re * re + im * im).sqrt())
+        s = [(px * px + qx * qx).sqrt() for px, qx in zip(p_, q_)]
+        p_tot, q_tot, s_tot = sum(p_), sum(q_), sum(s)
+        add("p_total_w", "W", "p_a + p_b + p_c", p_tot)
+        add("q_total_var", "var", "q_a + q_b + q_c", q_tot)
+        for ph, sx in zip(_PHASES, s):
+            add(f"s_{ph}_va", "VA", f"sqrt(p_{ph}^2 + q_{ph}^2)", sx)
+        add("s_total_va", "VA", "s_a + s_b + s_c (arithmetic apparent power)", s_tot)
+        for ph, px, sx in zip(_PHASES, p_, s):
+            add(f"pf_{ph}", "1", f"|p_{ph}| / s_{ph} (null when s = 0)", _safe_div(px.abs(), sx))
+        add("pf_total", "1", "|p_total| / s_total (arithmetic)", _safe_div(p_tot.abs(), s_tot))
+        add("pf_lagging", "bool", "1 when q_total > 0 (inductive), else 0", (q_tot > 0).cast(pl.Int8))
+        for ph, px in zip(_PHASES, p_):
+            add(f"p_share_{ph}", "1", f"p_{ph} / p_total (null when p_total = 0)", _safe_div(px, p_tot))
+        add("vi_consistency", "1", "sum_x v_x i_x / s_total: 1 when V, I, P and Q agree",
+            _safe_div(sum(vx * ix for vx, ix in zip(v, i)), s_tot))
+        if "thd_v" in columns:
+            add("thd_v_pct", "%", "thd_v as measured", pl.col("thd_v"))
+    else:  # meter
+        add("v_dev_pct", "%", "100 (voltage - V_nom) / V_nom", (pl.col("voltage") - vn) / vn * 100)
+        add("v_abs_dev_pct", "%", "|voltage - V_nom| / V_nom * 100", (pl.col("voltage") - vn).abs() / vn * 100)
+        s_vi = pl.col("voltage") * pl.col("current")
+        add("s_vi_va", "VA", "voltage * current", s_vi)
+        add("p_w", "W", "power", pl.col("power"))
+        add("pf_est", "1", "measured power_factor, else |power| / (voltage current)",
+            pl.coalesce(pl.col("power_factor"), _safe_div(pl.col("power").abs(), s_vi)))
+        add("q_var", "var", "reactive_power as measured", pl.col("reactive_power"))
+        add("pf_lagging", "bool", "1 when reactive_power > 0, else 0 (null when not measured)",
+            (pl.col("reactive_power") > 0).cast(pl.Int8))
+
+    add("freq_dev_hz", "Hz", "frequency - f_nom", pl.col("frequency") - fn)
+    add("freq_dev_abs_hz", "Hz", "|frequency - f_nom|", (pl.col("frequency") - fn).abs())
+    for rule, short in (("soft.voltage_en50160", "voltage"), ("soft.frequency_band", "frequency")):
+        bit = 1 << SOFT_RULE_BITS[rule]
+        add(f"flag_{short}", "bool", f"1 when quality_flags has {rule}",
+            ((pl.col("quality_flags") & bit) > 0).cast(pl.Int8))
+    return out
+
+
+def _safe_div(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    return pl.when(den != 0).then(num / den).otherwise(None)
+
+
+# ----------------------------------------------------------------- windows
+
+#: (base column, name stem, unit, statistics) per kind; slopes are per second
+_WINDOW_SPECS: dict[str, list[tuple[str, str, str, tuple[str, ...]]]] = {
+    "three_phase": [
+        ("v_mean_v", "v", "V", ("mean", "std", "min", "max", "slope")),
+        ("v_unbalance_pct", "v_unbalance", "%", ("mean", "max")),
+        ("i_mean_a", "i", "A", ("mean", "std", "max")),
+        ("p_total_w", "p_total", "W", ("mean", "std", "max", "slope")),
+        ("q_total_var", "q_total", "var", ("mean",)),
+        ("pf_total", "pf_total", "1", ("mean",)),
+        ("frequency", "freq", "Hz", ("mean", "std", "min", "max", "slope")),
+        ("flag_voltage", "flag_voltage", "count", ("sum",)),
+        ("flag_frequency", "flag_frequency", "count", ("sum",)),
+    ],
+    "meter": [
+        ("voltage", "v", "V", ("mean", "std", "min", "max", "slope")),
+        ("power", "p", "W", ("mean", "std", "max", "slope")),
+        ("current", "i", "A", ("mean", "max")),
+        ("frequency", "freq", "Hz", ("mean", "std", "slope")),
+        ("flag_voltage", "flag_voltage", "count", ("sum",)),
+    ],
+}
+_FORMULAS = {
+    "mean": "mean of {b} over (t-{w}, t]",
+    "std": "sample std of {b} over (t-{w}, t]",
+    "min": "min of {b} over (t-{w}, t]",
+    "max": "max of {b} over (t-{w}, t]",
+    "slope": "least-squares slope of {b} against time over (t-{w}, t]",
+    "sum": "readings with {b} = 1 over (t-{w}, t]",
+}
+
+
+def _window_name(stem: str, stat: str, window: str) -> str:
+    if stem == "freq" and stat == "slope":
+        return f"rocof_{window}"
+    if stat == "sum":
+        return f"{stem}_count_{window}"
+    return f"{stem}_{stat}_{window}"
+
+
+def _window_catalog(kind: str, windows: tuple[str, ...]) -> list[Feature]:
+    feats = []
+    for w in windows:
+        for base, stem, unit, stats in _WINDOW_SPECS[kind]:
+            for stat in stats:
+                u = f"{unit}/s" if stat == "slope" else unit
+                formula = _FORMULAS[stat].format(b=base, w=w)
+                feats.append(Feature(_window_name(stem, stat, w), u, formula, w, "window", (kind,)))
+        feats.append(Feature(f"n_{w}", "count", f"readings in (t-{w}, t] (gaps lower it)", w, "window", (kind,)))
+    return feats
+
+
+_WINDOW_UNITS_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+
+
+def window_us(window: str) -> int:
+    """``"15m"`` -> microseconds; windows are a whole number of s, m (minutes), h or d."""
+    number, unit = window[:-1], window[-1:]
+    if not number.isdigit() or unit not in _WINDOW_UNITS_US or int(number) <= 0:
+        raise ValueError(f"window {window!r} is not a duration like 30s, 1m, 15m, 1h or 1d")
+    return int(number) * _WINDOW_UNITS_US[unit]
+
+
+def _window_start_index(ts_us: np.ndarray, device_codes: np.ndarray, window_us: int) -> np.ndarray:
+    """For each row i, the first row j of its device with ts_j > ts_i - window (so (t-w, t])."""
+    span = int(ts_us.max() - ts_us.min()) + window_us + 1 if ts_us.size else 1
+    key = (ts_us - (ts_us.min() if ts_us.size else 0)) + device_codes.astype(np.int64) * span
+    return np.searchsorted(key, key - window_us, side="right")
+
+
+_SEGMENT_ROWS = 1 << 16  # rows per segment: keeps running sums small and temporaries in cache
+
+
+@dataclass
+class _Base:
+    """One base column of the window statistics, as float64 with NaN where missing."""
+
+    stem: str
+    stats: tuple[str, ...]
+    x: np.ndarray
+    valid: np.ndarray | None  # 1.0/0.0 per row; None when nothing is missing
+    empty: bool = False  # the channel is absent (e.g. no frequency on a household meter)
+
+
+def _prepare_bases(frame: pl.DataFrame, kind: str) -> list[_Base]:
+    bases = []
+    for base, stem, _unit, stats in _WINDOW_SPECS[kind]:
+        if not set(stats) & {"mean", "std", "slope", "sum"}:
+            continue
+        x = frame[base].cast(pl.Float64).to_numpy()
+        missing = np.isnan(x)
+        if not missing.any():
+            bases.append(_Base(stem, stats, x, None))
+        else:
+            bases.append(_Base(stem, stats, x, (~missing).astype(np.float64), empty=bool(missing.all())))
+    return bases
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    out = np.empty(values.size + 1)
+    out[0] = 0.0
+    np.cumsum(values, out=out[1:])
+    return out
+
+
+def _window_stats(
+    bases: list[_Base], ts_us: np.ndarray, starts: dict[str, np.ndarray], rows: range, out: dict[str, np.ndarray]
+) -> None:
+    """Fill ``out`` for ``rows`` with every window's count, sum, mean, std and slope.
+
+    A window sum over rows j..i is ``P[i + 1] - P[j]`` of a prefix sum P. Prefix
+    sums are built per segment of rows (plus the longest window's reach back),
+    with time relative to the segment's first row and values relative to the
+    first valid value the segment reaches back to. Both origins lie at or before
+    every row they serve, so the result at t is computed from readings up to t
+    only (bit for bit), and the sums stay small enough for the slope's
+    ``n Σtx − Σt Σx``: global running sums of t·x lose digits over millions of rows.
+    Segments start at multiples of ``_SEGMENT_ROWS``, whatever the frame's length.
+    """
+    longest = max(starts, key=lambda w: window_us(w))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for a in range(rows.start, rows.stop, _SEGMENT_ROWS):
+            z = min(a + _SEGMENT_ROWS, rows.stop)
+            lo = int(starts[longest][a])
+            tl = (ts_us[lo:z] - ts_us[a]) * 1e-6
+            p_t, p_tt = _prefix(tl), _prefix(tl * tl)
+            prefixes: list[tuple[float, dict[str, np.ndarray]] | None] = []
+            for b in bases:
+                if b.empty:
+                    prefixes.append(None)
+                    continue
+                x = b.x[lo:z]
+                if b.valid is None:
+                    centre = 0.0 if "sum" in b.stats else float(x[0])
+                    xc = x - centre
+                else:
+                    first = int(np.argmax(b.valid[lo:z])) if b.valid[lo:z].any() else 0
+                    centre = 0.0 if "sum" in b.stats or np.isnan(x[first]) else float(x[first])
+                    xc = np.where(b.valid[lo:z] > 0, x - centre, 0.0)
+                p = {"x": _prefix(xc)}
+                if b.valid is not None:
+                    p["n"] = _prefix(b.valid[lo:z])
+                if "std" in b.stats:
+                    p["xx"] = _prefix(xc * xc)
+                if "slope" in b.stats:
+                    p["tx"] = _prefix(tl * xc)
+                    if b.valid is not None:
+                        tv = tl * b.valid[lo:z]
+                        p["t"], p["tt"] = _prefix(tv), _prefix(tv * tl)
+                prefixes.append((centre, p))
+            hi = slice(a - lo + 1, z - lo + 1)
+            for w, start in starts.items():
+                j = start[a:z] - lo
+                n = np.arange(a + 1, z + 1, dtype=np.float64) - start[a:z]
+                out[f"n_{w}"][a:z] = n
+                st, stt = p_t[hi] - p_t[j], p_tt[hi] - p_tt[j]
+                for b, prepared in zip(bases, prefixes):
+                    if prepared is None:
+                        for stat in set(b.stats) & {"mean", "std", "slope", "sum"}:
+                            out[_window_name(b.stem, stat, w)][a:z] = np.nan
+                        continue
+                    centre, p = prepared
+                    sx = p["x"][hi] - p["x"][j]
+                    if "sum" in b.stats:
+                        out[_window_name(b.stem, "sum", w)][a:z] = sx
+                        continue
+                    nx = n if b.valid is None else p["n"][hi] - p["n"][j]
+                    if "mean" in b.stats:
+                        out[_window_name(b.stem, "mean", w)][a:z] = sx / nx + centre
+                    if "std" in b.stats:
+                        var = (p["xx"][hi] - p["xx"][j] - sx * sx / nx) / (nx - 1)
+                        np.maximum(var, 0.0, out=var)
+                        var[nx < 2] = np.nan
+                        out[_window_name(b.stem, "std", w)][a:z] = np.sqrt(var)
+                    if "slope" in b.stats:
+                        bt, btt = (st, stt) if b.valid is None else (p["t"][hi] - p["t"][j], p["tt"][hi] - p["tt"][j])
+                        den = nx * btt - bt * bt
+                        slope = (nx * (p["tx"][hi] - p["tx"][j]) - bt * sx) / den
+                        slope[(nx < 2) | (den <= 1e-9 * nx * btt)] = np.nan
+                        out[_window_name(b.stem, "slope", w)][a:z] = slope
+
+
+def _minmax_exprs(kind: str, windows: tuple[str, ...], by_device: bool, step_us: int | None) -> list[pl.Expr]:
+    """Rolling min/max. On a gap-free series with a fixed step, a time window is a
+    fixed number of rows and the cheaper row-based kernel gives identical values."""
+    exprs = []
+    for w in windows:
+        for base, stem, _unit, stats in _WINDOW_SPECS[kind]:
+            for stat in ("min", "max"):
+                if stat not in stats:
+                    continue
+                if step_us:
+                    rows = max(1, -(-window_us(w) // step_us))  # readings in (t-w, t]
+                    e = getattr(pl.col(base), f"rolling_{stat}")(rows, min_samples=1)
+                else:
+                    e = getattr(pl.col(base), f"rolling_{stat}_by")("ts", window_size=w)
+                exprs.append((e.over("device_id") if by_device else e).alias(_window_name(stem, stat, w)))
+    return exprs
+
+
+def _regular_step_us(ts_us: np.ndarray, codes: np.ndarray) -> int | None:
+    """The common step of every device's series, or None if any gap or jitter exists."""
+    if ts_us.size < 2:
+        return None
+    same_device = codes[1:] == codes[:-1]
+    steps = np.diff(ts_us)[same_device]
+    if steps.size == 0 or steps.min() <= 0 or steps.min() != steps.max():
+        return None
+    return int(steps[0])
+
+
+# ----------------------------------------------------------------- calendar
+
+
+def _calendar_catalog(kind: str) -> list[Feature]:
+    spec = [
+        ("hour", "h", "local hour 0-23"),
+        ("minute_of_day", "min", "local minutes since midnight"),
+        ("hour_sin", "1", "sin(2 pi minute_of_day / 1440)"),
+        ("hour_cos", "1", "cos(2 pi minute_of_day / 1440)"),
+        ("weekday", "1", "local ISO weekday, 1 = Monday"),
+        ("is_weekend", "bool", "1 on Saturday and Sunday"),
+        ("is_holiday", "bool", "1 on a public holiday of the site's country/subdivision (holidays package)"),
+        ("month", "1", "local month 1-12"),
+        ("doy_sin", "1", "sin(2 pi day_of_year / 365.25)"),
+        ("doy_cos", "1", "cos(2 pi day_of_year / 365.25)"),
+        ("is_daylight", "bool", "1 between local sunrise and sunset (pvlib SPA at the site)"),
+    ]
+    return [Feature(n, u, f, None, "calendar", (kind,)) for n, u, f in spec]
+
+
+_BUCKET_US = 15 * 60 * 1_000_000  # UTC offsets change on quarter hours at most
+
+
+def _local_microseconds(ts_us: np.ndarray, tz: str) -> np.ndarray:
+    """UTC epoch [us] -> local wall-clock epoch [us], converting one instant per quarter hour."""
+    first = int(ts_us.min()) // _BUCKET_US * _BUCKET_US
+    bucket = (ts_us - first) // _BUCKET_US
+    edges = pl.Series(first + np.arange(int(bucket.max()) + 1, dtype=np.int64) * _BUCKET_US).cast(pl.Datetime("us", "UTC"))
+    offsets = (edges.dt.convert_time_zone(tz).dt.replace_time_zone(None).dt.epoch("us") - edges.dt.epoch("us")).to_numpy()
+    return ts_us + offsets[bucket]
+
+
+def _calendar_columns(ts_us: np.ndarray, site: Site) -> pl.DataFrame:
+    """Calendar features by integer day arithmetic on local time (no per-row timezone work)."""
+    if ts_us.size == 0:
+        return pl.DataFrame(schema={f.name: pl.Float64 for f in _calendar_catalog("three_phase")})
+    local_us = _local_microseconds(ts_us, site.timezone)
+    day = np.floor_divide(local_us, 86_400_000_000)
+    second_of_day = (local_us - day * 86_400_000_000) * 1e-6
+    minute = (second_of_day // 60).astype(np.int16)
+    first_day, last_day = int(day.min()), int(day.max())
+    dates = np.arange(first_day, last_day + 1).astype("datetime64[D]")
+    k = day - first_day
+    date_list = tuple(dates.astype(object))
+    holiday = np.isin(dates, np.array(sorted(_holidays(site, date_list)), dtype="datetime64[D]"))
+    sunrise_s, sunset_s = _sun_seconds(site, date_list)
+    month_of = (dates.astype("datetime64[M]").astype(np.int64) % 12 + 1).astype(np.int8)
+    doy_of = (dates - dates.astype("datetime64[Y]")).astype(np.int64) + 1
+    doy_angle = doy_of * (2 * math.pi / 365.25)
+    angle = minute * (2 * math.pi / 1440)
+    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+    return pl.DataFrame(
+        {
+            "hour": (second_of_day // 3600).astype(np.int8),
+            "minute_of_day": minute,
+            "hour_sin": np.sin(angle),
+            "hour_cos": np.cos(angle),
+            "weekday": (weekday + 1).astype(np.int8),
+            "is_weekend": (weekday >= 5).astype(np.int8),
+            "is_holiday": holiday[k].astype(np.int8),
+            "month": month_of[k],
+            "doy_sin": np.sin(doy_angle)[k],
+            "doy_cos": np.cos(doy_angle)[k],
+            "is_daylight": ((second_of_day >= sunrise_s[k]) & (second_of_day < sunset_s[k])).astype(np.int8),
+        }
+    )
+
+
+@lru_cache(maxsize=64)
+def _holidays(site: Site, dates: tuple) -> frozenset:
+    """Public holidays of the site's country/subdivision in the years of ``dates``."""
+    import holidays
+
+    years = sorted({d.year for d in dates})
+    return frozenset(holidays.country_holidays(site.country, subdiv=site.subdivision, years=years).keys()) if years else frozenset()
+
+
+@lru_cache(maxsize=64)
+def _sun_seconds(site: Site, dates: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Local sunrise and sunset [s after local midnight] per date, from pvlib's SPA.
+
+    Polar day/night (no sunrise) gives 0/86400 or 0/0 as appropriate.
+    """
+    import pandas as pd
+    from pvlib.solarposition import sun_rise_set_transit_spa
+
+    if not dates:
+        return np.array([]), np.array([])
+    idx = pd.DatetimeIndex(pd.to_datetime(list(dates))).tz_localize(site.timezone, nonexistent="shift_forward", ambiguous=False)
+    sun = sun_rise_set_transit_spa(idx, site.latitude_deg, site.longitude_deg)
+    midnight = idx.tz_localize(None)
+
+    def seconds(col: str) -> np.ndarray:
+        local = pd.DatetimeIndex(sun[col]).tz_convert(site.timezone).tz_localize(None)
+        return np.asarray((local - midnight).total_seconds(), dtype=np.float64)
+
+    return seconds("sunrise"), seconds("sunset")
+
+
+# ----------------------------------------------------------------- public API
+
+
+def catalog(kind: str = "three_phase", windows: tuple[str, ...] = DEFAULT_WINDOWS, thd: bool = True) -> list[Feature]:
+    """Every feature of ``kind`` with its unit, formula and window, in output order."""
+    if kind not in _WINDOW_SPECS:
+        raise ValueError(f"features exist for kinds three_phase and meter, not {kind!r}")
+    cols = {"thd_v"} if thd else set()
+    reading = [f for f, _ in _reading_exprs(kind, default_site(), cols)]
+    return reading + _window_catalog(kind, tuple(windows)) + _calendar_catalog(kind)
+
+
+def feature_names(kind: str = "three_phase", windows: tuple[str, ...] = DEFAULT_WINDOWS) -> list[str]:
+    return [f.name for f in catalog(kind, windows)]
+
+
+def compute(
+    frame: pl.DataFrame | pl.LazyFrame,
+    kind: str = "three_phase",
+    windows: tuple[str, ...] = DEFAULT_WINDOWS,
+    site: Site | None = None,
+    keep_inputs: bool = True,
+) -> pl.DataFrame:
+    """Add the feature catalog to canonical ``kind`` records.
+
+    Rows are returned sorted by ``device_id`` and ``ts``. Each device is
+    windowed on its own; no value at t depends on any reading after t.
+    """
+    site = site or default_site()
+    windows = tuple(windows)
+    for w in windows:
+        window_us(w)
+    if kind not in _WINDOW_SPECS:
+        raise ValueError(f"features exist for kinds three_phase and meter, not {kind!r}")
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    df = df.sort(["device_id", "ts"])
+    by_device = df["device_id"].n_unique() > 1
+    columns = set(df.columns)
+    reading = _reading_exprs(kind, site, columns)
+
+    base = df.with_columns([e for _, e in reading])
+    ts_us = base["ts"].dt.epoch("us").to_numpy()
+    codes = base["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(base.height, np.int64)
+    minmax = _minmax_exprs(kind, windows, by_device, _regular_step_us(ts_us, codes))
+    starts = {w: _window_start_index(ts_us, codes, window_us(w)) for w in windows}
+    names = [f.name for f in _window_catalog(kind, windows) if f.name not in {e.meta.output_name() for e in minmax}]
+    stats = {name: np.empty(base.height) for name in names}
+    bases = _prepare_bases(base, kind)
+    half = (base.height // 2 // _SEGMENT_ROWS + 1) * _SEGMENT_ROWS
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        # Polars computes rolling min/max while NumPy (which releases the GIL)
+        # computes the calendar and the prefix-sum statistics, two row ranges at once.
+        minmax_future = pool.submit(base.select, minmax)
+        calendar_future = pool.submit(_calendar_columns, ts_us, site)
+        parts = [pool.submit(_window_stats, bases, ts_us, starts, r, stats)
+                 for r in (range(0, min(half, base.height)), range(min(half, base.height), base.height)) if len(r)]
+        for f in parts:
+            f.result()
+        sums = pl.DataFrame(stats).fill_nan(None)
+        out = pl.concat([base, sums, minmax_future.result(), calendar_future.result()], how="horizontal")
+    names = [f.name for f in catalog(kind, windows, thd="thd_v" in columns)]
+    inputs = [c for c in df.columns] if keep_inputs else ["ts", "device_id"]
+    return out.select([*inputs, *[n for n in names if n in out.columns and n not in inputs]])

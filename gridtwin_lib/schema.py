@@ -1,0 +1,336 @@
+"""The canonical data model: three record kinds as Arrow schemas, and validation rules as data.
+
+Every record carries ``ts`` (UTC, microseconds), ``source`` (where it came from,
+e.g. ``uci``, ``firmware``, ``sim:voltage_sag``) and ``device_id``. Units live in
+each field's Arrow metadata (``unit``), so a Parquet file read anywhere still says
+what its numbers mean.
+
+Validation is a table of :class:`LimitRule` (``RULES``). A *hard* rule rejects the
+reading (it goes to the rejects dataset with the rule's name); a *soft* rule keeps
+the reading and sets its bit in ``quality_flags``. Adding a rule is adding a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+
+from .config import Site, default_site
+
+KINDS = ("three_phase", "meter", "pv")
+Kind = Literal["three_phase", "meter", "pv"]
+
+TS_TYPE = pa.timestamp("us", tz="UTC")
+POLARS_TS = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a record kind.
+
+    ``dimension`` ties the field to the unit table in :mod:`gridtwin_lib.units`, so
+    an ingest mapping that declares ``kV`` for a voltage is converted and one that
+    declares ``A`` for a voltage is refused.
+    """
+
+    name: str
+    dtype: pa.DataType
+    unit: str
+    dimension: str
+    description: str
+    required: bool = False
+
+    def arrow(self) -> pa.Field:
+        meta = {"unit": self.unit, "dimension": self.dimension, "description": self.description}
+        return pa.field(self.name, self.dtype, nullable=not self.required, metadata=meta)
+
+
+def _f(name, unit, dimension, description, dtype=pa.float64(), required=False) -> Field:
+    return Field(name, dtype, unit, dimension, description, required)
+
+
+COMMON_FIELDS: tuple[Field, ...] = (
+    _f("ts", "UTC", "time", "instant of the reading, timezone-aware UTC", TS_TYPE, True),
+    _f("source", "", "label", "origin of the record: uci, csv:<file>, firmware, sim:<scenario>", pa.string(), True),
+    _f("device_id", "", "label", "meter, measurement point or asset identifier", pa.string(), True),
+)
+QUALITY_FIELD = _f(
+    "quality_flags", "bitmask", "flags",
+    "soft-limit violations, one bit per soft rule (see gridtwin_lib.schema.SOFT_RULE_BITS)",
+    pa.uint32(), True,
+)
+
+_PHASES = ("a", "b", "c")
+
+KIND_FIELDS: dict[str, tuple[Field, ...]] = {
+    "three_phase": (
+        *(_f(f"v_{p}", "V", "voltage", f"phase {p.upper()} to neutral RMS voltage") for p in _PHASES),
+        *(_f(f"i_{p}", "A", "current", f"phase {p.upper()} RMS current") for p in _PHASES),
+        _f("frequency", "Hz", "frequency", "system frequency"),
+        *(_f(f"p_{p}", "W", "power", f"phase {p.upper()} active power (positive = import)") for p in _PHASES),
+        *(_f(f"q_{p}", "var", "reactive_power", f"phase {p.upper()} reactive power (positive = lagging)") for p in _PHASES),
+        _f("thd_v", "%", "percent", "voltage total harmonic distortion (optional)"),
+    ),
+    "meter": (
+        _f("voltage", "V", "voltage", "RMS voltage"),
+        _f("current", "A", "current", "RMS current"),
+        _f("power", "W", "power", "active power"),
+        _f("energy", "kWh", "energy", "cumulative active energy counter"),
+        _f("frequency", "Hz", "frequency", "supply frequency"),
+        _f("power_factor", "1", "fraction", "power factor, 0-1 (as reported by the meter)"),
+        _f("reactive_power", "var", "reactive_power", "reactive power (optional)"),
+        _f("sub_metering_1", "Wh", "energy_wh", "sub-meter 1 active energy in the interval (optional)"),
+        _f("sub_metering_2", "Wh", "energy_wh", "sub-meter 2 active energy in the interval (optional)"),
+        _f("sub_metering_3", "Wh", "energy_wh", "sub-meter 3 active energy in the interval (optional)"),
+    ),
+    "pv": (
+        _f("ac_power", "W", "power", "inverter AC output power"),
+        _f("dc_voltage", "V", "voltage", "string DC voltage"),
+        _f("dc_current", "A", "current", "string DC current"),
+        _f("irradiance", "W/m2", "irradiance", "plane-of-array irradiance"),
+        _f("module_temperature", "degC", "temperature", "PV module back-sheet temperature"),
+        _f("ambient_temperature", "degC", "temperature", "ambient air temperature"),
+        _f("inverter_efficiency", "1", "fraction", "AC/DC conversion efficiency, 0-1"),
+        _f("battery_soc", "%", "percent", "battery state of charge"),
+        _f("wind_speed", "m/s", "speed", "wind speed"),
+        _f("humidity", "%", "percent", "relative humidity"),
+    ),
+}
+
+
+def fields(kind: str) -> tuple[Field, ...]:
+    """Every field of a kind, in storage order (common, kind, quality flags)."""
+    _check_kind(kind)
+    return (*COMMON_FIELDS, *KIND_FIELDS[kind], QUALITY_FIELD)
+
+
+def value_fields(kind: str) -> tuple[Field, ...]:
+    _check_kind(kind)
+    return KIND_FIELDS[kind]
+
+
+def field_by_name(kind: str, name: str) -> Field:
+    for f in fields(kind):
+        if f.name == name:
+            return f
+    raise KeyError(f"{name!r} is not a field of kind {kind!r}; fields: {[f.name for f in fields(kind)]}")
+
+
+def arrow_schema(kind: str) -> pa.Schema:
+    """The Arrow schema of a kind, units in each field's metadata."""
+    return pa.schema([f.arrow() for f in fields(kind)], metadata={"gridtwin.kind": kind, "gridtwin.schema_version": "1"})
+
+
+@lru_cache(maxsize=None)
+def _polars_schema(kind: str) -> tuple[tuple[str, pl.DataType], ...]:
+    return tuple(pl.from_arrow(arrow_schema(kind).empty_table()).schema.items())
+
+
+def polars_schema(kind: str) -> dict[str, pl.DataType]:
+    """Polars dtypes of a kind, in storage order."""
+    return dict(_polars_schema(kind))
+
+
+def empty_frame(kind: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=polars_schema(kind))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    """A range check on one or more columns, stated as data.
+
+    ``relative_to`` names a :class:`~gridtwin_lib.config.Site` attribute: the
+    limits are then fractions of that nominal value (EN 50160's ±10 % of 230 V).
+    Bounds are inclusive. Null values are not checked (they are counted as missing).
+    """
+
+    name: str
+    severity: Literal["hard", "soft"]
+    kinds: tuple[str, ...]
+    columns: tuple[str, ...]
+    min: float | None
+    max: float | None
+    description: str
+    relative_to: str | None = None
+
+    def bounds(self, site: Site) -> tuple[float | None, float | None]:
+        scale = getattr(site, self.relative_to) if self.relative_to else 1.0
+        lo = None if self.min is None else self.min * scale
+        hi = None if self.max is None else self.max * scale
+        return lo, hi
+
+    def violation(self, column: str, site: Site) -> pl.Expr:
+        lo, hi = self.bounds(site)
+        c = pl.col(column)
+        cond = pl.lit(False)
+        if lo is not None:
+            cond = cond | (c < lo)
+        if hi is not None:
+            cond = cond | (c > hi)
+        return cond.fill_null(False)
+
+
+_3P_V = ("v_a", "v_b", "v_c")
+_3P_I = ("i_a", "i_b", "i_c")
+
+RULES: tuple[LimitRule, ...] = (
+    # hard limits: physically impossible or sensor nonsense -> rejected
+    LimitRule("hard.voltage_range", "hard", ("three_phase",), _3P_V, 0.0, 300.0, "phase voltage must be within 0-300 V"),
+    LimitRule("hard.voltage_range", "hard", ("meter",), ("voltage",), 0.0, 300.0, "meter voltage must be within 0-300 V"),
+    LimitRule("hard.current_non_negative", "hard", ("three_phase",), _3P_I, 0.0, None, "RMS current cannot be negative"),
+    LimitRule("hard.current_non_negative", "hard", ("meter",), ("current",), 0.0, None, "RMS current cannot be negative"),
+    LimitRule("hard.current_non_negative", "hard", ("pv",), ("dc_current",), 0.0, None, "RMS current cannot be negative"),
+    LimitRule("hard.frequency_range", "hard", ("three_phase", "meter"), ("frequency",), 45.0, 65.0, "frequency must be within 45-65 Hz"),
+    LimitRule("hard.power_factor_range", "hard", ("meter",), ("power_factor",), 0.0, 1.0, "power factor must be within 0-1"),
+    LimitRule("hard.energy_non_negative", "hard", ("meter",), ("energy",), 0.0, None, "a cumulative energy counter cannot be negative"),
+    LimitRule("hard.thd_range", "hard", ("three_phase",), ("thd_v",), 0.0, 100.0, "THD must be within 0-100 %"),
+    LimitRule("hard.irradiance_range", "hard", ("pv",), ("irradiance",), 0.0, 1600.0, "irradiance must be within 0-1600 W/m2"),
+    LimitRule("hard.efficiency_range", "hard", ("pv",), ("inverter_efficiency",), 0.0, 1.0, "inverter efficiency must be within 0-1"),
+    LimitRule("hard.percent_range", "hard", ("pv",), ("battery_soc", "humidity"), 0.0, 100.0, "percentages must be within 0-100 %"),
+    LimitRule("hard.temperature_range", "hard", ("pv",), ("module_temperature", "ambient_temperature"), -50.0, 125.0, "temperature must be within -50-125 degC"),
+    LimitRule("hard.dc_voltage_range", "hard", ("pv",), ("dc_voltage",), 0.0, 1500.0, "DC voltage must be within 0-1500 V"),
+    LimitRule("hard.wind_speed_non_negative", "hard", ("pv",), ("wind_speed",), 0.0, None, "wind speed cannot be negative"),
+    # soft limits: physically possible but outside the standard's band -> kept, flagged
+    LimitRule("soft.voltage_en50160", "soft", ("three_phase",), _3P_V, 0.9, 1.1, "EN 50160: supply voltage within nominal ±10 %", "nominal_voltage_v"),
+    LimitRule("soft.voltage_en50160", "soft", ("meter",), ("voltage",), 0.9, 1.1, "EN 50160: supply voltage within nominal ±10 %", "nominal_voltage_v"),
+    LimitRule("soft.frequency_band", "soft", ("three_phase", "meter"), ("frequency",), 0.98, 1.02, "frequency within nominal ±2 % (49-51 Hz at 50 Hz)", "nominal_frequency_hz"),
+    LimitRule("soft.thd_en50160", "soft", ("three_phase",), ("thd_v",), None, 8.0, "EN 50160: voltage THD at most 8 %"),
+    LimitRule("soft.module_hot", "soft", ("pv",), ("module_temperature",), None, 85.0, "module above its 85 degC qualification temperature"),
+)
+
+#: record-level rules: not range checks on a value column, but named rules all the same
+RECORD_RULES = {
+    "hard.timestamp_parseable": "timestamp missing or not parseable",
+    "hard.timestamp_not_future": "timestamp more than 5 minutes in the future",
+    "hard.value_parseable": "a numeric value could not be parsed",
+    "hard.payload_parseable": "a payload line is not a JSON object",
+}
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+#: soft rule name -> bit in ``quality_flags`` (stable: append only)
+SOFT_RULE_BITS: dict[str, int] = {
+    "soft.voltage_en50160": 0,
+    "soft.frequency_band": 1,
+    "soft.thd_en50160": 2,
+    "soft.module_hot": 3,
+}
+
+
+def rules_for(kind: str, severity: str | None = None) -> list[LimitRule]:
+    _check_kind(kind)
+    return [r for r in RULES if kind in r.kinds and (severity is None or r.severity == severity)]
+
+
+def flag_mask(*rule_names: str) -> int:
+    """Bitmask for soft rule names, e.g. ``flag_mask("soft.voltage_en50160")``."""
+    mask = 0
+    for name in rule_names:
+        mask |= 1 << SOFT_RULE_BITS[name]
+    return mask
+
+
+def decode_flags(mask: int) -> list[str]:
+    return [name for name, bit in SOFT_RULE_BITS.items() if mask & (1 << bit)]
+
+
+@dataclass
+class Validation:
+    """Outcome of :func:`validate`: kept rows (with flags) and rejected rows (with reasons)."""
+
+    accepted: pl.DataFrame
+    rejected: pl.DataFrame  # the input columns plus ``rule`` and ``detail``
+    flagged: int = 0
+    missing_values: dict[str, int] = field(default_factory=dict)
+
+
+def validate(df: pl.DataFrame, kind: str, site: Site | None = None, now: datetime | None = None) -> Validation:
+    """Apply the kind's rules to a canonical frame.
+
+    ``df`` must already have canonical column names and types (``ts`` as UTC,
+    nullable when it could not be parsed). Returns accepted rows with
+    ``quality_flags`` set and rejected rows with the first violated rule's name in
+    ``rule`` and every violated rule in ``detail``.
+    """
+    site = site or default_site()
+    now = now or datetime.now(timezone.utc)
+    hard = rules_for(kind, "hard")
+    soft = rules_for(kind, "soft")
+    present = set(df.columns)
+
+    checks: list[tuple[str, pl.Expr]] = [
+        ("hard.timestamp_parseable", pl.col("ts").is_null()),
+        ("hard.timestamp_not_future", (pl.col("ts") > pl.lit(now + FUTURE_TOLERANCE)).fill_null(False)),
+    ]
+    for rule in hard:
+        for col in rule.columns:
+            if col in present:
+                checks.append((rule.name, rule.violation(col, site)))
+    if "_parse_error" in present:
+        checks.append(("hard.value_parseable", pl.col("_parse_error").is_not_null()))
+
+    hit_cols = [f"_hit{k}" for k in range(len(checks))]
+    marked = df.with_columns(
+        [expr.alias(c) for c, (_, expr) in zip(hit_cols, checks)]
+    ).with_columns(pl.any_horizontal(hit_cols).alias("_reject"))
+
+    flags = pl.lit(0, dtype=pl.UInt32)
+    for rule in soft:
+        bit = pl.lit(1 << SOFT_RULE_BITS[rule.name], dtype=pl.UInt32)
+        for col in rule.columns:
+            if col in present:
+                flags = flags | pl.when(rule.violation(col, site)).then(bit).otherwise(pl.lit(0, dtype=pl.UInt32))
+
+    drop = [*hit_cols, "_reject", *(["_parse_error"] if "_parse_error" in present else [])]
+    n_rejected = int(marked["_reject"].sum())
+    kept = marked.filter(~pl.col("_reject")) if n_rejected else marked
+    accepted = kept.with_columns(flags.alias("quality_flags")).drop(drop)
+
+    named = [pl.when(pl.col(c)).then(pl.lit(name)) for c, (name, _) in zip(hit_cols, checks)]
+    detail = pl.concat_str(named, separator=",", ignore_nulls=True)
+    if "_parse_error" in present:
+        detail = (
+            pl.when(pl.col("_parse_error").is_not_null())
+            .then(pl.concat_str([detail, pl.lit(" ["), pl.col("_parse_error"), pl.lit("]")]))
+            .otherwise(detail)
+        )
+    rejected = (
+        (marked.filter(pl.col("_reject")) if n_rejected else marked.clear())
+        .with_columns(pl.coalesce(named).alias("rule"), detail.alias("detail"))
+        .drop(drop)
+    )
+
+    flagged = int(accepted.select((pl.col("quality_flags") > 0).sum()).item()) if accepted.height else 0
+    missing = {
+        f.name: int(accepted[f.name].null_count())
+        for f in value_fields(kind)
+        if f.name in accepted.columns and accepted[f.name].null_count()
+    }
+    return Validation(accepted=accepted, rejected=rejected, flagged=flagged, missing_values=missing)
+
+
+def conform(df: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """Order and type a frame as the kind's schema; absent optional fields become null."""
+    cols = []
+    for f in fields(kind):
+        dtype = polars_schema(kind)[f.name]
+        if f.name in df.columns:
+            cols.append(pl.col(f.name).cast(dtype))
+        else:
+            if f.required and f.name != "quality_flags":
+                raise ValueError(f"record kind {kind!r} needs column {f.name!r}")
+            default = 0 if f.name == "quality_flags" else None
+            cols.append(pl.lit(default, dtype=dtype).alias(f.name))
+    return df.select(cols)

@@ -1,0 +1,717 @@
+"""Three-phase measurement point / LV feeder head twin (record kind ``three_phase``).
+
+Model, per device and per step of length ``dt`` [s] (all vectorised with NumPy):
+
+Load
+    ``N`` single-phase customers are dealt to phases a, b, c (seeded shuffle); each has a
+    mean demand ``mean_customer_kw * lognormal(0, customer_spread)``. A phase's demand is
+    ``sum(customer means) * shape(t) * trend(t) + OU noise`` whose standard deviation is
+    ``load_noise_pct`` % of ``sqrt(sum(customer means**2))`` (independent customers add
+    in quadrature) with time constant ``load_noise_tau_s``. ``shape(t)`` is the product of
+
+    * daily (local hour h): ``0.35 + 0.30 g(h, 7.5, 1.5) + 0.60 g(h, 19, 2.2) + 0.10 g(h, 13, 3)``
+      with ``g(h, c, w) = exp(-((h - c) / w)**2)``, morning peak shifted to 9 h on weekends;
+    * weekly: 1.08 on Saturday and Sunday, else 1;
+    * seasonal (day of year d): ``1 + 0.12 cos(4 pi (d - 15) / 365.25)`` (mid-summer and
+      mid-winter peaks, so it suits either hemisphere).
+
+    PV per phase is ``pv_kw_per_phase * max(0, sin(pi (h - 6) / 12))**1.5`` times the cloud
+    attenuation; clouds arrive with a hazard that peaks in the afternoon.
+
+Power and voltage (per phase, every row)
+    Load PF angle ``phi = arccos(power_factor)`` (lagging, Q > 0); PV at unity PF. Net
+    ``P = P_load - P_pv`` [W], ``Q`` [var]. Voltage through the Thevenin source impedance
+    uses the usual drop approximation ``V = E - (R P + X Q) / E`` (not the exact phasor),
+    floored at 0.1 E. ``S = hypot(P, Q)``, ``I = S / V``. Sags, swells and interruptions
+    force V towards a target for the part of the step they cover; the load then behaves as
+    constant impedance (P, Q scale with ``(V_new / V)**2``).
+
+Measurements
+    ``V`` and ``I`` carry a bounded multiplicative sensor error (uniform ±0.1 %); P and Q
+    are computed from the measured V and I and the true angle, so
+    ``P**2 + Q**2 == (V I)**2`` holds in every row to float precision.
+
+Frequency
+    Swing equation with governor, per unit on the system base::
+
+        2H dw/dt = dPm - dPe - D w          Tg dPm/dt = -w / R - dPm
+
+    driven by the system imbalance ``dPe`` [pu]: OU load noise, generator trips (decaying
+    with AGC time constant), AGC-drift episodes, a deterministic ``load_step_pu`` and the
+    area's PV shortfall times ``renewable_share``. The linear system is discretised exactly
+    (zero-order hold, :func:`scipy.signal.cont2discrete`) at the step ``dt`` and run with
+    :func:`scipy.signal.lfilter`; the discrete poles are ``exp(lambda dt)``, so it is stable at
+    any resolution without sub-steps. A load step up gives a negative RoCoF and nadir.
+
+Events (truth table ``events``)
+    *Drivers* are drawn from hazards that depend on the simulated state: motor starts
+    (hazard ~ load shape and its upward ramp), upstream sags (base rate x loading plus a
+    self-exciting term after each motor start, memory ``motor_memory_s``), locked-rotor
+    overcurrents (after motor starts), faults (x loading), generator trips, AGC drift,
+    clouds (``pv_drop``) and harmonic resonance (x loading). Drivers are logged with their
+    own type (``motor_start``, ``fault``, ``gen_trip``, ``frequency_drift``, ``pv_drop``,
+    ``load_step``); they may be invisible at coarse resolution, where an event shorter than
+    a step only moves the step's value by the fraction of the step it covers.
+    *Disturbances* are logged from the measured values with the definitions of EN 50160 /
+    IEC 61000-4-30, so a logged interval always shows in the measurements:
+    ``sag`` (0.05 <= V < 0.9 pu, shorter than 60 s; ``undervoltage`` if longer), ``swell``
+    (V > 1.1 pu), ``interruption`` (all phases < 0.05 pu), ``overcurrent`` (I > pickup),
+    ``overload`` (V I > phase rating), ``frequency_excursion`` (outside 49.85-50.15 Hz),
+    ``unbalance`` (max deviation from mean phase voltage > 2 %), ``harmonics`` (THD > 8 %).
+    Their ``cause`` is the driver active at the interval's start. ``severity`` is a
+    number in [0, 1] (sag: depth ``1 - retained``; swell: ``(V - 1.1 pu) / 0.4``;
+    overload / overcurrent: excess over the limit, clipped at 100 %; frequency:
+    ``|deviation| / 1 Hz``; unbalance: ``LVUR / 10 %``; harmonics: ``THD / 20 %``; fault and
+    interruption: 1). ``magnitude`` is the physical extreme in the unit named by ``unit``.
+
+Randomness: ``np.random.default_rng(seed + device_index)`` for the customers, and one
+stream per (``seed + device_index``, day block, process) for everything else, so the output
+does not depend on ``RunSpec.chunk_s``: the twin works in blocks of one simulated day and
+slices them into chunks of at most ``chunk_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.signal import cont2discrete, lfilter, ss2tf
+
+from .registry import Param, RunSpec, Scenario, SimChunk, register
+
+V_NOMINAL = 230.0  # [V] phase to neutral
+F_NOMINAL = 50.0  # [Hz]
+SENSOR_ERROR = 1e-3  # bounded relative error of V and I, uniform
+FREQUENCY_ERROR_HZ = 1e-3  # bounded absolute frequency error [Hz]
+THD_ERROR_PCT = 0.05  # bounded absolute THD error [%]
+BLOCK_S = 86_400.0  # internal block: one simulated day
+FREQ_BAND_HZ = (49.85, 50.15)
+PHASES = ("a", "b", "c")
+UNBALANCE_CAUSES = (
+    "single_phase_overload_a", "single_phase_overload_b", "single_phase_overload_c",
+    "open_conductor", "high_resistance_conductor", "unbalanced_pv",
+)
+
+# cause ids painted per step; 0 means "the disturbance's default cause"
+CAUSES = (
+    "", "motor_start", "upstream_fault", "locked_rotor", "phase_to_ground_fault", "protection_trip",
+    "gen_trip", "agc_drift", "load_step", "pv_drop", "harmonic_resonance", *UNBALANCE_CAUSES,
+)
+CAUSE_ID = {name: k for k, name in enumerate(CAUSES)}
+
+# random stream ids (one generator each per device and block)
+_S_LOAD, _S_SYSTEM, _S_SENSOR, _S_CLOUD, _S_MOTOR, _S_SAG, _S_OC, _S_FAULT, _S_TRIP, _S_DRIFT, _S_HARM, _S_SOURCE = range(12)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _p(default, unit, description, lo=None, hi=None, exclusive=False) -> Param:
+    return Param(default, unit, description, min=lo, max=hi, min_exclusive=exclusive)
+
+
+BASE_PARAMS: dict[str, Param] = {
+    "customers": _p(60, "", "single-phase customers on the feeder", 1, 5000),
+    "mean_customer_kw": _p(1.0, "kW", "mean demand of a customer", 0, 50, True),
+    "customer_spread": _p(0.35, "1", "lognormal sigma of customer mean demand", 0, 2),
+    "load_noise_pct": _p(25.0, "%", "fluctuation of one customer's demand (OU sigma)", 0, 200),
+    "load_noise_tau_s": _p(300.0, "s", "correlation time of demand fluctuation", 0, 86_400, True),
+    "load_scale": _p(1.0, "1", "multiplier on every customer's demand", 0, 10, True),
+    "load_trend_pct_per_day": _p(0.0, "%/d", "linear demand growth over the run (heatwave)", -20, 50),
+    "power_factor": _p(0.95, "1", "load power factor (lagging)", 0, 1, True),
+    "source_voltage_v": _p(236.0, "V", "Thevenin source EMF per phase", 180, 280),
+    "source_r_ohm": _p(0.04, "ohm", "source resistance per phase", 0, 5),
+    "source_x_ohm": _p(0.03, "ohm", "source reactance per phase", 0, 5),
+    "phase_rating_kva": _p(100.0, "kVA", "rating per phase (overload limit)", 0, 10_000, True),
+    "overcurrent_pickup_a": _p(650.0, "A", "overcurrent protection pickup", 0, 100_000, True),
+    "utc_offset_h": _p(10.0, "h", "local time offset from UTC for the load shape", -12, 14),
+    "inertia_h_s": _p(4.0, "s", "system inertia constant H", 0, 30, True),
+    "damping_pu": _p(1.0, "pu", "load damping D", 0, 20),
+    "droop_pu": _p(0.05, "pu", "governor droop R", 0, 1, True),
+    "governor_tau_s": _p(3.0, "s", "governor-turbine time constant", 0, 120, True),
+    "agc_tau_s": _p(180.0, "s", "AGC restoring time constant of a generation loss", 1, 7200),
+    "system_noise_pu": _p(0.006, "pu", "sigma of system load noise", 0, 0.2),
+    "pv_kw_per_phase": _p(0.0, "kW", "installed PV per phase", 0, 5000),
+    "renewable_share": _p(0.0, "1", "share of system imbalance that follows local PV shortfall", 0, 1),
+    "clouds_per_h": _p(0.5, "1/h", "cloud arrival hazard at its afternoon peak", 0, 3600),
+    "motor_starts_per_h": _p(0.5, "1/h", "motor start hazard at mean load shape", 0, 3600),
+    "motor_kw": _p(3.0, "kW", "median rated power of a starting motor", 0, 1000),
+    "motor_memory_s": _p(900.0, "s", "decay time of sag / stall hazard after a motor start", 1, 86_400),
+    "sags_per_h": _p(0.01, "1/h", "upstream sag hazard at full loading", 0, 3600),
+    "sag_excitation_per_h": _p(0.2, "1/h", "added sag hazard right after a motor start", 0, 3600),
+    "stall_per_h": _p(0.0, "1/h", "added locked-rotor overcurrent hazard right after a motor start", 0, 3600),
+    "faults_per_h": _p(0.0, "1/h", "fault hazard at full loading", 0, 3600),
+    "gen_trips_per_h": _p(0.02, "1/h", "generator trip hazard", 0, 3600),
+    "gen_trip_pu": _p(0.03, "pu", "median size of a generator trip", 0, 1),
+    "drifts_per_h": _p(0.0, "1/h", "AGC drift episode hazard", 0, 3600),
+    "drift_pu_per_h": _p(0.05, "pu/h", "imbalance ramp rate during an AGC drift", 0, 10),
+    "load_step_pu": _p(0.0, "pu", "deterministic system load step (positive = more load)", -1, 1),
+    "load_step_at_s": _p(0.0, "s", "time of the load step after start", 0, None),
+    "harmonics_per_h": _p(0.0, "1/h", "harmonic resonance hazard at full loading", 0, 3600),
+    "thd_base_pct": _p(2.0, "%", "background voltage THD", 0, 6),
+}
+
+PHASE_UNBALANCE_PARAMS: dict[str, Param] = {
+    "cause": Param("single_phase_overload_a", "", "cause of unbalance", choices=UNBALANCE_CAUSES),
+    "onset_fraction": _p(0.25, "1", "fraction of the run before the cause starts", 0, 1),
+    "unbalance_strength": _p(1.0, "1", "strength of the cause (1 = typical)", 0, 5, True),
+}
+
+
+def _params(**defaults: Any) -> dict[str, Param]:
+    out = {k: (replace(p, default=defaults.pop(k)) if k in defaults else p) for k, p in BASE_PARAMS.items()}
+    assert not defaults, f"unknown grid parameters {sorted(defaults)}"
+    return out
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Effect:
+    """A drawn event's action on steps [s0, s1) (global step indices)."""
+
+    kind: str  # "load" (extra P, Q), "voltage" (target V), "thd" (target THD)
+    phases: tuple[int, ...]
+    s0: int
+    s1: int
+    value: tuple[float, float] | float  # (P [W], Q [var]) for load, V [V] or THD [%]
+    fraction: float  # part of each step covered (coarse steps average a short event)
+    cause: int
+
+
+@dataclass
+class _Runs:
+    """Intervals where a mask holds, stitched across blocks."""
+
+    lowest: bool
+    open: tuple[int, float, int] | None = None  # start step, extreme, cause id
+
+    def feed(self, mask: np.ndarray, values: np.ndarray, causes: np.ndarray, k0: int, final: bool) -> list[tuple[int, int, float, int]]:
+        """Completed runs as (start step, end step, extreme, cause id); open ones carry on."""
+        edges = np.diff(mask.astype(np.int8), prepend=0, append=0)
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        out = []
+        if self.open is not None and not (starts.size and starts[0] == 0):
+            out.append((self.open[0], k0, self.open[1], self.open[2]))
+            self.open = None
+        reduce = np.minimum if self.lowest else np.maximum
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            extreme = float(reduce.reduce(values[s:e]))
+            start, cause = k0 + s, int(causes[s])
+            if s == 0 and self.open is not None:
+                start, cause = self.open[0], self.open[2]
+                extreme = float(reduce(extreme, self.open[1]))
+                self.open = None
+            if e == mask.size and not final:
+                self.open = (start, extreme, cause)
+            else:
+                out.append((start, k0 + e, extreme, cause))
+        return out
+
+
+@dataclass
+class _Device:
+    """Everything one device carries from block to block."""
+
+    index: int
+    device_id: str
+    phase_mean_kw: np.ndarray
+    phase_noise_kw: np.ndarray
+    zi_load: np.ndarray
+    zi_source: np.ndarray
+    zi_system: np.ndarray
+    zi_trip: np.ndarray
+    zi_freq: np.ndarray
+    zi_motor: np.ndarray
+    effects: list[_Effect] = field(default_factory=list)
+    clouds: list[tuple[int, int, float]] = field(default_factory=list)  # s0, s1, depth
+    drifts: list[tuple[int, int, float]] = field(default_factory=list)  # s0, s1, rate pu/step
+    busy_until: dict[str, int] = field(default_factory=dict)
+    runs: dict[tuple[str, str], _Runs] = field(default_factory=dict)
+
+
+def _ou_coeffs(tau_s: float, dt: float) -> tuple[float, float]:
+    """Exact OU discretisation: x[k+1] = a x[k] + b eps, stationary sigma 1."""
+    a = math.exp(-dt / tau_s)
+    return a, math.sqrt(max(0.0, 1 - a * a))
+
+
+def _swing_filter(p: dict[str, Any], dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """(b, a) of the ZOH-discretised swing + governor system, input dPe [pu] -> dw [pu]."""
+    h2, d, r, tg = 2 * p["inertia_h_s"], p["damping_pu"], p["droop_pu"], p["governor_tau_s"]
+    a_c = np.array([[-d / h2, 1 / h2], [-1 / (r * tg), -1 / tg]])
+    b_c = np.array([[-1 / h2], [0.0]])
+    ad, bd, cd, dd, _ = cont2discrete((a_c, b_c, np.array([[1.0, 0.0]]), np.array([[0.0]])), dt, method="zoh")
+    num, den = ss2tf(ad, bd, cd, dd)
+    return num[0], den
+
+
+def _new_device(index: int, seed: int, p: dict[str, Any], order: int) -> _Device:
+    rng = np.random.default_rng(seed + index)
+    n = p["customers"]
+    means = p["mean_customer_kw"] * rng.lognormal(0.0, p["customer_spread"], n)
+    phase = rng.permutation(np.arange(n) % 3)
+    phase_mean = np.array([means[phase == k].sum() for k in range(3)])
+    phase_noise = np.array([math.sqrt((means[phase == k] ** 2).sum()) for k in range(3)]) * p["load_noise_pct"] / 100
+    return _Device(
+        index=index, device_id=f"grid-{index:03d}", phase_mean_kw=phase_mean, phase_noise_kw=phase_noise,
+        zi_load=np.zeros((3, 1)), zi_source=np.zeros(1), zi_system=np.zeros(1), zi_trip=np.zeros(1),
+        zi_freq=np.zeros(order), zi_motor=np.zeros(1),
+    )
+
+
+# --------------------------------------------------------------------------- load shape
+
+
+def load_shape(epoch_s: np.ndarray, utc_offset_h: float) -> np.ndarray:
+    """Dimensionless daily x weekly x seasonal demand shape (mean ~0.7) at UTC epoch seconds [s]."""
+    local_days = (epoch_s + utc_offset_h * 3600.0) / 86_400.0
+    hour = (local_days % 1.0) * 24.0
+    weekend = ((np.floor(local_days).astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+    morning = np.where(weekend, 9.0, 7.5)
+    daily = 0.35 + 0.30 * np.exp(-(((hour - morning) / 1.5) ** 2)) + 0.60 * np.exp(-(((hour - 19.0) / 2.2) ** 2)) + 0.10 * np.exp(-(((hour - 13.0) / 3.0) ** 2))
+    seasonal = 1.0 + 0.12 * np.cos(4 * np.pi * ((local_days % 365.25) - 15.0) / 365.25)
+    return daily * np.where(weekend, 1.08, 1.0) * seasonal
+
+
+def clear_sky_pv(epoch_s: np.ndarray, utc_offset_h: float) -> np.ndarray:
+    """Clear-sky PV output as a fraction of installed power (0 at night)."""
+    hour = ((epoch_s + utc_offset_h * 3600.0) / 3600.0) % 24.0
+    return np.clip(np.sin(np.pi * (hour - 6.0) / 12.0), 0.0, None) ** 1.5
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _draw(rng: np.random.Generator, hazard_per_s: np.ndarray, dt: float) -> np.ndarray:
+    """Step indices where an event starts, given a hazard [1/s] per step."""
+    return np.flatnonzero(rng.random(hazard_per_s.size) < -np.expm1(-hazard_per_s * dt))
+
+
+def _steps(duration_s: np.ndarray | float, dt: float) -> np.ndarray:
+    """Whole steps an event of ``duration_s`` [s] occupies (at least one)."""
+    return np.maximum(1, np.round(np.asarray(duration_s) / dt)).astype(np.int64)
+
+
+class _GridRun:
+    """One run of the grid twin: per-device state, block generation, detection."""
+
+    def __init__(self, run: RunSpec, p: dict[str, Any], unbalance_cause: str | None):
+        self.run, self.p, self.dt = run, p, run.resolution_s
+        self.unbalance_cause = unbalance_cause
+        self.onset_step = int(round(p.get("onset_fraction", 0.0) * run.n_steps)) if unbalance_cause else None
+        self.block_steps = max(1, int(BLOCK_S // self.dt))
+        self.b_freq, self.a_freq = _swing_filter(p, self.dt)
+        self.start_epoch = run.start.timestamp()
+        self.start_us = int(round(self.start_epoch * 1e6))
+        self.dt_us = int(round(self.dt * 1e6))
+        self.devices = [_new_device(d, run.seed, p, self.a_freq.size - 1) for d in range(run.devices)]
+
+    def chunks(self) -> Iterator[SimChunk]:
+        n_steps = self.run.n_steps
+        steps_per_chunk = max(1, int(self.run.chunk_s // self.dt))
+        for block, k0 in enumerate(range(0, n_steps, self.block_steps)):
+            k1 = min(n_steps, k0 + self.block_steps)
+            parts = [self._block(dev, block, k0, k1, final=k1 == n_steps) for dev in self.devices]
+            meas = pl.concat([m for m, _, _ in parts])
+            events = pl.concat([e for _, e, _ in parts]).sort("ts", "device_id", "type", maintain_order=True)
+            state = pl.concat([s for _, _, s in parts])
+            if len(parts) > 1:
+                meas, state = meas.sort("ts", "device_id", maintain_order=True), state.sort("ts", "device_id", maintain_order=True)
+            for c0 in range(k0, k1, steps_per_chunk):
+                c1 = min(k1, c0 + steps_per_chunk)
+                lo, hi = self._ts(c0), self._ts(c1)
+                # events are logged when they end: one that began in an earlier block goes in the block's first chunk
+                yield SimChunk(
+                    measurements={"three_phase": _between(meas, lo, hi)},
+                    truth={"events": _between(events, lo if c0 > k0 else None, hi if c1 < k1 else None), "grid_state": _between(state, lo, hi)},
+                )
+
+    def _ts(self, step: int):
+        return self.run.start + timedelta(microseconds=step * self.dt_us)
+
+    def _rng(self, dev: _Device, block: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.run.seed + dev.index, block, stream])
+
+    def _block(self, dev: _Device, block: int, k0: int, k1: int, final: bool):
+        p, dt, n = self.p, self.dt, k1 - k0
+        steps = np.arange(k0, k1)
+        epoch = self.start_epoch + steps * dt
+        shape = load_shape(epoch, p["utc_offset_h"])
+        events: list[dict[str, Any]] = []
+
+        def log(kind, s0, s1, cause, severity, phase, magnitude, unit):
+            events.append(dict(step=s0, end_step=s1, type=kind, cause=cause, severity=float(min(1.0, max(0.0, severity))),
+                               phase=phase, magnitude=float(magnitude), unit=unit))
+
+        # --- demand per phase [W]
+        a, b = _ou_coeffs(p["load_noise_tau_s"], dt)
+        eps = self._rng(dev, block, _S_LOAD).standard_normal((3, n))
+        noise, dev.zi_load = lfilter([b], [1.0, -a], eps, axis=1, zi=dev.zi_load)
+        trend = p["load_scale"] * (1.0 + p["load_trend_pct_per_day"] / 100.0 * steps * dt / 86_400.0)
+        demand_kw = dev.phase_mean_kw[:, None] * shape * trend + dev.phase_noise_kw[:, None] * noise
+        cause_unb = self._unbalance_mask(steps)
+        if self.unbalance_cause and self.unbalance_cause.startswith("single_phase_overload"):
+            ph = PHASES.index(self.unbalance_cause[-1])
+            demand_kw[ph] *= 1.0 + 1.5 * p["unbalance_strength"] * cause_unb
+        demand_kw = np.maximum(demand_kw, 0.05 * dev.phase_mean_kw[:, None] * shape)
+        tan_phi = math.tan(math.acos(p["power_factor"]))
+        p_w = demand_kw * 1e3
+        q_var = p_w * tan_phi
+        loading = np.clip(demand_kw.sum(axis=0) / (3 * p["phase_rating_kva"]), 0.0, None)
+
+        # --- PV with clouds [W]
+        pv_clear = clear_sky_pv(epoch, p["utc_offset_h"])
+        hour = ((epoch + p["utc_offset_h"] * 3600.0) / 3600.0) % 24.0
+        cloud_hazard = p["clouds_per_h"] / 3600.0 * (0.3 + 0.7 * np.exp(-(((hour - 15.0) / 3.0) ** 2)))
+        rng = self._rng(dev, block, _S_CLOUD)
+        for s in _draw(rng, cloud_hazard, dt):
+            depth = rng.uniform(0.5, 0.85)
+            s1 = k0 + s + int(_steps(rng.exponential(900.0), dt))
+            if pv_clear[s] > 0.1 and p["pv_kw_per_phase"] > 0 and k0 + s >= dev.busy_until.get("cloud", 0):
+                log("pv_drop", k0 + s, s1, "cloud", depth, "abc", depth * pv_clear[s] * 3 * p["pv_kw_per_phase"], "kW")
+            dev.clouds.append((k0 + s, s1, depth))
+            dev.busy_until["cloud"] = max(dev.busy_until.get("cloud", 0), s1)
+        attenuation = np.ones(n)
+        for s0, s1, depth in dev.clouds:
+            lo, hi = max(s0, k0) - k0, min(s1, k1) - k0
+            if hi > lo:
+                attenuation[lo:hi] = np.minimum(attenuation[lo:hi], 1.0 - depth)
+        dev.clouds = [c for c in dev.clouds if c[1] > k1]
+        pv_w = np.repeat((p["pv_kw_per_phase"] * 1e3 * pv_clear * attenuation)[None, :], 3, axis=0)
+        if self.unbalance_cause == "unbalanced_pv":  # new single-phase installations, all on phase a
+            pv_w[0] += 30e3 * p["unbalance_strength"] * pv_clear * attenuation * cause_unb
+        p_w -= pv_w
+
+        # --- drawn drivers
+        ramp = np.clip(np.gradient(shape, dt) * 3600.0, 0.0, None) if n > 1 else np.zeros(n)
+        motor_hazard = p["motor_starts_per_h"] / 3600.0 * shape / 0.7 * (1.0 + 5.0 * ramp)
+        rng = self._rng(dev, block, _S_MOTOR)
+        starts = _draw(rng, motor_hazard, dt)
+        impulses = np.zeros(n)
+        for s in starts:
+            kw = p["motor_kw"] * rng.lognormal(0.0, 0.4)
+            three = rng.random() < 0.3
+            phases = (0, 1, 2) if three else (int(rng.integers(3)),)
+            inrush_s, run_s = rng.uniform(2.0, 8.0), rng.exponential(900.0)
+            s_inrush = 6.0 * kw * 1e3 / 0.8 / len(phases)
+            g0 = k0 + int(s)
+            dev.effects.append(_Effect("load", phases, g0, g0 + int(_steps(inrush_s, dt)), (0.35 * s_inrush, 0.937 * s_inrush), min(1.0, inrush_s / dt), CAUSE_ID["motor_start"]))
+            run_kw = kw * 1e3 / len(phases)
+            dev.effects.append(_Effect("load", phases, g0, g0 + int(_steps(run_s, dt)), (run_kw, run_kw * 0.62), 1.0, 0))
+            log("motor_start", g0, g0 + int(_steps(inrush_s, dt)), "load_ramp" if ramp[s] > 0.05 else "demand", kw / p["phase_rating_kva"], "abc" if three else PHASES[phases[0]], kw, "kW")
+            impulses[s] += 1.0
+        decay = math.exp(-dt / p["motor_memory_s"])
+        excitation, dev.zi_motor = lfilter([1.0], [1.0, -decay], impulses, zi=dev.zi_motor)
+
+        self._draw_sags(dev, block, k0, n, loading, excitation, log)
+        self._draw_overcurrents(dev, block, k0, n, loading, excitation)
+        self._draw_faults(dev, block, k0, n, loading, log)
+        self._draw_harmonics(dev, block, k0, n, loading)
+
+        # --- apply load effects, then the voltage
+        cause_v = np.zeros((3, n), np.int16)
+        cause_i = np.zeros((3, n), np.int16)
+        v_targets = []
+        thd_target = np.full(n, np.nan)
+        cause_thd = np.zeros(n, np.int16)
+        for eff in dev.effects:
+            lo, hi = max(eff.s0, k0) - k0, min(eff.s1, k1) - k0
+            if hi <= lo:
+                continue
+            if eff.kind == "load":
+                for ph in eff.phases:
+                    p_w[ph, lo:hi] += eff.value[0] * eff.fraction
+                    q_var[ph, lo:hi] += eff.value[1] * eff.fraction
+                    if eff.cause:
+                        cause_v[ph, lo:hi] = eff.cause
+                        cause_i[ph, lo:hi] = eff.cause
+            elif eff.kind == "voltage":
+                v_targets.append((eff, lo, hi))
+            else:
+                thd_target[lo:hi] = eff.value
+                cause_thd[lo:hi] = eff.cause
+        dev.effects = [e for e in dev.effects if e.s1 > k1]
+
+        a, b = _ou_coeffs(3600.0, dt)
+        eps = self._rng(dev, block, _S_SOURCE).standard_normal(n)
+        slow, dev.zi_source = lfilter([b], [1.0, -a], eps, zi=dev.zi_source)
+        emf = p["source_voltage_v"] * (1.0 + 0.005 * slow)
+        r = np.full((3, n), p["source_r_ohm"])
+        if self.unbalance_cause == "high_resistance_conductor":
+            r[1] *= 1.0 + 3.0 * p["unbalance_strength"] * cause_unb * np.clip((steps - (self.onset_step or 0)) / max(1, self.run.n_steps - (self.onset_step or 0)), 0.05, 1.0)
+        v = np.maximum(emf - (r * p_w + p["source_x_ohm"] * q_var) / emf, 0.1 * emf)
+        if self.unbalance_cause == "open_conductor":
+            v_open = V_NOMINAL * 0.45 * (1.0 - 0.1 * min(1.0, p["unbalance_strength"]))
+            v_targets.append((_Effect("voltage", (2,), 0, 0, v_open, 1.0, CAUSE_ID["open_conductor"]), 0, n, cause_unb))
+        for item in v_targets:
+            eff, lo, hi = item[:3]
+            weight = eff.fraction * (item[3][lo:hi] if len(item) > 3 else 1.0)
+            for ph in eff.phases:
+                v_new = v[ph, lo:hi] * (1.0 - weight) + eff.value * weight
+                v_old = v[ph, lo:hi]
+                scale = np.divide(v_new, v_old, out=np.zeros_like(v_new), where=v_old > 0) ** 2
+                p_w[ph, lo:hi] *= scale
+                q_var[ph, lo:hi] *= scale
+                v[ph, lo:hi] = v_new
+                touched = np.asarray(weight) > 0 if np.ndim(weight) else np.ones(hi - lo, bool)
+                cause_v[ph, lo:hi][touched] = eff.cause
+        if self.unbalance_cause and self.unbalance_cause != "open_conductor":
+            mark = cause_unb > 0
+            cause_v[:, mark] = np.where(cause_v[:, mark] == 0, CAUSE_ID[self.unbalance_cause], cause_v[:, mark])
+        dead = v <= 1e-9
+        s_va = np.hypot(p_w, q_var)
+        i = np.where(dead, 0.0, s_va / np.where(dead, 1.0, v))
+        phi = np.arctan2(q_var, p_w)
+
+        # --- frequency [Hz]
+        rng = self._rng(dev, block, _S_SYSTEM)
+        a, b = _ou_coeffs(60.0, dt)
+        system, dev.zi_system = lfilter([b * p["system_noise_pu"]], [1.0, -a], rng.standard_normal(n), zi=dev.zi_system)
+        cause_f = np.zeros(n, np.int16)
+        trip_impulse = np.zeros(n)
+        rng = self._rng(dev, block, _S_TRIP)
+        for s in _draw(rng, np.full(n, p["gen_trips_per_h"] / 3600.0), dt):
+            size = p["gen_trip_pu"] * rng.lognormal(0.0, 0.5)
+            trip_impulse[s] += size
+            end = k0 + s + int(_steps(3 * p["agc_tau_s"], dt))
+            log("gen_trip", k0 + s, end, "generator_trip", size / 0.1, None, size, "pu")
+            cause_f[s:end - k0] = CAUSE_ID["gen_trip"]
+        agc = math.exp(-dt / p["agc_tau_s"])
+        trips, dev.zi_trip = lfilter([1.0], [1.0, -agc], trip_impulse, zi=dev.zi_trip)
+        rng = self._rng(dev, block, _S_DRIFT)
+        for s in _draw(rng, np.full(n, p["drifts_per_h"] / 3600.0), dt):
+            length = int(_steps(rng.uniform(600.0, 3600.0), dt))
+            sign = 1.0 if rng.random() < 0.5 else -1.0
+            dev.drifts.append((k0 + int(s), k0 + int(s) + length, sign * p["drift_pu_per_h"] * dt / 3600.0))
+            log("frequency_drift", k0 + int(s), k0 + int(s) + length, "agc_drift", p["drift_pu_per_h"] * length * dt / 3600.0 / 0.1, None, p["drift_pu_per_h"] * length * dt / 7200.0, "pu")
+        drift = np.zeros(n)
+        for s0, s1, rate in dev.drifts:
+            lo, hi = max(s0, k0), min(s1, k1)
+            if hi > lo:
+                half = (s1 - s0) / 2.0
+                drift[lo - k0:hi - k0] += rate * (half - np.abs(np.arange(lo, hi) - s0 - half))
+                cause_f[lo - k0:hi - k0] = CAUSE_ID["agc_drift"]
+        dev.drifts = [d for d in dev.drifts if d[1] > k1]
+        step_at = int(round(p["load_step_at_s"] / dt))
+        imbalance = system + trips + drift
+        if p["load_step_pu"] != 0.0:
+            imbalance = imbalance + p["load_step_pu"] * (steps >= step_at)
+            if k0 <= step_at < k1:
+                log("load_step", step_at, step_at + 1, "load_step", abs(p["load_step_pu"]) / 0.1, None, p["load_step_pu"], "pu")
+            cause_f[(steps >= step_at) & (steps < step_at + int(_steps(3 * p["agc_tau_s"], dt)))] = CAUSE_ID["load_step"]
+        if p["renewable_share"] > 0:
+            shortfall = pv_clear * (1.0 - attenuation)
+            imbalance = imbalance + p["renewable_share"] * shortfall
+            cause_f[(shortfall > 0.05) & (cause_f == 0)] = CAUSE_ID["pv_drop"]
+        dw, dev.zi_freq = lfilter(self.b_freq, self.a_freq, imbalance, zi=dev.zi_freq)
+        f_true = F_NOMINAL * (1.0 + dw)
+
+        # --- THD [%]
+        thd = p["thd_base_pct"] * (0.6 + 0.4 * np.clip(shape / 1.1, 0.0, 1.5)) + 1.0 * pv_clear * (p["pv_kw_per_phase"] > 0)
+        thd = np.where(np.isnan(thd_target), np.minimum(thd, 7.5), thd_target)
+
+        # --- measurements
+        rng = self._rng(dev, block, _S_SENSOR)
+        err = rng.uniform(-1.0, 1.0, (8, n))
+        v_m = v * (1.0 + SENSOR_ERROR * err[0:3])
+        i_m = i * (1.0 + SENSOR_ERROR * err[3:6])
+        p_m, q_m = v_m * i_m * np.cos(phi), v_m * i_m * np.sin(phi)
+        out_all = (v_m < 0.05 * V_NOMINAL).all(axis=0)
+        f_m = np.where(out_all, np.nan, f_true + FREQUENCY_ERROR_HZ * err[6])
+        thd_m = np.where(out_all, np.nan, np.maximum(0.0, thd + THD_ERROR_PCT * err[7]))
+        ts = pl.Series("ts", self.start_us + steps * self.dt_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        meas = pl.DataFrame({
+            "ts": ts, "device_id": pl.repeat(dev.device_id, n, eager=True),
+            "v_a": v_m[0], "v_b": v_m[1], "v_c": v_m[2], "i_a": i_m[0], "i_b": i_m[1], "i_c": i_m[2],
+            "frequency": f_m, "p_a": p_m[0], "p_b": p_m[1], "p_c": p_m[2], "q_a": q_m[0], "q_b": q_m[1], "q_c": q_m[2],
+            "thd_v": thd_m,
+        }).with_columns(pl.col("frequency", "thd_v").fill_nan(None))
+
+        # --- disturbances from the measured values
+        self._detect(dev, k0, final, v_m, i_m, f_m, thd_m, out_all, cause_v, cause_i, cause_f, cause_thd, cause_unb, log)
+
+        # --- hidden state, one row per minute (or per step when coarser)
+        every = max(1, int(round(60.0 / dt)))
+        pick = np.flatnonzero(steps % every == 0)
+        state = pl.DataFrame({
+            "ts": ts.gather(pick), "device_id": pl.repeat(dev.device_id, pick.size, eager=True),
+            "source_emf_v": emf[pick], "load_kw": demand_kw.sum(axis=0)[pick], "pv_kw": pv_w.sum(axis=0)[pick] / 1e3,
+            "loading_pu": np.hypot(p_w, q_var).max(axis=0)[pick] / (p["phase_rating_kva"] * 1e3),
+            "system_imbalance_pu": imbalance[pick], "frequency_true_hz": f_true[pick],
+            "v_true_a": v[0, pick], "v_true_b": v[1, pick], "v_true_c": v[2, pick],
+            "unbalance_cause": np.where(cause_unb[pick] > 0, self.unbalance_cause or "balanced", "balanced"),
+        })
+        return meas, self._events_frame(dev, events), state
+
+    def _unbalance_mask(self, steps: np.ndarray) -> np.ndarray:
+        """1.0 where the scenario's unbalance cause is active, else 0.0."""
+        if not self.unbalance_cause:
+            return np.zeros(steps.size)
+        return (steps >= self.onset_step).astype(float)
+
+    def _draw_sags(self, dev, block, k0, n, loading, excitation, log) -> None:
+        p, dt = self.p, self.dt
+        hazard = p["sags_per_h"] / 3600.0 * np.clip(loading, 0.1, None) + p["sag_excitation_per_h"] / 3600.0 * excitation
+        rng = self._rng(dev, block, _S_SAG)
+        for s in _draw(rng, hazard, dt):
+            duration_s = rng.lognormal(math.log(3.0), 0.8)
+            retained = rng.uniform(0.4, 0.88)
+            phases = (0, 1, 2) if rng.random() < 0.3 else (int(rng.integers(3)),)
+            g0 = k0 + int(s)
+            if g0 < dev.busy_until.get("sag", 0):
+                continue
+            cause = "motor_start" if excitation[s] > 0.05 else "upstream_fault"
+            g1 = g0 + int(_steps(duration_s, dt))
+            dev.busy_until["sag"] = g1
+            dev.effects.append(_Effect("voltage", phases, g0, g1, retained * V_NOMINAL, min(1.0, duration_s / dt), CAUSE_ID[cause]))
+
+    def _draw_overcurrents(self, dev, block, k0, n, loading, excitation) -> None:
+        p, dt = self.p, self.dt
+        hazard = p["stall_per_h"] / 3600.0 * (excitation + 0.05 * loading)
+        rng = self._rng(dev, block, _S_OC)
+        for s in _draw(rng, hazard, dt):
+            duration_s = rng.uniform(2.0, 10.0)
+            extra_a = p["overcurrent_pickup_a"] * rng.uniform(1.3, 2.5)
+            ph = int(rng.integers(3))
+            g0 = k0 + int(s)
+            if g0 < dev.busy_until.get("oc", 0):
+                continue
+            g1 = g0 + int(_steps(duration_s, dt))
+            dev.busy_until["oc"] = g1
+            s_va = V_NOMINAL * extra_a
+            dev.effects.append(_Effect("load", (ph,), g0, g1, (0.3 * s_va, 0.954 * s_va), min(1.0, duration_s / dt), CAUSE_ID["locked_rotor"]))
+
+    def _draw_faults(self, dev, block, k0, n, loading, log) -> None:
+        p, dt = self.p, self.dt
+        hazard = np.full(n, p["faults_per_h"] / 3600.0) * (0.5 + loading)
+        rng = self._rng(dev, block, _S_FAULT)
+        for s in _draw(rng, hazard, dt):
+            ph = int(rng.integers(3))
+            fault_s = rng.uniform(0.5, 3.0)  # time-graded clearing
+            retained = rng.uniform(0.05, 0.5)
+            swell = rng.uniform(1.12, 1.25)
+            outage_s = rng.uniform(1800.0, 7200.0) if rng.random() < 0.2 else rng.lognormal(math.log(30.0), 0.5)
+            g0 = k0 + int(s)
+            if g0 < dev.busy_until.get("fault", 0):
+                continue
+            g1 = g0 + 1
+            g2 = g1 + int(_steps(outage_s, dt))
+            dev.busy_until["fault"] = g2
+            frac = min(1.0, fault_s / dt)
+            others = tuple(k for k in range(3) if k != ph)
+            dev.effects.append(_Effect("voltage", (ph,), g0, g1, retained * V_NOMINAL, frac, CAUSE_ID["phase_to_ground_fault"]))
+            dev.effects.append(_Effect("voltage", others, g0, g1, swell * V_NOMINAL, frac, CAUSE_ID["phase_to_ground_fault"]))
+            dev.effects.append(_Effect("voltage", (0, 1, 2), g1, g2, 0.0, min(1.0, outage_s / dt), CAUSE_ID["protection_trip"]))
+            log("fault", g0, g2, "phase_to_ground", 1.0, PHASES[ph], retained, "pu")
+
+    def _draw_harmonics(self, dev, block, k0, n, loading) -> None:
+        p, dt = self.p, self.dt
+        rng = self._rng(dev, block, _S_HARM)
+        for s in _draw(rng, p["harmonics_per_h"] / 3600.0 * np.clip(loading, 0.05, None), dt):
+            duration_s = rng.uniform(60.0, 1800.0)
+            level = rng.uniform(8.5, 15.0)
+            g0 = k0 + int(s)
+            if g0 < dev.busy_until.get("thd", 0):
+                continue
+            g1 = g0 + int(_steps(duration_s, dt))
+            dev.busy_until["thd"] = g1
+            dev.effects.append(_Effect("thd", (0, 1, 2), g0, g1, level, 1.0, CAUSE_ID["harmonic_resonance"]))
+
+    def _detect(self, dev, k0, final, v_m, i_m, f_m, thd_m, out_all, cause_v, cause_i, cause_f, cause_thd, cause_unb, log) -> None:
+        """Log disturbances where the measured values cross the EN 50160 / IEC limits."""
+        p, dt = self.p, self.dt
+        rating = p["phase_rating_kva"] * 1e3
+        s_m = v_m * i_m
+        default_unb = np.where(cause_unb > 0, CAUSE_ID.get(self.unbalance_cause or "", 0), cause_v.max(axis=0)).astype(np.int16)
+
+        def feed(key, lowest, mask, values, causes):
+            runs = dev.runs.setdefault(key, _Runs(lowest))
+            return runs.feed(mask, values, causes, k0, final)
+
+        for k, ph in enumerate(PHASES):
+            vpu = v_m[k] / V_NOMINAL
+            for s0, s1, low, c in feed(("sag", ph), True, (vpu >= 0.05) & (vpu < 0.9), vpu, cause_v[k]):
+                kind = "sag" if (s1 - s0) * dt < 60.0 else "undervoltage"
+                log(kind, s0, s1, CAUSES[c] or "high_load", 1.0 - low, ph, low, "pu")
+            for s0, s1, high, c in feed(("swell", ph), False, vpu > 1.1, vpu, cause_v[k]):
+                log("swell", s0, s1, CAUSES[c] or "voltage_rise", (high - 1.1) / 0.4, ph, high, "pu")
+            for s0, s1, high, c in feed(("overcurrent", ph), False, i_m[k] > p["overcurrent_pickup_a"], i_m[k], cause_i[k]):
+                log("overcurrent", s0, s1, CAUSES[c] or "high_load", high / p["overcurrent_pickup_a"] - 1.0, ph, high, "A")
+            for s0, s1, high, c in feed(("overload", ph), False, s_m[k] > rating, s_m[k] / rating, cause_i[k]):
+                log("overload", s0, s1, CAUSES[c] or "load_trend", high - 1.0, ph, high, "pu")
+        for s0, s1, _, c in feed(("interruption", "abc"), True, out_all, v_m.max(axis=0), cause_v.max(axis=0)):
+            log("interruption", s0, s1, CAUSES[c] or "unknown", 1.0, "abc", 0.0, "pu")
+        deviation = np.nan_to_num(f_m - F_NOMINAL, nan=0.0)
+        outside = (f_m < FREQ_BAND_HZ[0]) | (f_m > FREQ_BAND_HZ[1])
+        for s0, s1, extreme, c in feed(("frequency", ""), False, outside, np.abs(deviation), cause_f):
+            log("frequency_excursion", s0, s1, CAUSES[c] or "load_noise", extreme, None, extreme, "Hz")
+        mean_v = v_m.mean(axis=0)
+        lvur = np.where(out_all, 0.0, np.abs(v_m - mean_v).max(axis=0) / np.maximum(mean_v, 1e-9) * 100.0)
+        for s0, s1, high, c in feed(("unbalance", "abc"), False, lvur > 2.0, lvur, default_unb):
+            log("unbalance", s0, s1, CAUSES[c] or "load", high / 10.0, "abc", high, "%")
+        for s0, s1, high, c in feed(("harmonics", "abc"), False, np.nan_to_num(thd_m) > 8.0, np.nan_to_num(thd_m), cause_thd):
+            log("harmonics", s0, s1, CAUSES[c] or "nonlinear_load", high / 20.0, "abc", high, "%")
+
+    def _events_frame(self, dev: _Device, events: list[dict[str, Any]]) -> pl.DataFrame:
+        schema = {"ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "device_id": pl.String, "type": pl.String,
+                  "cause": pl.String, "severity": pl.Float64, "phase": pl.String, "magnitude": pl.Float64, "unit": pl.String}
+        if not events:
+            return pl.DataFrame(schema=schema)
+        frame = pl.DataFrame(events)
+        to_ts = lambda col: (pl.lit(self.start_us) + pl.col(col) * self.dt_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return frame.select(
+            to_ts("step").alias("ts"), to_ts("end_step").alias("end"), pl.lit(dev.device_id).alias("device_id"),
+            "type", "cause", "severity", pl.col("phase").cast(pl.String), "magnitude", "unit",
+        ).sort("ts", "type", maintain_order=True)
+
+
+def _between(df: pl.DataFrame, lo, hi) -> pl.DataFrame:
+    """Rows with lo <= ts < hi (None: no bound)."""
+    mask = pl.lit(True)
+    if lo is not None:
+        mask = mask & (pl.col("ts") >= lo)
+    if hi is not None:
+        mask = mask & (pl.col("ts") < hi)
+    return df.filter(mask)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def _runner(unbalance: bool = False):
+    def run(spec: RunSpec, params: dict[str, Any]) -> Iterator[SimChunk]:
+        """Generate the scenario chunk by chunk."""
+        yield from _GridRun(spec, params, params["cause"] if unbalance else None).chunks()
+    return run
+
+
+_SCENARIOS = {
+    "normal": ("balanced residential feeder, background events only", {}),
+    "peak_load": ("heatwave: demand grows day by day until phases overload", dict(load_scale=1.6, load_trend_pct_per_day=8.0, customers=120, motor_starts_per_h=2.0)),
+    "voltage_sag": ("frequent motor starts that precede upstream sags", dict(motor_starts_per_h=4.0, sags_per_h=0.2, sag_excitation_per_h=6.0, motor_kw=15.0)),
+    "overcurrent": ("motor starts that stall (locked rotor) and trip the overcurrent pickup", dict(motor_starts_per_h=3.0, stall_per_h=4.0, motor_kw=15.0)),
+    "frequency_drift": ("AGC drift episodes and generator trips move the system frequency", dict(drifts_per_h=0.3, gen_trips_per_h=0.3, gen_trip_pu=0.05, system_noise_pu=0.008)),
+    "renewable_intermittency": ("high PV with clouds; area PV shortfall drives frequency", dict(pv_kw_per_phase=40.0, clouds_per_h=3.0, renewable_share=0.05)),
+    "fault": ("phase-to-ground faults: sag on the faulted phase, swell on the others, then a trip", dict(faults_per_h=0.2)),
+    "harmonic_distortion": ("harmonic resonance episodes above the EN 50160 THD limit", dict(harmonics_per_h=0.5, thd_base_pct=3.0)),
+    "mixed": ("motor starts, sags, stalls, faults, trips, clouds and harmonics on one timeline", dict(
+        motor_starts_per_h=2.0, sags_per_h=0.05, sag_excitation_per_h=3.0, stall_per_h=1.0, faults_per_h=0.03,
+        gen_trips_per_h=0.1, pv_kw_per_phase=15.0, clouds_per_h=1.0, renewable_share=0.05, harmonics_per_h=0.1, drifts_per_h=0.05,
+    )),
+}
+
+for _name, (_description, _defaults) in _SCENARIOS.items():
+    register(Scenario(_name, "grid", _description, _params(**_defaults), _runner()))
+
+register(Scenario(
+    "phase_unbalance", "grid",
+    "one unbalance cause (parameter cause) starts after onset_fraction of the run; label in grid_state.unbalance_cause",
+    {**_params(customers=90, source_r_ohm=0.08), **PHASE_UNBALANCE_PARAMS}, _runner(unbalance=True),
+))

@@ -1,0 +1,93 @@
+"""The Parquet store: idempotent writes, no partial files, pruning, SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from gridtwin_lib.store import Store
+
+DAY0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+
+def _meter_rows(days: int = 3, per_day: int = 4, devices=("m1", "m2")) -> pl.DataFrame:
+    """``per_day`` readings per device on each of ``days`` days from 2024-06-01 (V, W)."""
+    rows = [
+        {"ts": DAY0 + timedelta(days=d, hours=h), "source": "test", "device_id": dev, "voltage": 230.0 + h, "power": 100.0 * d}
+        for d in range(days) for h in range(per_day) for dev in devices
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_write_scan_round_trip_and_idempotence(store):
+    df = _meter_rows()
+    first = store.write("meter", df)
+    assert (first.written, first.duplicates, len(first.files)) == (24, 0, 3)  # one file per date
+    again = store.write("meter", pl.concat([df, df.head(2)]))
+    assert (again.written, again.duplicates, again.files) == (0, 26, [])
+    got = store.scan("meter").collect()
+    assert got.height == 24 and got["quality_flags"].to_list() == [0] * 24
+    assert got.select("ts", "device_id", "voltage").sort("device_id", "ts").equals(df.select("ts", "device_id", "voltage").sort("device_id", "ts"))
+    assert pq.read_schema(first.files[0]).field("voltage").metadata[b"unit"] == b"V"
+
+
+def test_scan_prunes_dates_and_filters_devices(store):
+    store.write("meter", _meter_rows())
+    day0_file = next((store.root / "measurements" / "kind=meter" / "source=test" / "date=2024-06-01").glob("*.parquet"))
+    day0_file.write_bytes(b"not parquet")  # opening this partition would fail
+    start, end = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2, hours=2)
+    got = store.scan("meter", device_id="m2", start=start, end=end).collect()
+    assert got["device_id"].unique().to_list() == ["m2"]
+    assert got["ts"].min() == start and got["ts"].max() == DAY0 + timedelta(days=2, hours=1)
+    assert got.height == 6
+    with pytest.raises(Exception):
+        store.scan("meter").collect()
+
+
+def test_crash_mid_write_leaves_no_partial_file(store, monkeypatch):
+    real = pq.write_table
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", flaky)
+    with pytest.raises(OSError, match="simulated"):
+        store.write("meter", _meter_rows(days=3))
+    assert len(calls) == 3
+    assert list((store.root / "measurements").rglob("*.parquet")) == []
+    monkeypatch.setattr(pq, "write_table", real)
+
+    orphan = store.root / "_staging" / "deadbeef" / "part-x.parquet"  # as a killed writer would leave it
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"partial")
+    assert store.write("meter", _meter_rows(days=3)).written == 24
+    assert [p for p in (store.root / "_staging").rglob("*") if p.is_file()] == []
+    assert store.scan("meter").collect().height == 24
+
+
+def test_sql_summary_and_rejects(store):
+    store.write("meter", _meter_rows(days=2))
+    assert store.sql("SELECT count(*) FROM meter").item() == 16
+    assert store.sql("SELECT count(*) FROM three_phase").item() == 0
+    summary = store.summary()
+    assert summary.select("kind", "source", "rows", "devices").rows() == [("meter", "test", 16, 2)]
+    store.write_rejects("meter", pl.DataFrame({
+        "source": ["test"], "device_id": ["m1"], "ts": [DAY0], "location": ["f.csv:7"],
+        "rule": ["hard.voltage_range"], "detail": ["hard.voltage_range"], "raw": ["2024-06-01,400"],
+    }))
+    rej = store.scan_rejects("meter").collect()
+    assert rej.select("kind", "rule", "location", "raw").rows() == [("meter", "hard.voltage_range", "f.csv:7", "2024-06-01,400")]
+    assert store.sql("SELECT rule FROM rejects").item() == "hard.voltage_range"
+
+
+def test_truth_is_kept_apart(store):
+    store.write_truth("events", pl.DataFrame({"ts": [DAY0], "source": ["sim:sag"], "event": ["sag"]}))
+    assert store.kinds() == [] and store.truth_tables() == ["events"]
+    assert store.scan_truth("events").collect()["event"].to_list() == ["sag"]
