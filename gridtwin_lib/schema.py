@@ -226,6 +226,7 @@ SOFT_RULE_BITS: dict[str, int] = {
     "soft.frequency_band": 1,
     "soft.thd_en50160": 2,
     "soft.module_hot": 3,
+    "soft.suspected_imputed": 4,  # set by a reader, not a range rule (see gridtwin_lib.ingest.uci)
 }
 
 
@@ -293,7 +294,9 @@ def validate(df: pl.DataFrame, kind: str, site: Site | None = None, now: datetim
             if col in present:
                 flags = flags | pl.when(rule.violation(col, site)).then(bit).otherwise(pl.lit(0, dtype=pl.UInt32))
 
-    drop = [*hit_cols, "_reject", *(["_parse_error"] if "_parse_error" in present else [])]
+    if "_extra_flags" in present:  # flags a reader determined (e.g. values copied by a data publisher)
+        flags = flags | pl.col("_extra_flags").cast(pl.UInt32).fill_null(0)
+    drop = [*hit_cols, "_reject", *[c for c in ("_parse_error", "_extra_flags") if c in present]]
     n_rejected = int(marked["_reject"].sum())
     kept = marked.filter(~pl.col("_reject")) if n_rejected else marked
     accepted = kept.with_columns(flags.alias("quality_flags")).drop(drop)

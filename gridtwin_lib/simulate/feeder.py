@@ -1,1 +1,162 @@
-"""placeholder"""
+"""Reference LV feeder run as a power-flow time series (pandapower CIGRE LV benchmark).
+
+Network (``pandapower.networks.create_cigre_network_lv()``): one 20 kV slack bus (``Bus 0``)
+feeding three 20/0.4 kV transformers -- residential ``R`` (500 kVA, buses R1-R18, 16 lines,
+6 loads), industrial ``I`` (150 kVA, I1-I2, 1 line, 1 load) and commercial ``C`` (300 kVA,
+C1-C20, 20 lines, 7 loads): 44 buses, 37 LV lines, 15 loads, 686.6 kW nominal demand. The
+model is balanced (positive sequence), so the three-phase measurements at each transformer's
+LV terminals carry P/3, Q/3 and the same voltage and current on every phase.
+
+Time series: each load follows a daily profile by sub-network (residential evening peak,
+commercial office hours, industrial two shifts) times its nominal power, ``load_scale`` and
+lognormal per-load noise; its Q keeps the network's power factor. Optional rooftop PV at
+every load bus: ``pv_share`` x the load's nominal kW as kWp, a clear-sky bell between 6 and 19 h
+local time times a clear-sky index drawn per step (``cloudiness``), at unity power factor.
+Every step is one :func:`pandapower.runpp` (about 40 ms), so keep the resolution coarse.
+
+Measurements: ``three_phase`` per transformer (device ``<feeder>_<R|I|C>``). Truth tables:
+``feeder_buses`` (ts, device_id, bus, vm_pu), ``feeder_lines`` (ts, device_id, line,
+loading_percent, pl_kw) and ``feeder_losses`` (ts, device_id, losses_kw = sum of line and
+transformer ``pl_mw``, line_losses_kw, trafo_losses_kw, load_kw, pv_kw, ext_grid_kw).
+``devices`` independent copies of the feeder are simulated (``feeder0``, ``feeder1``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandapower as pp
+import pandapower.networks as pn
+import polars as pl
+
+from .registry import Param, RunSpec, Scenario, SimChunk, register
+
+LV_KV = 0.4
+SUBNETS = ("R", "I", "C")
+
+
+def reference_network() -> pp.pandapowerNet:
+    """The CIGRE LV benchmark with one PV generator (0 kW) per load bus, named ``PV <load>``."""
+    net = pn.create_cigre_network_lv()
+    for load in net.load.itertuples():
+        pp.create_sgen(net, load.bus, p_mw=0.0, q_mvar=0.0, name=f"PV {load.name.removeprefix('Load ')}")
+    return net
+
+
+def solve(net: pp.pandapowerNet, load_p_kw, load_q_kvar, pv_kw, q_setpoint_kvar=None) -> dict[str, Any]:
+    """One AC power flow of ``net`` (from :func:`reference_network`) for the given injections.
+
+    Vectors are in ``net.load`` order: load P [kW] and Q [kvar], PV P [kW] at each load bus,
+    and optionally the PV inverters' reactive set-points [kvar] (positive = injection).
+    Returns converged, bus_vm_pu, line_loading_percent, line_pl_kw, trafo_pl_kw, losses_kw,
+    ext_grid_p_kw, ext_grid_q_kvar and per transformer (R, I, C) lv_p_kw / lv_q_kvar (delivered
+    to the LV side), lv_vm_pu and lv_i_a [A].
+    """
+    net.load["p_mw"] = np.asarray(load_p_kw, float) / 1000
+    net.load["q_mvar"] = np.asarray(load_q_kvar, float) / 1000
+    net.sgen["p_mw"] = np.asarray(pv_kw, float) / 1000
+    net.sgen["q_mvar"] = 0.0 if q_setpoint_kvar is None else np.asarray(q_setpoint_kvar, float) / 1000
+    pp.runpp(net, numba=False)
+    line_pl = net.res_line["pl_mw"].to_numpy() * 1000
+    trafo_pl = net.res_trafo["pl_mw"].to_numpy() * 1000
+    lv_bus = net.trafo["lv_bus"].to_numpy()
+    return {
+        "converged": bool(net.converged),
+        "bus_vm_pu": net.res_bus["vm_pu"].to_numpy().copy(),
+        "line_loading_percent": net.res_line["loading_percent"].to_numpy().copy(),
+        "line_pl_kw": line_pl,
+        "trafo_pl_kw": trafo_pl,
+        "losses_kw": float(line_pl.sum() + trafo_pl.sum()),
+        "ext_grid_p_kw": float(net.res_ext_grid["p_mw"].sum() * 1000),
+        "ext_grid_q_kvar": float(net.res_ext_grid["q_mvar"].sum() * 1000),
+        "lv_p_kw": -net.res_trafo["p_lv_mw"].to_numpy() * 1000,
+        "lv_q_kvar": -net.res_trafo["q_lv_mvar"].to_numpy() * 1000,
+        "lv_vm_pu": net.res_bus["vm_pu"].to_numpy()[lv_bus],
+        "lv_i_a": net.res_trafo["i_lv_ka"].to_numpy() * 1000,
+    }
+
+
+def run_time_series(net: pp.pandapowerNet, load_p_kw, load_q_kvar, pv_kw, q_setpoint_kvar=None) -> list[dict[str, Any]]:
+    """:func:`solve` for every row of (steps, loads) arrays [kW], [kvar]; one result per step."""
+    load_p_kw, load_q_kvar, pv_kw = (np.atleast_2d(x) for x in (load_p_kw, load_q_kvar, pv_kw))
+    return [
+        solve(net, load_p_kw[k], load_q_kvar[k], pv_kw[k], None if q_setpoint_kvar is None else np.atleast_2d(q_setpoint_kvar)[k])
+        for k in range(load_p_kw.shape[0])
+    ]
+
+
+def load_profile(subnet: str, local_hour: np.ndarray) -> np.ndarray:
+    """Daily shape (peak about 1) of a residential ``R``, industrial ``I`` or commercial ``C`` load."""
+    g = lambda centre, width: np.exp(-(((local_hour - centre) / width) ** 2))  # noqa: E731
+    if subnet == "R":
+        return 0.35 + 0.3 * g(7.5, 1.5) + 0.65 * g(19, 2.2)
+    if subnet == "C":
+        return 0.25 + 0.75 * ((local_hour >= 8) & (local_hour < 18)) * (0.9 + 0.1 * g(13, 2))
+    return 0.4 + 0.6 * ((local_hour >= 6) & (local_hour < 22))
+
+
+PARAMS = {
+    "load_scale": Param(1.0, "1", "multiplier on every load's nominal power", 0, 3, min_exclusive=True),
+    "load_noise_pct": Param(10.0, "%", "lognormal spread of each load around its profile", 0, 100),
+    "pv_share": Param(0.5, "kWp/kW", "rooftop PV size per kW of nominal load at the same bus", 0, 5),
+    "cloudiness": Param(0.3, "1", "depth of random cloud attenuation of PV (0 = clear)", 0, 0.95),
+    "utc_offset_h": Param(10.0, "h", "local time offset from UTC for the daily profiles", -12, 14),
+}
+
+
+def _run(run: RunSpec, p: dict[str, Any]) -> Iterator[SimChunk]:
+    net = reference_network()
+    nominal_p = net.load["p_mw"].to_numpy() * 1000
+    tan_phi = net.load["q_mvar"].to_numpy() / net.load["p_mw"].to_numpy()
+    subnet = net.load["name"].str.removeprefix("Load ").str[0].to_numpy()
+    bus_names = net.bus["name"].tolist()
+    line_names = net.line["name"].tolist()
+    steps_per_chunk = max(1, int(run.chunk_s // run.resolution_s))
+    for c0 in range(0, run.n_steps, steps_per_chunk):
+        steps = np.arange(c0, min(run.n_steps, c0 + steps_per_chunk))
+        seconds = steps * run.resolution_s
+        hour = (seconds / 3600 + run.start.hour + run.start.minute / 60 + p["utc_offset_h"]) % 24
+        ts = [run.start + timedelta(seconds=float(s)) for s in seconds]
+        measurements, buses, lines, losses = [], [], [], []
+        for d in range(run.devices):
+            rng = np.random.default_rng([run.seed, d, c0])
+            shape = np.column_stack([load_profile(s, hour) for s in subnet])
+            load_p = nominal_p * p["load_scale"] * shape * rng.lognormal(0, p["load_noise_pct"] / 100, shape.shape)
+            sun = np.clip(np.sin(math.pi * (hour - 6) / 13), 0, None) ** 1.5
+            clear_index = 1 - p["cloudiness"] * rng.random(len(steps))
+            pv = (sun * clear_index)[:, None] * nominal_p * p["pv_share"]
+            feeder = f"feeder{d}"
+            for k, result in enumerate(run_time_series(net, load_p, load_p * tan_phi, pv)):
+                v = result["lv_vm_pu"] * LV_KV * 1000 / math.sqrt(3)
+                for t, name in enumerate(SUBNETS):
+                    row = {"ts": ts[k], "device_id": f"{feeder}_{name}", "frequency": 50.0}
+                    for ph in "abc":
+                        row |= {f"v_{ph}": v[t], f"i_{ph}": result["lv_i_a"][t], f"p_{ph}": result["lv_p_kw"][t] * 1000 / 3,
+                                f"q_{ph}": result["lv_q_kvar"][t] * 1000 / 3}
+                    measurements.append(row)
+                buses.append(pl.DataFrame({"ts": [ts[k]] * len(bus_names), "device_id": feeder, "bus": bus_names, "vm_pu": result["bus_vm_pu"]}))
+                lines.append(pl.DataFrame({"ts": [ts[k]] * len(line_names), "device_id": feeder, "line": line_names,
+                                           "loading_percent": result["line_loading_percent"], "pl_kw": result["line_pl_kw"]}))
+                losses.append({"ts": ts[k], "device_id": feeder, "losses_kw": result["losses_kw"],
+                               "line_losses_kw": float(result["line_pl_kw"].sum()), "trafo_losses_kw": float(result["trafo_pl_kw"].sum()),
+                               "load_kw": float(load_p[k].sum()), "pv_kw": float(pv[k].sum()), "ext_grid_kw": result["ext_grid_p_kw"]})
+        utc = pl.col("ts").cast(pl.Datetime("us", "UTC"))
+        yield SimChunk(
+            measurements={"three_phase": pl.DataFrame(measurements).with_columns(utc)},
+            truth={
+                "feeder_buses": pl.concat(buses).with_columns(utc),
+                "feeder_lines": pl.concat(lines).with_columns(utc),
+                "feeder_losses": pl.DataFrame(losses).with_columns(utc),
+            },
+        )
+
+
+register(Scenario(
+    "feeder_timeseries", "feeder",
+    "CIGRE LV benchmark feeder (pandapower) as a power-flow time series with daily load profiles and rooftop PV",
+    PARAMS, _run, min_resolution_s=300.0, max_resolution_s=3600.0,
+))
