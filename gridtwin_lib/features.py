@@ -59,21 +59,24 @@ class Feature:
 # ----------------------------------------------------------------- per reading
 
 
-def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Feature, pl.Expr]]:
+def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Feature, pl.Expr, int]]:
+    """(feature, expression, stage): stage-1 columns (phase means, S per phase, totals) are
+    computed once and referenced by name in stage 2, instead of being recomputed."""
     vn, fn = site.nominal_voltage_v, site.nominal_frequency_hz
-    out: list[tuple[Feature, pl.Expr]] = []
+    out: list[tuple[Feature, pl.Expr, int]] = []
 
-    def add(name, unit, formula, expr):
-        out.append((Feature(name, unit, formula, None, "reading", (kind,)), expr.alias(name)))
+    def add(name, unit, formula, expr, stage=2):
+        out.append((Feature(name, unit, formula, None, "reading", (kind,)), expr.alias(name), stage))
 
     if kind == "three_phase":
         v = [pl.col(f"v_{p}") for p in _PHASES]
         i = [pl.col(f"i_{p}") for p in _PHASES]
         p_ = [pl.col(f"p_{p}") for p in _PHASES]
         q_ = [pl.col(f"q_{p}") for p in _PHASES]
-        v_mean = sum(v) / 3
-        i_mean = sum(i) / 3
-        add("v_mean_v", "V", "(v_a + v_b + v_c) / 3", v_mean)
+        v_mean, i_mean = pl.col("v_mean_v"), pl.col("i_mean_a")
+        s = [pl.col(f"s_{ph}_va") for ph in _PHASES]
+        p_tot, q_tot, s_tot = pl.col("p_total_w"), pl.col("q_total_var"), pl.col("s_total_va")
+        add("v_mean_v", "V", "(v_a + v_b + v_c) / 3", sum(v) / 3, stage=1)
         for ph, vx in zip(_PHASES, v):
             add(f"v_{ph}_dev_pct", "%", f"100 (v_{ph} - V_nom) / V_nom", (vx - vn) / vn * 100)
         add("v_mean_dev_pct", "%", "100 (v_mean - V_nom) / V_nom", (v_mean - vn) / vn * 100)
@@ -82,29 +85,27 @@ def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Featu
         add("v_spread_v", "V", "max(v) - min(v) over phases", pl.max_horizontal(v) - pl.min_horizontal(v))
         add("v_unbalance_pct", "%", "NEMA: 100 max|v_x - v_mean| / v_mean (magnitudes only)",
             pl.max_horizontal([(vx - v_mean).abs() for vx in v]) / v_mean * 100)
-        add("i_mean_a", "A", "(i_a + i_b + i_c) / 3", i_mean)
+        add("i_mean_a", "A", "(i_a + i_b + i_c) / 3", sum(i) / 3, stage=1)
         add("i_max_a", "A", "max(i_a, i_b, i_c)", pl.max_horizontal(i))
         add("i_unbalance_pct", "%", "NEMA: 100 max|i_x - i_mean| / i_mean (0 when no current)",
             pl.when(i_mean > 0).then(pl.max_horizontal([(ix - i_mean).abs() for ix in i]) / i_mean * 100).otherwise(0.0))
         # neutral current: phasor sum of the phase currents, voltage phasors assumed at
         # 0, -120, +120 deg; cos(phi) = p/s and sin(phi) = q/s, so no trigonometry per row
         re = im = pl.lit(0.0)
-        for k, (ix, px, qx) in enumerate(zip(i, p_, q_)):
+        for k, (ix, px, qx, sx) in enumerate(zip(i, p_, q_, s)):
             theta = -2 * math.pi * k / 3
-            sx = (px * px + qx * qx).sqrt()
             a = pl.when(sx > 0).then(ix * px / sx).otherwise(ix)  # I cos(phi)
             b = pl.when(sx > 0).then(ix * qx / sx).otherwise(0.0)  # I sin(phi)
             re = re + a * math.cos(theta) + b * math.sin(theta)
             im = im + a * math.sin(theta) - b * math.cos(theta)
         add("i_neutral_est_a", "A", "|sum_x i_x e^{j(theta_x - phi_x)}|, theta = 0/-120/+120 deg, phi_x = atan2(q_x, p_x)",
             (re * re + im * im).sqrt())
-        s = [(px * px + qx * qx).sqrt() for px, qx in zip(p_, q_)]
-        p_tot, q_tot, s_tot = sum(p_), sum(q_), sum(s)
-        add("p_total_w", "W", "p_a + p_b + p_c", p_tot)
-        add("q_total_var", "var", "q_a + q_b + q_c", q_tot)
-        for ph, sx in zip(_PHASES, s):
-            add(f"s_{ph}_va", "VA", f"sqrt(p_{ph}^2 + q_{ph}^2)", sx)
-        add("s_total_va", "VA", "s_a + s_b + s_c (arithmetic apparent power)", s_tot)
+        add("p_total_w", "W", "p_a + p_b + p_c", sum(p_), stage=1)
+        add("q_total_var", "var", "q_a + q_b + q_c", sum(q_), stage=1)
+        for ph, px, qx in zip(_PHASES, p_, q_):
+            add(f"s_{ph}_va", "VA", f"sqrt(p_{ph}^2 + q_{ph}^2)", (px * px + qx * qx).sqrt(), stage=1)
+        add("s_total_va", "VA", "s_a + s_b + s_c (arithmetic apparent power)",
+            sum((px * px + qx * qx).sqrt() for px, qx in zip(p_, q_)), stage=1)
         for ph, px, sx in zip(_PHASES, p_, s):
             add(f"pf_{ph}", "1", f"|p_{ph}| / s_{ph} (null when s = 0)", _safe_div(px.abs(), sx))
         add("pf_total", "1", "|p_total| / s_total (arithmetic)", _safe_div(p_tot.abs(), s_tot))
@@ -459,7 +460,7 @@ def catalog(kind: str = "three_phase", windows: tuple[str, ...] = DEFAULT_WINDOW
     if kind not in _WINDOW_SPECS:
         raise ValueError(f"features exist for kinds three_phase and meter, not {kind!r}")
     cols = {"thd_v"} if thd else set()
-    reading = [f for f, _ in _reading_exprs(kind, default_site(), cols)]
+    reading = [f for f, _, _ in _reading_exprs(kind, default_site(), cols)]
     return reading + _window_catalog(kind, tuple(windows)) + _calendar_catalog(kind)
 
 
@@ -491,7 +492,9 @@ def compute(
     columns = set(df.columns)
     reading = _reading_exprs(kind, site, columns)
 
-    base = df.with_columns([e for _, e in reading])
+    base = df.with_columns([e for _, e, stage in reading if stage == 1]).with_columns(
+        [e for _, e, stage in reading if stage == 2]
+    )
     ts_us = base["ts"].dt.epoch("us").to_numpy()
     codes = base["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(base.height, np.int64)
     minmax = _minmax_exprs(kind, windows, by_device, _regular_step_us(ts_us, codes))

@@ -140,25 +140,35 @@ class Store:
             return WriteResult()
         before = df.height
         # Sort once (stable, so the first of equal keys stays first); duplicates are
-        # then adjacent, which is cheaper to find than a hash-based unique().
+        # then adjacent, which is cheaper to find than a hash-based unique(). The usual
+        # write (one source, one device, already in time order) skips the sort.
         df = df.with_columns(pl.col(time_column).dt.date().alias("_date"))
-        order = ["source", "_date", *(["device_id"] if "device_id" in df.columns else []), time_column]
-        order += [c for c in key if c not in order]
-        df = df.sort(order, maintain_order=True, nulls_last=True)
-        same_as_previous = pl.all_horizontal([pl.col(c).eq_missing(pl.col(c).shift(1)) for c in key])
+        labels = ["source", *(["device_id"] if "device_id" in df.columns else [])]
+        constant = [c for c in labels if df[c].n_unique() == 1]
+        t = df[time_column]
+        in_order = len(constant) == len(labels) and not t.has_nulls() and t.is_sorted()
+        # other key columns (truth tables) only stay adjacent when no two rows share a time
+        if in_order and (set(key) <= {*labels, time_column} or _strictly_increasing(t)):
+            varying = [c for c in key if c not in constant]
+        else:
+            order = ["source", "_date", *labels[1:], time_column]
+            order += [c for c in key if c not in order]
+            df = df.sort(order, maintain_order=True, nulls_last=True)
+            varying = list(key)
+        same_as_previous = pl.all_horizontal([pl.col(c).eq_missing(pl.col(c).shift(1)) for c in varying])
         df = df.filter(~same_as_previous)
         in_batch_dupes = before - df.height
-        touched = df.select("source", "_date").unique().iter_rows()
+        bounds = df.group_by(["source", "_date"], maintain_order=True).len()
 
         with self._lock():
-            existing = self._existing_keys(area_dir, list(touched), key)
+            existing = self._existing_keys(area_dir, [(src, day) for src, day, _ in bounds.iter_rows()], key)
             stored_dupes = 0
             if existing is not None:
                 n = df.height
-                df = df.join(existing, on=list(key), how="anti", nulls_equal=True)
+                df = df.join(existing, on=list(key), how="anti", nulls_equal=True, maintain_order="left")
                 stored_dupes = n - df.height
+                bounds = df.group_by(["source", "_date"], maintain_order=True).len()
             # one Arrow conversion; partitions are zero-copy slices of the sorted table
-            bounds = df.group_by(["source", "_date"], maintain_order=True).len()
             table = df.drop("_date").to_arrow()
             table = table.select(schema.names).cast(schema) if schema is not None else table
             with self._transaction(durable=durable) as tx:
@@ -358,6 +368,11 @@ class _Transaction:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         return [final for _, final in staged]
+
+
+def _strictly_increasing(t: pl.Series) -> bool:
+    steps = t.diff().drop_nulls()
+    return steps.len() == 0 or steps.dt.total_microseconds().min() > 0
 
 
 def _part_dir(source: str, day: date) -> Path:
