@@ -174,7 +174,8 @@ def parse_timestamps(raw: pl.DataFrame, mapping: ColumnMapping, where: str) -> p
     has_offset = pl.col("t").str.contains(_OFFSET_RE)
     # text without an offset counts as naive only if it looks like a date: "not-a-date" is just unparseable
     is_naive = ~has_offset & pl.col("t").str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
-    aware, naive = probe.select(has_offset.sum().alias("aware"), is_naive.sum().alias("naive")).row(0)
+    aware = probe.select(has_offset.sum()).item()
+    naive = probe.select(is_naive.sum()).item() if aware else 0  # no offset anywhere: nothing to mix
     if aware and naive:
         first_naive = probe.filter(is_naive)["t"][0]
         first_aware = probe.filter(has_offset)["t"][0]
