@@ -55,12 +55,11 @@ def _guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .ingest import IngestError
-        from .simulate.registry import SimulationError
+        from .errors import InputError
 
         try:
             return fn(*args, **kwargs)
-        except (IngestError, SimulationError) as exc:
+        except InputError as exc:
             _fail(str(exc))
         except (ValueError, KeyError, FileNotFoundError) as exc:
             _fail(str(exc).strip("'\""))
@@ -244,10 +243,12 @@ def features_cmd(
 @_guarded
 def store_summary_cmd(store: StoreOpt = None, as_json: JsonOpt = False):
     """Rows, devices and time span per kind and source; truth tables and rejects."""
+    import polars as pl
+
     st = _store(store)
     summary = st.summary()
     rejects = st.scan_rejects().select("kind", "rule").collect().group_by("kind", "rule").len().sort("kind", "rule")
-    truth = {t: st.scan_truth(t).select(__import__("polars").len()).collect().item() for t in st.truth_tables()}
+    truth = {t: st.scan_truth(t).select(pl.len()).collect().item() for t in st.truth_tables()}
     if as_json:
         _emit({"measurements": summary.to_dicts(), "rejects": rejects.to_dicts(), "truth": truth, "root": str(st.root)}, True)
         return

@@ -241,7 +241,14 @@ class Store:
         files = self._select_files(self.root / "truth" / f"table={table}", source, start, end)
         if not files:
             return pl.LazyFrame()
-        return _filter(pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore"), time_column, None, start, end)
+        # twins log different columns under one table name (grid and solar `events`):
+        # the union of columns, null where a file lacks one
+        by_schema: dict[tuple, list[Path]] = {}
+        for f in files:
+            by_schema.setdefault(tuple(pq.read_schema(f).names), []).append(f)
+        parts = [pl.scan_parquet(group) for group in by_schema.values()]
+        lf = parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
+        return _filter(lf, time_column, None, start, end)
 
     def scan_rejects(self, kind: str | None = None) -> pl.LazyFrame:
         kinds = [kind] if kind else self.kinds("rejects")

@@ -91,3 +91,13 @@ def test_truth_is_kept_apart(store):
     store.write_truth("events", pl.DataFrame({"ts": [DAY0], "source": ["sim:sag"], "event": ["sag"]}))
     assert store.kinds() == [] and store.truth_tables() == ["events"]
     assert store.scan_truth("events").collect()["event"].to_list() == ["sag"]
+
+
+def test_truth_tables_with_different_columns_read_as_their_union(store):
+    t = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    store.write_truth("events", pl.DataFrame({"ts": [t], "source": ["sim:a"], "type": ["sag"], "magnitude": [0.7]}))
+    store.write_truth("events", pl.DataFrame({"ts": [t], "source": ["sim:b"], "type": ["soiling"], "asset": ["pv-1"]}))
+    events = store.scan_truth("events").collect().sort("source")
+    assert set(events.columns) >= {"type", "magnitude", "asset"}
+    assert events["magnitude"].to_list() == [0.7, None] and events["asset"].to_list() == [None, "pv-1"]
+    assert store.scan_truth("events", source="sim:b").collect().height == 1

@@ -21,16 +21,13 @@ from typing import Any
 import polars as pl
 
 from .. import units
+from ..errors import IngestError
 from ..config import Site
 from ..schema import POLARS_TS, field_by_name, validate, value_fields
 from ..store import Store
 
 NA_VALUES = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 _OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})$"
-
-
-class IngestError(Exception):
-    """Input that cannot be ingested at all. ``str()`` is one line: what, where, how to fix."""
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,7 @@ from typing import Any
 
 import polars as pl
 
-
-class SimulationError(ValueError):
-    """A scenario or parameter that cannot be simulated; ``str()`` is one line."""
+from ..errors import SimulationError
 
 
 @dataclass(frozen=True)
