@@ -62,6 +62,7 @@ def test_ingest_file_with_maps_and_json(tmp_path, three_phase_sample):
         (["ingest", "file", "{sample}", "--map", "v_a=Ua_kV:A"], "is not a unit of voltage"),
         (["ingest", "file", "{sample}", "--map", "volts=Ua_kV:V"], "is not a field of kind"),
         (["ingest", "file", "{sample}"], "give a mapping"),
+        (["ingest", "file", "{sample}", "--map", "v_a=Ua_kV:kV", "--timezone", "Mars/Base"], "unknown timezone"),
         (["simulate", "--scenario", "no_such_scenario"], "unknown scenario"),
         (["simulate", "--scenario", "normal", "--duration", "0"], "duration must be > 0"),
         (["simulate", "--scenario", "normal", "--set", "source_r_ohm=-1"], "source_r_ohm"),

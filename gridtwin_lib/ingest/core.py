@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
 from .. import units
-from ..errors import IngestError
 from ..config import Site
+from ..errors import IngestError
 from ..schema import POLARS_TS, field_by_name, validate, value_fields
 from ..store import Store
 
@@ -150,50 +151,72 @@ def check_mapping(mapping: ColumnMapping, available: list[str], where: str) -> N
         raise IngestError(f"{where}: device column {mapping.device_column!r} is not in the input; fix the mapping")
     if not mapping.columns:
         raise IngestError(f"{where}: the mapping maps no value column; add at least one under 'columns'")
+    try:
+        ZoneInfo(mapping.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise IngestError(
+            f"{where}: unknown timezone {mapping.timezone!r}; use an IANA name such as UTC, Europe/Paris or Australia/Sydney"
+        ) from None
 
 
-def parse_timestamps(raw: pl.DataFrame, mapping: ColumnMapping, where: str) -> pl.Expr:
-    """An expression giving UTC timestamps (null where unparseable) for ``raw``."""
+def parse_timestamps(raw: pl.DataFrame, mapping: ColumnMapping, where: str) -> pl.Series:
+    """UTC timestamps for every row of ``raw`` (null where unparseable)."""
     cols = mapping.timestamp
     dtype = raw.schema[cols[0]]
     if len(cols) == 1 and isinstance(dtype, pl.Datetime):
-        c = pl.col(cols[0])
+        c = raw[cols[0]]
         if dtype.time_zone is None:
-            return c.dt.replace_time_zone(mapping.timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC").cast(POLARS_TS)
-        return c.dt.convert_time_zone("UTC").cast(POLARS_TS)
+            c = c.dt.replace_time_zone(mapping.timezone, ambiguous="earliest", non_existent="null")
+        return c.dt.convert_time_zone("UTC").cast(POLARS_TS).alias("ts")
     if len(cols) == 1 and dtype.is_numeric():  # unix epoch seconds
-        return (pl.col(cols[0]).cast(pl.Float64) * 1e6).round().cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        seconds = raw[cols[0]].cast(pl.Float64)
+        return (seconds * 1e6).round().cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts")
 
-    text = pl.concat_str([pl.col(c).cast(pl.String).str.strip_chars() for c in cols], separator=" ")
-    probe = raw.select(text.alias("t")).filter(pl.col("t").is_not_null() & (pl.col("t") != ""))
-    if probe.height == 0:
-        return pl.lit(None, POLARS_TS)
-    has_offset = pl.col("t").str.contains(_OFFSET_RE)
-    # text without an offset counts as naive only if it looks like a date: "not-a-date" is just unparseable
-    is_naive = ~has_offset & pl.col("t").str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
-    aware = probe.select(has_offset.sum()).item()
-    naive = probe.select(is_naive.sum()).item() if aware else 0  # no offset anywhere: nothing to mix
-    if aware and naive:
-        first_naive = probe.filter(is_naive)["t"][0]
-        first_aware = probe.filter(has_offset)["t"][0]
-        raise IngestError(
-            f"{where}: mixed timezones: {aware:,} timestamps carry a UTC offset (e.g. {first_aware!r}) and "
-            f"{naive:,} do not (e.g. {first_naive!r}); export all with an offset or all in one zone "
-            "and name it with --timezone"
-        )
+    parts = [pl.col(c).cast(pl.String) for c in cols]
+    text = raw.select(pl.concat_str(parts, separator=" ").str.strip_chars().alias("t")).to_series()
+    has_offset = text.str.contains(_OFFSET_RE)
+    aware = int(has_offset.sum())
     if aware:
-        fmt = mapping.timestamp_format
-        parsed = text.str.replace(r"Z$", "+00:00").str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
-        return parsed.cast(POLARS_TS)
+        # text without an offset counts as naive only if it looks like a date: "not-a-date" is just unparseable
+        is_naive = ~has_offset & text.str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+        naive = int(is_naive.sum())
+        if naive:
+            raise IngestError(
+                f"{where}: mixed timezones: {aware:,} timestamps carry a UTC offset (e.g. {text.filter(has_offset)[0]!r}) and "
+                f"{naive:,} do not (e.g. {text.filter(is_naive)[0]!r}); export all with an offset or all in one zone "
+                "and name it with --timezone"
+            )
+        parsed = text.str.replace(r"Z$", "+00:00").str.to_datetime(
+            mapping.timestamp_format, strict=False, time_zone="UTC", time_unit="us"
+        )
+        return parsed.cast(POLARS_TS).alias("ts")
+    if text.null_count() == text.len() or not text.str.len_bytes().max():
+        return pl.Series("ts", [None] * text.len(), dtype=POLARS_TS)
     parsed = text.str.to_datetime(mapping.timestamp_format, strict=False, time_unit="us")
-    return parsed.dt.replace_time_zone(mapping.timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC").cast(POLARS_TS)
+    offset = _fixed_offset(mapping.timezone)
+    if offset is not None:  # UTC or Etc/GMT±N: plain arithmetic, no per-value zone lookup
+        return (parsed.dt.replace_time_zone("UTC") - offset).cast(POLARS_TS).alias("ts")
+    return (
+        parsed.dt.replace_time_zone(mapping.timezone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC").cast(POLARS_TS).alias("ts")
+    )
+
+
+def _fixed_offset(zone: str) -> timedelta | None:
+    """The UTC offset of a zone that never changes it (UTC, Etc/*), else None."""
+    if zone != "UTC" and not zone.startswith("Etc/"):
+        return None
+    try:
+        return ZoneInfo(zone).utcoffset(datetime(2000, 1, 1))
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def canonicalise(raw: pl.DataFrame, mapping: ColumnMapping, source: str, where: str) -> pl.DataFrame:
     """Raw source frame -> canonical columns in SI units, plus ``_row`` and ``_parse_error``."""
     check_mapping(mapping, raw.columns, where)
     exprs: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row")]
-    exprs.append(parse_timestamps(raw, mapping, where).alias("ts"))
+    exprs.append(pl.lit(parse_timestamps(raw, mapping, where)).alias("ts"))
     exprs.append(pl.lit(source).alias("source"))
     if mapping.device_column:
         exprs.append(pl.col(mapping.device_column).cast(pl.String).alias("device_id"))
