@@ -15,6 +15,11 @@ Load
     * seasonal (day of year d): ``1 + 0.12 cos(4 pi (d - 15) / 365.25)`` (mid-summer and
       mid-winter peaks, so it suits either hemisphere).
 
+    With ``load_profile=uci`` the ``sum(customer means) * shape(t)`` term is replaced by real
+    demand: each customer replays a day of the UCI household's measured minute series
+    (same weekday, same season after ``uci_season_shift_days``), scaled to its own mean
+    (:mod:`gridtwin_lib.simulate.profiles`); trend and OU noise are added as before.
+
     PV per phase is ``pv_kw_per_phase * max(0, sin(pi (h - 6) / 12))**1.5`` times the cloud
     attenuation; clouds arrive with a hazard that peaks in the afternoon.
 
@@ -82,6 +87,7 @@ import numpy as np
 import polars as pl
 from scipy.signal import cont2discrete, lfilter, ss2tf
 
+from .profiles import HouseholdProfiles, local_midnight_epoch
 from .registry import Param, RunSpec, Scenario, SimChunk, register
 
 V_NOMINAL = 230.0  # [V] phase to neutral
@@ -123,6 +129,10 @@ BASE_PARAMS: dict[str, Param] = {
     "load_noise_tau_s": _p(300.0, "s", "correlation time of demand fluctuation", 0, 86_400, True),
     "load_scale": _p(1.0, "1", "multiplier on every customer's demand", 0, 10, True),
     "load_trend_pct_per_day": _p(0.0, "%/d", "linear demand growth over the run (heatwave)", -20, 50),
+    "load_profile": Param("synthetic", "", "customer demand: the synthetic shape, or real UCI household days (see simulate.profiles)",
+                          choices=("synthetic", "uci")),
+    "uci_season_shift_days": _p(182, "d", "with load_profile=uci: shift of the UCI (northern) calendar; 182 suits the "
+                                "default southern-hemisphere site, 0 a northern one", 0, 365),
     "power_factor": _p(0.95, "1", "load power factor (lagging)", 0, 1, True),
     "source_voltage_v": _p(236.0, "V", "Thevenin source EMF per phase", 180, 280),
     "source_r_ohm": _p(0.04, "ohm", "source resistance per phase", 0, 5),
@@ -223,6 +233,7 @@ class _Device:
     device_id: str
     phase_mean_kw: np.ndarray
     phase_noise_kw: np.ndarray
+    households: HouseholdProfiles | None
     zi_load: np.ndarray
     zi_source: np.ndarray
     zi_system: np.ndarray
@@ -234,6 +245,7 @@ class _Device:
     drifts: list[tuple[int, int, float]] = field(default_factory=list)  # s0, s1, rate pu/step
     busy_until: dict[str, int] = field(default_factory=dict)
     runs: dict[tuple[str, str], _Runs] = field(default_factory=dict)
+    ids: pl.Series | None = None  # device_id column of a full block (see _GridRun._ids)
 
 
 def _ou_coeffs(tau_s: float, dt: float) -> tuple[float, float]:
@@ -252,15 +264,21 @@ def _swing_filter(p: dict[str, Any], dt: float) -> tuple[np.ndarray, np.ndarray]
     return num[0], den
 
 
-def _new_device(index: int, seed: int, p: dict[str, Any], order: int) -> _Device:
-    rng = np.random.default_rng(seed + index)
+def _new_device(index: int, run: RunSpec, p: dict[str, Any], order: int) -> _Device:
+    rng = np.random.default_rng(run.seed + index)
     n = p["customers"]
     means = p["mean_customer_kw"] * rng.lognormal(0.0, p["customer_spread"], n)
     phase = rng.permutation(np.arange(n) % 3)
     phase_mean = np.array([means[phase == k].sum() for k in range(3)])
     phase_noise = np.array([math.sqrt((means[phase == k] ** 2).sum()) for k in range(3)]) * p["load_noise_pct"] / 100
+    households = None
+    if p["load_profile"] == "uci":
+        households = HouseholdProfiles.draw(
+            rng, means, phase, run.start, p["utc_offset_h"], season_shift_days=int(p["uci_season_shift_days"])
+        )
     return _Device(
         index=index, device_id=f"grid-{index:03d}", phase_mean_kw=phase_mean, phase_noise_kw=phase_noise,
+        households=households,
         zi_load=np.zeros((3, 1)), zi_source=np.zeros(1), zi_system=np.zeros(1), zi_trip=np.zeros(1),
         zi_freq=np.zeros(order), zi_motor=np.zeros(1),
     )
@@ -269,29 +287,99 @@ def _new_device(index: int, seed: int, p: dict[str, Any], order: int) -> _Device
 # --------------------------------------------------------------------------- load shape
 
 
+def _local_days(epoch_s: np.ndarray, utc_offset_h: float) -> np.ndarray:
+    return (epoch_s + utc_offset_h * 3600.0) / 86_400.0
+
+
+def _gauss(hour: np.ndarray, centre: np.ndarray | float, width: float) -> np.ndarray:
+    """``exp(-((hour - centre) / width)**2)`` in one temporary."""
+    g = np.subtract(hour, centre)
+    g /= width
+    np.square(g, out=g)
+    np.negative(g, out=g)
+    return np.exp(g, out=g)
+
+
+def _shape_and_hour(local_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`load_shape` from local days, and the local hour [h] it used."""
+    day = np.floor(local_days)
+    hour = local_days - day  # == local_days % 1.0 (exact)
+    hour *= 24.0
+    week = day + 3.0  # 1970-01-01 was a Thursday
+    weekend = (week - 7.0 * np.floor(week / 7.0)) >= 5.0  # (day + 3) % 7 >= 5, exact for whole days
+    any_weekend = bool(weekend.any())
+    daily = _gauss(hour, 7.5 + 1.5 * weekend if any_weekend else 7.5, 1.5)
+    daily *= 0.30
+    daily += 0.35
+    g = _gauss(hour, 19.0, 2.2)
+    g *= 0.60
+    daily += g
+    g = _gauss(hour, 13.0, 3.0)
+    g *= 0.10
+    daily += g
+    if any_weekend:
+        np.multiply(daily, 1.08, out=daily, where=weekend)
+    # seasonal: 1 + 0.12 cos(4 pi ((d % 365.25) - 15) / 365.25)
+    season = np.divide(local_days, 365.25, out=g)
+    np.floor(season, out=season)
+    season *= -365.25
+    season += local_days  # local_days % 365.25
+    season -= 15.0
+    season *= 4 * np.pi / 365.25
+    np.cos(season, out=season)
+    season *= 0.12
+    season += 1.0
+    daily *= season
+    return daily, hour
+
+
 def load_shape(epoch_s: np.ndarray, utc_offset_h: float) -> np.ndarray:
-    """Dimensionless daily x weekly x seasonal demand shape (mean ~0.7) at UTC epoch seconds [s]."""
-    local_days = (epoch_s + utc_offset_h * 3600.0) / 86_400.0
-    hour = (local_days % 1.0) * 24.0
-    weekend = ((np.floor(local_days).astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
-    morning = np.where(weekend, 9.0, 7.5)
-    daily = 0.35 + 0.30 * np.exp(-(((hour - morning) / 1.5) ** 2)) + 0.60 * np.exp(-(((hour - 19.0) / 2.2) ** 2)) + 0.10 * np.exp(-(((hour - 13.0) / 3.0) ** 2))
-    seasonal = 1.0 + 0.12 * np.cos(4 * np.pi * ((local_days % 365.25) - 15.0) / 365.25)
-    return daily * np.where(weekend, 1.08, 1.0) * seasonal
+    """Dimensionless daily x weekly x seasonal demand shape (mean ~0.7) at UTC epoch seconds [s].
+
+    daily (local hour h) ``0.35 + 0.30 g(h, 7.5 or 9 at weekends, 1.5) + 0.60 g(h, 19, 2.2) + 0.10 g(h, 13, 3)``
+    with ``g(h, c, w) = exp(-((h - c) / w)**2)``, x 1.08 on Saturday and Sunday,
+    x ``1 + 0.12 cos(4 pi ((d % 365.25) - 15) / 365.25)`` (local day d).
+    """
+    return _shape_and_hour(_local_days(np.asarray(epoch_s, dtype=float), utc_offset_h))[0]
+
+
+def _pv_of_hour(hour: np.ndarray) -> np.ndarray:
+    """``max(0, sin(pi (h - 6) / 12))**1.5`` at local hour h [h]."""
+    x = hour - 6.0
+    x *= np.pi / 12.0
+    np.sin(x, out=x)
+    np.maximum(x, 0.0, out=x)
+    root = np.sqrt(x)
+    x *= root  # x**1.5
+    return x
 
 
 def clear_sky_pv(epoch_s: np.ndarray, utc_offset_h: float) -> np.ndarray:
     """Clear-sky PV output as a fraction of installed power (0 at night)."""
-    hour = ((epoch_s + utc_offset_h * 3600.0) / 3600.0) % 24.0
-    return np.clip(np.sin(np.pi * (hour - 6.0) / 12.0), 0.0, None) ** 1.5
+    hour = ((np.asarray(epoch_s, dtype=float) + utc_offset_h * 3600.0) / 3600.0) % 24.0
+    return _pv_of_hour(hour)
 
 
 # --------------------------------------------------------------------------- the run
 
 
-def _draw(rng: np.random.Generator, hazard_per_s: np.ndarray, dt: float) -> np.ndarray:
-    """Step indices where an event starts, given a hazard [1/s] per step."""
-    return np.flatnonzero(rng.random(hazard_per_s.size) < -np.expm1(-hazard_per_s * dt))
+def _draw(rng: np.random.Generator, hazard_per_s: np.ndarray | float, dt: float, n: int | None = None) -> np.ndarray:
+    """Step indices where an event starts, given a hazard [1/s] per step (or one for all ``n`` steps).
+
+    A step fires when a uniform draw falls below ``1 - exp(-hazard dt)``. That probability
+    never exceeds ``hazard dt``, so the exact test runs only on the few draws below
+    ``2 hazard dt``; the outcome is the same as testing every step.
+    """
+    if np.ndim(hazard_per_s) == 0:
+        if not hazard_per_s > 0:
+            return np.empty(0, np.int64)
+        u = rng.random(n)
+        return np.flatnonzero(u < -np.expm1(-float(hazard_per_s) * dt))
+    u = rng.random(hazard_per_s.size)
+    cand = np.flatnonzero(u < hazard_per_s * (2.0 * dt))
+    if cand.size:
+        cand = cand[u[cand] < -np.expm1(-hazard_per_s[cand] * dt)]
+    return cand
 
 
 def _steps(duration_s: np.ndarray | float, dt: float) -> np.ndarray:
@@ -311,25 +399,29 @@ class _GridRun:
         self.start_epoch = run.start.timestamp()
         self.start_us = int(round(self.start_epoch * 1e6))
         self.dt_us = int(round(self.dt * 1e6))
-        self.devices = [_new_device(d, run.seed, p, self.a_freq.size - 1) for d in range(run.devices)]
+        self.devices = [_new_device(d, run, p, self.a_freq.size - 1) for d in range(run.devices)]
+        self.local_midnight_epoch = local_midnight_epoch(run.start, p["utc_offset_h"])
 
     def chunks(self) -> Iterator[SimChunk]:
         n_steps = self.run.n_steps
         steps_per_chunk = max(1, int(self.run.chunk_s // self.dt))
+        n_dev = len(self.devices)
         for block, k0 in enumerate(range(0, n_steps, self.block_steps)):
             k1 = min(n_steps, k0 + self.block_steps)
             parts = [self._block(dev, block, k0, k1, final=k1 == n_steps) for dev in self.devices]
-            meas = pl.concat([m for m, _, _ in parts])
+            meas = pl.concat([m for m, _, _ in parts]) if n_dev > 1 else parts[0][0]
             events = pl.concat([e for _, e, _ in parts]).sort("ts", "device_id", "type", maintain_order=True)
             state = pl.concat([s for _, _, s in parts])
-            if len(parts) > 1:
+            if n_dev > 1:
                 meas, state = meas.sort("ts", "device_id", maintain_order=True), state.sort("ts", "device_id", maintain_order=True)
             for c0 in range(k0, k1, steps_per_chunk):
                 c1 = min(k1, c0 + steps_per_chunk)
                 lo, hi = self._ts(c0), self._ts(c1)
+                # every device has one row per step, so the rows of steps [c0, c1) are one slice
+                rows = meas if (c0 == k0 and c1 == k1) else meas.slice((c0 - k0) * n_dev, (c1 - c0) * n_dev)
                 # events are logged when they end: one that began in an earlier block goes in the block's first chunk
                 yield SimChunk(
-                    measurements={"three_phase": _between(meas, lo, hi)},
+                    measurements={"three_phase": rows},
                     truth={"events": _between(events, lo if c0 > k0 else None, hi if c1 < k1 else None), "grid_state": _between(state, lo, hi)},
                 )
 
@@ -343,7 +435,7 @@ class _GridRun:
         p, dt, n = self.p, self.dt, k1 - k0
         steps = np.arange(k0, k1)
         epoch = self.start_epoch + steps * dt
-        shape = load_shape(epoch, p["utc_offset_h"])
+        shape, hour = _shape_and_hour(_local_days(epoch, p["utc_offset_h"]))
         events: list[dict[str, Any]] = []
 
         def log(kind, s0, s1, cause, severity, phase, magnitude, unit):
@@ -354,47 +446,82 @@ class _GridRun:
         a, b = _ou_coeffs(p["load_noise_tau_s"], dt)
         eps = self._rng(dev, block, _S_LOAD).standard_normal((3, n))
         noise, dev.zi_load = lfilter([b], [1.0, -a], eps, axis=1, zi=dev.zi_load)
-        trend = p["load_scale"] * (1.0 + p["load_trend_pct_per_day"] / 100.0 * steps * dt / 86_400.0)
-        demand_kw = dev.phase_mean_kw[:, None] * shape * trend + dev.phase_noise_kw[:, None] * noise
+        if p["load_trend_pct_per_day"] != 0.0:
+            trend = p["load_scale"] * (1.0 + p["load_trend_pct_per_day"] / 100.0 * steps * dt / 86_400.0)
+        else:
+            trend = p["load_scale"] * 1.0
+        if dev.households is not None:  # real household days, replayed per customer
+            demand_kw = dev.households.phase_demand_kw(epoch - self.local_midnight_epoch)
+        else:
+            demand_kw = np.multiply.outer(dev.phase_mean_kw, shape)
+        demand_kw *= trend
+        noise *= dev.phase_noise_kw[:, None]
+        demand_kw += noise
         cause_unb = self._unbalance_mask(steps)
         if self.unbalance_cause and self.unbalance_cause.startswith("single_phase_overload"):
             ph = PHASES.index(self.unbalance_cause[-1])
             demand_kw[ph] *= 1.0 + 1.5 * p["unbalance_strength"] * cause_unb
-        demand_kw = np.maximum(demand_kw, 0.05 * dev.phase_mean_kw[:, None] * shape)
+        np.maximum(demand_kw, np.multiply.outer(0.05 * dev.phase_mean_kw, shape, out=noise), out=demand_kw)
         tan_phi = math.tan(math.acos(p["power_factor"]))
         p_w = demand_kw * 1e3
         q_var = p_w * tan_phi
-        loading = np.clip(demand_kw.sum(axis=0) / (3 * p["phase_rating_kva"]), 0.0, None)
+        demand_sum_kw = demand_kw.sum(axis=0)
+        loading = demand_sum_kw / (3 * p["phase_rating_kva"])
+        np.maximum(loading, 0.0, out=loading)
 
         # --- PV with clouds [W]
-        pv_clear = clear_sky_pv(epoch, p["utc_offset_h"])
-        hour = ((epoch + p["utc_offset_h"] * 3600.0) / 3600.0) % 24.0
-        cloud_hazard = p["clouds_per_h"] / 3600.0 * (0.3 + 0.7 * np.exp(-(((hour - 15.0) / 3.0) ** 2)))
+        pv_clear = _pv_of_hour(hour)
         rng = self._rng(dev, block, _S_CLOUD)
-        for s in _draw(rng, cloud_hazard, dt):
-            depth = rng.uniform(0.5, 0.85)
-            s1 = k0 + s + int(_steps(rng.exponential(900.0), dt))
-            if pv_clear[s] > 0.1 and p["pv_kw_per_phase"] > 0 and k0 + s >= dev.busy_until.get("cloud", 0):
-                log("pv_drop", k0 + s, s1, "cloud", depth, "abc", depth * pv_clear[s] * 3 * p["pv_kw_per_phase"], "kW")
-            dev.clouds.append((k0 + s, s1, depth))
-            dev.busy_until["cloud"] = max(dev.busy_until.get("cloud", 0), s1)
-        attenuation = np.ones(n)
+        if p["clouds_per_h"] > 0:
+            cloud_hazard = _gauss(hour, 15.0, 3.0)
+            cloud_hazard *= 0.7
+            cloud_hazard += 0.3
+            cloud_hazard *= p["clouds_per_h"] / 3600.0
+            for s in _draw(rng, cloud_hazard, dt):
+                depth = rng.uniform(0.5, 0.85)
+                s1 = k0 + s + int(_steps(rng.exponential(900.0), dt))
+                if pv_clear[s] > 0.1 and p["pv_kw_per_phase"] > 0 and k0 + s >= dev.busy_until.get("cloud", 0):
+                    log("pv_drop", k0 + s, s1, "cloud", depth, "abc", depth * pv_clear[s] * 3 * p["pv_kw_per_phase"], "kW")
+                dev.clouds.append((k0 + s, s1, depth))
+                dev.busy_until["cloud"] = max(dev.busy_until.get("cloud", 0), s1)
+        attenuation = None  # None: no cloud in this block (all ones)
         for s0, s1, depth in dev.clouds:
             lo, hi = max(s0, k0) - k0, min(s1, k1) - k0
             if hi > lo:
+                if attenuation is None:
+                    attenuation = np.ones(n)
                 attenuation[lo:hi] = np.minimum(attenuation[lo:hi], 1.0 - depth)
         dev.clouds = [c for c in dev.clouds if c[1] > k1]
-        pv_w = np.repeat((p["pv_kw_per_phase"] * 1e3 * pv_clear * attenuation)[None, :], 3, axis=0)
+        pv_phase_w = p["pv_kw_per_phase"] * 1e3 * pv_clear
+        if attenuation is not None:
+            pv_phase_w *= attenuation
+        pv_extra_w = None
         if self.unbalance_cause == "unbalanced_pv":  # new single-phase installations, all on phase a
-            pv_w[0] += 30e3 * p["unbalance_strength"] * pv_clear * attenuation * cause_unb
-        p_w -= pv_w
+            pv_extra_w = 30e3 * p["unbalance_strength"] * pv_clear
+            if attenuation is not None:
+                pv_extra_w *= attenuation
+            pv_extra_w *= cause_unb
+            p_w[0] -= pv_phase_w + pv_extra_w
+            p_w[1:] -= pv_phase_w
+        elif p["pv_kw_per_phase"] > 0:
+            p_w -= pv_phase_w
 
         # --- drawn drivers
-        ramp = np.clip(np.gradient(shape, dt) * 3600.0, 0.0, None) if n > 1 else np.zeros(n)
-        motor_hazard = p["motor_starts_per_h"] / 3600.0 * shape / 0.7 * (1.0 + 5.0 * ramp)
+        if n > 1:
+            ramp = np.gradient(shape, dt)
+            ramp *= 3600.0
+            np.maximum(ramp, 0.0, out=ramp)
+        else:
+            ramp = np.zeros(n)
         rng = self._rng(dev, block, _S_MOTOR)
-        starts = _draw(rng, motor_hazard, dt)
         impulses = np.zeros(n)
+        if p["motor_starts_per_h"] > 0:
+            motor_hazard = ramp * 5.0
+            motor_hazard += 1.0
+            motor_hazard *= p["motor_starts_per_h"] / 3600.0 * shape / 0.7
+            starts = _draw(rng, motor_hazard, dt)
+        else:
+            starts = np.empty(0, np.int64)
         for s in starts:
             kw = p["motor_kw"] * rng.lognormal(0.0, 0.4)
             three = rng.random() < 0.3
@@ -419,7 +546,7 @@ class _GridRun:
         cause_v = np.zeros((3, n), np.int16)
         cause_i = np.zeros((3, n), np.int16)
         v_targets = []
-        thd_target = np.full(n, np.nan)
+        thd_target = None  # None: no THD effect in this block (all NaN)
         cause_thd = np.zeros(n, np.int16)
         for eff in dev.effects:
             lo, hi = max(eff.s0, k0) - k0, min(eff.s1, k1) - k0
@@ -435,18 +562,28 @@ class _GridRun:
             elif eff.kind == "voltage":
                 v_targets.append((eff, lo, hi))
             else:
+                if thd_target is None:
+                    thd_target = np.full(n, np.nan)
                 thd_target[lo:hi] = eff.value
                 cause_thd[lo:hi] = eff.cause
         dev.effects = [e for e in dev.effects if e.s1 > k1]
 
         a, b = _ou_coeffs(3600.0, dt)
         eps = self._rng(dev, block, _S_SOURCE).standard_normal(n)
-        slow, dev.zi_source = lfilter([b], [1.0, -a], eps, zi=dev.zi_source)
-        emf = p["source_voltage_v"] * (1.0 + 0.005 * slow)
-        r = np.full((3, n), p["source_r_ohm"])
+        emf, dev.zi_source = lfilter([b], [1.0, -a], eps, zi=dev.zi_source)
+        emf *= 0.005
+        emf += 1.0
+        emf *= p["source_voltage_v"]
+        r = p["source_r_ohm"]
         if self.unbalance_cause == "high_resistance_conductor":
+            r = np.full((3, n), p["source_r_ohm"])
             r[1] *= 1.0 + 3.0 * p["unbalance_strength"] * cause_unb * np.clip((steps - (self.onset_step or 0)) / max(1, self.run.n_steps - (self.onset_step or 0)), 0.05, 1.0)
-        v = np.maximum(emf - (r * p_w + p["source_x_ohm"] * q_var) / emf, 0.1 * emf)
+        # v = max(emf - (r P + x Q) / emf, 0.1 emf)
+        v = p_w * r
+        v += q_var * p["source_x_ohm"]
+        v /= emf
+        np.subtract(emf, v, out=v)
+        np.maximum(v, 0.1 * emf, out=v)
         if self.unbalance_cause == "open_conductor":
             v_open = V_NOMINAL * 0.45 * (1.0 - 0.1 * min(1.0, p["unbalance_strength"]))
             v_targets.append((_Effect("voltage", (2,), 0, 0, v_open, 1.0, CAUSE_ID["open_conductor"]), 0, n, cause_unb))
@@ -465,19 +602,32 @@ class _GridRun:
         if self.unbalance_cause and self.unbalance_cause != "open_conductor":
             mark = cause_unb > 0
             cause_v[:, mark] = np.where(cause_v[:, mark] == 0, CAUSE_ID[self.unbalance_cause], cause_v[:, mark])
+        # S = hypot(P, Q); I = S / V (0 where V is 0); cos, sin of the angle arctan2(Q, P)
+        s_va = p_w * p_w
+        s_va += q_var * q_var
+        np.sqrt(s_va, out=s_va)
         dead = v <= 1e-9
-        s_va = np.hypot(p_w, q_var)
-        i = np.where(dead, 0.0, s_va / np.where(dead, 1.0, v))
-        phi = np.arctan2(q_var, p_w)
+        if dead.any():
+            i = s_va / np.where(dead, 1.0, v)
+            i[dead] = 0.0
+        else:
+            i = s_va / v
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos_phi = p_w / s_va
+            sin_phi = q_var / s_va
+        if not s_va.all():  # arctan2(0, 0) = 0
+            zero = s_va == 0.0
+            cos_phi[zero] = 1.0
+            sin_phi[zero] = 0.0
 
         # --- frequency [Hz]
         rng = self._rng(dev, block, _S_SYSTEM)
         a, b = _ou_coeffs(60.0, dt)
-        system, dev.zi_system = lfilter([b * p["system_noise_pu"]], [1.0, -a], rng.standard_normal(n), zi=dev.zi_system)
+        imbalance, dev.zi_system = lfilter([b * p["system_noise_pu"]], [1.0, -a], rng.standard_normal(n), zi=dev.zi_system)
         cause_f = np.zeros(n, np.int16)
         trip_impulse = np.zeros(n)
         rng = self._rng(dev, block, _S_TRIP)
-        for s in _draw(rng, np.full(n, p["gen_trips_per_h"] / 3600.0), dt):
+        for s in _draw(rng, p["gen_trips_per_h"] / 3600.0, dt, n):
             size = p["gen_trip_pu"] * rng.lognormal(0.0, 0.5)
             trip_impulse[s] += size
             end = k0 + s + int(_steps(3 * p["agc_tau_s"], dt))
@@ -485,70 +635,117 @@ class _GridRun:
             cause_f[s:end - k0] = CAUSE_ID["gen_trip"]
         agc = math.exp(-dt / p["agc_tau_s"])
         trips, dev.zi_trip = lfilter([1.0], [1.0, -agc], trip_impulse, zi=dev.zi_trip)
+        imbalance += trips
         rng = self._rng(dev, block, _S_DRIFT)
-        for s in _draw(rng, np.full(n, p["drifts_per_h"] / 3600.0), dt):
+        for s in _draw(rng, p["drifts_per_h"] / 3600.0, dt, n):
             length = int(_steps(rng.uniform(600.0, 3600.0), dt))
             sign = 1.0 if rng.random() < 0.5 else -1.0
             dev.drifts.append((k0 + int(s), k0 + int(s) + length, sign * p["drift_pu_per_h"] * dt / 3600.0))
             log("frequency_drift", k0 + int(s), k0 + int(s) + length, "agc_drift", p["drift_pu_per_h"] * length * dt / 3600.0 / 0.1, None, p["drift_pu_per_h"] * length * dt / 7200.0, "pu")
-        drift = np.zeros(n)
+        drift = None
         for s0, s1, rate in dev.drifts:
             lo, hi = max(s0, k0), min(s1, k1)
             if hi > lo:
+                if drift is None:
+                    drift = np.zeros(n)
                 half = (s1 - s0) / 2.0
                 drift[lo - k0:hi - k0] += rate * (half - np.abs(np.arange(lo, hi) - s0 - half))
                 cause_f[lo - k0:hi - k0] = CAUSE_ID["agc_drift"]
         dev.drifts = [d for d in dev.drifts if d[1] > k1]
+        if drift is not None:
+            imbalance += drift
         step_at = int(round(p["load_step_at_s"] / dt))
-        imbalance = system + trips + drift
         if p["load_step_pu"] != 0.0:
-            imbalance = imbalance + p["load_step_pu"] * (steps >= step_at)
+            imbalance += p["load_step_pu"] * (steps >= step_at)
             if k0 <= step_at < k1:
                 log("load_step", step_at, step_at + 1, "load_step", abs(p["load_step_pu"]) / 0.1, None, p["load_step_pu"], "pu")
             cause_f[(steps >= step_at) & (steps < step_at + int(_steps(3 * p["agc_tau_s"], dt)))] = CAUSE_ID["load_step"]
-        if p["renewable_share"] > 0:
+        if p["renewable_share"] > 0 and attenuation is not None:  # no cloud, no shortfall
             shortfall = pv_clear * (1.0 - attenuation)
-            imbalance = imbalance + p["renewable_share"] * shortfall
+            imbalance += p["renewable_share"] * shortfall
             cause_f[(shortfall > 0.05) & (cause_f == 0)] = CAUSE_ID["pv_drop"]
-        dw, dev.zi_freq = lfilter(self.b_freq, self.a_freq, imbalance, zi=dev.zi_freq)
-        f_true = F_NOMINAL * (1.0 + dw)
+        f_true, dev.zi_freq = lfilter(self.b_freq, self.a_freq, imbalance, zi=dev.zi_freq)
+        f_true += 1.0
+        f_true *= F_NOMINAL  # F_NOMINAL (1 + dw)
 
         # --- THD [%]
-        thd = p["thd_base_pct"] * (0.6 + 0.4 * np.clip(shape / 1.1, 0.0, 1.5)) + 1.0 * pv_clear * (p["pv_kw_per_phase"] > 0)
-        thd = np.where(np.isnan(thd_target), np.minimum(thd, 7.5), thd_target)
+        thd = shape / 1.1
+        np.clip(thd, 0.0, 1.5, out=thd)
+        thd *= 0.4
+        thd += 0.6
+        thd *= p["thd_base_pct"]
+        if p["pv_kw_per_phase"] > 0:
+            thd += pv_clear
+        if thd_target is None:
+            np.minimum(thd, 7.5, out=thd)
+        else:
+            thd = np.where(np.isnan(thd_target), np.minimum(thd, 7.5), thd_target)
 
-        # --- measurements
+        # --- measurements (in place on the sensor error draws)
         rng = self._rng(dev, block, _S_SENSOR)
         err = rng.uniform(-1.0, 1.0, (8, n))
-        v_m = v * (1.0 + SENSOR_ERROR * err[0:3])
-        i_m = i * (1.0 + SENSOR_ERROR * err[3:6])
-        p_m, q_m = v_m * i_m * np.cos(phi), v_m * i_m * np.sin(phi)
-        out_all = (v_m < 0.05 * V_NOMINAL).all(axis=0)
-        f_m = np.where(out_all, np.nan, f_true + FREQUENCY_ERROR_HZ * err[6])
-        thd_m = np.where(out_all, np.nan, np.maximum(0.0, thd + THD_ERROR_PCT * err[7]))
-        ts = pl.Series("ts", self.start_us + steps * self.dt_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        meas = pl.DataFrame({
-            "ts": ts, "device_id": pl.repeat(dev.device_id, n, eager=True),
-            "v_a": v_m[0], "v_b": v_m[1], "v_c": v_m[2], "i_a": i_m[0], "i_b": i_m[1], "i_c": i_m[2],
-            "frequency": f_m, "p_a": p_m[0], "p_b": p_m[1], "p_c": p_m[2], "q_a": q_m[0], "q_b": q_m[1], "q_c": q_m[2],
-            "thd_v": thd_m,
-        }).with_columns(pl.col("frequency", "thd_v").fill_nan(None))
+        v_m = err[0:3]
+        v_m *= SENSOR_ERROR
+        v_m += 1.0
+        v_m *= v
+        i_m = err[3:6]
+        i_m *= SENSOR_ERROR
+        i_m += 1.0
+        i_m *= i
+        s_m = v_m * i_m
+        p_m = cos_phi
+        p_m *= s_m
+        q_m = sin_phi
+        q_m *= s_m
+        v_max = v_m.max(axis=0)
+        out_all = v_max < 0.05 * V_NOMINAL  # every phase out
+        any_out = bool(out_all.any())
+        f_m = err[6]
+        f_m *= FREQUENCY_ERROR_HZ
+        f_m += f_true
+        thd_m = err[7]
+        thd_m *= THD_ERROR_PCT
+        thd_m += thd
+        np.maximum(thd_m, 0.0, out=thd_m)
+        if any_out:
+            f_m[out_all] = np.nan
+            thd_m[out_all] = np.nan
+        ts = pl.Series("ts", self.start_us + steps * self.dt_us, dtype=pl.Datetime("us", "UTC"))
+        meas = pl.DataFrame([
+            ts, self._ids(dev, n),
+            pl.Series("v_a", v_m[0]), pl.Series("v_b", v_m[1]), pl.Series("v_c", v_m[2]),
+            pl.Series("i_a", i_m[0]), pl.Series("i_b", i_m[1]), pl.Series("i_c", i_m[2]),
+            pl.Series("frequency", f_m, nan_to_null=any_out),
+            pl.Series("p_a", p_m[0]), pl.Series("p_b", p_m[1]), pl.Series("p_c", p_m[2]),
+            pl.Series("q_a", q_m[0]), pl.Series("q_b", q_m[1]), pl.Series("q_c", q_m[2]),
+            pl.Series("thd_v", thd_m, nan_to_null=any_out),
+        ])
 
         # --- disturbances from the measured values
-        self._detect(dev, k0, final, v_m, i_m, f_m, thd_m, out_all, cause_v, cause_i, cause_f, cause_thd, cause_unb, log)
+        self._detect(dev, k0, final, v_m, i_m, s_m, f_m, thd_m, out_all, any_out, v_max, cause_v, cause_i, cause_f, cause_thd, cause_unb, log)
 
         # --- hidden state, one row per minute (or per step when coarser)
         every = max(1, int(round(60.0 / dt)))
-        pick = np.flatnonzero(steps % every == 0)
+        pick = np.arange((-k0) % every, n, every)  # steps % every == 0
+        pv_w = pv_phase_w[pick] if pv_extra_w is None else pv_phase_w[pick] + pv_extra_w[pick]
+        pv_w = pv_w + pv_phase_w[pick]
+        pv_w += pv_phase_w[pick]
         state = pl.DataFrame({
             "ts": ts.gather(pick), "device_id": pl.repeat(dev.device_id, pick.size, eager=True),
-            "source_emf_v": emf[pick], "load_kw": demand_kw.sum(axis=0)[pick], "pv_kw": pv_w.sum(axis=0)[pick] / 1e3,
-            "loading_pu": np.hypot(p_w, q_var).max(axis=0)[pick] / (p["phase_rating_kva"] * 1e3),
+            "source_emf_v": emf[pick], "load_kw": demand_sum_kw[pick], "pv_kw": pv_w / 1e3,
+            "loading_pu": s_va[:, pick].max(axis=0) / (p["phase_rating_kva"] * 1e3),
             "system_imbalance_pu": imbalance[pick], "frequency_true_hz": f_true[pick],
             "v_true_a": v[0, pick], "v_true_b": v[1, pick], "v_true_c": v[2, pick],
             "unbalance_cause": np.where(cause_unb[pick] > 0, self.unbalance_cause or "balanced", "balanced"),
         })
         return meas, self._events_frame(dev, events), state
+
+    def _ids(self, dev: _Device, n: int) -> pl.Series:
+        """The device_id column of n rows (cached: the same for every full block)."""
+        ids = dev.ids
+        if ids is None or ids.len() != n:
+            ids = dev.ids = pl.repeat(dev.device_id, n, eager=True).alias("device_id")
+        return ids
 
     def _unbalance_mask(self, steps: np.ndarray) -> np.ndarray:
         """1.0 where the scenario's unbalance cause is active, else 0.0."""
@@ -558,6 +755,8 @@ class _GridRun:
 
     def _draw_sags(self, dev, block, k0, n, loading, excitation, log) -> None:
         p, dt = self.p, self.dt
+        if not (p["sags_per_h"] > 0 or p["sag_excitation_per_h"] > 0):
+            return  # zero hazard: nothing to draw
         hazard = p["sags_per_h"] / 3600.0 * np.clip(loading, 0.1, None) + p["sag_excitation_per_h"] / 3600.0 * excitation
         rng = self._rng(dev, block, _S_SAG)
         for s in _draw(rng, hazard, dt):
@@ -574,6 +773,8 @@ class _GridRun:
 
     def _draw_overcurrents(self, dev, block, k0, n, loading, excitation) -> None:
         p, dt = self.p, self.dt
+        if not p["stall_per_h"] > 0:
+            return  # zero hazard: nothing to draw
         hazard = p["stall_per_h"] / 3600.0 * (excitation + 0.05 * loading)
         rng = self._rng(dev, block, _S_OC)
         for s in _draw(rng, hazard, dt):
@@ -590,7 +791,9 @@ class _GridRun:
 
     def _draw_faults(self, dev, block, k0, n, loading, log) -> None:
         p, dt = self.p, self.dt
-        hazard = np.full(n, p["faults_per_h"] / 3600.0) * (0.5 + loading)
+        if not p["faults_per_h"] > 0:
+            return  # zero hazard: nothing to draw
+        hazard = p["faults_per_h"] / 3600.0 * (0.5 + loading)
         rng = self._rng(dev, block, _S_FAULT)
         for s in _draw(rng, hazard, dt):
             ph = int(rng.integers(3))
@@ -613,6 +816,8 @@ class _GridRun:
 
     def _draw_harmonics(self, dev, block, k0, n, loading) -> None:
         p, dt = self.p, self.dt
+        if not p["harmonics_per_h"] > 0:
+            return  # zero hazard: nothing to draw
         rng = self._rng(dev, block, _S_HARM)
         for s in _draw(rng, p["harmonics_per_h"] / 3600.0 * np.clip(loading, 0.05, None), dt):
             duration_s = rng.uniform(60.0, 1800.0)
@@ -624,39 +829,58 @@ class _GridRun:
             dev.busy_until["thd"] = g1
             dev.effects.append(_Effect("thd", (0, 1, 2), g0, g1, level, 1.0, CAUSE_ID["harmonic_resonance"]))
 
-    def _detect(self, dev, k0, final, v_m, i_m, f_m, thd_m, out_all, cause_v, cause_i, cause_f, cause_thd, cause_unb, log) -> None:
-        """Log disturbances where the measured values cross the EN 50160 / IEC limits."""
+    def _detect(self, dev, k0, final, v_m, i_m, s_m, f_m, thd_m, out_all, any_out, v_max, cause_v, cause_i, cause_f, cause_thd, cause_unb, log) -> None:
+        """Log disturbances where the measured values cross the EN 50160 / IEC limits.
+
+        Each check first asks a cheap question (a per-phase extreme): when no step can cross
+        the limit and no interval is open from the previous block, the check logs nothing.
+        """
         p, dt = self.p, self.dt
         rating = p["phase_rating_kva"] * 1e3
-        s_m = v_m * i_m
-        default_unb = np.where(cause_unb > 0, CAUSE_ID.get(self.unbalance_cause or "", 0), cause_v.max(axis=0)).astype(np.int16)
+        pickup = p["overcurrent_pickup_a"]
 
-        def feed(key, lowest, mask, values, causes):
-            runs = dev.runs.setdefault(key, _Runs(lowest))
-            return runs.feed(mask, values, causes, k0, final)
+        def feed(key, lowest, maybe, mask, values, causes):
+            """Completed runs; mask, values, causes are callables, evaluated only when needed."""
+            runs = dev.runs.get(key)
+            if runs is None:
+                runs = dev.runs[key] = _Runs(lowest)
+            if runs.open is None and not maybe:
+                return []
+            return runs.feed(mask(), values(), causes(), k0, final)
 
+        v_lo, v_hi = v_m.min(axis=1) / V_NOMINAL, v_m.max(axis=1) / V_NOMINAL
+        i_hi, s_hi = i_m.max(axis=1), s_m.max(axis=1)
         for k, ph in enumerate(PHASES):
-            vpu = v_m[k] / V_NOMINAL
-            for s0, s1, low, c in feed(("sag", ph), True, (vpu >= 0.05) & (vpu < 0.9), vpu, cause_v[k]):
+            vpu = lambda k=k: v_m[k] / V_NOMINAL
+            ck = lambda k=k: cause_v[k]
+            for s0, s1, low, c in feed(("sag", ph), True, v_lo[k] < 0.9, lambda k=k: (lambda x: (x >= 0.05) & (x < 0.9))(v_m[k] / V_NOMINAL), vpu, ck):
                 kind = "sag" if (s1 - s0) * dt < 60.0 else "undervoltage"
                 log(kind, s0, s1, CAUSES[c] or "high_load", 1.0 - low, ph, low, "pu")
-            for s0, s1, high, c in feed(("swell", ph), False, vpu > 1.1, vpu, cause_v[k]):
+            for s0, s1, high, c in feed(("swell", ph), False, v_hi[k] > 1.1, lambda k=k: v_m[k] / V_NOMINAL > 1.1, vpu, ck):
                 log("swell", s0, s1, CAUSES[c] or "voltage_rise", (high - 1.1) / 0.4, ph, high, "pu")
-            for s0, s1, high, c in feed(("overcurrent", ph), False, i_m[k] > p["overcurrent_pickup_a"], i_m[k], cause_i[k]):
-                log("overcurrent", s0, s1, CAUSES[c] or "high_load", high / p["overcurrent_pickup_a"] - 1.0, ph, high, "A")
-            for s0, s1, high, c in feed(("overload", ph), False, s_m[k] > rating, s_m[k] / rating, cause_i[k]):
+            for s0, s1, high, c in feed(("overcurrent", ph), False, i_hi[k] > pickup, lambda k=k: i_m[k] > pickup, lambda k=k: i_m[k], lambda k=k: cause_i[k]):
+                log("overcurrent", s0, s1, CAUSES[c] or "high_load", high / pickup - 1.0, ph, high, "A")
+            for s0, s1, high, c in feed(("overload", ph), False, s_hi[k] > rating, lambda k=k: s_m[k] > rating, lambda k=k: s_m[k] / rating, lambda k=k: cause_i[k]):
                 log("overload", s0, s1, CAUSES[c] or "load_trend", high - 1.0, ph, high, "pu")
-        for s0, s1, _, c in feed(("interruption", "abc"), True, out_all, v_m.max(axis=0), cause_v.max(axis=0)):
+        for s0, s1, _, c in feed(("interruption", "abc"), True, any_out, lambda: out_all, lambda: v_max, lambda: cause_v.max(axis=0)):
             log("interruption", s0, s1, CAUSES[c] or "unknown", 1.0, "abc", 0.0, "pu")
-        deviation = np.nan_to_num(f_m - F_NOMINAL, nan=0.0)
-        outside = (f_m < FREQ_BAND_HZ[0]) | (f_m > FREQ_BAND_HZ[1])
-        for s0, s1, extreme, c in feed(("frequency", ""), False, outside, np.abs(deviation), cause_f):
+        f_maybe = True if any_out else bool(f_m.min() < FREQ_BAND_HZ[0] or f_m.max() > FREQ_BAND_HZ[1])
+        for s0, s1, extreme, c in feed(("frequency", ""), False, f_maybe, lambda: (f_m < FREQ_BAND_HZ[0]) | (f_m > FREQ_BAND_HZ[1]),
+                                       lambda: np.abs(np.nan_to_num(f_m - F_NOMINAL, nan=0.0)), lambda: cause_f):
             log("frequency_excursion", s0, s1, CAUSES[c] or "load_noise", extreme, None, extreme, "Hz")
+        # LVUR = max |V_k - mean V| / mean V [%] (0 when all phases are out)
         mean_v = v_m.mean(axis=0)
-        lvur = np.where(out_all, 0.0, np.abs(v_m - mean_v).max(axis=0) / np.maximum(mean_v, 1e-9) * 100.0)
-        for s0, s1, high, c in feed(("unbalance", "abc"), False, lvur > 2.0, lvur, default_unb):
+        lvur = v_max - mean_v
+        np.maximum(lvur, np.subtract(mean_v, v_m.min(axis=0)), out=lvur)
+        lvur /= np.maximum(mean_v, 1e-9, out=mean_v)
+        lvur *= 100.0
+        if any_out:
+            lvur[out_all] = 0.0
+        default_unb = lambda: np.where(cause_unb > 0, CAUSE_ID.get(self.unbalance_cause or "", 0), cause_v.max(axis=0)).astype(np.int16)
+        for s0, s1, high, c in feed(("unbalance", "abc"), False, bool(lvur.max() > 2.0), lambda: lvur > 2.0, lambda: lvur, default_unb):
             log("unbalance", s0, s1, CAUSES[c] or "load", high / 10.0, "abc", high, "%")
-        for s0, s1, high, c in feed(("harmonics", "abc"), False, np.nan_to_num(thd_m) > 8.0, np.nan_to_num(thd_m), cause_thd):
+        thd_v = np.nan_to_num(thd_m) if any_out else thd_m
+        for s0, s1, high, c in feed(("harmonics", "abc"), False, bool(thd_v.max() > 8.0), lambda: thd_v > 8.0, lambda: thd_v, lambda: cause_thd):
             log("harmonics", s0, s1, CAUSES[c] or "nonlinear_load", high / 20.0, "abc", high, "%")
 
     def _events_frame(self, dev: _Device, events: list[dict[str, Any]]) -> pl.DataFrame:
