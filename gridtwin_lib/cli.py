@@ -291,6 +291,7 @@ def simulate_cmd(
     devices: Annotated[int, typer.Option(help="Number of devices / assets.")] = 1,
     start: Annotated[Optional[str], typer.Option(help="UTC start, ISO 8601 [default 2025-01-06].")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a parameter: KEY=VALUE (repeatable).")] = [],
+    source: Annotated[Optional[str], typer.Option(help="Store the run as this source [default sim:<scenario>]; must start with sim:.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -320,7 +321,8 @@ def simulate_cmd(
         overrides[key.strip()] = value.strip()
     start_dt = datetime.fromisoformat(start) if start else None
     summary = simulate.run_scenario(
-        scenario, duration, resolution, seed, devices, overrides, start_dt, _store(store), progress=not as_json and sys.stderr.isatty()
+        scenario, duration, resolution, seed, devices, overrides, start_dt, _store(store),
+        progress=not as_json and sys.stderr.isatty(), source=source,
     )
     _emit(summary.to_dict(), as_json, str(summary))
 

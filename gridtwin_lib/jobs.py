@@ -6,6 +6,7 @@ carries it out, using the same library calls a notebook would.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +73,9 @@ def main_job(store: Store | None = None, simulate: bool = True, echo: Callable[[
         for item in conf["simulate"]:
             s = sim.run_scenario(
                 item["scenario"], item.get("duration", "1d"), item.get("resolution", "1s"), int(item.get("seed", 0)),
-                int(item.get("devices", 1)), item.get("set", {}), store=store, progress=echo is not None,
+                int(item.get("devices", 1)), item.get("set", {}), store=store,
+                progress=echo is not None and sys.stderr.isatty(),
+                source=item.get("source"),
             )
             say("      " + str(s))
             result["simulate"].append(s.to_dict())

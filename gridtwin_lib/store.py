@@ -44,7 +44,7 @@ from . import config
 from .schema import POLARS_TS, arrow_schema, conform, polars_schema
 
 _AREAS = ("measurements", "truth", "rejects")
-_WRITE_THREADS = 4
+_WRITE_THREADS = 2
 _DICTIONARY_COLUMNS = ["source", "device_id", "kind", "rule"]
 
 REJECTS_SCHEMA = {

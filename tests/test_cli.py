@@ -68,6 +68,7 @@ def test_ingest_file_with_maps_and_json(tmp_path, three_phase_sample):
         (["simulate", "--scenario", "normal", "--set", "source_r_ohm=-1"], "source_r_ohm"),
         (["simulate", "--scenario", "normal", "--set", "power_factor=1.2"], "power_factor"),
         (["simulate", "--scenario", "normal", "--set", "no_such_param=1"], "unknown parameter"),
+        (["simulate", "--scenario", "normal", "--source", "meter-7"], "must start with 'sim:'"),
         (["features", "--kind", "three_phase"], "no three_phase measurements"),
         (["store", "sql", "SELECT * FROM no_such_table"], "SQL failed"),
     ],

@@ -164,16 +164,21 @@ def run_scenario(
     store: Store | None = None,
     progress: bool = True,
     site: Site | None = None,
+    source: str | None = None,
 ) -> SimulationSummary:
     """Simulate, validate and write to the store chunk by chunk (memory stays bounded).
 
     Measurements pass the same :func:`~gridtwin_lib.schema.validate` as ingested
     data (``site`` gives the nominal values); rejected rows go to the rejects
-    dataset with their rule. Truth tables are written apart.
+    dataset with their rule. Truth tables are written apart. ``source`` (default
+    ``sim:<scenario>``) names the run in the store, so one scenario can be stored
+    twice with different parameters (it must start with ``sim:``).
     """
     spec, run, params = prepare(scenario, duration, resolution, seed, devices, overrides, start)
+    if source is not None and not source.startswith("sim:"):
+        raise SimulationError(f"source {source!r} must start with 'sim:' so simulated data is never mistaken for measured data")
     store = store or Store()
-    source = f"sim:{scenario}"
+    source = source or f"sim:{scenario}"
     summary = SimulationSummary(scenario, source, params=params)
     t0 = time.perf_counter()
     total = max(1, math.ceil(run.duration_s / run.chunk_s))
