@@ -499,8 +499,8 @@ def compute(
     codes = base["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(base.height, np.int64)
     minmax = _minmax_exprs(kind, windows, by_device, _regular_step_us(ts_us, codes))
     starts = {w: _window_start_index(ts_us, codes, window_us(w)) for w in windows}
-    names = [f.name for f in _window_catalog(kind, windows) if f.name not in {e.meta.output_name() for e in minmax}]
-    stats = {name: np.empty(base.height) for name in names}
+    minmax_names = {e.meta.output_name() for e in minmax}
+    stats = {f.name: np.empty(base.height) for f in _window_catalog(kind, windows) if f.name not in minmax_names}
     bases = _prepare_bases(base, kind)
     half = (base.height // 2 // _SEGMENT_ROWS + 1) * _SEGMENT_ROWS
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -515,5 +515,5 @@ def compute(
         sums = pl.DataFrame(stats).fill_nan(None)
         out = pl.concat([base, sums, minmax_future.result(), calendar_future.result()], how="horizontal")
     names = [f.name for f in catalog(kind, windows, thd="thd_v" in columns)]
-    inputs = [c for c in df.columns] if keep_inputs else ["ts", "device_id"]
+    inputs = list(df.columns) if keep_inputs else ["ts", "device_id"]
     return out.select([*inputs, *[n for n in names if n in out.columns and n not in inputs]])
