@@ -26,6 +26,7 @@ measurement API never returns it, so a model cannot read it by accident.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -45,6 +46,7 @@ from .schema import POLARS_TS, arrow_schema, conform, polars_schema
 
 _AREAS = ("measurements", "truth", "rejects")
 _WRITE_THREADS = 2
+_MONTHLY_FROM_STEP_S = 60.0  # median sampling step from which a source is partitioned by month
 _DICTIONARY_COLUMNS = ["source", "device_id", "kind", "rule"]
 
 REJECTS_SCHEMA = {
@@ -138,29 +140,36 @@ class Store:
     def _write_keyed(self, area_dir, df, time_column, key, schema, durable) -> WriteResult:
         if df.height == 0:
             return WriteResult()
-        before = df.height
-        # Sort once (stable, so the first of equal keys stays first); duplicates are
-        # then adjacent, which is cheaper to find than a hash-based unique(). The usual
-        # write (one source, one device, already in time order) skips the sort.
-        df = df.with_columns(pl.col(time_column).dt.date().alias("_date"))
-        labels = ["source", *(["device_id"] if "device_id" in df.columns else [])]
-        constant = [c for c in labels if df[c].n_unique() == 1]
-        t = df[time_column]
-        in_order = len(constant) == len(labels) and not t.has_nulls() and t.is_sorted()
-        # other key columns (truth tables) only stay adjacent when no two rows share a time
-        if in_order and (set(key) <= {*labels, time_column} or _strictly_increasing(t)):
-            varying = [c for c in key if c not in constant]
-        else:
-            order = ["source", "_date", *labels[1:], time_column]
-            order += [c for c in key if c not in order]
-            df = df.sort(order, maintain_order=True, nulls_last=True)
-            varying = list(key)
-        same_as_previous = pl.all_horizontal([pl.col(c).eq_missing(pl.col(c).shift(1)) for c in varying])
-        df = df.filter(~same_as_previous)
-        in_batch_dupes = before - df.height
-        bounds = df.group_by(["source", "_date"], maintain_order=True).len()
+        with self._lock():  # the partition layout is read and recorded under the lock too
+            before = df.height
+            periods, markers = self._periods(area_dir, df, time_column)
+            monthly = [src for src, period in periods.items() if period == "month"]
+            day = pl.col(time_column).dt.date()
+            if monthly:
+                month = pl.col(time_column).dt.month_start().dt.date()
+                day = pl.when(pl.col("source").is_in(monthly)).then(month).otherwise(day)
+            df = df.with_columns(day.alias("_date"))
 
-        with self._lock():
+            # Sort once (stable, so the first of equal keys stays first); duplicates are
+            # then adjacent, which is cheaper to find than a hash-based unique(). The usual
+            # write (one source, one device, already in time order) skips the sort.
+            labels = ["source", *(["device_id"] if "device_id" in df.columns else [])]
+            constant = [c for c in labels if df[c].n_unique() == 1]
+            t = df[time_column]
+            in_order = len(constant) == len(labels) and not t.has_nulls() and t.is_sorted()
+            # other key columns (truth tables) only stay adjacent when no two rows share a time
+            if in_order and (set(key) <= {*labels, time_column} or _strictly_increasing(t)):
+                varying = [c for c in key if c not in constant]
+            else:
+                order = ["source", "_date", *labels[1:], time_column]
+                order += [c for c in key if c not in order]
+                df = df.sort(order, maintain_order=True, nulls_last=True)
+                varying = list(key)
+            same_as_previous = pl.all_horizontal([pl.col(c).eq_missing(pl.col(c).shift(1)) for c in varying])
+            df = df.filter(~same_as_previous)
+            in_batch_dupes = before - df.height
+            bounds = df.group_by(["source", "_date"], maintain_order=True).len()
+
             existing = self._existing_keys(area_dir, [(src, day) for src, day, _ in bounds.iter_rows()], key)
             stored_dupes = 0
             if existing is not None:
@@ -172,6 +181,8 @@ class Store:
             table = df.drop("_date").to_arrow()
             table = table.select(schema.names).cast(schema) if schema is not None else table
             with self._transaction(durable=durable) as tx:
+                for marker, text in markers.items():
+                    tx.add_marker(marker, text)
                 offset = 0
                 for source, day, n in bounds.iter_rows():
                     tx.add(area_dir / _part_dir(source, day), table.slice(offset, n))
@@ -179,6 +190,34 @@ class Store:
                 files = tx.commit()
         written = before - in_batch_dupes - stored_dupes
         return WriteResult(written=written, duplicates=in_batch_dupes + stored_dupes, files=files)
+
+    def _periods(self, area_dir: Path, df: pl.DataFrame, time_column: str) -> tuple[dict[str, str], dict[Path, str]]:
+        """Each source's partition period: recorded on its first write, then fixed.
+
+        Sources sampled at least a minute apart get one partition per month (a day of
+        one-minute data is only 1,440 rows, too small a Parquet file to be worth its
+        overhead); faster ones get one per day. ``date=`` names the period's first day.
+        Returns the periods and the markers to record for sources seen the first time.
+        """
+        periods, markers = {}, {}
+        for source in df["source"].unique().to_list():
+            src_dir = area_dir / f"source={quote(str(source), safe='')}"
+            recorded = _source_period(src_dir)
+            if recorded is None and src_dir.exists() and any(src_dir.glob("date=*")):
+                recorded = "day"  # written before layouts were recorded: it is daily
+                markers[src_dir / "_partitioning.json"] = json.dumps({"period": "day", "median_step_s": None})
+            if recorded is None:
+                rows = df.filter(pl.col("source") == source)
+                by = ["device_id"] if "device_id" in rows.columns else []
+                diff = pl.col(time_column).diff()
+                steps = rows.sort([*by, time_column]).select(
+                    ((diff.over(by) if by else diff).dt.total_microseconds() * 1e-6).alias("step")
+                )["step"]
+                step = steps.filter(steps > 0).median()
+                recorded = "month" if step is not None and step >= _MONTHLY_FROM_STEP_S else "day"
+                markers[src_dir / "_partitioning.json"] = json.dumps({"period": recorded, "median_step_s": step})
+            periods[source] = recorded
+        return periods, markers
 
     def _existing_keys(self, area_dir: Path, partitions, key) -> pl.DataFrame | None:
         files = [f for s, d in partitions for f in _files_in(area_dir / _part_dir(s, d))]
@@ -280,9 +319,13 @@ class Store:
         for src_dir in sorted(base.iterdir()):
             if not src_dir.name.startswith("source=") or (wanted is not None and src_dir.name[7:] not in wanted):
                 continue
+            monthly = _source_period(src_dir) == "month"
             for day_dir in sorted(src_dir.iterdir()):
-                day = date.fromisoformat(day_dir.name[5:])
-                if (d0 is not None and day < d0) or (d1 is not None and day > d1):
+                if not day_dir.name.startswith("date="):
+                    continue
+                first = date.fromisoformat(day_dir.name[5:])
+                last = _month_end(first) if monthly else first
+                if (d0 is not None and last < d0) or (d1 is not None and first > d1):
                     continue
                 files.extend(_files_in(day_dir))
         return files
@@ -350,9 +393,14 @@ class _Transaction:
         self.root, self.staging, self.durable = root, staging, durable
         self.txid = staging.name[:12]
         self._pending: list[tuple[Path, pa.Table]] = []
+        self._markers: dict[Path, str] = {}
 
     def add(self, final_dir: Path, table: pa.Table) -> None:
         self._pending.append((final_dir, table))
+
+    def add_marker(self, path: Path, text: str) -> None:
+        """A small file (the partition layout) written just before the data becomes visible."""
+        self._markers[path] = text
 
     def commit(self) -> list[Path]:
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -370,11 +418,26 @@ class _Transaction:
 
         with ThreadPoolExecutor(_WRITE_THREADS) as pool:
             list(pool.map(_write, zip(staged, self._pending)))
-        # every file is complete on disk: now make them visible
+        # every file is complete on disk: record the layout, then make the data visible
+        for path, text in self._markers.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.staging / (path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
         for tmp, final in staged:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         return [final for _, final in staged]
+
+
+def _source_period(src_dir: Path) -> str | None:
+    marker = src_dir / "_partitioning.json"
+    return json.loads(marker.read_text())["period"] if marker.exists() else None
+
+
+def _month_end(first: date) -> date:
+    nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+    return date.fromordinal(nxt.toordinal() - 1)
 
 
 def _strictly_increasing(t: pl.Series) -> bool:

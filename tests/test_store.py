@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import polars as pl
@@ -14,9 +15,12 @@ DAY0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
 
 
 def _meter_rows(days: int = 3, per_day: int = 4, devices=("m1", "m2")) -> pl.DataFrame:
-    """``per_day`` readings per device on each of ``days`` days from 2024-06-01 (V, W)."""
+    """``per_day`` readings 10 s apart per device on each of ``days`` days from 2024-06-01 (V, W).
+
+    Sampled faster than once a minute, so the store partitions the source by day.
+    """
     rows = [
-        {"ts": DAY0 + timedelta(days=d, hours=h), "source": "test", "device_id": dev, "voltage": 230.0 + h, "power": 100.0 * d}
+        {"ts": DAY0 + timedelta(days=d, seconds=10 * h), "source": "test", "device_id": dev, "voltage": 230.0 + h, "power": 100.0 * d}
         for d in range(days) for h in range(per_day) for dev in devices
     ]
     return pl.DataFrame(rows)
@@ -38,11 +42,11 @@ def test_scan_prunes_dates_and_filters_devices(store):
     store.write("meter", _meter_rows())
     day0_file = next((store.root / "measurements" / "kind=meter" / "source=test" / "date=2024-06-01").glob("*.parquet"))
     day0_file.write_bytes(b"not parquet")  # opening this partition would fail
-    start, end = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2, hours=2)
+    start, end = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2, seconds=25)
     got = store.scan("meter", device_id="m2", start=start, end=end).collect()
     assert got["device_id"].unique().to_list() == ["m2"]
-    assert got["ts"].min() == start and got["ts"].max() == DAY0 + timedelta(days=2, hours=1)
-    assert got.height == 6
+    assert got["ts"].min() == start and got["ts"].max() == DAY0 + timedelta(days=2, seconds=20)
+    assert got.height == 7
     with pytest.raises(Exception):
         store.scan("meter").collect()
 
@@ -101,3 +105,20 @@ def test_truth_tables_with_different_columns_read_as_their_union(store):
     assert set(events.columns) >= {"type", "magnitude", "asset"}
     assert events["magnitude"].to_list() == [0.7, None] and events["asset"].to_list() == [None, "pv-1"]
     assert store.scan_truth("events", source="sim:b").collect().height == 1
+
+
+def test_slow_sources_are_partitioned_by_month_and_keep_that_layout(store):
+    minutes = pl.DataFrame({
+        "ts": pl.datetime_range(DAY0, DAY0 + timedelta(days=45), "1m", eager=True, time_zone="UTC"),
+        "source": "slow", "device_id": "house", "voltage": 231.0,
+    })
+    first = store.write("meter", minutes)
+    assert sorted(f.parent.name for f in first.files) == ["date=2024-06-01", "date=2024-07-01"]
+    base = store.root / "measurements" / "kind=meter" / "source=slow"
+    assert json.loads((base / "_partitioning.json").read_text())["period"] == "month"
+    # a later burst of 1 s readings still goes to the monthly partition, and re-writes dedupe against it
+    burst = minutes.head(3).with_columns(pl.col("ts") + timedelta(seconds=1))
+    assert {f.parent.name for f in store.write("meter", burst).files} == {"date=2024-06-01"}
+    assert store.write("meter", minutes).written == 0
+    july = store.scan("meter", source="slow", start=DAY0 + timedelta(days=35), end=DAY0 + timedelta(days=36)).collect()
+    assert july.height == 1440
