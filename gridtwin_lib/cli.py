@@ -198,14 +198,14 @@ def features_cmd(
     start: Annotated[Optional[str], typer.Option(help="UTC start (inclusive), ISO 8601.")] = None,
     end: Annotated[Optional[str], typer.Option(help="UTC end (exclusive), ISO 8601.")] = None,
     windows: Annotated[str, typer.Option(help="Trailing windows, comma-separated (s, m, h, d).")] = "1m,15m,1h",
-    site: Annotated[Optional[str], typer.Option(help="Site profile for nominal values and calendar (au_sydney, fr_sceaux).")] = None,
+    site: Annotated[Optional[str], typer.Option(help="Site profile for nominal values and calendar (au_sydney, fr_sceaux) [default: the source's known site, else $GRIDTWIN_SITE or au_sydney].")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the feature table to this Parquet file.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ):
     """List the feature catalog, or compute it for stored measurements."""
     from . import features
-    from .config import SITES, default_site
+    from .config import SITES, site_for_source
 
     win = tuple(w.strip() for w in windows.split(",") if w.strip())
     if list_:
@@ -225,7 +225,7 @@ def features_cmd(
     frame = lf.collect()
     if frame.height == 0:
         _fail(f"no {kind} measurements in {st.root} for source={source} device={device} [{start}, {end}); ingest or simulate first")
-    table = features.compute(frame, kind, win, SITES[site] if site else default_site())
+    table = features.compute(frame, kind, win, SITES[site] if site else site_for_source(source))
     seconds = time.perf_counter() - t0
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -86,3 +86,13 @@ def default_site() -> Site:
     if name not in SITES:
         raise KeyError(f"GRIDTWIN_SITE={name!r} is not a known site; choose one of {sorted(SITES)}")
     return SITES[name]
+
+
+#: sources whose site is known (the UCI house is in Sceaux); others use the default site
+SOURCE_SITES: dict[str, str] = {"uci": "fr_sceaux"}
+
+
+def site_for_source(source: str | None) -> Site:
+    """The site profile of a source: its known site, else :func:`default_site`."""
+    name = SOURCE_SITES.get(source or "")
+    return SITES[name] if name else default_site()
