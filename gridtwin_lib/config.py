@@ -13,7 +13,7 @@ the same store:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -68,9 +68,6 @@ class Site:
     longitude_deg: float
     nominal_voltage_v: float = 230.0
     nominal_frequency_hz: float = 50.0
-
-    def with_(self, **changes) -> "Site":
-        return replace(self, **changes)
 
 
 SITES: dict[str, Site] = {

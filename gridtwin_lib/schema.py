@@ -136,10 +136,6 @@ def polars_schema(kind: str) -> dict[str, pl.DataType]:
     return dict(_polars_schema(kind))
 
 
-def empty_frame(kind: str) -> pl.DataFrame:
-    return pl.DataFrame(schema=polars_schema(kind))
-
-
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}; choose one of {', '.join(KINDS)}")

@@ -44,7 +44,6 @@ import pyarrow.parquet as pq
 from . import config
 from .schema import POLARS_TS, arrow_schema, conform, polars_schema
 
-_AREAS = ("measurements", "truth", "rejects")
 _WRITE_THREADS = 2
 _MONTHLY_FROM_STEP_S = 60.0  # median sampling step from which a source is partitioned by month
 _DICTIONARY_COLUMNS = ["source", "device_id", "kind", "rule"]

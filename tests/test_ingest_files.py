@@ -133,3 +133,34 @@ def test_sql_over_ingested_rows(store, three_phase_sample, three_phase_mapping):
     ingest_file(three_phase_sample, three_phase_mapping, source="csv", store=store)
     per_device = store.sql("SELECT device_id, count(*) AS n FROM three_phase GROUP BY device_id ORDER BY device_id")
     assert per_device.rows() == [("tx-sub-07", 18), ("tx-sub-12", 17)]
+
+
+def _yaml_mapping(tmp_path, extra: str = "") -> "Path":
+    lines = ["kind: three_phase", "timestamp: {columns: [timestamp], timezone: UTC}", "device: {column: meter_id}", "columns:"]
+    for p in "abc":
+        lines += [f"  v_{p}: {{column: U{p}_kV, unit: kV}}", f"  i_{p}: I{p}_A:A", f"  p_{p}: P{p}_kW:kW", f"  q_{p}: Q{p}_kvar:kvar"]
+    lines += ["  frequency: freq_Hz"]  # no unit: the field's own (Hz)
+    path = tmp_path / "map.yaml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def test_yaml_mapping_file_equals_the_programmatic_mapping(tmp_path, three_phase_mapping):
+    from gridtwin_lib.ingest import load_mapping
+
+    assert load_mapping(_yaml_mapping(tmp_path)) == three_phase_mapping
+
+
+@pytest.mark.parametrize("typo", ["timezon: UTC", "colums: {}"])
+def test_a_misspelt_mapping_key_is_refused_not_ignored(tmp_path, store, three_phase_sample, typo, stored_files):
+    from gridtwin_lib.ingest import load_mapping
+
+    text = _yaml_mapping(tmp_path).read_text()
+    bad = tmp_path / "bad.yaml"
+    if typo.startswith("timezon"):
+        bad.write_text(text.replace("timezone: UTC", "timezon: UTC"))
+    else:
+        bad.write_text(text + typo + "\n")
+    with pytest.raises(IngestError, match=r"unknown key '(timezon|colums)'") as err:
+        ingest_file(three_phase_sample, load_mapping(bad), store=store)
+    assert "\n" not in str(err.value) and stored_files(store) == []

@@ -65,26 +65,45 @@ class ColumnMapping:
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "ColumnMapping":
-        """Build from the YAML/JSON mapping-file form (see README, "Column mappings")."""
-        ts = spec.get("timestamp", {})
+        """Build from the YAML/JSON mapping-file form (see README, "Column mappings").
+
+        Unknown keys are refused (a misspelt ``timezone`` must not silently mean UTC);
+        the ``ValueError`` names the key and the allowed ones.
+        """
+        if not isinstance(spec, dict) or "kind" not in spec:
+            raise ValueError("a mapping is a YAML mapping with at least 'kind' and 'columns'")
+        _only(spec, {"kind", "timestamp", "device", "columns"}, "mapping")
+        ts = spec.get("timestamp") or {}
         if isinstance(ts, str):
             ts = {"columns": [ts]}
+        _only(ts, {"columns", "format", "timezone"}, "timestamp")
+        ts_columns = ts.get("columns", ["timestamp"])
         cols = {}
         for name, c in (spec.get("columns") or {}).items():
             if isinstance(c, str):
                 source, _, unit = c.partition(":")
                 c = {"column": source, "unit": unit or None}
+            _only(c, {"column", "unit"}, f"columns.{name}")
             cols[name] = Column(c["column"], c.get("unit") or field_by_name(spec["kind"], name).unit)
-        device = spec.get("device", {}) or {}
+        device = spec.get("device") or {}
+        _only(device, {"column", "id"}, "device")
         return cls(
             kind=spec["kind"],
             columns=cols,
-            timestamp=list(ts.get("columns", ["timestamp"])) if isinstance(ts.get("columns", []), list) else [ts["columns"]],
+            timestamp=[ts_columns] if isinstance(ts_columns, str) else list(ts_columns),
             timestamp_format=ts.get("format"),
             timezone=ts.get("timezone", "UTC"),
             device_column=device.get("column"),
             device_id=device.get("id"),
         )
+
+
+def _only(section: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(section, dict):
+        raise ValueError(f"'{where}' must be a mapping of {', '.join(sorted(allowed))}")
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in '{where}'; allowed: {', '.join(sorted(allowed))}")
 
 
 @dataclass

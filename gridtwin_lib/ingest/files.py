@@ -23,7 +23,7 @@ def load_mapping(path: str | Path) -> ColumnMapping:
     try:
         spec = yaml.safe_load(path.read_text())
         return ColumnMapping.from_dict(spec)
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise IngestError(f"{path}: not a valid column mapping ({exc!s}); see README 'Column mappings'") from None
 
 

