@@ -23,8 +23,12 @@ app = typer.Typer(
 )
 ingest_app = typer.Typer(help="Bring measurements into the canonical store (validated, deduplicated).", no_args_is_help=True)
 store_app = typer.Typer(help="Inspect and query the canonical Parquet store.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Run notebook pipelines (Papermill + MLflow) and list them.", no_args_is_help=True)
+models_app = typer.Typer(help="Registered models and their champions (MLflow registry).", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(store_app, name="store")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(models_app, name="models")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text (for scripts).")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store root [default: data/store of the project, or $GRIDTWIN_STORE].")]
@@ -346,6 +350,67 @@ def run_cmd(
     result = main_job(_store(store), simulate=not skip_simulation, echo=None if as_json else typer.echo)
     if as_json:
         _emit(result, True)
+
+
+# ----------------------------------------------------------------- pipelines and models
+
+
+@pipeline_app.command("list")
+@_guarded
+def pipeline_list_cmd(as_json: JsonOpt = False):
+    """The pipelines in pipelines/*.yaml with their notebooks."""
+    from .pipeline import list_pipelines
+
+    items = list_pipelines()
+    _emit(items, as_json, "\n".join(f"{p['name']:<10} {len(p['notebooks'])} notebooks: {', '.join(p['notebooks'])}\n"
+                                     f"{'':<10} {p['description']}" for p in items))
+
+
+@pipeline_app.command("run")
+@_guarded
+def pipeline_run_cmd(
+    name: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml), e.g. full, smoke.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=8, help="Notebooks run in parallel when independent.")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the pipeline and its parameters, print the plan, run nothing.")] = False,
+    timeout: Annotated[Optional[int], typer.Option(help="Per-cell timeout in seconds (default: none).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Execute a pipeline's notebooks with Papermill on the gridtwin kernel.
+
+    Executed notebooks, HTML reports (code hidden) and an index page go to
+    data/reports/NAME/<UTC timestamp>/ (and data/reports/NAME/latest). Each model run is
+    tracked in MLflow and registered when its notebook succeeds; 'champion' moves only to a
+    version that beats its baseline and the current champion. A failing notebook stops the
+    pipeline (exit status 1) with one line; its runs are marked FAILED and nothing is registered.
+    """
+    from .pipeline import PipelineError, run
+
+    try:
+        result = run(name, jobs=jobs, dry_run=dry_run, echo=None if as_json else typer.echo, timeout_s=timeout)
+    except PipelineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        _emit(result.to_dict(), True)
+
+
+@models_app.command("list")
+@_guarded
+def models_list_cmd(as_json: JsonOpt = False):
+    """Every registered gridtwin.* model: champion (or latest) version against its baseline."""
+    from .tracking import leaderboard
+
+    board = leaderboard()
+    if as_json:
+        _emit(board.to_dict(orient="records"), True)
+        return
+    if board.empty:
+        typer.echo("no registered models yet; run `gridtwin pipeline run full`")
+        return
+    for r in board.itertuples():
+        champ = f"champion v{r.champion_version}" if r.champion_version else "no champion"
+        typer.echo(f"{r.model_id:<32} {r.primary_metric:<14} {r.model:>10.4g} vs baseline {r.baseline_value:<10.4g} "
+                   f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -8,6 +8,9 @@ the same store:
                     else the current directory)
 ``GRIDTWIN_STORE``  canonical Parquet store (default ``$GRIDTWIN_HOME/data/store``)
 ``GRIDTWIN_SITE``   name of the default site profile (default ``au_sydney``)
+``GRIDTWIN_WORKSPACE``  a named, separate store and MLflow registry (e.g. ``smoke``):
+                    ``data/workspaces/<name>/store`` and ``mlruns/workspaces/<name>``, so
+                    small test runs never mix with the real data or move its champions
 """
 
 from __future__ import annotations
@@ -34,9 +37,19 @@ def data_dir() -> Path:
     return project_root() / "data"
 
 
+def workspace() -> str | None:
+    name = os.environ.get("GRIDTWIN_WORKSPACE") or None
+    if name is not None and not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"GRIDTWIN_WORKSPACE={name!r}: use letters, digits, '-' or '_'")
+    return name
+
+
 def store_dir() -> Path:
     env = os.environ.get("GRIDTWIN_STORE")
-    return Path(env).expanduser().resolve() if env else data_dir() / "store"
+    if env:
+        return Path(env).expanduser().resolve()
+    ws = workspace()
+    return data_dir() / "workspaces" / ws / "store" if ws else data_dir() / "store"
 
 
 def reports_dir() -> Path:
@@ -44,7 +57,8 @@ def reports_dir() -> Path:
 
 
 def mlruns_dir() -> Path:
-    return project_root() / "mlruns"
+    ws = workspace()
+    return project_root() / "mlruns" / "workspaces" / ws if ws else project_root() / "mlruns"
 
 
 @dataclass(frozen=True)

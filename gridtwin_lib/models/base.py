@@ -1,0 +1,269 @@
+"""The one interface every GridTwin model follows.
+
+A model is a scikit-learn style estimator (parameters in ``__init__`` only, learned
+state in attributes ending in ``_``, ``fit`` returns ``self``) plus a small
+contract that lets one piece of code train, judge, track and serve all 16 of them:
+
+* ``spec`` (class attribute): id, module, algorithm, baseline name, primary metric
+  and the units of what ``predict`` returns;
+* ``baseline()``: a *fresh, unfitted* estimator with the same ``fit``/``predict``
+  interface, the named baseline of the model catalogue;
+* ``score(y_true, y_pred, meta)``: the catalogue's metrics of one set of
+  predictions; called with the model's and the baseline's predictions on exactly
+  the same held-out rows (:func:`fit_and_evaluate` guarantees it);
+* ``figures(dataset, predictions)``: plotly figures of the evaluation.
+
+Models get frames (or arrays), never paths; they never talk to MLflow
+(``gridtwin_lib.tracking`` does) and never see ground truth except as ``y``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from ..errors import InputError
+
+MODULES = ("monitoring", "maintenance", "energy", "decision")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the model catalogue (``../shared/spec/models.md``) says about a model.
+
+    ``output_units`` maps each output (column of ``predict``'s result, or ``"y"``
+    for a single output) to its unit, e.g. ``{"load_kw": "kW"}``.
+    """
+
+    model_id: str  # e.g. "m01_voltage_anomaly"
+    module: str  # one of MODULES
+    algorithm: str  # e.g. "IsolationForest"
+    baseline: str  # e.g. "EN 50160 rule |dV| > 10 % of nominal"
+    target: str  # what is predicted, from which ground truth
+    primary_metric: str  # a key of score()'s result
+    greater_is_better: bool
+    output_units: dict[str, str]
+    secondary_metrics: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.module not in MODULES:
+            raise ValueError(f"module {self.module!r} is not one of {MODULES}")
+
+    @property
+    def registered_name(self) -> str:
+        return f"gridtwin.{self.model_id}"
+
+
+@dataclass
+class Dataset:
+    """A chronological train/test split handed to a model.
+
+    ``X_*`` are what the model may see (pandas DataFrame or NumPy array);
+    ``y_*`` the labels from ground truth (``None`` for unsupervised training);
+    ``meta_test`` carries per-row context for scoring and plots (timestamps,
+    device ids, event logs...) and is never given to ``predict``.
+    ``split`` records the time ranges, e.g. ``{"train": [start, end], "test": [...]}``
+    (ISO strings); ``digest`` identifies the exact data (see :func:`digest`).
+    """
+
+    name: str
+    X_train: Any
+    y_train: Any
+    X_test: Any
+    y_test: Any
+    meta_test: Any = None
+    meta_train: Any = None
+    split: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    digest: str = ""
+    description: str = ""
+
+    def __post_init__(self):
+        if _n_rows(self.X_train) == 0:
+            raise InputError(f"dataset {self.name}: the training window is empty ({self.split.get('train')}); "
+                             "simulate or ingest data for that range first (notebook 00_data)")
+        if _n_rows(self.X_test) == 0:
+            raise InputError(f"dataset {self.name}: the test window is empty ({self.split.get('test')}); "
+                             "extend the data or move the split")
+        if not self.digest:
+            self.digest = digest(self.X_train, self.y_train, self.X_test, self.y_test)
+
+    @property
+    def n_train(self) -> int:
+        return _n_rows(self.X_train)
+
+    @property
+    def n_test(self) -> int:
+        return _n_rows(self.X_test)
+
+
+@dataclass
+class Evaluation:
+    """Model and baseline judged on the same held-out rows."""
+
+    spec: ModelSpec
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    n_test: int
+    test_rows_digest: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> float:
+        return self.metrics[self.spec.primary_metric]
+
+    @property
+    def baseline_primary(self) -> float:
+        return self.baseline_metrics[self.spec.primary_metric]
+
+    @property
+    def skill(self) -> float:
+        """Skill on the primary metric: ``1 - model/baseline`` for errors,
+        ``model - baseline`` for scores where greater is better."""
+        return skill(self.primary, self.baseline_primary, self.spec.greater_is_better)
+
+    @property
+    def beats_baseline(self) -> bool:
+        return better(self.primary, self.baseline_primary, self.spec.greater_is_better)
+
+    def table(self) -> pd.DataFrame:
+        """Metrics side by side (rows: metric; columns: model, baseline)."""
+        names = list(dict.fromkeys([*self.metrics, *self.baseline_metrics]))
+        return pd.DataFrame(
+            {"model": [self.metrics.get(n, np.nan) for n in names],
+             "baseline": [self.baseline_metrics.get(n, np.nan) for n in names]},
+            index=pd.Index(names, name="metric"),
+        )
+
+
+def skill(model: float, baseline: float, greater_is_better: bool) -> float:
+    if greater_is_better:
+        return float(model - baseline)
+    if baseline == 0 or not math.isfinite(baseline):
+        return float("nan")
+    return float(1.0 - model / baseline)
+
+
+def better(a: float, b: float | None, greater_is_better: bool) -> bool:
+    """Is ``a`` strictly better than ``b``? (``b`` None or NaN: yes, if ``a`` is finite)."""
+    if a is None or not math.isfinite(a):
+        return False
+    if b is None or not math.isfinite(b):
+        return True
+    return a > b if greater_is_better else a < b
+
+
+class GridModel(BaseEstimator):
+    """Base class: subclasses set ``spec`` and implement fit/predict/baseline/score.
+
+    ``predict`` returns a NumPy array or a pandas DataFrame whose columns are the
+    keys of ``spec.output_units``.
+    """
+
+    spec: ClassVar[ModelSpec]
+
+    def fit(self, X, y=None):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def predict(self, X):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def baseline(self):  # pragma: no cover - interface
+        """A fresh, unfitted estimator implementing the catalogue's baseline."""
+        raise NotImplementedError
+
+    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
+        """Plotly figures keyed by a file-safe name; default: none."""
+        return {}
+
+    def input_example(self, X):
+        """A few rows of ``X`` to store with the model (its signature is inferred from them)."""
+        return X[:5] if not isinstance(X, pd.DataFrame) else X.head(5)
+
+    def evaluate(self, dataset: Dataset, baseline=None) -> Evaluation:
+        """Score this fitted model and a fitted baseline on ``dataset``'s test rows."""
+        return evaluate(self, dataset, baseline)
+
+
+def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Any, Evaluation]:
+    """Fit the model and its baseline on the training rows, score both on the test rows."""
+    t0 = time.perf_counter()
+    model.fit(dataset.X_train, dataset.y_train)
+    t1 = time.perf_counter()
+    bl = model.baseline().fit(dataset.X_train, dataset.y_train)
+    t2 = time.perf_counter()
+    ev = evaluate(model, dataset, bl)
+    ev.timings_s.update({"fit_s": t1 - t0, "baseline_fit_s": t2 - t1})
+    return model, bl, ev
+
+
+def evaluate(model: GridModel, dataset: Dataset, baseline) -> Evaluation:
+    """Predict the same test rows with model and baseline and score both the same way."""
+    X = dataset.X_test
+    rows = digest(X)
+    t0 = time.perf_counter()
+    y_model = model.predict(X)
+    t1 = time.perf_counter()
+    y_base = baseline.predict(X)
+    if _n_rows(y_model) != _n_rows(X) or _n_rows(y_base) != _n_rows(X):
+        raise ValueError(f"{model.spec.model_id}: predictions do not cover the {_n_rows(X)} test rows "
+                         f"(model {_n_rows(y_model)}, baseline {_n_rows(y_base)})")
+    metrics = model.score(dataset.y_test, y_model, dataset.meta_test)
+    base_metrics = model.score(dataset.y_test, y_base, dataset.meta_test)
+    predictions = {"model": y_model, "baseline": y_base}
+    ev = Evaluation(
+        spec=model.spec,
+        metrics={k: float(v) for k, v in metrics.items()},
+        baseline_metrics={k: float(v) for k, v in base_metrics.items()},
+        n_test=_n_rows(X),
+        test_rows_digest=rows,
+        predictions=predictions,
+        timings_s={"predict_s": t1 - t0},
+    )
+    if model.spec.primary_metric not in ev.metrics:
+        raise ValueError(f"{model.spec.model_id}: score() did not return the primary metric "
+                         f"{model.spec.primary_metric!r}")
+    ev.figures = model.figures(dataset, predictions)
+    return ev
+
+
+def digest(*parts) -> str:
+    """A short, stable content hash of frames/arrays (identifies the data a run used)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if hasattr(part, "to_pandas") and not isinstance(part, pd.DataFrame | pd.Series):
+            part = part.to_pandas()  # polars
+        if part is None:
+            h.update(b"none")
+        elif isinstance(part, pd.DataFrame | pd.Series):
+            try:
+                h.update(pd.util.hash_pandas_object(part, index=True).values.tobytes())
+            except TypeError:  # unhashable cells (lists, dicts)
+                h.update(part.to_json(date_format="iso", default_handler=str).encode())
+            h.update(repr(list(part.columns) if isinstance(part, pd.DataFrame) else [part.name]).encode())
+        elif isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+            h.update(repr((part.shape, str(part.dtype))).encode())
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()[:16]
+
+
+def _n_rows(x) -> int:
+    if x is None:
+        return 0
+    if hasattr(x, "shape"):
+        return int(x.shape[0])
+    return len(x)

@@ -1,0 +1,156 @@
+"""Small helpers that keep the notebooks thin: set-up, train-judge-log, show.
+
+A model section of a notebook is three lines::
+
+    ds = datasets.voltage_anomaly(store, test_days=2)
+    result = nb.train(VoltageAnomaly(random_state=seed), ds, seed=seed)
+    nb.show(result)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .models.base import Dataset, Evaluation, GridModel, fit_and_evaluate
+
+
+@dataclass
+class TrainResult:
+    model: GridModel
+    baseline: Any
+    dataset: Dataset
+    evaluation: Evaluation
+    run: Any  # tracking.RunRecord
+
+    def summary(self) -> dict[str, Any]:
+        ev = self.evaluation
+        return {
+            "model_id": ev.spec.model_id, "algorithm": ev.spec.algorithm, "baseline": ev.spec.baseline,
+            "primary_metric": ev.spec.primary_metric, "model": ev.primary, "baseline_value": ev.baseline_primary,
+            "skill": ev.skill, "beats_baseline": ev.beats_baseline, "n_train": self.dataset.n_train,
+            "n_test": ev.n_test, "test": self.dataset.split.get("test"), "run_id": self.run.run_id,
+        }
+
+
+def setup() -> None:
+    """Plotly figures that survive nbconvert (HTML reports) and JupyterLab; quiet libraries."""
+    import plotly.io as pio
+
+    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.templates.default = "plotly_white"
+    pd.set_option("display.precision", 4)
+    pd.set_option("display.max_columns", 40)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in ("cmdstanpy", "prophet", "mlflow", "absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def train(model: GridModel, dataset: Dataset, *, seed: int | None = None, log: bool = True,
+          params: dict[str, Any] | None = None, extra_metrics: dict[str, float] | None = None) -> TrainResult:
+    """Fit model and baseline on the training range, judge both on the test range, log to MLflow."""
+    model, baseline, ev = fit_and_evaluate(model, dataset)
+    run = None
+    if log:
+        from . import tracking
+
+        extra = dict(extra_metrics or {})
+        extra.update({f"model/{k}": float(v) for k, v in getattr(model, "extra_metrics_", {}).items()})
+        run = tracking.log_model_run(model, dataset, ev, seed=seed, params=params, extra_metrics=extra)
+    return TrainResult(model, baseline, dataset, ev, run)
+
+
+def show(result: TrainResult) -> None:
+    """Metrics table (model vs baseline on the same rows) and the evaluation figures."""
+    from IPython.display import Markdown, display
+
+    ev = result.evaluation
+    verdict = "beats" if ev.beats_baseline else "does **not** beat"
+    split = result.dataset.split
+    display(Markdown(
+        f"**{ev.spec.model_id}** ({ev.spec.algorithm}) {verdict} its baseline ({ev.spec.baseline}) on "
+        f"`{ev.spec.primary_metric}`: {ev.primary:.4g} vs {ev.baseline_primary:.4g} (skill {ev.skill:+.3f}); "
+        f"{result.dataset.n_train:,} training and {ev.n_test:,} test rows; "
+        f"train {_range(split.get('train'))}, test {_range(split.get('test'))}."
+        + (f" MLflow run `{result.run.run_id}`." if result.run else "")))
+    display(ev.table())
+    for fig in ev.figures.values():
+        fig.show()
+
+
+def summary_table(results: list[TrainResult]) -> pd.DataFrame:
+    return pd.DataFrame([r.summary() for r in results]).set_index("model_id")
+
+
+def _range(r: Any) -> str:
+    if isinstance(r, list | tuple) and len(r) == 2:
+        return f"{r[0]} → {r[1]}"
+    return str(r)
+
+
+def comparison_table(leaderboard: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as people read it: one row per model, primary metric model vs baseline."""
+    if leaderboard.empty:
+        return leaderboard
+    cols = ["module", "algorithm", "primary_metric", "model", "baseline_value", "skill", "beats_baseline",
+            "baseline", "champion_version", "n_versions", "test_range", "run_url"]
+    return leaderboard.set_index("model_id")[cols].rename(columns={"baseline_value": "baseline score",
+                                                                   "baseline": "baseline (named)"})
+
+
+def comparison_figure(leaderboard: pd.DataFrame):
+    """Skill on the primary metric per model (positive = better than its baseline)."""
+    import plotly.graph_objects as go
+
+    lb = leaderboard.sort_values("model_id")
+    colours = ["#2a9d8f" if b else "#e76f51" for b in lb["beats_baseline"]]
+    fig = go.Figure(go.Bar(
+        x=lb["model_id"], y=lb["skill"], marker_color=colours,
+        text=[f"{m:.3g} vs {b:.3g}" for m, b in zip(lb["model"], lb["baseline_value"], strict=True)],
+        hovertext=[f"{p}: model {m:.4g}, baseline {b:.4g}" for p, m, b in
+                   zip(lb["primary_metric"], lb["model"], lb["baseline_value"], strict=True)]))
+    fig.update_layout(title="Skill over the named baseline on each model's primary metric (held-out data)",
+                      yaxis_title="skill (1 − model/baseline for errors; model − baseline for scores)",
+                      xaxis_title="model", height=450)
+    fig.add_hline(y=0, line_color="grey")
+    return fig
+
+
+def metric_pairs_figure(leaderboard: pd.DataFrame):
+    """Model and baseline side by side on every shared metric, one panel per model."""
+    import math
+
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    lb = leaderboard.sort_values("model_id").reset_index(drop=True)
+    n = len(lb)
+    cols = 2
+    rows = max(1, math.ceil(n / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(lb["model_id"]))
+    for i, row in lb.iterrows():
+        names = [k for k in row["metrics"] if k in row["baseline_metrics"]]
+        r, c = i // cols + 1, i % cols + 1
+        fig.add_trace(go.Bar(name="model", x=names, y=[row["metrics"][k] for k in names], marker_color="#264653",
+                             showlegend=i == 0), row=r, col=c)
+        fig.add_trace(go.Bar(name="baseline", x=names, y=[row["baseline_metrics"][k] for k in names],
+                             marker_color="#e9c46a", showlegend=i == 0), row=r, col=c)
+    fig.update_layout(barmode="group", height=320 * rows, title="All metrics: model vs baseline (same test rows)")
+    return fig
+
+
+def trace_figure(frame, columns: list[str], title: str, time_column: str = "ts"):
+    """Time series of a few columns of a (polars or pandas) frame."""
+    import plotly.graph_objects as go
+
+    df = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+    fig = go.Figure([go.Scattergl(x=df[time_column], y=df[c], name=c, mode="lines") for c in columns])
+    fig.update_layout(title=title, height=380, xaxis_title="time (UTC)")
+    return fig

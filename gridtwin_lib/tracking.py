@@ -1,0 +1,479 @@
+"""Everything MLflow: where runs go, what a model run logs, the registry and the champion rule.
+
+Store: ``$MLFLOW_TRACKING_URI`` if set (a tracking server backed by PostgreSQL works
+unchanged), else ``sqlite:///<project>/mlruns/mlflow.db`` with artifacts under
+``<project>/mlruns/artifacts/<module>`` (absolute, so Papermill's working directory
+does not matter). One experiment per catalogue module: ``gridtwin.monitoring``,
+``gridtwin.maintenance``, ``gridtwin.energy``, ``gridtwin.decision``.
+
+A model run logs parameters, data digest and seed, model and baseline metrics with the
+skill on the primary metric, the evaluation figures (plotly HTML and PNG), the model as
+a ``pyfunc`` with signature and input example, and later (from the pipeline runner)
+the executed notebook and its HTML report.
+
+Registration: ``gridtwin.<model_id>``. The alias ``champion`` moves to a new version
+only if it beats its baseline and the current champion on the primary metric.
+Inside a pipeline (``GRIDTWIN_RUN_MANIFEST`` set) registration waits until the whole
+notebook has succeeded, so a failing notebook leaves nothing half-registered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import config
+from .errors import InputError
+from .models.base import Dataset, Evaluation, GridModel, better
+
+MANIFEST_ENV = "GRIDTWIN_RUN_MANIFEST"
+CHAMPION = "champion"
+_PNG_STATE: dict[str, Any] = {}
+
+
+class TrackingError(InputError):
+    """The tracking store cannot be opened or written."""
+
+
+# ----------------------------------------------------------------------------- store
+def tracking_uri() -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
+
+
+def artifact_root() -> Path:
+    return config.mlruns_dir() / "artifacts"
+
+
+def ui_url() -> str:
+    """Base URL of the MLflow UI used in report links (``make mlflow`` serves it)."""
+    return os.environ.get("GRIDTWIN_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
+
+
+def client():
+    """An ``MlflowClient`` on the project's store (the store is created on first use)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"tracking store {uri}: cannot create {db.parent} ({exc.strerror}); "
+                                "set MLFLOW_TRACKING_URI or GRIDTWIN_HOME to a writable place") from None
+    _quiet_mlflow()
+    mlflow.set_tracking_uri(uri)
+    c = MlflowClient(tracking_uri=uri)
+    try:
+        c.search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any backend failure is reported the same way
+        raise TrackingError(f"tracking store {uri} cannot be opened: {_first_line(exc)}; "
+                            "check MLFLOW_TRACKING_URI (or unset it to use mlruns/mlflow.db)") from None
+    return c
+
+
+def experiment_id(module: str, c=None) -> str:
+    """Id of the module's experiment ``gridtwin.<module>``, created with an absolute artifact location."""
+    c = c or client()
+    name = f"gridtwin.{module}"
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = (artifact_root() / module).resolve().as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location, tags={"gridtwin.module": module})
+    except Exception:  # noqa: BLE001 - created concurrently by a parallel notebook
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# ----------------------------------------------------------------------------- the pyfunc wrapper
+from mlflow.pyfunc import PythonModel as _PythonModel  # noqa: E402
+
+
+class GridModelPyfunc(_PythonModel):
+    """MLflow ``pyfunc`` around a fitted :class:`GridModel` stored as a cloudpickle artifact."""
+
+    # inputs differ per model and are checked against the logged signature instead of type hints
+    _skip_type_hint_validation = True
+
+    def load_context(self, context):
+        import cloudpickle
+
+        with open(context.artifacts["estimator"], "rb") as fh:
+            self.estimator = cloudpickle.load(fh)
+
+    def predict(self, context, model_input, params=None):
+        return self.estimator.predict(model_input)
+
+
+def load_estimator(model_uri: str) -> GridModel:
+    """The fitted :class:`GridModel` behind a logged/registered model URI
+    (e.g. ``models:/gridtwin.m01_voltage_anomaly@champion``)."""
+    import mlflow
+
+    client()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().estimator
+
+
+# ----------------------------------------------------------------------------- logging a run
+@dataclass
+class RunRecord:
+    run_id: str
+    experiment_id: str
+    model_id: str
+    registered_name: str
+    model_uri: str
+    primary_metric: str
+    metric: float
+    baseline_metric: float
+    beats_baseline: bool
+    url: str
+    registered_version: str | None = None
+    champion: bool | None = None
+    champion_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def log_model_run(
+    model: GridModel,
+    dataset: Dataset,
+    evaluation: Evaluation,
+    *,
+    seed: int | None = None,
+    params: dict[str, Any] | None = None,
+    extra_metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    register: bool | None = None,
+) -> RunRecord:
+    """Log one trained model with its evaluation as an MLflow run (and register it).
+
+    ``register``: default ``True`` outside a pipeline; inside one (``GRIDTWIN_RUN_MANIFEST``)
+    the run is written to the manifest and the runner registers it once the notebook
+    has succeeded.
+    """
+    import cloudpickle
+    import mlflow
+    from mlflow.models import infer_signature
+
+    spec = model.spec
+    c = client()
+    exp = experiment_id(spec.module, c)
+    manifest = os.environ.get(MANIFEST_ENV)
+    if register is None:
+        register = not manifest
+
+    run_tags = {
+        "gridtwin.model_id": spec.model_id,
+        "gridtwin.module": spec.module,
+        "gridtwin.algorithm": spec.algorithm,
+        "gridtwin.baseline": spec.baseline,
+        "gridtwin.target": spec.target,
+        "gridtwin.primary_metric": spec.primary_metric,
+        "gridtwin.greater_is_better": str(spec.greater_is_better).lower(),
+        "gridtwin.output_units": json.dumps(spec.output_units),
+        "gridtwin.data_digest": dataset.digest,
+        "gridtwin.dataset": dataset.name,
+        "gridtwin.git_commit": _git_commit(),
+        **{k: v for k, v in {
+            "gridtwin.pipeline": os.environ.get("GRIDTWIN_PIPELINE"),
+            "gridtwin.pipeline_run": os.environ.get("GRIDTWIN_PIPELINE_RUN"),
+            "gridtwin.notebook": os.environ.get("GRIDTWIN_NOTEBOOK"),
+        }.items() if v},
+        **(tags or {}),
+    }
+    all_params = {
+        **{f"model.{k}": v for k, v in model.get_params(deep=False).items()},
+        **{f"data.{k}": v for k, v in dataset.params.items()},
+        "seed": seed,
+        "data_digest": dataset.digest,
+        "n_train": dataset.n_train,
+        "n_test": dataset.n_test,
+        **{f"split.{k}": v for k, v in dataset.split.items()},
+        **(params or {}),
+    }
+    metrics = {
+        **{f"model/{k}": v for k, v in evaluation.metrics.items()},
+        **{f"baseline/{k}": v for k, v in evaluation.baseline_metrics.items()},
+        f"skill/{spec.primary_metric}": evaluation.skill,
+        "beats_baseline": float(evaluation.beats_baseline),
+        **{f"time/{k}": v for k, v in evaluation.timings_s.items()},
+        **(extra_metrics or {}),
+    }
+
+    with mlflow.start_run(experiment_id=exp, run_name=spec.model_id, tags=run_tags) as run:
+        mlflow.log_params({k: _param_value(v) for k, v in all_params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)})
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            evaluation.table().to_csv(tmp / "metrics.csv")
+            (tmp / "dataset.json").write_text(json.dumps(
+                {"name": dataset.name, "digest": dataset.digest, "split": dataset.split, "params": dataset.params,
+                 "n_train": dataset.n_train, "n_test": dataset.n_test, "description": dataset.description},
+                indent=2, default=str))
+            mlflow.log_artifact(str(tmp / "metrics.csv"), "evaluation")
+            mlflow.log_artifact(str(tmp / "dataset.json"), "evaluation")
+            for name, fig in evaluation.figures.items():
+                _log_figure(fig, name, tmp)
+
+            estimator = tmp / "estimator.pkl"
+            with open(estimator, "wb") as fh:
+                cloudpickle.dump(model, fh)
+            example = model.input_example(dataset.X_test)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                signature = infer_signature(example, model.predict(example))
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=GridModelPyfunc(),
+                    artifacts={"estimator": str(estimator)},
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=_requirements(),
+                    metadata={"gridtwin_model_id": spec.model_id, "output_units": spec.output_units},
+                )
+
+    record = RunRecord(
+        run_id=run.info.run_id, experiment_id=exp, model_id=spec.model_id,
+        registered_name=spec.registered_name, model_uri=info.model_uri,
+        primary_metric=spec.primary_metric, metric=evaluation.primary,
+        baseline_metric=evaluation.baseline_primary, beats_baseline=evaluation.beats_baseline,
+        url=run_url(exp, run.info.run_id),
+    )
+    if manifest:
+        with open(manifest, "a") as fh:
+            fh.write(json.dumps(record.to_dict()) + "\n")
+    if register:
+        register_run(record)
+    return record
+
+
+def run_url(experiment: str, run_id: str) -> str:
+    return f"{ui_url()}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def _log_figure(fig, name: str, tmp: Path) -> None:
+    """Plotly figure as interactive HTML, plus PNG when a Chromium for kaleido is available."""
+    import mlflow
+
+    html = tmp / f"{name}.html"
+    fig.write_html(html, include_plotlyjs="cdn", full_html=True)
+    mlflow.log_artifact(str(html), "figures")
+    png = tmp / f"{name}.png"
+    if _png_available():
+        try:
+            fig.write_image(png, width=1000, height=550)
+            mlflow.log_artifact(str(png), "figures")
+            return
+        except Exception as exc:  # noqa: BLE001 - PNG export is best effort, reported once
+            _PNG_STATE["ok"] = False
+            _PNG_STATE["reason"] = _first_line(exc)
+    mlflow.set_tag("gridtwin.png_figures", f"skipped: {_PNG_STATE.get('reason')}")
+
+
+def _png_available() -> bool:
+    """kaleido (1.x) renders through a Chrome/Chromium; Debian's ``chromium`` works."""
+    if "ok" not in _PNG_STATE:
+        browser = os.environ.get("BROWSER_PATH") or next(
+            (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome") if Path(p).exists()),
+            None)
+        if browser:
+            os.environ.setdefault("BROWSER_PATH", browser)
+        _PNG_STATE["ok"] = browser is not None
+        _PNG_STATE["reason"] = None if browser else "no Chromium found for kaleido (apt-get install chromium)"
+    return _PNG_STATE["ok"]
+
+
+# ----------------------------------------------------------------------------- registry
+def register_run(record: RunRecord | dict[str, Any]) -> RunRecord:
+    """Register the run's model as a new version; move ``champion`` to it only if it wins."""
+    import mlflow
+
+    rec = record if isinstance(record, RunRecord) else RunRecord(**record)
+    c = client()
+    gib = c.get_run(rec.run_id).data.tags.get("gridtwin.greater_is_better", "false") == "true"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mv = mlflow.register_model(rec.model_uri, rec.registered_name, tags={
+            "gridtwin.run_id": rec.run_id, "gridtwin.primary_metric": rec.primary_metric,
+            "gridtwin.metric": repr(rec.metric), "gridtwin.baseline_metric": repr(rec.baseline_metric),
+            "gridtwin.beats_baseline": str(rec.beats_baseline).lower()})
+    if str(mv.version) == "1":
+        c.update_registered_model(
+            rec.registered_name,
+            description=f"GridTwin {rec.model_id}; primary metric {rec.primary_metric} "
+                        f"({'greater' if gib else 'lower'} is better). Alias '{CHAMPION}': the version that beats "
+                        "its baseline and the previous champion.")
+        c.set_registered_model_tag(rec.registered_name, "gridtwin.model_id", rec.model_id)
+    # the run id is the link from registry to run (MLflow 3 versions point at a logged model)
+    rec.registered_version = str(mv.version)
+
+    current = champion_version(rec.registered_name, c)
+    current_metric = _version_metric(current) if current else None
+    if not rec.beats_baseline:
+        rec.champion, rec.champion_reason = False, (
+            f"does not beat its baseline ({rec.primary_metric} {rec.metric:.4g} vs {rec.baseline_metric:.4g})")
+    elif current is not None and not better(rec.metric, current_metric, gib):
+        rec.champion, rec.champion_reason = False, (
+            f"does not beat champion v{current.version} ({rec.primary_metric} {rec.metric:.4g} vs {current_metric:.4g})")
+    else:
+        c.set_registered_model_alias(rec.registered_name, CHAMPION, rec.registered_version)
+        rec.champion = True
+        rec.champion_reason = ("first version to beat the baseline" if current is None else
+                               f"beats champion v{current.version} ({rec.metric:.4g} vs {current_metric:.4g})")
+    c.set_model_version_tag(rec.registered_name, rec.registered_version, "gridtwin.champion_decision", rec.champion_reason)
+    return rec
+
+
+def champion_version(name: str, c=None):
+    """The version carrying the ``champion`` alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    c = c or client()
+    try:
+        return c.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _version_metric(version) -> float | None:
+    raw = (version.tags or {}).get("gridtwin.metric")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def fail_runs(run_ids: list[str], reason: str) -> None:
+    """Mark runs FAILED (their notebook failed after logging them); they are not registered."""
+    if not run_ids:
+        return
+    c = client()
+    for run_id in run_ids:
+        c.set_tag(run_id, "gridtwin.failure", reason[:4000])
+        c.set_terminated(run_id, status="FAILED")
+
+
+def log_run_artifacts(run_ids: list[str], paths: list[Path], artifact_path: str = "notebook") -> None:
+    c = client()
+    for run_id in run_ids:
+        for p in paths:
+            if Path(p).exists():
+                c.log_artifact(run_id, str(p), artifact_path)
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- reading back
+def leaderboard(c=None) -> pd.DataFrame:
+    """One row per registered GridTwin model: champion (or latest) version against its baseline."""
+    c = c or client()
+    rows = []
+    for rm in c.search_registered_models(filter_string="name LIKE 'gridtwin.%'"):
+        champ = champion_version(rm.name, c)
+        versions = c.search_model_versions(f"name = '{rm.name}'")
+        latest = max(versions, key=lambda v: int(v.version)) if versions else None
+        shown = champ or latest
+        if shown is None:
+            continue
+        run_id = (shown.tags or {}).get("gridtwin.run_id") or shown.run_id
+        run = c.get_run(run_id)
+        tags, m = run.data.tags, run.data.metrics
+        primary = tags.get("gridtwin.primary_metric", "")
+        rows.append({
+            "model_id": tags.get("gridtwin.model_id", rm.name.removeprefix("gridtwin.")),
+            "module": tags.get("gridtwin.module"),
+            "algorithm": tags.get("gridtwin.algorithm"),
+            "baseline": tags.get("gridtwin.baseline"),
+            "primary_metric": primary,
+            "greater_is_better": tags.get("gridtwin.greater_is_better") == "true",
+            "model": m.get(f"model/{primary}"),
+            "baseline_value": m.get(f"baseline/{primary}"),
+            "skill": m.get(f"skill/{primary}"),
+            "beats_baseline": bool(m.get("beats_baseline", 0.0)),
+            "champion_version": champ.version if champ else None,
+            "latest_version": latest.version if latest else None,
+            "n_versions": len(versions),
+            "n_test": run.data.params.get("n_test"),
+            "test_range": run.data.params.get("split.test"),
+            "run_id": run_id,
+            "run_url": run_url(run.info.experiment_id, run_id),
+            "metrics": {k.removeprefix("model/"): v for k, v in m.items() if k.startswith("model/")},
+            "baseline_metrics": {k.removeprefix("baseline/"): v for k, v in m.items() if k.startswith("baseline/")},
+        })
+    df = pd.DataFrame(rows)
+    return df.sort_values("model_id").reset_index(drop=True) if not df.empty else df
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _param_value(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, list | dict | tuple) else str(v)
+    return text if len(text) <= 6000 else text[:5990] + "…"
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=config.project_root(),
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _requirements() -> list[str]:
+    """The model's runtime: this environment's versions of what the models import."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("gridtwin", "mlflow", "scikit-learn", "numpy", "pandas", "polars", "xgboost", "cloudpickle",
+                "tensorflow-cpu", "prophet", "scipy"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    return reqs
+
+
+def _quiet_mlflow() -> None:
+    for name in ("mlflow", "mlflow.models", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the cloudpickle notice, once per model
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
