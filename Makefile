@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PORT   ?= 8888
+MLFLOW_PORT ?= 5000
+JOBS   ?= 2
 
-.PHONY: install run test bench lab kernel clean distclean help
+.PHONY: install run main-job test bench lab mlflow kernel clean distclean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -22,7 +24,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install GridTwin with its test extras, register the gridtwin kernel
 
-run: install  ## the main job on embedded defaults (ingest UCI data, simulate, features, summary)
+run: install  ## the full pipeline: data, 8 models trained and judged, MLflow runs and registry, reports
+	$(BIN)/gridtwin pipeline run full --jobs $(JOBS)
+	@echo "reports: data/reports/full/latest/index.html   models: make mlflow (http://127.0.0.1:$(MLFLOW_PORT))"
+
+main-job: install  ## only ingest, simulate and featurise (pipelines/main.yaml), no models
 	$(BIN)/gridtwin run
 
 test: install  ## every test (benchmarks excluded)
@@ -36,11 +42,14 @@ bench: install  ## benchmarks: they print their figures (see README "Performance
 lab: install  ## JupyterLab on 127.0.0.1 with the gridtwin kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser notebooks/
 
+mlflow: install  ## MLflow UI on the project's store (127.0.0.1 only)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+
 kernel: install  ## also register the kernel for your user's Jupyter (outside .venv)
 	$(BIN)/python -m ipykernel install --user --name gridtwin --display-name "GridTwin (.venv)"
 
-clean:  ## remove generated data (store, features, reports); keeps .venv and mlruns
-	rm -rf data/store data/features data/reports
+clean:  ## remove generated data (store, features, reports, workspaces); keeps .venv and mlruns
+	rm -rf data/store data/features data/reports data/workspaces mlruns/workspaces
 
 distclean: clean  ## also remove .venv
 	rm -rf $(VENV)

@@ -54,17 +54,52 @@ def setup() -> None:
 
 
 def train(model: GridModel, dataset: Dataset, *, seed: int | None = None, log: bool = True,
-          params: dict[str, Any] | None = None, extra_metrics: dict[str, float] | None = None) -> TrainResult:
-    """Fit model and baseline on the training range, judge both on the test range, log to MLflow."""
+          register: bool | None = None, params: dict[str, Any] | None = None,
+          extra_metrics: dict[str, float] | None = None) -> TrainResult:
+    """Fit model and baseline on the training range, judge both on the test range, log to MLflow.
+
+    ``register=False`` logs the run without registering it (e.g. a secondary dataset).
+    """
     model, baseline, ev = fit_and_evaluate(model, dataset)
     run = None
     if log:
         from . import tracking
 
-        extra = dict(extra_metrics or {})
-        extra.update({f"model/{k}": float(v) for k, v in getattr(model, "extra_metrics_", {}).items()})
-        run = tracking.log_model_run(model, dataset, ev, seed=seed, params=params, extra_metrics=extra)
+        run = tracking.log_model_run(model, dataset, ev, seed=seed, params=params, extra_metrics=extra_metrics,
+                                     register=register)
     return TrainResult(model, baseline, dataset, ev, run)
+
+
+def parameters(scope: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The notebook's parameters named ``<prefix>...``, prefix stripped (``m01_test_days`` → ``test_days``).
+
+    ``scope`` is the notebook's ``globals()`` (or a dict from an earlier call, to split further).
+    """
+    return {k[len(prefix):]: v for k, v in scope.items() if k.startswith(prefix) and not k.startswith("_")}
+
+
+def route(params: dict[str, Any], *targets, prefix: str = "") -> list[dict[str, Any]]:
+    """Split parameters among callables (dataset builder, model class) by their signatures.
+
+    A parameter no target accepts is an error: a misspelt name in a pipeline file must not
+    be silently ignored.
+    """
+    import inspect
+
+    routed: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for target in targets:
+        accepted = set(inspect.signature(target).parameters)
+        routed.append({k: v for k, v in params.items() if k in accepted})
+        used |= accepted & set(params)
+    unused = sorted(set(params) - used)
+    if unused:
+        from .errors import InputError
+
+        names = ", ".join(getattr(t, "__name__", str(t)) for t in targets)
+        raise InputError(f"parameter(s) {', '.join(prefix + u for u in unused)} are not accepted by {names}; "
+                         "check the spelling in the notebook's parameters or the pipeline file")
+    return routed
 
 
 def show(result: TrainResult) -> None:

@@ -249,14 +249,29 @@ def run(
         steps = [StepResult(s.name, "planned", notebook=str(s.notebook)) for s in order]
         for i, s in enumerate(order, 1):
             deps = f" after {', '.join(s.after)}" if s.after else ""
-            say(f"[{i}/{len(order)}] {s.notebook.name}{deps} {json.dumps(s.parameters, default=str)}")
+            shown = json.dumps(s.parameters, default=str)
+            shown = shown if len(shown) <= 160 else f"{len(s.parameters)} parameters: {', '.join(s.parameters)}"[:160] + "…"
+            say(f"[{i}/{len(order)}] {s.notebook.name}{deps} {shown}")
         say(f"dry run: nothing executed; reports would go to {out_dir}")
         return PipelineResult(pipe.name, out_dir.name, str(out_dir), "planned", 0.0, steps)
 
     _check_kernel()
+    previous = os.environ.get("GRIDTWIN_WORKSPACE")
     if pipe.workspace:
         os.environ["GRIDTWIN_WORKSPACE"] = pipe.workspace  # notebooks inherit it; so does tracking here
         say(f"workspace {pipe.workspace}: store {config.store_dir()}, MLflow {config.mlruns_dir()}")
+    try:
+        return _execute(pipe, order, base, out_dir, jobs, timeout_s, say)
+    finally:
+        if previous is None:
+            os.environ.pop("GRIDTWIN_WORKSPACE", None)
+        else:
+            os.environ["GRIDTWIN_WORKSPACE"] = previous
+
+
+def _execute(pipe: Pipeline, order: list[Step], base: Path, out_dir: Path, jobs: int, timeout_s: int | None,
+             say: Callable[[str], None]) -> PipelineResult:
+    stamp = out_dir.name
     from . import tracking
 
     tracking.client()  # fail early, with one line, if the tracking store cannot be opened
@@ -337,8 +352,12 @@ def _run_step(pipe: Pipeline, step: Step, out_dir: Path, stamp: str, timeout_s: 
         res.runs = runs
         return res
     artifacts = [out_nb] + ([Path(res.report)] if res.report else [])
-    tracking.log_run_artifacts([r["run_id"] for r in runs], artifacts, "notebook")
-    res.runs = [tracking.register_run(r).to_dict() for r in runs]
+    try:
+        tracking.log_run_artifacts([r["run_id"] for r in runs], artifacts, "notebook")
+        res.runs = [tracking.register_run(r).to_dict() if r.get("registrable", True) else r for r in runs]
+    except Exception as exc:  # noqa: BLE001 - the registry failed after the notebook succeeded
+        res.status, res.error = "failed", f"registering its models failed: {type(exc).__name__}: {exc}"[:500]
+        res.runs = runs
     return res
 
 

@@ -152,6 +152,7 @@ class RunRecord:
     registered_version: str | None = None
     champion: bool | None = None
     champion_reason: str | None = None
+    registrable: bool = True  # False: logged for reference only, never registered
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,6 +183,7 @@ def log_model_run(
     c = client()
     exp = experiment_id(spec.module, c)
     manifest = os.environ.get(MANIFEST_ENV)
+    registrable = register is not False
     if register is None:
         register = not manifest
 
@@ -214,7 +216,10 @@ def log_model_run(
         **{f"split.{k}": v for k, v in dataset.split.items()},
         **(params or {}),
     }
+    fitted_params, fitted_metrics = _fitted_summary(model)
+    all_params.update(fitted_params)
     metrics = {
+        **fitted_metrics,
         **{f"model/{k}": v for k, v in evaluation.metrics.items()},
         **{f"baseline/{k}": v for k, v in evaluation.baseline_metrics.items()},
         f"skill/{spec.primary_metric}": evaluation.skill,
@@ -260,7 +265,7 @@ def log_model_run(
         registered_name=spec.registered_name, model_uri=info.model_uri,
         primary_metric=spec.primary_metric, metric=evaluation.primary,
         baseline_metric=evaluation.baseline_primary, beats_baseline=evaluation.beats_baseline,
-        url=run_url(exp, run.info.run_id),
+        url=run_url(exp, run.info.run_id), registrable=registrable,
     )
     if manifest:
         with open(manifest, "a") as fh:
@@ -432,6 +437,28 @@ def leaderboard(c=None) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- small helpers
+def _fitted_summary(model: GridModel) -> tuple[dict[str, Any], dict[str, float]]:
+    """Scalar learned attributes (``name_``): numbers become ``fitted/<name>`` metrics, text
+    ``fitted.<name>`` params (e.g. m09's chosen algorithm and both validation MASEs)."""
+    import numbers
+
+    params: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    for name, value in vars(model).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        key = name.rstrip("_")
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            full = key if sub is None else f"{key}.{sub}"
+            if isinstance(v, bool | str):
+                params[f"fitted.{full}"] = v
+            elif isinstance(v, numbers.Real) and _finite(v):
+                metrics[f"fitted/{full}"] = float(v)
+    return params, metrics
+
+
+
 def _param_value(v: Any) -> str:
     text = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, list | dict | tuple) else str(v)
     return text if len(text) <= 6000 else text[:5990] + "…"

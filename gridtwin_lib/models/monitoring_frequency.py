@@ -1,0 +1,465 @@
+"""m03 frequency_stability: the next 10 s of system frequency and the risk of leaving the band.
+
+Input (``fit``, ``predict``): one row per forecast origin t, the last 100 one-second
+frequency readings [Hz], oldest first: DataFrame columns ``f_t-99``, ``f_t-98``, ...,
+``f_t-1``, ``f_t`` (:data:`INPUT_COLUMNS`), or a float array (n, 100) in that order.
+Output of ``predict``: DataFrame ``f_t+1`` .. ``f_t+10`` [Hz] and ``p_excursion``, the
+probability that the frequency is outside the normal band 49.85-50.15 Hz at least once
+in t+1 .. t+10 s. ``y`` for ``fit``: DataFrame ``f_t+1`` .. ``f_t+10`` [Hz] and
+``excursion`` (0/1, from the twin's ``frequency_excursion`` event log).
+
+Why an LSTM, and why on top of a linear path: the frequency is the output of a linear
+swing-equation/governor system driven by noise, generator trips and slow AGC drift, so
+most of what can be predicted is a linear function of the recent trajectory. The network
+therefore has a frozen linear AR(100) path (weights = the least-squares fit on the
+training slice, set in ``fit``) and the LSTM learns what it misses: it reads the 100 s
+history as 100/``block_s`` steps of ``block_s`` readings (levels and first differences),
+adds a correction to the AR forecast of the *change* from f_t, and drives the excursion
+probability from its state and the forecast's distance to the band edges. On the grid
+twin the point forecast ends up close to the linear AR (the process is nearly linear);
+the LSTM's gain is mostly in the excursion probability (see the report of the run).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score
+
+from ..errors import InputError
+from .base import GridModel, ModelSpec
+
+HISTORY = 100  # [s] readings per input row
+HORIZON = 10  # [s] steps ahead
+F_NOMINAL = 50.0  # [Hz]
+BAND_HZ = (49.85, 50.15)
+INPUT_COLUMNS = [f"f_t-{k}" for k in range(HISTORY - 1, 0, -1)] + ["f_t"]
+FORECAST_COLUMNS = [f"f_t+{h}" for h in range(1, HORIZON + 1)]
+OUTPUT_COLUMNS = [*FORECAST_COLUMNS, "p_excursion"]
+_LEVEL_HZ = 0.1  # input scaling of f - 50 Hz
+_DIFF_HZ = 0.01  # input scaling of one-second changes
+_TARGET_HZ = 0.05  # output scaling of f_t+h - f_t
+
+
+def _history(X) -> np.ndarray:
+    """Input rows as float64 (n, 100) [Hz], oldest first; refuse anything else in one line."""
+    if isinstance(X, pd.DataFrame):
+        missing = [c for c in INPUT_COLUMNS if c not in X.columns]
+        if missing:
+            raise InputError(f"m03: input frame lacks columns {missing[:3]}; pass the last 100 readings as "
+                             "f_t-99 .. f_t-1, f_t [Hz] (oldest first)")
+        arr = X[INPUT_COLUMNS].to_numpy(dtype=float)
+    else:
+        arr = np.asarray(X, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] != HISTORY:
+        raise InputError(f"m03: expected (n, {HISTORY}) one-second frequency readings [Hz], got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InputError("m03: no input rows; pass at least one row of 100 readings")
+    if not np.isfinite(arr).all():
+        raise InputError("m03: an input row holds NaN (a gap in the 1 s readings); drop rows whose 100 s history has gaps")
+    if (np.abs(arr - F_NOMINAL) > 5.0).any():
+        raise InputError("m03: input values are not frequencies near 50 Hz (|f - 50| > 5 Hz); pass Hz, not mHz or pu")
+    return arr
+
+
+def _targets(y) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(y, pd.DataFrame) or any(c not in y.columns for c in [*FORECAST_COLUMNS, "excursion"]):
+        raise InputError("m03: y must be a DataFrame with f_t+1 .. f_t+10 [Hz] and excursion (0/1)")
+    return y[FORECAST_COLUMNS].to_numpy(dtype=float), y["excursion"].to_numpy(dtype=float)
+
+
+def _outside(f: np.ndarray) -> np.ndarray:
+    return (f < BAND_HZ[0]) | (f > BAND_HZ[1])
+
+
+def _margin_weights() -> list[np.ndarray]:
+    """Weights of the fixed layer (linear inputs, scaled deltas) -> distance of f_t+h to the band edges.
+
+    Scaled forecast level ``(f_t+h - 50) / 0.1 = linear[0] + delta_h * 0.05 / 0.1``; upper margin
+    ``(50.15 - 50) / 0.1 - level``, lower margin ``level - (49.85 - 50) / 0.1`` (both > 0 inside).
+    """
+    kernel = np.zeros((HISTORY + HORIZON, 2 * HORIZON), "float32")
+    ratio = _TARGET_HZ / _LEVEL_HZ
+    for h in range(HORIZON):
+        kernel[0, h], kernel[HISTORY + h, h] = -1.0, -ratio
+        kernel[0, HORIZON + h], kernel[HISTORY + h, HORIZON + h] = 1.0, ratio
+    bias = np.concatenate([np.full(HORIZON, (BAND_HZ[1] - F_NOMINAL) / _LEVEL_HZ),
+                           np.full(HORIZON, (F_NOMINAL - BAND_HZ[0]) / _LEVEL_HZ)]).astype("float32")
+    return [kernel, bias]
+
+
+def _import_keras(threads: int):
+    """Import Keras lazily with TensorFlow limited to ``threads`` CPU threads."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:  # only possible before TensorFlow has started its runtime
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:
+        pass
+    import keras
+
+    return keras
+
+
+class FrequencyStability(GridModel):
+    """LSTM (Keras): f_t+1..f_t+10 [Hz] and P(outside 49.85-50.15 Hz within 10 s) from 100 s of 1 s readings.
+
+    ``fit`` holds out the last ``validation_fraction`` of the training rows (rows must be
+    in time order, as the dataset builder gives them) for early stopping.
+    """
+
+    spec = ModelSpec(
+        model_id="m03_frequency_stability",
+        module="monitoring",
+        algorithm="LSTM (TensorFlow/Keras)",
+        baseline="persistence (f_t+h = f_t; p = 1 if f_t is outside the band else 0); linear AR on lags reported as ar_*",
+        target="next 10 one-second frequency readings [Hz] and whether the frequency leaves 49.85-50.15 Hz "
+               "within them (grid twin's frequency_excursion events)",
+        primary_metric="rmse_step10",
+        greater_is_better=False,
+        output_units={**{c: "Hz" for c in FORECAST_COLUMNS}, "p_excursion": "1"},
+        secondary_metrics=("skill_rmse_step10", "rmse_mean", "brier_excursion", "brier_skill_vs_persistence",
+                           "pr_auc_excursion", "ar_rmse_step10", "ar_brier_excursion"),
+    )
+
+    def __init__(self, units: int = 32, block_s: int = 5, dense_units: int = 32, epochs: int = 10,
+                 batch_size: int = 256, learning_rate: float = 1e-3, validation_fraction: float = 0.15,
+                 patience: int = 3, excursion_weight: float = 1.0, threads: int = 2, random_state: int = 0,
+                 verbose: int = 0):
+        self.units = units
+        self.block_s = block_s
+        self.dense_units = dense_units
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.excursion_weight = excursion_weight
+        self.threads = threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---------------------------------------------------------------- tensors
+
+    def _inputs(self, f: np.ndarray) -> dict[str, np.ndarray]:
+        level = (f - F_NOMINAL) / _LEVEL_HZ
+        diff = np.diff(f, axis=1, prepend=f[:, :1]) / _DIFF_HZ
+        steps = HISTORY // self.block_s
+        seq = np.concatenate([level.reshape(-1, steps, self.block_s), diff.reshape(-1, steps, self.block_s)], axis=2)
+        # the linear path: f_t - 50 Hz and the changes f_t - f_t-k, k = 1..99 (the AR design)
+        linear = np.concatenate([level[:, -1:], (f[:, -1:] - f[:, :-1]) / _LEVEL_HZ], axis=1)
+        return {"sequence": seq.astype("float32"), "linear": linear.astype("float32")}
+
+    def _build(self, keras):
+        steps = HISTORY // self.block_s
+        seq = keras.Input((steps, 2 * self.block_s), name="sequence")
+        linear = keras.Input((HISTORY,), name="linear")
+        # frozen linear AR path, set to the least-squares solution in fit()
+        ar_delta = keras.layers.Dense(HORIZON, trainable=False, name="ar_delta")(linear)
+        state = keras.layers.LSTM(self.units, name="lstm")(seq)
+        hidden = keras.layers.Dense(self.dense_units, activation="relu", name="hidden")(
+            keras.layers.Concatenate()([state, ar_delta]))
+        correction = keras.layers.Dense(HORIZON, kernel_initializer="zeros", name="lstm_correction")(hidden)
+        delta = keras.layers.Add(name="delta")([ar_delta, correction])
+        # distances of each forecast step to the two band edges [0.1 Hz]: fixed weights set in fit()
+        margins = keras.layers.Dense(2 * HORIZON, trainable=False, name="band_margins")(
+            keras.layers.Concatenate()([linear, delta]))
+        risk = keras.layers.Dense(16, activation="relu", name="risk")(
+            keras.layers.Concatenate()([hidden, margins]))
+        excursion = keras.layers.Dense(1, activation="sigmoid", name="excursion")(risk)
+        model = keras.Model({"sequence": seq, "linear": linear}, {"delta": delta, "excursion": excursion})
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.learning_rate),
+            loss={"delta": "mse", "excursion": "binary_crossentropy"},
+            loss_weights={"delta": 1.0, "excursion": float(self.excursion_weight)},
+        )
+        return model
+
+    # ---------------------------------------------------------------- API
+
+    def fit(self, X, y):
+        f = _history(X)
+        future, excursion = _targets(y)
+        if len(future) != len(f):
+            raise InputError(f"m03: {len(f)} input rows but {len(future)} target rows")
+        if HISTORY % self.block_s:
+            raise InputError(f"m03: block_s={self.block_s} must divide {HISTORY}")
+        keras = _import_keras(self.threads)
+        keras.utils.set_random_seed(int(self.random_state))
+        inputs = self._inputs(f)
+        targets = {"delta": ((future - f[:, -1:]) / _TARGET_HZ).astype("float32"),
+                   "excursion": excursion.reshape(-1, 1).astype("float32")}
+        n_val = int(round(len(f) * self.validation_fraction))
+        if n_val < 1 or len(f) - n_val < 1:
+            raise InputError(f"m03: {len(f)} training rows are too few to hold out a validation slice")
+        tr = {k: v[:-n_val] for k, v in inputs.items()}, {k: v[:-n_val] for k, v in targets.items()}
+        va = {k: v[-n_val:] for k, v in inputs.items()}, {k: v[-n_val:] for k, v in targets.items()}
+        self.model_ = self._build(keras)
+        # the linear path starts (and stays) at the least-squares AR fit of the training slice
+        design = np.concatenate([tr[0]["linear"], np.ones((len(tr[0]["linear"]), 1), "float32")], axis=1)
+        coef, *_ = np.linalg.lstsq(design.astype(float), tr[1]["delta"].astype(float), rcond=None)
+        self.model_.get_layer("ar_delta").set_weights([coef[:-1].astype("float32"), coef[-1].astype("float32")])
+        self.model_.get_layer("band_margins").set_weights(_margin_weights())
+        rate = float(np.clip(tr[1]["excursion"].mean(), 1e-4, 1 - 1e-4))  # start at the training base rate
+        kernel, _ = self.model_.get_layer("excursion").get_weights()
+        self.model_.get_layer("excursion").set_weights([kernel, np.array([math.log(rate / (1 - rate))], "float32")])
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
+        hist = self.model_.fit(*tr, validation_data=va, epochs=self.epochs, batch_size=self.batch_size,
+                               callbacks=[stop], verbose=self.verbose, shuffle=True)
+        self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        self.n_epochs_ = len(self.history_.get("loss", []))
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        f = _history(X)
+        out = self.model_.predict(self._inputs(f), batch_size=4096, verbose=0)
+        forecast = f[:, -1:] + np.asarray(out["delta"], dtype=float) * _TARGET_HZ
+        frame = pd.DataFrame(forecast, columns=FORECAST_COLUMNS)
+        frame["p_excursion"] = np.asarray(out["excursion"], dtype=float).ravel()
+        if isinstance(X, pd.DataFrame):
+            frame.index = X.index
+        return frame
+
+    def baseline(self) -> "PersistenceAndAR":
+        return PersistenceAndAR()
+
+    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+        return score_frequency(y_true, y_pred, meta)
+
+    def figures(self, dataset, predictions: dict[str, Any]) -> dict[str, Any]:
+        return frequency_figures(dataset, predictions)
+
+    # ---------------------------------------------------------------- pickling
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        model = state.get("model_")
+        if model is not None and not isinstance(model, bytes):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "model.keras")
+                model.save(path)
+                with open(path, "rb") as fh:
+                    state["model_"] = fh.read()
+        return state
+
+    def __setstate__(self, state):
+        blob = state.get("model_")
+        if isinstance(blob, bytes):
+            keras = _import_keras(state.get("threads", 2))
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "model.keras")
+                with open(path, "wb") as fh:
+                    fh.write(blob)
+                state = {**state, "model_": keras.saving.load_model(path, compile=False)}
+        self.__dict__.update(state)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+class LinearAR:
+    """Linear AR on lags: f_t+h - f_t regressed (least squares) on f_t - 50 and f_t - f_t-k, k < p.
+
+    The lag count p is chosen from ``lag_choices`` on the last ``validation_fraction`` of
+    the training rows (RMSE at step 10), then refitted on all of them. ``p_excursion``:
+    each step's forecast with a Gaussian error of that step's training residual sd
+    [Hz]; the probability of the most likely step to be outside the band.
+    """
+
+    def __init__(self, lag_choices: tuple[int, ...] = (2, 5, 10, 20, 50, 100), validation_fraction: float = 0.15):
+        self.lag_choices = lag_choices
+        self.validation_fraction = validation_fraction
+
+    @staticmethod
+    def _design(f: np.ndarray, lags: int) -> np.ndarray:
+        last = f[:, -1:]
+        cols = [np.ones_like(last), last - F_NOMINAL]
+        if lags > 1:
+            cols.append(last - f[:, -lags:-1])
+        return np.concatenate(cols, axis=1)
+
+    def _solve(self, f, delta, lags):
+        coef, *_ = np.linalg.lstsq(self._design(f, lags), delta, rcond=None)
+        return coef
+
+    def fit(self, X, y):
+        f = _history(X)
+        future, _ = _targets(y)
+        delta = future - f[:, -1:]
+        n_val = int(round(len(f) * self.validation_fraction))
+        best, best_rmse = self.lag_choices[0], math.inf
+        if n_val >= 1 and len(f) - n_val > max(self.lag_choices) + 2:
+            for lags in self.lag_choices:
+                coef = self._solve(f[:-n_val], delta[:-n_val], lags)
+                err = self._design(f[-n_val:], lags) @ coef - delta[-n_val:]
+                rmse = float(np.sqrt(np.mean(err[:, -1] ** 2)))
+                if rmse < best_rmse:
+                    best, best_rmse = lags, rmse
+        self.lags_ = int(best)
+        self.coef_ = self._solve(f, delta, self.lags_)
+        resid = self._design(f, self.lags_) @ self.coef_ - delta
+        self.sigma_hz_ = np.sqrt(np.mean(resid**2, axis=0))
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        from scipy.stats import norm
+
+        f = _history(X)
+        forecast = f[:, -1:] + self._design(f, self.lags_) @ self.coef_
+        sigma = np.maximum(self.sigma_hz_, 1e-6)
+        p_out = norm.cdf((BAND_HZ[0] - forecast) / sigma) + norm.sf((BAND_HZ[1] - forecast) / sigma)
+        frame = pd.DataFrame(forecast, columns=FORECAST_COLUMNS)
+        frame["p_excursion"] = np.clip(p_out.max(axis=1), 0.0, 1.0)
+        if isinstance(X, pd.DataFrame):
+            frame.index = X.index
+        return frame
+
+
+class Persistence:
+    """f_t+h = f_t for every h; p_excursion = 1 if f_t is already outside the band, else 0."""
+
+    def fit(self, X, y=None):
+        _history(X)
+        self.fitted_ = True
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        f = _history(X)
+        frame = pd.DataFrame(np.repeat(f[:, -1:], HORIZON, axis=1), columns=FORECAST_COLUMNS)
+        frame["p_excursion"] = _outside(f[:, -1]).astype(float)
+        if isinstance(X, pd.DataFrame):
+            frame.index = X.index
+        return frame
+
+
+class PersistenceAndAR:
+    """The catalogue's two baselines in one estimator.
+
+    ``predict`` returns persistence in the model's columns (the reference of the primary
+    skill) and the linear AR forecast in extra columns ``ar_f_t+1`` .. ``ar_p_excursion``,
+    so one call of the model's ``score`` reports both (AR's metrics prefixed ``ar_``).
+    """
+
+    def __init__(self, lag_choices: tuple[int, ...] = (2, 5, 10, 20, 50, 100)):
+        self.lag_choices = lag_choices
+
+    def fit(self, X, y):
+        self.persistence_ = Persistence().fit(X, y)
+        self.ar_ = LinearAR(self.lag_choices).fit(X, y)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        out = self.persistence_.predict(X)
+        ar = self.ar_.predict(X)
+        return pd.concat([out, ar.add_prefix("ar_")], axis=1)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _metrics(future: np.ndarray, excursion: np.ndarray, forecast: np.ndarray, p: np.ndarray,
+             f_t: np.ndarray | None) -> dict[str, float]:
+    err = forecast - future
+    rmse = np.sqrt(np.mean(err**2, axis=0))
+    out = {"rmse_step1": rmse[0], "rmse_step10": rmse[-1], "rmse_mean": float(np.sqrt(np.mean(err**2))),
+           "brier_excursion": float(np.mean((p - excursion) ** 2))}
+    if 0 < excursion.sum() < len(excursion):
+        out["pr_auc_excursion"] = average_precision_score(excursion, p)
+    if f_t is not None:
+        persistence_rmse10 = float(np.sqrt(np.mean((f_t - future[:, -1]) ** 2)))
+        out["skill_rmse_step10"] = 1.0 - rmse[-1] / persistence_rmse10 if persistence_rmse10 > 0 else float("nan")
+        persistence_brier = float(np.mean((_outside(f_t).astype(float) - excursion) ** 2))
+        out["brier_skill_vs_persistence"] = (1.0 - out["brier_excursion"] / persistence_brier
+                                             if persistence_brier > 0 else float("nan"))
+    return {k: float(v) for k, v in out.items()}
+
+
+def score_frequency(y_true, y_pred, meta=None) -> dict[str, float]:
+    """RMSE [Hz] per step (1, 10, all), Brier and PR-AUC of the excursion probability and, with
+    ``meta['f_t']`` (the last reading of each row), skills against persistence. Columns
+    ``ar_*`` in ``y_pred`` (the AR baseline) are scored the same way under ``ar_`` keys."""
+    future, excursion = _targets(y_true)
+    f_t = None
+    if meta is not None and "f_t" in meta:
+        f_t = np.asarray(meta["f_t"], dtype=float)
+    out = _metrics(future, excursion, y_pred[FORECAST_COLUMNS].to_numpy(dtype=float),
+                   y_pred["p_excursion"].to_numpy(dtype=float), f_t)
+    if all(f"ar_{c}" in y_pred.columns for c in OUTPUT_COLUMNS):
+        ar = _metrics(future, excursion, y_pred[[f"ar_{c}" for c in FORECAST_COLUMNS]].to_numpy(dtype=float),
+                      y_pred["ar_p_excursion"].to_numpy(dtype=float), f_t)
+        out.update({f"ar_{k}": v for k, v in ar.items()})
+    out["excursion_rate"] = float(excursion.mean())
+    return out
+
+
+def _as_frames(predictions: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Model, persistence and (when the baseline carries it) AR predictions, by name."""
+    frames = {}
+    for name, pred in predictions.items():
+        frames["persistence" if name == "baseline" else name] = pred[OUTPUT_COLUMNS]
+        if all(f"ar_{c}" in pred.columns for c in OUTPUT_COLUMNS):
+            frames["linear AR"] = pred[[f"ar_{c}" for c in OUTPUT_COLUMNS]].set_axis(OUTPUT_COLUMNS, axis=1)
+    return frames
+
+
+def frequency_figures(dataset, predictions: dict[str, Any]) -> dict[str, Any]:
+    """RMSE by horizon; a forecast excerpt around the test's deepest excursion; reliability of p_excursion."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    future, excursion = _targets(dataset.y_test)
+    frames = _as_frames(predictions)
+    figs: dict[str, Any] = {}
+    fig = go.Figure()
+    for name, pred in frames.items():
+        rmse = np.sqrt(np.mean((pred[FORECAST_COLUMNS].to_numpy() - future) ** 2, axis=0)) * 1e3
+        fig.add_scatter(x=list(range(1, HORIZON + 1)), y=rmse, mode="lines+markers", name=name)
+    fig.update_layout(title="m03 RMSE by horizon (test)", xaxis_title="steps ahead [s]", yaxis_title="RMSE [mHz]")
+    figs["rmse_by_horizon"] = fig
+
+    meta = dataset.meta_test
+    if meta is not None and "ts" in meta:
+        ts = pd.to_datetime(meta["ts"]).reset_index(drop=True)
+        deepest = int(np.argmax(np.abs(future[:, -1] - F_NOMINAL)))
+        lo, hi = max(0, deepest - 150), min(len(ts), deepest + 150)
+        sel = slice(lo, hi)
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
+        fig.add_scatter(x=ts[sel] + pd.Timedelta(seconds=HORIZON), y=future[sel, -1], name="measured", row=1, col=1,
+                        line={"color": "black"})
+        for name, pred in frames.items():
+            fig.add_scatter(x=ts[sel] + pd.Timedelta(seconds=HORIZON), y=pred["f_t+10"].to_numpy()[sel],
+                            name=f"{name} (10 s ahead)", row=1, col=1)
+            fig.add_scatter(x=ts[sel], y=pred["p_excursion"].to_numpy()[sel], name=f"{name} p_excursion",
+                            row=2, col=1, showlegend=False)
+        fig.add_scatter(x=ts[sel], y=excursion[sel], name="excursion within 10 s", row=2, col=1,
+                        line={"color": "black", "dash": "dot"})
+        for band in BAND_HZ:
+            fig.add_hline(y=band, line_dash="dash", line_color="grey", row=1, col=1)
+        fig.update_yaxes(title_text="frequency [Hz]", row=1, col=1)
+        fig.update_yaxes(title_text="P(excursion)", range=[-0.05, 1.05], row=2, col=1)
+        fig.update_layout(title="10 s-ahead forecasts around the test's largest deviation")
+        figs["forecast_excerpt"] = fig
+
+    fig = go.Figure()
+    edges = np.linspace(0, 1, 11)
+    for name, pred in frames.items():
+        p = pred["p_excursion"].to_numpy()
+        idx = np.clip(np.digitize(p, edges) - 1, 0, 9)
+        xs, ys, ns = [], [], []
+        for b in range(10):
+            m = idx == b
+            if m.any():
+                xs.append(p[m].mean()), ys.append(excursion[m].mean()), ns.append(int(m.sum()))
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, text=[f"n={n}" for n in ns])
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "grey"}, name="perfect")
+    fig.update_layout(title="reliability of p_excursion (test)", xaxis_title="predicted probability",
+                      yaxis_title="observed frequency")
+    figs["excursion_reliability"] = fig
+    return figs

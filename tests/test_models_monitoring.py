@@ -1,0 +1,252 @@
+"""m01 voltage anomaly and m04 phase imbalance: interface, splits, scoring, no look-ahead."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from gridtwin_lib import features
+from gridtwin_lib.datasets import monitoring as D
+from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import monitoring as M
+from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.simulate import run_scenario
+from gridtwin_lib.store import Store
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def m01_store(tmp_path_factory) -> Store:
+    store = Store(tmp_path_factory.mktemp("m01") / "store")
+    run_scenario("mixed", duration="1d", resolution="1s", seed=11, devices=1, source=D.M01_SOURCE, store=store, progress=False)
+    return store
+
+
+@pytest.fixture(scope="module")
+def m01_data(m01_store):
+    return D.voltage_anomaly(m01_store, test_days=0.3)
+
+
+@pytest.fixture(scope="module")
+def m01_fitted(m01_data):
+    return M.VoltageAnomaly(n_estimators=30, random_state=3).fit(m01_data.X_train)
+
+
+@pytest.fixture(scope="module")
+def m04_store(tmp_path_factory) -> Store:
+    store = Store(tmp_path_factory.mktemp("m04") / "store")
+    for run in D._m04_runs("3d", "5m", 2):
+        run_scenario(**run, store=store, progress=False)
+    return store
+
+
+@pytest.fixture(scope="module")
+def m04_data(m04_store):
+    return D.phase_imbalance(m04_store, holdout_devices=1)
+
+
+# --------------------------------------------------------------------------- m01
+
+
+def test_m01_predicts_a_score_and_a_flag_per_reading(m01_data, m01_fitted):
+    out = m01_fitted.predict(m01_data.X_test)
+    assert list(out.columns) == list(M.VoltageAnomaly.spec.output_units)
+    assert len(out) == m01_data.n_test
+    assert out["is_anomaly"].dtype == bool
+    assert ((out["anomaly_score"] > 0) & (out["anomaly_score"] <= 1)).all()
+    # the flag is the score above the fitted threshold (the training contamination quantile)
+    assert (out["is_anomaly"] == (out["anomaly_score"] > m01_fitted.threshold_)).all()
+    assert m01_data.y_train is None  # never trained on labels
+
+
+def test_m01_model_and_baseline_are_scored_on_the_same_rows(m01_data):
+    model, baseline, ev = fit_and_evaluate(M.VoltageAnomaly(n_estimators=30), m01_data)
+    assert isinstance(baseline, M.EN50160VoltageRule)
+    assert ev.n_test == m01_data.n_test
+    assert ev.test_rows_digest == digest(m01_data.X_test)
+    for metrics in (ev.metrics, ev.baseline_metrics):
+        assert {"event_f1", "event_pr_auc", "median_delay_s", "event_recall"} <= set(metrics)
+        assert 0 <= metrics["event_f1"] <= 1
+    assert ev.metrics["n_target_events"] == ev.baseline_metrics["n_target_events"] > 0
+    # the rule-defined intervals are the baseline's own crossings: it finds all of them
+    assert ev.baseline_metrics["recall_rule_defined"] == 1.0
+    assert set(ev.figures) == {"pr_curve", "recall_by_event_type", "timeline"}
+
+
+def test_m01_split_is_chronological(m01_data):
+    train_max = m01_data.meta_train["ts"].max()
+    test_min = pd.Timestamp(int(m01_data.meta_test["ts_us"].min()), unit="us", tz="UTC")
+    assert train_max < test_min
+    assert pd.Timestamp(m01_data.split["train"][1]) <= test_min
+    assert pd.Timestamp(m01_data.split["train"][0]) < pd.Timestamp(m01_data.split["test"][0])
+
+
+def test_m01_prediction_at_t_ignores_later_readings(m01_store, m01_fitted):
+    frame = m01_store.scan("three_phase", source=D.M01_SOURCE).collect().head(3 * 3600)
+    t = frame["ts"][2 * 3600]
+    later = pl.col("ts") > t
+    changed = frame.with_columns(
+        pl.when(later).then(pl.col("v_a") * 0.5).otherwise(pl.col("v_a")).alias("v_a"),
+        pl.when(later).then(pl.col("frequency") + 0.4).otherwise(pl.col("frequency")).alias("frequency"),
+        pl.when(later).then(pl.col("i_b") * 3.0).otherwise(pl.col("i_b")).alias("i_b"),
+    )
+
+    def predict(f):
+        feats = features.compute(f, "three_phase", windows=("1m", "15m"))
+        return feats["ts"].to_numpy(), m01_fitted.predict(feats.select(M.M01_INPUT_COLUMNS).to_pandas())
+
+    ts0, p0 = predict(frame)
+    ts1, p1 = predict(changed)
+    upto = ts0 <= np.datetime64(t.replace(tzinfo=None))
+    assert np.array_equal(ts0, ts1) and upto.sum() == 2 * 3600 + 1
+    np.testing.assert_array_equal(p0["anomaly_score"].to_numpy()[upto], p1["anomaly_score"].to_numpy()[upto])
+    assert not np.array_equal(p0["anomaly_score"].to_numpy()[~upto], p1["anomaly_score"].to_numpy()[~upto])
+
+
+def test_m01_day_chunked_features_equal_one_pass(m01_store):
+    lo, hi, _ = D._time_range(m01_store, D.M01_SOURCE)
+    cols = M.M01_INPUT_COLUMNS
+    stop = hi + timedelta(microseconds=1)
+    chunked = D.features_by_day(m01_store, D.M01_SOURCE, lo + timedelta(hours=6), stop, ("1m", "15m"), cols)
+    whole = features.compute(m01_store.scan("three_phase", source=D.M01_SOURCE).collect(), "three_phase", windows=("1m", "15m"))
+    whole = whole.filter(pl.col("ts") >= lo + timedelta(hours=6)).select("ts", "device_id", *cols)
+    assert chunked.height == whole.height and chunked["ts"].equals(whole["ts"])
+    for c in cols:
+        np.testing.assert_allclose(chunked[c].to_numpy(), whole[c].to_numpy(), rtol=1e-5, atol=1e-6, err_msg=c)  # float sums from another origin
+
+
+def test_m01_survives_cloudpickle(m01_data, m01_fitted):
+    again = cloudpickle.loads(cloudpickle.dumps(m01_fitted))
+    pd.testing.assert_frame_equal(again.predict(m01_data.X_test), m01_fitted.predict(m01_data.X_test))
+
+
+def test_en50160_rule_flags_more_than_ten_percent():
+    X = pd.DataFrame({c: [0.0, 0.0, 0.0] for c in M.M01_INPUT_COLUMNS})
+    X["v_max_abs_dev_pct"] = [9.9, 10.1, 100.0]
+    out = M.EN50160VoltageRule().fit(X).predict(X)
+    assert out["is_anomaly"].tolist() == [False, True, True]
+    np.testing.assert_allclose(out["anomaly_score"], [0.099, 0.101, 1.0])
+
+
+def _events(rows):
+    return pd.DataFrame(rows, columns=["ts_us", "end_us", "device_id", "type"]).assign(cause="x")
+
+
+def test_m01_event_scores_on_a_hand_made_case():
+    s = 1_000_000
+    ts = np.arange(100) * s
+    dev = np.array(["d"] * 100)
+    ev = _events([(10 * s, 15 * s, "d", "motor_start"), (50 * s, 52 * s, "d", "gen_trip"), (80 * s, 82 * s, "d", "sag")])
+    ev["role"] = D._event_roles(ev, M.TARGET_EVENT_TYPES, split_us=0)
+    assert ev["role"].tolist() == ["target", "target", "rule"]
+    y = D._window_labels(ts, dev, ev, tolerance_s=5.0, onset_s=60.0)
+    assert y[10:20].tolist() == [1] * 10 and y[9] == 0 and y[20] == 0 and y[80:87].tolist() == [-1] * 7
+    meta = {"ts_us": ts, "device_id": dev, "events": ev, "tolerance_s": 5.0, "merge_gap_s": 10.0}
+    flag = np.zeros(100, bool)
+    flag[[12, 30, 81]] = True  # a hit 2 s into event 1, a false alarm, a flag inside the sag (left out)
+    r = M.event_scores(y, pd.DataFrame({"anomaly_score": flag.astype(float), "is_anomaly": flag}), meta)
+    assert r["event_recall"] == 0.5 and r["point_precision"] == 0.5 and r["event_f1"] == pytest.approx(0.5)
+    assert r["median_delay_s"] == 2.0 and r["recall_rule_defined"] == 1.0
+    assert r["recall_motor_start"] == 1.0 and r["recall_gen_trip"] == 0.0
+    # flagging everything: full recall, precision = share of onset readings among counted ones
+    everything = np.ones(100, bool)
+    r = M.event_scores(y, pd.DataFrame({"anomaly_score": np.ones(100), "is_anomaly": everything}), meta)
+    assert r["event_recall"] == 1.0 and r["point_precision"] == pytest.approx((y == 1).sum() / (y >= 0).sum())
+
+
+def test_m01_roles_leave_out_what_the_rule_defines():
+    s = 1_000_000
+    ev = _events([
+        (100 * s, 104 * s, "d", "sag"),
+        (100 * s, 104 * s, "d", "unbalance"),        # the sag's own LVUR crossing
+        (300 * s, 303 * s, "d", "unbalance"),        # an unbalance without a sag: a target
+        (100 * s, 101 * s, "d", "fault"),            # a driver that starts the sag: a target
+        (1000 * s, 9000 * s, "d", "interruption"),
+        (2000 * s, 2005 * s, "d", "motor_start"),    # drawn during the outage
+        (10 * s, 20 * s, "d", "motor_start"),        # before the test range
+    ])
+    roles = D._event_roles(ev, M.TARGET_EVENT_TYPES, split_us=50 * s)
+    assert roles.tolist() == ["rule", "cooccurring", "target", "target", "rule", "cooccurring", "ignore"]
+
+
+def test_m01_builder_refuses_a_missing_source_or_an_empty_window(m01_store, tmp_path):
+    with pytest.raises(InputError, match="simulate them first"):
+        D.voltage_anomaly(Store(tmp_path / "empty"))
+    with pytest.raises(InputError, match="no readings"):
+        D.voltage_anomaly(m01_store, start="2030-01-01", end="2030-01-02")
+    with pytest.raises(InputError, match="test_days"):
+        D.voltage_anomaly(m01_store, test_days=5.0)
+
+
+# --------------------------------------------------------------------------- m04
+
+
+def test_m04_split_is_chronological_grouped_by_device_and_keeps_every_cause(m04_data):
+    mt, mr = m04_data.meta_test, m04_data.meta_train
+    assert mr["ts"].max() < mt["ts"].min()
+    assert set(mr["device_id"]) == {"grid-000"} and set(mt["device_id"]) == {"grid-001"}
+    assert set(m04_data.y_train) == set(m04_data.y_test) == set(M.UNBALANCE_CLASSES)
+    # night rows of the PV run are balanced: the PV injects nothing there
+    pv = mt[mt["unbalance_cause"] == "unbalanced_pv"]
+    assert (pv.loc[pv["pv_kw"] < 3.0, "label"] == "balanced").all() and (pv["label"] == "unbalanced_pv").any()
+
+
+def test_m04_tree_beats_the_severity_rule_and_exports_rules(m04_data):
+    model, baseline, ev = fit_and_evaluate(M.PhaseImbalance(min_samples_leaf=10), m04_data)
+    assert ev.n_test == m04_data.n_test and ev.test_rows_digest == digest(m04_data.X_test)
+    assert isinstance(baseline, M.UnbalanceSeverityRule)
+    pred = model.predict(m04_data.X_test)
+    assert list(pred.columns) == ["cause"] and set(pred["cause"]) <= set(M.UNBALANCE_CLASSES)
+    assert model.tree_.get_depth() <= 6
+    assert "class: open_conductor" in model.rules_ and "|---" in model.rules_
+    assert ev.metrics["macro_f1"] > ev.baseline_metrics["macro_f1"] + 0.3
+    assert set(ev.figures) == {"confusion", "feature_importance", "f1_by_cause"}
+
+
+def test_m04_refuses_deep_trees_and_survives_cloudpickle(m04_data):
+    with pytest.raises(ValueError, match="max_depth"):
+        M.PhaseImbalance(max_depth=7).fit(m04_data.X_train, m04_data.y_train)
+    model = M.PhaseImbalance(max_depth=4).fit(m04_data.X_train, m04_data.y_train)
+    again = cloudpickle.loads(cloudpickle.dumps(model))
+    pd.testing.assert_frame_equal(again.predict(m04_data.X_test), model.predict(m04_data.X_test))
+    # per-reading: a row's prediction does not depend on the other rows
+    one = model.predict(m04_data.X_test.iloc[[17]])
+    assert one["cause"].iloc[0] == model.predict(m04_data.X_test)["cause"].iloc[17]
+
+
+def test_m04_cause_scores_match_a_hand_count():
+    r = M.cause_scores(np.array(["a", "a", "b", "b"]), pd.DataFrame({"cause": ["a", "b", "b", "c"]}))
+    assert r["accuracy"] == 0.5 and r["f1_a"] == pytest.approx(2 / 3) and r["f1_b"] == pytest.approx(0.5)
+    assert r["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)
+
+
+def test_m04_builder_refuses_missing_sources_and_one_sided_classes(m04_store, tmp_path):
+    with pytest.raises(InputError, match="simulate them first"):
+        D.phase_imbalance(Store(tmp_path / "empty"))
+    # without the balanced and the PV runs (whose nights are balanced), "balanced" is pre-onset only
+    causes_only = [s for s in D.M04_SOURCES if "balanced" not in s]
+    with pytest.raises(InputError, match="one side of the cut"):
+        D.phase_imbalance(m04_store, sources=causes_only, holdout_devices=0)
+    with pytest.raises(InputError, match="holdout_devices"):
+        D.phase_imbalance(m04_store, holdout_devices=2)
+    with pytest.raises(InputError, match="no readings"):
+        D.phase_imbalance(m04_store, start="2030-01-01", end="2030-01-02")
+
+
+def test_simulations_and_params_are_well_formed():
+    from gridtwin_lib.simulate import prepare
+
+    for size in ("full", "smoke"):
+        sources = [r["source"] for r in D.SIMULATIONS[size]]
+        assert len(sources) == len(set(sources)) and all(s.startswith("sim:m0") for s in sources)
+        for run in D.SIMULATIONS[size]:
+            args = {k: v for k, v in run.items() if k != "source"}
+            prepare(**args)  # valid scenario, durations and overrides
+        assert set(D.M04_SOURCES) <= set(sources)

@@ -1,0 +1,162 @@
+"""m03 frequency_stability: dataset from the grid twin, LSTM forecast, persistence and AR baselines."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+
+from gridtwin_lib.datasets import monitoring_frequency as dsm
+from gridtwin_lib.errors import InputError
+from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models.monitoring_frequency import (
+    FORECAST_COLUMNS, HISTORY, HORIZON, INPUT_COLUMNS, FrequencyStability, LinearAR, Persistence, PersistenceAndAR,
+)
+from gridtwin_lib.simulate import run_scenario
+from gridtwin_lib.store import Store
+
+SOURCE = dsm.FREQ_SOURCES[0]
+
+
+@pytest.fixture(scope="module")
+def freq_store(tmp_path_factory) -> Store:
+    store = Store(tmp_path_factory.mktemp("m03") / "store")
+    run = {**dsm.SIMULATIONS["smoke"][0], "duration": "4h", "seed": 32}  # seed 32: a drift leaves the band in hour 3
+    run_scenario(**run, store=store, progress=False)
+    return store
+
+
+@pytest.fixture(scope="module")
+def dataset(freq_store):
+    return dsm.frequency_stability(freq_store, test_days=1 / 24, train_stride_s=5, test_stride_s=5)
+
+
+@pytest.fixture(scope="module")
+def fitted(dataset):
+    model = FrequencyStability(units=8, dense_units=8, block_s=10, epochs=2, batch_size=128, random_state=3)
+    return fit_and_evaluate(model, dataset)
+
+
+def test_split_is_chronological_and_no_row_straddles_the_cut(dataset):
+    assert list(dataset.X_train.columns) == INPUT_COLUMNS
+    assert list(dataset.y_train.columns) == [*FORECAST_COLUMNS, "excursion"]
+    cut = pd.Timestamp(dataset.split["cut"])
+    last_train_reading = dataset.meta_train["ts"].max() + timedelta(seconds=HORIZON)
+    first_test_reading = dataset.meta_test["ts"].min() - timedelta(seconds=HISTORY - 1)
+    assert last_train_reading < cut <= first_test_reading
+    assert dataset.split["train"][1] < dataset.split["test"][0]
+    assert dataset.meta_train["ts"].is_monotonic_increasing and dataset.meta_test["ts"].is_monotonic_increasing
+    np.testing.assert_array_equal(dataset.meta_test["f_t"], dataset.X_test["f_t"])
+
+
+def test_rows_hold_past_readings_and_future_targets(freq_store, dataset):
+    raw = freq_store.scan("three_phase", source=SOURCE).select("ts", "frequency").collect().to_pandas()
+    f = pd.Series(raw["frequency"].to_numpy(), index=raw["ts"])
+    for row in (0, len(dataset.X_test) // 2, len(dataset.X_test) - 1):
+        t = dataset.meta_test["ts"].iloc[row]
+        past = f[t - timedelta(seconds=HISTORY - 1): t].to_numpy()
+        future = f[t + timedelta(seconds=1): t + timedelta(seconds=HORIZON)].to_numpy()
+        np.testing.assert_array_equal(dataset.X_test.iloc[row].to_numpy(), past)  # inputs: readings <= t only
+        np.testing.assert_array_equal(dataset.y_test[FORECAST_COLUMNS].iloc[row].to_numpy(), future)
+
+
+def test_excursion_label_from_truth_matches_the_measured_band(dataset):
+    for y in (dataset.y_train, dataset.y_test):
+        future = y[FORECAST_COLUMNS].to_numpy()
+        outside = ((future < 49.85) | (future > 50.15)).any(axis=1)
+        np.testing.assert_array_equal(y["excursion"].to_numpy(), outside.astype(int))
+    assert dataset.y_train["excursion"].sum() > 0  # the scenario does leave the band
+
+
+def test_fit_predict_shapes_units_and_row_independence(fitted, dataset):
+    model, _, _ = fitted
+    pred = model.predict(dataset.X_test)
+    assert list(pred.columns) == list(FrequencyStability.spec.output_units)
+    assert len(pred) == dataset.n_test
+    assert pred["p_excursion"].between(0, 1).all()
+    assert (pred[FORECAST_COLUMNS].sub(dataset.X_test["f_t"], axis=0).abs() < 1.0).all().all()  # Hz, near f_t
+    # a row's forecast uses that row only (no look-ahead through the batch)
+    some = model.predict(dataset.X_test.iloc[10:13])
+    np.testing.assert_allclose(some.to_numpy(), pred.iloc[10:13].to_numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(dataset.X_test.to_numpy()[:5]).to_numpy(), pred.iloc[:5].to_numpy())
+
+
+def test_fit_and_evaluate_same_rows_and_both_baselines(fitted, dataset):
+    _, baseline, ev = fitted
+    assert isinstance(baseline, PersistenceAndAR)
+    assert ev.n_test == dataset.n_test and ev.test_rows_digest == digest(dataset.X_test)
+    for key in ("rmse_step10", "rmse_step1", "brier_excursion", "skill_rmse_step10"):
+        assert np.isfinite(ev.metrics[key]) and np.isfinite(ev.baseline_metrics[key])
+    assert "brier_skill_vs_persistence" in ev.metrics  # NaN here: this short test range never leaves the band
+    assert ev.baseline_metrics["skill_rmse_step10"] == pytest.approx(0.0)  # persistence is the reference
+    assert ev.skill == pytest.approx(ev.metrics["skill_rmse_step10"], rel=1e-9)
+    assert np.isfinite(ev.baseline_metrics["ar_rmse_step10"]) and np.isfinite(ev.baseline_metrics["ar_brier_excursion"])
+    assert set(ev.figures) == {"rmse_by_horizon", "forecast_excerpt", "excursion_reliability"}
+
+
+def test_cloudpickle_round_trip_keeps_predictions(fitted, dataset):
+    model, _, _ = fitted
+    blob = cloudpickle.dumps(model)
+    again = cloudpickle.loads(blob)
+    assert isinstance(again.__getstate__()["model_"], bytes)
+    np.testing.assert_array_equal(again.predict(dataset.X_test).to_numpy(), model.predict(dataset.X_test).to_numpy())
+
+
+def test_persistence_and_ar_baselines():
+    rng = np.random.default_rng(0)
+    n = 6000
+    f = np.empty(n)
+    f[0] = 50.0
+    for k in range(1, n):  # AR(1) around 50 Hz: mean-reverting, so AR must beat persistence
+        f[k] = 50.0 + 0.8 * (f[k - 1] - 50.0) + rng.normal(0, 0.02)
+    idx = np.arange(HISTORY - 1, n - HORIZON)
+    X = pd.DataFrame(np.stack([f[i - HISTORY + 1: i + 1] for i in idx]), columns=INPUT_COLUMNS)
+    fut = np.stack([f[i + 1: i + 1 + HORIZON] for i in idx])
+    y = pd.DataFrame(fut, columns=FORECAST_COLUMNS).assign(excursion=((fut < 49.85) | (fut > 50.15)).any(axis=1).astype(int))
+    half = len(X) // 2
+    ar = LinearAR().fit(X[:half], y[:half])
+    err_ar = ar.predict(X[half:])["f_t+10"] - y["f_t+10"][half:]
+    err_p = Persistence().fit(X[:half]).predict(X[half:])["f_t+10"] - y["f_t+10"][half:]
+    assert np.sqrt(np.mean(err_ar**2)) < 0.85 * np.sqrt(np.mean(err_p**2))
+    probe = pd.DataFrame(np.full((2, HISTORY), 50.0), columns=INPUT_COLUMNS)
+    probe.loc[1, "f_t"] = 49.80
+    assert Persistence().fit(probe).predict(probe)["p_excursion"].tolist() == [0.0, 1.0]
+
+
+def test_band_margin_weights():
+    from gridtwin_lib.models.monitoring_frequency import _margin_weights
+
+    kernel, bias = _margin_weights()
+    linear = np.zeros(HISTORY)
+    linear[0] = (50.10 - 50.0) / 0.1  # f_t = 50.10 Hz
+    delta = np.full(HORIZON, (50.20 - 50.10) / 0.05)  # every step forecast at 50.20 Hz
+    margins = np.concatenate([linear, delta]) @ kernel + bias
+    np.testing.assert_allclose(margins[:HORIZON], -0.5, atol=1e-6)  # 0.05 Hz above the upper edge
+    np.testing.assert_allclose(margins[HORIZON:], 3.5, atol=1e-6)  # 0.35 Hz above the lower edge
+
+
+def test_missing_source_wrong_resolution_and_bad_input_are_refused(tmp_path, fitted):
+    with pytest.raises(InputError, match="frequency_drift"):
+        dsm.frequency_stability(Store(tmp_path / "empty"))
+    coarse = Store(tmp_path / "coarse")
+    run_scenario("frequency_drift", duration="2h", resolution="10s", seed=1, store=coarse, progress=False,
+                 source="sim:m03_coarse")
+    with pytest.raises(InputError, match="every whole second"):
+        dsm.frequency_stability(coarse, sources=["sim:m03_coarse"])
+    model, _, _ = fitted
+    with pytest.raises(InputError, match="100"):
+        model.predict(np.full((2, 50), 50.0))
+    nan_row = np.full((1, HISTORY), 50.0)
+    nan_row[0, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        model.predict(nan_row)
+    with pytest.raises(InputError, match="Hz"):
+        model.predict(np.full((1, HISTORY), 50_000.0))  # mHz
+
+
+def test_test_window_too_long_is_refused(freq_store):
+    with pytest.raises(InputError, match="test_days"):
+        dsm.frequency_stability(freq_store, test_days=1.0)

@@ -1,0 +1,121 @@
+"""The smoke pipeline end to end, then every notebook under ``pytest --nbval-lax``.
+
+Both run in a throw-away project home (a copy of notebooks/ and pipelines/), so the real
+store and registry are never touched. After the pipeline the tests read the MLflow store
+back: a finished run per model with the required metrics, registered versions with
+signatures, champions only where the baseline was beaten, reports on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridtwin_lib import pipeline, tracking
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("m01_voltage_anomaly", "m02_harmonic_analysis", "m03_frequency_stability", "m04_phase_imbalance",
+          "m09_load_forecast", "m10_energy_loss", "m11_power_flow_optimization", "m12_demand_response")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    shutil.copytree(ROOT / "notebooks", home / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "pipelines", home / "pipelines")
+    saved = {k: os.environ.get(k) for k in ("GRIDTWIN_HOME", "GRIDTWIN_WORKSPACE", "MLFLOW_TRACKING_URI")}
+    os.environ["GRIDTWIN_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("GRIDTWIN_WORKSPACE", None)
+    result = pipeline.run("smoke", jobs=2, echo=print)
+    yield home, result
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_smoke_pipeline_writes_reports(smoke_home):
+    home, result = smoke_home
+    assert result.status == "ok"
+    out = Path(result.out_dir)
+    assert out.parent == home / "data" / "reports" / "smoke"
+    for step in ("00_data", "10_monitoring", "12_energy_flow", "20_model_comparison"):
+        assert (out / f"{step}.ipynb").exists() and (out / f"{step}.html").exists()
+    index = (out / "index.html").read_text()
+    for model_id in MODELS:
+        assert model_id in index  # each model linked to its MLflow run
+    summary = json.loads((out / "pipeline.json").read_text())
+    assert [s["status"] for s in summary["steps"]] == ["ok"] * 4
+    # the workspace kept the smoke data apart from the real store
+    assert (home / "data" / "workspaces" / "smoke" / "store").is_dir()
+    assert not (home / "data" / "store").exists()
+
+
+def test_smoke_pipeline_tracked_every_model(smoke_home):
+    home, result = smoke_home
+    os.environ["GRIDTWIN_WORKSPACE"] = "smoke"
+    try:
+        c = tracking.client()
+        assert tracking.tracking_uri() == f"sqlite:///{home}/mlruns/workspaces/smoke/mlflow.db"
+        runs = {r["model_id"]: r for s in result.steps for r in s.runs if r.get("registrable", True)}
+        assert set(runs) == set(MODELS)
+        for model_id, rec in runs.items():
+            run = c.get_run(rec["run_id"])
+            assert run.info.status == "FINISHED"
+            assert run.info.artifact_uri.startswith(f"file://{home}/mlruns/workspaces/smoke/artifacts/")
+            primary = run.data.tags["gridtwin.primary_metric"]
+            for key in (f"model/{primary}", f"baseline/{primary}", f"skill/{primary}", "beats_baseline"):
+                assert key in run.data.metrics, (model_id, key)
+            assert run.data.params["seed"] == "7"
+            assert run.data.tags["gridtwin.data_digest"] == run.data.params["data_digest"]
+            notebook = {a.path for a in c.list_artifacts(rec["run_id"], "notebook")}
+            assert any(p.endswith(".ipynb") for p in notebook) and any(p.endswith(".html") for p in notebook)
+            figures = [a.path for a in c.list_artifacts(rec["run_id"], "figures")]
+            assert any(p.endswith(".html") for p in figures), model_id
+
+            name = f"gridtwin.{model_id}"
+            version = c.get_model_version(name, rec["registered_version"])
+            info = __import__("mlflow").models.get_model_info(f"models:/{name}/{version.version}")
+            assert info.signature is not None and info.signature.inputs is not None
+            champ = tracking.champion_version(name, c)
+            if rec["beats_baseline"]:
+                assert champ is not None and str(champ.version) == str(version.version)
+            else:
+                assert champ is None, f"{model_id} became champion without beating its baseline"
+        board = tracking.leaderboard(c)
+        assert set(board["model_id"]) == set(MODELS)
+    finally:
+        os.environ.pop("GRIDTWIN_WORKSPACE", None)
+
+
+def test_every_notebook_runs_under_nbval(smoke_home, tmp_path):
+    """``pytest --nbval-lax`` on every notebook, with the smoke pipeline's parameters injected."""
+    import papermill
+
+    home, _ = smoke_home
+    smoke = pipeline.load("smoke")
+    prepared = tmp_path / "notebooks"
+    prepared.mkdir()
+    for step in smoke.order():
+        papermill.execute_notebook(str(step.notebook), str(prepared / step.notebook.name),
+                                   parameters=step.parameters, prepare_only=True, kernel_name=pipeline.KERNEL,
+                                   progress_bar=False)
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in prepared.glob("*.ipynb")) == notebooks, "every notebook is in the smoke pipeline"
+    env = {**os.environ, "GRIDTWIN_HOME": str(home), "GRIDTWIN_WORKSPACE": "smoke", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "--timeout", "900",
+         "-o", "addopts=", *[str(prepared / n) for n in notebooks]],
+        cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
