@@ -16,6 +16,7 @@ from gridtwin_lib.errors import InputError
 from gridtwin_lib.models import energy as M
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.simulate import run_scenario
+from gridtwin_lib.simulate.meter import CUSTOMER_TYPES
 from gridtwin_lib.store import Store
 
 
@@ -247,16 +248,19 @@ def test_m12_recovers_distinct_types_and_orders_archetypes_by_peak_share():
     pd.testing.assert_frame_equal(pred, again.predict(X.iloc[1::2]))
 
 
-def test_m12_meter_twin_has_no_customer_types_and_says_so(meter_store):
-    ds = D.demand_response(meter_store, source="sim:t_meters", test_days=2)
-    assert ds.y_train is None and ds.y_test is None and "customer_type" in ds.description
+def test_m12_meter_twin_customer_types_are_the_labels(meter_store, tmp_path):
+    ds = D.demand_response(meter_store, source="sim:t_meters", test_days=2, require_labels=True)
+    assert ds.y_test is not None and set(ds.y_test) <= set(CUSTOMER_TYPES) and ds.y_test.notna().all()
     assert ds.meta_train["date"].max() < ds.meta_test["date"].min()
     model, base, ev = fit_and_evaluate(M.DemandResponse(n_clusters=3, n_bootstrap=3), ds)
     assert ev.n_test == ds.n_test and ev.test_rows_digest == digest(ds.X_test)
-    assert np.isnan(ev.metrics["ari"]) and not ev.beats_baseline  # never champion on an ARI it cannot compute
+    assert np.isfinite(ev.metrics["ari"]) and ev.metrics["n_labelled"] == ds.n_test
     assert 0 <= ev.metrics["bootstrap_stability"] <= 1
+    bare = Store(tmp_path / "bare")  # the readings without the twin's truth: no labels
+    bare.write("meter", meter_store.scan("meter", source="sim:t_meters").collect())
+    assert D.demand_response(bare, source="sim:t_meters", test_days=2).y_test is None
     with pytest.raises(InputError, match="customer_type"):
-        D.demand_response(meter_store, source="sim:t_meters", test_days=2, require_labels=True)
+        D.demand_response(bare, source="sim:t_meters", test_days=2, require_labels=True)
     with pytest.raises(InputError, match="run_scenario"):
         D.demand_response(meter_store, source="sim:nothing")
 

@@ -8,8 +8,7 @@
 ``power_flow_optimization`` (m11)
     Load: the real UCI household (source ``uci``, kind ``meter``; ingest it first with
     ``gridtwin ingest uci`` or :func:`gridtwin_lib.ingest.uci.ingest_uci`). It is real demand
-    with real day-to-day surprises, which is what a day-ahead schedule has to survive; the meter
-    twin's households all follow one synthetic shape. PV: the solar twin (``pv_normal``) run at
+    with real day-to-day surprises, which is what a day-ahead schedule has to survive. PV: the solar twin (``pv_normal``) run at
     the UCI site (Sceaux, 48.78 N) for one year, paired with UCI days by calendar day (month,
     day), so PV weather repeats every year. Hours are local (UCI clock, UTC+1).
     Foresight: the schedule of day D sees only a forecast made at midnight before D:
@@ -21,9 +20,9 @@
     ``price_shoulder`` otherwise (0.22); feed-in, demand charge and battery are model parameters.
 ``demand_response`` (m12)
     Daily profiles (mean kW of each local hour) of every meter of a ``meter`` source: the meter
-    twin by default, or ``uci``. Labels are customer types from the truth tables, if the twin
-    recorded any (see :func:`customer_types`); the meter twin does not, so ``y`` is ``None``
-    and the ARI is NaN unless ``require_labels=True`` (then :class:`InputError`).
+    twin by default, or ``uci``. Labels are the customer types the meter twin assigned (truth
+    table ``customer_types``, see :func:`customer_types`); a source without them (real data)
+    gives ``y = None`` and a NaN ARI unless ``require_labels=True`` (then :class:`InputError`).
 """
 
 from __future__ import annotations
@@ -244,10 +243,8 @@ def power_flow_optimization(
 # --------------------------------------------------------------------------- m12
 
 MISSING_TYPES = (
-    "the meter twin (gridtwin_lib/simulate/meter.py) records no customer type: its truth tables are events, meter_state and "
-    "deliveries, none with a customer_type column, and every simulated meter follows the same load shape "
-    "(grid.load_shape x base_kw); expected a truth table customer_types (device_id, customer_type) or a customer_type column "
-    "in meter_state"
+    "no truth table customer_types (device_id, customer_type) for this source; the meter twin writes one "
+    "(gridtwin_lib/simulate/meter.py), real data have none"
 )
 
 
