@@ -127,6 +127,35 @@ def test_m01_survives_cloudpickle(m01_data, m01_fitted):
     pd.testing.assert_frame_equal(again.predict(m01_data.X_test), m01_fitted.predict(m01_data.X_test))
 
 
+def _with_edge_values(X: pd.DataFrame, columns) -> pd.DataFrame:
+    """A copy with non-finite, zero and float32-overflowing values in a few rows."""
+    X = X.copy()
+    for row, (col, value) in enumerate(zip(columns, [np.nan, np.inf, -np.inf, 0.0, 1e40, -1e40, np.nan, 0.0])):
+        X.iloc[row, X.columns.get_loc(col)] = value
+    return X
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the 1e40 inputs
+def test_m01_one_reading_equals_its_row_of_a_batch(m01_data, m01_fitted):
+    X = m01_data.X_test.iloc[:: max(1, m01_data.n_test // 400)].iloc[:400]
+    X = _with_edge_values(X, ["v_a", "thd_v_pct", "freq_dev_hz", "i_mean_15m", "i_max_a", "p_total_slope_15m", "v_std_1m", "v_c"])
+    assert len(X) > M._M01_FLAT_MAX_ROWS  # the batch takes scikit-learn's score_samples, one row the flat walk
+    batch = m01_fitted.predict(X)
+    ones = pd.concat([m01_fitted.predict(X.iloc[[i]]) for i in range(len(X))])
+    pd.testing.assert_frame_equal(ones, batch, check_exact=True)
+    # the flat walk of all trees reproduces scikit-learn bit for bit, also on small batches and array input
+    Z = m01_fitted._design(X)
+    assert m01_fitted.flat_forest_ is not None
+    np.testing.assert_array_equal(M._flat_score(m01_fitted.flat_forest_, Z), -m01_fitted.forest_.score_samples(Z))
+    arr = X[list(M.M01_INPUT_COLUMNS)].to_numpy()
+    pd.testing.assert_frame_equal(m01_fitted.predict(arr[:50]), batch.iloc[:50].reset_index(drop=True), check_exact=True)
+    # a model pickled before the flat forest existed builds it on first use
+    older = cloudpickle.loads(cloudpickle.dumps(m01_fitted))
+    del older.flat_forest_
+    pd.testing.assert_frame_equal(older.predict(X.iloc[:7]), batch.iloc[:7], check_exact=True)
+    assert older.flat_forest_ is not None
+
+
 def test_en50160_rule_flags_more_than_ten_percent():
     X = pd.DataFrame({c: [0.0, 0.0, 0.0] for c in M.M01_INPUT_COLUMNS})
     X["v_max_abs_dev_pct"] = [9.9, 10.1, 100.0]
@@ -219,6 +248,30 @@ def test_m04_refuses_deep_trees_and_survives_cloudpickle(m04_data):
     # per-reading: a row's prediction does not depend on the other rows
     one = model.predict(m04_data.X_test.iloc[[17]])
     assert one["cause"].iloc[0] == model.predict(m04_data.X_test)["cause"].iloc[17]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the 1e40 inputs
+def test_m04_one_reading_equals_its_row_of_a_batch_and_the_tree_predict(m04_data):
+    model = M.PhaseImbalance(min_samples_leaf=10).fit(m04_data.X_train, m04_data.y_train)
+    X = m04_data.X_test.iloc[:: max(1, m04_data.n_test // 300)]
+    X = _with_edge_values(X, ["v_a", "i_b", "v_mean_v", "i_mean_a", "pf_c", "v_c", "v_unbalance_pct", "i_c"])
+    X.iloc[4, X.columns.get_loc("pf_c")] = X.iloc[5, X.columns.get_loc("v_c")] = 1e30  # finite in float32
+    batch = model.predict(X)
+    ones = pd.concat([model.predict(X.iloc[[i]]) for i in range(len(X))])
+    pd.testing.assert_frame_equal(ones, batch, check_exact=True)
+    # the same classes as DecisionTreeClassifier.predict on the filled design (non-finite -> training median)
+    design = M._m04_design(X).replace([np.inf, -np.inf], np.nan).fillna(model.fill_)
+    assert list(design.columns) == model.feature_names_
+    np.testing.assert_array_equal(batch["cause"].to_numpy(), model.tree_.predict(design.to_numpy()))
+    np.testing.assert_array_equal(model.predict_proba(X), model.tree_.predict_proba(design.to_numpy()))
+    # a model pickled before the cached arrays existed rebuilds them
+    older = cloudpickle.loads(cloudpickle.dumps(model))
+    del older.fill_values_, older.leaf_class_
+    pd.testing.assert_frame_equal(older.predict(X), batch, check_exact=True)
+    # beyond float32, scikit-learn refuses the input, and so does the model
+    huge = X.iloc[[0]].assign(pf_a=1e40)
+    with pytest.raises(ValueError, match="too large"):
+        model.predict(huge)
 
 
 def test_m04_cause_scores_match_a_hand_count():

@@ -12,6 +12,7 @@ import pytest
 from gridtwin_lib.datasets import monitoring_frequency as dsm
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models import monitoring_frequency as mfr
 from gridtwin_lib.models.monitoring_frequency import (
     FORECAST_COLUMNS, HISTORY, HORIZON, INPUT_COLUMNS, FrequencyStability, LinearAR, Persistence, PersistenceAndAR,
 )
@@ -81,7 +82,9 @@ def test_fit_predict_shapes_units_and_row_independence(fitted, dataset):
     # a row's forecast uses that row only (no look-ahead through the batch)
     some = model.predict(dataset.X_test.iloc[10:13])
     np.testing.assert_allclose(some.to_numpy(), pred.iloc[10:13].to_numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(model.predict(dataset.X_test.to_numpy()[:5]).to_numpy(), pred.iloc[:5].to_numpy())
+    # 5 rows: the NumPy copy of the network (float32 round-off against the Keras batch)
+    np.testing.assert_allclose(model.predict(dataset.X_test.to_numpy()[:5]).to_numpy(), pred.iloc[:5].to_numpy(),
+                               rtol=1e-7, atol=1e-6)
 
 
 def test_fit_and_evaluate_same_rows_and_both_baselines(fitted, dataset):
@@ -160,3 +163,64 @@ def test_missing_source_wrong_resolution_and_bad_input_are_refused(tmp_path, fit
 def test_test_window_too_long_is_refused(freq_store):
     with pytest.raises(InputError, match="test_days"):
         dsm.frequency_stability(freq_store, test_days=1.0)
+
+
+def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset):
+    model, _, _ = fitted
+    X = dataset.X_test.iloc[::7]
+    assert len(X) > mfr.NUMPY_MAX_ROWS  # the batch goes through Keras, single rows through NumPy
+    batch = model.predict(X)
+    singles = pd.concat([model.predict(X.iloc[[i]]) for i in range(len(X))])
+    pd.testing.assert_index_equal(singles.index, batch.index)
+    assert list(singles.columns) == list(batch.columns)
+    # float32 network: forecasts [Hz] agree to ~1e-9 relative, probabilities to ~1e-7 absolute
+    np.testing.assert_allclose(singles[FORECAST_COLUMNS].to_numpy(), batch[FORECAST_COLUMNS].to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(singles["p_excursion"].to_numpy(), batch["p_excursion"].to_numpy(), rtol=0, atol=1e-6)
+    one = model.predict(X.to_numpy()[:1]).to_numpy()
+    np.testing.assert_allclose(one, batch.iloc[:1].to_numpy(), rtol=1e-8, atol=1e-6)
+
+
+def test_numpy_copy_of_the_network_matches_keras(fitted, dataset):
+    model, _, _ = fitted
+    inputs = model._inputs(mfr._history(dataset.X_test))
+    net = mfr._NumpyNet.from_keras(model.model_, model._inputs(mfr._CHECK_HISTORY))
+    assert net is not None
+    ours, theirs = net(inputs), model.model_.predict(inputs, verbose=0)
+    for key in ("delta", "excursion"):
+        np.testing.assert_allclose(ours[key], np.asarray(theirs[key]), rtol=0, atol=1e-5)
+    # an unknown object, or a copy that disagrees with Keras, is refused (Keras then predicts)
+    assert mfr._NumpyNet.from_keras(object(), inputs) is None
+
+
+def test_keras_predicts_when_the_numpy_copy_disagrees(fitted, dataset, monkeypatch):
+    model, _, _ = fitted
+    X = dataset.X_test.iloc[:1]
+    expected = model.model_.predict(model._inputs(mfr._history(X)), verbose=0)
+    again = cloudpickle.loads(cloudpickle.dumps(model))
+    monkeypatch.setattr(mfr._NumpyNet, "__call__", lambda self, inputs: {
+        "delta": np.zeros((len(inputs["linear"]), HORIZON), "float32"),
+        "excursion": np.zeros((len(inputs["linear"]), 1), "float32")})
+    pred = again.predict(X)
+    assert again._numpy_net[1] is None
+    np.testing.assert_array_equal(pred["p_excursion"].to_numpy(), np.asarray(expected["excursion"], float).ravel())
+
+
+def test_numpy_cache_is_not_pickled(fitted, dataset):
+    model, _, _ = fitted
+    model.predict(dataset.X_test.iloc[:1])
+    assert "_numpy_net" in model.__dict__
+    state = model.__getstate__()
+    assert "_numpy_net" not in state and "_numpy_net" in model.__dict__
+    again = cloudpickle.loads(cloudpickle.dumps(model))
+    np.testing.assert_array_equal(again.predict(dataset.X_test.iloc[:3]).to_numpy(),
+                                  model.predict(dataset.X_test.iloc[:3]).to_numpy())
+
+
+def test_linear_ar_probability_is_the_normal_cdf(dataset):
+    from scipy.stats import norm
+
+    ar = LinearAR().fit(dataset.X_train, dataset.y_train)
+    pred = ar.predict(dataset.X_test)
+    forecast, sigma = pred[FORECAST_COLUMNS].to_numpy(), np.maximum(ar.sigma_hz_, 1e-6)
+    p = norm.cdf((49.85 - forecast) / sigma) + norm.sf((50.15 - forecast) / sigma)
+    np.testing.assert_array_equal(pred["p_excursion"].to_numpy(), np.clip(p.max(axis=1), 0.0, 1.0))

@@ -12,6 +12,7 @@ import pytest
 from gridtwin_lib.datasets import monitoring_pq as dsm
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models import monitoring_pq as mpq
 from gridtwin_lib.models.monitoring_pq import (
     CLASSES, SAMPLE_COLUMNS, HarmonicAnalysis, RmsThdRules, fft_features, harmonic_spectrum,
 )
@@ -132,3 +133,57 @@ def test_missing_source_and_bad_input_are_refused(tmp_path, fitted):
         model.predict(bad)
     with pytest.raises(InputError, match="test_fraction"):
         dsm.harmonic_analysis(Store(tmp_path / "empty"), test_fraction=1.5)
+
+
+def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset, monkeypatch):
+    model, _, _ = fitted
+    X = dataset.X_test
+    singles = pd.concat([model.predict(X.iloc[[i]]) for i in range(len(X))])  # NumPy walk of the forest
+    monkeypatch.setattr(mpq, "FLAT_FOREST_MAX_ROWS", 0)  # the batch through scikit-learn (2 jobs)
+    batch = model.predict(X)
+    pd.testing.assert_index_equal(singles.index, batch.index)
+    np.testing.assert_array_equal(singles["label"].to_numpy(), batch["label"].to_numpy())
+    np.testing.assert_allclose(singles["thd_pct"].to_numpy(), batch["thd_pct"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(X.iloc[:1]), model.predict_proba(X)[:1], rtol=0, atol=1e-12)
+
+
+def test_flat_forest_reproduces_scikit_learn(fitted, dataset):
+    model, _, _ = fitted
+    features = fft_features(dataset.X_test).to_numpy()
+    flat = mpq._FlatForest(model.forest_)
+    np.testing.assert_allclose(flat.predict_proba(features), model.forest_.predict_proba(features), rtol=0, atol=1e-12)
+    # with one job scikit-learn sums the trees in order, as the flat walk does: bit for bit
+    single_job = cloudpickle.loads(cloudpickle.dumps(model.forest_)).set_params(n_jobs=1)
+    np.testing.assert_array_equal(flat.predict_proba(features[:7]), single_job.predict_proba(features[:7]))
+    # a feature exactly on a split threshold goes left, as in scikit-learn
+    tree = model.forest_.estimators_[0].tree_
+    on_split = np.zeros((1, features.shape[1]))
+    on_split[0, tree.feature[0]] = np.float32(tree.threshold[0])
+    np.testing.assert_array_equal(flat.predict_proba(on_split), single_job.predict_proba(on_split))
+
+
+def test_median_rows_is_numpy_median_bit_for_bit():
+    rng = np.random.default_rng(4)
+    for width in (1, 2, 9, 10, 639):
+        a = rng.lognormal(size=(5, width))
+        np.testing.assert_array_equal(mpq._median_rows(a), np.median(a, axis=1))
+    a = rng.normal(size=(3, 6))
+    a[1, 2] = np.nan
+    np.testing.assert_array_equal(mpq._median_rows(a), np.median(a, axis=1))
+
+
+def test_frame_columns_out_of_order_are_read_by_name(fitted, dataset):
+    model, _, _ = fitted
+    X = dataset.X_test.iloc[:3]
+    shuffled = X[SAMPLE_COLUMNS[::-1]]
+    pd.testing.assert_frame_equal(model.predict(shuffled), model.predict(X))
+    pd.testing.assert_frame_equal(fft_features(shuffled), fft_features(X))
+
+
+def test_flat_forest_cache_is_not_pickled(fitted, dataset):
+    model, _, _ = fitted
+    model.predict(dataset.X_test.iloc[:1])
+    assert "_flat" in model.__dict__
+    again = cloudpickle.loads(cloudpickle.dumps(model))
+    assert "_flat" not in again.__dict__ and "_flat" in model.__dict__
+    pd.testing.assert_frame_equal(again.predict(dataset.X_test.iloc[:2]), model.predict(dataset.X_test.iloc[:2]))

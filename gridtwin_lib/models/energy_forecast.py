@@ -37,8 +37,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -46,6 +44,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ..errors import InputError
+from ._keras import from_bytes, import_keras, to_bytes
 from .base import GridModel, ModelSpec
 
 HOURS = 24
@@ -208,24 +207,6 @@ def _call(model, inputs: list[np.ndarray], batch: int = 8192) -> np.ndarray:
     parts = [np.asarray(model([x[i:i + batch].astype("float32") for x in inputs], training=False), dtype=float)
              for i in range(0, n, batch)]
     return np.concatenate(parts) if parts else np.empty((0,))
-
-
-def _keras_to_bytes(model) -> bytes:
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "m.keras")
-        model.save(path)
-        with open(path, "rb") as fh:
-            return fh.read()
-
-
-def _keras_from_bytes(data: bytes):
-    import keras
-
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "m.keras")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        return keras.saving.load_model(path, compile=False)
 
 
 # --------------------------------------------------------------------------- baseline
@@ -446,7 +427,7 @@ class LoadForecast(GridModel):
         return [seq, cal], win_r / self.load_scale_kw_
 
     def _fit_lstm(self, X: pd.DataFrame, Y: np.ndarray):
-        import keras
+        keras = import_keras()
 
         inputs, target = self._lstm_samples(X, Y)
         keras.utils.set_random_seed(self.random_state)
@@ -485,7 +466,7 @@ class LoadForecast(GridModel):
         return [seq, extra], ok
 
     def _fit_onestep(self, X: pd.DataFrame, Y: np.ndarray):
-        import keras
+        keras = import_keras()
 
         (seq, extra), ok = self._onestep_inputs(X)
         target = Y.reshape(-1) / self.load_scale_kw_
@@ -606,7 +587,7 @@ class LoadForecast(GridModel):
         state = dict(state)
         for key in ("lstm_", "onestep_"):
             if state.get(key) is not None:
-                state[key] = ("keras_bytes", _keras_to_bytes(state[key]))
+                state[key] = ("keras_bytes", to_bytes(state[key]))
         if state.get("prophet_") is not None:
             from prophet.serialize import model_to_json
 
@@ -618,7 +599,7 @@ class LoadForecast(GridModel):
         for key in ("lstm_", "onestep_"):
             v = state.get(key)
             if isinstance(v, tuple) and v and v[0] == "keras_bytes":
-                state[key] = _keras_from_bytes(v[1])
+                state[key] = from_bytes(v[1])
         v = state.get("prophet_")
         if isinstance(v, tuple) and v and v[0] == "prophet_json":
             from prophet.serialize import model_from_json
