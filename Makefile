@@ -34,10 +34,12 @@ main-job: install  ## only ingest, simulate and featurise (pipelines/main.yaml),
 test: install  ## every test (benchmarks excluded)
 	$(BIN)/python -m pytest
 
-bench: install  ## benchmarks: they print their figures (see README "Performance")
+bench: install  ## benchmarks: they print their figures (see README "Performance"); bench_models needs `make run` first
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_features.py
 	$(BIN)/python tests/benchmarks/bench_simulate.py
+	$(BIN)/python tests/benchmarks/bench_pipeline.py --jobs $(JOBS)
+	$(BIN)/python tests/benchmarks/bench_models.py
 
 lab: install  ## JupyterLab on 127.0.0.1 with the gridtwin kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser notebooks/
