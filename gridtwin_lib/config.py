@@ -8,8 +8,8 @@ the same store:
                     else the current directory)
 ``GRIDTWIN_STORE``  canonical Parquet store (default ``$GRIDTWIN_HOME/data/store``)
 ``GRIDTWIN_SITE``   name of the default site profile (default ``au_sydney``)
-``GRIDTWIN_WORKSPACE``  a named, separate store and MLflow registry (e.g. ``smoke``):
-                    ``data/workspaces/<name>/store`` and ``mlruns/workspaces/<name>``, so
+``GRIDTWIN_WORKSPACE``  a named, separate store, registry and reports (e.g. ``smoke``):
+                    ``data/workspaces/<name>/{store,reports}`` and ``mlruns/workspaces/<name>``, so
                     small test runs never mix with the real data or move its champions
 """
 
@@ -53,7 +53,8 @@ def store_dir() -> Path:
 
 
 def reports_dir() -> Path:
-    return data_dir() / "reports"
+    ws = workspace()
+    return data_dir() / "workspaces" / ws / "reports" if ws else data_dir() / "reports"
 
 
 def mlruns_dir() -> Path:

@@ -17,7 +17,8 @@ independent notebooks can run in parallel, ``jobs`` > 1). Parameters are checked
 against the notebook's ``parameters`` cell before anything runs: unknown names and
 wrong types are errors. Output: ``data/reports/<pipeline>/<UTC timestamp>/`` with the
 executed notebooks, HTML reports (code hidden), ``index.html`` and ``pipeline.json``;
-``data/reports/<pipeline>/latest`` points at the newest.
+``data/reports/<pipeline>/latest`` points at the newest (in a workspace:
+``data/workspaces/<name>/reports/``).
 
 MLflow: a notebook's model runs are written to a manifest while it runs; only when
 the notebook succeeds are they registered (champion rule in :mod:`.tracking`) and
@@ -236,6 +237,19 @@ def run(
     """Run a pipeline; raise :class:`PipelineError` (after writing the index) if a notebook fails."""
     say = echo or (lambda _m: None)
     pipe = load(name)
+    previous = os.environ.get("GRIDTWIN_WORKSPACE")
+    if pipe.workspace:  # notebooks inherit it; so do tracking and the report folder here
+        os.environ["GRIDTWIN_WORKSPACE"] = pipe.workspace
+    try:
+        return _run(pipe, jobs, dry_run, say, timeout_s)
+    finally:
+        if previous is None:
+            os.environ.pop("GRIDTWIN_WORKSPACE", None)
+        else:
+            os.environ["GRIDTWIN_WORKSPACE"] = previous
+
+
+def _run(pipe: Pipeline, jobs: int, dry_run: bool, say: Callable[[str], None], timeout_s: int | None) -> PipelineResult:
     order = pipe.order()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = config.reports_dir() / pipe.name
@@ -256,17 +270,9 @@ def run(
         return PipelineResult(pipe.name, out_dir.name, str(out_dir), "planned", 0.0, steps)
 
     _check_kernel()
-    previous = os.environ.get("GRIDTWIN_WORKSPACE")
-    if pipe.workspace:
-        os.environ["GRIDTWIN_WORKSPACE"] = pipe.workspace  # notebooks inherit it; so does tracking here
-        say(f"workspace {pipe.workspace}: store {config.store_dir()}, MLflow {config.mlruns_dir()}")
-    try:
-        return _execute(pipe, order, base, out_dir, jobs, timeout_s, say)
-    finally:
-        if previous is None:
-            os.environ.pop("GRIDTWIN_WORKSPACE", None)
-        else:
-            os.environ["GRIDTWIN_WORKSPACE"] = previous
+    if config.workspace():
+        say(f"workspace {config.workspace()}: store {config.store_dir()}, MLflow {config.mlruns_dir()}")
+    return _execute(pipe, order, base, out_dir, jobs, timeout_s, say)
 
 
 def _execute(pipe: Pipeline, order: list[Step], base: Path, out_dir: Path, jobs: int, timeout_s: int | None,

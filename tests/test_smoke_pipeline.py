@@ -48,7 +48,7 @@ def test_smoke_pipeline_writes_reports(smoke_home):
     home, result = smoke_home
     assert result.status == "ok"
     out = Path(result.out_dir)
-    assert out.parent == home / "data" / "reports" / "smoke"
+    assert out.parent == home / "data" / "workspaces" / "smoke" / "reports" / "smoke"
     for step in ("00_data", "10_monitoring", "12_energy_flow", "20_model_comparison"):
         assert (out / f"{step}.ipynb").exists() and (out / f"{step}.html").exists()
     index = (out / "index.html").read_text()
@@ -56,9 +56,9 @@ def test_smoke_pipeline_writes_reports(smoke_home):
         assert model_id in index  # each model linked to its MLflow run
     summary = json.loads((out / "pipeline.json").read_text())
     assert [s["status"] for s in summary["steps"]] == ["ok"] * 4
-    # the workspace kept the smoke data apart from the real store
+    # the workspace kept the smoke data and reports apart from the real ones
     assert (home / "data" / "workspaces" / "smoke" / "store").is_dir()
-    assert not (home / "data" / "store").exists()
+    assert not (home / "data" / "store").exists() and not (home / "data" / "reports").exists()
 
 
 def test_smoke_pipeline_tracked_every_model(smoke_home):
