@@ -239,6 +239,33 @@ def evaluate(model: GridModel, dataset: Dataset, baseline) -> Evaluation:
     return ev
 
 
+def input_matrix(X, columns: pd.Index, who: str, layout: str, *, any_names: bool = False) -> np.ndarray:
+    """A fixed-width float input (frame with ``columns``, or an array) as (n, width) float64.
+
+    ``any_names``: a frame of exactly the right width is accepted whatever its column
+    names. Anything else (missing columns, wrong shape, no rows, NaN or inf) is refused
+    with one line naming the model (``who``) and the expected ``layout``.
+    """
+    width = len(columns)
+    if isinstance(X, pd.DataFrame):
+        if X.columns.equals(columns):  # the usual case: no lookup by name, no copy
+            arr = X.to_numpy(dtype=float)
+        else:
+            missing = [c for c in columns if c not in X.columns]
+            if missing and not (any_names and X.shape[1] == width):
+                raise InputError(f"{who}: input frame lacks columns {missing[:3]}; pass {layout}")
+            arr = X.to_numpy(dtype=float) if missing else X[list(columns)].to_numpy(dtype=float)
+    else:
+        arr = np.asarray(X, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise InputError(f"{who}: expected shape (n, {width}), got {arr.shape}; pass {layout}")
+    if arr.shape[0] == 0:
+        raise InputError(f"{who}: no input rows; pass at least one row of {layout}")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{who}: an input row holds NaN or inf (a gap in the readings); drop or repair it first")
+    return arr
+
+
 def digest(*parts) -> str:
     """A short, stable content hash of frames/arrays (identifies the data a run used)."""
     h = hashlib.sha256()

@@ -32,7 +32,7 @@ from sklearn.metrics import average_precision_score
 
 from ..errors import InputError
 from ._keras import from_bytes, import_keras, to_bytes
-from .base import GridModel, ModelSpec
+from .base import GridModel, ModelSpec, input_matrix
 
 HISTORY = 100  # [s] readings per input row
 HORIZON = 10  # [s] steps ahead
@@ -54,23 +54,7 @@ NUMPY_MAX_ROWS = 16
 
 def _history(X) -> np.ndarray:
     """Input rows as float64 (n, 100) [Hz], oldest first; refuse anything else in one line."""
-    if isinstance(X, pd.DataFrame):
-        if X.columns.equals(_INPUT_INDEX):  # the usual case: no column lookup, no copy by name
-            arr = X.to_numpy(dtype=float)
-        else:
-            missing = [c for c in INPUT_COLUMNS if c not in X.columns]
-            if missing:
-                raise InputError(f"m03: input frame lacks columns {missing[:3]}; pass the last 100 readings as "
-                                 "f_t-99 .. f_t-1, f_t [Hz] (oldest first)")
-            arr = X[INPUT_COLUMNS].to_numpy(dtype=float)
-    else:
-        arr = np.asarray(X, dtype=float)
-    if arr.ndim != 2 or arr.shape[1] != HISTORY:
-        raise InputError(f"m03: expected (n, {HISTORY}) one-second frequency readings [Hz], got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise InputError("m03: no input rows; pass at least one row of 100 readings")
-    if not np.isfinite(arr).all():
-        raise InputError("m03: an input row holds NaN (a gap in the 1 s readings); drop rows whose 100 s history has gaps")
+    arr = input_matrix(X, _INPUT_INDEX, "m03", "the last 100 one-second readings f_t-99 .. f_t [Hz], oldest first")
     if (np.abs(arr - F_NOMINAL) > 5.0).any():
         raise InputError("m03: input values are not frequencies near 50 Hz (|f - 50| > 5 Hz); pass Hz, not mHz or pu")
     return arr

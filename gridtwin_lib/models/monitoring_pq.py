@@ -31,7 +31,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ..errors import InputError
 from ._trees import FlatTrees
-from .base import GridModel, ModelSpec
+from .base import GridModel, ModelSpec, input_matrix
 
 V_NOMINAL = 230.0  # [V] RMS, phase to neutral
 SAMPLES_PER_CYCLE = 64
@@ -61,26 +61,7 @@ _FLOOR_BINS = _BINS[200:320][_NONHARM[200:320]]
 
 def _as_windows(X) -> np.ndarray:
     """Windows as float64 (n, 640) [V]; refuse anything else with one clear line."""
-    if isinstance(X, pd.DataFrame):
-        if X.columns.equals(_SAMPLE_INDEX):  # exactly v_000..v_639 in order (the usual case): no lookups
-            arr = X.to_numpy(dtype=float)
-        else:
-            missing = [c for c in SAMPLE_COLUMNS if c not in X.columns]
-            if missing and X.shape[1] == N_SAMPLES:
-                arr = X.to_numpy(dtype=float)
-            elif missing:
-                raise InputError(f"m02: input frame lacks sample columns {missing[:3]}...; "
-                                 "pass 640 columns v_000..v_639 [V]")
-            else:
-                arr = X[SAMPLE_COLUMNS].to_numpy(dtype=float)
-    else:
-        arr = np.asarray(X, dtype=float)
-    if arr.ndim != 2 or arr.shape[1] != N_SAMPLES:
-        raise InputError(f"m02: expected windows of shape (n, {N_SAMPLES}) [V] (10 cycles at 3.2 kHz), got {arr.shape}")
-    if arr.shape[0] == 0:
-        raise InputError("m02: no windows given; pass at least one 640-sample window")
-    if not np.isfinite(arr).all():
-        raise InputError("m02: a window holds NaN or infinite samples; drop or repair it before classifying")
+    arr = input_matrix(X, _SAMPLE_INDEX, "m02", "640 samples v_000..v_639 [V] (10 cycles at 3.2 kHz)", any_names=True)
     return arr
 
 
