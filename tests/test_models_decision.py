@@ -1,0 +1,204 @@
+"""Decision models m14 (TOPSIS load balancing) and m15 (stacking grid stability): the feeder
+model's physics, shapes and units, same rows for model and baseline, chronological splits,
+no look-ahead, pickling, clear input errors."""
+
+from __future__ import annotations
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+
+from gridtwin_lib.datasets import decision as D
+from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import decision as M
+from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.simulate import run_scenario
+from gridtwin_lib.store import Store
+
+
+def _run(store, scenario, source, duration, resolution, devices=1, seed=5):
+    run_scenario(scenario, duration=duration, resolution=resolution, seed=seed, devices=devices, overrides={},
+                 store=store, progress=False, source=source)
+
+
+@pytest.fixture(scope="module")
+def meter_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("m14") / "store")
+    _run(store, "meter", "sim:t_m14", "9d", "1h", devices=12)
+    return store
+
+
+@pytest.fixture(scope="module")
+def lb_dataset(meter_store):
+    return D.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3)
+
+
+@pytest.fixture(scope="module")
+def grid_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("m15") / "store")
+    _run(store, "mixed", "sim:t_m15_mixed", "2d", "10s", seed=7)
+    _run(store, "normal", "sim:t_m15_normal", "2d", "10s", seed=8)
+    return store
+
+
+@pytest.fixture(scope="module")
+def gs_dataset(grid_store):
+    return D.grid_stability(grid_store, sources=("sim:t_m15_mixed", "sim:t_m15_normal"), windows=("1m", "15m"))
+
+
+# --------------------------------------------------------------------------- m14 physics
+
+
+def test_balanced_feeder_has_no_unbalance_and_moves_are_complete():
+    loads = np.full((24, 6), 2.0)
+    phases = np.array([0, 1, 2, 0, 1, 2])
+    pos = np.array([50, 50, 50, 200, 200, 200.0])
+    st = M.feeder_state(loads, phases, pos)
+    assert np.allclose(st["vuf_pct"], 0.0, atol=1e-9) and np.allclose(st["neutral_current_a"], 0.0, atol=1e-9)
+    assert np.allclose(st["phase_current_a"], 2 * 2000 / 230.0)
+    assert len(M.candidate_moves(phases)) == 12
+    # all on one phase: unbalanced, more losses, and moving one customer away helps
+    one = M.feeder_state(loads, np.zeros(6, int), pos)
+    assert (one["vuf_pct"] > 0.2).all() and (one["loss_w"] > st["loss_w"]).all()
+    table = M.evaluate_moves(loads, np.zeros(6, int), pos, M.candidate_moves(np.zeros(6, int)))
+    assert (table["unbalance_reduction_pp"] > 0).all() and (table["loss_reduction_kwh"] > 0).all()
+    # a far customer moved helps more than a near one
+    far = table[table["customer_index"] == 3]["unbalance_reduction_pp"].iloc[0]
+    near = table[table["customer_index"] == 0]["unbalance_reduction_pp"].iloc[0]
+    assert far > near
+
+
+def test_topsis_prefers_dominating_alternative():
+    m = np.array([[1.0, 1.0, 1.0, 100.0], [0.5, 0.5, 2.0, 300.0], [0.1, 0.2, 3.0, 500.0]])
+    c = M.topsis(m, np.array([0.5, 0.2, 0.15, 0.15]), np.array([True, True, False, False]))
+    assert c.argmax() == 0 and c.argmin() == 2 and ((0 <= c) & (c <= 1)).all()
+
+
+# --------------------------------------------------------------------------- m14 dataset + model
+
+
+def test_lb_dataset_split_and_phase_map(lb_dataset, meter_store):
+    ds = lb_dataset
+    assert ds.split["train"][1] < ds.split["test"][0]
+    assert ds.meta_train["date"].max() < ds.meta_test["date"].min()
+    assert ds.n_test == 2 * 3 and ds.params["customers_per_feeder"] == 6
+    pm = ds.params["phase_map"]
+    assert len(pm) == 12 and {v["phase"] for v in pm.values()} <= set("abc")
+    # same seed -> same phase map (a recorded dataset choice), another seed -> another one
+    again = D.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3)
+    other = D.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3, phase_seed=99)
+    assert again.params["phase_map"] == pm and other.params["phase_map"] != pm
+    assert again.digest == ds.digest
+
+
+def test_lb_no_look_ahead(lb_dataset, meter_store):
+    """X of day D is the mean of the days before D: never the realised loads of D."""
+    ds = lb_dataset
+    n = ds.params["customers_per_feeder"]
+    _, _, _, kw = M.feeder_columns(n)
+    full_x = pd.concat([ds.X_train, ds.X_test], ignore_index=True)
+    full_y = pd.concat([ds.y_train, ds.y_test], ignore_index=True)
+    meta = pd.concat([ds.meta_train, ds.meta_test], ignore_index=True)
+    f0 = meta["feeder"] == "feeder-0"
+    x, y = full_x[f0][kw].to_numpy(), full_y[f0][kw].to_numpy()
+    h = ds.params["history_days"]
+    assert np.allclose(x[h], y[:h].mean(axis=0))  # 4th row of feeder-0: days 3..5 -> realised rows 0..2
+    assert not np.allclose(x[h], y[h])
+
+
+def test_lb_fit_and_evaluate(lb_dataset):
+    model, bl, ev = fit_and_evaluate(M.LoadBalancing(), lb_dataset)
+    assert ev.n_test == lb_dataset.n_test and ev.test_rows_digest == digest(lb_dataset.X_test)
+    pred = ev.predictions["model"]
+    assert list(pred.columns) == list(M.LoadBalancing.spec.output_units)
+    assert set(pred["from_phase"]) <= set("abc") and (pred["from_phase"] != pred["to_phase"]).all()
+    for key in ("regret", "realised_reduction_pp", "best_reduction_pp"):
+        assert np.isfinite(ev.metrics[key]) and np.isfinite(ev.baseline_metrics[key])
+    assert ev.metrics["regret"] >= -1e-12 and ev.baseline_metrics["regret"] >= -1e-12
+    assert ev.metrics["best_reduction_pp"] == pytest.approx(ev.baseline_metrics["best_reduction_pp"])
+    # the chosen customer really sits on from_phase in the row
+    row = lb_dataset.X_test.iloc[0]
+    slot = [c for c in row.index if c.startswith("customer_") and row[c] == pred["customer"].iloc[0]][0]
+    assert row["phase_" + slot.split("_")[1]] == pred["from_phase"].iloc[0]
+    assert ev.figures
+    blob = cloudpickle.loads(cloudpickle.dumps(model))
+    pd.testing.assert_frame_equal(blob.predict(lb_dataset.X_test), pred)
+
+
+def test_lb_rank_weights_matter(lb_dataset):
+    row = lb_dataset.X_test.iloc[0]
+    ids, phases, pos, loads = M.unpack_row(row, lb_dataset.params["customers_per_feeder"])
+    only_unb = M.LoadBalancing(w_unbalance=1, w_losses=0, w_customers=0, w_cost=0).rank(phases, pos, loads)
+    assert only_unb["unbalance_reduction_pp"].iloc[0] == pytest.approx(only_unb["unbalance_reduction_pp"].max())
+
+
+def test_lb_input_errors(meter_store, tmp_path):
+    with pytest.raises(InputError, match="no meter readings"):
+        D.load_balancing(Store(tmp_path / "empty"))
+    with pytest.raises(InputError, match="complete days"):
+        D.load_balancing(meter_store, source="sim:t_m14", history_days=7, test_days=7)
+    with pytest.raises(InputError, match="customer_XX"):
+        M.LoadBalancing().fit(pd.DataFrame({"x": [1.0]}))
+
+
+# --------------------------------------------------------------------------- m15
+
+
+def test_gs_dataset_split_and_labels(gs_dataset, grid_store):
+    ds = gs_dataset
+    assert pd.Timestamp(ds.split["train"][1]) < pd.Timestamp(ds.split["test"][0])
+    # the label window of the last training row ends before the first test row
+    gap = pd.Timestamp(ds.meta_test["ts"].min()) - pd.Timestamp(ds.meta_train["ts"].max())
+    assert gap >= pd.Timedelta(minutes=30)
+    assert (pd.to_datetime(ds.meta_test["ts"]).dt.second == 0).all()
+    assert set(np.unique(ds.y_train)) == {0, 1}
+    assert not any(c in ds.X_train.columns for c in ("ts", "device_id", "source"))
+    # labels recomputed by hand for one row: a disturbance starts in (t, t+30 min]
+    ev = grid_store.scan_truth("events", source="sim:t_m15_mixed").collect().to_pandas()
+    ev = ev[ev["type"].isin(D.DISTURBANCE_TYPES)]
+    m = ds.meta_train.reset_index(drop=True)
+    i = int(np.flatnonzero(m["source"] == "sim:t_m15_mixed")[100])
+    t = pd.Timestamp(m["ts"].iloc[i])
+    expect = int(((ev["ts"] > t) & (ev["ts"] <= t + pd.Timedelta(minutes=30))).any())
+    assert ds.y_train.iloc[i] == expect
+
+
+def test_gs_no_look_ahead(grid_store):
+    """Features of the training range do not change when later readings are removed."""
+    full = D.grid_stability(grid_store, sources=("sim:t_m15_mixed",), windows=("1m", "15m"))
+    cut = pd.Timestamp(full.meta_train["ts"].iloc[len(full.meta_train) // 2])
+    part = D.grid_stability(grid_store, sources=("sim:t_m15_mixed",), windows=("1m", "15m"), end=cut.to_pydatetime())
+    n = 200
+    a = full.X_train.iloc[:n]
+    b = part.X_train.iloc[:n]
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_gs_fit_and_evaluate(gs_dataset):
+    model = M.GridStability(n_folds=3, rf_trees=40, xgb_trees=60)
+    model, bl, ev = fit_and_evaluate(model, gs_dataset)
+    assert ev.n_test == gs_dataset.n_test and ev.test_rows_digest == digest(gs_dataset.X_test)
+    pred = ev.predictions["model"]
+    assert list(pred.columns) == list(M.GridStability.spec.output_units)
+    p = pred["p_disturbance_30min"].to_numpy()
+    assert ((0 <= p) & (p <= 1)).all()
+    assert np.allclose(pred["stability_score"], 100 * (1 - p))
+    for m in M.MEMBERS:
+        assert f"member_{m}_roc_auc" in ev.metrics and f"member_{m}_roc_auc" not in ev.baseline_metrics
+    assert ev.baseline_metrics["roc_auc"] == pytest.approx(0.5)
+    assert ev.metrics["roc_auc"] > 0.5
+    blob = cloudpickle.loads(cloudpickle.dumps(model))
+    pd.testing.assert_frame_equal(blob.predict(gs_dataset.X_test), pred)
+    assert ev.figures
+
+
+def test_gs_input_errors(grid_store, gs_dataset, tmp_path):
+    with pytest.raises(InputError, match="no three_phase readings"):
+        D.grid_stability(Store(tmp_path / "empty"), sources=("sim:nothing",))
+    with pytest.raises(InputError, match="test_fraction"):
+        D.grid_stability(grid_store, sources=("sim:t_m15_mixed",), test_fraction=1.5)
+    with pytest.raises(InputError, match="one class"):
+        M.GridStability().fit(gs_dataset.X_train.iloc[:50], np.zeros(50, int))
+    fitted = M.Climatology().fit(gs_dataset.X_train, gs_dataset.y_train)
+    assert fitted.predict(gs_dataset.X_test.iloc[:3])["p_disturbance_30min"].nunique() == 1

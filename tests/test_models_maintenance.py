@@ -1,0 +1,183 @@
+"""m05 equipment_failure (XGBoost) and m06 overload_risk (calibrated RBF SVM): datasets from the
+transformer-fleet twin, split grouped by asset and chronological, no look-ahead, model vs baseline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from gridtwin_lib.datasets import maintenance as dsm
+from gridtwin_lib.errors import InputError
+from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models.maintenance import (
+    M05_INPUT_COLUMNS, M06_INPUT_COLUMNS, AgeLoadingLogistic, EquipmentFailure, OverloadRisk, PersistenceClass,
+    failure_scores, lead_times_days, loading_class,
+)
+from gridtwin_lib.simulate import run_scenario
+from gridtwin_lib.store import Store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    store = Store(tmp_path_factory.mktemp("m05m06") / "store")
+    for run in dsm.SIMULATIONS["smoke"]:
+        run_scenario(**run, store=store, progress=False)
+    return store
+
+
+@pytest.fixture(scope="module")
+def m05_data(store):
+    return dsm.equipment_failure(store)
+
+
+@pytest.fixture(scope="module")
+def m06_data(store):
+    return dsm.overload_risk(store)
+
+
+@pytest.fixture(scope="module")
+def m05_fitted(m05_data):
+    return fit_and_evaluate(EquipmentFailure(n_estimators=150, random_state=1), m05_data)
+
+
+@pytest.fixture(scope="module")
+def m06_fitted(m06_data):
+    return fit_and_evaluate(OverloadRisk(max_train_rows=1500, random_state=1), m06_data)
+
+
+def _grouped_and_chronological(ds):
+    test_assets = set(ds.split["test_assets"])
+    assert set(ds.meta_test["device_id"]) <= test_assets
+    assert not set(ds.meta_train["device_id"]) & test_assets
+    assert ds.meta_train["ts"].max() < ds.meta_test["ts"].min()
+    assert ds.split["train"][1] < ds.split["test"][0]
+
+
+def test_m05_dataset_shapes_labels_and_split(store, m05_data):
+    ds = m05_data
+    assert list(ds.X_train.columns) == list(M05_INPUT_COLUMNS) == list(ds.X_test.columns)
+    assert ds.y_train.sum() > 0 and ds.y_test.sum() > 0 and set(np.unique(ds.y_train)) == {0, 1}
+    _grouped_and_chronological(ds)
+    # training labels never look past the cut
+    cut = pd.Timestamp(ds.split["test"][0])
+    assert (pd.to_datetime(ds.meta_train["ts"], utc=True) + timedelta(days=7) <= cut).all()
+    # labels = a truth failure of the same asset in [t, t + 7 d)
+    failures = store.scan_truth("failures", source=dsm.M05_SOURCE).collect().to_pandas()
+    ts = pd.to_datetime(ds.meta_test["ts"], utc=True)
+    for k in np.flatnonzero(ds.y_test)[:20]:
+        f = failures[(failures.device_id == ds.meta_test["device_id"][k])]
+        assert ((f.ts >= ts[k]) & (f.ts < ts[k] + timedelta(days=7))).any()
+
+
+def test_m05_features_are_causal(store, m05_data):
+    """Features of day rows before a cut are identical when later observations are dropped."""
+    full = dsm._m05_daily(dsm._observations(store, dsm.M05_SOURCE, "m05"))
+    cut = full["ts"].min() + timedelta(days=40)
+    part = dsm._m05_daily(dsm._observations(store, dsm.M05_SOURCE, "m05", end=cut - timedelta(days=1)))
+    a = full.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
+    b = part.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
+    assert a.height == b.height > 0
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy())
+    assert "rul_days" not in m05_data.X_train.columns and "consumed_life_years" not in m05_data.X_train.columns
+
+
+def test_m05_fit_evaluate_same_rows_and_units(m05_data, m05_fitted):
+    model, base, ev = m05_fitted
+    assert ev.n_test == m05_data.n_test and ev.test_rows_digest == digest(m05_data.X_test)
+    pred = ev.predictions["model"]
+    assert list(pred.columns) == list(EquipmentFailure.spec.output_units)
+    assert pred["p_fail_7d"].between(0, 1).all() and pred["alarm"].dtype == bool
+    for metrics in (ev.metrics, ev.baseline_metrics):
+        assert {"pr_auc", "brier", "median_lead_days", "failures_alarmed"} <= set(metrics)
+        assert 0 <= metrics["pr_auc"] <= 1 and 0 <= metrics["brier"] <= 1
+    assert isinstance(base, AgeLoadingLogistic) and 0 < model.threshold_ < 1
+    assert 1 <= len(model.figures(m05_data, ev.predictions)) <= 3
+
+
+def test_m05_lead_time_and_scores_by_hand():
+    ts = pd.date_range("2025-01-01", periods=10, freq="D", tz="UTC").to_numpy()
+    meta = {"ts": ts, "device_id": np.array(["a"] * 10), "horizon_days": 7.0,
+            "failures": pd.DataFrame({"ts": [pd.Timestamp("2025-01-09", tz="UTC")], "device_id": ["a"]})}
+    alarm = np.zeros(10, bool)
+    alarm[[0, 4, 6]] = True  # day 0 is outside [f - 7 d, f); first alarm in the window: Jan 5 -> 4 days ahead
+    leads, n = lead_times_days(alarm, meta)
+    assert n == 1 and leads.tolist() == [4.0]
+    y = np.array([0, 0, 1, 1, 1, 1, 1, 1, 0, 0])
+    s = failure_scores(y, pd.DataFrame({"p_fail_7d": y * 0.9 + 0.05, "alarm": alarm}), meta)
+    assert s["pr_auc"] == pytest.approx(1.0) and s["brier"] == pytest.approx(0.0025) and s["median_lead_days"] == 4.0
+
+
+def test_m05_pickle_round_trip_and_input_errors(m05_data, m05_fitted):
+    model = m05_fitted[0]
+    again = cloudpickle.loads(cloudpickle.dumps(model))
+    X = m05_data.X_test.head(50)
+    pd.testing.assert_frame_equal(model.predict(X), again.predict(X))
+    pd.testing.assert_frame_equal(model.predict(X.to_numpy()), model.predict(X))
+    with pytest.raises(InputError):
+        model.predict(X.drop(columns="age_years"))
+    with pytest.raises(InputError):
+        model.predict(X.assign(load_mean_1d=np.nan))
+
+
+def test_m06_dataset_labels_are_next_hour_max_from_truth(store, m06_data):
+    ds = m06_data
+    assert list(ds.X_test.columns) == list(M06_INPUT_COLUMNS)
+    _grouped_and_chronological(ds)
+    assert set(np.unique(ds.y_train)) == {0, 1, 2}
+    state = store.scan_truth("asset_state", source=dsm.M06_SOURCE).select("ts", "device_id", "load_pu").collect().to_pandas()
+    ts = pd.to_datetime(ds.meta_test["ts"], utc=True)
+    rng = np.random.default_rng(0)
+    for k in rng.choice(ds.n_test, 15, replace=False):
+        s = state[(state.device_id == ds.meta_test["device_id"][k]) & (state.ts > ts[k]) & (state.ts <= ts[k] + timedelta(hours=1))]
+        assert len(s) == 4  # 15-min readings: the next hour has four
+        assert loading_class([s.load_pu.max()])[0] == ds.y_test[k]
+        assert ds.meta_test["max_next_pu"][k] == pytest.approx(s.load_pu.max())
+
+
+def test_m06_features_are_causal(store):
+    obs = dsm._observations(store, dsm.M06_SOURCE, "m06")
+    cut = obs["ts"].min() + timedelta(days=3)
+    a = dsm._m06_frame(obs, 10.0).filter(pl.col("ts") < cut).select(M06_INPUT_COLUMNS)
+    b = dsm._m06_frame(obs.filter(pl.col("ts") < cut), 10.0).select(M06_INPUT_COLUMNS)
+    assert a.height == b.height > 0
+    np.testing.assert_allclose(a.fill_null(-1).to_numpy(), b.fill_null(-1).to_numpy())
+
+
+def test_m06_fit_evaluate_baseline_and_round_trip(m06_data, m06_fitted):
+    model, base, ev = m06_fitted
+    assert ev.n_test == m06_data.n_test and ev.test_rows_digest == digest(m06_data.X_test)
+    pred = ev.predictions["model"]
+    assert list(pred.columns) == list(OverloadRisk.spec.output_units)
+    np.testing.assert_allclose(pred[["p_lt80", "p_80_100", "p_gt100"]].sum(axis=1), 1.0, atol=1e-9)
+    assert model.n_train_rows_ <= 1500
+    assert {"macro_f1", "recall_gt100", "accuracy"} <= set(ev.metrics)
+    # persistence is the class of the current measured load
+    bl = PersistenceClass().fit(m06_data.X_test).predict(m06_data.X_test)
+    np.testing.assert_array_equal(bl["load_class"], loading_class(m06_data.X_test["load_pu"]))
+    assert ev.baseline_metrics["macro_f1"] == pytest.approx(model.score(m06_data.y_test, bl)["macro_f1"])
+    assert ev.metrics["macro_f1"] > 0.5
+    again = cloudpickle.loads(cloudpickle.dumps(model))
+    X = m06_data.X_test.head(40)
+    pd.testing.assert_frame_equal(model.predict(X), again.predict(X))
+    assert len(model.figures(m06_data, ev.predictions)) >= 1
+    with pytest.raises(InputError):
+        model.predict(X.iloc[:, :5].to_numpy())
+
+
+def test_input_errors_on_missing_source_and_window(tmp_path, store):
+    empty = Store(tmp_path / "empty")
+    with pytest.raises(InputError, match="no asset_observations"):
+        dsm.equipment_failure(empty)
+    with pytest.raises(InputError, match="no asset_observations"):
+        dsm.overload_risk(empty)
+    with pytest.raises(InputError):
+        dsm.overload_risk(store, start="2001-01-01", end="2001-01-02")
+    with pytest.raises(InputError, match="test_asset_fraction"):
+        dsm.equipment_failure(store, test_asset_fraction=1.5)
+    with pytest.raises(InputError, match="finer resolution"):
+        dsm.overload_risk(store, source=dsm.M05_SOURCE)  # hourly readings
