@@ -448,6 +448,8 @@ def _fitted_summary(model: GridModel) -> tuple[dict[str, Any], dict[str, float]]
         if not name.endswith("_") or name.startswith("_"):
             continue
         key = name.rstrip("_")
+        if isinstance(value, dict) and not all(isinstance(v, numbers.Real | str) for v in value.values()):
+            continue  # a cache or a structure (e.g. a flattened forest), not a summary
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for sub, v in items:
             full = key if sub is None else f"{key}.{sub}"
