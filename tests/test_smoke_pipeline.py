@@ -21,7 +21,10 @@ from gridtwin_lib import pipeline, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("m01_voltage_anomaly", "m02_harmonic_analysis", "m03_frequency_stability", "m04_phase_imbalance",
-          "m09_load_forecast", "m10_energy_loss", "m11_power_flow_optimization", "m12_demand_response")
+          "m05_equipment_failure", "m06_overload_risk", "m07_power_quality_index", "m08_voltage_sag",
+          "m09_load_forecast", "m10_energy_loss", "m11_power_flow_optimization", "m12_demand_response",
+          "m13_reactive_power_compensation", "m14_load_balancing", "m15_grid_stability", "m16_optimal_dispatch")
+NOTEBOOKS = ("00_data", "10_monitoring", "11_maintenance", "12_energy_flow", "13_decision", "20_model_comparison")
 
 pytestmark = pytest.mark.slow
 
@@ -49,13 +52,13 @@ def test_smoke_pipeline_writes_reports(smoke_home):
     assert result.status == "ok"
     out = Path(result.out_dir)
     assert out.parent == home / "data" / "workspaces" / "smoke" / "reports" / "smoke"
-    for step in ("00_data", "10_monitoring", "12_energy_flow", "20_model_comparison"):
+    for step in NOTEBOOKS:
         assert (out / f"{step}.ipynb").exists() and (out / f"{step}.html").exists()
     index = (out / "index.html").read_text()
     for model_id in MODELS:
         assert model_id in index  # each model linked to its MLflow run
     summary = json.loads((out / "pipeline.json").read_text())
-    assert [s["status"] for s in summary["steps"]] == ["ok"] * 4
+    assert [s["status"] for s in summary["steps"]] == ["ok"] * len(NOTEBOOKS)
     # the workspace kept the smoke data and reports apart from the real ones
     assert (home / "data" / "workspaces" / "smoke" / "store").is_dir()
     assert not (home / "data" / "store").exists() and not (home / "data" / "reports").exists()

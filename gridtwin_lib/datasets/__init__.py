@@ -12,7 +12,8 @@ import importlib
 from typing import Any
 
 #: dataset modules, in catalogue order; each has SIMULATIONS = {"full": [...], "smoke": [...]}
-MODULES = ("monitoring", "monitoring_pq", "monitoring_frequency", "energy_forecast", "energy")
+MODULES = ("monitoring", "monitoring_pq", "monitoring_frequency", "maintenance", "maintenance_pq", "energy_forecast",
+           "energy", "decision", "decision_surrogates")
 SIZES = ("full", "smoke")
 
 
