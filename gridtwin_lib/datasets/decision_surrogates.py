@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from .. import features
 from ..errors import InputError
 from ..models import decision_surrogates as M
 from ..models.base import Dataset
-from ..models.energy import HOURS, PowerFlowOptimization, _Site, feeder_head_frame
+from ..models.energy import HOURS, PowerFlowOptimization, _Site
 from . import energy as E
 
 M13_SOURCE = "sim:m13_feeder"
@@ -66,16 +65,8 @@ def reactive_power_compensation(store, *, source: str = M13_SOURCE, test_fractio
         raise InputError(f"m13 dataset: test_fraction must be in (0, 1) (got {test_fraction})")
     if not q_bounds_kvar[0] <= 0 <= q_bounds_kvar[1] or not v_limits_pu[0] < 1 < v_limits_pu[1]:
         raise InputError(f"m13 dataset: q_bounds_kvar must contain 0 and v_limits_pu 1.0 (got {q_bounds_kvar}, {v_limits_pu})")
-    raw = store.scan("three_phase", source=source, start=start, end=end).collect()
-    if raw.height == 0:
-        raise InputError(f"m13 dataset: no three_phase readings of source {source!r} in {store}; simulate the feeder first, "
-                         f"e.g. run_scenario('feeder_timeseries', source={source!r}, resolution='1h', ...) (datasets.decision_surrogates.SIMULATIONS)")
-    truth = store.scan_truth("feeder_losses", source=source, start=start, end=end).collect()
-    if truth.height == 0:
-        raise InputError(f"m13 dataset: truth table feeder_losses has no rows for {source!r}; the source is not a feeder_timeseries run")
-    head = feeder_head_frame(features.compute(raw, "three_phase", windows=("1h",), keep_inputs=False).to_pandas())
-    state = truth.select("ts", pl.col("device_id").alias("feeder"), "load_kw", "pv_kw").to_pandas()
-    data = head.merge(state, on=["feeder", "ts"], how="inner", validate="one_to_one").sort_values(["ts", "feeder"]).reset_index(drop=True)
+    data, _ = E.feeder_states(store, source, "m13", resolution="1h", start=start, end=end)
+    data = data.drop(columns=["losses_kw"])  # the state only: the optimiser re-solves each one
     if len(data) < 4:
         raise InputError(f"m13 dataset: {len(data)} feeder states in {source!r}; simulate at least a few hours")
     ts = pd.to_datetime(data["ts"], utc=True)

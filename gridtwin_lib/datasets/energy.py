@@ -74,6 +74,26 @@ def _iso(x) -> str:
 # --------------------------------------------------------------------------- m10
 
 
+def feeder_states(store, source: str, who: str, *, resolution: str = "30m", start=None, end=None):
+    """Feeder-head measurements (``feeder_head_frame`` of ``features.compute``) joined with the feeder
+    twin's state per (feeder, ts): ``losses_kw``, ``load_kw``, ``pv_kw`` from truth ``feeder_losses``.
+
+    Shared by m10 (losses as labels) and m13 (states to optimise). Returns (data, head) where
+    ``head`` holds the model inputs; raises one clear line when the source is missing or not a feeder run.
+    """
+    raw = store.scan("three_phase", source=source, start=start, end=end).collect()
+    if raw.height == 0:
+        raise InputError(f"{who} dataset: no three_phase readings of source {source!r} in {store}; simulate the feeder first, "
+                         f"e.g. run_scenario('feeder_timeseries', source={source!r}, resolution={resolution!r}, ...)")
+    truth = store.scan_truth("feeder_losses", source=source, start=start, end=end).collect()
+    if truth.height == 0:
+        raise InputError(f"{who} dataset: truth table feeder_losses has no rows for {source!r}; the source is not a feeder_timeseries run")
+    head = feeder_head_frame(features.compute(raw, "three_phase", windows=("1h",), keep_inputs=False).to_pandas())
+    lab = truth.select("ts", pl.col("device_id").alias("feeder"), "losses_kw", "load_kw", "pv_kw").to_pandas()
+    data = head.merge(lab, on=["feeder", "ts"], how="inner", validate="one_to_one").sort_values(["ts", "feeder"]).reset_index(drop=True)
+    return data, head
+
+
 def energy_loss(store, *, source: str = M10_SOURCE, test_fraction: float = 0.3,
                 start: datetime | str | None = None, end: datetime | str | None = None) -> Dataset:
     """Feeder-head readings -> technical losses [kW], split by time (last ``test_fraction`` = test).
@@ -84,17 +104,7 @@ def energy_loss(store, *, source: str = M10_SOURCE, test_fraction: float = 0.3,
     """
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"m10 dataset: test_fraction must be in (0, 1) (got {test_fraction})")
-    raw = store.scan("three_phase", source=source, start=start, end=end).collect()
-    if raw.height == 0:
-        raise InputError(f"m10 dataset: no three_phase readings of source {source!r} in {store}; simulate the feeder first, "
-                         f"e.g. run_scenario('feeder_timeseries', source={source!r}, resolution='30m', ...) (datasets.energy.SIMULATIONS)")
-    truth = store.scan_truth("feeder_losses", source=source, start=start, end=end).collect()
-    if truth.height == 0:
-        raise InputError(f"m10 dataset: truth table feeder_losses has no rows for {source!r}; the source is not a feeder_timeseries run")
-    feats = features.compute(raw, "three_phase", windows=("1h",), keep_inputs=False).to_pandas()
-    head = feeder_head_frame(feats)
-    lab = truth.select("ts", pl.col("device_id").alias("feeder"), "losses_kw", "load_kw", "pv_kw").to_pandas()
-    data = head.merge(lab, on=["feeder", "ts"], how="inner", validate="one_to_one").sort_values(["ts", "feeder"]).reset_index(drop=True)
+    data, head = feeder_states(store, source, "m10", resolution="30m", start=start, end=end)
     if data.empty:
         raise InputError(f"m10 dataset: feeder readings and feeder_losses of {source!r} share no timestamps; re-simulate into an empty store")
     times = np.sort(data["ts"].unique())
