@@ -23,7 +23,6 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-import polars as pl
 
 from ..errors import InputError
 from ..models import decision_surrogates as M
