@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from gridtwin_lib.ingest import Column, ColumnMapping
 from gridtwin_lib.store import Store
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -58,3 +61,34 @@ def stored_files():
         return sorted(p for p in store.root.rglob("*") if p.is_file() and p.name != ".lock")
 
     return files
+
+
+@pytest.fixture(scope="session")
+def smoke_home(tmp_path_factory):
+    """The smoke pipeline run once per session in a throw-away project home.
+
+    Returns ``(home, result)``. Tests that need a store with simulated data and a registry
+    with champions (notebooks, dashboards, the daily report) share it instead of paying
+    again; use ``smoke_workspace`` to point the library at it for one test.
+    """
+    from gridtwin_lib import pipeline
+
+    home = tmp_path_factory.mktemp("home")
+    shutil.copytree(ROOT / "notebooks", home / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "pipelines", home / "pipelines")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRIDTWIN_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("GRIDTWIN_WORKSPACE", raising=False)
+        result = pipeline.run("smoke", jobs=2, echo=print)
+    return home, result
+
+
+@pytest.fixture
+def smoke_workspace(smoke_home, monkeypatch):
+    """``smoke_home`` with GRIDTWIN_HOME / GRIDTWIN_WORKSPACE set for this test only."""
+    home, _ = smoke_home
+    monkeypatch.setenv("GRIDTWIN_HOME", str(home))
+    monkeypatch.setenv("GRIDTWIN_WORKSPACE", "smoke")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return smoke_home

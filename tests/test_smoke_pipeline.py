@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,24 +26,6 @@ MODELS = ("m01_voltage_anomaly", "m02_harmonic_analysis", "m03_frequency_stabili
 NOTEBOOKS = ("00_data", "10_monitoring", "11_maintenance", "12_energy_flow", "13_decision", "20_model_comparison")
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smoke_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    shutil.copytree(ROOT / "notebooks", home / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    shutil.copytree(ROOT / "pipelines", home / "pipelines")
-    saved = {k: os.environ.get(k) for k in ("GRIDTWIN_HOME", "GRIDTWIN_WORKSPACE", "MLFLOW_TRACKING_URI")}
-    os.environ["GRIDTWIN_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("GRIDTWIN_WORKSPACE", None)
-    result = pipeline.run("smoke", jobs=2, echo=print)
-    yield home, result
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def test_smoke_pipeline_writes_reports(smoke_home):
@@ -64,41 +45,37 @@ def test_smoke_pipeline_writes_reports(smoke_home):
     assert not (home / "data" / "store").exists() and not (home / "data" / "reports").exists()
 
 
-def test_smoke_pipeline_tracked_every_model(smoke_home):
-    home, result = smoke_home
-    os.environ["GRIDTWIN_WORKSPACE"] = "smoke"
-    try:
-        c = tracking.client()
-        assert tracking.tracking_uri() == f"sqlite:///{home}/mlruns/workspaces/smoke/mlflow.db"
-        runs = {r["model_id"]: r for s in result.steps for r in s.runs if r.get("registrable", True)}
-        assert set(runs) == set(MODELS)
-        for model_id, rec in runs.items():
-            run = c.get_run(rec["run_id"])
-            assert run.info.status == "FINISHED"
-            assert run.info.artifact_uri.startswith(f"file://{home}/mlruns/workspaces/smoke/artifacts/")
-            primary = run.data.tags["gridtwin.primary_metric"]
-            for key in (f"model/{primary}", f"baseline/{primary}", f"skill/{primary}", "beats_baseline"):
-                assert key in run.data.metrics, (model_id, key)
-            assert run.data.params["seed"] == "7"
-            assert run.data.tags["gridtwin.data_digest"] == run.data.params["data_digest"]
-            notebook = {a.path for a in c.list_artifacts(rec["run_id"], "notebook")}
-            assert any(p.endswith(".ipynb") for p in notebook) and any(p.endswith(".html") for p in notebook)
-            figures = [a.path for a in c.list_artifacts(rec["run_id"], "figures")]
-            assert any(p.endswith(".html") for p in figures), model_id
+def test_smoke_pipeline_tracked_every_model(smoke_workspace):
+    home, result = smoke_workspace
+    c = tracking.client()
+    assert tracking.tracking_uri() == f"sqlite:///{home}/mlruns/workspaces/smoke/mlflow.db"
+    runs = {r["model_id"]: r for s in result.steps for r in s.runs if r.get("registrable", True)}
+    assert set(runs) == set(MODELS)
+    for model_id, rec in runs.items():
+        run = c.get_run(rec["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.info.artifact_uri.startswith(f"file://{home}/mlruns/workspaces/smoke/artifacts/")
+        primary = run.data.tags["gridtwin.primary_metric"]
+        for key in (f"model/{primary}", f"baseline/{primary}", f"skill/{primary}", "beats_baseline"):
+            assert key in run.data.metrics, (model_id, key)
+        assert run.data.params["seed"] == "7"
+        assert run.data.tags["gridtwin.data_digest"] == run.data.params["data_digest"]
+        notebook = {a.path for a in c.list_artifacts(rec["run_id"], "notebook")}
+        assert any(p.endswith(".ipynb") for p in notebook) and any(p.endswith(".html") for p in notebook)
+        figures = [a.path for a in c.list_artifacts(rec["run_id"], "figures")]
+        assert any(p.endswith(".html") for p in figures), model_id
 
-            name = f"gridtwin.{model_id}"
-            version = c.get_model_version(name, rec["registered_version"])
-            info = __import__("mlflow").models.get_model_info(f"models:/{name}/{version.version}")
-            assert info.signature is not None and info.signature.inputs is not None
-            champ = tracking.champion_version(name, c)
-            if rec["beats_baseline"]:
-                assert champ is not None and str(champ.version) == str(version.version)
-            else:
-                assert champ is None, f"{model_id} became champion without beating its baseline"
-        board = tracking.leaderboard(c)
-        assert set(board["model_id"]) == set(MODELS)
-    finally:
-        os.environ.pop("GRIDTWIN_WORKSPACE", None)
+        name = f"gridtwin.{model_id}"
+        version = c.get_model_version(name, rec["registered_version"])
+        info = __import__("mlflow").models.get_model_info(f"models:/{name}/{version.version}")
+        assert info.signature is not None and info.signature.inputs is not None
+        champ = tracking.champion_version(name, c)
+        if rec["beats_baseline"]:
+            assert champ is not None and str(champ.version) == str(version.version)
+        else:
+            assert champ is None, f"{model_id} became champion without beating its baseline"
+    board = tracking.leaderboard(c)
+    assert set(board["model_id"]) == set(MODELS)
 
 
 def test_every_notebook_runs_under_nbval(smoke_home, tmp_path):
