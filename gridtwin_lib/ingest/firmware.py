@@ -22,6 +22,10 @@ frequency  number          Hz       supply frequency
 pf         number          1        power factor, 0-1
 =========  ==============  =======  =================================================
 
+The firmware itself omits ``ts`` until its clock is NTP-synced and sends ``age_ms``
+instead; only the HTTP collector (which knows the receipt time) can place such a
+reading, so NDJSON files read here must carry ``ts`` (the collector writes it).
+
 Value fields may be absent or ``null`` (stored as null). Unknown fields are
 ignored, so later firmware may add fields without breaking this reader. Blank
 lines are skipped. A line that is not UTF-8 JSON, not an object, not version 1
