@@ -394,6 +394,82 @@ def pipeline_run_cmd(
         _emit(result.to_dict(), True)
 
 
+@app.command("score")
+@_guarded
+def score_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Scores file, .parquet (units in the schema metadata) or .csv; "
+                                                    "per-reading errors go to <name>.errors.<ext> beside it.")],
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="Canonical three_phase readings (.parquet, .csv, .ndjson).")] = None,
+    from_store: Annotated[bool, typer.Option("--from-store", help="Score stored readings instead (see --source, --day, --start, --end).")] = False,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="Store source to score (repeatable) [default: every three_phase source].")] = None,
+    day: Annotated[Optional[str], typer.Option("--day", help="UTC day to score from the store, e.g. 2024-01-07 [default: the most recent].")] = None,
+    start: Annotated[Optional[str], typer.Option("--start", help="Start (UTC, ISO) instead of --day.")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="End (UTC, ISO, exclusive) with --start.")] = None,
+    alerts_out: Annotated[Optional[Path], typer.Option("--alerts", help="Also write the alerts raised (.csv or .parquet).")] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Readings per engine call (memory bound).")] = 50_000,
+    store: StoreOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    as_json: JsonOpt = False,
+):
+    """Score readings through every champion (one inference engine) and write one row per reading.
+
+    Each row has the reading's ts and device_id, its status (ok, partial, error) and a
+    <model_id>.<output> column per per-reading output (m01, m03, m04, m07, m08, m15; m10 and
+    m13 for feeder-head meters). Bad readings are never fatal: each gets typed errors in the
+    errors file and the rest are scored. Example:
+
+        gridtwin score --from-store --source sim:m01_mixed --out data/reports/m01_scores.parquet
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from . import alerts as alerts_lib
+    from . import inference
+
+    if (input_file is None) == (not from_store):
+        _fail("give exactly one of --input FILE or --from-store")
+    if alerts_out is not None and alerts_out.suffix.lower() not in (".csv", ".parquet"):
+        _fail(f"{alerts_out}: use a .csv or .parquet alerts file")
+    t0 = time.perf_counter()
+    engine = inference.Engine.from_registry(progress=progress and not as_json)
+    warm = None
+    if input_file is not None:
+        readings = inference.read_readings(input_file)
+    else:
+        st = _store(store)
+        if start or end:
+            if not (start and end):
+                _fail("--start and --end go together")
+            lo, hi = start, end
+        else:
+            d = inference._as_date(day) if day else inference.latest_day(st, "three_phase", source or None)
+            lo = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+            hi = lo + timedelta(days=1)
+        warm, readings = inference.readings_from_store(st, source, lo, hi)
+    if warm is not None and warm.height:
+        inference.score_stream(engine, warm, chunk_rows=chunk_rows)
+    batch = inference.score_stream(engine, readings, chunk_rows=chunk_rows, progress=progress and not as_json,
+                                   with_features=inference.ALERT_FEATURES if alerts_out else ())
+    written = inference.write_scores(batch, out)
+    summary: dict[str, Any] = {
+        "readings": len(batch), "status": dict(batch.frame.group_by("status").len().iter_rows()),
+        "errors": {f"{c}:{m or '-'}": n for c, m, n in batch.errors.group_by("code", "model_id").len().sort("code").iter_rows()},
+        "missing_champions": engine.missing, **written, "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if alerts_out is not None:
+        table = alerts_lib.raise_alerts(batch.frame)
+        tmp = alerts_out.with_name(f".{alerts_out.name}.tmp")
+        (table.write_csv if alerts_out.suffix.lower() == ".csv" else table.write_parquet)(tmp)
+        tmp.replace(alerts_out)
+        summary["alerts"] = {"file": str(alerts_out), **alerts_lib.counts(table)}
+    text = [f"scored {summary['readings']:,} readings in {summary['seconds']} s -> {written['scores']}",
+            f"status: {summary['status']}", f"errors ({written['errors']}): {summary['errors'] or 'none'}"]
+    if engine.missing:
+        text.append(f"models without a champion: {', '.join(engine.missing)}")
+    if "alerts" in summary:
+        text.append(f"alerts -> {alerts_out}: {summary['alerts']}")
+    _emit(summary, as_json, "\n".join(text))
+
+
 @models_app.command("list")
 @_guarded
 def models_list_cmd(as_json: JsonOpt = False):

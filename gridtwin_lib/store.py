@@ -308,6 +308,14 @@ class Store:
             return []
         return sorted(unquote(p.name.split("=", 1)[1]) for p in base.iterdir() if p.name.startswith("source="))
 
+    def truth_sources(self, table: str) -> list[str]:
+        """Sources that wrote truth ``table``."""
+        _check_name(table, "truth table")
+        base = self.root / "truth" / f"table={table}"
+        if not base.exists():
+            return []
+        return sorted(unquote(p.name.split("=", 1)[1]) for p in base.iterdir() if p.name.startswith("source="))
+
     def _select_files(self, base: Path, source, start, end) -> list[Path]:
         if not base.exists():
             return []

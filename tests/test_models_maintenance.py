@@ -76,9 +76,9 @@ def test_m05_dataset_shapes_labels_and_split(store, m05_data):
 
 def test_m05_features_are_causal(store, m05_data):
     """Features of day rows before a cut are identical when later observations are dropped."""
-    full = dsm._m05_daily(dsm._observations(store, dsm.M05_SOURCE, "m05"))
+    full = dsm.m05_daily_features(dsm._observations(store, dsm.M05_SOURCE, "m05"))
     cut = full["ts"].min() + timedelta(days=40)
-    part = dsm._m05_daily(dsm._observations(store, dsm.M05_SOURCE, "m05", end=cut - timedelta(days=1)))
+    part = dsm.m05_daily_features(dsm._observations(store, dsm.M05_SOURCE, "m05", end=cut - timedelta(days=1)))
     a = full.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
     b = part.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
     assert a.height == b.height > 0
@@ -142,8 +142,8 @@ def test_m06_dataset_labels_are_next_hour_max_from_truth(store, m06_data):
 def test_m06_features_are_causal(store):
     obs = dsm._observations(store, dsm.M06_SOURCE, "m06")
     cut = obs["ts"].min() + timedelta(days=3)
-    a = dsm._m06_frame(obs, 10.0).filter(pl.col("ts") < cut).select(M06_INPUT_COLUMNS)
-    b = dsm._m06_frame(obs.filter(pl.col("ts") < cut), 10.0).select(M06_INPUT_COLUMNS)
+    a = dsm.m06_features(obs, 10.0).filter(pl.col("ts") < cut).select(M06_INPUT_COLUMNS)
+    b = dsm.m06_features(obs.filter(pl.col("ts") < cut), 10.0).select(M06_INPUT_COLUMNS)
     assert a.height == b.height > 0
     np.testing.assert_allclose(a.fill_null(-1).to_numpy(), b.fill_null(-1).to_numpy())
 

@@ -156,6 +156,16 @@ def _labels(ts_s: np.ndarray, starts_s: np.ndarray, horizon_s: float) -> np.ndar
     return (np.searchsorted(s, ts_s + horizon_s, side="right") > np.searchsorted(s, ts_s, side="right")).astype(int)
 
 
+def grid_stability_design(features: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """m15's input matrix from :func:`features.compute` rows (in time order): infinities and gaps
+    carried forward from the same device's previous row (never another device's), then 0.
+    Training and serving share it."""
+    X = features[columns].astype(float).replace([np.inf, -np.inf], np.nan)
+    keys = [k for k in ("source", "device_id") if k in features.columns]
+    X = X.groupby([features[k] for k in keys], sort=False).ffill() if keys else X.ffill()
+    return X.fillna(0.0).reset_index(drop=True)
+
+
 def grid_stability(store, *, sources: tuple[str, ...] = M15_SOURCES, horizon_min: float = 30.0, test_fraction: float = 0.3,
                    windows: tuple[str, ...] = M15_WINDOWS, start: datetime | str | None = None,
                    end: datetime | str | None = None) -> Dataset:
@@ -201,7 +211,7 @@ def grid_stability(store, *, sources: tuple[str, ...] = M15_SOURCES, horizon_min
     test = data[tsec >= cut]
     drop = {"ts", "t_s", "device_id", "source", "y", "end_s"}
     xcols = [c for c in data.columns if c not in drop and pd.api.types.is_numeric_dtype(data[c])]
-    clean = lambda f: f[xcols].astype(float).replace([np.inf, -np.inf], np.nan).ffill().fillna(0.0).reset_index(drop=True)  # noqa: E731
+    clean = lambda f: grid_stability_design(f, xcols)  # noqa: E731
     meta = ["ts", "source", "device_id"]
     return Dataset(
         name="m15_grid_stability", X_train=clean(train), y_train=train["y"].reset_index(drop=True),

@@ -31,7 +31,7 @@ builder's keyword), model ones prefixed ``m09_`` (a :class:`LoadForecast` keywor
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -91,8 +91,7 @@ def load_forecast_uci(
     offset = timedelta(hours=utc_offset_h)
     lf = store.scan("meter", source=source, start=_utc(t0 - timedelta(days=8), offset),
                     end=_utc(t_end, offset) if t_end else None)
-    valid = pl.col("power").is_not_null() & ((pl.col("quality_flags") & _IMPUTED) == 0)
-    readings = lf.select("ts", "device_id", pl.col("power").alias("value"), valid.alias("valid")).collect()
+    readings = meter_load(lf).collect()
     if readings.height == 0:
         raise InputError(f"{name}: no meter readings of source {source!r} in {store!r} from {train_start} to "
                          f"{test_end or 'the end'}; ingest them first: `gridtwin ingest uci`")
@@ -216,8 +215,39 @@ def _causal_fill(values: np.ndarray) -> np.ndarray:
     return f
 
 
-def _rows(inputs: pd.DataFrame, labels: pd.DataFrame, holidays_of) -> pd.DataFrame:
-    """One row per local midnight with 168 h of (filled) history and a whole day of labels."""
+def meter_load(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Meter readings as (ts, device_id, value [W], valid): imputed or missing power is not valid."""
+    valid = pl.col("power").is_not_null() & ((pl.col("quality_flags") & _IMPUTED) == 0)
+    return lf.select("ts", "device_id", pl.col("power").alias("value"), valid.alias("valid"))
+
+
+def forecast_input(readings: pl.DataFrame, issue_day: date, *, utc_offset_h: float = 1.0, site: str | None = "fr_sceaux",
+                   min_valid_fraction: float = 0.5) -> pd.DataFrame:
+    """m09's input row issued at local midnight of ``issue_day`` (a day not yet observed).
+
+    ``readings``: :func:`meter_load` rows; only those before that midnight are used (no
+    look-ahead). The day's own hours are unknown, so only the 168 h of lags (and the holiday
+    flag) are meaningful: use the day-ahead outputs, not the one-step ones.
+    """
+    midnight = pd.Timestamp(datetime(issue_day.year, issue_day.month, issue_day.day))
+    cut = _utc(midnight.to_pydatetime(), timedelta(hours=utc_offset_h))
+    before = readings.filter(pl.col("ts") < cut)
+    if before.height == 0:
+        raise InputError(f"m09_load_forecast: no meter readings before {issue_day} (local midnight); ingest or simulate them first")
+    hourly = _hourly_kw(before, utc_offset_h, min_valid_fraction)
+    grid = pd.date_range(hourly.index.min(), midnight + pd.Timedelta(hours=HOURS - 1), freq="h")
+    padded = hourly.reindex(grid)
+    rows = _rows(padded, padded, _holidays(site), require_labels=False)
+    rows = rows[pd.to_datetime(rows[ISSUE_COL]) == midnight].reset_index(drop=True)
+    if rows.empty:
+        raise InputError(f"m09_load_forecast: the week before {issue_day} lacks valid hourly loads (168 h are needed); "
+                         "pick a day after a week of data")
+    return rows
+
+
+def _rows(inputs: pd.DataFrame, labels: pd.DataFrame, holidays_of, require_labels: bool = True) -> pd.DataFrame:
+    """One row per local midnight with 168 h of (filled) history and a whole day of labels
+    (``require_labels=False``: also days without any label, for forecasting them)."""
     f = _causal_fill(inputs["kw"].to_numpy())
     r = labels["kw"].to_numpy(dtype=float)
     idx = inputs.index
@@ -227,7 +257,7 @@ def _rows(inputs: pd.DataFrame, labels: pd.DataFrame, holidays_of) -> pd.DataFra
         hist = np.lib.stride_tricks.sliding_window_view(f, WEEK_H)[pos - WEEK_H]  # oldest first
         day_f = np.lib.stride_tricks.sliding_window_view(f, HOURS)[pos]
         day_r = np.lib.stride_tricks.sliding_window_view(r, HOURS)[pos]
-        keep = np.isfinite(hist).all(1) & np.isfinite(day_r).any(1)  # drop days without any label
+        keep = np.isfinite(hist).all(1) & (np.isfinite(day_r).any(1) | (not require_labels))  # drop days without any label
         pos, hist, day_f, day_r = pos[keep], hist[keep], day_f[keep], day_r[keep]
     else:
         hist = day_f = day_r = np.empty((0, HOURS))

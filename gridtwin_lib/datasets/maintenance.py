@@ -113,8 +113,12 @@ def _cut(lo: datetime, hi: datetime, test_fraction: float, model: str, unit: tim
 # --------------------------------------------------------------------------- m05
 
 
-def _m05_daily(obs: pl.DataFrame) -> pl.DataFrame:
-    """Daily summaries per asset, then causal rolling features; row ts = end of the day (issue time)."""
+def m05_daily_features(obs: pl.DataFrame) -> pl.DataFrame:
+    """Daily summaries per asset, then causal rolling features; row ts = end of the day (issue time).
+
+    ``obs``: asset observations (ts, device_id, load_pu_measured [pu], top_oil_temp_c, ambient_temp_c
+    [°C], age_years [a]). Training (:func:`equipment_failure`) and serving (:mod:`gridtwin_lib.inference`)
+    both call it."""
     hs = pl.col("top_oil_temp_c") + 26.0 * pl.col("load_pu_measured").clip(0, None) ** 1.6
     daily = (obs.with_columns(hs.alias("hs_est"), pl.col("ts").dt.truncate("1d").alias("day"))
              .with_columns((2.0 ** ((pl.col("hs_est") - 98.0) / 6.0)).alias("v_est"),
@@ -175,7 +179,7 @@ def equipment_failure(
         raise InputError(f"m05: no failures in truth table 'failures' of {source!r}: nothing to learn; simulate a longer run, "
                          "more devices or the accelerated settings M05_OVERRIDES")
     failures = failures.select("ts", "device_id", "cause").sort("device_id", "ts")
-    daily = _m05_daily(obs).filter(pl.col("n") >= 12)  # a day with at least half its readings
+    daily = m05_daily_features(obs).filter(pl.col("n") >= 12)  # a day with at least half its readings
     lo, hi = obs["ts"].min(), obs["ts"].max() + timedelta(hours=1)
     horizon = timedelta(days=float(horizon_days))
     daily = daily.filter(pl.col("ts") + horizon <= hi)
@@ -220,7 +224,10 @@ def equipment_failure(
 
 # --------------------------------------------------------------------------- m06
 
-def _m06_frame(obs: pl.DataFrame, utc_offset_h: float) -> pl.DataFrame:
+def m06_features(obs: pl.DataFrame, utc_offset_h: float) -> pl.DataFrame:
+    """Per observation: lags and causal 1/4/24 h load windows, yesterday's next-hour peak, local hour.
+
+    Shared by training (:func:`overload_risk`) and serving (:mod:`gridtwin_lib.inference`)."""
     load = pl.col("load_pu_measured")
     df = obs.sort("device_id", "ts").with_columns(
         *[load.shift(k).over("device_id").alias(f"load_lag{k}") for k in (1, 2, 4)],
@@ -263,7 +270,7 @@ def overload_risk(
     # label: max true load over (t, t + 1 h]  = trailing 1 h max at t + 1 h
     nxt = (state.sort("device_id", "ts").rolling("ts", period="1h", group_by="device_id").agg(pl.col("load_pu").max().alias("max_next"))
            .with_columns((pl.col("ts") - timedelta(hours=1)).alias("ts")))
-    df = _m06_frame(obs, utc_offset_h).join(nxt, on=["device_id", "ts"], how="inner")
+    df = m06_features(obs, utc_offset_h).join(nxt, on=["device_id", "ts"], how="inner")
     lo, hi = obs["ts"].min(), obs["ts"].max() + timedelta(seconds=float(step))
     # a full day of history before t and a complete next hour after it
     df = df.filter((pl.col("ts") >= lo + timedelta(hours=24)) & (pl.col("ts") + timedelta(hours=1) < hi)).drop_nulls(list(M06_INPUT_COLUMNS))

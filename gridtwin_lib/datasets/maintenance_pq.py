@@ -88,30 +88,27 @@ def _cut(los, his, test_fraction: float, round_s: int) -> datetime:
 # --------------------------------------------------------------------------- m07
 
 
-def _m07_source(store: Store, source: str, lo: datetime, hi: datetime, site) -> pd.DataFrame:
-    """Rows of one source: window k's inputs, the next window's index as ``y`` (NaN if absent)."""
-    margin = timedelta(microseconds=window_us("1h"))
-    feats, windows = [], []
-    # days start on the 10-min grid, so no window is split between two days
-    day = datetime.fromtimestamp(int(lo.timestamp()) // WINDOW_S * WINDOW_S, tz=timezone.utc)
-    end = hi + timedelta(seconds=1)
-    while day < end:
-        nxt = min(end, day + timedelta(days=1))
-        raw = store.scan(KIND, source=source, start=day - margin, end=nxt).collect()
-        if raw.height:
-            own = raw.filter(pl.col("ts") >= day)
-            windows.append(pq_window_table(own))
-            f = compute(raw, KIND, windows=("15m", "1h"), site=site, keep_inputs=False)
-            # the last reading of each 10-min window (its features use readings <= that reading only)
-            f = f.filter(pl.col("ts") >= day).with_columns(pl.col("ts").dt.truncate(f"{WINDOW_S}s").alias("window_start"))
-            f = f.group_by("device_id", "window_start").agg(pl.all().sort_by("ts").last())
-            feats.append(f.select("device_id", "window_start", pl.col("ts").alias("ts_last"), *M07_FEATURES))
-        day = nxt
-    if not windows:
-        raise InputError(f"m07: source {source!r} has no readings")
-    win = pl.concat(windows).sort("device_id", "window_start")
-    feat = pl.concat(feats, how="vertical_relaxed")
-    table = win.join(feat, on=["device_id", "window_start"], how="left").to_pandas()
+def m07_window_rows(raw: pl.DataFrame, since: datetime, site=None, features: pl.DataFrame | None = None
+                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Clock-aligned 10-min windows starting at or after ``since`` of canonical three_phase
+    ``raw`` readings (which must reach 1 h further back for the features), and the
+    :func:`features.compute` values at each window's last reading (its features use readings
+    <= that reading only). ``features``: that compute already done on ``raw`` (windows
+    including 15m and 1h), to avoid doing it twice. Returns (window table, features); shared by
+    training and serving."""
+    own = raw.filter(pl.col("ts") >= since)
+    windows = pq_window_table(own)
+    f = features if features is not None else compute(raw, KIND, windows=("15m", "1h"), site=site, keep_inputs=False)
+    f = f.filter(pl.col("ts") >= since).with_columns(pl.col("ts").dt.truncate(f"{WINDOW_S}s").alias("window_start"))
+    f = f.group_by("device_id", "window_start").agg(pl.all().sort_by("ts").last())
+    return windows, f.select("device_id", "window_start", pl.col("ts").alias("ts_last"), *M07_FEATURES)
+
+
+def m07_rows(windows: pl.DataFrame, feats: pl.DataFrame) -> pd.DataFrame:
+    """One row per (device, window k): window k's quantities, sub-scores and index, the lags of
+    windows k-1, k-2 (a missing window is a NaN row, never a shifted neighbour), the features at
+    k's last reading, and ``y`` = index of window k+1 (NaN when absent)."""
+    table = windows.sort("device_id", "window_start").join(feats, on=["device_id", "window_start"], how="left").to_pandas()
     out = []
     step = pd.Timedelta(seconds=WINDOW_S)
     for dev, g in table.groupby("device_id", sort=True):
@@ -124,7 +121,27 @@ def _m07_source(store: Store, source: str, lo: datetime, hi: datetime, site) -> 
         full["device_id"] = dev
         full.index.name = "window_start"
         out.append(full.reset_index())
-    frame = pd.concat(out, ignore_index=True)
+    return pd.concat(out, ignore_index=True)
+
+
+def _m07_source(store: Store, source: str, lo: datetime, hi: datetime, site) -> pd.DataFrame:
+    """Rows of one source: window k's inputs, the next window's index as ``y`` (NaN if absent)."""
+    margin = timedelta(microseconds=window_us("1h"))
+    feats, windows = [], []
+    # days start on the 10-min grid, so no window is split between two days
+    day = datetime.fromtimestamp(int(lo.timestamp()) // WINDOW_S * WINDOW_S, tz=timezone.utc)
+    end = hi + timedelta(seconds=1)
+    while day < end:
+        nxt = min(end, day + timedelta(days=1))
+        raw = store.scan(KIND, source=source, start=day - margin, end=nxt).collect()
+        if raw.height:
+            win, feat = m07_window_rows(raw, day, site)
+            windows.append(win)
+            feats.append(feat)
+        day = nxt
+    if not windows:
+        raise InputError(f"m07: source {source!r} has no readings")
+    frame = m07_rows(pl.concat(windows), pl.concat(feats, how="vertical_relaxed"))
     frame["source"] = source
     return frame
 

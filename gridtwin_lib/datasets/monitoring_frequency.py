@@ -58,12 +58,19 @@ def _series(store, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
             raise InputError(f"m03 dataset: {source!r} device {device!r} is not sampled every whole second "
                              f"(median step {np.median(steps) / 1e6 if len(us) > 1 else float('nan'):g} s); "
                              "simulate or resample it at resolution 1s")
-        sec = us // 1_000_000
-        grid = np.arange(sec[0], sec[-1] + 1)
-        f = np.full(grid.size, np.nan)
-        f[sec - sec[0]] = part["frequency"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        grid, f = frequency_grid(us, part["frequency"])
         out.append((str(device), grid, f))
     return out
+
+
+def frequency_grid(ts_us: np.ndarray, frequency: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-second readings of one device on a regular 1 s grid: (epoch seconds, f [Hz]),
+    NaN where a second has no reading or a null frequency. Training and serving share it."""
+    sec = np.asarray(ts_us) // 1_000_000
+    grid = np.arange(sec[0], sec[-1] + 1)
+    f = np.full(grid.size, np.nan)
+    f[sec - sec[0]] = frequency.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    return grid, f
 
 
 def _excursion_seconds(store, source: str, device: str, grid: np.ndarray) -> np.ndarray:

@@ -37,6 +37,32 @@ SIMULATIONS = {
 }
 
 
+def waveform_windows(store, source: str) -> pd.DataFrame:
+    """The waveform twin's windows of ``source``: ts, window_id, label and metadata, and the
+    samples ``v_000..v_639`` [V]. Shared by training and serving (m02)."""
+    w = store.scan_truth("waveform_windows", source=source).collect()
+    if w.height == 0:
+        raise InputError(
+            f"m02 dataset: no waveform windows of source {source!r} in {store}; simulate them first, "
+            f"e.g. run_scenario('pq_waveforms', source={source!r}, ...) (datasets.monitoring_pq.SIMULATIONS)"
+        )
+    s = store.scan_truth("waveform_samples", source=source).select("window_id", "sample", "volts").collect()
+    s = s.sort("window_id", "sample")
+    ids = s["window_id"].to_numpy()
+    n_win = s.height // N_SAMPLES
+    if s.height != n_win * N_SAMPLES or not np.array_equal(ids[::N_SAMPLES], np.unique(ids)) \
+            or not (s["sample"].to_numpy().reshape(n_win, N_SAMPLES) == np.arange(N_SAMPLES)).all():
+        raise InputError(f"m02 dataset: waveform samples of {source!r} are incomplete (not 640 per window); "
+                         "re-simulate the source into an empty store")
+    block = pd.DataFrame(s["volts"].to_numpy().reshape(n_win, N_SAMPLES), columns=SAMPLE_COLUMNS)
+    block["window_id"] = ids[::N_SAMPLES]
+    w = w.sort("window_id").to_pandas()
+    merged = w.merge(block, on="window_id", how="inner", validate="one_to_one")
+    if len(merged) != len(w):
+        raise InputError(f"m02 dataset: {len(w) - len(merged)} windows of {source!r} have no samples; re-simulate it")
+    return merged
+
+
 def harmonic_analysis(store, *, sources: list[str] | tuple[str, ...] = PQ_SOURCES, test_fraction: float = 0.3) -> Dataset:
     """Windows of ``sources`` split by time: the last ``test_fraction`` of the timeline is the test.
 
@@ -49,29 +75,7 @@ def harmonic_analysis(store, *, sources: list[str] | tuple[str, ...] = PQ_SOURCE
     sources = [sources] if isinstance(sources, str) else list(sources)
     if not sources:
         raise InputError("m02 dataset: no sources given; pass e.g. sources=['sim:m02_pq_snr20', ...]")
-    windows, samples = [], []
-    for source in sources:
-        w = store.scan_truth("waveform_windows", source=source).collect()
-        if w.height == 0:
-            raise InputError(
-                f"m02 dataset: no waveform windows of source {source!r} in {store}; simulate them first, "
-                f"e.g. run_scenario('pq_waveforms', source={source!r}, ...) (datasets.monitoring_pq.SIMULATIONS)"
-            )
-        s = store.scan_truth("waveform_samples", source=source).select("window_id", "sample", "volts").collect()
-        s = s.sort("window_id", "sample")
-        ids = s["window_id"].to_numpy()
-        n_win = s.height // N_SAMPLES
-        if s.height != n_win * N_SAMPLES or not np.array_equal(ids[::N_SAMPLES], np.unique(ids)) \
-                or not (s["sample"].to_numpy().reshape(n_win, N_SAMPLES) == np.arange(N_SAMPLES)).all():
-            raise InputError(f"m02 dataset: waveform samples of {source!r} are incomplete (not 640 per window); "
-                             "re-simulate the source into an empty store")
-        block = pd.DataFrame(s["volts"].to_numpy().reshape(n_win, N_SAMPLES), columns=SAMPLE_COLUMNS)
-        block["window_id"] = ids[::N_SAMPLES]
-        w = w.sort("window_id").to_pandas()
-        merged = w.merge(block, on="window_id", how="inner", validate="one_to_one")
-        if len(merged) != len(w):
-            raise InputError(f"m02 dataset: {len(w) - len(merged)} windows of {source!r} have no samples; re-simulate it")
-        windows.append(merged)
+    windows = [waveform_windows(store, source) for source in sources]
     frame = pd.concat(windows, ignore_index=True).sort_values(["ts", "source", "window_id"], kind="stable")
     frame = frame.reset_index(drop=True)
     ts = frame["ts"]

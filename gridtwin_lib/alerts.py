@@ -1,0 +1,234 @@
+"""Alerts from model outputs and rule checks, merged so a condition is one alert, not a flood.
+
+Rules live in YAML (:file:`gridtwin_lib/alerts.yaml` by default; ``GRIDTWIN_ALERTS`` or
+an explicit path overrides it): each reads one column of the engine's per-reading scores
+or of its asset scores and maps the value to a severity (CRITICAL, HIGH, MEDIUM, LOW)
+with a message and a suggested action. Thresholds are therefore configuration, not code.
+
+An :class:`AlertBook` keeps alerts open across calls: a rule that fires again on the same
+device within ``merge_gap_s`` of its last firing extends the open alert (``count`` +1,
+``last_utc`` moved, severity raised to the worst seen) instead of opening a new one;
+:func:`raise_alerts` is one book used once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from .errors import InputError
+
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+_RANK = {s: k for k, s in enumerate(SEVERITIES)}
+DEFAULT_RULES = Path(__file__).with_name("alerts.yaml")
+INPUTS = ("scores", "assets")
+ALERT_SCHEMA = {
+    "severity": pl.String, "raised_by": pl.String, "rule": pl.String, "device_id": pl.String, "source": pl.String,
+    "first_utc": pl.Datetime("us", "UTC"), "last_utc": pl.Datetime("us", "UTC"), "count": pl.Int64,
+    "value": pl.String, "message": pl.String, "suggested_action": pl.String, "status": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class Level:
+    severity: str
+    op: str  # above | below | equals | not_in
+    arg: Any
+
+    def expr(self, col: pl.Expr) -> pl.Expr:
+        if self.op == "above":
+            return col > self.arg
+        if self.op == "below":
+            return col < self.arg
+        if self.op == "equals":
+            return col == self.arg
+        return ~col.is_in(list(self.arg))
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    raised_by: str
+    input: str
+    column: str
+    levels: tuple[Level, ...]
+    message: str
+    action: str
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    merge_gap_s: float
+    path: str
+
+
+def load_rules(path: str | os.PathLike | None = None) -> RuleSet:
+    """Rules from ``path``, else ``$GRIDTWIN_ALERTS``, else the packaged defaults; one clear line on a bad file."""
+    p = Path(path or os.environ.get("GRIDTWIN_ALERTS") or DEFAULT_RULES)
+    where = str(p)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise InputError(f"alert rules {where}: no such file; pass an existing YAML file (see {DEFAULT_RULES})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"alert rules {where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise InputError(f"alert rules {where}: expected a mapping with a 'rules' list")
+    gap = doc.get("merge_gap_s", 900)
+    if not isinstance(gap, (int, float)) or gap < 0:
+        raise InputError(f"alert rules {where}: merge_gap_s must be a number of seconds >= 0 (got {gap!r})")
+    rules, seen = [], set()
+    for k, r in enumerate(doc["rules"]):
+        at = f"alert rules {where}: rule {k + 1}"
+        if not isinstance(r, dict):
+            raise InputError(f"{at}: expected a mapping")
+        missing = [f for f in ("id", "raised_by", "input", "column", "levels", "message", "action") if f not in r]
+        if missing:
+            raise InputError(f"{at} ({r.get('id', '?')}): missing {', '.join(missing)}")
+        if r["id"] in seen:
+            raise InputError(f"{at}: id {r['id']!r} is used twice")
+        seen.add(r["id"])
+        if r["input"] not in INPUTS:
+            raise InputError(f"{at} ({r['id']}): input must be one of {', '.join(INPUTS)} (got {r['input']!r})")
+        levels = []
+        for lv in r["levels"] or []:
+            ops = [o for o in ("above", "below", "equals", "not_in") if o in lv]
+            sev = str(lv.get("severity", "")).upper()
+            if sev not in _RANK or len(ops) != 1:
+                raise InputError(f"{at} ({r['id']}): each level needs a severity in {', '.join(SEVERITIES)} "
+                                 f"and exactly one of above/below/equals/not_in (got {lv!r})")
+            levels.append(Level(sev, ops[0], lv[ops[0]]))
+        if not levels:
+            raise InputError(f"{at} ({r['id']}): no levels")
+        rules.append(Rule(str(r["id"]), str(r["raised_by"]), r["input"], str(r["column"]), tuple(levels),
+                          str(r["message"]), str(r["action"])))
+    return RuleSet(tuple(rules), float(gap), where)
+
+
+def firings(frame: pl.DataFrame, rule: Rule) -> pl.DataFrame:
+    """Rows of ``frame`` where ``rule`` fires: device_id, ts, severity, value (as text)."""
+    if rule.column not in frame.columns or frame.height == 0:
+        return pl.DataFrame(schema={"device_id": pl.String, "source": pl.String, "ts": pl.Datetime("us", "UTC"),
+                                    "severity": pl.String, "value": pl.Float64, "text": pl.String})
+    col = pl.col(rule.column)
+    sev = pl.lit(None, dtype=pl.String)
+    for lv in reversed(rule.levels):  # the first matching level wins
+        sev = pl.when(lv.expr(col).fill_null(False)).then(pl.lit(lv.severity)).otherwise(sev)
+    numeric = frame.schema[rule.column].is_numeric() or frame.schema[rule.column] == pl.Boolean
+    src = pl.col("source").cast(pl.String) if "source" in frame.columns else pl.lit(None, pl.String)
+    return (frame.select(pl.col("device_id").cast(pl.String), src.alias("source"), pl.col("ts").cast(pl.Datetime("us", "UTC")),
+                         sev.alias("severity"),
+                         (col.cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)).alias("value"),
+                         col.cast(pl.String).alias("text"))
+            .filter(pl.col("severity").is_not_null()))
+
+
+@dataclass
+class _Open:
+    rule: Rule
+    device_id: str
+    source: str | None
+    first: datetime
+    last: datetime
+    count: int
+    severity: str
+    worst: Any
+    worst_text: str
+
+
+@dataclass
+class AlertBook:
+    """Open and closed alerts across calls (streaming use); see the module docstring."""
+
+    rules: RuleSet = field(default_factory=load_rules)
+    _open: dict[tuple[str, str | None, str], _Open] = field(default_factory=dict)
+    _closed: list[_Open] = field(default_factory=list)
+
+    def update(self, scores: pl.DataFrame | None = None, assets: pl.DataFrame | None = None) -> None:
+        """Feed newly scored rows (time-ordered per device across calls)."""
+        gap = timedelta(seconds=self.rules.merge_gap_s)
+        frames = {"scores": scores, "assets": assets}
+        for rule in self.rules.rules:
+            frame = frames.get(rule.input)
+            if frame is None:
+                continue
+            fired = firings(frame, rule).sort("device_id", "ts")
+            for r in fired.iter_rows(named=True):
+                key = (rule.id, r["source"], r["device_id"])
+                cur = self._open.get(key)
+                if cur is not None and r["ts"] - cur.last > gap:
+                    self._closed.append(cur)
+                    cur = None
+                if cur is None:
+                    self._open[key] = _Open(rule, r["device_id"], r["source"], r["ts"], r["ts"], 1, r["severity"],
+                                            r["value"], r["text"])
+                    continue
+                cur.last, cur.count = max(cur.last, r["ts"]), cur.count + 1
+                if _RANK[r["severity"]] < _RANK[cur.severity] or (
+                        r["severity"] == cur.severity and _worse(rule, r["value"], cur.worst)):
+                    cur.severity, cur.worst, cur.worst_text = r["severity"], r["value"], r["text"]
+        self._close_stale(frames, gap)
+
+    def _close_stale(self, frames, gap) -> None:
+        """Close alerts whose input has moved on by more than the merge gap without them firing."""
+        for key, a in list(self._open.items()):
+            f = frames.get(a.rule.input)
+            if f is not None and f.height and "ts" in f.columns and f["ts"].max() - a.last > gap:
+                self._closed.append(self._open.pop(key))
+
+    def table(self) -> pl.DataFrame:
+        """Every alert, most severe first, then most recent: the columns of :data:`ALERT_SCHEMA`."""
+        rows = [self._row(a, "closed") for a in self._closed] + [self._row(a, "open") for a in self._open.values()]
+        if not rows:
+            return pl.DataFrame(schema=ALERT_SCHEMA)
+        out = pl.DataFrame(rows, schema=ALERT_SCHEMA)
+        return (out.with_columns(pl.col("severity").replace_strict(_RANK, return_dtype=pl.Int8).alias("_rank"))
+                .sort(["_rank", "last_utc"], descending=[False, True]).drop("_rank"))
+
+    @staticmethod
+    def _row(a: _Open, status: str) -> dict:
+        value = a.worst if a.worst is not None else a.worst_text
+        try:
+            message = a.rule.message.format(value=value, device=a.device_id)
+        except (ValueError, TypeError, KeyError):
+            message = f"{a.rule.message} ({value})"
+        return {"severity": a.severity, "raised_by": a.rule.raised_by, "rule": a.rule.id, "device_id": a.device_id,
+                "source": a.source, "first_utc": a.first, "last_utc": a.last, "count": a.count, "value": a.worst_text,
+                "message": message, "suggested_action": a.rule.action, "status": status}
+
+
+def _worse(rule: Rule, value, current) -> bool:
+    if value is None or current is None:
+        return False
+    lv = rule.levels[0]
+    if lv.op == "below":
+        return value < current
+    if lv.op == "above":
+        return value > current
+    return False
+
+
+def raise_alerts(scores: pl.DataFrame | None = None, assets: pl.DataFrame | None = None,
+                 rules: RuleSet | str | os.PathLike | None = None) -> pl.DataFrame:
+    """Alerts of one batch of per-reading ``scores`` and ``assets`` scores (see :class:`AlertBook`)."""
+    rs = rules if isinstance(rules, RuleSet) else load_rules(rules)
+    book = AlertBook(rs)
+    book.update(scores=scores, assets=assets)
+    return book.table()
+
+
+def counts(alerts: pl.DataFrame) -> dict[str, int]:
+    """Number of alerts per severity, every severity present (0 when none)."""
+    got = dict(alerts.group_by("severity").len().iter_rows()) if alerts.height else {}
+    return {s: int(got.get(s, 0)) for s in SEVERITIES}
+
+
+__all__ = ["AlertBook", "RuleSet", "Rule", "Level", "load_rules", "raise_alerts", "firings", "counts", "SEVERITIES",
+           "DEFAULT_RULES", "ALERT_SCHEMA"]

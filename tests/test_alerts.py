@@ -1,0 +1,119 @@
+"""Alerts: thresholds from configuration, severities, merging of repeats, bad rule files."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+
+from gridtwin_lib import alerts
+from gridtwin_lib.errors import InputError
+
+T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+
+
+def scores(values: list[float | None], device: str = "d1", step_s: float = 1.0, column: str = "m08_voltage_sag.p_sag_15m",
+           start: datetime = T0) -> pl.DataFrame:
+    return pl.DataFrame({"ts": [start + timedelta(seconds=k * step_s) for k in range(len(values))],
+                         "device_id": device, column: values}, schema_overrides={column: pl.Float64})
+
+
+def test_default_rules_load_and_cover_models_and_rules():
+    rs = alerts.load_rules()
+    ids = {r.id for r in rs.rules}
+    assert {"supply_interruption", "voltage_band", "frequency_band", "m01_anomaly", "m05_failure_risk"} <= ids
+    assert rs.merge_gap_s == 900
+    assert all(lv.severity in alerts.SEVERITIES for r in rs.rules for lv in r.levels)
+
+
+def test_levels_pick_the_first_matching_severity():
+    table = alerts.raise_alerts(scores([0.1, 0.45, 0.8, 0.2]))
+    assert table.height == 1  # one episode: 3 firings within the merge gap
+    row = table.row(0, named=True)
+    assert row["severity"] == "HIGH" and row["count"] == 2 and row["raised_by"] == "m08_voltage_sag"
+    assert row["value"].startswith("0.8") and "p = 0.80" in row["message"]
+    assert row["first_utc"] == T0 + timedelta(seconds=1) and row["last_utc"] == T0 + timedelta(seconds=2)
+    assert row["suggested_action"]
+
+
+def test_repeats_merge_within_the_gap_and_split_after_it():
+    near = pl.concat([scores([0.9] * 5), scores([0.9] * 5, start=T0 + timedelta(minutes=10))])
+    assert alerts.raise_alerts(near)["count"].to_list() == [10]
+    far = pl.concat([scores([0.9] * 5), scores([0.9] * 5, start=T0 + timedelta(minutes=30))])
+    t = alerts.raise_alerts(far).sort("first_utc")
+    assert t["count"].to_list() == [5, 5] and t["status"].to_list() == ["closed", "open"]
+    # devices never merge with each other
+    two = pl.concat([scores([0.9] * 3, device="a"), scores([0.9] * 3, device="b")])
+    assert sorted(alerts.raise_alerts(two)["device_id"].to_list()) == ["a", "b"]
+
+
+def test_the_book_keeps_alerts_open_across_calls():
+    book = alerts.AlertBook(alerts.load_rules())
+    for k in range(4):  # a stream of 4 batches of one minute each
+        book.update(scores=scores([0.5] * 60, start=T0 + timedelta(minutes=k)))
+    t = book.table()
+    assert t.height == 1 and t["count"][0] == 240 and t["severity"][0] == "MEDIUM" and t["status"][0] == "open"
+    book.update(scores=scores([0.0] * 60, start=T0 + timedelta(minutes=30)))
+    assert book.table()["status"].to_list() == ["closed"]
+
+
+def test_thresholds_are_configuration(tmp_path):
+    custom = tmp_path / "rules.yaml"
+    custom.write_text("""
+merge_gap_s: 60
+rules:
+  - id: sag
+    raised_by: m08_voltage_sag
+    input: scores
+    column: m08_voltage_sag.p_sag_15m
+    levels: [{severity: CRITICAL, above: 0.05}]
+    message: "p={value:.2f}"
+    action: "act"
+""")
+    data = scores([0.1, 0.1])
+    assert alerts.raise_alerts(data)["severity"].to_list() == []  # below the default 0.4
+    t = alerts.raise_alerts(data, rules=custom)
+    assert t["severity"].to_list() == ["CRITICAL"] and t["message"][0] == "p=0.10"
+
+
+def test_categorical_and_boolean_rules_and_ordering():
+    frame = pl.DataFrame({
+        "ts": [T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)], "device_id": ["x", "y", "z"],
+        "m04_phase_imbalance.cause": ["balanced", "open_conductor", "unbalanced_pv"],
+        "m01_voltage_anomaly.is_anomaly": [True, False, None],
+        "v_mean_dev_pct": [0.0, -99.0, 0.0],
+    })
+    t = alerts.raise_alerts(frame)
+    got = {(r["rule"], r["device_id"]): r["severity"] for r in t.iter_rows(named=True)}
+    assert got == {("m04_unbalance", "y"): "HIGH", ("m04_unbalance", "z"): "LOW", ("m01_anomaly", "x"): "MEDIUM",
+                   ("supply_interruption", "y"): "CRITICAL"}
+    assert t["severity"].to_list() == ["CRITICAL", "HIGH", "MEDIUM", "LOW"]  # most severe first
+    assert alerts.counts(t) == {"CRITICAL": 1, "HIGH": 1, "MEDIUM": 1, "LOW": 1}
+
+
+def test_asset_alerts():
+    assets = pl.DataFrame({"device_id": ["t1", "t2"], "ts": [T0, T0], "m05_equipment_failure.p_fail_7d": [0.6, 0.05],
+                           "m06_overload_risk.p_gt100": [0.1, 0.3]})
+    t = alerts.raise_alerts(assets=assets)
+    assert {(r["rule"], r["device_id"], r["severity"]) for r in t.iter_rows(named=True)} == {
+        ("m05_failure_risk", "t1", "CRITICAL"), ("m06_overload", "t2", "MEDIUM")}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("rules: 3", "'rules' list"),
+    ("rules:\n  - {id: a}", "missing raised_by"),
+    ("rules:\n  - {id: a, raised_by: r, input: nowhere, column: c, levels: [], message: m, action: x}", "input must be one of"),
+    ("rules:\n  - {id: a, raised_by: r, input: scores, column: c, levels: [{severity: URGENT, above: 1}], message: m, action: x}",
+     "severity in CRITICAL"),
+    ("merge_gap_s: -1\nrules: []", "merge_gap_s"),
+    ("rules: [", "not valid YAML"),
+])
+def test_bad_rule_files_fail_with_one_line(tmp_path, text, fragment):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(InputError, match=fragment) as err:
+        alerts.load_rules(p)
+    assert str(p) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(InputError, match="no such file"):
+        alerts.load_rules(tmp_path / "absent.yaml")
