@@ -749,40 +749,48 @@ def latest_day(store, kind: str = "three_phase", sources: Iterable[str] | None =
 
 def score_day(store, day: date | str | None = None, *, engine: Engine | None = None, sources: Iterable[str] | None = None,
               progress: bool = False, max_devices: int | None = None, alert_rules=None) -> DayScores:
-    """Score one UTC day of the store (default: the most recent) through every champion.
+    """Score one UTC day of the store through every champion.
 
-    Grid readings of ``day`` (with the preceding :data:`HISTORY` to warm each device's
-    windows up) go through :meth:`Engine.score`; transformer observations up to the end of
-    ``day`` through :meth:`Engine.score_assets`; waveform windows of the day through m02;
-    the household meter data (UCI, else the meter twin) give tomorrow's m09 forecast, which
-    with a PV forecast and the tariff gives the m11/m16 plan. Each part that has no data or
-    no champion adds a line to ``notes`` instead of failing. ``alert_rules``: a path or
-    :class:`~gridtwin_lib.alerts.RuleSet` (default rules otherwise).
+    ``day`` None scores **each source's own most recent day** (simulated runs cover
+    different periods; in a live store they coincide), ``DayScores.day`` being the latest
+    of them. Grid readings of the day (with the preceding :data:`HISTORY` to warm each
+    device's windows up) go through :meth:`Engine.score`; transformer observations
+    through :meth:`Engine.score_assets` (as of their latest data up to the day's end);
+    waveform windows of the day through m02; the household meter data (UCI, else the meter
+    twin) give tomorrow's m09 forecast, which with a PV forecast and the tariff gives the
+    m11/m16 plan. Each part that has no data or no champion adds a line to ``notes``
+    instead of failing. ``alert_rules``: a path or :class:`~gridtwin_lib.alerts.RuleSet`.
     """
     from tqdm.auto import tqdm
 
     engine = engine or Engine.from_registry(progress=progress)
     srcs = list(sources) if sources is not None else store.sources("three_phase")
-    day = _as_date(day) if day is not None else latest_day(store, "three_phase", srcs)
+    fixed = _as_date(day) if day is not None else None
+    days = {s: fixed or latest_day(store, "three_phase", [s]) for s in srcs if fixed or store.scan("three_phase", source=s).head(1).collect().height}
+    if not days:
+        raise InputError(f"no three_phase readings of {srcs or 'any source'} in {store}; simulate or ingest some first (make run)")
+    day = fixed or max(days.values())
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     end = start + timedelta(days=1)
     notes: list[str] = []
+    if fixed is None and len(set(days.values())) > 1:
+        notes.append("each source scored on its own most recent day: " + ", ".join(f"{s} {d}" for s, d in sorted(days.items())))
     frames, errs = [], []
-    for src in tqdm(srcs, desc=f"scoring {day}", unit="source", disable=not progress):
-        lf = store.scan("three_phase", source=src, start=start - HISTORY, end=end)
-        raw = lf.collect()
-        if raw.height == 0 or raw["ts"].max() < start:
+    for src, d in tqdm(sorted(days.items()), desc="scoring", unit="source", disable=not progress):
+        s0 = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        raw = store.scan("three_phase", source=src, start=s0 - HISTORY, end=s0 + timedelta(days=1)).collect()
+        if raw.height == 0 or raw["ts"].max() < s0:
             continue
         if max_devices is not None:
             keep = sorted(raw["device_id"].unique().to_list())[:max_devices]
             raw = raw.filter(pl.col("device_id").is_in(keep))
-        warm = raw.filter(pl.col("ts") < start)
-        today = raw.filter(pl.col("ts") >= start)
+        warm = raw.filter(pl.col("ts") < s0)
+        today = raw.filter(pl.col("ts") >= s0)
         eng = Engine(engine.estimators, missing=engine.missing, site=engine.site, time_limit_s=engine.time_limit_s)
         if warm.height:
             eng.score(warm)  # history only: the day's outputs start at midnight
         batch = eng.score(today, with_features=ALERT_FEATURES)
-        frames.append(batch.frame.with_columns(pl.lit(src).alias("source")))
+        frames.append(batch.frame.with_columns(pl.lit(src).alias("source"), pl.lit(d).alias("day")))
         errs.append(batch.errors.with_columns(pl.lit(src).alias("source")))
     readings = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
     errors = pl.concat(errs, how="diagonal_relaxed") if errs else pl.DataFrame(schema=_ERROR_SCHEMA)

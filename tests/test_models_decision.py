@@ -202,3 +202,15 @@ def test_gs_input_errors(grid_store, gs_dataset, tmp_path):
         M.GridStability().fit(gs_dataset.X_train.iloc[:50], np.zeros(50, int))
     fitted = M.Climatology().fit(gs_dataset.X_train, gs_dataset.y_train)
     assert fitted.predict(gs_dataset.X_test.iloc[:3])["p_disturbance_30min"].nunique() == 1
+
+
+def test_advice_effects_match_the_realised_reduction(lb_dataset):
+    """gridtwin_lib.advice re-simulates the moves on the realised loads as score() does."""
+    from gridtwin_lib import advice
+
+    model, bl, ev = fit_and_evaluate(M.LoadBalancing(), lb_dataset)
+    e14 = advice.m14_effects(model, bl, lb_dataset)
+    assert len(e14) == len(lb_dataset.X_test)
+    assert (e14["vuf_no_action_pct"] - e14["vuf_advice_pct"]).mean() == pytest.approx(ev.metrics["realised_reduction_pp"], abs=1e-9)
+    assert (e14["vuf_no_action_pct"] - e14["vuf_rule_pct"]).mean() == pytest.approx(ev.baseline_metrics["realised_reduction_pp"], abs=1e-9)
+    assert (e14["vuf_best_pct"] <= e14[["vuf_advice_pct", "vuf_rule_pct"]].min(axis=1) + 1e-12).all()
