@@ -7,7 +7,7 @@ PORT   ?= 8888
 MLFLOW_PORT ?= 5000
 JOBS   ?= 2
 
-.PHONY: install run main-job test bench lab mlflow kernel clean distclean help
+.PHONY: install run daily main-job test bench lab mlflow kernel clean distclean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -24,9 +24,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install GridTwin with its test extras, register the gridtwin kernel
 
-run: install  ## the full pipeline: data, 8 models trained and judged, MLflow runs and registry, reports
+run: install  ## the full pipeline: data, 16 models trained and judged, MLflow runs and registry, reports
 	$(BIN)/gridtwin pipeline run full --jobs $(JOBS)
 	@echo "reports: data/reports/full/latest/index.html   models: make mlflow (http://127.0.0.1:$(MLFLOW_PORT))"
+
+daily: install  ## the daily operations report on the store's most recent day (pipelines/daily.yaml)
+	$(BIN)/gridtwin pipeline run daily
+	@echo "report: data/reports/daily/latest/index.html"
 
 main-job: install  ## only ingest, simulate and featurise (pipelines/main.yaml), no models
 	$(BIN)/gridtwin run

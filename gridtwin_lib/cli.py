@@ -406,6 +406,7 @@ def score_cmd(
     start: Annotated[Optional[str], typer.Option("--start", help="Start (UTC, ISO) instead of --day.")] = None,
     end: Annotated[Optional[str], typer.Option("--end", help="End (UTC, ISO, exclusive) with --start.")] = None,
     alerts_out: Annotated[Optional[Path], typer.Option("--alerts", help="Also write the alerts raised (.csv or .parquet).")] = None,
+    alert_rules: Annotated[Optional[Path], typer.Option("--alert-rules", help="Alert rules YAML [default: gridtwin_lib/alerts.yaml or $GRIDTWIN_ALERTS].")] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Readings per engine call (memory bound).")] = 50_000,
     store: StoreOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
@@ -429,6 +430,7 @@ def score_cmd(
         _fail("give exactly one of --input FILE or --from-store")
     if alerts_out is not None and alerts_out.suffix.lower() not in (".csv", ".parquet"):
         _fail(f"{alerts_out}: use a .csv or .parquet alerts file")
+    rules = alerts_lib.load_rules(alert_rules) if alerts_out is not None else None  # a bad rules file fails before any work
     t0 = time.perf_counter()
     engine = inference.Engine.from_registry(progress=progress and not as_json)
     warm = None
@@ -456,7 +458,7 @@ def score_cmd(
         "missing_champions": engine.missing, **written, "seconds": round(time.perf_counter() - t0, 2),
     }
     if alerts_out is not None:
-        table = alerts_lib.raise_alerts(batch.frame)
+        table = alerts_lib.raise_alerts(batch.frame, rules=rules)
         tmp = alerts_out.with_name(f".{alerts_out.name}.tmp")
         (table.write_csv if alerts_out.suffix.lower() == ".csv" else table.write_parquet)(tmp)
         tmp.replace(alerts_out)
