@@ -7,7 +7,6 @@ with status 2; nothing partial is written.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,45 +29,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text (for scripts).")]
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store root [default: data/store of the project, or $GRIDTWIN_STORE].")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Read and validate only; write nothing.")]
-
-
-def _store(path: Path | None):
-    from .store import Store
-
-    return Store(path)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-def _emit(obj: Any, as_json: bool, text: str | None = None) -> None:
-    if as_json:
-        typer.echo(json.dumps(obj, default=str, indent=None))
-    else:
-        typer.echo(text if text is not None else str(obj))
-
-
-def _guarded(fn):
-    """Turn the library's input errors into one line on stderr and exit status 2."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .errors import InputError
-
-        try:
-            return fn(*args, **kwargs)
-        except InputError as exc:
-            _fail(str(exc))
-        except (ValueError, KeyError, FileNotFoundError) as exc:
-            _fail(str(exc).strip("'\""))
-
-    return wrapper
+from .cli_common import DryRunOpt, JsonOpt, StoreOpt, _emit, _fail, _guarded, _store  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------- ingest
@@ -489,6 +450,11 @@ def models_list_cmd(as_json: JsonOpt = False):
         champ = f"champion v{r.champion_version}" if r.champion_version else "no champion"
         typer.echo(f"{r.model_id:<32} {r.primary_metric:<14} {r.model:>10.4g} vs baseline {r.baseline_value:<10.4g} "
                    f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions)")
+
+
+from .cli_collect import register as _register_collect  # noqa: E402  (uses this module's helpers)
+
+_register_collect(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

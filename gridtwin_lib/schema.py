@@ -213,6 +213,7 @@ RECORD_RULES = {
     "hard.timestamp_not_future": "timestamp more than 5 minutes in the future",
     "hard.value_parseable": "a numeric value could not be parsed",
     "hard.payload_parseable": "a payload line is not a JSON object",
+    "hard.device_id_matches_key": "a payload's device_id differs from the device its API key belongs to",
 }
 FUTURE_TOLERANCE = timedelta(minutes=5)
 

@@ -1,0 +1,127 @@
+"""``gridtwin collect`` and ``gridtwin devices``: the field data collector's commands.
+
+:func:`register` adds both groups to the ``gridtwin`` app. ``python -m gridtwin_lib.cli_collect``
+runs them on their own (the tests start the server that way).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli_common import JsonOpt, StoreOpt, _emit, _guarded
+
+collect_app = typer.Typer(
+    help="Run the HTTP collector devices post readings to (durable log, compacted into the store).",
+    invoke_without_command=True,
+)
+devices_app = typer.Typer(help="Devices allowed to post to the collector, and their API keys.", no_args_is_help=True)
+
+CollectorDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--collector-dir", help="Device registry and write-ahead log [default: <store>/../collector, or $GRIDTWIN_COLLECTOR_DIR]."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``collect`` and ``devices`` to ``app``."""
+    app.add_typer(collect_app, name="collect")
+    app.add_typer(devices_app, name="devices")
+
+
+def _registry(collector_dir: Path | None):
+    from .collect.devices import DeviceRegistry
+
+    return DeviceRegistry(collector_dir)
+
+
+@collect_app.callback()
+@_guarded
+def collect_cmd(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to bind; loopback by default. Use 0.0.0.0 only behind a firewall or TLS proxy.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
+    rate: Annotated[float, typer.Option(min=0, help="Per-device sustained limit in requests/s; 0 disables the limit.")] = 10.0,
+    burst: Annotated[float, typer.Option(min=1, help="Per-device burst in requests.")] = 50.0,
+    compact_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between compactions of the log into the store.")] = 2.0,
+    group_commit: Annotated[bool, typer.Option(help="Batch concurrent requests into one fsync'd commit (--no-group-commit: one commit per request, for comparison).")] = True,
+    access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
+    store: StoreOpt = None,
+    collector_dir: CollectorDirOpt = None,
+):
+    """Serve POST /api/energy-data/, POST /api/grid/data, GET /health and /docs until Ctrl-C.
+
+    A reading is acknowledged only after it is committed to the write-ahead log; the log is
+    compacted into the store every few seconds and at shutdown. Add devices first with
+    `gridtwin devices add NAME`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .collect import RateLimit, serve
+
+    limit = RateLimit(rate, burst) if rate > 0 else None
+    typer.echo(f"collector on http://{host}:{port} (docs: /docs); store {store or 'default'}; Ctrl-C stops", err=True)
+    serve(host, port, store, collector_dir, limit, compact_interval, group_commit, access_log)
+
+
+@collect_app.command("compact")
+@_guarded
+def compact_cmd(store: StoreOpt = None, collector_dir: CollectorDirOpt = None, as_json: JsonOpt = False):
+    """Move committed log rows into the store now (safe while the collector runs; idempotent)."""
+    from .collect.compact import Compactor
+    from .collect.devices import collector_dir as default_dir
+
+    compactor = Compactor(store, collector_dir or default_dir())
+    try:
+        result = compactor.run()
+    finally:
+        compactor.close()
+    _emit(result.to_dict(), as_json, str(result))
+
+
+@devices_app.command("add")
+@_guarded
+def devices_add_cmd(
+    name: Annotated[str, typer.Argument(help="Device name, e.g. esp8266-3c71bf (the firmware's device_id).")],
+    collector_dir: CollectorDirOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Register a device and print its API key. The key is shown only now; only a salted hash is kept."""
+    key = _registry(collector_dir).add(name)
+    _emit({"name": name, "key": key}, as_json,
+          f"device {name} added. Its API key (shown once; put it in the firmware's X-API-Key):\n{key}")
+
+
+@devices_app.command("list")
+@_guarded
+def devices_list_cmd(collector_dir: CollectorDirOpt = None, as_json: JsonOpt = False):
+    """Registered devices with creation and revocation times (never keys)."""
+    devices = _registry(collector_dir).list()
+    if as_json:
+        _emit([d.to_dict() for d in devices], True)
+        return
+    if not devices:
+        typer.echo("no devices; add one with `gridtwin devices add NAME`")
+    for d in devices:
+        state = f"revoked {d.revoked_at}" if d.revoked else "active"
+        typer.echo(f"{d.name:<32} key id {d.key_id:<10} added {d.created_at}  {state}")
+
+
+@devices_app.command("revoke")
+@_guarded
+def devices_revoke_cmd(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    collector_dir: CollectorDirOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Revoke a device's key: its requests get 403 from the next one on (no restart needed)."""
+    device = _registry(collector_dir).revoke(name)
+    _emit(device.to_dict(), as_json, f"device {name} revoked at {device.revoked_at}")
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m gridtwin_lib.cli_collect ...`
+    _app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    register(_app)
+    _app()

@@ -1,0 +1,31 @@
+"""Run the collector: one uvicorn worker on loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import os
+
+from .app import RateLimit, create_app
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    store_root: str | os.PathLike | None = None,
+    collector_dir: str | os.PathLike | None = None,
+    rate_limit: RateLimit | None = RateLimit(),
+    compact_interval_s: float = 2.0,
+    group_commit: bool = True,
+    access_log: bool = False,
+    log_level: str = "warning",
+) -> None:
+    """Serve until SIGINT/SIGTERM; on shutdown queued rows are committed and compacted.
+
+    One worker, because the write-ahead log has one writer thread and the rate limits live in
+    memory. uvicorn picks uvloop and httptools when installed, else asyncio and h11. Binding
+    to anything but loopback is the caller's explicit choice (``host="0.0.0.0"``).
+    """
+    import uvicorn
+
+    app = create_app(store_root, collector_dir, rate_limit, compact_interval_s, group_commit)
+    uvicorn.run(app, host=host, port=port, workers=1, loop="auto", http="auto", access_log=access_log,
+                log_level=log_level, timeout_graceful_shutdown=10)

@@ -1,0 +1,543 @@
+"""The HTTP collector against a real uvicorn server on a free loopback port.
+
+One server per module (started as ``python -m gridtwin_lib.cli_collect collect``, rate limit
+a burst of 100 requests per device refilled at 1/s, so any client outpaces it and no test
+but the 429 one reaches it); the kill -9 test starts its own. Stored rows
+are checked after an in-process compaction, which is file-locked against the server's own
+and idempotent, so the tests never wait for the background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from gridtwin_lib.cli_collect import devices_app, collect_app
+from gridtwin_lib.collect.app import create_app, terminate
+from gridtwin_lib.collect.compact import SOURCE, Compactor
+from gridtwin_lib.collect.devices import DeviceRegistry
+from gridtwin_lib.collect.payloads import GRID_PAYLOAD_NAMES
+from gridtwin_lib.collect.wal import WriteAheadLog
+from gridtwin_lib.schema import flag_mask
+from gridtwin_lib.simulate import simulate
+from gridtwin_lib.store import Store
+
+ENERGY, GRID = "/api/energy-data/", "/api/grid/data"
+FUZZ_DEVICES = 3  # per endpoint, so 150 fuzzed requests stay within each device's burst of 100
+DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001",
+           *(f"fuzz-{e}{k}" for e in "eg" for k in range(FUZZ_DEVICES)))
+runner = CliRunner()
+
+
+@dataclass
+class Server:
+    url: str
+    store_root: Path
+    collector_dir: Path
+    proc: subprocess.Popen
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def client(self, device: str | None = None, **kw) -> httpx.Client:
+        headers = {"X-API-Key": self.keys[device]} if device else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kw)
+
+    def compact(self):
+        compactor = Compactor(self.store_root, self.collector_dir)
+        try:
+            return compactor.run()
+        finally:
+            compactor.close()
+
+    def stored(self, kind: str, device: str) -> pl.DataFrame:
+        self.compact()
+        return Store(self.store_root).scan(kind, device_id=device).collect()
+
+    def rejects(self, kind: str, device: str) -> pl.DataFrame:
+        self.compact()
+        return Store(self.store_root).scan_rejects(kind).filter(pl.col("device_id") == device).collect()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(store_root: Path, collector_dir: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """Start ``gridtwin collect`` on a free loopback port and wait until /health answers."""
+    port = _free_port()
+    log = open(collector_dir.parent / f"server-{port}.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridtwin_lib.cli_collect", "collect", "--host", "127.0.0.1", "--port", str(port),
+         "--store", str(store_root), "--collector-dir", str(collector_dir), "--compact-interval", "0.5", *options],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"collector exited with {proc.returncode}: {Path(log.name).read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("collector did not start within 30 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM: uvicorn finishes requests, the log is drained and compacted once more (not killed)."""
+    assert terminate(proc, timeout_s=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutdown
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Server:
+    base = tmp_path_factory.mktemp("collect")
+    store_root, collector_dir = base / "store", base / "collector"
+    registry = DeviceRegistry(collector_dir)
+    keys = {name: registry.add(name) for name in DEVICES}
+    registry.close()
+    proc, url = _start(store_root, collector_dir, "--rate", "1", "--burst", "100")
+    yield Server(url, store_root, collector_dir, proc, keys)
+    _stop(proc)
+
+
+_T0 = 1_763_000_000.0  # 2025-11-13, Unix seconds: distinct per test through an offset
+
+
+def reading(seq: int, ts: float | None = None, **values) -> dict:
+    payload = {"v": 1, "seq": seq, "boot": 1, "voltage": 230.0, "current": 0.5, "power": 100.0, "energy": 12.5,
+               "frequency": 50.0, "pf": 0.9}
+    if ts is not None:
+        payload["ts"] = ts
+    payload.update(values)
+    return payload
+
+
+def grid_reading(ts: float, **values) -> dict:
+    payload = {name: 1.0 for name in GRID_PAYLOAD_NAMES.values()}
+    payload.update({f"voltage_{p}": 230.0 for p in "abc"}, frequency=50.0, timestamp=ts)
+    payload.update(values)
+    return payload
+
+
+# --------------------------------------------------------------------------- status codes
+
+
+def test_a_good_reading_is_acknowledged_and_stored(server):
+    with server.client("meter-a") as c:
+        r = c.post(ENERGY, json=reading(1, _T0, device_id="meter-a"))
+    assert r.status_code == 200
+    assert r.json() == {"accepted": 1, "stored": 1, "duplicates": [], "rejected": []}
+    stored = server.stored("meter", "meter-a").filter(pl.col("ts").dt.epoch("s") == int(_T0))
+    assert stored.select("source", "voltage", "power_factor", "energy", "quality_flags").row(0) == (SOURCE, 230.0, 0.9, 12.5, 0)
+
+
+def test_missing_and_wrong_keys_get_401_and_store_nothing(server):
+    ts = _T0 + 100
+    key = server.keys["meter-a"]
+    wrong_secret = key.split(".")[0] + ".not-the-secret"
+    for headers in ({}, {"X-API-Key": ""}, {"X-API-Key": "garbage"}, {"X-API-Key": wrong_secret}):
+        r = httpx.post(server.url + ENERGY, json=reading(100, ts), headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json()["rejected"][0]["rule"] == "auth.key"
+    assert server.stored("meter", "meter-a").filter(pl.col("ts").dt.epoch("s") == int(ts)).height == 0
+
+
+def test_a_revoked_device_gets_403_from_its_next_request(server):
+    with server.client("gone") as c:
+        assert c.post(ENERGY, json=reading(1, _T0 + 200)).status_code == 200  # key now cached by the server
+        result = runner.invoke(devices_app, ["revoke", "gone", "--collector-dir", str(server.collector_dir)])
+        assert result.exit_code == 0, result.output
+        r = c.post(ENERGY, json=reading(2, _T0 + 201))
+    assert r.status_code == 403
+    assert r.json()["rejected"][0]["rule"] == "auth.revoked"
+    assert server.stored("meter", "gone")["ts"].dt.epoch("s").to_list() == [int(_T0 + 200)]
+
+
+@pytest.mark.parametrize("body, rule, field_name", [
+    (reading(300, _T0 + 300, voltage=400.0), "hard.voltage_range", "voltage"),
+    (reading(301, _T0 + 301, pf=1.2), "hard.power_factor_range", "pf"),
+    (reading(302, _T0 + 302, current=-1), "hard.current_non_negative", "current"),
+    (reading(303, _T0 + 303, frequency=80), "hard.frequency_range", "frequency"),
+    (reading(304, _T0 + 304, energy="lots"), "hard.value_parseable", "energy"),
+    (reading(305, "2025-11-13T10:00:00"), "hard.timestamp_parseable", "ts"),
+    (reading(306, time.time() + 3600), "hard.timestamp_not_future", "ts"),
+    (reading(307, _T0 + 307, v=2), "hard.payload_parseable", "v"),
+    (reading(308, _T0 + 308, device_id="someone-else"), "hard.device_id_matches_key", "device_id"),
+    ([], "hard.payload_parseable", None),
+    ("{not json", "hard.payload_parseable", None),
+])
+def test_payloads_failing_hard_limits_get_422_with_field_and_rule(server, body, rule, field_name):
+    with server.client("meter-a") as c:
+        r = c.post(ENERGY, content=body if isinstance(body, str) else json.dumps(body))
+    assert r.status_code == 422
+    got = r.json()
+    assert (got["accepted"], got["stored"]) == (0, 0)
+    assert [(x["rule"], x["field"]) for x in got["rejected"]] == [(rule, field_name)]
+
+
+def test_422_stores_no_measurement_and_keeps_the_reject_with_its_rule(server):
+    with server.client("meter-a") as c:
+        assert c.post(ENERGY, json=reading(400, _T0 + 400, voltage=999.0)).status_code == 422
+    assert server.stored("meter", "meter-a").filter(pl.col("ts").dt.epoch("s") == int(_T0 + 400)).height == 0
+    rejects = server.rejects("meter", "meter-a").filter(pl.col("raw").str.contains("999"))
+    assert rejects.select("rule", "source").rows() == [("hard.voltage_range", SOURCE)]
+    assert rejects["location"][0].startswith("wal:") and "/api/energy-data/[0]" in rejects["location"][0]
+
+
+def test_a_body_over_the_limit_gets_413(server):
+    big = [reading(i, _T0 + 500 + i) for i in range(40_000)]  # ~5 MB > 4 MiB
+    with server.client("meter-a") as c:
+        r = c.post(ENERGY, content=json.dumps(big))
+    assert r.status_code == 413
+    assert server.stored("meter", "meter-a").filter(pl.col("ts").dt.epoch("s").is_between(_T0 + 500, _T0 + 40_500)).height == 0
+
+
+def test_too_many_requests_get_429_with_retry_after_and_are_not_stored(server):
+    async def until_limited() -> dict[int, httpx.Response]:
+        """Waves of 40 concurrent requests until the bucket (100, refilled at 1/s) is empty."""
+        responses: dict[int, httpx.Response] = {}
+        async with httpx.AsyncClient(base_url=server.url, headers={"X-API-Key": server.keys["burst"]}, timeout=30.0,
+                                     limits=httpx.Limits(max_connections=40)) as c:
+            for wave in range(50):
+                seqs = range(wave * 40, wave * 40 + 40)
+                got = await asyncio.gather(*[c.post(ENERGY, json=reading(i, _T0 + 10_000 + i)) for i in seqs])
+                responses.update(zip(seqs, got))
+                if any(r.status_code == 429 for r in got):
+                    return responses
+        return responses
+
+    responses = asyncio.run(until_limited())
+    ok = {i for i, r in responses.items() if r.status_code == 200}
+    limited = [r for r in responses.values() if r.status_code == 429]
+    assert len(ok) + len(limited) == len(responses)
+    assert limited and all(int(r.headers["Retry-After"]) >= 1 for r in limited)
+    assert limited[0].json()["rejected"][0]["rule"] == "rate.limit"
+    stored = server.stored("meter", "burst")["ts"].dt.epoch("s").to_list()
+    assert sorted(stored) == sorted(int(_T0 + 10_000 + i) for i in ok)
+
+
+def test_a_failed_log_commit_gets_503_and_stores_nothing(tmp_path):
+    """In process (a disk error cannot be caused in the server subprocess): the device must retry."""
+    key = DeviceRegistry(tmp_path / "c").add("m1")
+    app = create_app(tmp_path / "s", tmp_path / "c", compact_interval_s=3600)
+
+    async def post_with_broken_disk():
+        async with app.router.lifespan_context(app):
+            async def broken(*_args, **_kw):
+                raise OSError(28, "No space left on device")
+
+            app.state.collector.wal.append = broken
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://collector") as c:
+                return await c.post(ENERGY, json=reading(1, _T0), headers={"X-API-Key": key})
+
+    r = asyncio.run(post_with_broken_disk())
+    assert r.status_code == 503 and r.json()["rejected"][0]["rule"] == "wal.commit"
+    assert Store(tmp_path / "s").scan("meter").collect().height == 0
+
+
+# --------------------------------------------------------------------------- batches and duplicates
+
+
+def test_a_batch_with_bad_rows_stores_the_good_ones_and_reports_the_bad_by_index(server):
+    base = _T0 + 2000
+    batch = [reading(2000 + i, base + i) for i in range(6)]
+    batch[1]["voltage"] = 301.0
+    batch[3] = {"v": 1, "seq": 2003, "ts": base + 3, "pf": "n/a"}
+    batch[4] = "not an object"
+    with server.client("meter-a") as c:
+        r = c.post(ENERGY, json=batch)
+    assert r.status_code == 207
+    got = r.json()
+    assert (got["accepted"], got["stored"], got["duplicates"]) == (3, 3, [])
+    assert [(x["index"], x["rule"], x["field"]) for x in got["rejected"]] == [
+        (1, "hard.voltage_range", "voltage"), (3, "hard.value_parseable", "pf"), (4, "hard.payload_parseable", None)]
+    stored = server.stored("meter", "meter-a").filter(pl.col("ts").dt.epoch("s").is_between(base, base + 5))
+    assert sorted(stored["ts"].dt.epoch("s").to_list()) == [int(base), int(base + 2), int(base + 5)]
+
+
+def test_a_duplicate_boot_and_seq_is_acknowledged_and_stored_once(server):
+    base = _T0 + 3000
+    with server.client("dup") as c:
+        first = c.post(ENERGY, json=[reading(1, base), reading(2, base + 10)])
+        again = c.post(ENERGY, json=[reading(2, base + 10), reading(3, base + 20), reading(3, base + 20)])
+        retried_without_ts = c.post(ENERGY, json=reading(3, age_ms=5000))  # same (boot, seq): a duplicate
+        new_boot = c.post(ENERGY, json=reading(1, base + 30, boot=2))  # same seq after a reboot: new
+    assert first.json()["stored"] == 2
+    assert (again.status_code, again.json()["stored"], again.json()["duplicates"]) == (200, 1, [0, 2])
+    assert (retried_without_ts.status_code, retried_without_ts.json()["duplicates"]) == (200, [0])
+    assert new_boot.json()["stored"] == 1
+    stored = server.stored("meter", "dup")
+    assert sorted(stored["ts"].dt.epoch("s").to_list()) == [int(base + k) for k in (0, 10, 20, 30)]
+
+
+def test_grid_data_stores_three_phase_readings_in_si_units_with_soft_flags(server):
+    base = _T0 + 4000
+    batch = [grid_reading(base, active_power_a=1500.0, reactive_power_b=-200.0, average=1.0),
+             grid_reading(base + 1, voltage_b=260.0),
+             grid_reading(base + 2, current_c=-0.1)]
+    with server.client("grid-1") as c:
+        r = c.post(GRID, json=batch)
+        single = c.post(GRID, json=grid_reading(base + 3, frequency=70.0))
+    assert r.status_code == 207
+    assert [(x["index"], x["rule"], x["field"]) for x in r.json()["rejected"]] == [(2, "hard.current_non_negative", "current_c")]
+    assert (single.status_code, single.json()["rejected"][0]["rule"]) == (422, "hard.frequency_range")
+    stored = server.stored("three_phase", "grid-1").sort("ts")
+    assert stored.height == 2
+    assert stored.select("p_a", "q_b", "v_b").rows() == [(1500.0, -200.0, 230.0), (1.0, 1.0, 260.0)]
+    assert stored["quality_flags"].to_list() == [0, flag_mask("soft.voltage_en50160")]
+
+
+def test_a_grid_reading_without_timestamp_gets_the_receipt_time(server):
+    before = time.time()
+    payload = grid_reading(0.0)
+    del payload["timestamp"]
+    with server.client("grid-1") as c:
+        assert c.post(GRID, json=payload).status_code == 200
+    ts = server.stored("three_phase", "grid-1")["ts"].dt.epoch("us").max() / 1e6
+    assert before - 1 <= ts <= time.time() + 1
+
+
+# --------------------------------------------------------------------------- health, docs, CLI
+
+
+def test_health_reports_store_queue_and_times(server):
+    with server.client("meter-a") as c:
+        assert c.post(ENERGY, json=reading(5000, _T0 + 5000)).status_code == 200
+    for _ in range(600):  # the compaction child's first run follows its start-up (imports)
+        body = httpx.get(server.url + "/health").json()
+        if body["last_compaction"] is not None and body["uncompacted"]["meter"] == 0:
+            break
+        time.sleep(0.05)
+    assert body["status"] == "ok" and body["store_writable"] is True and body["compaction_error"] is None
+    assert body["queue_depth"] == 0 and body["uncompacted"] == {"meter": 0, "three_phase": 0}
+    assert body["last_write"] is not None and body["last_compaction"] >= body["last_write"]
+
+
+def test_openapi_documents_both_payloads_and_the_key(server):
+    spec = httpx.get(server.url + "/openapi.json").json()
+    assert {ENERGY, GRID, "/health"} <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    assert schemas["EnergyReading"]["properties"]["voltage"]["anyOf"][0]["maximum"] == 300.0
+    assert schemas["GridReading"]["properties"]["current_a"]["anyOf"][0]["minimum"] == 0.0
+    assert spec["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
+    assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_devices_cli_adds_lists_and_revokes(tmp_path):
+    where = ["--collector-dir", str(tmp_path / "c")]
+    added = runner.invoke(devices_app, ["add", "esp8266-3c71bf", *where, "--json"])
+    assert added.exit_code == 0, added.output
+    key = json.loads(added.output)["key"]
+    listed = runner.invoke(devices_app, ["list", *where, "--json"])
+    assert [d["name"] for d in json.loads(listed.output)] == ["esp8266-3c71bf"]
+    assert key not in listed.output and key.split(".")[1] not in (tmp_path / "c" / "devices.sqlite").read_bytes().decode("latin-1")
+    again = runner.invoke(devices_app, ["add", "esp8266-3c71bf", *where])
+    assert again.exit_code == 2 and "already registered" in again.output
+    assert runner.invoke(devices_app, ["add", "bad name!", *where]).exit_code == 2
+    assert runner.invoke(devices_app, ["revoke", "nobody", *where]).exit_code == 2
+    revoked = runner.invoke(devices_app, ["revoke", "esp8266-3c71bf", *where, "--json"])
+    assert json.loads(revoked.output)["revoked"] is True
+    registry = DeviceRegistry(tmp_path / "c")
+    assert registry.authenticate(key).status == "revoked"
+    assert registry.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B")).status == "unknown"
+
+
+def test_compact_cli_is_idempotent(tmp_path):
+    wal = WriteAheadLog(tmp_path / "c")
+    wal.append_sync("meter", [("m1", 0, 1, int(_T0 * 1e6), 230.0, 1.0, 230.0, 5.0, 50.0, 1.0)])
+    wal.close()
+    args = ["compact", "--store", str(tmp_path / "s"), "--collector-dir", str(tmp_path / "c"), "--json"]
+    first = runner.invoke(collect_app, args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["written"] == {"meter": 1}
+    assert json.loads(runner.invoke(collect_app, args).output)["read"] == {}
+    assert Store(tmp_path / "s").scan("meter").collect().height == 1
+
+
+# --------------------------------------------------------------------------- durability
+
+
+def test_a_crash_between_store_write_and_watermark_duplicates_nothing(tmp_path, monkeypatch):
+    wal = WriteAheadLog(tmp_path / "c")
+    rows = [("m1", 0, k, int((_T0 + k) * 1e6), 230.0, 1.0, 230.0, 5.0 + k, 50.0, 1.0) for k in range(50)]
+    wal.append_sync("meter", rows, [("meter", "m1", None, "hard.voltage_range", "too high", "test[0]", "{}")])
+    wal.close()
+    store = Store(tmp_path / "s")
+
+    def crash_before(tables: set[str]):
+        """A compactor that dies just before moving the watermark of ``tables``."""
+        compactor = Compactor(tmp_path / "s", tmp_path / "c")
+        advance = compactor._advance
+
+        def dying(table, last_id):
+            if table in tables:
+                raise OSError("power cut")
+            advance(table, last_id)
+
+        monkeypatch.setattr(compactor, "_advance", dying)
+        with pytest.raises(OSError):
+            compactor.run()
+        compactor.close()
+
+    crash_before({"readings_meter", "rejects"})  # readings stored, nothing marked
+    assert store.scan("meter").collect().height == 50
+    crash_before({"rejects"})  # readings again (all duplicates), rejects stored, not marked
+    assert store.scan_rejects("meter").collect().height == 1
+    restarted = Compactor(tmp_path / "s", tmp_path / "c")
+    again = restarted.run()
+    assert again.read == {} and again.api_rejects == 0  # the reject was already there: skipped
+    assert store.scan("meter").collect().height == 50
+    assert store.scan_rejects("meter").collect().height == 1
+    assert restarted.run().read == {}
+
+
+def test_kill_9_under_load_loses_no_acknowledged_reading_and_stores_none_twice(tmp_path):
+    store_root, collector_dir = tmp_path / "store", tmp_path / "collector"
+    registry = DeviceRegistry(collector_dir)
+    keys = {f"load-{k}": registry.add(f"load-{k}") for k in range(3)}
+    registry.close()
+    proc, url = _start(store_root, collector_dir, "--rate", "0")
+    acked: set[tuple[str, int]] = set()
+    sent: set[tuple[str, int]] = set()
+    lock, stop = threading.Lock(), threading.Event()
+
+    def send(device: str, batch_size: int):
+        seq = 0
+        with httpx.Client(base_url=url, headers={"X-API-Key": keys[device]}, timeout=5.0) as c:
+            while not stop.is_set():
+                batch = [reading(seq + i, _T0 + seq + i) for i in range(batch_size)]
+                with lock:
+                    sent.update((device, seq + i) for i in range(batch_size))
+                try:
+                    r = c.post(ENERGY, json=batch if batch_size > 1 else batch[0])
+                except httpx.TransportError:
+                    return  # the server is gone: this request was never acknowledged
+                if r.status_code == 200:
+                    with lock:
+                        acked.update((device, seq + i) for i in range(batch_size))
+                seq += batch_size
+
+    threads = [threading.Thread(target=send, args=(device, size)) for device, size in zip(keys, (1, 1, 25))]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) > 100  # the load really ran
+
+    proc, url = _start(store_root, collector_dir, "--rate", "0")  # recovery compaction at startup
+    try:
+        with httpx.Client(base_url=url, headers={"X-API-Key": keys["load-0"]}) as c:  # a device re-sends after no ack
+            r = c.post(ENERGY, json=[reading(0, _T0), reading(1, _T0 + 1)])
+    finally:
+        _stop(proc)
+    assert r.status_code == 200 and r.json()["duplicates"] == [0, 1]
+    stored = Store(store_root).scan("meter").collect()
+    got = [(d, int(t) - int(_T0)) for d, t in stored.select("device_id", pl.col("ts").dt.epoch("s")).iter_rows()]
+    assert len(got) == len(set(got)), "a reading was stored twice"
+    assert acked <= set(got), f"{len(acked - set(got))} acknowledged readings lost"
+    assert set(got) <= sent
+
+
+# --------------------------------------------------------------------------- the meter twin's deliveries
+
+
+def _twin_payloads() -> tuple[dict[str, list[dict]], set[tuple[str, int]]]:
+    """The meter twin's deliveries (outages, retries, out of order) as firmware payloads per device."""
+    out = simulate("meter_outages", duration="6h", resolution="10s", seed=11, devices=2,
+                   overrides={"outages_per_day": 48.0, "retry_prob": 0.05})
+    m = out.measurements["meter"]
+    failed = out.truth["meter_state"].filter(pl.col("read_failed")).select("device_id", "ts").with_columns(pl.lit(True).alias("failed"))
+    start_us = m["ts"].dt.epoch("us").min()
+    m = m.with_row_index("order").join(failed, on=["device_id", "ts"], how="left").sort("order")
+    payloads: dict[str, list[dict]] = {}
+    for row in m.iter_rows(named=True):
+        ts_us = row["ts"].timestamp() * 1e6
+        p = {"v": 1, "device_id": row["device_id"], "boot": 7, "seq": int((ts_us - start_us) // 10_000_000), "ts": row["ts"].isoformat()}
+        values = {k: row[k] for k in ("voltage", "current", "power", "energy", "frequency")} | {"pf": row["power_factor"]}
+        p |= {k: None for k in values} | {"sensor_error": True} if row["failed"] else values
+        payloads.setdefault(row["device_id"], []).append(p)
+    readings = set(m.select("device_id", pl.col("ts").dt.epoch("us")).iter_rows())
+    assert m.height > len(readings)  # the stream does repeat deliveries
+    return payloads, readings
+
+
+def test_the_meter_twins_outage_and_duplicate_stream_is_stored_once_per_reading(server):
+    payloads, readings = _twin_payloads()
+    duplicates = 0
+    for device, items in payloads.items():
+        with server.client(device) as c:
+            for k in range(0, len(items), 30):  # the firmware's batches of <= 30, in delivery order
+                r = c.post(ENERGY, json=items[k:k + 30])
+                assert r.status_code == 200, r.text
+                duplicates += len(r.json()["duplicates"])
+    assert duplicates == sum(map(len, payloads.values())) - len(readings)
+    stored = pl.concat([server.stored("meter", device) for device in payloads])
+    got = list(stored.select("device_id", pl.col("ts").dt.epoch("us")).iter_rows())
+    assert len(got) == len(set(got)) and set(got) == readings
+    assert stored["voltage"].null_count() == stored["frequency"].null_count() > 0  # failed reads: nulls, not zeros
+    assert stored["voltage"].min() > 0
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_energy_keys = ["v", "device_id", "seq", "boot", "ts", "timestamp", "age_ms", "sensor_error", "voltage", "current",
+                "power", "energy", "frequency", "pf", "power_factor"]
+_grid_keys = ["device_id", "seq", "boot", "timestamp", "ts", "age_ms", *GRID_PAYLOAD_NAMES.values()]
+
+
+def _bodies(keys: list[str]):
+    item = st.dictionaries(st.sampled_from(keys) | st.text(max_size=6), _json_values, max_size=len(keys))
+    as_json = st.one_of(item, st.lists(item, max_size=5), _json_values).map(lambda v: json.dumps(v).encode())
+    return as_json | st.binary(max_size=64)
+
+
+@pytest.mark.parametrize("path, name, keys", [(ENERGY, "fuzz-e", _energy_keys), (GRID, "fuzz-g", _grid_keys)])
+def test_fuzzed_bodies_never_get_a_5xx(server, path, name, keys):
+    statuses = []
+    clients = [server.client(f"{name}{k}") for k in range(FUZZ_DEVICES)]
+    try:
+
+        @settings(max_examples=150, deadline=None, database=None)
+        @given(body=_bodies(keys))
+        def check(body):
+            r = clients[len(statuses) % FUZZ_DEVICES].post(path, content=body)
+            statuses.append(r.status_code)
+            assert r.status_code < 500, (body, r.text)
+            assert set(r.json()) == {"accepted", "stored", "duplicates", "rejected"}
+
+        check()
+    finally:
+        for c in clients:
+            c.close()
+    assert 422 in statuses and 429 not in statuses
