@@ -40,6 +40,12 @@ def test_smoke_pipeline_writes_reports(smoke_home):
         assert model_id in index  # each model linked to its MLflow run
     summary = json.loads((out / "pipeline.json").read_text())
     assert [s["status"] for s in summary["steps"]] == ["ok"] * len(NOTEBOOKS)
+    # the daily report kept its tables beside its HTML
+    daily = json.loads((out / "daily.json").read_text())
+    assert daily["readings"] > 0 and set(daily["alerts"]) == {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
+    assert (out / "alerts.csv").exists()
+    if "m09_load_forecast" not in daily["models_without_champion"]:  # tomorrow's plan needs m09's forecast
+        assert daily["plan"]["m11_status"] == "ok" and (out / "forecast_plan.csv").exists()
     # the workspace kept the smoke data and reports apart from the real ones
     assert (home / "data" / "workspaces" / "smoke" / "store").is_dir()
     assert not (home / "data" / "store").exists() and not (home / "data" / "reports").exists()
