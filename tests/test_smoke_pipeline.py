@@ -100,7 +100,9 @@ def test_every_notebook_runs_under_nbval(smoke_home, tmp_path):
     assert sorted(p.name for p in prepared.glob("*.ipynb")) == notebooks, "every notebook is in the smoke pipeline"
     env = {**os.environ, "GRIDTWIN_HOME": str(home), "GRIDTWIN_WORKSPACE": "smoke", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "--timeout", "900",
+        # two notebooks at a time (pytest-xdist, one notebook per worker), as the pipeline runs them;
+        # the smoke pipeline has already filled the store, so no notebook waits for 00_data
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "--timeout", "900", "-n", "2", "--dist", "loadfile",
          "-o", "addopts=", *[str(prepared / n) for n in notebooks]],
         cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
