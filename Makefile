@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PORT   ?= 8888
 MLFLOW_PORT ?= 5000
 JOBS   ?= 2
+DASH_PORT ?= 8866
 
-.PHONY: install run daily main-job test bench lab mlflow kernel clean distclean help
+.PHONY: install run daily dashboards main-job test bench lab mlflow kernel clean distclean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -48,6 +49,9 @@ bench: install  ## benchmarks: they print their figures (see README "Performance
 
 lab: install  ## JupyterLab on 127.0.0.1 with the gridtwin kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser notebooks/
+
+dashboards: install  ## the six Voila dashboards on 127.0.0.1:$(DASH_PORT) (landing page /voila/render/index.ipynb)
+	$(BIN)/gridtwin dashboards --port $(DASH_PORT)
 
 mlflow: install  ## MLflow UI on the project's store (127.0.0.1 only)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)

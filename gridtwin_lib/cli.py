@@ -456,6 +456,10 @@ from .cli_collect import register as _register_collect  # noqa: E402  (uses this
 
 _register_collect(app)
 
+from .cli_dashboards import register as _register_dashboards  # noqa: E402
+
+_register_dashboards(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -1,0 +1,35 @@
+"""``gridtwin dashboards``: serve notebooks/dashboards with Voila (registered by :mod:`gridtwin_lib.cli`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``dashboards`` command to the ``gridtwin`` app."""
+    from .cli_common import _guarded
+
+    @app.command("dashboards")
+    @_guarded
+    def dashboards_cmd(
+        port: Annotated[int, typer.Option(help="TCP port of the Voila server.")] = 8866,
+        host: Annotated[str, typer.Option(help="Interface to bind. Keep 127.0.0.1 and put a reverse proxy (or an SSH "
+                                               "tunnel) in front to share; see README 'Dashboards'.")] = "127.0.0.1",
+        token: Annotated[bool, typer.Option("--token", help="Require a generated token (printed in the URL Voila logs).")] = False,
+        base_url: Annotated[Optional[str], typer.Option(help="URL prefix when served behind a reverse proxy, e.g. /grid/.")] = None,
+    ):
+        """Serve the six stakeholder dashboards (notebooks/dashboards) with Voila, sources stripped.
+
+        Reads the store and MLflow registry of the current project (GRIDTWIN_HOME) or workspace
+        (GRIDTWIN_WORKSPACE). The landing page is http://HOST:PORT/voila/render/index.ipynb. Stops with Ctrl-C.
+        """
+        from . import dashboards
+
+        dashboards.check_port(port)
+        if host in ("0.0.0.0", "::", "") and not token:
+            typer.echo(f"warning: binding {host or 'all interfaces'} without --token exposes the dashboards and their "
+                       "kernels to the network; prefer 127.0.0.1 behind a reverse proxy", err=True)
+        typer.echo(f"dashboards: {dashboards.landing_url(port, host, base_url)}  ({dashboards.location_text()})")
+        dashboards.serve(port, host, token=token, base_url=base_url)

@@ -1,0 +1,357 @@
+"""Voila dashboards for stakeholders: the data and figures behind ``notebooks/dashboards``.
+
+Every dashboard notebook only lays out widgets and wires them to functions of this
+package (one module per dashboard: :mod:`.monitoring`, :mod:`.maintenance`,
+:mod:`.energy`, :mod:`.decision`, :mod:`.simulator`, :mod:`.comparison`); the data
+comes from the store and the MLflow registry of the current project / workspace
+(``GRIDTWIN_HOME``, ``GRIDTWIN_WORKSPACE``) through ``gridtwin_lib`` only.
+
+When data or a champion is missing a dashboard shows :func:`missing` (a plain
+message saying what is absent and how to get it) instead of a traceback: a stakeholder
+cannot act on a stack trace.
+
+:func:`serve` starts Voila on the folder (``gridtwin dashboards``, ``make dashboards``
+and the browser tests use it): bound to 127.0.0.1 unless told otherwise, sources
+stripped, no browser opened.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .. import config
+from ..errors import InputError
+
+DEFAULT_PORT = 8866
+DEFAULT_HOST = "127.0.0.1"
+KERNEL = "gridtwin"
+MAX_PLOT_POINTS = 2_000  # per trace: enough for a screen width, fast to send to the browser
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """One dashboard notebook: file stem, title, one-line summary, and what the tests expect on it."""
+
+    name: str
+    title: str
+    summary: str
+    min_figures: int  # plotly figures present once rendered (on the smoke data)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.ipynb"
+
+
+DASHBOARDS: tuple[Dashboard, ...] = (
+    Dashboard("01_realtime_monitoring", "Real-time monitoring",
+              "replay of a stored day at adjustable speed: three-phase traces, m01 anomaly score and flags, "
+              "m02 disturbance class and harmonic spectrum, m03 frequency forecast, m04 unbalance cause", 1),
+    Dashboard("02_predictive_maintenance", "Predictive maintenance",
+              "asset fleet by m05 failure probability with health and lead time; m06 overload risk, "
+              "m07 next-window PQ index, m08 sag probability over time; one asset's history", 2),
+    Dashboard("03_energy_flow", "Energy flow",
+              "m09 load forecast against actual with its error, m10 losses, m11 optimal 24 h schedule against "
+              "the rule baseline, m12 archetypes with their demand-response potential", 4),
+    Dashboard("04_decision_making", "Decision making",
+              "m15 stability gauge with its drivers, m13 / m14 / m16 recommended actions with expected effects, "
+              "alerts by severity with the rule or model that raised each", 3),
+    Dashboard("05_simulator", "Simulator",
+              "pick a scenario and its parameters, run the twin, see the measurements, the ground-truth events "
+              "and how the m01 champion reacted (hits, misses, delays)", 2),
+    Dashboard("06_model_comparison", "Model comparison",
+              "every registered model's champion against its baseline from MLflow, with links to the runs", 2),
+)
+
+
+def dashboard(name: str) -> Dashboard:
+    for d in DASHBOARDS:
+        if d.name == name:
+            return d
+    raise KeyError(f"unknown dashboard {name!r}; one of {', '.join(d.name for d in DASHBOARDS)}")
+
+
+def notebooks_dir() -> Path:
+    """``notebooks/dashboards`` of the project (``GRIDTWIN_HOME``), else of this checkout."""
+    for root in (config.project_root(), Path(__file__).resolve().parents[2]):
+        folder = root / "notebooks" / "dashboards"
+        if (folder / "index.ipynb").exists():
+            return folder
+    raise InputError("notebooks/dashboards/index.ipynb not found in the project or the checkout; "
+                     "regenerate it with `python notebooks/dashboards/_generate.py`")
+
+
+# ----------------------------------------------------------------------------- serving
+def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, token: bool = False,
+                  base_url: str | None = None) -> list[str]:
+    """The Voila command line: sources stripped, no browser, kernel ``gridtwin``, bound to ``host``."""
+    cmd = [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}", f"--Voila.ip={host}",
+           "--strip_sources=True", f"--MappingKernelManager.default_kernel_name={KERNEL}",
+           "--VoilaConfiguration.show_tracebacks=False"]
+    if token:
+        cmd.append("--token")  # Voila generates one and prints the URL carrying it
+    if base_url:
+        cmd.append(f"--Voila.base_url=/{base_url.strip('/')}/")
+    return cmd
+
+
+def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | None = None, token: bool = False,
+          base_url: str | None = None, env: dict[str, str] | None = None, block: bool = True, ready_timeout_s: float = 60.0) -> subprocess.Popen:
+    """Serve the dashboards with Voila.
+
+    ``block=True`` (the CLI) replaces this process with Voila (it runs until interrupted);
+    ``block=False`` (tests) returns the process once the port answers HTTP. ``env``
+    adds to the environment (e.g. ``GRIDTWIN_HOME``/``GRIDTWIN_WORKSPACE``); a None value removes a variable.
+    """
+    check_port(port)
+    folder = Path(folder) if folder is not None else notebooks_dir()
+    cmd = voila_command(folder, port, host, token, base_url)
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    if block:  # become Voila: Ctrl-C and kill reach the server itself, no orphan is left behind
+        os.execve(cmd[0], cmd, full_env)
+    # the log goes to a file: an unread pipe fills up and then blocks the server
+    log = tempfile.NamedTemporaryFile("w+", prefix="gridtwin-voila-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log_path = log.name  # type: ignore[attr-defined]
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise InputError(f"voila exited with status {proc.returncode}: {Path(log.name).read_text()[-500:].strip()}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise InputError(f"voila did not answer on {host}:{port} within {ready_timeout_s:.0f} s")
+
+
+def check_port(port: int) -> None:
+    if not 0 < int(port) < 65536:
+        raise InputError(f"port {port} is not a TCP port; choose one in 1-65535 (default {DEFAULT_PORT})")
+
+
+def landing_url(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, base_url: str | None = None) -> str:
+    prefix = "/" + (base_url or "").strip("/")
+    return f"http://{host}:{port}{prefix.rstrip('/')}/voila/render/index.ipynb"
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- widgets
+MISSING_CLASS = "gridtwin-missing"
+
+
+def missing(message: str):
+    """A visible note instead of a traceback: what is missing and how to get it."""
+    import ipywidgets as w
+
+    return w.HTML(f'<div class="{MISSING_CLASS}" style="border-left:4px solid #e9c46a;background:#fff8e1;'
+                  f'padding:8px 12px;margin:6px 0">{html.escape(message)}</div>')
+
+
+def guarded(build: Callable[[], Any], what: str):
+    """``build()``, or :func:`missing` naming ``what`` when the data or a champion is absent."""
+    try:
+        return build()
+    except MissingData as exc:
+        return missing(str(exc))
+    except InputError as exc:
+        return missing(f"{what}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a dashboard shows a message, never a stack trace
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return missing(f"{what} could not be shown ({type(exc).__name__}: {first})")
+
+
+def attempt(notes, build: Callable[[], Any], what: str):
+    """``build()`` inside a widget callback; on failure append a :func:`missing` note to the ``notes`` box
+    and return None (an exception in a callback would otherwise vanish into the kernel log)."""
+    note = guarded(lambda: (build(), None), what)
+    if isinstance(note, tuple):
+        return note[0]
+    notes.children = [*notes.children, note]
+    return None
+
+
+class MissingData(InputError):
+    """Data, a model or a champion a dashboard needs is not there; the message says how to get it."""
+
+
+def header(title: str, summary: str = ""):
+    import ipywidgets as w
+
+    where = f"workspace {config.workspace()}" if config.workspace() else "main project"
+    return w.HTML(f"<h2 style='margin:4px 0'>{html.escape(title)}</h2>"
+                  f"<div style='color:#555'>{html.escape(summary)} <i>({html.escape(where)}; "
+                  f"<a href='./index.ipynb'>all dashboards</a>)</i></div>")
+
+
+def page(title: str, summary: str, *children):
+    """The layout every dashboard shares: a header, then its rows top to bottom."""
+    import ipywidgets as w
+
+    return w.VBox([header(title, summary), *children], layout=w.Layout(width="100%"))
+
+
+def row(*children):
+    import ipywidgets as w
+
+    return w.HBox(list(children), layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
+
+
+TEMPLATE = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=40))
+
+
+def _styled(fig):
+    import plotly.graph_objects as go
+
+    fig = go.Figure(fig)
+    fig.update_layout(**TEMPLATE)
+    return fig
+
+
+def figure_widget(fig):
+    """A live ``FigureWidget`` for figures updated in place many times (the replay).
+
+    Built with its whole content: plotly's anywidget-based FigureWidget drops changes made
+    before it is displayed. Each FigureWidget also ships plotly's 5 MB JavaScript bundle over
+    the websocket (measured: 6 widgets = 30 MB, 22 s to render vs 9 s as outputs), so a
+    dashboard uses one at most and :func:`figure` for everything else.
+    """
+    import plotly.graph_objects as go
+
+    return go.FigureWidget(_styled(fig))
+
+
+def figure(fig=None):
+    """A figure in an ``Output`` widget, drawn by the page's plotly renderer (plotly.js loaded once per page);
+    :func:`refresh` redraws it."""
+    import ipywidgets as w
+
+    out = w.Output(layout=w.Layout(width="100%"))
+    if fig is not None:
+        refresh(out, fig)
+    return out
+
+
+def refresh(target, fig) -> None:
+    """Show ``fig`` in ``target``: an Output from :func:`figure` is redrawn; a displayed FigureWidget is updated
+    in place (one browser update)."""
+    fig = _styled(fig)
+    if hasattr(fig, "data") and hasattr(target, "batch_update"):
+        with target.batch_update():
+            target.data = []
+            target.add_traces(list(fig.data))
+            target.update_layout(fig.layout)
+        return
+    target.clear_output(wait=True)
+    with target:
+        fig.show(renderer="plotly_mimetype", config={"displaylogo": False})
+
+
+def replace_options(dropdown, options) -> None:
+    """New choices for a dropdown with the first one selected (ipywidgets leaves the value empty otherwise)."""
+    options = list(options)
+    dropdown.options = options
+    dropdown.value = options[0] if options else None
+
+
+def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -> str:
+    """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL."""
+    df = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+    df = df.head(max_rows).copy()
+    for col, url_col in (links or {}).items():
+        if col in df.columns and url_col in df.columns:
+            df[col] = [f"<a href='{html.escape(str(u))}' target='_blank'>{html.escape(str(v))}</a>" if u else html.escape(str(v))
+                       for v, u in zip(df[col], df[url_col], strict=True)]
+            df = df.drop(columns=[url_col])
+    return df.to_html(index=False, escape=False, float_format=lambda v: f"{v:.4g}", border=0,
+                      classes="gridtwin-table", na_rep="–")
+
+
+# ----------------------------------------------------------------------------- data helpers
+def location_text() -> str:
+    """Where the dashboards read from: store and registry (without importing MLflow, which takes seconds)."""
+    registry = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
+    return f"store {config.store_dir()}; registry {registry}"
+
+
+def store():
+    from ..store import Store
+
+    return Store(config.store_dir())
+
+
+_ENGINES: dict[tuple[str, ...], Any] = {}
+
+
+def engine(model_ids: tuple[str, ...]):
+    """The inference engine with these champions, loaded once per kernel (a dashboard loads only what it shows)."""
+    key = tuple(sorted(model_ids))
+    if key not in _ENGINES:
+        from ..inference import Engine
+
+        _ENGINES[key] = Engine.from_registry(key)
+    return _ENGINES[key]
+
+
+def score_range(eng, source: str, device_id: str | None, start, end, with_features=()) -> pl.DataFrame:
+    """Three-phase readings of [start, end) with the engine's ``<model_id>.<output>`` columns (and
+    ``with_features``, see :meth:`~gridtwin_lib.inference.Engine.score`); the engine is first fed the
+    :data:`~gridtwin_lib.inference.HISTORY` before ``start`` so its windows are warm."""
+    from ..inference import HISTORY
+
+    raw = store().scan("three_phase", source=source, device_id=device_id, start=start - HISTORY, end=end).collect()
+    shown = raw.filter(pl.col("ts") >= start)
+    if shown.height == 0:
+        raise MissingData(f"{source}{' / ' + device_id if device_id else ''}: no readings between "
+                          f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC; pick another day or range")
+    eng.reset()
+    warm = raw.filter(pl.col("ts") < start)
+    if warm.height:
+        eng.score(warm)
+    scores = eng.score(shown, with_features=with_features).frame
+    outputs = [c for c in scores.columns if (c.startswith("m") and "." in c) or (c in with_features and c not in shown.columns)]
+    return shown.with_row_index("row").join(scores.select("row", *outputs), on="row", how="left").drop("row")
+
+
+def decimate(frame: pl.DataFrame, max_points: int = MAX_PLOT_POINTS, by: str | None = "device_id") -> pl.DataFrame:
+    """Every n-th row (per ``by`` group) so no plotted trace exceeds ``max_points``."""
+    if frame.height == 0:
+        return frame
+    groups = frame[by].n_unique() if by and by in frame.columns else 1
+    step = max(1, frame.height // (max_points * groups))
+    if step == 1:
+        return frame
+    if by and by in frame.columns:
+        return frame.group_by(by, maintain_order=True).agg(pl.all().gather_every(step)).explode(pl.exclude(by))
+    return frame.gather_every(step)
+
+
+def sources(preferred: tuple[str, ...] = (), kind: str = "three_phase") -> list[str]:
+    """Stored sources of ``kind``, the ``preferred`` ones first (in their order), then the others sorted."""
+    found = store().sources(kind)
+    if not found:
+        raise MissingData(f"No {kind} readings in the store: run `make run` (or `gridtwin simulate`) first.")
+    return [s for s in preferred if s in found] + sorted(set(found) - set(preferred))
+
+
+def days(source: str, kind: str = "three_phase") -> list:
+    """The UTC days holding readings of ``source``, oldest first."""
+    return (store().scan(kind, source=source).select(pl.col("ts").dt.date().unique().sort())
+            .collect()["ts"].to_list())

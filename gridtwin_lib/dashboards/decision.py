@@ -1,0 +1,227 @@
+"""Dashboard 04: how stable is the grid, what to do about it, and what is alarming.
+
+* m15: the stability score [0-100] of the latest reading of a three-phase source as a
+  gauge, with its drivers: the three ensemble members' disturbance probabilities and the
+  reading's deviations from nominal.
+* m13: reactive-power set-point per feeder head at the latest hour and the loss reduction
+  it is expected to bring; m14: the phase move for each feeder with the voltage unbalance
+  before and after; m16: the battery set-point for the next hour from the household's
+  latest day (persistence as the load forecast), with the LP's set-point as reference.
+* Alerts: :func:`gridtwin_lib.alerts.raise_alerts` over the shown readings' scores and the
+  transformer fleet's asset scores, most severe first, each with the rule or model that
+  raised it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from . import MissingData, engine, score_range, store
+from . import sources as shared_sources
+
+MODELS = ("m13_reactive_power_compensation", "m14_load_balancing", "m15_grid_stability", "m16_optimal_dispatch",
+          "m01_voltage_anomaly", "m04_phase_imbalance", "m05_equipment_failure", "m06_overload_risk", "m08_voltage_sag")
+PREFERRED = ("sim:m15_mixed", "sim:m15_voltage_sag", "sim:m15_frequency_drift")
+FEEDER_SOURCE = "sim:m13_feeder"
+HOURS = (1, 3, 6)
+SEVERITY_COLOURS = {"CRITICAL": "#9d0208", "HIGH": "#e85d04", "MEDIUM": "#f4a261", "LOW": "#8ab17d"}
+ALL = "all severities"
+
+
+def _engine():
+    return engine(MODELS)
+
+
+def sources() -> list[str]:
+    return shared_sources(PREFERRED)
+
+
+def last_hours(source: str, hours: int) -> pl.DataFrame:
+    """The source's last ``hours`` of readings, scored (readings, alert features and model outputs)."""
+    from ..inference import ALERT_FEATURES
+
+    last = store().scan("three_phase", source=source).select(pl.col("ts").max()).collect().item()
+    end = last + timedelta(seconds=1)
+    return score_range(_engine(), source, None, end - timedelta(hours=int(hours)), end, with_features=ALERT_FEATURES)
+
+
+def gauge_figure(frame: pl.DataFrame, source: str):
+    """m15 stability score of the latest scored reading as a gauge (red below 40, amber below 70)."""
+    import plotly.graph_objects as go
+
+    col = "m15_grid_stability.stability_score"
+    eng = _engine()
+    if "m15_grid_stability" in eng.missing:
+        raise MissingData(f"m15_grid_stability: {eng.missing['m15_grid_stability']}")
+    scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
+    if scored.height == 0:
+        raise MissingData(f"{source}: m15 scored no reading in the range (it needs an hour of history)")
+    last = scored.tail(1).row(0, named=True)
+    fig = go.Figure(go.Indicator(
+        mode="gauge+number", value=last[col], number={"suffix": " / 100"},
+        title={"text": f"m15 stability, {source} {last['device_id']} at {last['ts']:%Y-%m-%d %H:%M} UTC"},
+        gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#264653"},
+               "steps": [{"range": [0, 40], "color": "#f8d7da"}, {"range": [40, 70], "color": "#fff3cd"},
+                         {"range": [70, 100], "color": "#d8f3dc"}]}))
+    fig.update_layout(height=300)
+    return fig
+
+
+def drivers_figure(frame: pl.DataFrame):
+    """What drives the latest score: each ensemble member's P(disturbance within 30 min) and the deviations."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    col = "m15_grid_stability.stability_score"
+    scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
+    if scored.height == 0:
+        raise MissingData("m15 scored no reading in the range: no drivers to show")
+    last = scored.tail(1).row(0, named=True)
+    members = {m: last.get(f"m15_grid_stability.p_member_{m}") for m in ("rf", "xgb", "logit")}
+    deviations = {"|ΔV| max [%]": last.get("v_max_abs_dev_pct"), "Δf [Hz × 100]": _times(last.get("freq_dev_hz"), 100.0),
+                  "THD [%]": last.get("thd_v_pct")}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("P(disturbance in 30 min) per member", "latest reading"))
+    fig.add_trace(go.Bar(x=list(members), y=[v if v is not None else 0.0 for v in members.values()], marker_color="#e76f51",
+                         name="members"), 1, 1)
+    fig.add_trace(go.Bar(x=list(deviations), y=[v if v is not None else 0.0 for v in deviations.values()],
+                         marker_color="#457b9d", name="deviations"), 1, 2)
+    fig.update_layout(height=300, showlegend=False, title="drivers of the stability score")
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    return fig
+
+
+def _times(v, k):
+    return None if v is None else abs(v) * k
+
+
+def stability_trend_figure(frame: pl.DataFrame, source: str):
+    import plotly.graph_objects as go
+
+    from . import decimate
+
+    col = "m15_grid_stability.stability_score"
+    df = decimate(frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()).to_pandas()
+    if df.empty:
+        raise MissingData("m15 scored no reading in the range")
+    fig = go.Figure(go.Scattergl(x=df["ts"], y=df[col], name="m15 stability", line=dict(color="#264653")))
+    fig.update_layout(height=260, title=f"{source}: stability score over the range", yaxis=dict(range=[0, 100], title="0-100"))
+    return fig
+
+
+def actions() -> tuple[pd.DataFrame, list[str]]:
+    """Recommended actions with their expected effect: m13 per feeder head, m14 per feeder, m16 for the next hour."""
+    rows, notes = [], []
+    eng = _engine()
+    for fn in (_m13_actions, _m14_actions, _m16_action):
+        try:
+            rows += fn(eng)
+        except MissingData as exc:
+            notes.append(str(exc))
+    return pd.DataFrame(rows, columns=["model", "where", "action", "expected effect"]), notes
+
+
+def _m13_actions(eng) -> list[dict]:
+    if "m13_reactive_power_compensation" in eng.missing:
+        raise MissingData(f"m13_reactive_power_compensation: {eng.missing['m13_reactive_power_compensation']}")
+    st = store()
+    last = st.scan("three_phase", source=FEEDER_SOURCE).select(pl.col("ts").max()).collect().item()
+    if last is None:
+        raise MissingData(f"m13: no feeder-head readings ({FEEDER_SOURCE}); run `make run`")
+    heads = st.scan("three_phase", source=FEEDER_SOURCE, start=last, end=last + timedelta(seconds=1)).collect()
+    eng.reset()
+    out = eng.score(heads).frame.filter(pl.col("m13_reactive_power_compensation.q_setpoint_kvar").is_not_null())
+    out = out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder"))  # one set-point per feeder
+    return [{"model": "m13 reactive power", "where": f"{r['feeder']} ({r['ts']:%Y-%m-%d %H:%M} UTC)",
+             "action": f"set the compensator to {r['m13_reactive_power_compensation.q_setpoint_kvar']:.0f} kvar",
+             "expected effect": f"−{r['m13_reactive_power_compensation.expected_loss_reduction_kw']:.2f} kW losses"}
+            for r in out.unique("feeder", keep="first", maintain_order=True).iter_rows(named=True)]
+
+
+def _m14_actions(eng) -> list[dict]:
+    from ..datasets.decision import load_balancing
+
+    if "m14_load_balancing" in eng.missing:
+        raise MissingData(f"m14_load_balancing: {eng.missing['m14_load_balancing']}")
+    ds = load_balancing(store())
+    X, meta = ds.X_test.reset_index(drop=True), ds.meta_test.reset_index(drop=True)
+    rows = []
+    for feeder in meta["feeder"].unique():
+        k = meta.index[meta["feeder"] == feeder][-1]
+        res = eng.balance(X.iloc[[k]])
+        if res.status != "ok":
+            rows.append({"model": "m14 load balancing", "where": feeder, "action": "no answer", "expected effect": res.message})
+            continue
+        r = res.result.iloc[0]
+        rows.append({"model": "m14 load balancing", "where": f"{feeder} ({meta['date'][k]})",
+                     "action": f"move {r['customer']} from phase {r['from_phase']} to {r['to_phase']}",
+                     "expected effect": f"VUF {r['expected_vuf_before_pct']:.2f} % → {r['expected_vuf_after_pct']:.2f} %"})
+    return rows
+
+
+def _m16_action(eng) -> list[dict]:
+    from ..datasets.energy import tou_price
+    from .energy import TARIFF_EUR_PER_KWH
+
+    if "m16_optimal_dispatch" in eng.missing:
+        raise MissingData(f"m16_optimal_dispatch: {eng.missing['m16_optimal_dispatch']}")
+    load = _last_day_hourly_kw()
+    plan = eng.plan_day(load, np.zeros(24), tou_price(np.arange(24), *TARIFF_EUR_PER_KWH))
+    m16 = plan["m16_optimal_dispatch"]
+    setpoint = next((v for k, v in m16.items() if k.endswith("_kw") and "battery" in k), None)
+    ref = plan.get("m16_reference_battery_kw")
+    text = f"battery set-point {setpoint:+.2f} kW for the next hour" if setpoint is not None else \
+        "battery set-point: " + ", ".join(f"{k} {v:.3g}" for k, v in m16.items() if isinstance(v, float))
+    return [{"model": "m16 optimal dispatch", "where": "household battery (UCI house, persistence forecast)",
+             "action": text, "expected effect": f"LP reference {ref:+.2f} kW" if ref is not None else "no LP reference"}]
+
+
+def _last_day_hourly_kw() -> np.ndarray:
+    st = store()
+    meters = st.sources("meter")
+    if not meters:
+        raise MissingData("m16: no household meter data to plan from; ingest UCI (gridtwin ingest uci)")
+    src = "uci" if "uci" in meters else meters[0]
+    last = st.scan("meter", source=src).select(pl.col("ts").max()).collect().item()
+    day = st.scan("meter", source=src, start=last - timedelta(days=1), end=last + timedelta(seconds=1)).collect()
+    hourly = (day.group_by(pl.col("ts").dt.hour().alias("h")).agg((pl.col("power").mean() / 1000.0).alias("kw")).sort("h"))
+    out = np.full(24, np.nan)
+    out[hourly["h"].to_numpy()] = hourly["kw"].to_numpy()
+    return np.nan_to_num(out, nan=float(np.nanmean(out)) if np.isfinite(out).any() else 0.0)
+
+
+def alert_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """Alerts of the shown readings and of the transformer fleet, most severe first."""
+    from .. import alerts
+
+    assets = None
+    fleets = store().truth_sources("asset_observations")
+    eng = _engine()
+    if fleets and not {"m05_equipment_failure", "m06_overload_risk"} <= set(eng.missing):
+        from .maintenance import observations
+
+        assets = eng.score_assets(observations(fleets[0])).with_columns(pl.lit(fleets[0]).alias("source"))
+    scores = frame if "source" in frame.columns else frame.with_columns(pl.lit(None, pl.String).alias("source"))
+    return alerts.raise_alerts(scores=scores, assets=assets)
+
+
+def severity_options() -> list[str]:
+    from ..alerts import SEVERITIES
+
+    return [ALL, *SEVERITIES]
+
+
+def counts_html(table: pl.DataFrame) -> str:
+    from ..alerts import counts
+
+    return " ".join(f"<span style='background:{SEVERITY_COLOURS[s]};color:white;padding:3px 10px;border-radius:10px;"
+                    f"margin-right:6px'>{s} {n}</span>" for s, n in counts(table).items())
+
+
+def alerts_shown(table: pl.DataFrame, severity: str) -> pl.DataFrame:
+    shown = table if severity == ALL else table.filter(pl.col("severity") == severity)
+    keep = ["severity", "raised_by", "device_id", "first_utc", "last_utc", "count", "message", "suggested_action"]
+    return shown.select([c for c in keep if c in shown.columns])

@@ -1,0 +1,219 @@
+"""Dashboard 03: load forecast, losses, the day's battery schedule and the customers' flexibility.
+
+* m09: the day-ahead hourly forecast of a household meter issued at local midnight
+  (:meth:`Engine.forecast_day`, only readings before that midnight) against what the meter
+  then measured, with the error per hour.
+* m11: the LP schedule for that day (:meth:`Engine.plan_day` on the m09 forecast, a
+  clear-sky PV forecast of the m11 site and the m11 time-of-use tariff) against the rule
+  baseline planned on the same forecast.
+* m10: the feeder-head readings of a day through the engine (losses [kW]), beside the
+  losses the feeder twin computed (power flow) for the same hours.
+* m12: the customers' daily profiles (the m12 dataset's rows) segmented into archetypes
+  with their peak share and flexible energy.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from . import MissingData, days, engine, store
+
+MODELS = ("m09_load_forecast", "m10_energy_loss", "m11_power_flow_optimization", "m12_demand_response")
+UCI_UTC_OFFSET_H = 1.0  # the UCI house's clock (Sceaux, no DST in the file)
+SIM_UTC_OFFSET_H = 10.0  # the default site's standard time
+TARIFF_EUR_PER_KWH = (0.16, 0.22, 0.34)  # off-peak, shoulder, peak: the m11 dataset's default tariff
+FORECAST_DAYS = 14  # days offered in the day selector
+LOSS_SOURCE = "sim:m10_feeder"
+SEGMENT_SOURCE = "sim:m12_meters"
+PLAN_TIME_LIMIT_S = 30.0  # [s] the LP solves a day in ~0.01 s; the limit only guards a stuck solver on a busy host
+
+
+def _engine():
+    return engine(MODELS)
+
+
+def meter_sources() -> list[str]:
+    found = store().sources("meter")
+    if not found:
+        raise MissingData("No household meter data: ingest the UCI data (`gridtwin ingest uci`) or run `make run`.")
+    return sorted(found, key=lambda s: (s != "uci", s))
+
+
+def _offset(source: str) -> float:
+    return UCI_UTC_OFFSET_H if source == "uci" else SIM_UTC_OFFSET_H
+
+
+def forecast_days(source: str) -> list[date]:
+    """The last complete local days of the source that have a week of data before them (newest first)."""
+    st = store()
+    first, last = st.scan("meter", source=source).select(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")).collect().row(0)
+    off = timedelta(hours=_offset(source))
+    newest, oldest = (last + off).date() - timedelta(days=1), (first + off).date() + timedelta(days=8)
+    return [newest - timedelta(days=k) for k in range(FORECAST_DAYS) if newest - timedelta(days=k) >= oldest]
+
+
+def forecast_vs_actual(source: str, day: date) -> pd.DataFrame:
+    """Hourly m09 forecast [kW] issued at local midnight of ``day`` and the measured hourly mean [kW]."""
+    from ..datasets.energy_forecast import meter_load
+
+    eng = _engine()
+    if "m09_load_forecast" not in eng.estimators:
+        raise MissingData(f"m09_load_forecast: {eng.missing['m09_load_forecast']}")
+    off = _offset(source)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=off)
+    lf = store().scan("meter", source=source, start=midnight - timedelta(days=9), end=midnight + timedelta(days=1))
+    readings = meter_load(lf).collect()
+    fc = eng.forecast_day(readings.filter(pl.col("ts") < midnight), day, utc_offset_h=off,
+                          site="fr_sceaux" if source == "uci" else None)
+    actual = (readings.filter((pl.col("ts") >= midnight) & pl.col("valid"))
+              .group_by("device_id", ((pl.col("ts") - midnight).dt.total_hours()).alias("h"))
+              .agg((pl.col("value").mean() / 1000.0).alias("kw"))
+              .group_by("h").agg(pl.col("kw").sum()).sort("h"))
+    fc["actual_kw"] = np.nan
+    hours = actual["h"].to_numpy()
+    ok = (hours >= 0) & (hours < 24)
+    fc.loc[hours[ok], "actual_kw"] = actual["kw"].to_numpy()[ok]
+    fc["error_kw"] = fc["load_kw"] - fc["actual_kw"]
+    return fc
+
+
+def forecast_figure(fc: pd.DataFrame, source: str):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    mae = float(np.nanmean(np.abs(fc["error_kw"])))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
+    fig.add_trace(go.Scatter(x=fc["hour"], y=fc["actual_kw"], name="measured", line=dict(color="#264653")), 1, 1)
+    fig.add_trace(go.Scatter(x=fc["hour"], y=fc["load_kw"], name="m09 forecast (issued at midnight)",
+                             line=dict(color="#e76f51", dash="dash")), 1, 1)
+    fig.add_trace(go.Bar(x=fc["hour"], y=fc["error_kw"], name="error (forecast − measured)", marker_color="#adb5bd"), 2, 1)
+    fig.update_layout(height=420, title=f"{source}: day-ahead load forecast, MAE {mae:.2f} kW",
+                      legend=dict(orientation="h", y=-0.15))
+    fig.update_yaxes(title_text="load [kW]", row=1, col=1)
+    fig.update_yaxes(title_text="error [kW]", row=2, col=1)
+    return fig
+
+
+def schedule(fc: pd.DataFrame, source: str, day: date) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """m11's LP schedule and the rule baseline's, both planned on the m09 forecast; and a cost line."""
+    from ..datasets.energy import PV_AT_SCEAUX, tou_price
+    from ..inference import _clear_sky_pv_kw
+    from ..models.energy import PowerFlowOptimization, day_cost
+
+    eng = _engine()
+    hours = np.arange(24)
+    pv = _clear_sky_pv_kw(day, PV_AT_SCEAUX) if source == "uci" else np.zeros(24)
+    price = tou_price(hours, *TARIFF_EUR_PER_KWH)
+    plan = eng.plan_day(fc["load_kw"].to_numpy(), pv, price, time_limit_s=PLAN_TIME_LIMIT_S)
+    lp = plan["m11_power_flow_optimization"]
+    if lp.status != "ok":
+        raise MissingData(lp.message or "m11: no schedule")
+    est = eng.estimators.get("m11_power_flow_optimization") or PowerFlowOptimization()
+    X = pd.DataFrame({"day": 0, "hour": hours, "load_kw": fc["load_kw"].to_numpy(), "pv_kw": pv, "price_per_kwh": price})
+    rule = est.baseline().fit().predict(X)
+    sched = lp.result.reset_index(drop=True).assign(hour=fc["hour"].to_numpy(), pv_kw=pv, price=price)
+    rule = rule.reset_index(drop=True).assign(hour=fc["hour"].to_numpy())
+    costs = [_cost(day_cost, est, s, price) for s in (sched, rule)]
+    who = "m11 champion" if plan["lp_is_champion"] else "the LP (m11 has no champion; shown with default parameters)"
+    text = (f"Planned cost on the forecast: {who} {costs[0]:.2f} €/day, rule baseline {costs[1]:.2f} €/day "
+            f"(solved in {lp.seconds:.2f} s)." if None not in costs else f"Schedule by {who}, solved in {lp.seconds:.2f} s.")
+    return sched, rule, text
+
+
+def _cost(day_cost, est, sched: pd.DataFrame, price: np.ndarray) -> float | None:
+    """The day's cost [€] of a schedule by m11's own cost function (None if it cannot be evaluated)."""
+    try:
+        grid = sched["grid_import_kw"].to_numpy(float)[None, :]
+        return float(day_cost(est._site(), grid, sched["soc_kwh"].to_numpy(float)[-1:], np.asarray(price, float)[None, :])[0])
+    except Exception:  # noqa: BLE001 - the cost line is a convenience; the schedule is shown regardless
+        return None
+
+
+def schedule_figure(sched: pd.DataFrame, rule: pd.DataFrame):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=sched["hour"], y=sched["grid_import_kw"], name="import, m11 LP [kW]", marker_color="#264653"))
+    fig.add_trace(go.Bar(x=rule["hour"], y=rule["grid_import_kw"], name="import, rule [kW]", marker_color="#e9c46a"))
+    fig.add_trace(go.Scatter(x=sched["hour"], y=sched["pv_kw"], name="PV forecast [kW]", line=dict(color="#f4a261")))
+    fig.add_trace(go.Scatter(x=sched["hour"], y=sched["soc_kwh"], name="battery SoC, m11 [kWh]",
+                             line=dict(color="#2a9d8f", width=3)), secondary_y=True)
+    fig.add_trace(go.Scatter(x=rule["hour"], y=rule["soc_kwh"], name="battery SoC, rule [kWh]",
+                             line=dict(color="#2a9d8f", dash="dot")), secondary_y=True)
+    fig.update_layout(barmode="group", height=400, title="24 h schedule: m11 optimum against the rule baseline",
+                      legend=dict(orientation="h", y=-0.2))
+    fig.update_yaxes(title_text="power [kW]", secondary_y=False)
+    fig.update_yaxes(title_text="state of charge [kWh]", secondary_y=True)
+    return fig
+
+
+def loss_days() -> list[date]:
+    return days(LOSS_SOURCE)
+
+
+def losses_figure(day: date):
+    """m10 losses per feeder over the day, beside the twin's power-flow losses."""
+    import plotly.graph_objects as go
+
+    eng = _engine()
+    if "m10_energy_loss" not in eng.estimators:
+        raise MissingData(f"m10_energy_loss: {eng.missing['m10_energy_loss']}")
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    st = store()
+    heads = st.scan("three_phase", source=LOSS_SOURCE, start=start, end=start + timedelta(days=1)).collect()
+    if heads.height == 0:
+        raise MissingData(f"no feeder-head readings of {LOSS_SOURCE} on {day}: run `make run` (the m10 simulation)")
+    eng.reset()
+    out = eng.score(heads).frame.filter(pl.col("m10_energy_loss.losses_kw").is_not_null())
+    truth = st.scan_truth("feeder_losses", source=LOSS_SOURCE, start=start, end=start + timedelta(days=1)).collect()
+    fig = go.Figure()
+    for (feeder,), part in out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder")) \
+            .group_by("feeder", maintain_order=True):
+        p = part.group_by("ts").agg(pl.col("m10_energy_loss.losses_kw").first()).sort("ts")
+        fig.add_trace(go.Scatter(x=p["ts"], y=p["m10_energy_loss.losses_kw"], name=f"{feeder}: m10 estimate", mode="lines+markers"))
+    if truth.height:
+        for (feeder,), part in truth.sort("ts").group_by("device_id", maintain_order=True):
+            fig.add_trace(go.Scatter(x=part["ts"], y=part["losses_kw"], name=f"{feeder}: power flow (twin)",
+                                     line=dict(dash="dot")))
+    fig.update_layout(height=360, title=f"{LOSS_SOURCE}: network losses on {day}", yaxis_title="losses [kW]",
+                      xaxis_title="time (UTC)", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def archetypes() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """m12 per customer-day and per archetype: customers, days, mean peak share, flexible energy [kWh/day]."""
+    from ..datasets.energy import demand_response
+
+    eng = _engine()
+    if "m12_demand_response" not in eng.estimators:
+        raise MissingData(f"m12_demand_response: {eng.missing['m12_demand_response']}")
+    ds = demand_response(store(), source=SEGMENT_SOURCE, test_days=2)
+    X = pd.concat([ds.X_train, ds.X_test], ignore_index=True)
+    meta = pd.concat([ds.meta_train, ds.meta_test], ignore_index=True)
+    seg = eng.segment(X).reset_index(drop=True)
+    per_day = pd.concat([meta.reset_index(drop=True), seg], axis=1)
+    summary = (per_day.groupby("archetype")
+               .agg(customers=("device_id", "nunique"), days=("device_id", "size"), peak_share=("peak_share", "mean"),
+                    flexible_kwh_per_day=("flexible_kwh", "mean"))
+               .reset_index())
+    profiles = pd.concat([X[[f"h{h:02d}" for h in range(24)]], seg["archetype"]], axis=1).groupby("archetype").mean()
+    return summary, profiles
+
+
+def archetype_figure(summary: pd.DataFrame, profiles: pd.DataFrame):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for a, row in profiles.iterrows():
+        s = summary.set_index("archetype").loc[a]
+        fig.add_trace(go.Scatter(x=list(range(24)), y=row.to_numpy(), mode="lines",
+                                 name=f"archetype {a}: {int(s['customers'])} customers, peak share {s['peak_share']:.0%}, "
+                                      f"{s['flexible_kwh_per_day']:.1f} kWh/day flexible"))
+    fig.update_layout(height=380, title="m12 load archetypes: mean daily profile and demand-response potential",
+                      xaxis_title="local hour", yaxis_title="mean demand [kW]", legend=dict(orientation="h", y=-0.25))
+    return fig

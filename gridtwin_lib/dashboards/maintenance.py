@@ -1,0 +1,127 @@
+"""Dashboard 02: which assets to visit first, and how power quality will evolve.
+
+Fleet: the transformer observations of a fleet source (``asset_observations``: measured
+load [pu], top-oil and ambient temperature [°C], age [a]) over the last 31 days, scored
+by :meth:`gridtwin_lib.inference.Engine.score_assets` (m05 failure probability within
+7 days, m06 overload class). Health is ``100 × (1 − p_fail_7d)``; the expected lead time
+assumes the hazard is constant over m05's 7-day horizon: ``7 d / −ln(1 − p)``.
+
+Power quality over time: m07 (PQ index of the next 10-min window) and m08 (probability of
+a sag within 15 min) on a three-phase source, per reading, through the same engine.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from . import MissingData, days, decimate, engine, score_range, sources, store
+
+ASSET_MODELS = ("m05_equipment_failure", "m06_overload_risk")
+PQ_MODELS = ("m07_power_quality_index", "m08_voltage_sag")
+HORIZON_D = 7.0  # [d] m05's prediction horizon
+HISTORY_D = 31  # [d] observations m05's rolling features need
+PQ_PREFERRED = ("sim:m08_mixed", "sim:m07_mixed")
+PQ_HOURS = (3, 6, 12, 24)
+OBSERVED = ("load_pu_measured", "top_oil_temp_c", "ambient_temp_c", "age_years")
+
+
+def fleets() -> list[str]:
+    found = store().truth_sources("asset_observations")
+    if not found:
+        raise MissingData("No transformer fleet observations in the store: run `make run` (the m05/m06 simulations) first.")
+    return found
+
+
+def observations(fleet: str) -> pl.DataFrame:
+    """The fleet's last :data:`HISTORY_D` days of observations."""
+    st = store()
+    last = st.scan_truth("asset_observations", source=fleet).select(pl.col("ts").max()).collect().item()
+    obs = st.scan_truth("asset_observations", source=fleet, start=last - timedelta(days=HISTORY_D),
+                        end=last + timedelta(seconds=1)).collect()
+    return obs.select("ts", "device_id", *OBSERVED).sort("device_id", "ts")
+
+
+def fleet_table(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """One row per asset, riskiest first: m05 probability, health, lead time, m06 class; and notes on missing champions."""
+    eng = engine(ASSET_MODELS)
+    scored = eng.score_assets(obs)
+    latest = obs.group_by("device_id").agg(pl.all().sort_by("ts").last()).drop("ts")
+    table = scored.join(latest, on="device_id", how="left")
+    notes = [f"{m}: {eng.missing[m]}" for m in ASSET_MODELS if m in eng.missing]
+    p = "m05_equipment_failure.p_fail_7d"
+    if p in table.columns:
+        table = table.with_columns(
+            (100.0 * (1.0 - pl.col(p))).alias("health [0-100]"),
+            pl.col(p).map_elements(lead_time_d, return_dtype=pl.Float64).alias("expected lead time [d]"),
+        ).sort(p, descending=True, nulls_last=True)
+    else:
+        table = table.sort("load_pu_measured", descending=True)
+    keep = [c for c in ("device_id", p, "health [0-100]", "expected lead time [d]", "m05_equipment_failure.alarm",
+                        "m06_overload_risk.load_class", "m06_overload_risk.p_gt100", *OBSERVED) if c in table.columns]
+    return table.select(keep), notes
+
+
+def lead_time_d(p_fail: float | None) -> float | None:
+    """Expected days to failure for a constant hazard giving ``p_fail`` over the 7-day horizon."""
+    if p_fail is None or not 0.0 < p_fail < 1.0:
+        return None if p_fail is None or p_fail <= 0.0 else 0.0
+    return HORIZON_D / -math.log(1.0 - p_fail)
+
+
+def asset_history_figure(obs: pl.DataFrame, device_id: str):
+    """One asset's measured load and temperatures over the observed days."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    one = obs.filter(pl.col("device_id") == device_id)
+    if one.height == 0:
+        raise MissingData(f"asset {device_id}: no observations")
+    df = decimate(one).to_pandas()
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scattergl(x=df["ts"], y=df["load_pu_measured"], name="load [pu]", line=dict(color="#264653")), secondary_y=False)
+    fig.add_trace(go.Scattergl(x=df["ts"], y=df["top_oil_temp_c"], name="top-oil [°C]", line=dict(color="#e76f51")), secondary_y=True)
+    fig.add_trace(go.Scattergl(x=df["ts"], y=df["ambient_temp_c"], name="ambient [°C]", line=dict(color="#8ab17d")), secondary_y=True)
+    fig.add_hline(y=1.0, line_dash="dot", line_color="grey", secondary_y=False)
+    fig.update_layout(height=360, title=f"asset {device_id}: last {HISTORY_D} days", legend=dict(orientation="h", y=-0.2))
+    fig.update_yaxes(title_text="load [pu]", secondary_y=False)
+    fig.update_yaxes(title_text="temperature [°C]", secondary_y=True)
+    return fig
+
+
+def pq_sources() -> list[str]:
+    return sources(PQ_PREFERRED)
+
+
+def pq_days(source: str) -> list[date]:
+    return days(source)
+
+
+def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0]) -> tuple[pl.DataFrame, list[str]]:
+    """m07 and m08 per reading over ``hours`` from ``day`` 06:00 UTC (16:00 at the default site)."""
+    eng = engine(PQ_MODELS)
+    start = datetime(day.year, day.month, day.day, 6, tzinfo=timezone.utc)
+    frame = score_range(eng, source, None, start, start + timedelta(hours=int(hours)))
+    return frame, [f"{m}: {eng.missing[m]}" for m in PQ_MODELS if m in eng.missing]
+
+
+def pq_figure(frame: pl.DataFrame, source: str):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    df = decimate(frame).to_pandas()
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if "m07_power_quality_index.pq_index_next" in df:
+        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m07_power_quality_index.pq_index_next"], name="m07 PQ index, next 10 min",
+                                   line=dict(color="#2a9d8f"), connectgaps=True), secondary_y=False)
+    if "m08_voltage_sag.p_sag_15m" in df:
+        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m08_voltage_sag.p_sag_15m"], name="m08 P(sag within 15 min)",
+                                   line=dict(color="#e63946", width=1)), secondary_y=True)
+    if not fig.data:
+        raise MissingData("Neither m07 nor m08 has a champion: nothing to show over time.")
+    fig.update_layout(height=360, title=f"{source}: power quality ahead", legend=dict(orientation="h", y=-0.2))
+    fig.update_yaxes(title_text="PQ index [0-100]", secondary_y=False)
+    fig.update_yaxes(title_text="probability [1]", range=[0, 1], secondary_y=True)
+    return fig

@@ -1,0 +1,244 @@
+"""Dashboard 01: replay a stored time range through the monitoring champions, in place.
+
+:func:`load` reads one device's readings of a source and time range (with the engine's
+:data:`~gridtwin_lib.inference.HISTORY` before it, so the windows are warm at the first
+shown reading) and scores them once with m01, m03 and m04
+(:class:`gridtwin_lib.inference.Engine`). A :class:`Replay` then moves a clock through the
+range: the ``FigureWidget`` traces grow up to the clock (no new widgets, one browser
+update per step), the m03 forecast is drawn ahead of it with the normal band, and the
+status line gives m04's unbalance cause and the m02 class of the latest waveform window
+with its harmonic spectrum.
+
+The waveform windows come from the PQ recorder twin (``waveform_windows`` truth of the
+``sim:m02_*`` sources, their own 1 s timeline); the replay steps through them alongside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..models.monitoring_frequency import BAND_HZ
+from . import days as shared_days
+from . import decimate, score_range, store
+from . import engine as shared_engine
+from . import sources as shared_sources
+
+KIND = "three_phase"
+PREFERRED_SOURCE = "sim:m01_mixed"  # the m01 training run: a mixed-event feeder at 1 s
+WINDOW_HOURS = (1, 3, 6, 12)
+DEFAULT_HOURS = 1
+DEFAULT_START_HOUR = 6  # UTC: 16:00 at the default site, the evening ramp
+STEPS = 120  # replay steps per shown range
+SPEEDS = {"60× real time": 60, "300×": 300, "900×": 900, "3600×": 3600}
+MODELS = ("m01_voltage_anomaly", "m03_frequency_stability", "m04_phase_imbalance")
+WAVEFORM_MODEL = "m02_harmonic_analysis"
+MAX_WAVEFORM_WINDOWS = 240
+SAMPLES_PER_CYCLE = 64  # the waveform twin: 10 cycles of 64 samples per window
+MAX_HARMONIC = 25
+_CACHE: dict[str, Any] = {}
+
+
+def engine():
+    """The monitoring champions, loaded once per kernel (m03's network takes a few seconds)."""
+    return shared_engine((*MODELS, WAVEFORM_MODEL))
+
+
+def sources() -> list[str]:
+    """Stored three-phase sources, the m01 run first."""
+    return shared_sources((PREFERRED_SOURCE,))
+
+
+def devices(source: str) -> list[str]:
+    return store().scan(KIND, source=source).select(pl.col("device_id").unique().sort()).collect()["device_id"].to_list()
+
+
+def days(source: str) -> list[date]:
+    return shared_days(source)
+
+
+@dataclass
+class Window:
+    """One device's scored readings over [start, end)."""
+
+    source: str
+    device_id: str
+    start: datetime
+    end: datetime
+    frame: pl.DataFrame  # readings and ``<model_id>.<output>`` columns
+    plot: pl.DataFrame  # decimated for drawing
+    missing: dict[str, str]
+
+
+def load(source: str, device_id: str, day: date, start_hour: int = DEFAULT_START_HOUR, hours: int = DEFAULT_HOURS) -> Window:
+    """Score ``hours`` of one device from ``day`` ``start_hour`` UTC (after a warm-up of the engine's history)."""
+    start = datetime(day.year, day.month, day.day, int(start_hour), tzinfo=timezone.utc)
+    end = start + timedelta(hours=int(hours))
+    eng = engine()
+    frame = score_range(eng, source, device_id, start, end)
+    return Window(source, device_id, start, end, frame, decimate(frame), {m: eng.missing[m] for m in MODELS if m in eng.missing})
+
+
+def waveforms() -> Any:
+    """The latest PQ recorder windows (m02 class and THD per window, samples kept), or None without data or champion."""
+    if "waveforms" not in _CACHE:
+        from ..datasets.monitoring_pq import waveform_windows
+
+        st = store()
+        srcs = st.truth_sources("waveform_windows")
+        eng = engine()
+        if not srcs or WAVEFORM_MODEL not in eng.estimators:
+            _CACHE["waveforms"] = None
+        else:
+            w = waveform_windows(st, srcs[-1]).sort_values("ts").tail(MAX_WAVEFORM_WINDOWS).reset_index(drop=True)
+            scored = eng.score_waveforms(w)
+            _CACHE["waveforms"] = w.assign(label_m02=scored[f"{WAVEFORM_MODEL}.label"].to_numpy(),
+                                           thd_m02=scored[f"{WAVEFORM_MODEL}.thd_pct"].to_numpy(), source=srcs[-1])
+    return _CACHE["waveforms"]
+
+
+def spectrum(samples: np.ndarray, samples_per_cycle: int = SAMPLES_PER_CYCLE) -> tuple[np.ndarray, np.ndarray]:
+    """Harmonic orders 1..MAX_HARMONIC and their RMS magnitudes [V] of a whole number of cycles."""
+    n = samples.size
+    cycles = n // samples_per_cycle
+    amp = np.abs(np.fft.rfft(samples[: cycles * samples_per_cycle])) * 2.0 / (cycles * samples_per_cycle) / np.sqrt(2.0)
+    orders = np.arange(1, MAX_HARMONIC + 1)
+    return orders, amp[orders * cycles]
+
+
+class Replay:
+    """One live ``FigureWidget`` over a :class:`Window` and the clock that moves through it.
+
+    Rows: phase voltages, currents, frequency with the m03 forecast and the normal band, and
+    the m01 anomaly score with its flags (one shared time axis), and the harmonic spectrum of
+    the latest waveform window. The widget is built showing the whole range (plotly's
+    FigureWidget drops changes made before display); :meth:`show` then moves the clock in place.
+    """
+
+    def __init__(self, window: Window):
+        from . import figure_widget
+
+        self.window = window
+        self.figure = figure_widget(self._figure(STEPS - 1))
+        self.status = self._status(self.clock(STEPS - 1), self._latest(self.clock(STEPS - 1)), STEPS - 1)
+
+    def load(self, window: Window) -> None:
+        """Show another window in the same widget (after it is displayed), clock at the end."""
+        from . import refresh
+
+        self.window = window
+        refresh(self.figure, self._figure(STEPS - 1))
+        self.status = self._status(self.clock(STEPS - 1), self._latest(self.clock(STEPS - 1)), STEPS - 1)
+
+    # ----------------------------------------------------------------- the figure
+    def _figure(self, step: int):
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        w = self.window
+        fig = make_subplots(rows=5, cols=1, vertical_spacing=0.045, row_heights=[0.22, 0.18, 0.2, 0.16, 0.24],
+                            subplot_titles=("phase voltage [V]", "phase current [A]",
+                                            f"frequency [Hz], m03 forecast (10 s), normal band {BAND_HZ[0]}–{BAND_HZ[1]} Hz",
+                                            "m01 anomaly score, flagged readings in red", "latest waveform window"))
+        for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
+            fig.add_trace(go.Scattergl(name=f"V{p} / I{p}", legendgroup=p, line=dict(color=colour, width=1)), 1, 1)
+            fig.add_trace(go.Scattergl(name=f"I{p}", legendgroup=p, showlegend=False, line=dict(color=colour, width=1)), 2, 1)
+        fig.add_trace(go.Scattergl(name="f", line=dict(color="#6d597a", width=1)), 3, 1)
+        fig.add_trace(go.Scatter(name="m03 forecast", mode="lines+markers", line=dict(color="#f4a261", width=2)), 3, 1)
+        fig.add_trace(go.Scattergl(name="m01 score", line=dict(color="#264653", width=1)), 4, 1)
+        fig.add_trace(go.Scattergl(name="m01 flag", mode="markers", marker=dict(color="#e63946", size=5)), 4, 1)
+        fig.add_trace(go.Bar(name="harmonic RMS [V]", marker_color="#457b9d"), 5, 1)
+        fig.add_hrect(y0=BAND_HZ[0], y1=BAND_HZ[1], fillcolor="#2a9d8f", opacity=0.1, line_width=0, row=3, col=1)
+        for row in (1, 2, 3, 4):
+            fig.update_xaxes(range=[w.start, w.end], matches="x", row=row, col=1)
+        fig.update_xaxes(title_text="harmonic order", row=5, col=1)
+        fig.update_yaxes(type="log", title_text="RMS [V]", row=5, col=1)
+        title = f"{w.source} / {w.device_id}: {w.start:%Y-%m-%d %H:%M}–{w.end:%H:%M} UTC"
+        if w.missing:
+            title += " (no output from " + ", ".join(sorted(w.missing)) + ")"
+        fig.update_layout(height=980, title=title, legend=dict(orientation="h", y=1.04, x=0.4))
+        for trace, values in zip(fig.data, self._trace_values(step), strict=True):
+            trace.update(values)
+        return fig
+
+    def _trace_values(self, step: int) -> list[dict]:
+        """x/y of every trace at clock ``step`` (same order as the figure's traces)."""
+        t = self.clock(step)
+        upto = self.window.plot.filter(pl.col("ts") <= t)
+        x = upto["ts"].to_list()
+        values = []
+        for p in "abc":
+            values += [dict(x=x, y=upto[f"v_{p}"].to_list()), dict(x=x, y=upto[f"i_{p}"].to_list())]
+        values.append(dict(x=x, y=upto["frequency"].to_list()))
+        fx, fy = self._forecast(self._latest(t))
+        values.append(dict(x=fx, y=fy))
+        score = "m01_voltage_anomaly.anomaly_score"
+        if score in upto.columns:
+            flagged = upto.filter(pl.col("m01_voltage_anomaly.is_anomaly").fill_null(False))
+            values += [dict(x=x, y=upto[score].to_list()), dict(x=flagged["ts"].to_list(), y=flagged[score].to_list())]
+        else:
+            values += [dict(x=[], y=[]), dict(x=[], y=[])]
+        orders, mags, _ = self._waveform(step)
+        values.append(dict(x=orders, y=mags))
+        return values
+
+    # ----------------------------------------------------------------- the clock
+    def clock(self, step: int) -> datetime:
+        w = self.window
+        return w.start + (w.end - w.start) * (min(max(step, 0), STEPS - 1) + 1) / STEPS
+
+    def _latest(self, t: datetime) -> pl.DataFrame:
+        return self.window.frame.filter(pl.col("ts") <= t).tail(1)
+
+    def show(self, step: int) -> str:
+        """Move the clock to ``step`` (0..STEPS-1) in place: grow the traces, draw the forecast and the latest
+        waveform's spectrum; return the status line."""
+        with self.figure.batch_update():
+            for trace, values in zip(self.figure.data, self._trace_values(step), strict=True):
+                trace.update(values)
+        self.status = self._status(self.clock(step), self._latest(self.clock(step)), step)
+        return self.status
+
+    def _forecast(self, latest: pl.DataFrame) -> tuple[list, list]:
+        cols = [f"m03_frequency_stability.f_t+{h}" for h in range(1, 11)]
+        if latest.height == 0 or cols[0] not in latest.columns or latest[cols[0]][0] is None:
+            return [], []
+        t0 = latest["ts"][0]
+        return ([t0, *[t0 + timedelta(seconds=h) for h in range(1, 11)]],
+                [latest["frequency"][0], *[latest[c][0] for c in cols]])
+
+    def _status(self, t: datetime, latest: pl.DataFrame, step: int) -> str:
+        def value(col: str, fmt: str = "{}") -> str:
+            if latest.height == 0 or col not in latest.columns or latest[col][0] is None:
+                return "–"
+            return fmt.format(latest[col][0])
+
+        parts = [f"<b>{t:%Y-%m-%d %H:%M:%S} UTC</b>",
+                 f"m04 unbalance cause: <b>{value('m04_phase_imbalance.cause')}</b>",
+                 f"m03 P(leave the band in 10 s): <b>{value('m03_frequency_stability.p_excursion', '{:.2f}')}</b>",
+                 f"m01 flag: <b>{value('m01_voltage_anomaly.is_anomaly')}</b>", self._waveform(step)[2]]
+        parts += [f"<span style='color:#999'>{m}: {why[:120]}</span>" for m, why in self.window.missing.items()]
+        return " · ".join(parts)
+
+    def _waveform(self, step: int) -> tuple[list, list, str]:
+        """Harmonic orders, RMS [V] and a status text for the waveform window shown at ``step``."""
+        wf = waveforms()
+        if wf is None:
+            return [], [], "m02: no waveform windows or no champion"
+        from ..models.monitoring_pq import SAMPLE_COLUMNS
+
+        row = wf.iloc[step % len(wf)]
+        orders, mags = spectrum(row[SAMPLE_COLUMNS].to_numpy(float))
+        return (orders.tolist(), np.maximum(mags, 1e-3).tolist(),
+                f"m02 latest window ({row['source']} #{row['window_id']}): <b>{row['label_m02']}</b> "
+                f"(THD {row['thd_m02']:.1f} %)")
+
+
+def interval_ms(window: Window, speed: float) -> int:
+    """Play-widget interval [ms] for ``speed`` × real time (at least 150 ms so the browser keeps up)."""
+    step_s = (window.end - window.start).total_seconds() / STEPS
+    return int(max(150, 1000.0 * step_s / float(speed)))
