@@ -197,3 +197,29 @@ def test_simulator_matches_m01_flags_to_truth_events():
     matched = match_events(events, scores, tolerance_s=60.0)
     assert matched["hit"].to_list() == [True, False]
     assert matched["delay_s"].to_list() == [4.0, None]
+
+
+def test_follow_newest_tracks_what_the_collector_adds(tmp_path, monkeypatch):
+    """The real-time dashboard's "follow newest" jumps to the range ending with the newest
+    stored reading, and moves when new readings arrive (as the collector compacts them)."""
+    from gridtwin_lib.dashboards import monitoring as mon
+    from gridtwin_lib.store import Store
+
+    monkeypatch.setenv("GRIDTWIN_STORE", str(tmp_path / "store"))
+    store = Store(tmp_path / "store")
+    t0 = datetime(2025, 3, 4, 9, 58, tzinfo=timezone.utc)
+
+    def post(seconds: range):
+        n = len(seconds)
+        store.write("three_phase", pl.DataFrame({
+            "ts": [t0 + timedelta(seconds=k) for k in seconds], "source": ["collector"] * n, "device_id": ["gw-1"] * n,
+            **{f"v_{p}": [230.0] * n for p in "abc"}, **{f"i_{p}": [5.0] * n for p in "abc"}, "frequency": [50.0] * n,
+            "quality_flags": [0] * n}, schema_overrides={"quality_flags": pl.UInt32}))
+
+    assert mon.follow_range("collector", "gw-1") is None  # nothing stored yet: nothing to follow
+    post(range(0, 60))
+    assert mon.newest("collector", "gw-1") == t0 + timedelta(seconds=59)
+    assert mon.follow_range("collector", "gw-1", hours=1) == (t0.date(), 9)
+    post(range(60, 300))  # crosses 10:00
+    assert mon.follow_range("collector", "gw-1", hours=1) == (t0.date(), 10)
+    assert mon.follow_range("collector", "gw-1", hours=3) == (t0.date(), 8)

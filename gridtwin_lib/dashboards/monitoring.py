@@ -35,6 +35,7 @@ DEFAULT_HOURS = 1
 DEFAULT_START_HOUR = 6  # UTC: 16:00 at the default site, the evening ramp
 STEPS = 120  # replay steps per shown range
 SPEEDS = {"60× real time": 60, "300×": 300, "900×": 900, "3600×": 3600}
+FOLLOW_EVERY_S = 10  # [s] how often "follow newest" looks for new readings
 MODELS = ("m01_voltage_anomaly", "m03_frequency_stability", "m04_phase_imbalance")
 WAVEFORM_MODEL = "m02_harmonic_analysis"
 MAX_WAVEFORM_WINDOWS = 240
@@ -81,6 +82,21 @@ def load(source: str, device_id: str, day: date, start_hour: int = DEFAULT_START
     eng = engine()
     frame = score_range(eng, source, device_id, start, end)
     return Window(source, device_id, start, end, frame, decimate(frame), {m: eng.missing[m] for m in MODELS if m in eng.missing})
+
+
+def newest(source: str, device_id: str) -> datetime | None:
+    """Time [UTC] of the device's newest stored reading: for the collector's source this moves as
+    devices post (the collector compacts its log into the store every few seconds)."""
+    return store().scan(KIND, source=source, device_id=device_id).select(pl.col("ts").max()).collect().item()
+
+
+def follow_range(source: str, device_id: str, hours: int = DEFAULT_HOURS) -> tuple[date, int] | None:
+    """(day, start hour) UTC of the ``hours``-long range that ends with the newest reading's hour
+    (clipped to that day), or None when the device has no readings."""
+    t = newest(source, device_id)
+    if t is None:
+        return None
+    return t.date(), max(0, t.hour - int(hours) + 1)
 
 
 def waveforms() -> Any:
