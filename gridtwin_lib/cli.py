@@ -404,7 +404,7 @@ def score_cmd(
                 _fail("--start and --end go together")
             lo, hi = start, end
         else:
-            d = inference._as_date(day) if day else inference.latest_day(st, "three_phase", source or None)
+            d = inference.as_date(day) if day else inference.latest_day(st, "three_phase", source or None)
             lo = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
             hi = lo + timedelta(days=1)
         warm, readings = inference.readings_from_store(st, source, lo, hi)

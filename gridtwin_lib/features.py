@@ -62,6 +62,13 @@ class Feature:
 def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Feature, pl.Expr, int]]:
     """(feature, expression, stage): stage-1 columns (phase means, S per phase, totals) are
     computed once and referenced by name in stage 2, instead of being recomputed."""
+    return list(_reading_table(kind, site, "thd_v" in columns))
+
+
+@lru_cache(maxsize=32)
+def _reading_table(kind: str, site: Site, thd: bool) -> tuple[tuple[Feature, pl.Expr, int], ...]:
+    """:func:`_reading_exprs`, built once per (kind, site, THD measured): building the
+    expressions costs ~0.5 ms, as much as evaluating them on a few readings."""
     vn, fn = site.nominal_voltage_v, site.nominal_frequency_hz
     out: list[tuple[Feature, pl.Expr, int]] = []
 
@@ -98,8 +105,9 @@ def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Featu
             b = pl.when(sx > 0).then(ix * qx / sx).otherwise(0.0)  # I sin(phi)
             re = re + a * math.cos(theta) + b * math.sin(theta)
             im = im + a * math.sin(theta) - b * math.cos(theta)
+        # pow(2) is x * x bit for bit, and spares Polars' planner four copies of re and im (~1 ms)
         add("i_neutral_est_a", "A", "|sum_x i_x e^{j(theta_x - phi_x)}|, theta = 0/-120/+120 deg, phi_x = atan2(q_x, p_x)",
-            (re * re + im * im).sqrt())
+            (re.pow(2) + im.pow(2)).sqrt())
         add("p_total_w", "W", "p_a + p_b + p_c", sum(p_), stage=1)
         add("q_total_var", "var", "q_a + q_b + q_c", sum(q_), stage=1)
         for ph, px, qx in zip(_PHASES, p_, q_):
@@ -114,7 +122,7 @@ def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Featu
             add(f"p_share_{ph}", "1", f"p_{ph} / p_total (null when p_total = 0)", _safe_div(px, p_tot))
         add("vi_consistency", "1", "sum_x v_x i_x / s_total: 1 when V, I, P and Q agree",
             _safe_div(sum(vx * ix for vx, ix in zip(v, i)), s_tot))
-        if "thd_v" in columns:
+        if thd:
             add("thd_v_pct", "%", "thd_v as measured", pl.col("thd_v"))
     else:  # meter
         add("v_dev_pct", "%", "100 (voltage - V_nom) / V_nom", (pl.col("voltage") - vn) / vn * 100)
@@ -134,7 +142,7 @@ def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Featu
         bit = 1 << SOFT_RULE_BITS[rule]
         add(f"flag_{short}", "bool", f"1 when quality_flags has {rule}",
             ((pl.col("quality_flags") & bit) > 0).cast(pl.Int8))
-    return out
+    return tuple(out)
 
 
 def _safe_div(num: pl.Expr, den: pl.Expr) -> pl.Expr:
@@ -380,9 +388,21 @@ def _local_microseconds(ts_us: np.ndarray, tz: str) -> np.ndarray:
     """UTC epoch [us] -> local wall-clock epoch [us], converting one instant per quarter hour."""
     first = int(ts_us.min()) // _BUCKET_US * _BUCKET_US
     bucket = (ts_us - first) // _BUCKET_US
-    edges = pl.Series(first + np.arange(int(bucket.max()) + 1, dtype=np.int64) * _BUCKET_US).cast(pl.Datetime("us", "UTC"))
-    offsets = (edges.dt.convert_time_zone(tz).dt.replace_time_zone(None).dt.epoch("us") - edges.dt.epoch("us")).to_numpy()
+    buckets = int(bucket.max()) + 1
+    # consecutive single readings fall in the same quarter hour: a few buckets are cached
+    offsets = (_cached_utc_offsets_us if buckets <= 4 else _utc_offsets_us)(tz, first, buckets)
     return ts_us + offsets[bucket]
+
+
+def _utc_offsets_us(tz: str, first_us: int, buckets: int) -> np.ndarray:
+    """UTC offset [us] of ``tz`` in each of ``buckets`` quarter hours from ``first_us``."""
+    edges = pl.Series(first_us + np.arange(buckets, dtype=np.int64) * _BUCKET_US).cast(pl.Datetime("us", "UTC"))
+    offsets = (edges.dt.convert_time_zone(tz).dt.replace_time_zone(None).dt.epoch("us") - edges.dt.epoch("us")).to_numpy()
+    offsets.setflags(write=False)
+    return offsets
+
+
+_cached_utc_offsets_us = lru_cache(maxsize=256)(_utc_offsets_us)
 
 
 def _calendar_columns(ts_us: np.ndarray, site: Site) -> pl.DataFrame:
@@ -468,17 +488,31 @@ def feature_names(kind: str = "three_phase", windows: tuple[str, ...] = DEFAULT_
     return [f.name for f in catalog(kind, windows)]
 
 
+#: below this many rows, compute runs on one thread: starting a pool costs more than it saves
+_PARALLEL_MIN_ROWS = 50_000
+#: ``rows`` computes the chosen rows alone while the readings their windows reach, summed over
+#: them, stay under this many times the frame's rows (min/max scan each reach once per window)
+_REACH_PER_ROW = 4
+
+
 def compute(
     frame: pl.DataFrame | pl.LazyFrame,
     kind: str = "three_phase",
     windows: tuple[str, ...] = DEFAULT_WINDOWS,
     site: Site | None = None,
     keep_inputs: bool = True,
+    rows: pl.Expr | None = None,
 ) -> pl.DataFrame:
     """Add the feature catalog to canonical ``kind`` records.
 
     Rows are returned sorted by ``device_id`` and ``ts``. Each device is
     windowed on its own; no value at t depends on any reading after t.
+
+    ``rows``: a boolean expression on ``frame`` choosing the rows to return; the
+    others only feed the windows of the chosen ones (e.g. a device's held history
+    when one new reading arrives). The same expressions and window arithmetic run on
+    just the rows the chosen ones need, so the values equal those of the whole frame
+    (to the last bits of the prefix-sum statistics, which depend on where the sums start).
     """
     site = site or default_site()
     windows = tuple(windows)
@@ -487,21 +521,44 @@ def compute(
     if kind not in _WINDOW_SPECS:
         raise ValueError(f"features exist for kinds three_phase and meter, not {kind!r}")
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    df = df.sort(["device_id", "ts"])
     by_device = df["device_id"].n_unique() > 1
+    ts_us = df["ts"].dt.epoch("us").to_numpy()
+    if by_device or not (ts_us[1:] > ts_us[:-1]).all():  # one device in strict time order is sorted already
+        df = df.sort(["device_id", "ts"])
+        ts_us = df["ts"].dt.epoch("us").to_numpy()
     columns = set(df.columns)
     reading = _reading_exprs(kind, site, columns)
+    codes = df["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(df.height, np.int64)
+    starts = {w: _window_start_index(ts_us, codes, window_us(w)) for w in windows}
+    chosen = None
+    if rows is not None:
+        chosen = np.flatnonzero(df.with_columns(rows.fill_null(False).alias("_chosen"))["_chosen"].to_numpy())
+        reach = int(np.sum(chosen - starts[max(windows, key=window_us)][chosen] + 1)) if windows and chosen.size else 0
+        if not reach or reach > _REACH_PER_ROW * df.height:  # cheaper to compute every row and keep the chosen ones
+            return compute(df, kind, windows, site, keep_inputs)[chosen]
+    if chosen is None:
+        out = _all_rows(df, kind, windows, site, reading, ts_us, codes, by_device, starts)
+    else:
+        out = _chosen_rows(df, kind, windows, site, reading, ts_us, starts, chosen)
+    names = [f.name for f in catalog(kind, windows, thd="thd_v" in columns)]
+    inputs = list(df.columns) if keep_inputs else ["ts", "device_id"]
+    have = set(out.columns)
+    return out[[*inputs, *[n for n in names if n in have and n not in inputs]]]
 
+
+def _all_rows(df, kind, windows, site, reading, ts_us, codes, by_device, starts) -> pl.DataFrame:
+    """Every feature of every row of ``df`` (sorted by device and time)."""
     base = df.with_columns([e for _, e, stage in reading if stage == 1]).with_columns(
         [e for _, e, stage in reading if stage == 2]
     )
-    ts_us = base["ts"].dt.epoch("us").to_numpy()
-    codes = base["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(base.height, np.int64)
     minmax = _minmax_exprs(kind, windows, by_device, _regular_step_us(ts_us, codes))
-    starts = {w: _window_start_index(ts_us, codes, window_us(w)) for w in windows}
     minmax_names = {e.meta.output_name() for e in minmax}
     stats = {f.name: np.empty(base.height) for f in _window_catalog(kind, windows) if f.name not in minmax_names}
     bases = _prepare_bases(base, kind)
+    if base.height < _PARALLEL_MIN_ROWS:
+        _window_stats(bases, ts_us, starts, range(base.height), stats)
+        parts = [base, pl.DataFrame(stats).fill_nan(None), base.select(minmax), _calendar_columns(ts_us, site)]
+        return pl.concat(parts, how="horizontal")
     half = (base.height // 2 // _SEGMENT_ROWS + 1) * _SEGMENT_ROWS
     with ThreadPoolExecutor(max_workers=3) as pool:
         # Polars computes rolling min/max while NumPy (which releases the GIL)
@@ -513,7 +570,67 @@ def compute(
         for f in parts:
             f.result()
         sums = pl.DataFrame(stats).fill_nan(None)
-        out = pl.concat([base, sums, minmax_future.result(), calendar_future.result()], how="horizontal")
-    names = [f.name for f in catalog(kind, windows, thd="thd_v" in columns)]
-    inputs = list(df.columns) if keep_inputs else ["ts", "device_id"]
-    return out.select([*inputs, *[n for n in names if n in out.columns and n not in inputs]])
+        return pl.concat([base, sums, minmax_future.result(), calendar_future.result()], how="horizontal")
+
+
+def _chosen_rows(df, kind, windows, site, reading, ts_us, starts, chosen: np.ndarray) -> pl.DataFrame:
+    """Every feature of the rows ``chosen`` (positions in ``df``, ascending), from the rows
+    their longest window reaches only: the window bases on those, the other per-reading
+    features on the chosen rows, the window statistics of the chosen rows' runs."""
+    longest = max(windows, key=window_us)
+    # rows some chosen row's longest window reaches: +1 where a reach starts, -1 after it ends
+    mark = np.zeros(df.height + 1, np.int64)
+    np.add.at(mark, starts[longest][chosen], 1)
+    np.add.at(mark, chosen + 1, -1)
+    context = np.flatnonzero(np.cumsum(mark[:-1]) > 0)
+    window_bases = {base for base, *_ in _WINDOW_SPECS[kind]}
+    first = [e for _, e, stage in reading if stage == 1]
+    needed = [e for f, e, stage in reading if stage == 2 and f.name in window_bases]
+    ctx = df[context].with_columns(first).with_columns(needed)
+    at = np.searchsorted(context, chosen)  # chosen rows' positions in ctx
+    ts_ctx = ts_us[context]
+    starts_ctx = {w: np.searchsorted(context, s[context]) for w, s in starts.items()}
+    minmax_names = {_window_name(stem, stat, w) for w in windows for _b, stem, _u, stats in _WINDOW_SPECS[kind]
+                    for stat in ("min", "max") if stat in stats}
+    stats = {f.name: np.full(ctx.height, np.nan) for f in _window_catalog(kind, windows) if f.name not in minmax_names}
+    bases = _prepare_bases(ctx, kind)
+    run_edges = np.flatnonzero(np.diff(at) != 1) + 1  # consecutive chosen rows form one run
+    for run in np.split(at, run_edges):
+        _window_stats(bases, ts_ctx, starts_ctx, range(int(run[0]), int(run[-1]) + 1), stats)
+    rest = [e for f, e, stage in reading if stage == 2 and f.name not in window_bases]
+    own = ctx[at].with_columns(rest)
+    sums = pl.DataFrame([pl.Series(k, v[at], nan_to_null=True) for k, v in stats.items()])
+    minmax = _minmax_at(ctx, kind, windows, starts_ctx, at)
+    return pl.concat([own, sums, minmax, _calendar_columns(ts_us[chosen], site)], how="horizontal")
+
+
+def _minmax_at(frame: pl.DataFrame, kind: str, windows: tuple[str, ...], starts: dict[str, np.ndarray],
+               at: np.ndarray) -> pl.DataFrame:
+    """Window min/max at rows ``at`` with Polars' rolling semantics: nulls are skipped,
+    a NaN in the window gives NaN, a window without a value gives null."""
+    columns = {}  # base -> (values padded for min and max, running count of present values)
+    for base, _stem, _unit, stats in _WINDOW_SPECS[kind]:
+        if {"min", "max"} & set(stats) and base not in columns:
+            x = frame[base].cast(pl.Float64).to_numpy()
+            present = ~frame[base].is_null().to_numpy() if frame[base].has_nulls() else np.ones(x.size, bool)
+            low, high = (np.append(np.where(present, x, fill), fill) for fill in (np.inf, -np.inf))
+            columns[base] = ({"min": low, "max": high}, np.concatenate([[0], np.cumsum(present)]))
+    out = {}
+    for w in windows:
+        lo = starts[w][at]
+        bounds = np.column_stack([lo, at + 1]).ravel()  # reduceat pairs [lo, at + 1)
+        for base, stem, _unit, stats in _WINDOW_SPECS[kind]:
+            if base not in columns:
+                continue
+            padded, has = columns[base]
+            empty = (has[at + 1] - has[lo]) == 0
+            for stat in ("min", "max"):
+                if stat not in stats:
+                    continue
+                reduce = np.minimum if stat == "min" else np.maximum
+                value = reduce.reduceat(padded[stat], bounds)[::2]
+                value[empty] = np.nan
+                out[_window_name(stem, stat, w)] = (value, empty)
+    frame_out = pl.DataFrame({k: v for k, (v, _) in out.items()})
+    nulls = [pl.when(pl.lit(pl.Series(empty))).then(None).otherwise(pl.col(k)).alias(k) for k, (_, empty) in out.items() if empty.any()]
+    return frame_out.with_columns(nulls) if nulls else frame_out

@@ -35,6 +35,15 @@ History is **per device**: the engine keeps each device's last
 one device's readings never enter another's windows. The output columns are
 ``<model_id>.<output>``; :attr:`ScoreBatch.units` gives their units.
 
+A call with a few readings on held history (a stream, :meth:`Engine.score_one`)
+computes the features of those readings alone (``features.compute(rows=...)``:
+the same code on the readings their windows reach), and m07's forecast is kept
+per device until its 10-min window closes (the reading that closes it computes
+the next one, and is slower); small inputs walk the forests with NumPy
+(``models._trees``). A batch computes every row's features at once. Both give the
+same outputs, to float rounding; ``Engine(incremental=False)`` is the reference
+path that recomputes everything on every call (``tests/benchmarks/bench_inference.py``).
+
 Other inputs have their own entry points (same champions, same input code):
 :meth:`Engine.score_assets` (m05 failure risk, m06 overload class per transformer),
 :meth:`Engine.score_waveforms` (m02 IEEE 1159 class of 10-cycle windows),
@@ -89,6 +98,9 @@ FEEDER_MODELS = ("m10_energy_loss", "m13_reactive_power_compensation")
 ALERT_FEATURES = ("v_a", "v_b", "v_c", "frequency", "v_mean_dev_pct", "v_max_abs_dev_pct", "freq_dev_hz", "thd_v_pct")
 GRID_WINDOWS = ("1m", "15m", "1h")  # the union of the per-reading models' feature windows
 HISTORY = timedelta(minutes=90)  # 1 h of features + the two closed 10-min windows m07 lags on
+#: a call whose new readings are at least this share of the rows it windows (with the held
+#: history) computes every row's features; fewer readings get theirs alone (features.compute rows=)
+_BATCH_SHARE = 4
 REQUIRED = ("ts", "device_id", "v_a", "v_b", "v_c", "i_a", "i_b", "i_c")
 ERROR_CODES = ("missing_field", "hard_limit", "unknown_device", "out_of_order", "duplicate", "no_champion",
                "insufficient_history", "missing_input", "model_error")
@@ -203,10 +215,17 @@ class Engine:
         ``None`` accepts any device and warms its history up from nothing.
     site : site of the readings (nominal values, calendar features); default site if None.
     time_limit_s : wall-clock limit of each on-demand optimisation [s].
+    incremental : True (default): a call with few readings per held history computes the
+        features of those readings only (``features.compute(rows=...)``) and m07 reuses each
+        device's forecast until its 10-min window closes. False: every call recomputes the
+        features of every held reading and m07's forecast, as the engine first did: the
+        reference the tests and ``tests/benchmarks/bench_inference.py`` compare with (same
+        outputs, to float rounding).
     """
 
     def __init__(self, estimators: Mapping[str, Any], *, missing: Mapping[str, str] | None = None,
-                 devices: Iterable[str] | None = None, site: Site | None = None, time_limit_s: float = 10.0):
+                 devices: Iterable[str] | None = None, site: Site | None = None, time_limit_s: float = 10.0,
+                 incremental: bool = True):
         unknown = sorted(set(estimators) - set(MODEL_IDS))
         if unknown:
             raise ValueError(f"unknown model ids {unknown}; known: {', '.join(MODEL_IDS)}")
@@ -215,7 +234,11 @@ class Engine:
         self.devices = None if devices is None else frozenset(devices)
         self.site = site or default_site()
         self.time_limit_s = float(time_limit_s)
+        self.incremental = bool(incremental)
         self._history: dict[str, pl.DataFrame] = {}
+        # device -> (start of its latest reading's 10-min window, m07 forecast for it or None when
+        # it has no history): the forecast changes only when a window closes
+        self._m07_forecasts: dict[str, tuple[int, float | None]] = {}
         self.units = {f"{m}.{out}": unit for m, est in self.estimators.items() for out, unit in est.spec.output_units.items()}
 
     # ------------------------------------------------------------------ loading
@@ -252,8 +275,10 @@ class Engine:
         """Forget the history of one device (or of all)."""
         if device_id is None:
             self._history.clear()
+            self._m07_forecasts.clear()
         else:
             self._history.pop(device_id, None)
+            self._m07_forecasts.pop(device_id, None)
 
     def history(self, device_id: str) -> pl.DataFrame | None:
         """The accepted readings of ``device_id`` the engine still holds (at most :data:`HISTORY`)."""
@@ -280,32 +305,40 @@ class Engine:
         errors: list[dict] = []
         ok = self._admit(df, errors)
         out = pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
+        parts: list[pl.DataFrame] = []
         if ok.height:
             frame, new_rows = self._with_history(ok)
-            feats = F.compute(frame, "three_phase", windows=GRID_WINDOWS, site=self.site, keep_inputs=True)
-            new = feats.filter(pl.col("row") >= 0)
-            parts = []
+            if not self.incremental or ok.height * _BATCH_SHARE >= frame.height:  # a batch: every row's features at once
+                feats = F.compute(frame, "three_phase", windows=GRID_WINDOWS, site=self.site, keep_inputs=True)
+                new = feats.filter(pl.col("row") >= 0)
+            else:  # a few readings on held history: the same features, computed for them alone
+                feats = None
+                new = F.compute(frame, "three_phase", windows=GRID_WINDOWS, site=self.site, keep_inputs=True,
+                                rows=pl.col("row") >= 0)
+            held = _Held(frame, feats)
             for model_id in READING_MODELS:
-                part = self._score_model(model_id, new, feats, errors)
+                part = self._score_model(model_id, new, held, errors)
                 if part is not None:
                     parts.append(part)
             extra = [c for c in dict.fromkeys(with_features) if c in new.columns and c not in ("row", "ts", "device_id")]
             if extra:
-                out = out.join(new.select("row", *extra), on="row", how="left")
-            for p in parts:
-                out = out.join(p, on="row", how="left")
+                parts.insert(0, new.select("row", *extra))
             self._keep_history(frame)
-        for model_id in READING_MODELS:
-            for out_name in self._outputs(model_id):
-                col = f"{model_id}.{out_name}"
-                if col not in out.columns:
-                    out = out.with_columns(pl.lit(None, dtype=pl.Float64 if out_name not in _TEXT_OUTPUTS else pl.String).alias(col))
+        # one lazy plan joins every part: a single collect instead of one per join
+        joined = out.lazy()
+        for p in parts:
+            joined = joined.join(p.lazy(), on="row", how="left")
+        have = {c for p in parts for c in p.columns}
+        absent = [pl.lit(None, dtype=pl.Float64 if out_name not in _TEXT_OUTPUTS else pl.String).alias(f"{model_id}.{out_name}")
+                  for model_id in READING_MODELS for out_name in self._outputs(model_id) if f"{model_id}.{out_name}" not in have]
+        if absent:
+            joined = joined.with_columns(absent)
         err = pl.DataFrame(errors, schema=_ERROR_SCHEMA) if errors else pl.DataFrame(schema=_ERROR_SCHEMA)
         status = _status(n, err, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
-        ident = df.select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
-                          pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id"))
-        result = ident.with_columns(pl.Series("status", status)).join(out, on="row", how="left").sort("row")
-        return ScoreBatch(result, err.sort("row", "code"), dict(self.units))
+        ident = df.lazy().select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
+                                 pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id"))
+        result = ident.with_columns(pl.Series("status", status, dtype=pl.String)).join(joined, on="row", how="left").sort("row").collect()
+        return ScoreBatch(result, err.sort("row", "code") if err.height > 1 else err, dict(self.units))
 
     def _outputs(self, model_id: str) -> list[str]:
         est = self.estimators.get(model_id)
@@ -331,7 +364,8 @@ class Engine:
         bad = nulls.filter(pl.col("_null") != "")
         errors.extend(_err(r, "missing_field", f"field(s) {r['_null']} are null; the reading needs every phase's voltage and current")
                       for r in bad.iter_rows(named=True))
-        df = df.filter(~pl.col("row").is_in(bad["row"].implode()))
+        if bad.height:
+            df = df.filter(~pl.col("row").is_in(bad["row"].implode()))
         if df.height:
             v = schema.validate(df, "three_phase", site=self.site)
             for r in v.rejected.iter_rows(named=True):
@@ -344,10 +378,12 @@ class Engine:
             df = df.filter(pl.col("device_id").is_in(list(self.devices)))
         if df.height == 0:
             return df
-        df = df.sort("device_id", "ts", "row")
-        dup = df.filter(pl.col("ts") == pl.col("ts").shift(1).over("device_id"))
-        errors.extend(_err(r, "duplicate", "a reading of this device at this instant is already in the batch") for r in dup.iter_rows(named=True))
-        df = df.filter(~pl.col("row").is_in(dup["row"].implode()))
+        if df.height > 1:
+            df = df.sort("device_id", "ts", "row")
+            dup = df.filter(pl.col("ts") == pl.col("ts").shift(1).over("device_id"))
+            errors.extend(_err(r, "duplicate", "a reading of this device at this instant is already in the batch") for r in dup.iter_rows(named=True))
+            if dup.height:
+                df = df.filter(~pl.col("row").is_in(dup["row"].implode()))
         last = pl.DataFrame({"device_id": list(self._history), "_last": [h["ts"].max() for h in self._history.values()]},
                             schema={"device_id": pl.String, "_last": pl.Datetime("us", "UTC")})
         df = df.join(last, on="device_id", how="left")
@@ -367,8 +403,8 @@ class Engine:
             self._history[device] = part
 
     # one method per family of inputs; each returns a frame keyed by "row" or None
-    def _score_model(self, model_id: str, new: pl.DataFrame, feats: pl.DataFrame, errors: list[dict]) -> pl.DataFrame | None:
-        applies = _feeder_rows(new) if model_id in FEEDER_MODELS else new
+    def _score_model(self, model_id: str, new: pl.DataFrame, held: _Held, errors: list[dict]) -> pl.DataFrame | None:
+        applies = held.feeder_rows(new) if model_id in FEEDER_MODELS else new
         if applies.height == 0:
             return None
         est = self.estimators.get(model_id)
@@ -377,7 +413,7 @@ class Engine:
             errors.extend(_err(r, "no_champion", reason, model_id) for r in applies.select("row", "ts", "device_id").iter_rows(named=True))
             return None
         try:
-            return _SCORERS[model_id](self, est, model_id, applies, feats, errors)
+            return _SCORERS[model_id](self, est, model_id, applies, held, errors)
         except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the batch
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}" if str(exc) else type(exc).__name__
             errors.extend(_err(r, "model_error", msg, model_id) for r in applies.select("row", "ts", "device_id").iter_rows(named=True))
@@ -509,18 +545,52 @@ _DEFAULT_OUTPUTS = {
 }
 
 
+@dataclass
+class _Held:
+    """What a scorer sees besides the new readings' features: the readings of their devices
+    (held history, ``row`` -1, then the new ones; by device and time) and the features of all
+    of them when a batch computed those anyway (None when only the new rows' were)."""
+
+    readings: pl.DataFrame
+    features: pl.DataFrame | None
+    _feeder: dict[str, Any] = field(default_factory=dict)  # the feeder meters' rows and head frame of this call
+
+    def feeder_rows(self, new: pl.DataFrame) -> pl.DataFrame:
+        """:func:`_feeder_rows` of ``new``, found once for m10 and m13."""
+        if "rows" not in self._feeder:
+            self._feeder["rows"] = _feeder_rows(new)
+        return self._feeder["rows"]
+
+    def head_frame(self, feeder_rows: pl.DataFrame) -> pd.DataFrame:
+        """``feeder_head_frame`` of the feeder meters' rows, built once for m10 and m13."""
+        from .models.energy import HEAD_FEATURES, feeder_head_frame
+
+        if "head" not in self._feeder:
+            self._feeder["head"] = feeder_head_frame(feeder_rows.select("ts", "device_id", *HEAD_FEATURES).to_pandas())
+        return self._feeder["head"]
+
+
 def _prefixed(model_id: str, rows: np.ndarray, pred: pd.DataFrame, drop=()) -> pl.DataFrame:
-    pred = pred.drop(columns=[c for c in drop if c in pred.columns])
-    frame = pl.from_pandas(pred.reset_index(drop=True).rename(columns=lambda c: f"{model_id}.{c}"))
-    return frame.with_columns(pl.Series("row", rows, dtype=pl.Int64))
+    """``pred``'s columns as ``<model_id>.<output>`` (NaN as null, as ``pl.from_pandas``) and ``row``."""
+    cols = [pl.Series(f"{model_id}.{c}", pred[c].to_numpy(), nan_to_null=True) for c in pred.columns if c not in drop]
+    return pl.DataFrame([*cols, pl.Series("row", rows, dtype=pl.Int64)])
+
+
+def _float_frame(frame: pl.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``frame``'s ``cols`` as one float64 block (null as NaN), as ``to_pandas`` gives them,
+    without its per-column conversion (~3 ms for m15's 150 columns of one reading)."""
+    part = frame[cols]
+    if all(dtype.is_numeric() for dtype in part.dtypes):  # one NumPy conversion, no cast expressions to plan
+        return pd.DataFrame(part.to_numpy().astype(np.float64, copy=False), columns=cols)
+    return pd.DataFrame(frame.select([pl.col(c).cast(pl.Float64) for c in cols]).to_numpy(), columns=cols)
 
 
 def _columns_scorer(columns_of):
     """A scorer for models whose inputs are feature-catalogue columns of the reading itself."""
 
-    def score(engine, est, model_id, new, feats, errors):
+    def score(engine, est, model_id, new, held, errors):
         cols = list(columns_of(est))
-        X = new.select([pl.col(c).cast(pl.Float64) for c in cols]).to_pandas()
+        X = _float_frame(new, cols)
         rows = new["row"].to_numpy()
         if model_id == "m08_voltage_sag":  # trained on complete rows only (no interruption minutes)
             ok = X.notna().all(axis=1).to_numpy()
@@ -533,77 +603,125 @@ def _columns_scorer(columns_of):
     return score
 
 
-def _score_m15(engine, est, model_id, new, feats, errors):
+def _score_m15(engine, est, model_id, new, held, errors):
     from .datasets.decision import grid_stability_design
 
     # the training design is built in (ts, device) order: carry-forward follows the same order
-    ordered = new.sort("ts", "device_id", "row")
+    ordered = new.sort("ts", "device_id", "row") if new.height > 1 else new
     cols = list(est.columns_)
-    X = grid_stability_design(ordered.select("device_id", *[pl.col(c).cast(pl.Float64) for c in cols]).to_pandas(), cols)
-    return _prefixed(model_id, ordered["row"].to_numpy(), est.predict(X))
+    X = _float_frame(ordered, cols)
+    if ordered.height > 1:  # one reading has nothing to carry forward: the same design without the group-by
+        X.insert(0, "device_id", ordered["device_id"].to_numpy())
+    return _prefixed(model_id, ordered["row"].to_numpy(), est.predict(grid_stability_design(X, cols)))
 
 
-def _score_m03(engine, est, model_id, new, feats, errors):
+def _score_m03(engine, est, model_id, new, held, errors):
     from .datasets.monitoring_frequency import frequency_grid
     from .models.monitoring_frequency import HISTORY as N_HIST
     from .models.monitoring_frequency import INPUT_COLUMNS
 
     rows, hist, skipped = [], [], []
-    for (device,), part in feats.select("ts", "device_id", "frequency", "row").partition_by("device_id", as_dict=True).items():
+    for (device,), part in held.readings.select("ts", "device_id", "frequency", "row").partition_by("device_id", as_dict=True).items():
         us = part["ts"].dt.epoch("us").to_numpy()
         whole = us % 1_000_000 == 0
         grid, f = frequency_grid(us[whole], part["frequency"].filter(pl.Series(whole)))
         sec0 = grid[0] if grid.size else 0
-        for r, t_us, is_whole in zip(part["row"].to_numpy(), us, whole):
-            if r < 0:
-                continue
-            k = t_us // 1_000_000 - sec0
-            window = f[k - N_HIST + 1: k + 1] if is_whole and k >= N_HIST - 1 else None
-            if window is None or not np.isfinite(window).all():
-                skipped.append(r)
-                continue
-            rows.append(r)
-            hist.append(window)
-    if skipped:
-        _missing_input(errors, new.filter(pl.col("row").is_in(skipped)), model_id,
+        row = part["row"].to_numpy()
+        new_row = row >= 0
+        # each new whole-second reading's window is f[k - N_HIST + 1 .. k], k its second on the grid
+        k = us // 1_000_000 - sec0
+        ok = new_row & whole & (k >= N_HIST - 1)
+        gaps = np.concatenate([[0], np.cumsum(~np.isfinite(f))])  # non-finite values up to each second
+        ok[ok] = gaps[k[ok] + 1] == gaps[k[ok] + 1 - N_HIST]
+        skipped.append(row[new_row & ~ok])
+        if ok.any():
+            rows.append(row[ok])
+            hist.append(np.lib.stride_tricks.sliding_window_view(f, N_HIST)[k[ok] - N_HIST + 1])
+    skipped = np.concatenate(skipped) if skipped else np.empty(0, np.int64)
+    if skipped.size:
+        _missing_input(errors, new.filter(pl.col("row").is_in(skipped.tolist())), model_id,
                        f"needs the last {N_HIST} one-second frequencies of this device (whole-second readings, no gap)",
                        code="insufficient_history")
     if not rows:
         return None
-    return _prefixed(model_id, np.asarray(rows), est.predict(pd.DataFrame(np.vstack(hist), columns=INPUT_COLUMNS)))
+    return _prefixed(model_id, np.concatenate(rows), est.predict(pd.DataFrame(np.vstack(hist), columns=INPUT_COLUMNS)))
 
 
-def _score_m07(engine, est, model_id, new, feats, errors):
+def _score_m07(engine, est, model_id, new, held, errors):
+    """m07's forecast for each reading's 10-min window, issued when the previous window closed:
+    kept per device, so only a device's first reading in a window computes it."""
+    from .models.maintenance_pq import WINDOW_S
+
+    window_us = WINDOW_S * 1_000_000
+    devices = new["device_id"].to_list()
+    windows = (new["ts"].dt.epoch("us").to_numpy() // window_us * window_us).tolist()
+    cached = [engine._m07_forecasts.get(d, (None, None)) if engine.incremental else (None, None) for d in devices]
+    hit = np.array([c[0] == w for c, w in zip(cached, windows)], dtype=bool)
+    value = np.array([c[1] if h and c[1] is not None else np.nan for c, h in zip(cached, hit)], dtype=float)
+    if not hit.all():
+        # a forecast for window W needs readings in W-1, W-2 and W-3 (m07_rows makes a missing
+        # window a NaN row, which has no forecast): skip the build when one of them is empty
+        keys = set(zip((d for d, h in zip(devices, hit) if not h), (w for w, h in zip(windows, hit) if not h)))
+        possible = _m07_windows_held(held.readings, keys, window_us)
+        todo = np.array([not h and (d, w) in possible for d, w, h in zip(devices, windows, hit)], dtype=bool)
+        computed = _m07_forecasts(engine, est, new.filter(pl.Series(todo)), held) if todo.any() else {}
+        for k in np.flatnonzero(~hit):
+            value[k] = computed.get((devices[k], windows[k]), np.nan)
+        for d, w in zip(devices, windows):  # keep each device's latest window (readings come in time order)
+            kept = engine._m07_forecasts.get(d)
+            if kept is None or w > kept[0]:
+                forecast = computed.get((d, w), np.nan)
+                engine._m07_forecasts[d] = (w, float(forecast) if np.isfinite(forecast) else None)
+    miss = np.isnan(value)
+    if miss.any():
+        _missing_input(errors, new.filter(pl.Series(miss)), model_id,
+                       "needs the three closed 10-min windows before this reading's window, with valid PQ quantities",
+                       code="insufficient_history")
+    if miss.all():
+        return None
+    return _prefixed(model_id, new["row"].to_numpy()[~miss], pd.DataFrame({"pq_index_next": value[~miss]}))
+
+
+def _m07_windows_held(readings: pl.DataFrame, keys: set[tuple[str, int]], window_us: int) -> set[tuple[str, int]]:
+    """The (device, window start [us]) of ``keys`` whose device holds readings in each of the
+    three windows before that window."""
+    starts = readings.select("device_id", (pl.col("ts").dt.epoch("us") // window_us * window_us).alias("w")).unique()
+    held = set(zip(starts["device_id"].to_list(), starts["w"].to_list()))
+    return {(d, w) for d, w in keys if all((d, w - k * window_us) in held for k in (1, 2, 3))}
+
+
+def _m07_forecasts(engine, est, new: pl.DataFrame, held: _Held) -> dict[tuple[str, int], float]:
+    """(device, window start [us since epoch]) -> m07 forecast for each window of ``new``'s
+    readings that has one, from the training builder's rows (``m07_window_rows``, ``m07_rows``)
+    of the three closed windows before it."""
     from .datasets.maintenance_pq import m07_rows, m07_window_rows
     from .models.maintenance_pq import M07_FEATURES, M07_INPUT_COLUMNS, WINDOW_S
 
     step = timedelta(seconds=WINDOW_S)
     first = new["ts"].min()
     since = datetime.fromtimestamp(int(first.timestamp()) // WINDOW_S * WINDOW_S, tz=timezone.utc) - 3 * step
-    raw = feats.select([c for c in feats.columns if c in set(schema.polars_schema("three_phase")) | {"row"}])
+    mine = pl.col("device_id").is_in(new["device_id"].unique().implode())
+    readings = held.readings.filter(mine)
+    raw = readings.select([c for c in readings.columns if c in set(schema.polars_schema("three_phase")) | {"row"}])
+    if held.features is not None:
+        feats = held.features.filter(mine)
+    else:  # the features of each window's last reading are all the builder keeps
+        window = pl.col("ts").dt.truncate(f"{WINDOW_S}s")
+        last = (window != window.shift(-1).over("device_id")).fill_null(True)
+        feats = F.compute(readings, "three_phase", windows=GRID_WINDOWS, site=engine.site, keep_inputs=False,
+                          rows=last & (pl.col("ts") >= since))
     win, ft = m07_window_rows(raw, since, engine.site, features=feats.select("ts", "device_id", *M07_FEATURES))
     table = m07_rows(win, ft)
     cols = list(M07_INPUT_COLUMNS)
     X = table[cols].astype(float)
     ok = np.isfinite(X.to_numpy()).all(axis=1)
+    if not ok.any():
+        return {}
     table = table[ok]
-    forecast = pd.DataFrame({"device_id": table["device_id"].astype(str).to_numpy(),
-                             # the window the forecast is for: the one after window k
-                             "target_window": (pd.to_datetime(table["window_start"], utc=True) + step).to_numpy(),
-                             "pq_index_next": est.predict(X[ok]).iloc[:, 0].to_numpy(float) if ok.any() else np.empty(0)})
-    wanted = new.select("row", "device_id", pl.col("ts").dt.truncate(f"{WINDOW_S}s").alias("target_window")).to_pandas()
-    wanted["target_window"] = pd.to_datetime(wanted["target_window"], utc=True)
-    forecast["target_window"] = pd.to_datetime(forecast["target_window"], utc=True)
-    got = wanted.merge(forecast, on=["device_id", "target_window"], how="left")
-    miss = got["pq_index_next"].isna().to_numpy()
-    if miss.any():
-        _missing_input(errors, new.filter(pl.col("row").is_in(got.loc[miss, "row"].tolist())), model_id,
-                       "needs the three closed 10-min windows before this reading's window, with valid PQ quantities",
-                       code="insufficient_history")
-    got = got[~miss]
-    if got.empty:
-        return None
-    return _prefixed(model_id, got["row"].to_numpy(), got[["pq_index_next"]])
+    # the window each forecast is for: the one after window k
+    target = ((pd.to_datetime(table["window_start"], utc=True) + step - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).to_numpy()
+    value = est.predict(X[ok]).iloc[:, 0].to_numpy(float)
+    return dict(zip(zip(table["device_id"].astype(str), target.tolist()), value.tolist()))
 
 
 def _feeder_rows(new: pl.DataFrame) -> pl.DataFrame:
@@ -612,25 +730,26 @@ def _feeder_rows(new: pl.DataFrame) -> pl.DataFrame:
     return new.filter(pl.col("device_id").str.extract(r"_([A-Za-z]+)$", 1).is_in(list(SUBNETS)))
 
 
-def _score_feeder(engine, est, model_id, new, feats, errors):
-    from .models.energy import feeder_head_frame
-
+def _score_feeder(engine, est, model_id, new, held, errors):
     rows = new.select("row", "ts", "device_id", pl.col("device_id").str.replace(r"_[A-Za-z]+$", "").alias("feeder"))
-    head = feeder_head_frame(new.to_pandas())
+    head = held.head_frame(new)
     if head.empty:
         _missing_input(errors, new, model_id, "needs every transformer meter of the feeder (<feeder>_R, _I, _C) at the same instant")
         return None
     cols = [c for c in head.columns if c not in ("feeder", "ts")]
     pred = est.predict(head[cols]).reset_index(drop=True)
     pred = pred.drop(columns=[c for c in _DROPPED_OUTPUTS.get(model_id, ()) if c in pred.columns])
-    keyed = pl.from_pandas(pd.concat([head[["feeder", "ts"]].reset_index(drop=True), pred.rename(columns=lambda c: f"{model_id}.{c}")], axis=1))
-    keyed = keyed.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    ts_us = (pd.to_datetime(head["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    keyed = pl.DataFrame([pl.Series("feeder", head["feeder"].astype(str).to_numpy(), dtype=pl.String),
+                          pl.Series("ts", ts_us.to_numpy(), dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+                          *[pl.Series(f"{model_id}.{c}", pred[c].to_numpy(), nan_to_null=True) for c in pred.columns]])
     joined = rows.join(keyed, on=["feeder", "ts"], how="left")
     first = f"{model_id}.{pred.columns[0]}"
-    lost = joined.filter(pl.col(first).is_null())
-    if lost.height:
+    if joined[first].null_count():
+        lost = joined.filter(pl.col(first).is_null())
         _missing_input(errors, lost, model_id, "needs every transformer meter of the feeder (<feeder>_R, _I, _C) at the same instant")
-    return joined.filter(pl.col(first).is_not_null()).drop("ts", "device_id", "feeder")
+        joined = joined.filter(pl.col(first).is_not_null())
+    return joined.drop("ts", "device_id", "feeder")
 
 
 def _m01_columns(est):
@@ -765,7 +884,7 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
 
     engine = engine or Engine.from_registry(progress=progress)
     srcs = list(sources) if sources is not None else store.sources("three_phase")
-    fixed = _as_date(day) if day is not None else None
+    fixed = as_date(day) if day is not None else None
     days = {s: fixed or latest_day(store, "three_phase", [s]) for s in srcs if fixed or store.scan("three_phase", source=s).head(1).collect().height}
     if not days:
         raise InputError(f"no three_phase readings of {srcs or 'any source'} in {store}; simulate or ingest some first (make run)")
@@ -786,7 +905,8 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
             raw = raw.filter(pl.col("device_id").is_in(keep))
         warm = raw.filter(pl.col("ts") < s0)
         today = raw.filter(pl.col("ts") >= s0)
-        eng = Engine(engine.estimators, missing=engine.missing, site=engine.site, time_limit_s=engine.time_limit_s)
+        eng = Engine(engine.estimators, missing=engine.missing, site=engine.site, time_limit_s=engine.time_limit_s,
+                     incremental=engine.incremental)
         if warm.height:
             eng.score(warm)  # history only: the day's outputs start at midnight
         batch = eng.score(today, with_features=ALERT_FEATURES)
@@ -867,7 +987,7 @@ def _tomorrow(store, engine: Engine, notes: list[str]):
     fc = engine.forecast_day(readings, tomorrow, utc_offset_h=offset, site="fr_sceaux" if src == "uci" else None)
     fc.insert(0, "source", src)
     hours = np.arange(24)
-    pv = _clear_sky_pv_kw(tomorrow, PV_AT_SCEAUX) if src == "uci" else np.zeros(24)
+    pv = clear_sky_pv_kw(tomorrow, PV_AT_SCEAUX) if src == "uci" else np.zeros(24)
     price = tou_price(hours, 0.16, 0.22, 0.34)  # the m11 dataset's default tariff
     plan = engine.plan_day(fc["load_kw"].to_numpy(), pv, price)
     plan["pv_kw"], plan["price_per_kwh"] = pv, price
@@ -876,7 +996,7 @@ def _tomorrow(store, engine: Engine, notes: list[str]):
     return fc, plan
 
 
-def _clear_sky_pv_kw(day: date, site: Mapping[str, float]) -> np.ndarray:
+def clear_sky_pv_kw(day: date, site: Mapping[str, float]) -> np.ndarray:
     """Hourly clear-sky AC power [kW] of the m11 site's PV (pvlib, UTC+1 clock), capped by its
     inverter: a stand-in for a weather forecast, an upper bound on a cloudy day."""
     import pvlib
@@ -916,7 +1036,7 @@ def pq_summary(store, start: datetime, end: datetime, sources: Iterable[str] | N
     ).sort("source", "device_id")
 
 
-def _as_date(day: date | str) -> date:
+def as_date(day: date | str) -> date:
     if isinstance(day, datetime):
         return day.date()
     if isinstance(day, date):
@@ -1048,4 +1168,5 @@ def warm_up(engine: Engine) -> None:
 
 
 __all__ = ["Engine", "ScoreBatch", "ReadingScore", "ReadingError", "OnDemand", "DayScores", "score_day", "latest_day",
-           "pq_summary", "warm_up", "read_readings", "readings_from_store", "score_stream", "write_scores", "ALERT_FEATURES", "MODEL_IDS", "READING_MODELS", "MODULE_OF", "HISTORY", "ERROR_CODES"]
+           "pq_summary", "warm_up", "read_readings", "readings_from_store", "score_stream", "write_scores", "clear_sky_pv_kw",
+           "as_date", "ALERT_FEATURES", "MODEL_IDS", "READING_MODELS", "MODULE_OF", "HISTORY", "ERROR_CODES"]

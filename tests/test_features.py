@@ -204,3 +204,90 @@ def test_meter_subset_keeps_missing_channels_null():
 def test_bad_window_is_refused():
     with pytest.raises(ValueError, match="window '5x'"):
         features.compute(three_phase([0, 1]), windows=("5x",), site=SYDNEY)
+
+
+# ----------------------------------------------------------------- rows=: the chosen rows alone
+
+
+def _assert_same_features(part: pl.DataFrame, ref: pl.DataFrame) -> None:
+    """Same rows, columns, types, nulls and NaN; integers, flags and calendar exactly; floats
+    to the last bits (Polars' kernels round a 1-row column and a long one differently, and
+    prefix-sum statistics depend on where the sums start)."""
+    assert part.columns == ref.columns and part.schema == ref.schema
+    assert part.select("ts", "device_id").equals(ref.select("ts", "device_id"))
+    for c in ref.columns:
+        a, b = ref[c], part[c]
+        assert a.is_null().to_list() == b.is_null().to_list(), c
+        if not a.dtype.is_float():
+            assert a.equals(b), c
+            continue
+        x, y = a.to_numpy().astype(float), b.to_numpy().astype(float)
+        assert (np.isnan(x) == np.isnan(y)).all(), c
+        prefix_sums = any(f"_{stat}_" in c for stat in ("mean", "std", "slope")) or c.startswith("rocof_")
+        scale = max(1.0, float(np.nanmax(np.abs(x))) if np.isfinite(x).any() else 1.0)
+        # a std of a flat window is sqrt(rounding noise): ~1e-6 of the column's scale, as in test_inference
+        rtol, atol = (1e-7, 1e-6 * scale) if prefix_sums else (1e-13, 1e-13 * scale)
+        np.testing.assert_allclose(y, x, rtol=rtol, atol=atol, equal_nan=True, err_msg=c)
+
+
+def _irregular_two_devices() -> pl.DataFrame:
+    """Two devices over 2 h with gaps, jitter, a missing frequency stretch, a null power and a
+    zero-voltage interruption (NaN unbalance), interleaved."""
+    rng = np.random.default_rng(11)
+    parts = []
+    for k, dev in enumerate(("d1", "d2")):
+        seconds = np.cumsum(rng.choice([1.0, 1.0, 1.0, 2.0, 0.5, 40.0], size=3_000))
+        df = three_phase(seconds, seed=k, device=dev)
+        freq = df["frequency"].to_numpy().copy()
+        freq[200:900] = np.nan
+        zero = np.zeros(df.height, bool)
+        zero[1500:1510] = True
+        df = df.with_columns(pl.Series("frequency", freq, nan_to_null=True),
+                             pl.when(pl.int_range(pl.len()) == 2_000).then(None).otherwise(pl.col("p_a")).alias("p_a"),
+                             *[pl.when(pl.Series(zero)).then(0.0).otherwise(pl.col(f"v_{p}")).alias(f"v_{p}") for p in "abc"],
+                             *[pl.when(pl.Series(zero)).then(0.0).otherwise(pl.col(f"i_{p}")).alias(f"i_{p}") for p in "abc"])
+        parts.append(df)
+    return pl.concat(parts).sort("ts").with_columns(pl.int_range(pl.len()).alias("k"))
+
+
+@pytest.mark.parametrize("choose", ["last", "one_per_device", "scattered", "interruption"])
+def test_chosen_rows_equal_the_whole_frame(choose):
+    """compute(rows=...) computes the chosen rows from only the readings their windows reach:
+    every value equals the whole-frame computation, on gaps, jitter, nulls and NaN."""
+    df = _irregular_two_devices()
+    full = features.compute(df, site=SYDNEY)
+    order = full.with_row_index("pos")
+    last_of = order.group_by("device_id").agg(pl.col("k").last())["k"]
+    rows = {"last": pl.col("k") == df["k"].max(),
+            "one_per_device": pl.col("k").is_in(last_of.implode()),
+            "scattered": (pl.col("k") % 701) == 5,
+            "interruption": pl.col("v_a") == 0.0}[choose]
+    part = features.compute(df, site=SYDNEY, rows=rows)
+    ref = full.filter(rows)
+    assert part.height == ref.height > 0
+    _assert_same_features(part, ref)
+
+
+def test_chosen_rows_fall_back_to_the_whole_frame_when_they_reach_everything():
+    """Many chosen rows (their windows would be scanned many times over): the whole frame is
+    computed and the chosen rows kept; no chosen row gives an empty frame with every column."""
+    df = _irregular_two_devices()
+    full = features.compute(df, site=SYDNEY, keep_inputs=False)
+    many = features.compute(df, site=SYDNEY, keep_inputs=False, rows=pl.col("k") >= 100)
+    _assert_same_features(many, full.join(df.filter(pl.col("k") >= 100).select("ts", "device_id"), on=["ts", "device_id"], how="semi"))
+    none = features.compute(df, site=SYDNEY, keep_inputs=False, rows=pl.lit(False))
+    assert none.height == 0 and none.columns == full.columns
+
+
+def test_min_max_follow_polars_null_and_nan_rules():
+    """Window min/max of the chosen rows skip nulls, propagate NaN and are null without a value,
+    as Polars' rolling kernels are."""
+    seconds = np.arange(10.0)
+    f = [None, None, 50.1, None, 49.9, 50.0, 50.2, None, None, None]
+    df = three_phase(seconds).with_columns(pl.Series("frequency", f, dtype=pl.Float64),
+                                           pl.Series("v_a", [230.0] * 5 + [0.0] * 5), pl.Series("v_b", [230.0] * 5 + [0.0] * 5),
+                                           pl.Series("v_c", [231.0] * 5 + [0.0] * 5))
+    full = features.compute(df, windows=("5s",), site=SYDNEY)
+    one_by_one = pl.concat([features.compute(df, windows=("5s",), site=SYDNEY, rows=pl.col("ts") == df["ts"][k]) for k in range(10)])
+    _assert_same_features(one_by_one, full)
+    assert full["freq_min_5s"][0] is None and math.isnan(full["v_unbalance_max_5s"][6])

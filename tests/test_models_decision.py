@@ -214,3 +214,36 @@ def test_advice_effects_match_the_realised_reduction(lb_dataset):
     assert (e14["vuf_no_action_pct"] - e14["vuf_advice_pct"]).mean() == pytest.approx(ev.metrics["realised_reduction_pp"], abs=1e-9)
     assert (e14["vuf_no_action_pct"] - e14["vuf_rule_pct"]).mean() == pytest.approx(ev.baseline_metrics["realised_reduction_pp"], abs=1e-9)
     assert (e14["vuf_best_pct"] <= e14[["vuf_advice_pct", "vuf_rule_pct"]].min(axis=1) + 1e-12).all()
+
+
+@pytest.fixture(scope="module")
+def gs_fitted(gs_dataset):
+    return M.GridStability(n_folds=3, rf_trees=40, xgb_trees=60).fit(gs_dataset.X_train, gs_dataset.y_train)
+
+
+def test_gs_single_readings_give_the_batch_probabilities(gs_fitted, gs_dataset):
+    """Up to FLAT_MAX_ROWS rows, the forest member walks its trees with NumPy (FlatForest) and
+    XGBoost runs on one thread: the same probabilities as the batch path (scikit-learn with two
+    jobs, whose tree order only moves the last bits; XGBoost exactly)."""
+    from gridtwin_lib.models import _trees
+
+    X = gs_dataset.X_test.head(40).reset_index(drop=True)
+    big = pd.concat([X] * (_trees.FLAT_MAX_ROWS // len(X) + 1), ignore_index=True)
+    batch = gs_fitted.predict(big).head(len(X))
+    few = gs_fitted.predict(X)
+    singles = pd.concat([gs_fitted.predict(X.iloc[[k]]) for k in range(len(X))], ignore_index=True)
+    for got in (few, singles):  # (matrix products round by batch size: the logit member too)
+        assert list(got.columns) == list(batch.columns)
+        np.testing.assert_allclose(got.to_numpy(float), batch.to_numpy(float), rtol=1e-12, atol=1e-15)
+    A = gs_fitted._matrix(X)
+    # XGBoost on the calling thread: exactly its multi-threaded values
+    np.testing.assert_array_equal(few["p_member_xgb"], gs_fitted.members_["xgb"].predict_proba(A)[:, 1])
+    rf = gs_fitted.members_["rf"]
+    (_, flat), = gs_fitted._flat_forests.values()
+    assert isinstance(flat, _trees.FlatForest) and rf.n_jobs == gs_fitted.n_jobs  # verification leaves the forest as it was
+    rf.n_jobs = 1
+    try:  # one job: scikit-learn adds the trees in order, as the walk does
+        np.testing.assert_array_equal(flat.predict_proba(A), rf.predict_proba(A))
+    finally:
+        rf.n_jobs = gs_fitted.n_jobs
+    assert "_flat_forests" not in cloudpickle.loads(cloudpickle.dumps(gs_fitted)).__dict__

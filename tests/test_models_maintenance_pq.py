@@ -261,3 +261,31 @@ def test_models_refuse_bad_input(m07_fitted, m08_fitted, m07_data, m08_data):
         VoltageSag().fit(m08_data.X_train.head(20), np.zeros(20))
     with pytest.raises(InputError, match="needs y"):
         PowerQualityIndex().fit(m07_data.X_train)
+
+
+def test_m08_single_readings_walk_the_forest_as_scikit_learn_does(m08_fitted, m08_data, monkeypatch):
+    """Up to FLAT_MAX_ROWS rows, m08 walks its forest with NumPy (FlatForest, verified when built):
+    the same probabilities, bit for bit, as scikit-learn's predict_proba, which larger batches use;
+    rows with NaN go through scikit-learn; a walk that does not reproduce scikit-learn is never used."""
+    from gridtwin_lib.models import _trees
+
+    model, _, _ = m08_fitted
+    X = m08_data.X_test.head(50)
+    big = pd.concat([X] * (_trees.FLAT_MAX_ROWS // len(X) + 1), ignore_index=True)  # scikit-learn's path
+    expect = model.predict(big)["p_sag_15m"].to_numpy()[: len(X)]
+    np.testing.assert_array_equal(model.predict(X)["p_sag_15m"].to_numpy(), expect)
+    singles = np.concatenate([model.predict(X.iloc[[k]])["p_sag_15m"].to_numpy() for k in range(len(X))])
+    np.testing.assert_array_equal(singles, expect)
+    (_, flat), = model._flat_forests.values()
+    assert isinstance(flat, _trees.FlatForest)
+    A = np.random.default_rng(0).normal(size=(3, model.forest_.n_features_in_))
+    A[1, 2] = np.nan
+    np.testing.assert_array_equal(flat.predict_proba(A), model.forest_.predict_proba(A))
+    assert "_flat_forests" not in cloudpickle.loads(cloudpickle.dumps(model)).__dict__
+    # a walk that disagrees with scikit-learn is refused at build time: scikit-learn answers
+    monkeypatch.setattr(_trees.FlatTrees, "leaf_nodes", lambda self, x: np.repeat(self.roots[None, :], len(x), axis=0))
+    assert _trees.FlatForest.verified(model.forest_) is None
+    model.__dict__.pop("_flat_forests")
+    np.testing.assert_array_equal(model.predict(X)["p_sag_15m"].to_numpy(), expect)
+    assert model._flat_forests[id(model.forest_)][1] is None
+    model.__dict__.pop("_flat_forests")

@@ -13,6 +13,7 @@ from gridtwin_lib.datasets import monitoring_pq as dsm
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models import monitoring_pq as mpq
+from gridtwin_lib.models import _trees as trees
 from gridtwin_lib.models.monitoring_pq import (
     CLASSES, SAMPLE_COLUMNS, HarmonicAnalysis, RmsThdRules, fft_features, harmonic_spectrum,
 )
@@ -139,7 +140,7 @@ def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset, monk
     model, _, _ = fitted
     X = dataset.X_test
     singles = pd.concat([model.predict(X.iloc[[i]]) for i in range(len(X))])  # NumPy walk of the forest
-    monkeypatch.setattr(mpq, "FLAT_FOREST_MAX_ROWS", 0)  # the batch through scikit-learn (2 jobs)
+    monkeypatch.setattr(trees, "FLAT_MAX_ROWS", 0)  # the batch through scikit-learn (2 jobs)
     batch = model.predict(X)
     pd.testing.assert_index_equal(singles.index, batch.index)
     np.testing.assert_array_equal(singles["label"].to_numpy(), batch["label"].to_numpy())
@@ -150,7 +151,7 @@ def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset, monk
 def test_flat_forest_reproduces_scikit_learn(fitted, dataset):
     model, _, _ = fitted
     features = fft_features(dataset.X_test).to_numpy()
-    flat = mpq._FlatForest(model.forest_)
+    flat = trees.FlatForest(model.forest_)
     np.testing.assert_allclose(flat.predict_proba(features), model.forest_.predict_proba(features), rtol=0, atol=1e-12)
     # with one job scikit-learn sums the trees in order, as the flat walk does: bit for bit
     single_job = cloudpickle.loads(cloudpickle.dumps(model.forest_)).set_params(n_jobs=1)
@@ -183,7 +184,7 @@ def test_frame_columns_out_of_order_are_read_by_name(fitted, dataset):
 def test_flat_forest_cache_is_not_pickled(fitted, dataset):
     model, _, _ = fitted
     model.predict(dataset.X_test.iloc[:1])
-    assert "_flat" in model.__dict__
+    assert "_flat_forests" in model.__dict__
     again = cloudpickle.loads(cloudpickle.dumps(model))
-    assert "_flat" not in again.__dict__ and "_flat" in model.__dict__
+    assert "_flat_forests" not in again.__dict__ and "_flat_forests" in model.__dict__
     pd.testing.assert_frame_equal(again.predict(dataset.X_test.iloc[:2]), model.predict(dataset.X_test.iloc[:2]))

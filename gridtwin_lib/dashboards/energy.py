@@ -101,12 +101,12 @@ def forecast_figure(fc: pd.DataFrame, source: str):
 def schedule(fc: pd.DataFrame, source: str, day: date) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """m11's LP schedule and the rule baseline's, both planned on the m09 forecast; and a cost line."""
     from ..datasets.energy import PV_AT_SCEAUX, tou_price
-    from ..inference import _clear_sky_pv_kw
+    from ..inference import clear_sky_pv_kw
     from ..models.energy import PowerFlowOptimization, day_cost
 
     eng = _engine()
     hours = np.arange(24)
-    pv = _clear_sky_pv_kw(day, PV_AT_SCEAUX) if source == "uci" else np.zeros(24)
+    pv = clear_sky_pv_kw(day, PV_AT_SCEAUX) if source == "uci" else np.zeros(24)
     price = tou_price(hours, *TARIFF_EUR_PER_KWH)
     plan = eng.plan_day(fc["load_kw"].to_numpy(), pv, price, time_limit_s=PLAN_TIME_LIMIT_S)
     lp = plan["m11_power_flow_optimization"]

@@ -30,7 +30,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ..errors import InputError
-from ._trees import FlatTrees
+from ._trees import forest_proba
 from .base import GridModel, ModelSpec, input_matrix
 
 V_NOMINAL = 230.0  # [V] RMS, phase to neutral
@@ -45,9 +45,6 @@ CLASSES = (
 )
 SNR_LEVELS_DB = (20.0, 30.0, 40.0)
 _SAMPLE_INDEX = pd.Index(SAMPLE_COLUMNS)
-# below this many windows, predict walks the forest with NumPy (:class:`_FlatForest`): the
-# per-call overhead of scikit-learn's per-tree loop (and its thread pool) dominates there
-FLAT_FOREST_MAX_ROWS = 256
 _BINS = np.arange(N_SAMPLES // 2 + 1)  # whole-window FFT bins, 5 Hz each
 _NONHARM = (_BINS % CYCLES) != 0
 # non-harmonic bins lo..hi-1 of each band of fft_features, and the 1000-1600 Hz noise-floor bins
@@ -223,33 +220,6 @@ def _labels(y) -> np.ndarray:
 # --------------------------------------------------------------------------- model
 
 
-class _FlatForest:
-    """A fitted RandomForestClassifier's class fractions through :class:`FlatTrees` (single readings).
-
-    Same arithmetic as scikit-learn (>= 1.4, whose leaves hold class fractions): the leaf
-    fractions summed tree by tree in order and divided by the tree count, so the
-    probabilities are bit for bit scikit-learn's single-job ones. Derived on first use; never pickled.
-    """
-
-    def __init__(self, forest: RandomForestClassifier):
-        if forest.n_outputs_ != 1:
-            raise ValueError("flat forest: single-output forests only")
-        trees = [e.tree_ for e in forest.estimators_]
-        self.trees = FlatTrees(trees, int(forest.n_features_in_))
-        n_classes = int(forest.n_classes_)
-        self.value = np.ascontiguousarray(np.concatenate([t.value[:, 0, :n_classes] for t in trees]), dtype=np.float64)
-        leaves = self.trees.children[0::2] == np.arange(len(self.trees.feature))
-        if not np.allclose(self.value[leaves].sum(axis=1), 1.0):  # leaves hold counts (older scikit-learn)
-            raise ValueError("flat forest: leaf values are not class fractions")
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Class fractions (n, n_classes) like ``RandomForestClassifier.predict_proba``."""
-        # (n, trees, classes) summed over the trees in order, as scikit-learn accumulates them
-        proba = np.add.reduce(self.value[self.trees.leaf_nodes(features)], axis=1)
-        proba /= self.trees.n_trees
-        return proba
-
-
 class HarmonicAnalysis(GridModel):
     """FFT features + RandomForest: IEEE 1159 class of a 10-cycle window, plus THD [%].
 
@@ -290,23 +260,13 @@ class HarmonicAnalysis(GridModel):
         ).fit(features.to_numpy(), labels)
         self.feature_names_ = list(features.columns)
         self.classes_ = self.forest_.classes_
-        self.__dict__.pop("_flat", None)
+        self.__dict__.pop("_flat_forests", None)
         return self
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         """Forest class fractions of a feature matrix: small batches (single readings) through the
-        NumPy walk of :class:`_FlatForest`, large ones through scikit-learn's compiled per-tree loop."""
-        if len(features) <= FLAT_FOREST_MAX_ROWS:
-            flat = self.__dict__.get("_flat")
-            if flat is None or flat[0] is not self.forest_:
-                try:
-                    flat = (self.forest_, _FlatForest(self.forest_))
-                except ValueError:  # a forest the flat walk does not reproduce: scikit-learn only
-                    flat = (self.forest_, None)
-                self._flat = flat
-            if flat[1] is not None:
-                return flat[1].predict_proba(features)
-        return self.forest_.predict_proba(features)
+        verified NumPy walk of :func:`._trees.forest_proba`, large ones through scikit-learn."""
+        return forest_proba(self, self.forest_, features)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (n, len(classes_)), columns in the order of ``classes_``."""
@@ -334,7 +294,7 @@ class HarmonicAnalysis(GridModel):
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__ itself
-        state.pop("_flat", None)  # derived from forest_, rebuilt on first use
+        state.pop("_flat_forests", None)  # derived from forest_, rebuilt on first use
         return state
 
     def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
