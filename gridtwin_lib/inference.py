@@ -260,10 +260,18 @@ class Engine:
             from tqdm.auto import tqdm
 
             it = tqdm(ids, desc="loading champions", unit="model")
+        from mlflow.exceptions import MlflowException
+
+        def aliased(name: str):
+            try:
+                return client.get_model_version_by_alias(name, alias)
+            except MlflowException:
+                return None
+
         for model_id in it:
             name = f"gridtwin.{model_id}"
             try:
-                if tracking.champion_version(name, client) is None:
+                if aliased(name) is None:
                     missing[model_id] = f"no @{alias} version of {name} in {tracking.tracking_uri()}; run the pipeline that trains it"
                     continue
                 estimators[model_id] = tracking.load_estimator(f"models:/{name}@{alias}")
