@@ -416,7 +416,8 @@ def score_cmd(
     summary: dict[str, Any] = {
         "readings": len(batch), "status": dict(batch.frame.group_by("status").len().iter_rows()),
         "errors": {f"{c}:{m or '-'}": n for c, m, n in batch.errors.group_by("code", "model_id").len().sort("code").iter_rows()},
-        "missing_champions": engine.missing, **written, "seconds": round(time.perf_counter() - t0, 2),
+        "missing_champions": engine.missing, "scores_file": written["scores"], "errors_file": written["errors"],
+        "seconds": round(time.perf_counter() - t0, 2),
     }
     if alerts_out is not None:
         table = alerts_lib.raise_alerts(batch.frame, rules=rules)

@@ -355,7 +355,9 @@ def test_score_cli_on_the_smoke_registry(smoke_workspace, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     frame = pl.read_parquet(out)
-    assert summary["readings"] == frame.height > 0
+    assert summary["readings"] == frame.height > 0 and summary["scores_file"] == str(out)
+    errors = pl.read_parquet(summary["errors_file"])
+    assert sum(summary["errors"].values()) == errors.height  # counts per code:model, one per error row
     assert set(summary["alerts"]) >= {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
     scored = [m for m in inference.READING_MODELS if m not in summary["missing_champions"] and m not in inference.FEEDER_MODELS]
     for m in scored:  # every model with a champion produced outputs on most readings
