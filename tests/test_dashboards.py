@@ -223,3 +223,35 @@ def test_follow_newest_tracks_what_the_collector_adds(tmp_path, monkeypatch):
     post(range(60, 300))  # crosses 10:00
     assert mon.follow_range("collector", "gw-1", hours=1) == (t0.date(), 10)
     assert mon.follow_range("collector", "gw-1", hours=3) == (t0.date(), 8)
+
+
+def test_follower_jumps_only_when_newer_readings_arrive(tmp_path, monkeypatch):
+    """Follower.check (what the "follow newest" toggle runs every few seconds) jumps once per new reading."""
+    from gridtwin_lib.dashboards import Quiet
+    from gridtwin_lib.dashboards import monitoring as mon
+
+    latest = {"t": None}
+    monkeypatch.setattr(mon, "newest", lambda source, device: latest["t"])
+
+    class Toggle:
+        value = False
+
+        def observe(self, fn, name):
+            self.fn = fn
+
+    jumps, reloads = [], []
+    once = Quiet(lambda: reloads.append(1))
+
+    def jump(day, hour):
+        with once.setting():
+            jumps.append((day, hour))
+            once()  # a widget change inside the block does not reload by itself
+
+    f = mon.Follower(Toggle(), lambda: ("collector", "gw-1", 1), jump, lambda fn, what: fn())
+    assert f.check() is False and jumps == []  # nothing stored yet
+    latest["t"] = datetime(2025, 3, 4, 10, 2, tzinfo=timezone.utc)
+    assert f.check() is True and jumps == [(latest["t"].date(), 10)]
+    assert f.check() is False  # no newer reading: no second jump
+    latest["t"] += timedelta(hours=1)
+    assert f.check() is True and jumps[-1] == (latest["t"].date(), 11)
+    assert reloads == [1, 1]  # one reload per jump

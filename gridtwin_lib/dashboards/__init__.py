@@ -264,6 +264,32 @@ def refresh(target, fig) -> None:
         fig.show(renderer="plotly_mimetype", config={"displaylogo": False})
 
 
+class Quiet:
+    """A widget callback that can be held while several widgets are set at once, then runs once
+    (e.g. jumping to another day *and* hour reloads a page once, not twice)."""
+
+    def __init__(self, callback: Callable[[], Any]):
+        self.callback, self.held = callback, False
+
+    def __call__(self, _change=None) -> None:
+        if not self.held:
+            self.callback()
+
+    def setting(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            self.held = True
+            try:
+                yield
+            finally:
+                self.held = False
+            self.callback()
+
+        return held()
+
+
 def replace_options(dropdown, options) -> None:
     """New choices for a dropdown with the first one selected (ipywidgets leaves the value empty otherwise)."""
     options = list(options)

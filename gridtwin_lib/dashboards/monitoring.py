@@ -99,6 +99,45 @@ def follow_range(source: str, device_id: str, hours: int = DEFAULT_HOURS) -> tup
     return t.date(), max(0, t.hour - int(hours) + 1)
 
 
+class Follower:
+    """"Follow newest" for the replay: while ``toggle`` is on, every :data:`FOLLOW_EVERY_S` s,
+    ``jump(day, start_hour)`` to the range ending with the selected device's newest reading
+    when one has arrived since the last look.
+
+    ``selection()`` gives (source, device, hours); ``report(fn, what)`` runs ``fn`` showing a
+    failure as a note instead of a traceback (``dashboards.attempt``).
+    """
+
+    def __init__(self, toggle, selection, jump, report, every_s: float = FOLLOW_EVERY_S):
+        self.toggle, self.selection, self.jump, self.report, self.every_s = toggle, selection, jump, report, every_s
+        self.seen: datetime | None = None
+        toggle.observe(self._toggled, "value")
+
+    def check(self) -> bool:
+        """Jump if the device has a reading newer than the last one seen; True when it did."""
+        source, device_id, hours = self.selection()
+        t = newest(source, device_id)
+        if t is None or t == self.seen:
+            return False
+        self.seen = t
+        self.jump(*follow_range(source, device_id, hours))
+        return True
+
+    async def _loop(self) -> None:
+        import asyncio
+
+        while self.toggle.value:
+            self.report(self.check, "the newest readings")
+            await asyncio.sleep(self.every_s)
+
+    def _toggled(self, change) -> None:
+        if change["new"]:
+            import asyncio
+
+            self.seen = None
+            asyncio.ensure_future(self._loop())
+
+
 def waveforms() -> Any:
     """The latest PQ recorder windows (m02 class and THD per window, samples kept), or None without data or champion."""
     if "waveforms" not in _CACHE:

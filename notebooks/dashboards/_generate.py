@@ -89,57 +89,27 @@ def view():
             clock.value = mon.STEPS - 1
             status.value = replay.status
 
+    reload_once = db.Quiet(reload)  # several widgets set together reload the replay once
+
     def pick_source(_=None):
-        db.replace_options(device, mon.devices(source.value))
-        db.replace_options(day, mon.days(source.value))
-        reload()
+        with reload_once.setting():
+            db.replace_options(device, mon.devices(source.value))
+            db.replace_options(day, mon.days(source.value))
 
     follow = w.ToggleButton(value=False, description="follow newest", icon="refresh",
                             tooltip=f"jump to the device's newest readings and look for new ones every {mon.FOLLOW_EVERY_S} s "
                                     "(e.g. the collector's source while devices post)")
-    seen = {}
 
-    def catch_up():
-        rng = mon.follow_range(source.value, device.value, hours.value)
-        if rng is None or seen.get("newest") == mon.newest(source.value, device.value):
-            return
-        seen["newest"] = mon.newest(source.value, device.value)
-        with reload_once():
+    def jump(new_day, new_hour):
+        with reload_once.setting():
             db.replace_options(day, mon.days(source.value))
-            day.value, start_hour.value = rng
-        reload()
+            day.value, start_hour.value = new_day, new_hour
 
-    async def following():
-        import asyncio
-        while follow.value:
-            db.attempt(notes, catch_up, "the newest readings")
-            await asyncio.sleep(mon.FOLLOW_EVERY_S)
-
-    def toggle_follow(change):
-        if change["new"]:
-            import asyncio
-            seen.clear()
-            asyncio.ensure_future(following())
-
-    import contextlib
-    muted = {"on": False}
-
-    @contextlib.contextmanager
-    def reload_once():
-        muted["on"] = True
-        try:
-            yield
-        finally:
-            muted["on"] = False
-
-    def reload_unless_muted(_=None):
-        if not muted["on"]:
-            reload()
-
+    mon.Follower(follow, lambda: (source.value, device.value, hours.value), jump,
+                 lambda fn, what: db.attempt(notes, fn, what))
     source.observe(pick_source, "value")
     for control in (device, day, start_hour, hours):
-        control.observe(reload_unless_muted, "value")
-    follow.observe(toggle_follow, "value")
+        control.observe(reload_once, "value")
     speed.observe(lambda _: setattr(play, "interval", mon.interval_ms(replay.window, speed.value)), "value")
     clock.observe(show, "value")
     status.value = replay.status
