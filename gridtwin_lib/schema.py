@@ -211,11 +211,15 @@ RULES: tuple[LimitRule, ...] = (
 RECORD_RULES = {
     "hard.timestamp_parseable": "timestamp missing or not parseable",
     "hard.timestamp_not_future": "timestamp more than 5 minutes in the future",
+    "hard.timestamp_plausible": "timestamp before 2000-01-01 (a device clock that was never set)",
     "hard.value_parseable": "a numeric value could not be parsed",
+    "hard.value_finite": "a value is +-inf or overflows a float (possibly after unit conversion); NaN counts as missing",
     "hard.payload_parseable": "a payload line is not a JSON object",
     "hard.device_id_matches_key": "a payload's device_id differs from the device its API key belongs to",
 }
 FUTURE_TOLERANCE = timedelta(minutes=5)
+#: readings before this instant come from a clock that was never set (a ``ts`` of 0 is 1970)
+EARLIEST_TS = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 #: soft rule name -> bit in ``quality_flags`` (stable: append only)
 SOFT_RULE_BITS: dict[str, int] = {

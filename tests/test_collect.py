@@ -39,7 +39,7 @@ from gridtwin_lib.store import Store
 
 ENERGY, GRID = "/api/energy-data/", "/api/grid/data"
 FUZZ_DEVICES = 3  # per endpoint, so 150 fuzzed requests stay within each device's burst of 100
-DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001",
+DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001", "junk", "clash",
            *(f"fuzz-{e}{k}" for e in "eg" for k in range(FUZZ_DEVICES)))
 runner = CliRunner()
 
@@ -181,6 +181,14 @@ def test_a_revoked_device_gets_403_from_its_next_request(server):
     (reading(306, time.time() + 3600), "hard.timestamp_not_future", "ts"),
     (reading(307, _T0 + 307, v=2), "hard.payload_parseable", "v"),
     (reading(308, _T0 + 308, device_id="someone-else"), "hard.device_id_matches_key", "device_id"),
+    # JSON types are strict: no clock-less 1970, no booleans or text read as numbers (issue 14, item 5)
+    (reading(309, 0), "hard.timestamp_plausible", "ts"),
+    (reading(310, True), "hard.timestamp_parseable", "ts"),
+    (reading(311, "230"), "hard.timestamp_parseable", "ts"),
+    (reading(312, _T0 + 312, voltage=True), "hard.value_parseable", "voltage"),
+    (reading(313, _T0 + 313, voltage="230"), "hard.value_parseable", "voltage"),
+    (reading(314, _T0 + 314, power=1e400), "hard.value_finite", "power"),
+    (reading(True, _T0 + 315), "hard.payload_parseable", "seq"),
     ([], "hard.payload_parseable", None),
     ("{not json", "hard.payload_parseable", None),
 ])
@@ -541,3 +549,103 @@ def test_fuzzed_bodies_never_get_a_5xx(server, path, name, keys):
         for c in clients:
             c.close()
     assert 422 in statuses and 429 not in statuses
+
+
+# --------------------------------------------------------------------------- bounded work per request (issue 14)
+
+
+def _log_rejects(server: Server, device: str) -> int:
+    import sqlite3
+    with sqlite3.connect(server.collector_dir / "wal.sqlite") as conn:
+        return conn.execute("SELECT count(*) FROM rejects WHERE device_id = ?", (device,)).fetchone()[0]
+
+
+def test_a_body_with_more_objects_than_the_cap_gets_413_before_any_item_is_parsed(server):
+    """1.4 M ``{}`` once took 48 s and 3.5 M reject rows; now the byte count refuses it at once."""
+    from gridtwin_lib.collect.app import MAX_ITEMS
+    before = _log_rejects(server, "junk")
+    with server.client("junk") as c:
+        r = c.post(ENERGY, content=b"[" + b",".join([b"{}"] * 200_000) + b"]")
+    assert r.status_code == 413
+    assert r.json()["rejected"] == [{"index": None, "field": None, "rule": "size.items",
+                                     "detail": f"200,000 objects in one body, at most {MAX_ITEMS:,}; send smaller batches"}]
+    assert _log_rejects(server, "junk") == before  # nothing parsed, nothing logged
+
+
+def test_a_batch_of_junk_items_is_answered_per_item_but_logged_as_one_row_per_rule(server):
+    from gridtwin_lib.collect.app import MAX_ITEMS
+    junk = [{}] * (MAX_ITEMS - 2) + [reading(1, _T0 + 7000, voltage=999.0), reading(2, _T0 + 7001, voltage=999.0)]
+    before = _log_rejects(server, "junk")
+    with server.client("junk") as c:
+        r = c.post(ENERGY, json=junk)
+    assert r.status_code == 422
+    assert len(r.json()["rejected"]) == MAX_ITEMS  # the device still learns every bad index
+    assert _log_rejects(server, "junk") - before == 2  # payload_parseable x 998, voltage_range x 2
+    rows = server.rejects("meter", "junk").filter(pl.col("rule") == "hard.voltage_range")
+    assert rows.height == 1 and rows["detail"][0].startswith(f"2 items (indices {MAX_ITEMS - 2},{MAX_ITEMS - 1})")
+    assert json.loads(rows["raw"][0])["voltage"] == 999.0  # the first such item, verbatim
+
+
+def test_another_devices_post_is_answered_while_a_junk_batch_is_being_validated(tmp_path, monkeypatch):
+    """Fairness by ordering, not by time: the flood's validation is held open until the
+    neighbour's answer has arrived; on the event loop (the old code) the neighbour could only
+    be answered after the flood, so its answer would come second."""
+    from gridtwin_lib.collect import app as app_module
+
+    registry = DeviceRegistry(tmp_path / "c")
+    flood_key, neighbour_key = registry.add("flood"), registry.add("neighbour")
+    registry.close()
+    flood_started, neighbour_answered = threading.Event(), threading.Event()
+    real_parse = app_module.parse_body
+
+    def slow_for_the_flood(spec, body, device, received_us):
+        if device == "flood":
+            flood_started.set()
+            neighbour_answered.wait(timeout=10)  # the old code blocks the loop here: the wait runs out
+        return real_parse(spec, body, device, received_us)
+
+    monkeypatch.setattr(app_module, "parse_body", slow_for_the_flood)
+    app = create_app(tmp_path / "s", tmp_path / "c", compact_interval_s=3600)
+    finished: list[str] = []
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://collector") as c:
+                async def post(name, key, body):
+                    r = await c.post(ENERGY, content=body, headers={"X-API-Key": key})
+                    finished.append(name)
+                    if name == "neighbour":
+                        neighbour_answered.set()
+                    return r
+
+                flood = asyncio.create_task(post("flood", flood_key, b"[" + b",".join([b"{}"] * 1000) + b"]"))
+                await asyncio.to_thread(flood_started.wait, 10)
+                neighbour = await post("neighbour", neighbour_key, json.dumps(reading(1, _T0)).encode())
+                return neighbour, await flood
+
+    neighbour, flood = asyncio.run(run())
+    assert (neighbour.status_code, flood.status_code) == (200, 422)
+    assert finished == ["neighbour", "flood"]
+
+
+def test_a_new_seq_at_a_used_ts_is_refused_not_acknowledged_and_dropped(server):
+    """The log's key is the store's: 38 acknowledged, 37 stored can no longer happen."""
+    base = _T0 + 8000
+    with server.client("clash") as c:
+        first = c.post(ENERGY, json=[reading(1, base), reading(2, base + 1)])
+        clash = c.post(ENERGY, json=[reading(3, base, voltage=231.0), reading(4, base + 2)])
+        same_again = c.post(ENERGY, json=reading(5, base + 1))  # new seq, same values: the same reading
+    assert first.json()["stored"] == 2
+    assert clash.status_code == 207
+    body = clash.json()
+    assert (body["accepted"], body["stored"]) == (1, 1)
+    assert [(x["index"], x["rule"], x["field"]) for x in body["rejected"]] == [(0, "hard.timestamp_conflict", "ts")]
+    assert (same_again.status_code, same_again.json()["duplicates"]) == (200, [0])
+    stored = server.stored("meter", "clash")
+    acknowledged_new = first.json()["stored"] + body["stored"] + same_again.json()["stored"]
+    assert stored.height == acknowledged_new == 3
+    assert stored.filter(pl.col("ts").dt.epoch("s") == int(base))["voltage"].to_list() == [230.0]
+    rejects = server.rejects("meter", "clash")
+    assert rejects["rule"].to_list() == ["hard.timestamp_conflict"]
+    assert json.loads(rejects["raw"][0])["voltage"] == 231.0

@@ -8,7 +8,9 @@ Endpoints (OpenAPI at ``/docs``, ``/openapi.json``):
 
 Each POST needs ``X-API-Key``. Order of checks, each refusal storing nothing:
 401 missing or unknown key -> 403 revoked device -> 429 over the device's token bucket
-(``Retry-After`` in s) -> 413 body over ``max_body_bytes`` -> validation. Then:
+(``Retry-After`` in s) -> 413 body over ``max_body_bytes`` -> 413 more than ``max_items``
+objects (counted from the bytes, before anything is parsed) -> validation, in a worker thread
+so that a large batch never holds up another device's request. Then:
 
 * every item valid: **200** ``{"accepted": n, "stored": k, "duplicates": [indices], "rejected": []}``
   (``duplicates``: items whose (device, boot, seq) was already logged; acknowledged, not
@@ -18,8 +20,13 @@ Each POST needs ``X-API-Key``. Order of checks, each refusal storing nothing:
 * nothing valid (bad JSON, a bad single object, every item bad, empty array): **422** with
   ``rejected``; no measurement is stored.
 
-Refused items (207/422) are kept in the store's rejects dataset with their rule, as every
-ingest path keeps its rejects. A 2xx is sent only after the items are committed to the
+Refused items (207/422) are kept in the store's rejects dataset, as every ingest path keeps
+its rejects: one row per request and rule, whose ``detail`` counts the items and names their
+indices (the first few) and whose ``raw`` is the first such item verbatim; so a batch of junk
+costs a handful of rows, not one per item. A reading whose ``ts`` that device already used
+for a different reading (another ``seq``, other values) is refused with
+``hard.timestamp_conflict``: the store keeps one reading per (device, ts), so it is never
+acknowledged and then dropped. A 2xx is sent only after the items are committed to the
 write-ahead log (:mod:`.wal`); if that commit fails the answer is **503** and the device
 must retry. A child process compacts the log into the Parquet store every
 ``compact_interval_s`` and once more at shutdown (:mod:`.compact`).
@@ -46,19 +53,23 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 from pydantic import TypeAdapter
 
 from .. import config
 from .compact import Compactor, read_status
 from .devices import AuthResult, DeviceRegistry, collector_dir as default_collector_dir, key_digest, verify_secret
-from .payloads import GRID, METER, PayloadSpec, parse_body
-from .wal import WriteAheadLog
+from .payloads import GRID, METER, PayloadSpec, Reject, parse_body
+from .wal import CONFLICT_DETAIL as _CONFLICT_DETAIL, WriteAheadLog
 
 log = logging.getLogger("gridtwin.collect")
 
 ENERGY_PATH = "/api/energy-data/"
 GRID_PATH = "/api/grid/data"
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: objects per body at most: the firmware flushes <= 30 per request, a gateway a few hundred
+MAX_ITEMS = 1_000
+_REJECT_INDICES_SHOWN = 20  # item indices named in a summarised reject row's detail
 _FAILED_KEYS_MAX = 10_000
 
 
@@ -136,7 +147,10 @@ def _refusal(status: int, rule: str, detail: str, headers: dict[str, str] | None
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is larger than ``limit`` bytes (checked while streaming)."""
+    """The body, or None when it is larger than ``limit`` bytes (checked while streaming).
+
+    Raises :class:`ClientDisconnect` when the client goes away mid-body.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
@@ -147,6 +161,37 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def count_items(body: bytes) -> int:
+    """Upper bound of the objects in a body, from its bytes: every item is one flat JSON object.
+
+    A ``{`` inside a string is counted too, so the bound errs towards refusing; no payload
+    field holds one.
+    """
+    return body.count(b"{")
+
+
+def summarise_rejects(kind: str, device: str, rejects: list, where: str, suffix: str = "") -> list[tuple]:
+    """Log rows for a request's refused items: one per rule, counting the items, the first verbatim.
+
+    Bounded by the number of rules however many items a request holds.
+    """
+    by_rule: dict[str, list] = {}
+    for r in rejects:
+        by_rule.setdefault(r.rule, []).append(r)
+    rows = []
+    for rule, group in by_rule.items():
+        first = group[0]
+        if len(group) == 1:
+            detail, location = first.detail, f"{where}[{first.index}]{suffix}"
+        else:
+            shown = ",".join(str(r.index) for r in group[:_REJECT_INDICES_SHOWN])
+            more = ",..." if len(group) > _REJECT_INDICES_SHOWN else ""
+            detail = f"{len(group):,} items (indices {shown}{more}); first: {first.detail}"
+            location = f"{where}[{shown}{more}]{suffix}"
+        rows.append((kind, device, None, rule, detail, location, first.raw))
+    return rows
 
 
 async def _ingest(request: Request, spec: PayloadSpec, path: str) -> Response:
@@ -163,27 +208,38 @@ async def _ingest(request: Request, spec: PayloadSpec, path: str) -> Response:
         if wait_s:
             return _refusal(429, "rate.limit", f"device {device!r} is over its rate limit; retry after {wait_s:.2f} s",
                             {"Retry-After": str(max(1, math.ceil(wait_s)))})
-    body = await _read_body(request, request.app.state.max_body_bytes)
+    try:
+        body = await _read_body(request, request.app.state.max_body_bytes)
+    except ClientDisconnect:  # nobody to answer; nothing was read, nothing is stored
+        log.info("device %r disconnected before its body was complete; nothing stored", device)
+        return Response(status_code=400)
     if body is None:
         return _refusal(413, "size.body", f"body over {request.app.state.max_body_bytes:,} bytes; send smaller batches")
+    n_items = count_items(body)
+    if n_items > request.app.state.max_items:
+        return _refusal(413, "size.items", f"{n_items:,} objects in one body, at most {request.app.state.max_items:,}; "
+                        "send smaller batches")
     received_us = time.time_ns() // 1000
-    parsed = parse_body(spec, body, device, received_us)
+    parsed = await asyncio.to_thread(parse_body, spec, body, device, received_us)
     received = datetime.fromtimestamp(received_us / 1e6, timezone.utc).isoformat(timespec="milliseconds")
-    rejects = [
-        (spec.kind, device, None, r.rule, r.detail, f"{path}[{r.index}]@{received}", r.raw) for r in parsed.rejects
-    ]
+    rejects = summarise_rejects(spec.kind, device, parsed.rejects, path, f"@{received}")
+    locations = [f"{path}[{i}]@{received}" for i in parsed.indices]
     try:
-        inserted = await collector.wal.append(spec.kind, parsed.rows, rejects)
+        outcome = await collector.wal.append(spec.kind, parsed.rows, rejects, locations=locations)
     except Exception as exc:  # disk full, I/O error: not stored, the device must retry
         log.exception("write-ahead log commit failed")
         return _refusal(503, "wal.commit", f"not stored ({type(exc).__name__}); retry later")
-    duplicates = [i for i, new in zip(parsed.indices, inserted) if not new]
-    status = 422 if not parsed.rows else 207 if parsed.rejects else 200
+    duplicates = [i for i, new in zip(parsed.indices, outcome) if new is False]
+    conflicts = [Reject(i, "hard.timestamp_conflict", "ts", _CONFLICT_DETAIL, "")
+                 for i, new in zip(parsed.indices, outcome) if new is None]
+    refused = sorted([*parsed.rejects, *conflicts], key=lambda r: r.index)
+    accepted = len(parsed.rows) - len(conflicts)
+    status = 422 if not accepted else 207 if refused else 200
     return _json(status, {
-        "accepted": len(parsed.rows),
-        "stored": len(parsed.rows) - len(duplicates),
+        "accepted": accepted,
+        "stored": accepted - len(duplicates),
         "duplicates": duplicates,
-        "rejected": [r.to_dict() for r in parsed.rejects],
+        "rejected": [r.to_dict() for r in refused],
     })
 
 
@@ -205,7 +261,7 @@ _RESPONSES = {
     207: {"description": "Good items logged durably; bad items listed in `rejected` by index."},
     401: {"description": "X-API-Key missing or unknown."},
     403: {"description": "The device is revoked."},
-    413: {"description": "Body too large."},
+    413: {"description": "Body too large, or more objects than the collector takes in one request."},
     422: {"description": "Nothing valid: `rejected` names field and rule per item."},
     429: {"description": "Over the device's rate limit; see Retry-After [s]."},
     503: {"description": "The write-ahead log could not commit; nothing stored, retry."},
@@ -227,12 +283,14 @@ def create_app(
     compact_interval_s: float = 2.0,
     group_commit: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_items: int = MAX_ITEMS,
 ) -> FastAPI:
     """The collector as an ASGI app; files are opened and the compaction child started at startup.
 
     ``store_root`` defaults to the project's store, ``collector_dir`` to
     :func:`~gridtwin_lib.collect.devices.collector_dir`; ``rate_limit=None`` disables the
-    per-device limit; ``group_commit=False`` commits each request on its own (for comparison).
+    per-device limit; ``group_commit=False`` commits each request on its own (for comparison);
+    ``max_items`` bounds the objects per request (counted before parsing).
     """
     store_path = Path(store_root) if store_root is not None else config.store_dir()
     coll_path = Path(collector_dir) if collector_dir is not None else default_collector_dir()
@@ -256,6 +314,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.max_body_bytes = max_body_bytes
+    app.state.max_items = max_items
 
     @app.post(ENERGY_PATH, responses=_RESPONSES, openapi_extra=_body_doc(METER),
               summary="Firmware readings (payload v1): one object or an array")

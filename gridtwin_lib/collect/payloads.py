@@ -16,14 +16,19 @@ limit changes the API too. The whole body is validated in one pydantic-core call
 it fails are the items looked at one by one, so a batch with some bad rows keeps its good
 rows and reports the bad ones by index with field and rule.
 
-A reading's time is ``ts`` when given, else the receipt time minus ``age_ms``. Times before
-1970 are refused (``hard.timestamp_parseable``), times more than
-``schema.FUTURE_TOLERANCE`` ahead too (``hard.timestamp_not_future``).
+A reading's time is ``ts`` when given, else the receipt time minus ``age_ms``. ``ts`` is a
+JSON number of Unix seconds or an ISO 8601 string with an offset; booleans and numbers in
+text (``"230"``) are refused (``hard.timestamp_parseable``), as are times before
+``schema.EARLIEST_TS`` (2000-01-01, ``hard.timestamp_plausible``: a ``ts`` of 0 is a device
+without a clock, not a reading from 1970) and times more than ``schema.FUTURE_TOLERANCE``
+ahead (``hard.timestamp_not_future``). Value fields are strict JSON numbers or null:
+``true`` or ``"230"`` is refused (``hard.value_parseable``), never read as 1 or 230.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,16 +36,18 @@ from typing import Annotated, Any, Literal, Optional
 
 from typing_extensions import NotRequired, TypedDict
 
-from pydantic import AfterValidator, AliasChoices, AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, AliasChoices, AwareDatetime, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from ..ingest.firmware import FIRMWARE_MAPPING, PAYLOAD_VERSION
 from ..ingest.core import Column, ColumnMapping
-from ..schema import FUTURE_TOLERANCE, field_by_name, rules_for
+from ..schema import EARLIEST_TS, FUTURE_TOLERANCE, field_by_name, rules_for
 
 UINT32_MAX = 2**32 - 1
 MAX_RAW_CHARS = 2_000  # verbatim text kept with a reject [characters]
 _FUTURE_TOLERANCE_US = int(FUTURE_TOLERANCE.total_seconds() * 1e6)
+_EARLIEST_US = int(EARLIEST_TS.timestamp() * 1e6)
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 _CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 #: canonical three_phase field -> the reference system's payload name
@@ -68,13 +75,26 @@ def _timestamp_us(value: float | datetime) -> int:
         us = -1
     if us < 0:
         raise PydanticCustomError("timestamp_parseable", "timestamp before 1970 or out of range")
+    if us < _EARLIEST_US:
+        raise PydanticCustomError("timestamp_plausible", "timestamp before 2000-01-01: a device clock that was never set")
     if us > time.time_ns() // 1000 + _FUTURE_TOLERANCE_US:
         raise PydanticCustomError("timestamp_not_future", "timestamp more than 5 minutes in the future")
     return us
 
 
-Timestamp = Annotated[float | AwareDatetime, AfterValidator(_timestamp_us)]
-Uint32 = Annotated[int, Field(ge=0, le=UINT32_MAX)]
+def _timestamp_json_type(value: Any) -> Any:
+    """Refuse what lax parsing would turn into a time: booleans and numbers written as text."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("timestamp_type", "ts is a boolean; send Unix seconds as a number or an ISO 8601 string with offset")
+    if isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value):
+        raise PydanticCustomError("timestamp_type", "ts is a number in text; send Unix seconds as a JSON number or an ISO 8601 string with offset")
+    return value
+
+
+Timestamp = Annotated[
+    Annotated[float, Strict()] | AwareDatetime, BeforeValidator(_timestamp_json_type), AfterValidator(_timestamp_us)
+]
+Uint32 = Annotated[int, Strict(), Field(ge=0, le=UINT32_MAX)]
 
 
 def _hard_bounds(kind: str, column: str) -> tuple[dict[str, float], dict[str, str]]:
@@ -111,8 +131,10 @@ class PayloadSpec:
         name = names[0] if names else None
         canonical = self.alias_to_field.get(name, name)
         kind = error["type"]
-        if kind == "timestamp_not_future":
-            return "hard.timestamp_not_future", name
+        if kind in ("timestamp_not_future", "timestamp_plausible"):
+            return f"hard.{kind}", name
+        if kind == "finite_number" and canonical in self.value_fields:
+            return "hard.value_finite", name
         if canonical == "ts":
             return "hard.timestamp_parseable", name
         if (canonical, kind) in self.rule_by_error:
@@ -132,7 +154,7 @@ def _value_annotation(kind: str, name: str, payload_names: list[str], rules: dic
     for error, rule in rule_of.items():
         rules[(name, error)] = rule
     alias = AliasChoices(*payload_names) if len(payload_names) > 1 else payload_names[0]
-    return NotRequired[Annotated[Optional[float], Field(validation_alias=alias, **bounds)]]
+    return NotRequired[Annotated[Optional[Annotated[float, Strict()]], Field(validation_alias=alias, **bounds)]]
 
 
 def _build_meter() -> PayloadSpec:
@@ -147,8 +169,8 @@ def _build_meter() -> PayloadSpec:
         "seq": NotRequired[Uint32],
         "boot": NotRequired[Uint32],
         "ts": NotRequired[Annotated[Optional[Timestamp], Field(validation_alias=AliasChoices("ts", "timestamp"))]],
-        "age_ms": NotRequired[Annotated[int, Field(ge=0, le=UINT32_MAX)]],
-        "sensor_error": NotRequired[bool],
+        "age_ms": NotRequired[Uint32],
+        "sensor_error": NotRequired[Annotated[bool, Strict()]],
         **values,
     }
     item = TypedDict("EnergyReading", annotations)  # type: ignore[misc]
@@ -165,7 +187,7 @@ def _build_grid() -> PayloadSpec:
         "seq": NotRequired[Uint32],
         "boot": NotRequired[Uint32],
         "ts": NotRequired[Annotated[Optional[Timestamp], Field(validation_alias=AliasChoices("timestamp", "ts"))]],
-        "age_ms": NotRequired[Annotated[int, Field(ge=0, le=UINT32_MAX)]],
+        "age_ms": NotRequired[Uint32],
         **values,
     }
     item = TypedDict("GridReading", annotations)  # type: ignore[misc]
@@ -248,8 +270,8 @@ def _rows(spec: PayloadSpec, items: list[dict], index, device: str, received_us:
         ts = get("ts")
         if ts is None:
             ts = received_us - get("age_ms", 0) * 1000
-            if ts < 0:
-                rejects.append(Reject(i, "hard.timestamp_parseable", "age_ms", "age_ms reaches before 1970", _raw(item)))
+            if ts < _EARLIEST_US:
+                rejects.append(Reject(i, "hard.timestamp_plausible", "age_ms", "receipt time minus age_ms is before 2000-01-01", _raw(item)))
                 continue
         rows.append((device, get("boot", 0), get("seq"), ts, *map(get, values)))
         indices.append(i)

@@ -6,8 +6,12 @@ power cut loses it. Tables:
 
 * ``readings_<kind>`` (``meter``, ``three_phase``): ``id`` (monotone), ``device_id``,
   ``boot``, ``seq``, ``ts_us`` (UTC microseconds) and the kind's value columns; a
-  ``UNIQUE (device_id, boot, seq)`` constraint makes a repeated delivery a no-op (rows
-  without ``seq`` are never duplicates here; the store's (source, device, ts) key still is).
+  ``UNIQUE (device_id, boot, seq)`` constraint makes a repeated delivery a no-op, and a
+  unique index on ``(device_id, ts_us)`` (the store's key: it keeps one reading per device
+  and instant) makes the log agree with the store. A row whose instant the device already
+  used is a *duplicate* when it is the same reading (same boot and seq, or the same values)
+  and a *conflict* otherwise: it is not logged, a ``hard.timestamp_conflict`` reject is, and
+  :meth:`WriteAheadLog.append` reports it as ``None`` so the device is told.
 * ``rejects``: refused rows with rule, detail and verbatim text, bound for the store's
   rejects dataset.
 * ``watermarks``: per table, the last ``id`` compacted into the Parquet store
@@ -23,6 +27,8 @@ on its own (the benchmark's comparison).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -33,6 +39,8 @@ from pathlib import Path
 
 from .payloads import GRID, METER
 
+log = logging.getLogger("gridtwin.collect.wal")
+
 #: kind -> (table, value columns in row order after device_id, boot, seq, ts_us)
 TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "meter": ("readings_meter", METER.value_fields),
@@ -41,6 +49,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
 KEY_COLUMNS = ("device_id", "boot", "seq", "ts_us")
 REJECT_COLUMNS = ("kind", "device_id", "ts_us", "rule", "detail", "location", "raw")
 _MAX_GROUP_ROWS = 100_000  # rows written in one transaction at most
+CONFLICT_DETAIL = "this device already sent a different reading for this ts (other seq and values); the store keeps one reading per device and instant"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -63,6 +72,12 @@ def create_tables(conn: sqlite3.Connection) -> None:
         " rule TEXT NOT NULL, detail TEXT, location TEXT, raw TEXT)"
     )
     conn.execute("CREATE TABLE IF NOT EXISTS watermarks (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
+    for table, _ in TABLES.values():
+        try:
+            conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_device_ts ON {table} (device_id, ts_us)")
+        except sqlite3.IntegrityError:  # a log written before the index: it already holds same-instant rows
+            log.warning("%s holds several readings for one (device, ts); same-instant conflicts are not detected "
+                        "until it is compacted and moved away", table)
 
 
 @dataclass
@@ -71,7 +86,8 @@ class _Item:
     rows: list[tuple]
     rejects: list[tuple]
     future: Future
-    inserted: list[bool] = field(default_factory=list)
+    locations: list[str] | None = None
+    inserted: list[bool | None] = field(default_factory=list)
 
 
 class WriteAheadLog:
@@ -96,21 +112,28 @@ class WriteAheadLog:
 
     # ------------------------------------------------------------------ appending
 
-    async def append(self, kind: str, rows: list[tuple], rejects: list[tuple] = ()) -> list[bool]:
-        """Write rows (and rejects) durably; returns per row whether it was new (False: duplicate)."""
+    async def append(self, kind: str, rows: list[tuple], rejects: list[tuple] = (),
+                     locations: list[str] | None = None) -> list[bool | None]:
+        """Write rows (and rejects) durably; per row True (new), False (duplicate) or None (conflict).
+
+        A conflict (a different reading at an instant the device already used) is not logged
+        as a reading; its ``hard.timestamp_conflict`` reject is, located by ``locations``
+        (one per row, e.g. the request path and index).
+        """
         loop = asyncio.get_running_loop()
-        return await asyncio.wrap_future(self._submit(kind, rows, rejects), loop=loop)
+        return await asyncio.wrap_future(self._submit(kind, rows, rejects, locations), loop=loop)
 
-    def append_sync(self, kind: str, rows: list[tuple], rejects: list[tuple] = ()) -> list[bool]:
+    def append_sync(self, kind: str, rows: list[tuple], rejects: list[tuple] = (),
+                    locations: list[str] | None = None) -> list[bool | None]:
         """:meth:`append` for callers without an event loop (tests, tools)."""
-        return self._submit(kind, rows, rejects).result()
+        return self._submit(kind, rows, rejects, locations).result()
 
-    def _submit(self, kind, rows, rejects) -> Future:
+    def _submit(self, kind, rows, rejects, locations=None) -> Future:
         if kind not in TABLES:
             raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(TABLES)}")
         future: Future = Future()
         self.submitted_rows += len(rows)
-        self._queue.put(_Item(kind, list(rows), list(rejects), future))
+        self._queue.put(_Item(kind, list(rows), list(rejects), future, locations))
         return future
 
     @property
@@ -162,9 +185,10 @@ class WriteAheadLog:
     def _commit(self, conn: sqlite3.Connection, group: list[_Item]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
+            conflicts = []
             for kind in {item.kind for item in group}:
-                _insert_readings(conn, kind, [item for item in group if item.kind == kind])
-            rejects = [r for item in group for r in item.rejects]
+                conflicts += _insert_readings(conn, kind, [item for item in group if item.kind == kind])
+            rejects = [r for item in group for r in item.rejects] + conflicts
             if rejects:
                 conn.executemany(f"INSERT INTO rejects ({', '.join(REJECT_COLUMNS)}) VALUES ({', '.join('?' * len(REJECT_COLUMNS))})", rejects)
             conn.execute("COMMIT")
@@ -183,33 +207,50 @@ class WriteAheadLog:
         _notify(group, None)
 
 
-def _insert_readings(conn: sqlite3.Connection, kind: str, items: list[_Item]) -> None:
-    """INSERT OR IGNORE every row; mark each item's rows new or duplicate (first occurrence wins)."""
+def _insert_readings(conn: sqlite3.Connection, kind: str, items: list[_Item]) -> list[tuple]:
+    """INSERT OR IGNORE every row; mark each row new, duplicate or conflict (first occurrence wins).
+
+    Returns the reject rows of the conflicts.
+    """
     table, values = TABLES[kind]
     columns = (*KEY_COLUMNS, *values)
     rows = [row for item in items for row in item.rows]
     if not rows:
-        return
+        return []
     last_before = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
     changes = conn.total_changes
     conn.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
     if conn.total_changes - changes == len(rows):
         for item in items:
             item.inserted = [True] * len(item.rows)
-        return
-    new_keys = set(conn.execute(f"SELECT device_id, boot, seq FROM {table} WHERE id > ?", (last_before,)).fetchall())
+        return []
+    new_rows = set(conn.execute(
+        f"SELECT {', '.join(columns)} FROM {table} WHERE id > ?", (last_before,)).fetchall())
+    at_ts = f"SELECT boot, seq, {', '.join(values)} FROM {table} WHERE device_id = ? AND ts_us = ?"
+    conflicts = []
     for item in items:
-        flags = []
-        for row in item.rows:
-            key = row[:3]
-            if row[2] is None:
+        flags: list[bool | None] = []
+        for k, row in enumerate(item.rows):
+            if row in new_rows:
+                new_rows.discard(row)
                 flags.append(True)
-            elif key in new_keys:
-                new_keys.discard(key)
-                flags.append(True)
-            else:
-                flags.append(False)
+                continue
+            device, boot, seq, ts_us, *vals = row
+            existing = conn.execute(at_ts, (device, ts_us)).fetchone()
+            if existing is None or existing[:2] == (boot, seq) or _same_values(existing[2:], vals):
+                flags.append(False)  # the same reading again (or its seq was logged at another ts)
+                continue
+            flags.append(None)
+            where = item.locations[k] if item.locations else "wal"
+            raw = json.dumps(dict(zip(columns, row)), default=str)
+            conflicts.append((kind, device, ts_us, "hard.timestamp_conflict",
+                              f"{CONFLICT_DETAIL}; logged: boot={existing[0]} seq={existing[1]}", where, raw))
         item.inserted = flags
+    return conflicts
+
+
+def _same_values(a, b) -> bool:
+    return all(x == y or (x is None and y is None) for x, y in zip(a, b))
 
 
 def _notify(group: list[_Item], error: BaseException | None) -> None:
