@@ -181,6 +181,8 @@ class LimitRule:
 
 _3P_V = ("v_a", "v_b", "v_c")
 _3P_I = ("i_a", "i_b", "i_c")
+_3P_P = ("p_a", "p_b", "p_c")
+_3P_Q = ("q_a", "q_b", "q_c")
 
 RULES: tuple[LimitRule, ...] = (
     # hard limits: physically impossible or sensor nonsense -> rejected
@@ -198,6 +200,12 @@ RULES: tuple[LimitRule, ...] = (
     LimitRule("hard.percent_range", "hard", ("pv",), ("battery_soc", "humidity"), 0.0, 100.0, "percentages must be within 0-100 %"),
     LimitRule("hard.temperature_range", "hard", ("pv",), ("module_temperature", "ambient_temperature"), -50.0, 125.0, "temperature must be within -50-125 degC"),
     LimitRule("hard.dc_voltage_range", "hard", ("pv",), ("dc_voltage",), 0.0, 1500.0, "DC voltage must be within 0-1500 V"),
+    # magnitudes a meter of the kind can report at all (a current of 1e308 A is a parse or unit error)
+    LimitRule("hard.current_range", "hard", ("three_phase",), _3P_I, None, 10_000.0, "LV phase current at most 10 kA (a 4 MVA transformer's secondary)"),
+    LimitRule("hard.current_range", "hard", ("meter",), ("current",), None, 1_000.0, "a single meter measures at most 1000 A"),
+    LimitRule("hard.power_range", "hard", ("three_phase",), _3P_P + _3P_Q, -3e6, 3e6, "phase power within +-3 MW / Mvar (300 V x 10 kA)"),
+    LimitRule("hard.power_range", "hard", ("meter",), ("power", "reactive_power"), -3e5, 3e5, "meter power within +-300 kW / kvar (300 V x 1000 A)"),
+    LimitRule("hard.power_range", "hard", ("pv",), ("ac_power",), -1e8, 1e8, "inverter AC power within +-100 MW"),
     LimitRule("hard.wind_speed_non_negative", "hard", ("pv",), ("wind_speed",), 0.0, None, "wind speed cannot be negative"),
     # soft limits: physically possible but outside the standard's band -> kept, flagged
     LimitRule("soft.voltage_en50160", "soft", ("three_phase",), _3P_V, 0.9, 1.1, "EN 50160: supply voltage within nominal ±10 %", "nominal_voltage_v"),
@@ -207,9 +215,103 @@ RULES: tuple[LimitRule, ...] = (
     LimitRule("soft.module_hot", "soft", ("pv",), ("module_temperature",), None, 85.0, "module above its 85 degC qualification temperature"),
 )
 
+@dataclass(frozen=True)
+class RelationRule:
+    """A physical relation between columns of one reading, stated as data.
+
+    ``relation`` is one of
+
+    * ``"within_apparent"``: ``|x| <= v * i * (1 + tolerance) + slack`` for each
+      ``(x, v, i)`` in ``groups``; active or reactive power cannot exceed the apparent power
+      V*I (per phase);
+    * ``"pf_matches"``: ``| |p| / (v * i) - pf | <= tolerance`` for each ``(p, v, i, pf)`` where
+      ``v * i >= min_apparent``; a reported power factor agrees with P and S;
+    * ``"pf_plausible"``: ``|p| / (v * i) >= tolerance`` for each ``(p, v, i)`` where
+      ``v * i >= min_apparent``; an implied power factor of 0.001 is a unit mistake
+      (kW mapped as W), not a load;
+    * ``"non_negative_if_consumption_only"``: ``x >= 0`` for each ``(x,)``, only for meters
+      declared consumption-only (a household import meter cannot report export).
+
+    Rows with a null in a group are not checked for that group.
+    """
+
+    name: str
+    severity: Literal["hard", "soft"]
+    kinds: tuple[str, ...]
+    relation: Literal["within_apparent", "pf_matches", "pf_plausible", "non_negative_if_consumption_only"]
+    groups: tuple[tuple[str, ...], ...]
+    tolerance: float
+    description: str
+    slack: float = 0.0
+    min_apparent: float = 0.0
+
+    def checks(self, present: set[str], consumption_only: bool = False) -> list[tuple[pl.Expr, pl.Expr]]:
+        """(violation, detail) expressions, one per group whose columns are all present."""
+        out = []
+        for group in self.groups:
+            if not set(group) <= present:
+                continue
+            cols = [pl.col(c) for c in group]
+            if self.relation == "within_apparent":
+                x, v, i = cols
+                limit = v * i * (1 + self.tolerance) + self.slack
+                bad = (x.abs() > limit) & (v >= 0) & (i >= 0)  # a negative V or I is its range rule's
+                detail = _fmt(f"{group[0]}=", x, f" exceeds (1+{self.tolerance:g})*{group[1]}*{group[2]}+{self.slack:g}=", limit)
+            elif self.relation == "pf_matches":
+                p, v, i, pf = cols
+                implied = p.abs() / (v * i)
+                bad = ((v * i) >= self.min_apparent) & ((implied - pf).abs() > self.tolerance)
+                detail = _fmt(f"{group[3]}=", pf, f" but |{group[0]}|/({group[1]}*{group[2]})=", implied)
+            elif self.relation == "pf_plausible":
+                p, v, i = cols
+                implied = p.abs() / (v * i)
+                bad = ((v * i) >= self.min_apparent) & (implied < self.tolerance)
+                detail = _fmt(f"|{group[0]}|/({group[1]}*{group[2]})=", implied,
+                              f" < {self.tolerance:g}: is the power column in kW mapped as W?", None)
+            else:
+                if not consumption_only:
+                    continue
+                (x,) = cols
+                bad = x < 0
+                detail = _fmt(f"{group[0]}=", x, " < 0 on a consumption-only meter", None)
+            out.append((bad.fill_null(False), detail))
+        return out
+
+
+def _fmt(prefix: str, a: pl.Expr, middle: str, b: pl.Expr | None) -> pl.Expr:
+    parts = [pl.lit(prefix), a.round_sig_figs(4).cast(pl.String), pl.lit(middle)]
+    if b is not None:
+        parts.append(b.round_sig_figs(4).cast(pl.String))
+    return pl.concat_str(parts)
+
+
+_3P_PVI = tuple((f"p_{p}", f"v_{p}", f"i_{p}") for p in _PHASES)
+_3P_QVI = tuple((f"q_{p}", f"v_{p}", f"i_{p}") for p in _PHASES)
+
+RELATION_RULES: tuple[RelationRule, ...] = (
+    RelationRule("hard.power_within_apparent", "hard", ("three_phase",), "within_apparent", _3P_PVI, 0.15,
+                 "per phase |P| <= V*I*1.15 + 50 W (15 % for meter error and interval averaging, 50 W for a 0.2 A current resolution at 250 V)", slack=50.0),
+    RelationRule("hard.power_within_apparent", "hard", ("meter",), "within_apparent", (("power", "voltage", "current"),), 0.15,
+                 "|P| <= V*I*1.15 + 50 W", slack=50.0),
+    RelationRule("hard.reactive_within_apparent", "hard", ("three_phase",), "within_apparent", _3P_QVI, 0.15,
+                 "per phase |Q| <= V*I*1.15 + 50 var", slack=50.0),
+    RelationRule("hard.reactive_within_apparent", "hard", ("meter",), "within_apparent", (("reactive_power", "voltage", "current"),), 0.15,
+                 "|Q| <= V*I*1.15 + 50 var", slack=50.0),
+    RelationRule("soft.power_factor_mismatch", "soft", ("meter",), "pf_matches", (("power", "voltage", "current", "power_factor"),), 0.15,
+                 "reported power factor within 0.15 of |P|/(V*I) (where V*I >= 50 VA)", min_apparent=50.0),
+    # (not for three_phase: a feeder's net P is near 0 while PV export balances the load, at full current)
+    RelationRule("soft.power_factor_implausible", "soft", ("meter",), "pf_plausible", (("power", "voltage", "current"),), 0.02,
+                 "implied power factor |P|/(V*I) at least 0.02 where V*I >= 100 VA (else: a unit mistake?)", min_apparent=100.0),
+    RelationRule("soft.negative_consumption", "soft", ("meter",), "non_negative_if_consumption_only", (("power",),), 0.0,
+                 "a meter declared consumption-only reports negative active power"),
+)
+
 #: record-level rules: not range checks on a value column, but named rules all the same
 RECORD_RULES = {
     "hard.timestamp_parseable": "timestamp missing or not parseable",
+    "hard.timestamp_nonexistent": "a naive local time inside a spring-forward gap (it never happened on that zone's clocks)",
+    "hard.timestamp_ambiguous": "a naive local time in the repeated autumn hour whose pass the row order cannot tell",
+    "hard.timestamp_conflict": "a second, different reading of one device at one instant (the store keeps one per device and ts)",
     "hard.timestamp_not_future": "timestamp more than 5 minutes in the future",
     "hard.timestamp_plausible": "timestamp before 2000-01-01 (a device clock that was never set)",
     "hard.value_parseable": "a numeric value could not be parsed",
@@ -228,12 +330,22 @@ SOFT_RULE_BITS: dict[str, int] = {
     "soft.thd_en50160": 2,
     "soft.module_hot": 3,
     "soft.suspected_imputed": 4,  # set by a reader, not a range rule (see gridtwin_lib.ingest.uci)
+    "soft.power_factor_mismatch": 5,
+    "soft.power_factor_implausible": 6,
+    "soft.negative_consumption": 7,
 }
+#: rules on the timestamp a reader resolved, named in its ``_ts_rule`` column
+TS_RULES = ("hard.timestamp_nonexistent", "hard.timestamp_ambiguous")
 
 
 def rules_for(kind: str, severity: str | None = None) -> list[LimitRule]:
     _check_kind(kind)
     return [r for r in RULES if kind in r.kinds and (severity is None or r.severity == severity)]
+
+
+def relation_rules_for(kind: str, severity: str | None = None) -> list[RelationRule]:
+    _check_kind(kind)
+    return [r for r in RELATION_RULES if kind in r.kinds and (severity is None or r.severity == severity)]
 
 
 def flag_mask(*rule_names: str) -> int:
@@ -250,71 +362,129 @@ def decode_flags(mask: int) -> list[str]:
 
 @dataclass
 class Validation:
-    """Outcome of :func:`validate`: kept rows (with flags) and rejected rows (with reasons)."""
+    """Outcome of :func:`validate`: kept rows (with flags) and rejected rows (with reasons).
+
+    ``hits`` counts, per rule (hard and soft), the rows it hit; a rejected row counts under
+    every hard rule it broke, so the counts can add up to more than the rejects.
+    """
 
     accepted: pl.DataFrame
     rejected: pl.DataFrame  # the input columns plus ``rule`` and ``detail``
     flagged: int = 0
     missing_values: dict[str, int] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
 
 
-def validate(df: pl.DataFrame, kind: str, site: Site | None = None, now: datetime | None = None) -> Validation:
-    """Apply the kind's rules to a canonical frame.
+def _range_detail(rule: LimitRule, column: str, site: Site) -> pl.Expr:
+    lo, hi = rule.bounds(site)
+    limits = f"[{'' if lo is None else f'{lo:g}'}, {'' if hi is None else f'{hi:g}'}]"
+    return pl.concat_str([pl.lit(f"{column}="), pl.col(column).round_sig_figs(6).cast(pl.String), pl.lit(f" outside {limits}")])
 
-    ``df`` must already have canonical column names and types (``ts`` as UTC,
-    nullable when it could not be parsed). Returns accepted rows with
-    ``quality_flags`` set and rejected rows with the first violated rule's name in
-    ``rule`` and every violated rule in ``detail``.
+
+def validate(
+    df: pl.DataFrame, kind: str, site: Site | None = None, now: datetime | None = None, consumption_only: bool = False,
+) -> Validation:
+    """Apply the kind's rules (:data:`RULES`, :data:`RELATION_RULES`, record rules) to a canonical frame.
+
+    Parameters
+    ----------
+    df
+        Canonical column names and types (``ts`` as UTC, nullable when it could not be
+        parsed). Optional reader columns: ``_parse_error`` (text), ``_extra_flags`` (bits),
+        ``_ts_rule`` (a :data:`TS_RULES` name why ``ts`` is null).
+    kind, site, now
+        Record kind; nominal values for relative rules; "now" for the future rule [UTC].
+    consumption_only
+        The meter only imports: negative active power is flagged.
+
+    Returns
+    -------
+    Validation
+        Accepted rows with ``quality_flags``; rejected rows with the first broken rule in
+        ``rule`` and, in ``detail``, each broken rule with the value and the limit it broke.
+        NaN in a value column is stored as null and counted as missing; +-inf (also after a
+        unit conversion overflowed) is rejected (``hard.value_finite``). Several rows of one
+        device at one instant are the caller's concern (see
+        :func:`~gridtwin_lib.ingest.core.split_conflicts`).
     """
     site = site or default_site()
     now = now or datetime.now(timezone.utc)
-    hard = rules_for(kind, "hard")
-    soft = rules_for(kind, "soft")
     present = set(df.columns)
+    values = [f.name for f in value_fields(kind) if f.name in present and df.schema[f.name].is_float()]
+    if values:
+        df = df.with_columns(pl.col(c).fill_nan(None) for c in values)
 
-    checks: list[tuple[str, pl.Expr]] = [
-        ("hard.timestamp_parseable", pl.col("ts").is_null()),
-        ("hard.timestamp_not_future", (pl.col("ts") > pl.lit(now + FUTURE_TOLERANCE)).fill_null(False)),
+    checks: list[tuple[str, pl.Expr, pl.Expr | None]] = []  # (rule, violation, detail)
+    ts_null = pl.col("ts").is_null()
+    if "_ts_rule" in present:
+        ts_null = ts_null & pl.col("_ts_rule").is_null()
+        for name in TS_RULES:
+            checks.append((name, (pl.col("_ts_rule") == name).fill_null(False), None))
+    checks += [
+        ("hard.timestamp_parseable", ts_null, None),
+        ("hard.timestamp_not_future", (pl.col("ts") > pl.lit(now + FUTURE_TOLERANCE)).fill_null(False),
+         pl.concat_str([pl.lit("ts="), pl.col("ts").cast(pl.String), pl.lit(f" after now+{FUTURE_TOLERANCE}")])),
+        ("hard.timestamp_plausible", (pl.col("ts") < pl.lit(EARLIEST_TS)).fill_null(False),
+         pl.concat_str([pl.lit("ts="), pl.col("ts").cast(pl.String), pl.lit(f" before {EARLIEST_TS.date()}")])),
     ]
-    for rule in hard:
+    for c in values:
+        checks.append(("hard.value_finite", pl.col(c).is_infinite().fill_null(False),
+                       pl.concat_str([pl.lit(f"{c}="), pl.col(c).cast(pl.String), pl.lit(" (after unit conversion) is not finite")])))
+    for rule in rules_for(kind, "hard"):
         for col in rule.columns:
             if col in present:
-                checks.append((rule.name, rule.violation(col, site)))
+                checks.append((rule.name, rule.violation(col, site), _range_detail(rule, col, site)))
+    for rule in relation_rules_for(kind, "hard"):
+        for bad, detail in rule.checks(present, consumption_only):
+            checks.append((rule.name, bad, detail))
     if "_parse_error" in present:
-        checks.append(("hard.value_parseable", pl.col("_parse_error").is_not_null()))
+        checks.append(("hard.value_parseable", pl.col("_parse_error").is_not_null(), pl.col("_parse_error")))
 
     hit_cols = [f"_hit{k}" for k in range(len(checks))]
-    marked = df.with_columns(
-        [expr.alias(c) for c, (_, expr) in zip(hit_cols, checks)]
-    ).with_columns(pl.any_horizontal(hit_cols).alias("_reject"))
-
-    flags = pl.lit(0, dtype=pl.UInt32)
-    for rule in soft:
-        bit = pl.lit(1 << SOFT_RULE_BITS[rule.name], dtype=pl.UInt32)
+    marked = df.with_columns([expr.alias(c) for c, (_, expr, _) in zip(hit_cols, checks)]).with_columns(
+        pl.any_horizontal(hit_cols).alias("_reject") if hit_cols else pl.lit(False).alias("_reject"))
+    soft_hits: list[tuple[str, pl.Expr]] = []
+    for rule in rules_for(kind, "soft"):
         for col in rule.columns:
             if col in present:
-                flags = flags | pl.when(rule.violation(col, site)).then(bit).otherwise(pl.lit(0, dtype=pl.UInt32))
-
+                soft_hits.append((rule.name, rule.violation(col, site)))
+    for rule in relation_rules_for(kind, "soft"):
+        for bad, _ in rule.checks(present, consumption_only):
+            soft_hits.append((rule.name, bad))
+    flags = pl.lit(0, dtype=pl.UInt32)
+    for name, bad in soft_hits:
+        bit = pl.lit(1 << SOFT_RULE_BITS[name], dtype=pl.UInt32)
+        flags = flags | pl.when(bad).then(bit).otherwise(pl.lit(0, dtype=pl.UInt32))
     if "_extra_flags" in present:  # flags a reader determined (e.g. values copied by a data publisher)
         flags = flags | pl.col("_extra_flags").cast(pl.UInt32).fill_null(0)
-    drop = [*hit_cols, "_reject", *[c for c in ("_parse_error", "_extra_flags") if c in present]]
+
+    drop = [*hit_cols, "_reject", *[c for c in ("_parse_error", "_extra_flags", "_ts_rule") if c in present]]
     n_rejected = int(marked["_reject"].sum())
     kept = marked.filter(~pl.col("_reject")) if n_rejected else marked
     accepted = kept.with_columns(flags.alias("quality_flags")).drop(drop)
 
-    named = [pl.when(pl.col(c)).then(pl.lit(name)) for c, (name, _) in zip(hit_cols, checks)]
-    detail = pl.concat_str(named, separator=",", ignore_nulls=True)
-    if "_parse_error" in present:
-        detail = (
-            pl.when(pl.col("_parse_error").is_not_null())
-            .then(pl.concat_str([detail, pl.lit(" ["), pl.col("_parse_error"), pl.lit("]")]))
-            .otherwise(detail)
-        )
+    named = [pl.when(pl.col(c)).then(pl.lit(name)) for c, (name, _, _) in zip(hit_cols, checks)]
+    explained = [
+        pl.when(pl.col(c)).then(pl.concat_str([pl.lit(name), pl.lit(": "), detail]) if detail is not None else pl.lit(name))
+        for c, (name, _, detail) in zip(hit_cols, checks)
+    ]
     rejected = (
         (marked.filter(pl.col("_reject")) if n_rejected else marked.clear())
-        .with_columns(pl.coalesce(named).alias("rule"), detail.alias("detail"))
+        .with_columns(pl.coalesce(named).alias("rule"), pl.concat_str(explained, separator="; ", ignore_nulls=True).alias("detail"))
         .drop(drop)
     )
+
+    hits: dict[str, int] = {}
+    if marked.height and checks:
+        counts = marked.select(pl.col(c).sum() for c in hit_cols).row(0)
+        for (name, _, _), n in zip(checks, counts):
+            if n:
+                hits[name] = hits.get(name, 0) + int(n)
+    if accepted.height and soft_hits:
+        counts = kept.select(bad.sum().alias(f"_s{k}") for k, (_, bad) in enumerate(soft_hits)).row(0)
+        for (name, _), n in zip(soft_hits, counts):
+            if n:
+                hits[name] = hits.get(name, 0) + int(n)
 
     flagged = int(accepted.select((pl.col("quality_flags") > 0).sum()).item()) if accepted.height else 0
     missing = {
@@ -322,7 +492,7 @@ def validate(df: pl.DataFrame, kind: str, site: Site | None = None, now: datetim
         for f in value_fields(kind)
         if f.name in accepted.columns and accepted[f.name].null_count()
     }
-    return Validation(accepted=accepted, rejected=rejected, flagged=flagged, missing_values=missing)
+    return Validation(accepted=accepted, rejected=rejected, flagged=flagged, missing_values=missing, hits=dict(sorted(hits.items())))
 
 
 def conform(df: pl.DataFrame, kind: str) -> pl.DataFrame:

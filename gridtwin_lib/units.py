@@ -45,3 +45,8 @@ def lookup(symbol: str, dimension: str) -> Unit:
     valid = sorted({u.symbol for u in _UNITS if u.dimension == dimension})
     raise ValueError(f"unit {symbol!r} is not a unit of {dimension}; use one of {', '.join(valid)}")
 
+
+
+def units_of(dimension: str) -> list[Unit]:
+    """Every unit of ``dimension`` (e.g. to suggest the one that fits)."""
+    return [u for u in _UNITS if u.dimension == dimension]

@@ -189,6 +189,9 @@ def test_a_revoked_device_gets_403_from_its_next_request(server):
     (reading(313, _T0 + 313, voltage="230"), "hard.value_parseable", "voltage"),
     (reading(314, _T0 + 314, power=1e400), "hard.value_finite", "power"),
     (reading(True, _T0 + 315), "hard.payload_parseable", "seq"),
+    # physically impossible readings (issue 14, item 5): refused at the API, never acknowledged then dropped
+    (reading(316, _T0 + 316, current=1e308), "hard.current_range", "current"),
+    (reading(317, _T0 + 317, voltage=230.0, current=5.0, power=1e5), "hard.power_within_apparent", "power"),
     ([], "hard.payload_parseable", None),
     ("{not json", "hard.payload_parseable", None),
 ])
@@ -297,9 +300,17 @@ def test_a_duplicate_boot_and_seq_is_acknowledged_and_stored_once(server):
     assert sorted(stored["ts"].dt.epoch("s").to_list()) == [int(base + k) for k in (0, 10, 20, 30)]
 
 
+def test_an_impossible_grid_power_is_refused_at_the_api(server):
+    with server.client("grid-1") as c:
+        r = c.post(GRID, json=grid_reading(_T0 + 4100, active_power_a=1e6, current_a=5.0))  # 1e9 W: hard.power_range
+    assert r.status_code == 422
+    assert [(x["rule"], x["field"]) for x in r.json()["rejected"]] == [("hard.power_within_apparent", "active_power_a")]
+    assert "active_power_a=1e+06 exceeds" in r.json()["rejected"][0]["detail"]
+
+
 def test_grid_data_stores_three_phase_readings_in_si_units_with_soft_flags(server):
     base = _T0 + 4000
-    batch = [grid_reading(base, active_power_a=1500.0, reactive_power_b=-200.0, average=1.0),
+    batch = [grid_reading(base, active_power_a=1500.0, current_a=10.0, reactive_power_b=-200.0, average=1.0),
              grid_reading(base + 1, voltage_b=260.0),
              grid_reading(base + 2, current_c=-0.1)]
     with server.client("grid-1") as c:

@@ -46,7 +46,7 @@ def test_three_phase_voltage_boundary_names_the_rule():
     })
     v = validate(df, "three_phase", now=NOW)
     assert v.accepted["v_a"].to_list() == [300.0]
-    assert v.rejected.select("rule", "detail").row(0) == ("hard.voltage_range", "hard.voltage_range")
+    assert v.rejected.select("rule", "detail").row(0) == ("hard.voltage_range", "hard.voltage_range: v_b=300.1 outside [0, 300]")
 
 
 def test_future_timestamps():

@@ -41,7 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from ..ingest.firmware import FIRMWARE_MAPPING, PAYLOAD_VERSION
 from ..ingest.core import Column, ColumnMapping
-from ..schema import EARLIEST_TS, FUTURE_TOLERANCE, field_by_name, rules_for
+from ..schema import EARLIEST_TS, FUTURE_TOLERANCE, field_by_name, relation_rules_for, rules_for
 
 UINT32_MAX = 2**32 - 1
 MAX_RAW_CHARS = 2_000  # verbatim text kept with a reject [characters]
@@ -124,6 +124,25 @@ class PayloadSpec:
     def __post_init__(self):
         self.one = TypeAdapter(self.item)
         self.many = TypeAdapter(list[self.item])
+        #: (rule, (x, v, i), tolerance, slack) of the kind's hard |x| <= V*I rules, so that what
+        #: the API acknowledges is never refused later by the store's validation
+        self.relations = [
+            (rule.name, group, rule.tolerance, rule.slack)
+            for rule in relation_rules_for(self.kind, "hard") if rule.relation == "within_apparent"
+            for group in rule.groups if set(group) <= set(self.value_fields)
+        ]
+
+    def relation_reject(self, item: dict) -> tuple[str, str, str] | None:
+        """(rule, field, detail) of the first physical relation the item breaks, else None."""
+        for name, (x, v, i), tolerance, slack in self.relations:
+            xv, vv, iv = item.get(x), item.get(v), item.get(i)
+            if xv is None or vv is None or iv is None or vv < 0 or iv < 0:
+                continue
+            limit = vv * iv * (1 + tolerance) + slack
+            if abs(xv) > limit:
+                payload = self.mapping.columns[x].column
+                return name, payload, f"{payload}={xv:g} exceeds (1+{tolerance:g})*V*I+{slack:g}={limit:g} at V={vv:g}, I={iv:g}"
+        return None
 
     def rule_for(self, error: dict[str, Any]) -> tuple[str, str | None]:
         """(rule, field) of one pydantic error."""
@@ -266,6 +285,10 @@ def _rows(spec: PayloadSpec, items: list[dict], index, device: str, received_us:
             rejects.append(Reject(i, "hard.device_id_matches_key", "device_id",
                                   f"device_id {claimed!r} is not this key's device {device!r}; send the registered name or omit it",
                                   _raw(item)))
+            continue
+        broken = spec.relation_reject(item) if spec.relations else None
+        if broken is not None:
+            rejects.append(Reject(i, broken[0], broken[1], broken[2], _raw(item)))
             continue
         ts = get("ts")
         if ts is None:

@@ -13,6 +13,7 @@ timezones, an empty file) fails before anything is written.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -53,6 +54,8 @@ class ColumnMapping:
     timezone : IANA zone for timestamps without an offset (ignored when the text
         carries its own offset; a file mixing both is refused).
     device_column / device_id : a column naming the device, or one device for all rows.
+    consumption_only : the meter only imports (a household meter): negative active power
+        is flagged (``soft.negative_consumption``).
     """
 
     kind: str
@@ -62,6 +65,7 @@ class ColumnMapping:
     timezone: str = "UTC"
     device_column: str | None = None
     device_id: str | None = None
+    consumption_only: bool = False
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "ColumnMapping":
@@ -72,7 +76,7 @@ class ColumnMapping:
         """
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ValueError("a mapping is a YAML mapping with at least 'kind' and 'columns'")
-        _only(spec, {"kind", "timestamp", "device", "columns"}, "mapping")
+        _only(spec, {"kind", "timestamp", "device", "columns", "consumption_only"}, "mapping")
         ts = spec.get("timestamp") or {}
         if isinstance(ts, str):
             ts = {"columns": [ts]}
@@ -95,6 +99,7 @@ class ColumnMapping:
             timezone=ts.get("timezone", "UTC"),
             device_column=device.get("column"),
             device_id=device.get("id"),
+            consumption_only=bool(spec.get("consumption_only", False)),
         )
 
 
@@ -120,6 +125,8 @@ class IngestSummary:
     written: int = 0
     missing_values: dict[str, int] = field(default_factory=dict)
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    hits_by_rule: dict[str, int] = field(default_factory=dict)  # rows each rule hit (hard and soft)
+    rejects_already_stored: int = 0  # rejects of an earlier ingest of the same input, not stored again
     devices: int = 0
     first_ts: str | None = None
     last_ts: str | None = None
@@ -141,7 +148,20 @@ class IngestSummary:
             f"(flagged {self.flagged:,}), rejected {self.rejected:,}, duplicate {self.duplicates:,}, "
             f"written {self.written:,}; missing values {missing:,}; {self.devices} device(s) "
             f"{self.first_ts} .. {self.last_ts}; {self.seconds:.2f} s"
+            + ("; rows per rule: " + ", ".join(f"{k} {v:,}" for k, v in self.hits_by_rule.items()) if self.hits_by_rule else "")
         )
+
+
+def check_column_types(raw: pl.DataFrame, mapping: ColumnMapping, where: str) -> None:
+    """Refuse mapped columns that hold lists, structs or bytes: no value or time can be read from them."""
+    used = [*(c.column for c in mapping.columns.values()), *mapping.timestamp]
+    for name in used:
+        dtype = raw.schema[name]
+        if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+            raise IngestError(
+                f"{where}: column {name!r} holds {dtype} values, not numbers, text or times; "
+                "flatten it (one value per cell) or map another column"
+            )
 
 
 def check_mapping(mapping: ColumnMapping, available: list[str], where: str) -> None:
@@ -179,17 +199,35 @@ def check_mapping(mapping: ColumnMapping, available: list[str], where: str) -> N
 
 
 def parse_timestamps(raw: pl.DataFrame, mapping: ColumnMapping, where: str) -> pl.Series:
-    """UTC timestamps for every row of ``raw`` (null where unparseable)."""
+    """UTC timestamps for every row of ``raw`` (null where unparseable); see :func:`resolve_timestamps`."""
+    return resolve_timestamps(raw, mapping, where)[0]
+
+
+#: Unix seconds beyond this (year 5138) are no time a meter reported [s]
+_MAX_EPOCH_S = 1e11
+
+
+def resolve_timestamps(raw: pl.DataFrame, mapping: ColumnMapping, where: str) -> tuple[pl.Series, pl.Series]:
+    """UTC timestamps for every row of ``raw`` and, where one is null for a named reason, the rule.
+
+    Naive local times go through :func:`localise`; Unix seconds that are NaN, infinite or
+    beyond year 5138 are unparseable (null), not an overflow.
+    """
     cols = mapping.timestamp
     dtype = raw.schema[cols[0]]
+    no_rule = pl.Series("_ts_rule", [None] * raw.height, dtype=pl.String)
+    devices = raw[mapping.device_column].cast(pl.String) if mapping.device_column else None
     if len(cols) == 1 and isinstance(dtype, pl.Datetime):
         c = raw[cols[0]]
         if dtype.time_zone is None:
-            c = c.dt.replace_time_zone(mapping.timezone, ambiguous="earliest", non_existent="null")
-        return c.dt.convert_time_zone("UTC").cast(POLARS_TS).alias("ts")
+            return localise(c, mapping.timezone, devices)
+        return c.dt.convert_time_zone("UTC").cast(POLARS_TS).alias("ts"), no_rule
     if len(cols) == 1 and dtype.is_numeric():  # unix epoch seconds
         seconds = raw[cols[0]].cast(pl.Float64)
-        return (seconds * 1e6).round().cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts")
+        us = pl.select(
+            pl.when(seconds.is_finite() & (seconds.abs() < _MAX_EPOCH_S)).then((seconds * 1e6).round()).cast(pl.Int64)
+        ).to_series()
+        return us.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"), no_rule
 
     parts = [pl.col(c).cast(pl.String) for c in cols]
     text = raw.select(pl.concat_str(parts, separator=" ").str.strip_chars().alias("t")).to_series()
@@ -208,17 +246,79 @@ def parse_timestamps(raw: pl.DataFrame, mapping: ColumnMapping, where: str) -> p
         parsed = text.str.replace(r"Z$", "+00:00").str.to_datetime(
             mapping.timestamp_format, strict=False, time_zone="UTC", time_unit="us"
         )
-        return parsed.cast(POLARS_TS).alias("ts")
+        return parsed.cast(POLARS_TS).alias("ts"), no_rule
     if text.null_count() == text.len() or not text.str.len_bytes().max():
-        return pl.Series("ts", [None] * text.len(), dtype=POLARS_TS)
+        return pl.Series("ts", [None] * text.len(), dtype=POLARS_TS), no_rule
     parsed = text.str.to_datetime(mapping.timestamp_format, strict=False, time_unit="us")
-    offset = _fixed_offset(mapping.timezone)
+    return localise(parsed, mapping.timezone, devices)
+
+
+def localise(naive: pl.Series, zone: str, devices: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
+    """Naive local times in ``zone`` -> UTC, the autumn fold taken from the row order.
+
+    Parameters
+    ----------
+    naive
+        Local wall-clock times without zone, in the order the source holds them.
+    zone
+        IANA zone name.
+    devices
+        Device of each row (the order is read per device), or None for one device.
+
+    Returns
+    -------
+    (ts, rule)
+        UTC times; and per row ``hard.timestamp_nonexistent`` (a time in the spring gap),
+        ``hard.timestamp_ambiguous`` (a repeated-hour time whose pass the order cannot
+        tell) or null.
+
+    Within one device and day, the repeated hour's rows are on the *second* pass (the later
+    instant) when they come after the local time stepped back (02:50 then 02:00), or when
+    they are the second of two rows with the same local time (an hourly series, or a file
+    sorted by local time). A repeated-hour time seen once with no step back is ambiguous.
+    """
+    offset = _fixed_offset(zone)
+    no_rule = pl.Series("_ts_rule", [None] * naive.len(), dtype=pl.String)
     if offset is not None:  # UTC or Etc/GMT±N: plain arithmetic, no per-value zone lookup
-        return (parsed.dt.replace_time_zone("UTC") - offset).cast(POLARS_TS).alias("ts")
-    return (
-        parsed.dt.replace_time_zone(mapping.timezone, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC").cast(POLARS_TS).alias("ts")
+        return (naive.dt.replace_time_zone("UTC") - offset).cast(POLARS_TS).alias("ts"), no_rule
+    frame = pl.DataFrame({
+        "naive": naive,
+        "early": naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null"),
+        "late": naive.dt.replace_time_zone(zone, ambiguous="latest", non_existent="null"),
+        "dev": devices if devices is not None else pl.Series([""] * naive.len(), dtype=pl.String),
+    })
+    frame = frame.with_columns(
+        (pl.col("naive").is_not_null() & pl.col("early").is_null()).alias("gap"),
+        (pl.col("early") != pl.col("late")).fill_null(False).alias("fold"),
     )
+    if not frame["fold"].any():
+        ts = frame["early"]
+        rule = pl.select(pl.when(frame["gap"]).then(pl.lit("hard.timestamp_nonexistent"))).to_series()
+        return ts.dt.convert_time_zone("UTC").cast(POLARS_TS).alias("ts"), rule.cast(pl.String).alias("_ts_rule")
+    window = ["dev", "day"]
+    folded = (
+        frame.with_row_index("_i").filter("fold").with_columns(pl.col("naive").dt.date().alias("day"))
+        .with_columns((pl.col("naive") < pl.col("naive").shift(1)).fill_null(False).over(window).alias("back"))
+        .with_columns(
+            pl.col("back").cum_sum().over(window).alias("passes"),
+            pl.col("back").any().over(window).alias("stepped"),
+            pl.int_range(pl.len()).over([*window, "naive"]).alias("occurrence"),
+            pl.len().over([*window, "naive"]).alias("seen"),
+        )
+        .select("_i", pl.when(pl.col("stepped")).then(pl.when(pl.col("passes") <= 1).then(pl.col("passes")))
+                .when(pl.col("seen") == 2).then(pl.col("occurrence")).alias("second_pass"))
+    )
+    second = pl.Series([None] * naive.len(), dtype=pl.Int64).scatter(folded["_i"], folded["second_pass"].cast(pl.Int64))
+    frame = frame.with_columns(second.alias("second_pass"))
+    out = frame.select(
+        pl.when(pl.col("fold") & (pl.col("second_pass") == 1)).then(pl.col("late"))
+        .when(pl.col("fold") & pl.col("second_pass").is_null()).then(None)
+        .otherwise(pl.col("early")).dt.convert_time_zone("UTC").cast(POLARS_TS).alias("ts"),
+        pl.when(pl.col("gap")).then(pl.lit("hard.timestamp_nonexistent"))
+        .when(pl.col("fold") & pl.col("second_pass").is_null()).then(pl.lit("hard.timestamp_ambiguous"))
+        .otherwise(None).cast(pl.String).alias("_ts_rule"),
+    )
+    return out["ts"], out["_ts_rule"]
 
 
 def _fixed_offset(zone: str) -> timedelta | None:
@@ -234,8 +334,11 @@ def _fixed_offset(zone: str) -> timedelta | None:
 def canonicalise(raw: pl.DataFrame, mapping: ColumnMapping, source: str, where: str) -> pl.DataFrame:
     """Raw source frame -> canonical columns in SI units, plus ``_row`` and ``_parse_error``."""
     check_mapping(mapping, raw.columns, where)
+    check_column_types(raw, mapping, where)
+    ts, ts_rule = resolve_timestamps(raw, mapping, where)
     exprs: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row")]
-    exprs.append(pl.lit(parse_timestamps(raw, mapping, where)).alias("ts"))
+    exprs.append(pl.lit(ts).alias("ts"))
+    exprs.append(pl.lit(ts_rule).alias("_ts_rule"))
     exprs.append(pl.lit(source).alias("source"))
     if mapping.device_column:
         exprs.append(pl.col(mapping.device_column).cast(pl.String).alias("device_id"))
@@ -328,14 +431,19 @@ def ingest_frame(
     summary = IngestSummary(source=source, kind=mapping.kind)
     rejects: list[pl.DataFrame] = []
     if canonical is not None:
-        result = validate(canonical, mapping.kind, site=site, now=now)
-        accepted = result.accepted
+        check_units(canonical, mapping, where)
+        result = validate(canonical, mapping.kind, site=site, now=now, consumption_only=mapping.consumption_only)
+        accepted, conflicts = split_conflicts(result.accepted)
         summary.read = raw.height
         summary.accepted = accepted.height
-        summary.flagged = result.flagged
+        summary.flagged = int((accepted["quality_flags"] > 0).sum()) if accepted.height else 0
         summary.missing_values = result.missing_values
-        if result.rejected.height:
-            rej = result.rejected
+        summary.hits_by_rule = result.hits
+        if conflicts.height:
+            summary.hits_by_rule = dict(sorted({**result.hits, "hard.timestamp_conflict": conflicts.height}.items()))
+        rejected = pl.concat([result.rejected, conflicts], how="diagonal_relaxed") if conflicts.height else result.rejected
+        if rejected.height:
+            rej = rejected
             line = (
                 pl.lit(line_numbers).gather(pl.col("_row")) if line_numbers is not None
                 else pl.col("_row").cast(pl.Int64) + line_offset
@@ -360,11 +468,108 @@ def ingest_frame(
     if all_rejects is not None:
         summary.rejected = all_rejects.height
         summary.rejected_by_rule = dict(all_rejects.group_by("rule").len().sort("rule").iter_rows())
-    if not dry_run:
+        new_rejects = _not_yet_stored(store, mapping.kind, source, all_rejects)
+        summary.rejects_already_stored = all_rejects.height - new_rejects.height
+        all_rejects = new_rejects
+    if dry_run:
+        if accepted is not None and accepted.height:
+            summary.duplicates = _would_be_duplicates(store, mapping.kind, source, accepted)
+            summary.written = accepted.height - summary.duplicates
+    else:
         if accepted is not None and accepted.height:
             written = store.write(mapping.kind, accepted)
             summary.written, summary.duplicates = written.written, written.duplicates
-        if all_rejects is not None:
+        if all_rejects is not None and all_rejects.height:
             store.write_rejects(mapping.kind, all_rejects)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+_REJECT_KEY = ["source", "location", "rule", "raw"]
+
+
+def _not_yet_stored(store: Store, kind: str, source: str, rejects: pl.DataFrame) -> pl.DataFrame:
+    """Rejects not already in the store from an earlier ingest of the same input (same source,
+    location, rule and text): re-ingesting a file adds no rejects."""
+    existing = store.scan_rejects(kind).filter(pl.col("source") == source).select(_REJECT_KEY).collect()
+    if not existing.height:
+        return rejects
+    key = rejects.select(pl.col(c).cast(pl.String) for c in _REJECT_KEY)
+    fresh = key.with_row_index("_i").join(existing.with_columns(pl.all().cast(pl.String)), on=_REJECT_KEY, how="anti", nulls_equal=True)
+    return rejects[fresh["_i"].to_list()] if fresh.height != rejects.height else rejects
+
+
+def _would_be_duplicates(store: Store, kind: str, source: str, accepted: pl.DataFrame) -> int:
+    """What :meth:`Store.write` would count as duplicates, without writing (``--dry-run``)."""
+    keys = accepted.select("device_id", "ts")
+    unique = keys.unique()
+    lo, hi = keys["ts"].min(), keys["ts"].max()
+    existing = (
+        store.scan(kind, source=source).filter(pl.col("ts").is_between(lo, hi)).select("device_id", "ts").collect()
+        if source in store.sources(kind) else keys.clear()
+    )
+    return accepted.height - unique.join(existing, on=["device_id", "ts"], how="anti").height
+
+
+def split_conflicts(accepted: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first of several different readings of one device at one instant; refuse the rest.
+
+    Identical repeats stay (the store counts them as duplicates); a repeat with other values
+    would be dropped silently by the store's key, so it goes to the rejects as
+    ``hard.timestamp_conflict``.
+
+    Returns
+    -------
+    (kept, conflicts)
+        ``conflicts`` has the input's columns plus ``rule`` and ``detail``.
+    """
+    key = ["device_id", "ts"]
+    if accepted.height < 2 or not accepted.select(pl.struct(key).is_duplicated().any()).item():
+        return accepted, accepted.clear().with_columns(pl.lit(None, pl.String).alias("rule"), pl.lit(None, pl.String).alias("detail"))
+    values = [c for c in accepted.columns if c not in (*key, "_row", "source", "quality_flags")]
+    first = [pl.col(c).first().over(key) for c in values]
+    differs = [~pl.col(c).eq_missing(f) for c, f in zip(values, first)]
+    changed = pl.concat_str([pl.when(d).then(pl.lit(f"{c}=") + pl.col(c).cast(pl.String) + pl.lit(" vs ") + f.cast(pl.String))
+                             for c, d, f in zip(values, differs, first)], separator=", ", ignore_nulls=True)
+    marked = accepted.with_columns(
+        pl.any_horizontal(differs).alias("_conflict"),
+        pl.concat_str([pl.lit("hard.timestamp_conflict: another row of this device at this ts was kept; "), changed]).alias("detail"),
+    )
+    conflicts = marked.filter("_conflict").with_columns(pl.lit("hard.timestamp_conflict").alias("rule")).drop("_conflict")
+    return marked.filter(~pl.col("_conflict")).drop("_conflict", "detail"), conflicts
+
+
+#: a power column is mis-scaled when most rows imply a power factor outside this range
+_PF_LOW, _PF_HIGH, _MIN_APPARENT_VA, _MIN_ROWS = 0.02, 1.1, 100.0, 3
+
+
+def check_units(canonical: pl.DataFrame, mapping: ColumnMapping, where: str) -> None:
+    """Refuse a power mapping whose unit makes most readings impossible (kW mapped as W).
+
+    For each (P, V, I) the mapping provides, rows with V*I >= 100 VA give an implied power
+    factor |P|/(V*I); when more than half of them lie below 0.02 or above 1.1, the power
+    column is off by a unit prefix, and the error names the unit that would fit.
+    """
+    groups = [g for g in (("power", "voltage", "current"), *((f"p_{p}", f"v_{p}", f"i_{p}") for p in "abc"))
+              if all(c in mapping.columns for c in g)]
+    for p, v, i in groups:
+        ratio = canonical.select(
+            (pl.col(p).abs() / (pl.col(v) * pl.col(i))).filter((pl.col(v) * pl.col(i)) >= _MIN_APPARENT_VA).alias("r")
+        )["r"].drop_nulls().drop_nans()
+        ratio = ratio.filter(ratio.is_finite())
+        if ratio.len() < _MIN_ROWS:
+            continue
+        low, high = (ratio < _PF_LOW).mean(), (ratio > _PF_HIGH).mean()
+        if max(low, high) <= 0.5:
+            continue
+        median = float(ratio.median())
+        factor = 10.0 ** (3 * round(math.log10(0.9 / median) / 3)) if median > 0 else None  # nearest power of 1000
+        col = mapping.columns[p]
+        unit = units.lookup(col.unit, field_by_name(mapping.kind, p).dimension)
+        fit = [u.symbol for u in units.units_of(unit.dimension) if factor and math.isclose(u.scale, unit.scale * factor, rel_tol=1e-9)]
+        hint = f"is it in {fit[0]}? set its unit to {fit[0]}" if fit else f"its values look ~{factor:g}x off; check its unit"
+        raise IngestError(
+            f"{where}: {p} <- {col.column} ({col.unit}): {max(low, high):.0%} of {ratio.len():,} rows imply a power factor "
+            f"|P|/(V*I) {'below ' + format(_PF_LOW, 'g') if low > high else 'above ' + format(_PF_HIGH, 'g')} "
+            f"(median {median:.3g}); {hint}"
+        )

@@ -36,7 +36,21 @@ def read_csv_raw(path: Path, separator: str = ",") -> pl.DataFrame:
         raise IngestError(f"{path}: the file is empty; nothing to ingest") from None
     except pl.exceptions.ComputeError as exc:
         first = str(exc).strip().splitlines()[0]
+        if "utf-8" in first.lower() or "utf8" in first.lower():
+            raise IngestError(
+                f"{path}: not UTF-8 text ({first}; Latin-1 or Windows-1252?); re-encode it, e.g. "
+                f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`"
+            ) from None
         raise IngestError(f"{path}: not a readable {separator!r}-separated file ({first}); check the separator with --separator") from None
+
+
+def original_lines(path: Path, rows: int) -> pl.Series | None:
+    """Each data row's line exactly as in the file (for the rejects' ``raw``), or None when
+    lines and rows do not pair up (quoted line breaks, blank lines)."""
+    lines = path.read_bytes().decode("utf-8").splitlines()
+    if len(lines) != rows + 1:
+        return None
+    return pl.Series("raw", lines[1:], dtype=pl.String)
 
 
 def read_parquet_raw(path: Path) -> pl.DataFrame:
@@ -62,11 +76,17 @@ def ingest_file(
     path = Path(path)
     store = store or Store()
     source = source or f"file:{path.stem}"
-    if path.suffix.lower() in (".parquet", ".pq"):
-        raw = read_parquet_raw(path)
-        return ingest_frame(raw, mapping, source, store, str(path), site=site, separator=None, line_offset=0, dry_run=dry_run, started=started)
-    raw = read_csv_raw(path, separator)
-    return ingest_frame(raw, mapping, source, store, str(path), site=site, separator=separator, dry_run=dry_run, started=started)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            raw = read_parquet_raw(path)
+            return ingest_frame(raw, mapping, source, store, str(path), site=site, separator=None, line_offset=0,
+                                dry_run=dry_run, started=started)
+        raw = read_csv_raw(path, separator)
+        return ingest_frame(raw, mapping, source, store, str(path), site=site, separator=separator, dry_run=dry_run,
+                            started=started, raw_lines=original_lines(path, raw.height))
+    except pl.exceptions.PolarsError as exc:  # a case no check foresaw: still one line, nothing written
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise IngestError(f"{path}: cannot be ingested ({type(exc).__name__}: {first}); check the mapping's columns and their types") from None
 
 
 def _check_file(path: Path) -> None:
