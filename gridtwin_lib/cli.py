@@ -35,6 +35,14 @@ from .cli_common import DryRunOpt, JsonOpt, StoreOpt, _emit, _fail, _guarded, _s
 # ----------------------------------------------------------------- ingest
 
 
+def _exit_if_nothing_accepted(summary) -> None:
+    """Every row refused is a failed ingest: say so on one line and exit 2 (the rejects are kept)."""
+    if summary.read and not summary.accepted:
+        top = ", ".join(f"{rule} {n:,}" for rule, n in sorted(summary.rejected_by_rule.items(), key=lambda kv: -kv[1])[:3])
+        _fail(f"{summary.source}: all {summary.read:,} rows were rejected ({top}); see `gridtwin store summary` "
+              "for the rejects and check the mapping, units and timezone")
+
+
 def _parse_maps(maps: list[str], kind: str) -> dict:
     from .ingest import Column
     from .schema import field_by_name
@@ -82,6 +90,7 @@ def ingest_file_cmd(
         _fail("give a mapping: --mapping FILE.yaml or one --map FIELD=COLUMN[:UNIT] per field")
     summary = ingest_file(path, m, source=source, store=_store(store), separator=separator, dry_run=dry_run)
     _emit(summary.to_dict(), as_json, str(summary))
+    _exit_if_nothing_accepted(summary)
 
 
 @ingest_app.command("uci")
@@ -98,6 +107,7 @@ def ingest_uci_cmd(
 
     summary = ingest_uci(path, store=_store(store), timezone=timezone, dry_run=dry_run)
     _emit(summary.to_dict(), as_json, str(summary))
+    _exit_if_nothing_accepted(summary)
 
 
 @ingest_app.command("sql")
@@ -116,6 +126,7 @@ def ingest_sql_cmd(
 
     summary = ingest_reference_sql(url, store=_store(store), source=source, device_id=device_id, timezone=timezone, dry_run=dry_run)
     _emit(summary.to_dict(), as_json, str(summary))
+    _exit_if_nothing_accepted(summary)
 
 
 @ingest_app.command("ndjson")
@@ -132,6 +143,7 @@ def ingest_ndjson_cmd(
 
     summary = ingest_ndjson(path, store=_store(store), source=source, dry_run=dry_run)
     _emit(summary.to_dict(), as_json, str(summary))
+    _exit_if_nothing_accepted(summary)
 
 
 @app.command("export-sql")

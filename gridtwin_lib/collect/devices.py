@@ -101,7 +101,7 @@ class DeviceRegistry:
 
     def add(self, name: str) -> str:
         """Register ``name`` and return its API key (shown once; only a salted hash is kept)."""
-        if not _NAME_RE.match(name or ""):
+        if not _NAME_RE.fullmatch(name or ""):  # fullmatch: "$" would let a trailing newline through
             raise InputError(
                 f"device name {name!r} is not valid; use 1-64 letters, digits, '.', '_', ':' or '-' starting with a letter or digit"
             )

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import sys
 
 from .app import RateLimit, create_app
+
+
+def exposure_warning(host: str) -> str | None:
+    """One line when ``host`` is not a loopback address: the API (and devices' keys, in clear
+    HTTP) are then reachable from other machines."""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to anything
+    return (f"warning: the collector binds {host}, not loopback: every network that reaches this machine can post, "
+            "and API keys travel in clear HTTP; put it behind a TLS proxy and a firewall")
 
 
 def serve(
@@ -26,6 +42,9 @@ def serve(
     """
     import uvicorn
 
+    warning = exposure_warning(host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     app = create_app(store_root, collector_dir, rate_limit, compact_interval_s, group_commit)
     uvicorn.run(app, host=host, port=port, workers=1, loop="auto", http="auto", access_log=access_log,
                 log_level=log_level, timeout_graceful_shutdown=10)

@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -407,7 +407,7 @@ def ingest_frame(
     dry_run: bool = False,
     started: float | None = None,
     line_numbers: pl.Series | None = None,
-    raw_lines: pl.Series | None = None,
+    raw_lines: pl.Series | Callable[[], pl.Series | None] | None = None,
     extra_flags: pl.Series | None = None,
 ) -> IngestSummary:
     """Canonicalise, validate and store one raw frame; return its summary.
@@ -418,7 +418,8 @@ def ingest_frame(
     is the reader's ``time.perf_counter()`` at its start, so ``seconds`` covers
     reading too. ``line_numbers`` and ``raw_lines`` (one per raw row) give
     readers whose rows are not consecutive lines (NDJSON with skipped lines) the
-    exact location and verbatim text for the rejects. ``extra_flags`` (UInt32
+    exact location and verbatim text for the rejects (a callable is called only when there
+    are rejects; it may return None when lines and rows do not pair up). ``extra_flags`` (UInt32
     bits of :data:`~gridtwin_lib.schema.SOFT_RULE_BITS`, one per raw row) are
     soft flags the reader found itself.
     """
@@ -448,7 +449,8 @@ def ingest_frame(
                 pl.lit(line_numbers).gather(pl.col("_row")) if line_numbers is not None
                 else pl.col("_row").cast(pl.Int64) + line_offset
             )
-            text = raw_lines.gather(rej["_row"]) if raw_lines is not None else raw_text(raw, rej["_row"], separator)
+            lines = raw_lines() if callable(raw_lines) else raw_lines
+            text = lines.gather(rej["_row"]) if lines is not None else raw_text(raw, rej["_row"], separator)
             rejects.append(
                 rej.select(
                     "source", "device_id", "ts", "rule", "detail",

