@@ -660,3 +660,54 @@ def test_a_new_seq_at_a_used_ts_is_refused_not_acknowledged_and_dropped(server):
     rejects = server.rejects("meter", "clash")
     assert rejects["rule"].to_list() == ["hard.timestamp_conflict"]
     assert json.loads(rejects["raw"][0])["voltage"] == 231.0
+
+
+# --------------------------------------------------------------------------- smaller items (issue 14, item 8)
+
+
+def test_a_device_name_with_a_trailing_newline_is_refused(tmp_path):
+    from gridtwin_lib.errors import InputError
+
+    registry = DeviceRegistry(tmp_path / "c")
+    try:
+        with pytest.raises(InputError, match="not valid"):
+            registry.add("meter-1\n")
+    finally:
+        registry.close()
+
+
+def test_a_client_disconnecting_mid_body_is_not_an_application_error(tmp_path):
+    key = DeviceRegistry(tmp_path / "c").add("m1")
+    app = create_app(tmp_path / "s", tmp_path / "c", compact_interval_s=3600)
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": b'[{"v": 1, "seq": 1', "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": ENERGY, "raw_path": ENERGY.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"x-api-key", key.encode()), (b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)  # the old code raised ClientDisconnect here (an ASGI traceback)
+
+    asyncio.run(run())
+    assert sent[0]["status"] == 400
+    assert Store(tmp_path / "s").scan("meter").collect().height == 0
+
+
+@pytest.mark.parametrize("host, warns", [("127.0.0.1", False), ("::1", False), ("localhost", False),
+                                         ("0.0.0.0", True), ("192.168.1.5", True)])
+def test_binding_beyond_loopback_says_so(host, warns):
+    from gridtwin_lib.collect.server import exposure_warning
+
+    message = exposure_warning(host)
+    assert (message is not None) == warns
+    if warns:
+        assert "\n" not in message and host in message and "TLS" in message
