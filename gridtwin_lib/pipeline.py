@@ -21,7 +21,7 @@ executed notebooks, HTML reports (code hidden), ``index.html`` and ``pipeline.js
 ``data/workspaces/<name>/reports/``).
 
 MLflow: a notebook's model runs are written to a manifest while it runs; only when
-the notebook succeeds are they registered (champion rule in :mod:`.tracking`) and
+every notebook of the run succeeds are they registered (champion rule in :mod:`.tracking`) and
 given the executed notebook and its report as artifacts. If it fails, its runs are
 marked FAILED, nothing is registered, the pipeline stops with one line and the
 failed notebook is kept for inspection.
@@ -310,15 +310,17 @@ def _execute(pipe: Pipeline, order: list[Step], base: Path, out_dir: Path, jobs:
                 runs = f", {len(res.runs)} model run(s)" if res.runs else ""
                 say(f"[{position[s.name]}/{len(order)}] {s.notebook.name} {tag} in {res.seconds:.1f} s{runs}"
                     + (f": {res.error}" if res.error else ""))
-                for r in res.runs:
-                    if r.get("champion") is not None:
-                        say(f"      {r['model_id']}: {r['primary_metric']} {r['metric']:.4g} vs baseline "
-                            f"{r['baseline_metric']:.4g}; v{r['registered_version']}"
-                            f"{' is champion' if r['champion'] else ' not champion'} ({r['champion_reason']})")
                 if res.status == "ok":
                     done.add(s.name)
                 elif failure is None:
                     failure = f"{s.notebook.name} failed: {res.error}"
+
+    # register only when every notebook of the run succeeded: a failed sibling (even one that
+    # ran in parallel, --jobs > 1) means the run as a whole produced no model to promote
+    if failure is None:
+        failure = _register_all(order, results, say)
+    else:
+        _fail_finished(order, results, failure)
 
     result = PipelineResult(pipe.name, out_dir.name, str(out_dir), "failed" if failure else "ok",
                             round(time.perf_counter() - t0, 1), [results[s.name] for s in order], failure)
@@ -329,6 +331,35 @@ def _execute(pipe: Pipeline, order: list[Step], base: Path, out_dir: Path, jobs:
     if failure:
         raise PipelineError(f"pipeline {pipe.name}: {failure} (executed notebook kept in {out_dir})")
     return result
+
+
+def _register_all(order: list[Step], results: dict[str, StepResult], say: Callable[[str], None]) -> str | None:
+    """Register every step's runs (champion rule in :mod:`.tracking`); the failure, if any."""
+    from . import tracking
+
+    for s in order:
+        res = results[s.name]
+        try:
+            res.runs = [tracking.register_run(r).to_dict() if r.get("registrable", True) else r for r in res.runs]
+        except Exception as exc:  # noqa: BLE001 - the registry failed after the notebooks succeeded
+            res.status, res.error = "failed", f"registering its models failed: {type(exc).__name__}: {exc}"[:500]
+            return f"{s.notebook.name} failed: {res.error}"
+        for r in res.runs:
+            if r.get("champion") is not None:
+                say(f"      {r['model_id']}: {r['primary_metric']} {r['metric']:.4g} vs baseline "
+                    f"{r['baseline_metric']:.4g}; v{r['registered_version']}"
+                    f"{' is champion' if r['champion'] else ' not champion'} ({r['champion_reason']})")
+    return None
+
+
+def _fail_finished(order: list[Step], results: dict[str, StepResult], failure: str) -> None:
+    """Mark the runs of notebooks that succeeded FAILED too: their pipeline run failed, nothing is registered."""
+    from . import tracking
+
+    for s in order:
+        res = results[s.name]
+        if res.status == "ok" and res.runs:
+            tracking.fail_runs([r["run_id"] for r in res.runs], f"not registered: {failure}")
 
 
 def _run_step(pipe: Pipeline, step: Step, out_dir: Path, stamp: str, timeout_s: int | None) -> StepResult:
@@ -358,12 +389,11 @@ def _run_step(pipe: Pipeline, step: Step, out_dir: Path, stamp: str, timeout_s: 
         res.runs = runs
         return res
     artifacts = [out_nb] + ([Path(res.report)] if res.report else [])
+    res.runs = runs  # registered by _register_all once every notebook of the pipeline run succeeded
     try:
         tracking.log_run_artifacts([r["run_id"] for r in runs], artifacts, "notebook")
-        res.runs = [tracking.register_run(r).to_dict() if r.get("registrable", True) else r for r in runs]
-    except Exception as exc:  # noqa: BLE001 - the registry failed after the notebook succeeded
-        res.status, res.error = "failed", f"registering its models failed: {type(exc).__name__}: {exc}"[:500]
-        res.runs = runs
+    except Exception as exc:  # noqa: BLE001 - the tracking store failed after the notebook succeeded
+        res.status, res.error = "failed", f"logging its notebook failed: {type(exc).__name__}: {exc}"[:500]
     return res
 
 

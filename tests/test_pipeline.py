@@ -151,3 +151,19 @@ def test_tracking_store_that_cannot_be_opened(home, monkeypatch):
     res = CliRunner().invoke(app, ["pipeline", "run", "good"])
     assert res.exit_code == 2
     assert res.output.startswith("error: tracking store sqlite:///") and res.output.count("\n") == 1
+
+
+def test_a_failing_notebook_run_in_parallel_registers_nothing_from_its_siblings(home):
+    """--jobs 2: the good notebook finishes, its sibling fails; the run registers no model at all."""
+    shutil.copy(TOY, home / "notebooks" / "02_toy.ipynb")
+    spec = {"description": "one good, one failing", "parameters": {"seed": 3},
+            "notebooks": [{"notebook": "01_toy.ipynb", "parameters": {"noise": 0.1}},
+                          {"notebook": "02_toy.ipynb", "parameters": {"noise": 0.1, "fail": True}}]}
+    (home / "pipelines" / "mixed.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(pipeline.PipelineError, match="02_toy.ipynb failed"):
+        pipeline.run("mixed", jobs=2, echo=None)
+    assert tracking.client().search_registered_models() == []
+    out = sorted((home / "data" / "reports" / "mixed").glob("2*"))[-1]
+    steps = {s["name"]: s for s in json.loads((out / "pipeline.json").read_text())["steps"]}
+    good_run = steps["01_toy"]["runs"][0]["run_id"]
+    assert steps["01_toy"]["status"] == "ok" and tracking.client().get_run(good_run).info.status == "FAILED"
