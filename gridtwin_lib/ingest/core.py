@@ -569,7 +569,12 @@ def check_units(canonical: pl.DataFrame, mapping: ColumnMapping, where: str) -> 
         col = mapping.columns[p]
         unit = units.lookup(col.unit, field_by_name(mapping.kind, p).dimension)
         fit = [u.symbol for u in units.units_of(unit.dimension) if factor and math.isclose(u.scale, unit.scale * factor, rel_tol=1e-9)]
-        hint = f"is it in {fit[0]}? set its unit to {fit[0]}" if fit else f"its values look ~{factor:g}x off; check its unit"
+        if fit:
+            hint = f"is it in {fit[0]}? set its unit to {fit[0]}"
+        elif factor:
+            hint = f"its values look ~{factor:g}x off; check its unit"
+        else:
+            hint = "it reads 0 while current flows; check that it is the active power column"
         raise IngestError(
             f"{where}: {p} <- {col.column} ({col.unit}): {max(low, high):.0%} of {ratio.len():,} rows imply a power factor "
             f"|P|/(V*I) {'below ' + format(_PF_LOW, 'g') if low > high else 'above ' + format(_PF_HIGH, 'g')} "
