@@ -263,14 +263,15 @@ def parse_body(spec: PayloadSpec, body: bytes, device: str, received_us: int) ->
         raw_items = json.loads(body)
     except (ValueError, RecursionError):
         return Parsed([], [], [_whole_reject(spec, errors, body)], 1)
-    good, good_index, rejects = [], [], []
-    for i, item in enumerate(raw_items):
-        try:
-            good.append(spec.one.validate_python(item))
-            good_index.append(i)
-        except ValidationError as item_exc:
-            first = item_exc.errors(include_url=False, include_input=False)
-            rejects.append(_item_reject(spec, i, first, item))
+    if not isinstance(raw_items, list):
+        return Parsed([], [], [_whole_reject(spec, errors, body)], 1)
+    # the array's one validation already named every bad item: no item is validated twice
+    by_item: dict[int, list[dict]] = {}
+    for e in errors:
+        by_item.setdefault(e["loc"][0], []).append({**e, "loc": e["loc"][1:]})
+    rejects = [_item_reject(spec, i, errs, raw_items[i]) for i, errs in sorted(by_item.items())]
+    good_index = [i for i in range(len(raw_items)) if i not in by_item]
+    good = spec.many.validate_python([raw_items[i] for i in good_index]) if good_index else []
     return _rows(spec, good, good_index, device, received_us, rejects, len(raw_items))
 
 
