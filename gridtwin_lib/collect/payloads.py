@@ -227,7 +227,12 @@ class Reject:
     rule: str
     field: str | None
     detail: str
-    raw: str
+    raw_text: str | None = None  # verbatim, when the caller has it
+    item: Any = None  # else the parsed item, serialised only when ``raw`` is asked for (most never are)
+
+    @property
+    def raw(self) -> str:
+        return self.raw_text if self.raw_text is not None else _raw(self.item)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "field": self.field, "rule": self.rule, "detail": self.detail}
@@ -285,17 +290,17 @@ def _rows(spec: PayloadSpec, items: list[dict], index, device: str, received_us:
         if claimed is not None and claimed != device:
             rejects.append(Reject(i, "hard.device_id_matches_key", "device_id",
                                   f"device_id {claimed!r} is not this key's device {device!r}; send the registered name or omit it",
-                                  _raw(item)))
+                                  item=item))
             continue
         broken = spec.relation_reject(item) if spec.relations else None
         if broken is not None:
-            rejects.append(Reject(i, broken[0], broken[1], broken[2], _raw(item)))
+            rejects.append(Reject(i, broken[0], broken[1], broken[2], item=item))
             continue
         ts = get("ts")
         if ts is None:
             ts = received_us - get("age_ms", 0) * 1000
             if ts < _EARLIEST_US:
-                rejects.append(Reject(i, "hard.timestamp_plausible", "age_ms", "receipt time minus age_ms is before 2000-01-01", _raw(item)))
+                rejects.append(Reject(i, "hard.timestamp_plausible", "age_ms", "receipt time minus age_ms is before 2000-01-01", item=item))
                 continue
         rows.append((device, get("boot", 0), get("seq"), ts, *map(get, values)))
         indices.append(i)
@@ -315,7 +320,7 @@ def _describe(spec: PayloadSpec, errors: list[dict]) -> tuple[str, str | None, s
 
 def _item_reject(spec: PayloadSpec, index: int, errors: list[dict], item: Any) -> Reject:
     rule, name, detail = _describe(spec, errors)
-    return Reject(index, rule, name, detail, _raw(item))
+    return Reject(index, rule, name, detail, item=item)
 
 
 def _whole_reject(spec: PayloadSpec, errors: list[dict], body: bytes) -> Reject:
