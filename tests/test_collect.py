@@ -39,7 +39,7 @@ from gridtwin_lib.store import Store
 
 ENERGY, GRID = "/api/energy-data/", "/api/grid/data"
 FUZZ_DEVICES = 3  # per endpoint, so 150 fuzzed requests stay within each device's burst of 100
-DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001", "junk", "clash",
+DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001", "junk", "clash", "grid-idle",
            *(f"fuzz-{e}{k}" for e in "eg" for k in range(FUZZ_DEVICES)))
 runner = CliRunner()
 
@@ -711,3 +711,12 @@ def test_binding_beyond_loopback_says_so(host, warns):
     assert (message is not None) == warns
     if warns:
         assert "\n" not in message and host in message and "TLS" in message
+
+
+def test_compaction_is_not_stopped_by_readings_whose_power_looks_mis_scaled(server):
+    """The file ingest's unit check ("is it in kW?") is per mapping; the API's units are fixed, so
+    a feeder at near-zero net power (P 1 W at 230 V x 1 A, every row) is stored, not a failed compaction."""
+    with server.client("grid-idle") as c:
+        r = c.post(GRID, json=[grid_reading(_T0 + 9000 + k) for k in range(5)])
+    assert r.status_code == 200
+    assert server.stored("three_phase", "grid-idle").height == 5

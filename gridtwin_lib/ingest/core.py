@@ -409,6 +409,7 @@ def ingest_frame(
     line_numbers: pl.Series | None = None,
     raw_lines: pl.Series | Callable[[], pl.Series | None] | None = None,
     extra_flags: pl.Series | None = None,
+    check_unit_plausibility: bool = True,
 ) -> IngestSummary:
     """Canonicalise, validate and store one raw frame; return its summary.
 
@@ -421,7 +422,9 @@ def ingest_frame(
     exact location and verbatim text for the rejects (a callable is called only when there
     are rejects; it may return None when lines and rows do not pair up). ``extra_flags`` (UInt32
     bits of :data:`~gridtwin_lib.schema.SOFT_RULE_BITS`, one per raw row) are
-    soft flags the reader found itself.
+    soft flags the reader found itself. ``check_unit_plausibility`` refuses a mapping
+    whose power unit makes most rows impossible (:func:`check_units`); the collector's
+    compaction turns it off (its units are the API's, and one odd batch must not stop it).
     """
     t0 = started if started is not None else time.perf_counter()
     if raw.height == 0 and (extra_rejects is None or extra_rejects.height == 0):
@@ -432,7 +435,8 @@ def ingest_frame(
     summary = IngestSummary(source=source, kind=mapping.kind)
     rejects: list[pl.DataFrame] = []
     if canonical is not None:
-        check_units(canonical, mapping, where)
+        if check_unit_plausibility:  # a mapping-level check: off for the collector's log, whose units are fixed
+            check_units(canonical, mapping, where)
         result = validate(canonical, mapping.kind, site=site, now=now, consumption_only=mapping.consumption_only)
         accepted, conflicts = split_conflicts(result.accepted)
         summary.read = raw.height
