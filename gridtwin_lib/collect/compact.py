@@ -159,7 +159,7 @@ class Compactor:
         frame = pl.DataFrame(rows, schema=schema, orient="row")
         raw = frame.select("device_id", pl.col("ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"), *names)
         summary = ingest_frame(raw, spec.mapping, self.source, self.store, f"wal:{table}", line_numbers=frame["id"],
-                               check_unit_plausibility=False)
+                               check_unit_plausibility=False, dedupe_rejects=False)
         self._advance(table, rows[-1][0])
         for name, n in (("read", summary.read), ("written", summary.written), ("duplicates", summary.duplicates),
                         ("rejected", summary.rejected)):

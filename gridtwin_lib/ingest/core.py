@@ -410,6 +410,7 @@ def ingest_frame(
     raw_lines: pl.Series | Callable[[], pl.Series | None] | None = None,
     extra_flags: pl.Series | None = None,
     check_unit_plausibility: bool = True,
+    dedupe_rejects: bool = True,
 ) -> IngestSummary:
     """Canonicalise, validate and store one raw frame; return its summary.
 
@@ -425,6 +426,8 @@ def ingest_frame(
     soft flags the reader found itself. ``check_unit_plausibility`` refuses a mapping
     whose power unit makes most rows impossible (:func:`check_units`); the collector's
     compaction turns it off (its units are the API's, and one odd batch must not stop it).
+    ``dedupe_rejects`` stores a reject only if the same (source, location, rule, raw) is not
+    stored yet, so re-ingesting adds none; compaction, which tracks its own, turns it off.
     """
     t0 = started if started is not None else time.perf_counter()
     if raw.height == 0 and (extra_rejects is None or extra_rejects.height == 0):
@@ -474,7 +477,7 @@ def ingest_frame(
     if all_rejects is not None:
         summary.rejected = all_rejects.height
         summary.rejected_by_rule = dict(all_rejects.group_by("rule").len().sort("rule").iter_rows())
-        new_rejects = _not_yet_stored(store, mapping.kind, source, all_rejects)
+        new_rejects = _not_yet_stored(store, mapping.kind, source, all_rejects) if dedupe_rejects else all_rejects
         summary.rejects_already_stored = all_rejects.height - new_rejects.height
         all_rejects = new_rejects
     if dry_run:
