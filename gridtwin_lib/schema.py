@@ -279,7 +279,7 @@ class RelationRule:
 
 
 def _fmt(prefix: str, a: pl.Expr, middle: str, b: pl.Expr | None) -> pl.Expr:
-    parts = [pl.lit(prefix), a.round_sig_figs(4).cast(pl.String), pl.lit(middle)]
+    parts = [pl.lit(prefix), a.round_sig_figs(6).cast(pl.String), pl.lit(middle)]
     if b is not None:
         parts.append(b.round_sig_figs(4).cast(pl.String))
     return pl.concat_str(parts)
