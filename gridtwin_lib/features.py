@@ -35,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from .config import Site, default_site
+from .features_kernels import SLOPE_DEGENERATE
 from .schema import SOFT_RULE_BITS
 
 DEFAULT_WINDOWS: tuple[str, ...] = ("1m", "15m", "1h")
@@ -325,7 +326,7 @@ def _window_stats(
                         bt, btt = (st, stt) if b.valid is None else (p["t"][hi] - p["t"][j], p["tt"][hi] - p["tt"][j])
                         den = nx * btt - bt * bt
                         slope = (nx * (p["tx"][hi] - p["tx"][j]) - bt * sx) / den
-                        slope[(nx < 2) | (den <= 1e-9 * nx * btt)] = np.nan
+                        slope[(nx < 2) | (den <= SLOPE_DEGENERATE * nx * btt)] = np.nan
                         out[_window_name(b.stem, "slope", w)][a:z] = slope
 
 

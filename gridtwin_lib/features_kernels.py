@@ -214,6 +214,10 @@ def calendar_rows(local_us, first_day, holiday, sunrise_s, sunset_s, month, doy_
 #   dq[W * S, cap] int32: monotonic deques of ring positions, dqhl[W * S, 2] int64: head, tail counters
 
 _NV, _SX, _SXX, _ST, _STT, _STX = 0, 1, 2, 3, 4, 5
+#: a slope is undefined when n Σt² − (Σt)² is below this fraction of n Σt²: the times are
+#: equal up to rounding (float64 keeps ~1e-16 of n Σt²). Relative to n Σt², so it depends on
+#: the time origin: two readings 1 s apart stay defined up to ~18 days from the origin.
+SLOPE_DEGENERATE = 1e-13
 STAT_MEAN, STAT_STD, STAT_MIN, STAT_MAX, STAT_SLOPE, STAT_SUM, STAT_N = 0, 1, 2, 3, 4, 5, 6
 
 
@@ -349,7 +353,7 @@ def window_update(t_us, x, ts, vals, ctr, sums, centre, dq, dqhl, win_us, longes
         else:  # slope
             st, stt = sums[w, b, _ST], sums[w, b, _STT]
             den = nv * stt - st * st
-            if nv < 2 or den <= 1e-9 * nv * stt:
+            if nv < 2 or den <= SLOPE_DEGENERATE * nv * stt:
                 out[j] = _NAN
             else:
                 out[j] = (nv * sums[w, b, _STX] - st * sx) / den
