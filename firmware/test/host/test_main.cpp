@@ -2,6 +2,7 @@
 // prints payload bodies built by the firmware code, one per line, for tests/test_firmware.py
 // to feed to the Python reader.
 #include <cstdio>
+#include <limits>
 #include <cstring>
 
 #include "check.h"
