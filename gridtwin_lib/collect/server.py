@@ -34,5 +34,8 @@ def serve(
 
         BrokerUrl.parse(mqtt_url)  # a bad URL fails before the server starts
         app = with_mqtt(app, mqtt_url)
+    from .metrics import with_metrics
+
+    app = with_metrics(app)  # GET /metrics for Prometheus
     uvicorn.run(app, host=host, port=port, workers=1, loop="auto", http="auto", access_log=access_log,
                 log_level=log_level, timeout_graceful_shutdown=10)
