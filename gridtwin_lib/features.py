@@ -133,18 +133,15 @@ def kernel_constants(site: Site) -> tuple[float, float, int, int]:
 def _reading_frame(df: pl.DataFrame, kind: str, site: Site) -> list[pl.Series]:
     """The per-reading features of every row of ``df`` (NaN from the kernel becomes null)."""
     _row, rows_fn, inputs, outputs = reading_kernel(kind)
-    x = np.empty((df.height, len(inputs)))
+    x = np.empty((len(inputs), df.height))  # column-major: one contiguous row per input
     for k, name in enumerate(inputs):
-        x[:, k] = df[name].cast(pl.Float64).to_numpy() if name in df.columns else np.nan
-    out = np.empty((df.height, len(outputs)))
+        x[k] = df[name].cast(pl.Float64).to_numpy() if name in df.columns else np.nan
+    out = np.empty((len(outputs), df.height))
     rows_fn(x, *kernel_constants(site), out)
-    names = [f.name for f in _reading_table(kind, "thd_v" in df.columns)]
-    series = []
-    for k, name in enumerate(outputs):
-        if name in names:
-            s = pl.Series(name, out[:, k], nan_to_null=True)
-            series.append(s.cast(pl.Int8) if name in _BOOL_FEATURES else s)
-    return series
+    names = set(f.name for f in _reading_table(kind, "thd_v" in df.columns))
+    frame = pl.DataFrame([pl.Series(name, out[k]) for k, name in enumerate(outputs) if name in names])
+    frame = frame.fill_nan(None).with_columns(pl.col(n).cast(pl.Int8) for n in _BOOL_FEATURES if n in names)
+    return frame.get_columns()
 
 
 # ----------------------------------------------------------------- windows
@@ -429,10 +426,10 @@ def _calendar_columns(ts_us: np.ndarray, site: Site) -> pl.DataFrame:
     local_us = _local_microseconds(ts_us, site.timezone)
     day = np.floor_divide(local_us, 86_400_000_000)
     first_day, last_day = int(day.min()), int(day.max())
-    out = np.empty((ts_us.size, len(CALENDAR_OUTPUTS)))
+    out = np.empty((len(CALENDAR_OUTPUTS), ts_us.size))
     calendar_rows(local_us, first_day, *day_table(site, first_day, last_day), out)
-    return pl.DataFrame([pl.Series(name, out[:, k]).cast(_CALENDAR_DTYPES.get(name, pl.Float64))
-                         for k, name in enumerate(CALENDAR_OUTPUTS)])
+    return pl.DataFrame([pl.Series(name, out[k]) for k, name in enumerate(CALENDAR_OUTPUTS)]).with_columns(
+        pl.col(name).cast(dtype) for name, dtype in _CALENDAR_DTYPES.items())
 
 
 @lru_cache(maxsize=64)

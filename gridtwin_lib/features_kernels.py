@@ -162,15 +162,27 @@ def meter_row(x, vn, fn, vbit, fbit, out):
 
 @nb.njit(cache=True, error_model="numpy")
 def three_phase_rows(x, vn, fn, vbit, fbit, out):
-    """:func:`three_phase_row` over every row of ``x`` (rows x inputs)."""
-    for r in range(x.shape[0]):
-        three_phase_row(x[r], vn, fn, vbit, fbit, out[r])
+    """:func:`three_phase_row` over every reading: ``x`` is inputs x readings, ``out`` features x
+    readings (column-major both, so each column converts to a Series without a copy)."""
+    row_in, row_out = np.empty(x.shape[0]), np.empty(out.shape[0])
+    for r in range(x.shape[1]):
+        for k in range(x.shape[0]):
+            row_in[k] = x[k, r]
+        three_phase_row(row_in, vn, fn, vbit, fbit, row_out)
+        for k in range(out.shape[0]):
+            out[k, r] = row_out[k]
 
 
 @nb.njit(cache=True, error_model="numpy")
 def meter_rows(x, vn, fn, vbit, fbit, out):
-    for r in range(x.shape[0]):
-        meter_row(x[r], vn, fn, vbit, fbit, out[r])
+    """:func:`meter_row` over every reading, laid out as in :func:`three_phase_rows`."""
+    row_in, row_out = np.empty(x.shape[0]), np.empty(out.shape[0])
+    for r in range(x.shape[1]):
+        for k in range(x.shape[0]):
+            row_in[k] = x[k, r]
+        meter_row(row_in, vn, fn, vbit, fbit, row_out)
+        for k in range(out.shape[0]):
+            out[k, r] = row_out[k]
 
 
 # ----------------------------------------------------------------- calendar
@@ -199,9 +211,13 @@ def calendar_row(local_us, k, holiday, sunrise_s, sunset_s, month, doy_angle, ou
 
 @nb.njit(cache=True, error_model="numpy")
 def calendar_rows(local_us, first_day, holiday, sunrise_s, sunset_s, month, doy_angle, out):
+    """:func:`calendar_row` for every time; ``out`` is features x readings."""
+    row_out = np.empty(out.shape[0])
     for r in range(local_us.shape[0]):
         k = local_us[r] // _DAY_US - first_day
-        calendar_row(local_us[r], k, holiday, sunrise_s, sunset_s, month, doy_angle, out[r])
+        calendar_row(local_us[r], k, holiday, sunrise_s, sunset_s, month, doy_angle, row_out)
+        for j in range(out.shape[0]):
+            out[j, r] = row_out[j]
 
 
 # ----------------------------------------------------------------- incremental windows
