@@ -337,3 +337,49 @@ def test_the_firmware_core_publishes_through_the_broker_into_the_collectors_log(
         assert [v for *_, v in rows] == pytest.approx([230.1, 230.2, 230.3, 230.4, 230.5, 230.6])
 
     run_collector(tmp_path, broker, body, names=("esp",))
+
+
+def test_gridtwin_collect_with_mqtt_serves_both_paths_and_counts_them_in_metrics(tmp_path, broker):
+    """The CLI as a user runs it: `gridtwin collect --mqtt URL`, one reading over each path."""
+    import sys
+
+    import httpx
+
+    collector_dir = tmp_path / "collector"
+    registry = DeviceRegistry(collector_dir)
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    key = registry.add(name)
+    registry.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "gridtwin_lib.cli_collect", "collect", "--port", str(port),
+                             "--store", str(tmp_path / "store"), "--collector-dir", str(collector_dir), "--mqtt", broker],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    device = None
+    try:
+        for _ in range(WAIT_S * 20):  # until the server (and so its MQTT subscription) is up
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                threading.Event().wait(0.05)
+        r = httpx.post(url + "/api/energy-data/", json=reading(1, _T0 + 70), headers={"X-API-Key": key}, timeout=30)
+        assert r.status_code == 200
+        device = Device(broker, name, key)
+        device.publish(reading(2, _T0 + 71))
+        assert device.result(1)["stored"] == 1
+        text = httpx.get(url + "/metrics", timeout=30).text
+        assert 'gridtwin_collector_requests_total{method="POST",path="/api/energy-data/",status="200"} 1.0' in text
+        assert 'gridtwin_collector_mqtt_messages_total{stage="committed"} 1.0' in text
+        assert [seq for _, _, seq, _ in logged(collector_dir)] == [1, 2]
+    finally:
+        if device is not None:
+            device.close()
+        from gridtwin_lib.collect.app import terminate
+
+        terminate(proc, timeout_s=60)
+        log.close()
