@@ -35,7 +35,6 @@ import numpy as np
 import polars as pl
 
 from .config import Site, default_site
-from .features_kernels import SLOPE_DEGENERATE
 from .schema import SOFT_RULE_BITS
 
 DEFAULT_WINDOWS: tuple[str, ...] = ("1m", "15m", "1h")
@@ -264,6 +263,8 @@ def _window_stats(
     ``n Σtx − Σt Σx``: global running sums of t·x lose digits over millions of rows.
     Segments start at multiples of ``_SEGMENT_ROWS``, whatever the frame's length.
     """
+    from .features_kernels import SLOPE_DEGENERATE  # imported on use: Numba loads in ~0.5 s
+
     longest = max(starts, key=lambda w: window_us(w))
     with np.errstate(invalid="ignore", divide="ignore"):
         for a in range(rows.start, rows.stop, _SEGMENT_ROWS):
