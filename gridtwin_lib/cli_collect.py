@@ -48,6 +48,7 @@ def collect_cmd(
     compact_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between compactions of the log into the store.")] = 2.0,
     group_commit: Annotated[bool, typer.Option(help="Batch concurrent requests into one fsync'd commit (--no-group-commit: one commit per request, for comparison).")] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
+    mqtt: Annotated[Optional[str], typer.Option("--mqtt", help="Also take readings from this MQTT 5 broker, e.g. mqtt://127.0.0.1:1883: topics gridtwin/<device>/readings and gridtwin/<device>/grid, the device key in user property api-key, QoS 1 acknowledged after the log commit.")] = None,
     store: StoreOpt = None,
     collector_dir: CollectorDirOpt = None,
 ):
@@ -62,8 +63,13 @@ def collect_cmd(
     from .collect import RateLimit, serve
 
     limit = RateLimit(rate, burst) if rate > 0 else None
-    typer.echo(f"collector on http://{host}:{port} (docs: /docs); store {store or 'default'}; Ctrl-C stops", err=True)
-    serve(host, port, store, collector_dir, limit, compact_interval, group_commit, access_log)
+    if mqtt:
+        from .collect.mqtt import BrokerUrl
+
+        BrokerUrl.parse(mqtt).check_reachable()  # a bad URL or no broker: one line, exit 2
+    via = f" and MQTT {mqtt}" if mqtt else ""
+    typer.echo(f"collector on http://{host}:{port}{via} (docs: /docs); store {store or 'default'}; Ctrl-C stops", err=True)
+    serve(host, port, store, collector_dir, limit, compact_interval, group_commit, access_log, mqtt_url=mqtt)
 
 
 @collect_app.command("compact")

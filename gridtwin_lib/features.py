@@ -1,4 +1,4 @@
-"""The feature catalog: one Polars implementation that serves training and serving.
+"""The feature catalog: one definition per feature, serving training and serving alike.
 
 Three groups, for ``three_phase`` records (a subset for single-phase ``meter``):
 
@@ -59,94 +59,88 @@ class Feature:
 # ----------------------------------------------------------------- per reading
 
 
-def _reading_exprs(kind: str, site: Site, columns: set[str]) -> list[tuple[Feature, pl.Expr, int]]:
-    """(feature, expression, stage): stage-1 columns (phase means, S per phase, totals) are
-    computed once and referenced by name in stage 2, instead of being recomputed."""
-    return list(_reading_table(kind, site, "thd_v" in columns))
+def _reading_table(kind: str, thd: bool) -> tuple[Feature, ...]:
+    """The per-reading features of ``kind`` in catalog order; their values come from the
+    compiled row functions of :mod:`.features_kernels` (one per kind), which both the batch
+    and the incremental executor run."""
+    return tuple(Feature(name, unit, formula, None, "reading", (kind,))
+                 for name, unit, formula in _READING_SPEC[kind] if thd or name != "thd_v_pct")
 
 
-@lru_cache(maxsize=32)
-def _reading_table(kind: str, site: Site, thd: bool) -> tuple[tuple[Feature, pl.Expr, int], ...]:
-    """:func:`_reading_exprs`, built once per (kind, site, THD measured): building the
-    expressions costs ~0.5 ms, as much as evaluating them on a few readings."""
-    vn, fn = site.nominal_voltage_v, site.nominal_frequency_hz
-    out: list[tuple[Feature, pl.Expr, int]] = []
-
-    def add(name, unit, formula, expr, stage=2):
-        out.append((Feature(name, unit, formula, None, "reading", (kind,)), expr.alias(name), stage))
-
-    if kind == "three_phase":
-        v = [pl.col(f"v_{p}") for p in _PHASES]
-        i = [pl.col(f"i_{p}") for p in _PHASES]
-        p_ = [pl.col(f"p_{p}") for p in _PHASES]
-        q_ = [pl.col(f"q_{p}") for p in _PHASES]
-        v_mean, i_mean = pl.col("v_mean_v"), pl.col("i_mean_a")
-        s = [pl.col(f"s_{ph}_va") for ph in _PHASES]
-        p_tot, q_tot, s_tot = pl.col("p_total_w"), pl.col("q_total_var"), pl.col("s_total_va")
-        add("v_mean_v", "V", "(v_a + v_b + v_c) / 3", sum(v) / 3, stage=1)
-        for ph, vx in zip(_PHASES, v):
-            add(f"v_{ph}_dev_pct", "%", f"100 (v_{ph} - V_nom) / V_nom", (vx - vn) / vn * 100)
-        add("v_mean_dev_pct", "%", "100 (v_mean - V_nom) / V_nom", (v_mean - vn) / vn * 100)
-        add("v_max_abs_dev_pct", "%", "max over phases of |v_x - V_nom| / V_nom * 100",
-            pl.max_horizontal([(vx - vn).abs() for vx in v]) / vn * 100)
-        add("v_spread_v", "V", "max(v) - min(v) over phases", pl.max_horizontal(v) - pl.min_horizontal(v))
-        add("v_unbalance_pct", "%", "NEMA: 100 max|v_x - v_mean| / v_mean (magnitudes only)",
-            pl.max_horizontal([(vx - v_mean).abs() for vx in v]) / v_mean * 100)
-        add("i_mean_a", "A", "(i_a + i_b + i_c) / 3", sum(i) / 3, stage=1)
-        add("i_max_a", "A", "max(i_a, i_b, i_c)", pl.max_horizontal(i))
-        add("i_unbalance_pct", "%", "NEMA: 100 max|i_x - i_mean| / i_mean (0 when no current)",
-            pl.when(i_mean > 0).then(pl.max_horizontal([(ix - i_mean).abs() for ix in i]) / i_mean * 100).otherwise(0.0))
+_COMMON_READING = [
+    ("freq_dev_hz", "Hz", "frequency - f_nom"),
+    ("freq_dev_abs_hz", "Hz", "|frequency - f_nom|"),
+    ("flag_voltage", "bool", "1 when quality_flags has soft.voltage_en50160"),
+    ("flag_frequency", "bool", "1 when quality_flags has soft.frequency_band"),
+]
+#: (name, unit, formula) per kind, in the order of the kernels' outputs
+_READING_SPEC: dict[str, list[tuple[str, str, str]]] = {
+    "three_phase": [
+        ("v_mean_v", "V", "(v_a + v_b + v_c) / 3"),
+        *[(f"v_{ph}_dev_pct", "%", f"100 (v_{ph} - V_nom) / V_nom") for ph in _PHASES],
+        ("v_mean_dev_pct", "%", "100 (v_mean - V_nom) / V_nom"),
+        ("v_max_abs_dev_pct", "%", "max over phases of |v_x - V_nom| / V_nom * 100"),
+        ("v_spread_v", "V", "max(v) - min(v) over phases"),
+        ("v_unbalance_pct", "%", "NEMA: 100 max|v_x - v_mean| / v_mean (magnitudes only)"),
+        ("i_mean_a", "A", "(i_a + i_b + i_c) / 3"),
+        ("i_max_a", "A", "max(i_a, i_b, i_c)"),
+        ("i_unbalance_pct", "%", "NEMA: 100 max|i_x - i_mean| / i_mean (0 when no current)"),
         # neutral current: phasor sum of the phase currents, voltage phasors assumed at
         # 0, -120, +120 deg; cos(phi) = p/s and sin(phi) = q/s, so no trigonometry per row
-        re = im = pl.lit(0.0)
-        for k, (ix, px, qx, sx) in enumerate(zip(i, p_, q_, s)):
-            theta = -2 * math.pi * k / 3
-            a = pl.when(sx > 0).then(ix * px / sx).otherwise(ix)  # I cos(phi)
-            b = pl.when(sx > 0).then(ix * qx / sx).otherwise(0.0)  # I sin(phi)
-            re = re + a * math.cos(theta) + b * math.sin(theta)
-            im = im + a * math.sin(theta) - b * math.cos(theta)
-        # pow(2) is x * x bit for bit, and spares Polars' planner four copies of re and im (~1 ms)
-        add("i_neutral_est_a", "A", "|sum_x i_x e^{j(theta_x - phi_x)}|, theta = 0/-120/+120 deg, phi_x = atan2(q_x, p_x)",
-            (re.pow(2) + im.pow(2)).sqrt())
-        add("p_total_w", "W", "p_a + p_b + p_c", sum(p_), stage=1)
-        add("q_total_var", "var", "q_a + q_b + q_c", sum(q_), stage=1)
-        for ph, px, qx in zip(_PHASES, p_, q_):
-            add(f"s_{ph}_va", "VA", f"sqrt(p_{ph}^2 + q_{ph}^2)", (px * px + qx * qx).sqrt(), stage=1)
-        add("s_total_va", "VA", "s_a + s_b + s_c (arithmetic apparent power)",
-            sum((px * px + qx * qx).sqrt() for px, qx in zip(p_, q_)), stage=1)
-        for ph, px, sx in zip(_PHASES, p_, s):
-            add(f"pf_{ph}", "1", f"|p_{ph}| / s_{ph} (null when s = 0)", _safe_div(px.abs(), sx))
-        add("pf_total", "1", "|p_total| / s_total (arithmetic)", _safe_div(p_tot.abs(), s_tot))
-        add("pf_lagging", "bool", "1 when q_total > 0 (inductive), else 0", (q_tot > 0).cast(pl.Int8))
-        for ph, px in zip(_PHASES, p_):
-            add(f"p_share_{ph}", "1", f"p_{ph} / p_total (null when p_total = 0)", _safe_div(px, p_tot))
-        add("vi_consistency", "1", "sum_x v_x i_x / s_total: 1 when V, I, P and Q agree",
-            _safe_div(sum(vx * ix for vx, ix in zip(v, i)), s_tot))
-        if thd:
-            add("thd_v_pct", "%", "thd_v as measured", pl.col("thd_v"))
-    else:  # meter
-        add("v_dev_pct", "%", "100 (voltage - V_nom) / V_nom", (pl.col("voltage") - vn) / vn * 100)
-        add("v_abs_dev_pct", "%", "|voltage - V_nom| / V_nom * 100", (pl.col("voltage") - vn).abs() / vn * 100)
-        s_vi = pl.col("voltage") * pl.col("current")
-        add("s_vi_va", "VA", "voltage * current", s_vi)
-        add("p_w", "W", "power", pl.col("power"))
-        add("pf_est", "1", "measured power_factor, else |power| / (voltage current)",
-            pl.coalesce(pl.col("power_factor"), _safe_div(pl.col("power").abs(), s_vi)))
-        add("q_var", "var", "reactive_power as measured", pl.col("reactive_power"))
-        add("pf_lagging", "bool", "1 when reactive_power > 0, else 0 (null when not measured)",
-            (pl.col("reactive_power") > 0).cast(pl.Int8))
-
-    add("freq_dev_hz", "Hz", "frequency - f_nom", pl.col("frequency") - fn)
-    add("freq_dev_abs_hz", "Hz", "|frequency - f_nom|", (pl.col("frequency") - fn).abs())
-    for rule, short in (("soft.voltage_en50160", "voltage"), ("soft.frequency_band", "frequency")):
-        bit = 1 << SOFT_RULE_BITS[rule]
-        add(f"flag_{short}", "bool", f"1 when quality_flags has {rule}",
-            ((pl.col("quality_flags") & bit) > 0).cast(pl.Int8))
-    return tuple(out)
+        ("i_neutral_est_a", "A", "|sum_x i_x e^{j(theta_x - phi_x)}|, theta = 0/-120/+120 deg, phi_x = atan2(q_x, p_x)"),
+        ("p_total_w", "W", "p_a + p_b + p_c"),
+        ("q_total_var", "var", "q_a + q_b + q_c"),
+        *[(f"s_{ph}_va", "VA", f"sqrt(p_{ph}^2 + q_{ph}^2)") for ph in _PHASES],
+        ("s_total_va", "VA", "s_a + s_b + s_c (arithmetic apparent power)"),
+        *[(f"pf_{ph}", "1", f"|p_{ph}| / s_{ph} (null when s = 0)") for ph in _PHASES],
+        ("pf_total", "1", "|p_total| / s_total (arithmetic)"),
+        ("pf_lagging", "bool", "1 when q_total > 0 (inductive), else 0"),
+        *[(f"p_share_{ph}", "1", f"p_{ph} / p_total (null when p_total = 0)") for ph in _PHASES],
+        ("vi_consistency", "1", "sum_x v_x i_x / s_total: 1 when V, I, P and Q agree"),
+        ("thd_v_pct", "%", "thd_v as measured"),
+        *_COMMON_READING,
+    ],
+    "meter": [
+        ("v_dev_pct", "%", "100 (voltage - V_nom) / V_nom"),
+        ("v_abs_dev_pct", "%", "|voltage - V_nom| / V_nom * 100"),
+        ("s_vi_va", "VA", "voltage * current"),
+        ("p_w", "W", "power"),
+        ("pf_est", "1", "measured power_factor, else |power| / (voltage current)"),
+        ("q_var", "var", "reactive_power as measured"),
+        ("pf_lagging", "bool", "1 when reactive_power > 0, else 0 (null when not measured)"),
+        *_COMMON_READING,
+    ],
+}
+_BOOL_FEATURES = {"pf_lagging", "flag_voltage", "flag_frequency"}
 
 
-def _safe_div(num: pl.Expr, den: pl.Expr) -> pl.Expr:
-    return pl.when(den != 0).then(num / den).otherwise(None)
+def reading_kernel(kind: str):
+    """(row function, batch function, input names, output names) of ``kind``'s per-reading kernel."""
+    from . import features_kernels as fk
+
+    if kind == "three_phase":
+        return fk.three_phase_row, fk.three_phase_rows, fk.THREE_PHASE_INPUTS, fk.THREE_PHASE_OUTPUTS
+    return fk.meter_row, fk.meter_rows, fk.METER_INPUTS, fk.METER_OUTPUTS
+
+
+def kernel_constants(site: Site) -> tuple[float, float, int, int]:
+    """(V_nom [V], f_nom [Hz], voltage flag bit, frequency flag bit) the reading kernels take."""
+    return (float(site.nominal_voltage_v), float(site.nominal_frequency_hz),
+            1 << SOFT_RULE_BITS["soft.voltage_en50160"], 1 << SOFT_RULE_BITS["soft.frequency_band"])
+
+
+def _reading_frame(df: pl.DataFrame, kind: str, site: Site) -> list[pl.Series]:
+    """The per-reading features of every row of ``df`` (NaN from the kernel becomes null)."""
+    _row, rows_fn, inputs, outputs = reading_kernel(kind)
+    x = np.empty((len(inputs), df.height))  # column-major: one contiguous row per input
+    for k, name in enumerate(inputs):
+        x[k] = df[name].cast(pl.Float64).to_numpy() if name in df.columns else np.nan
+    out = np.empty((len(outputs), df.height))
+    rows_fn(x, *kernel_constants(site), out)
+    names = set(f.name for f in _reading_table(kind, "thd_v" in df.columns))
+    frame = pl.DataFrame([pl.Series(name, out[k]) for k, name in enumerate(outputs) if name in names])
+    frame = frame.fill_nan(None).with_columns(pl.col(n).cast(pl.Int8) for n in _BOOL_FEATURES if n in names)
+    return frame.get_columns()
 
 
 # ----------------------------------------------------------------- windows
@@ -269,6 +263,8 @@ def _window_stats(
     ``n Σtx − Σt Σx``: global running sums of t·x lose digits over millions of rows.
     Segments start at multiples of ``_SEGMENT_ROWS``, whatever the frame's length.
     """
+    from .features_kernels import SLOPE_DEGENERATE  # imported on use: Numba loads in ~0.5 s
+
     longest = max(starts, key=lambda w: window_us(w))
     with np.errstate(invalid="ignore", divide="ignore"):
         for a in range(rows.start, rows.stop, _SEGMENT_ROWS):
@@ -328,7 +324,7 @@ def _window_stats(
                         bt, btt = (st, stt) if b.valid is None else (p["t"][hi] - p["t"][j], p["tt"][hi] - p["tt"][j])
                         den = nx * btt - bt * bt
                         slope = (nx * (p["tx"][hi] - p["tx"][j]) - bt * sx) / den
-                        slope[(nx < 2) | (den <= 1e-9 * nx * btt)] = np.nan
+                        slope[(nx < 2) | (den <= SLOPE_DEGENERATE * nx * btt)] = np.nan
                         out[_window_name(b.stem, "slope", w)][a:z] = slope
 
 
@@ -405,40 +401,36 @@ def _utc_offsets_us(tz: str, first_us: int, buckets: int) -> np.ndarray:
 _cached_utc_offsets_us = lru_cache(maxsize=256)(_utc_offsets_us)
 
 
+_CALENDAR_DTYPES = {"hour": pl.Int8, "minute_of_day": pl.Int16, "weekday": pl.Int8, "is_weekend": pl.Int8,
+                    "is_holiday": pl.Int8, "month": pl.Int8, "is_daylight": pl.Int8}
+
+
+def day_table(site: Site, first_day: int, last_day: int) -> tuple[np.ndarray, ...]:
+    """Per local day from ``first_day`` to ``last_day`` (days since 1970-01-01): holiday (0/1),
+    sunrise and sunset [s after local midnight], month and day-of-year angle [rad], the
+    inputs of the calendar kernel."""
+    dates = np.arange(first_day, last_day + 1).astype("datetime64[D]")
+    date_list = tuple(dates.astype(object))
+    holiday = np.isin(dates, np.array(sorted(_holidays(site, date_list)), dtype="datetime64[D]")).astype(np.float64)
+    sunrise_s, sunset_s = _sun_seconds(site, date_list)
+    month_of = (dates.astype("datetime64[M]").astype(np.int64) % 12 + 1).astype(np.float64)
+    doy_of = (dates - dates.astype("datetime64[Y]")).astype(np.int64) + 1
+    return holiday, sunrise_s, sunset_s, month_of, doy_of * (2 * math.pi / 365.25)
+
+
 def _calendar_columns(ts_us: np.ndarray, site: Site) -> pl.DataFrame:
-    """Calendar features by integer day arithmetic on local time (no per-row timezone work)."""
+    """Calendar features by the calendar kernel on local time (no per-row timezone work)."""
+    from .features_kernels import CALENDAR_OUTPUTS, calendar_rows
+
     if ts_us.size == 0:
         return pl.DataFrame(schema={f.name: pl.Float64 for f in _calendar_catalog("three_phase")})
     local_us = _local_microseconds(ts_us, site.timezone)
     day = np.floor_divide(local_us, 86_400_000_000)
-    second_of_day = (local_us - day * 86_400_000_000) * 1e-6
-    minute = (second_of_day // 60).astype(np.int16)
     first_day, last_day = int(day.min()), int(day.max())
-    dates = np.arange(first_day, last_day + 1).astype("datetime64[D]")
-    k = day - first_day
-    date_list = tuple(dates.astype(object))
-    holiday = np.isin(dates, np.array(sorted(_holidays(site, date_list)), dtype="datetime64[D]"))
-    sunrise_s, sunset_s = _sun_seconds(site, date_list)
-    month_of = (dates.astype("datetime64[M]").astype(np.int64) % 12 + 1).astype(np.int8)
-    doy_of = (dates - dates.astype("datetime64[Y]")).astype(np.int64) + 1
-    doy_angle = doy_of * (2 * math.pi / 365.25)
-    angle = minute * (2 * math.pi / 1440)
-    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
-    return pl.DataFrame(
-        {
-            "hour": (second_of_day // 3600).astype(np.int8),
-            "minute_of_day": minute,
-            "hour_sin": np.sin(angle),
-            "hour_cos": np.cos(angle),
-            "weekday": (weekday + 1).astype(np.int8),
-            "is_weekend": (weekday >= 5).astype(np.int8),
-            "is_holiday": holiday[k].astype(np.int8),
-            "month": month_of[k],
-            "doy_sin": np.sin(doy_angle)[k],
-            "doy_cos": np.cos(doy_angle)[k],
-            "is_daylight": ((second_of_day >= sunrise_s[k]) & (second_of_day < sunset_s[k])).astype(np.int8),
-        }
-    )
+    out = np.empty((len(CALENDAR_OUTPUTS), ts_us.size))
+    calendar_rows(local_us, first_day, *day_table(site, first_day, last_day), out)
+    return pl.DataFrame([pl.Series(name, out[k]) for k, name in enumerate(CALENDAR_OUTPUTS)]).with_columns(
+        pl.col(name).cast(dtype) for name, dtype in _CALENDAR_DTYPES.items())
 
 
 @lru_cache(maxsize=64)
@@ -479,8 +471,7 @@ def catalog(kind: str = "three_phase", windows: tuple[str, ...] = DEFAULT_WINDOW
     """Every feature of ``kind`` with its unit, formula and window, in output order."""
     if kind not in _WINDOW_SPECS:
         raise ValueError(f"features exist for kinds three_phase and meter, not {kind!r}")
-    cols = {"thd_v"} if thd else set()
-    reading = [f for f, _, _ in _reading_exprs(kind, default_site(), cols)]
+    reading = list(_reading_table(kind, thd))
     return reading + _window_catalog(kind, tuple(windows)) + _calendar_catalog(kind)
 
 
@@ -527,7 +518,7 @@ def compute(
         df = df.sort(["device_id", "ts"])
         ts_us = df["ts"].dt.epoch("us").to_numpy()
     columns = set(df.columns)
-    reading = _reading_exprs(kind, site, columns)
+    reading = None  # per-reading features: the compiled kernel of features_kernels
     codes = df["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(df.height, np.int64)
     starts = {w: _window_start_index(ts_us, codes, window_us(w)) for w in windows}
     chosen = None
@@ -548,9 +539,7 @@ def compute(
 
 def _all_rows(df, kind, windows, site, reading, ts_us, codes, by_device, starts) -> pl.DataFrame:
     """Every feature of every row of ``df`` (sorted by device and time)."""
-    base = df.with_columns([e for _, e, stage in reading if stage == 1]).with_columns(
-        [e for _, e, stage in reading if stage == 2]
-    )
+    base = df.with_columns(_reading_frame(df, kind, site))
     minmax = _minmax_exprs(kind, windows, by_device, _regular_step_us(ts_us, codes))
     minmax_names = {e.meta.output_name() for e in minmax}
     stats = {f.name: np.empty(base.height) for f in _window_catalog(kind, windows) if f.name not in minmax_names}
@@ -583,10 +572,8 @@ def _chosen_rows(df, kind, windows, site, reading, ts_us, starts, chosen: np.nda
     np.add.at(mark, starts[longest][chosen], 1)
     np.add.at(mark, chosen + 1, -1)
     context = np.flatnonzero(np.cumsum(mark[:-1]) > 0)
-    window_bases = {base for base, *_ in _WINDOW_SPECS[kind]}
-    first = [e for _, e, stage in reading if stage == 1]
-    needed = [e for f, e, stage in reading if stage == 2 and f.name in window_bases]
-    ctx = df[context].with_columns(first).with_columns(needed)
+    ctx = df[context]
+    ctx = ctx.with_columns(_reading_frame(ctx, kind, site))
     at = np.searchsorted(context, chosen)  # chosen rows' positions in ctx
     ts_ctx = ts_us[context]
     starts_ctx = {w: np.searchsorted(context, s[context]) for w, s in starts.items()}
@@ -597,8 +584,7 @@ def _chosen_rows(df, kind, windows, site, reading, ts_us, starts, chosen: np.nda
     run_edges = np.flatnonzero(np.diff(at) != 1) + 1  # consecutive chosen rows form one run
     for run in np.split(at, run_edges):
         _window_stats(bases, ts_ctx, starts_ctx, range(int(run[0]), int(run[-1]) + 1), stats)
-    rest = [e for f, e, stage in reading if stage == 2 and f.name not in window_bases]
-    own = ctx[at].with_columns(rest)
+    own = ctx[at]
     sums = pl.DataFrame([pl.Series(k, v[at], nan_to_null=True) for k, v in stats.items()])
     minmax = _minmax_at(ctx, kind, windows, starts_ctx, at)
     return pl.concat([own, sums, minmax, _calendar_columns(ts_us[chosen], site)], how="horizontal")

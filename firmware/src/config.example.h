@@ -18,3 +18,13 @@
 // Readings kept in RAM while the collector cannot be reached: 40 bytes each, one per 10 s.
 // 256 = 42 minutes of outage in 10 KiB; past that the oldest are dropped (and counted).
 #define GT_BUFFER_READINGS 256
+
+// Uplink: 0 = HTTP POST to GT_COLLECTOR_URL; 1 = MQTT 5 to the broker below (topic
+// gridtwin/<GT_DEVICE_ID>/readings, GT_API_KEY as user property "api-key", QoS 1), for a
+// collector started with `gridtwin collect --mqtt mqtt://BROKER:1883`.
+#define GT_UPLINK_MQTT 0
+#define GT_MQTT_HOST "192.168.1.10"
+#define GT_MQTT_PORT 1883
+// The broker's own account, when it requires one (Mosquitto password_file); nullptr if not.
+#define GT_MQTT_USERNAME nullptr
+#define GT_MQTT_PASSWORD nullptr

@@ -18,6 +18,7 @@
 #error "Copy src/config.example.h to src/config.h and fill in WiFi, collector URL, device id and API key"
 #endif
 
+#include <gridtwin/mqtt.h>
 #include <gridtwin/node.h>
 #include <gridtwin/oled_pages.h>
 #include <gridtwin/timing.h>
@@ -45,6 +46,34 @@ Adafruit_SSD1306 display(128, 64, &Wire, -1);
 WiFiClient wifi_client;
 HTTPClient http;
 
+#if GT_UPLINK_MQTT
+// WiFiClient with the millis()/idle() MqttUplink needs; everything else is WiFiClient's own.
+struct MqttSocket {
+  WiFiClient client;
+  bool connect(const char* host, uint16_t port) { return client.connect(host, port); }
+  bool connected() { return client.connected(); }
+  void stop() { client.stop(); }
+  size_t write(const uint8_t* data, size_t n) { return client.write(data, n); }
+  int read() { return client.read(); }
+  uint32_t millis() { return ::millis(); }
+  void idle() { yield(); }
+};
+MqttSocket mqtt_socket;
+gridtwin::MqttConfig mqtt_config() {
+  gridtwin::MqttConfig c;
+  c.host = GT_MQTT_HOST;
+  c.port = GT_MQTT_PORT;
+  c.client_id = GT_DEVICE_ID;
+  c.device_id = GT_DEVICE_ID;
+  c.api_key = GT_API_KEY;
+  c.username = GT_MQTT_USERNAME;
+  c.password = GT_MQTT_PASSWORD;
+  c.timeout_ms = kHttpTimeoutMs;
+  return c;
+}
+gridtwin::MqttUplink<MqttSocket> mqtt_uplink(mqtt_socket, mqtt_config());
+#endif
+
 gridtwin::Node<GT_BUFFER_READINGS> node(GT_DEVICE_ID);
 gridtwin::WifiPolicy wifi;
 gridtwin::PeriodTimer sample_timer(kSamplePeriodMs);
@@ -70,6 +99,10 @@ gridtwin::Sample read_sensor() {
 void post_next_batch(uint32_t now_ms) {
   const size_t length = node.build_post(post_body, sizeof post_body, now_ms);
   if (length == 0) return;
+#if GT_UPLINK_MQTT
+  node.on_post_result(mqtt_uplink.publish(post_body, length), millis(), ESP.random());
+  return;
+#endif
   http.begin(wifi_client, GT_COLLECTOR_URL);
   http.addHeader("Content-Type", "application/json");
   http.addHeader("X-API-Key", GT_API_KEY);

@@ -141,9 +141,14 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json", headers=headers)
 
 
+def refusal_body(rule: str, detail: str) -> dict[str, Any]:
+    """The API's answer when a whole body is refused for one reason."""
+    return {"accepted": 0, "stored": 0, "duplicates": [], "rejected": [
+        {"index": None, "field": None, "rule": rule, "detail": detail}]}
+
+
 def _refusal(status: int, rule: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return _json(status, {"accepted": 0, "stored": 0, "duplicates": [], "rejected": [
-        {"index": None, "field": None, "rule": rule, "detail": detail}]}, headers)
+    return _json(status, refusal_body(rule, detail), headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -215,32 +220,54 @@ async def _ingest(request: Request, spec: PayloadSpec, path: str) -> Response:
         return Response(status_code=400)
     if body is None:
         return _refusal(413, "size.body", f"body over {request.app.state.max_body_bytes:,} bytes; send smaller batches")
-    n_items = count_items(body)
-    if n_items > request.app.state.max_items:
-        return _refusal(413, "size.items", f"{n_items:,} objects in one body, at most {request.app.state.max_items:,}; "
-                        "send smaller batches")
-    received_us = time.time_ns() // 1000
-    parsed = await asyncio.to_thread(parse_body, spec, body, device, received_us)
-    received = datetime.fromtimestamp(received_us / 1e6, timezone.utc).isoformat(timespec="milliseconds")
-    rejects = summarise_rejects(spec.kind, device, parsed.rejects, path, f"@{received}")
-    locations = [f"{path}[{i}]@{received}" for i in parsed.indices]
     try:
-        outcome = await collector.wal.append(spec.kind, parsed.rows, rejects, locations=locations)
+        status, answer = await accept_body(collector, spec, body, device, path, request.app.state.max_items)
     except Exception as exc:  # disk full, I/O error: not stored, the device must retry
         log.exception("write-ahead log commit failed")
         return _refusal(503, "wal.commit", f"not stored ({type(exc).__name__}); retry later")
+    return _json(status, answer)
+
+
+async def accept_body(collector: Collector, spec: PayloadSpec, body: bytes, device: str, where: str,
+                      max_items: int = MAX_ITEMS) -> tuple[int, dict[str, Any]]:
+    """Validate an authenticated device's body and log it durably: (status, the API's answer).
+
+    The one ingestion step behind every transport (HTTP here, MQTT in :mod:`.mqtt`): the item
+    cap from the body's bytes, validation off the event loop, one reject row per rule, and the
+    log's verdict per item (new, duplicate, or a conflicting reading at a used instant).
+
+    Parameters
+    ----------
+    where : str
+        Where the body came from (request path or MQTT topic); names reject locations.
+
+    Raises
+    ------
+    Exception
+        Whatever the write-ahead log raises when it cannot commit: nothing was stored.
+    """
+    n_items = count_items(body)
+    if n_items > max_items:
+        return 413, refusal_body("size.items", f"{n_items:,} objects in one body, at most {max_items:,}; "
+                                  "send smaller batches")
+    received_us = time.time_ns() // 1000
+    parsed = await asyncio.to_thread(parse_body, spec, body, device, received_us)
+    received = datetime.fromtimestamp(received_us / 1e6, timezone.utc).isoformat(timespec="milliseconds")
+    rejects = summarise_rejects(spec.kind, device, parsed.rejects, where, f"@{received}")
+    locations = [f"{where}[{i}]@{received}" for i in parsed.indices]
+    outcome = await collector.wal.append(spec.kind, parsed.rows, rejects, locations=locations)
     duplicates = [i for i, new in zip(parsed.indices, outcome) if new is False]
     conflicts = [Reject(i, "hard.timestamp_conflict", "ts", _CONFLICT_DETAIL, "")
                  for i, new in zip(parsed.indices, outcome) if new is None]
     refused = sorted([*parsed.rejects, *conflicts], key=lambda r: r.index)
     accepted = len(parsed.rows) - len(conflicts)
     status = 422 if not accepted else 207 if refused else 200
-    return _json(status, {
+    return status, {
         "accepted": accepted,
         "stored": accepted - len(duplicates),
         "duplicates": duplicates,
         "rejected": [r.to_dict() for r in refused],
-    })
+    }
 
 
 def _store_writable(root: Path) -> bool:

@@ -33,12 +33,14 @@ def serve(
     group_commit: bool = True,
     access_log: bool = False,
     log_level: str = "warning",
+    mqtt_url: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; on shutdown queued rows are committed and compacted.
 
     One worker, because the write-ahead log has one writer thread and the rate limits live in
     memory. uvicorn picks uvloop and httptools when installed, else asyncio and h11. Binding
     to anything but loopback is the caller's explicit choice (``host="0.0.0.0"``).
+    ``mqtt_url``: also subscribe to the device topics on that broker (:mod:`.mqtt`).
     """
     import uvicorn
 
@@ -46,5 +48,13 @@ def serve(
     if warning:
         print(warning, file=sys.stderr, flush=True)
     app = create_app(store_root, collector_dir, rate_limit, compact_interval_s, group_commit)
+    if mqtt_url:
+        from .mqtt import BrokerUrl, with_mqtt
+
+        BrokerUrl.parse(mqtt_url)  # a bad URL fails before the server starts
+        app = with_mqtt(app, mqtt_url)
+    from .metrics import with_metrics
+
+    app = with_metrics(app)  # GET /metrics for Prometheus
     uvicorn.run(app, host=host, port=port, workers=1, loop="auto", http="auto", access_log=access_log,
                 log_level=log_level, timeout_graceful_shutdown=10)

@@ -1,12 +1,20 @@
 // Host test entry point. `gridtwin_host_tests` runs every TEST; `gridtwin_host_tests --payloads`
 // prints payload bodies built by the firmware code, one per line, for tests/test_firmware.py
-// to feed to the Python reader.
+// to feed to the Python reader; `gridtwin_host_tests --mqtt-publish HOST PORT DEVICE KEY N`
+// queues N readings in a Node and publishes them to a real broker through MqttUplink, the
+// way the sketch does (tests/test_collect_mqtt.py checks the collector logged them).
 #include <cstdio>
+#include <limits>
 #include <cstring>
 
+#include <cstdlib>
+#include <ctime>
+
 #include "check.h"
+#include "gridtwin/mqtt.h"
 #include "gridtwin/node.h"
 #include "gridtwin/payload.h"
+#include "posix_socket.h"
 #include "support.h"
 
 namespace {
@@ -42,9 +50,41 @@ int print_payloads() {
   return 0;
 }
 
+// Queues `count` readings (the first alone, the rest as a backlog batch of <= 30) and publishes
+// them; prints "delivered D pending P" and returns 0 when everything was delivered.
+int mqtt_publish(const char* host, const char* port, const char* device, const char* key, const char* count_text) {
+  gridtwin::MqttConfig config;
+  config.host = host;
+  config.port = static_cast<uint16_t>(std::atoi(port));
+  config.client_id = device;
+  config.device_id = device;
+  config.api_key = key;
+  support::PosixSocket socket;
+  gridtwin::MqttUplink<support::PosixSocket> uplink(socket, config);
+  gridtwin::Node<64> node(device);
+  const uint32_t count = static_cast<uint32_t>(std::atoi(count_text));
+  const uint32_t unix_now = static_cast<uint32_t>(std::time(nullptr));
+  node.begin(0, 77);
+  support::Random random;
+  char body[8192];
+  for (uint32_t period = 1; period <= count; ++period) {
+    node.add_sample(support::sample(230.0f + static_cast<float>(period) / 10.0f, 1.0f, 200.0f, 1.0f, 50.0f, 0.95f));
+    node.close_period_if_due(period * 10000, unix_now - (count - period) * 10);
+    if (period > 1 && period < count) continue;  // the middle readings wait: a backlog
+    for (int attempt = 0; attempt < 5 && node.pending() > 0; ++attempt) {
+      const size_t length = node.build_post(body, sizeof body, period * 10000);
+      node.on_post_result(uplink.publish(body, length), period * 10000, random());
+    }
+  }
+  uplink.close();
+  std::printf("delivered %u pending %u\n", static_cast<unsigned>(node.delivered()), static_cast<unsigned>(node.pending()));
+  return node.pending() == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--payloads") == 0) return print_payloads();
+  if (argc == 7 && std::strcmp(argv[1], "--mqtt-publish") == 0) return mqtt_publish(argv[2], argv[3], argv[4], argv[5], argv[6]);
   return check::run_all();
 }

@@ -3,7 +3,7 @@
 // last energy counter value. A field with no value in the whole period stays null.
 #pragma once
 
-#include <cstdint>
+#include <stdint.h>
 
 #include "measurement.h"
 
@@ -14,7 +14,7 @@ class Aggregator {
   void add(const Sample& sample) {
     for (uint8_t f = 0; f < kFieldCount; ++f) {
       const float v = sample.value[f];
-      if (!std::isfinite(v) || v < 0.0f) continue;  // NaN: failed Modbus read
+      if (!isfinite(v) || v < 0.0f) continue;  // NaN: failed Modbus read
       if (f == kEnergy) {  // a counter: its last value, not its mean
         sum_[f] = v;
         n_[f] = 1;

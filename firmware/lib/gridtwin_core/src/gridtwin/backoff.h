@@ -1,7 +1,7 @@
 // Exponential backoff with jitter, shared by the POST retries and the WiFi reconnect pauses.
 #pragma once
 
-#include <cstdint>
+#include <stdint.h>
 
 namespace gridtwin {
 

@@ -1,8 +1,8 @@
 // Text into a caller-owned fixed buffer: no heap, always NUL-terminated, overflow is sticky.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 namespace gridtwin {
 

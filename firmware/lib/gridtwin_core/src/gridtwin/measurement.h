@@ -5,10 +5,9 @@
 // payload prints exact decimals without printf("%f") and a buffered reading costs 40 bytes.
 #pragma once
 
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <limits>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 
 namespace gridtwin {
 
@@ -36,7 +35,7 @@ inline constexpr uint8_t kAllFields = static_cast<uint8_t>((1u << kFieldCount) -
 // A value converted to counts; false when the sensor gave NaN/inf, a negative value
 // (no PZEM register is signed) or one too large for 32 bits: all are read errors.
 inline bool to_counts(double value, Field field, uint32_t& counts) {
-  if (!std::isfinite(value) || value < 0.0) return false;
+  if (!isfinite(value) || value < 0.0) return false;
   const double scaled = value * kFieldSpecs[field].counts_per_unit + 0.5;  // round half up
   if (scaled >= 4294967296.0) return false;
   counts = static_cast<uint32_t>(scaled);
@@ -49,7 +48,7 @@ struct Sample {
 
   static Sample failed() {
     Sample s{};
-    for (float& v : s.value) v = std::numeric_limits<float>::quiet_NaN();
+    for (float& v : s.value) v = NAN;
     return s;
   }
 };

@@ -4,8 +4,8 @@
 // every buffer are fixed-size members or caller-owned.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "aggregator.h"
 #include "measurement.h"

@@ -2,8 +2,8 @@
 // pure function of millis(). The sketch only draws the returned text.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "bounded_writer.h"
 #include "measurement.h"

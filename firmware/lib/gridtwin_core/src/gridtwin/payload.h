@@ -6,8 +6,8 @@
 // not synced; "dropped":N (readings lost to buffer overflow since boot) appears when N > 0.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "bounded_writer.h"
 #include "measurement.h"

@@ -2,8 +2,8 @@
 // and counts it, so the newest data survives an outage longer than the buffer.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 namespace gridtwin {
 

@@ -2,7 +2,7 @@
 // durations (now - start, unsigned) are compared, never absolute deadlines.
 #pragma once
 
-#include <cstdint>
+#include <stdint.h>
 
 namespace gridtwin {
 

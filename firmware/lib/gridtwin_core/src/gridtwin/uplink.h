@@ -3,8 +3,8 @@
 // short gap so a backlog drains in order without starving the 100 ms sampling.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "backoff.h"
 #include "timing.h"

@@ -4,7 +4,7 @@
 // a growing pause. It never asks for a reboot: that would lose the readings buffered in RAM.
 #pragma once
 
-#include <cstdint>
+#include <stdint.h>
 
 #include "backoff.h"
 #include "timing.h"
