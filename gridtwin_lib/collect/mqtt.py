@@ -229,7 +229,10 @@ class MqttBridge:
             return _refusal(403, "auth.topic", f"the key belongs to device {device!r}; publish to {topic_for(device, parts[2])}")
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             return _refusal(413, "size.body", f"payload over {MAX_PAYLOAD_BYTES:,} bytes; send smaller batches")
-        return await accept_body(self.collector, spec, bytes(message.payload), device, f"mqtt:{message.topic}")
+        status, answer = await accept_body(self.collector, spec, bytes(message.payload), device, f"mqtt:{message.topic}")
+        if status != 413:  # everything but a body refused by its item count went through the log's commit
+            self.committed += 1
+        return status, answer
 
     def _respond(self, message: mqtt.MQTTMessage, status: int, body: dict[str, Any]) -> None:
         props = getattr(message, "properties", None)
