@@ -140,13 +140,14 @@ def export_sql_cmd(
     url: Annotated[str, typer.Argument(help="SQLAlchemy URL to write the reference schema into.")],
     source: Annotated[Optional[str], typer.Option(help="Only this source.")] = None,
     device_id: Annotated[Optional[str], typer.Option(help="Only this device (the schema holds one).")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone to write the naive timestamps in (read back with the same).")] = "UTC",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ):
     """Export three-phase measurements into the reference 3-tier system's schema."""
     from .ingest.reference_sql import export_reference_sql
 
-    n = export_reference_sql(_store(store), url, source=source, device_id=device_id)
+    n = export_reference_sql(_store(store), url, source=source, device_id=device_id, timezone=timezone)
     _emit({"exported": n, "url": url}, as_json, f"exported {n:,} readings to {url}")
 
 
