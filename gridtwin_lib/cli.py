@@ -462,6 +462,10 @@ from .cli_dashboards import register as _register_dashboards  # noqa: E402
 
 _register_dashboards(app)
 
+from .cli_scale import register as _register_scale  # noqa: E402
+
+_register_scale(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
