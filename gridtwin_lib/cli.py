@@ -165,7 +165,10 @@ def features_cmd(
     end: Annotated[Optional[str], typer.Option(help="UTC end (exclusive), ISO 8601.")] = None,
     windows: Annotated[str, typer.Option(help="Trailing windows, comma-separated (s, m, h, d).")] = "1m,15m,1h",
     site: Annotated[Optional[str], typer.Option(help="Site profile for nominal values and calendar (au_sydney, fr_sceaux) [default: the source's known site, else $GRIDTWIN_SITE or au_sydney].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the feature table to this Parquet file.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the feature table to this Parquet file (a directory of part files with --engine spark).")] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or spark (same catalog per device-chunk on Spark; needs --out).")] = "local",
+    master: Annotated[str, typer.Option(help="Spark master with --engine spark (local[2], spark://host:7077, ...).")] = "local[2]",
+    chunk: Annotated[str, typer.Option(help="Time chunk per Spark task group with --engine spark (memory bound).")] = "1d",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -186,6 +189,14 @@ def features_cmd(
     if site is not None and site not in SITES:
         _fail(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
     st = _store(store)
+    if engine not in ("local", "spark"):
+        _fail(f"unknown engine {engine!r}; choose local or spark")
+    if engine == "spark":
+        from .cli_scale import features_spark
+
+        result = features_spark(st, kind, source, device, start, end, win, site, out, master, chunk)
+        _emit(result, as_json, f"{result['rows']:,} rows x {result['features']} features in {result['seconds']:.2f} s on Spark -> {out}")
+        return
     lf = st.scan(kind, source=source, device_id=device, start=start, end=end)
     t0 = time.perf_counter()
     frame = lf.collect()

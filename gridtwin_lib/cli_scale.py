@@ -32,3 +32,41 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"MLflow server on http://{host}:{port} (artifacts {art}); in another shell:\n"
                    f"  export MLFLOW_TRACKING_URI=http://{host}:{port}", err=True)
         raise typer.Exit(subprocess.call(server_command(backend, art, host, port, workers)))
+
+
+def features_spark(store, kind: str, source, device, start, end, windows: tuple[str, ...], site, out: Path | None,
+                   master: str, chunk: str) -> dict:
+    """``gridtwin features --engine spark``: compute on Spark, write ``out`` (a Parquet directory) atomically."""
+    import shutil
+    import time
+
+    from . import features, spark_features
+    from .cli_common import _fail
+    from .config import SITES, site_for_source
+
+    if out is None:
+        _fail("--engine spark writes a Parquet directory: pass --out DIR (on storage every executor can reach)")
+    from pyspark.sql import SparkSession
+
+    t0 = time.perf_counter()
+    ours = SparkSession.getActiveSession() is None  # under spark-submit (or a test) the session is not ours to stop
+    spark = spark_features.session(master, "gridtwin-features")
+    try:
+        site_obj = SITES[site] if site else site_for_source(source)
+        try:
+            table = spark_features.compute_store(spark, store, kind, source, windows, site_obj, chunk, start, end, device)
+        except ValueError as exc:
+            _fail(str(exc))
+        out = Path(out).resolve()
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        table.write.parquet(str(tmp))
+        rows = spark.read.parquet(str(tmp)).count()
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if ours:
+            spark.stop()
+    return {"rows": rows, "features": len(features.catalog(kind, windows)), "seconds": round(time.perf_counter() - t0, 3),
+            "out": str(out), "engine": "spark", "master": master}

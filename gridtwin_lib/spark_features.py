@@ -33,7 +33,7 @@ import pyarrow as pa
 from . import features
 from .config import SITES, Site, default_site
 from .schema import polars_schema
-from .store import Store
+from .store import Store, _as_utc
 
 #: default chunk length: one day of a device per task group
 DEFAULT_CHUNK = "1d"
@@ -123,6 +123,9 @@ def compute(
     windows: tuple[str, ...] = features.DEFAULT_WINDOWS,
     site: Site | None = None,
     chunk: str = DEFAULT_CHUNK,
+    device_id: str | None = None,
+    start=None,
+    end=None,
 ):
     """The feature catalog over Parquet ``files`` of canonical ``kind`` records, as a Spark DataFrame.
 
@@ -132,6 +135,8 @@ def compute(
     files : Parquet files (e.g. :meth:`Store.files`); paths must be readable by every executor.
     kind, windows, site : as for :func:`gridtwin_lib.features.compute`.
     chunk : time chunk per task group (``s``, ``m``, ``h``, ``d``); memory bound per worker.
+    device_id, start, end : only this device, readings in ``[start, end)`` (UTC), applied
+        before computing, as the local executor does.
 
     Returns
     -------
@@ -149,6 +154,11 @@ def compute(
         raise ValueError(f"no Parquet files of kind {kind!r} to compute features for; ingest or simulate first")
     schema = polars_schema(kind)
     df = spark.read.parquet(*paths).select(*[c for c in schema])
+    if device_id is not None:
+        df = df.filter(F.col("device_id") == device_id)
+    for bound, keep in ((start, lambda t: F.col("ts") >= t), (end, lambda t: F.col("ts") < t)):
+        if bound is not None:
+            df = df.filter(keep(F.lit(_as_utc(bound))))
     ts_us = F.unix_micros(F.col("ts"))
     # each reading belongs to its own chunk and, as overlap, to every later chunk its reach covers
     chunks = F.sequence(F.floor(ts_us / chunk_us), F.floor((ts_us + reach_us) / chunk_us)).cast("array<long>")
@@ -172,13 +182,12 @@ def compute_store(
     chunk: str = DEFAULT_CHUNK,
     start=None,
     end=None,
+    device_id: str | None = None,
 ):
-    """:func:`compute` over the store's ``kind`` files of ``source`` (partition pruning on dates).
-
-    ``start``/``end`` prune date partitions only; filter the result by ``ts`` for exact bounds.
-    """
+    """:func:`compute` over the store's ``kind`` files of ``source`` (date partitions outside
+    ``[start, end)`` are not read)."""
     files = store._select_files(store.root / "measurements" / f"kind={kind}", source, start, end)
     if not files:
         raise ValueError(f"no {kind} measurements in {store.root} for source={source}; ingest or simulate first")
     site = SITES[site] if isinstance(site, str) else site
-    return compute(spark, files, kind, windows, site, chunk)
+    return compute(spark, files, kind, windows, site, chunk, device_id, start, end)

@@ -57,8 +57,9 @@ def fleet(kind: str, devices: int = 3, hours: float = 1.0, step_s: float = 5.0, 
                 cols[f"q_{p}"] = 300 + rng.normal(0, 20, n)
             cols["frequency"] = 50 + rng.normal(0, 0.02, n)
         else:
-            cols |= {"v": 230 + rng.normal(0, 2, n), "i": 5 + rng.normal(0, 1, n), "p": 1100 + rng.normal(0, 30, n),
-                     "q": 100 + rng.normal(0, 10, n), "frequency": 50 + rng.normal(0, 0.02, n)}
+            cols |= {"voltage": 230 + rng.normal(0, 2, n), "current": 5 + rng.normal(0, 1, n),
+                     "power": 1100 + rng.normal(0, 30, n), "reactive_power": 100 + rng.normal(0, 10, n),
+                     "frequency": 50 + rng.normal(0, 0.02, n)}
         frames.append(pl.DataFrame(cols).filter(pl.Series(keep)))
     out = pl.concat(frames).with_columns(pl.col("ts").dt.cast_time_unit("us"))
     if kind == "three_phase":  # a null phase reading (missing value) must stay null
@@ -72,6 +73,7 @@ def test_spark_features_equal_local_executor(spark, tmp_path, kind):
     store.write(kind, fleet(kind))
     site = SITES["au_sydney"]
     local = features.compute(store.scan(kind).collect(), kind, WINDOWS, site)
+    assert local["v_mean_15m"].null_count() == 0  # real values, not nulls
     # 10-minute chunks, 15-minute reach: each reading is overlap for up to two later chunks
     result = spark_features.compute_store(spark, store, kind, windows=WINDOWS, site=site, chunk="10m")
     distributed = pl.from_arrow(result.toArrow()).sort(["device_id", "ts"])
@@ -86,3 +88,24 @@ def test_spark_features_equal_local_executor(spark, tmp_path, kind):
             np.testing.assert_allclose(b.to_numpy(), a.to_numpy(), rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=name)
         else:
             assert b.cast(a.dtype).equals(a), name
+
+
+def test_cli_engine_spark_writes_the_same_rows(spark, tmp_path):
+    from typer.testing import CliRunner
+
+    from gridtwin_lib.cli import app
+
+    store = Store(tmp_path / "store")
+    store.write("meter", fleet("meter", devices=2, hours=0.5))
+    out = tmp_path / "features"
+    args = ["features", "--kind", "meter", "--windows", "1m,15m", "--store", str(store.root), "--json"]
+    refused = CliRunner().invoke(app, [*args, "--engine", "spark"])
+    assert refused.exit_code == 2 and "--out" in refused.output
+    result = CliRunner().invoke(app, [*args, "--engine", "spark", "--chunk", "10m", "--device", "dev-1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = pl.read_parquet(out / "*.parquet").sort("ts")
+    local = features.compute(store.scan("meter", device_id="dev-1").collect(), "meter", WINDOWS,
+                             SITES["au_sydney"])
+    assert written.height == local.height and written["device_id"].unique().to_list() == ["dev-1"]
+    np.testing.assert_allclose(written["v_mean_15m"].to_numpy(), local["v_mean_15m"].to_numpy(), rtol=1e-9)
+    assert not (tmp_path / "features.tmp").exists()
