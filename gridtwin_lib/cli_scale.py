@@ -54,17 +54,20 @@ def features_spark(store, kind: str, source, device, start, end, windows: tuple[
     try:
         site_obj = SITES[site] if site else site_for_source(source)
         try:
-            table = spark_features.compute_store(spark, store, kind, source, windows, site_obj, chunk, start, end, device)
+            files = spark_features.store_files(store, kind, source, start, end)
         except ValueError as exc:
             _fail(str(exc))
         out = Path(out).resolve()
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        table.write.parquet(str(tmp))
-        rows = spark.read.parquet(str(tmp)).count()
+        written = spark_features.write(spark, files, tmp, kind, windows, site_obj, chunk, device, start, end)
+        if written["rows"] == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _fail(f"no {kind} measurements in {store.root} for source={source} device={device} [{start}, {end}); ingest or simulate first")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+        rows = written["rows"]
     finally:
         if ours:
             spark.stop()

@@ -23,12 +23,15 @@ the same job is submitted with ``spark-submit`` (see the README).
 
 from __future__ import annotations
 
+import os
 import sys
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from . import features
 from .config import SITES, Site, default_site
@@ -55,8 +58,6 @@ def session(master: str = "local[2]", app_name: str = "gridtwin", shuffle_partit
     -------
     pyspark.sql.SparkSession
     """
-    import os
-
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -78,7 +79,8 @@ def _signed(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(unsigned).cast(pl.Int64)) if unsigned else frame
 
 
-def compute_chunk(table: pa.Table, kind: str, windows: tuple[str, ...], site: Site, chunk_start_us: int) -> pa.Table:
+def compute_chunk(table: pa.Table, kind: str, windows: tuple[str, ...], site: Site, chunk_start_us: int,
+                  signed: bool = True) -> pa.Table:
     """Features of one device-chunk: the rows at or after ``chunk_start_us`` (µs since epoch, UTC);
     earlier rows are the overlap that feeds their windows. Called by Spark for each group.
 
@@ -87,6 +89,7 @@ def compute_chunk(table: pa.Table, kind: str, windows: tuple[str, ...], site: Si
     table : readings of one device (chunk + overlap), canonical columns (any order).
     kind, windows, site : as for :func:`gridtwin_lib.features.compute`.
     chunk_start_us : first instant of the chunk [µs since 1970-01-01 UTC].
+    signed : unsigned integer columns as Int64 (for a Spark schema); False keeps the local dtypes.
 
     Returns
     -------
@@ -98,7 +101,7 @@ def compute_chunk(table: pa.Table, kind: str, windows: tuple[str, ...], site: Si
     frame = frame.with_columns(pl.col(c).cast(t) for c, t in schema.items() if c in frame.columns)
     start = pl.lit(chunk_start_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     out = features.compute(frame.sort("ts"), kind, windows, site, rows=pl.col("ts") >= start)
-    return _signed(out).to_arrow()
+    return (_signed(out) if signed else out).to_arrow()
 
 
 def output_schema(kind: str, windows: tuple[str, ...], site: Site) -> tuple[object, pa.Schema]:
@@ -143,33 +146,100 @@ def compute(
     pyspark.sql.DataFrame : one row per reading, the local executor's columns (unsigned
         integers as signed 64-bit).
     """
-    from pyspark.sql import functions as F
+    site = site or default_site()
+    windows = tuple(windows)
+    df = chunked(spark, files, kind, windows, chunk, device_id, start, end)
+    out_schema, arrow_schema = output_schema(kind, windows, site)
+    chunk_us = features.window_us(chunk)
+
+    def per_group(key, table):  # no annotations: pyspark cannot read postponed (string) hints
+        chunk_start = key[1].as_py() * chunk_us
+        if pa.compute.max(table["ts"]).value < chunk_start:  # only overlap (the device's data ended)
+            return arrow_schema.empty_table()
+        out = compute_chunk(table, kind, windows, site, chunk_start)
+        return out.select(arrow_schema.names).cast(arrow_schema)
+
+    return df.groupBy("device_id", _CHUNK_COLUMN).applyInArrow(per_group, out_schema)
+
+
+def write(
+    spark,
+    files: Iterable[str | Path],
+    out: str | Path,
+    kind: str = "three_phase",
+    windows: tuple[str, ...] = features.DEFAULT_WINDOWS,
+    site: Site | None = None,
+    chunk: str = DEFAULT_CHUNK,
+    device_id: str | None = None,
+    start=None,
+    end=None,
+) -> dict[str, int]:
+    """Compute like :func:`compute` and write the feature table to directory ``out``: each
+    Python worker writes its device-chunk's Parquet file itself (``part-<device>-<chunk>.parquet``,
+    Polars' writer), so the wide feature table never goes back through the JVM. A retried
+    task rewrites the same file. ``out`` must be reachable by every executor (shared storage
+    on a cluster); it is written in place (the CLI writes to a temporary directory and renames).
+
+    Returns
+    -------
+    dict : ``rows`` written and ``files`` (one per device-chunk with readings of its own).
+    """
+    from urllib.parse import quote
+
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     site = site or default_site()
     windows = tuple(windows)
+    out = str(out)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    chunk_us = features.window_us(chunk)
+    df = chunked(spark, files, kind, windows, chunk, device_id, start, end)
+    summary = StructType([StructField("path", StringType()), StructField("rows", LongType())])
+
+    def per_group(key, table):  # no annotations: pyspark cannot read postponed (string) hints
+        device, index = key[0].as_py(), key[1].as_py()
+        if pa.compute.max(table["ts"]).value < index * chunk_us:  # only overlap (the device's data ended)
+            return pa.table({"path": pa.array([], pa.string()), "rows": pa.array([], pa.int64())})
+        frame = pl.from_arrow(compute_chunk(table, kind, windows, site, index * chunk_us, signed=False))
+        path = f"{out}/part-{quote(device, safe='')}-{index}.parquet"
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+        return pa.table({"path": [path], "rows": pa.array([frame.height], pa.int64())})
+
+    written = df.groupBy("device_id", _CHUNK_COLUMN).applyInArrow(per_group, summary).collect()
+    return {"rows": sum(r["rows"] for r in written), "files": len(written)}
+
+
+def chunked(spark, files: Iterable[str | Path], kind: str, windows: tuple[str, ...], chunk: str = DEFAULT_CHUNK,
+            device_id: str | None = None, start=None, end=None):
+    """The readings with a ``_chunk`` column (chunk index since the epoch): each reading once
+    in its own chunk and once more in every later chunk its window reach covers (overlap).
+    ``groupBy("device_id", "_chunk").count()`` gives the rows a worker holds at a time."""
+    from pyspark.sql import functions as F
+
     chunk_us = features.window_us(chunk)
     reach_us = max((features.window_us(w) for w in windows), default=0)
     paths = [str(f) for f in files]
     if not paths:
         raise ValueError(f"no Parquet files of kind {kind!r} to compute features for; ingest or simulate first")
-    schema = polars_schema(kind)
-    df = spark.read.parquet(*paths).select(*[c for c in schema])
+    df = spark.read.parquet(*paths).select(*list(polars_schema(kind)))
     if device_id is not None:
         df = df.filter(F.col("device_id") == device_id)
     for bound, keep in ((start, lambda t: F.col("ts") >= t), (end, lambda t: F.col("ts") < t)):
         if bound is not None:
             df = df.filter(keep(F.lit(_as_utc(bound))))
     ts_us = F.unix_micros(F.col("ts"))
-    # each reading belongs to its own chunk and, as overlap, to every later chunk its reach covers
     chunks = F.sequence(F.floor(ts_us / chunk_us), F.floor((ts_us + reach_us) / chunk_us)).cast("array<long>")
-    df = df.withColumn(_CHUNK_COLUMN, F.explode(chunks))
-    out_schema, arrow_schema = output_schema(kind, windows, site)
+    return df.withColumn(_CHUNK_COLUMN, F.explode(chunks))
 
-    def per_group(key, table):  # no annotations: pyspark cannot read postponed (string) hints
-        out = compute_chunk(table, kind, windows, site, key[1].as_py() * chunk_us)
-        return out.select(arrow_schema.names).cast(arrow_schema)
 
-    return df.groupBy("device_id", _CHUNK_COLUMN).applyInArrow(per_group, out_schema)
+def store_files(store: Store, kind: str, source: str | list[str] | None = None, start=None, end=None) -> list[Path]:
+    """The store's Parquet files of ``kind`` and ``source`` whose date partitions meet ``[start, end)``."""
+    files = store._select_files(store.root / "measurements" / f"kind={kind}", source, start, end)
+    if not files:
+        raise ValueError(f"no {kind} measurements in {store.root} for source={source}; ingest or simulate first")
+    return files
 
 
 def compute_store(
@@ -186,8 +256,5 @@ def compute_store(
 ):
     """:func:`compute` over the store's ``kind`` files of ``source`` (date partitions outside
     ``[start, end)`` are not read)."""
-    files = store._select_files(store.root / "measurements" / f"kind={kind}", source, start, end)
-    if not files:
-        raise ValueError(f"no {kind} measurements in {store.root} for source={source}; ingest or simulate first")
     site = SITES[site] if isinstance(site, str) else site
-    return compute(spark, files, kind, windows, site, chunk, device_id, start, end)
+    return compute(spark, store_files(store, kind, source, start, end), kind, windows, site, chunk, device_id, start, end)
