@@ -64,8 +64,9 @@ def session(master: str = "local[2]", app_name: str = "gridtwin", shuffle_partit
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (SparkSession.builder.master(master).appName(app_name)
                .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .config("spark.executorEnv.PYSPARK_PYTHON", sys.executable))
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    if master.startswith("local"):  # on a cluster, PYSPARK_PYTHON names the nodes' environment
+        builder = builder.config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
     if shuffle_partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
     for key, value in conf.items():

@@ -74,6 +74,9 @@ def test_round_trip_types_and_time_zone(server_url, tmp_path):
     assert n_freq == 33
 
     back = Store(tmp_path / "b")
+    dry = cli("ingest", "sql", server_url, "--timezone", "Australia/Sydney", "--store", str(back.root), "--dry-run", "--json")
+    assert dry.exit_code == 0 and json.loads(dry.output)["read"] == 34, dry.output
+    assert not (back.root / "measurements").exists()  # a dry run writes nothing
     got = cli("ingest", "sql", server_url, "--source", "ref", "--device-id", "site-1", "--timezone", "Australia/Sydney",
               "--store", str(back.root), "--json")
     assert got.exit_code == 0, got.output
