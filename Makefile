@@ -8,7 +8,7 @@ MLFLOW_PORT ?= 5000
 JOBS   ?= 2
 DASH_PORT ?= 8866
 
-.PHONY: install run daily dashboards main-job test bench lab mlflow kernel clean distclean help
+.PHONY: install run daily dashboards main-job test bench lab mlflow mlflow-server kernel clean distclean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -55,6 +55,9 @@ dashboards: install  ## the six Voila dashboards on 127.0.0.1:$(DASH_PORT) (land
 
 mlflow: install  ## MLflow UI on the project's store (127.0.0.1 only)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+mlflow-server: install  ## shared MLflow server backed by PostgreSQL (MLFLOW_BACKEND=postgresql+psycopg://...), 127.0.0.1:$(MLFLOW_PORT)
+	$(BIN)/gridtwin mlflow-server --port $(MLFLOW_PORT) $(if $(MLFLOW_BACKEND),--backend-store-uri $(MLFLOW_BACKEND))
 
 kernel: install  ## also register the kernel for your user's Jupyter (outside .venv)
 	$(BIN)/python -m ipykernel install --user --name gridtwin --display-name "GridTwin (.venv)"

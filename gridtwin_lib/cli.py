@@ -152,13 +152,14 @@ def export_sql_cmd(
     url: Annotated[str, typer.Argument(help="SQLAlchemy URL to write the reference schema into.")],
     source: Annotated[Optional[str], typer.Option(help="Only this source.")] = None,
     device_id: Annotated[Optional[str], typer.Option(help="Only this device (the schema holds one).")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone to write the naive timestamps in (read back with the same).")] = "UTC",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ):
     """Export three-phase measurements into the reference 3-tier system's schema."""
     from .ingest.reference_sql import export_reference_sql
 
-    n = export_reference_sql(_store(store), url, source=source, device_id=device_id)
+    n = export_reference_sql(_store(store), url, source=source, device_id=device_id, timezone=timezone)
     _emit({"exported": n, "url": url}, as_json, f"exported {n:,} readings to {url}")
 
 
@@ -176,7 +177,10 @@ def features_cmd(
     end: Annotated[Optional[str], typer.Option(help="UTC end (exclusive), ISO 8601.")] = None,
     windows: Annotated[str, typer.Option(help="Trailing windows, comma-separated (s, m, h, d).")] = "1m,15m,1h",
     site: Annotated[Optional[str], typer.Option(help="Site profile for nominal values and calendar (au_sydney, fr_sceaux) [default: the source's known site, else $GRIDTWIN_SITE or au_sydney].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the feature table to this Parquet file.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the feature table to this Parquet file (a directory of part files with --engine spark).")] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or spark (same catalog per device-chunk on Spark; needs --out).")] = "local",
+    master: Annotated[str, typer.Option(help="Spark master with --engine spark (local[2], spark://host:7077, ...).")] = "local[2]",
+    chunk: Annotated[str, typer.Option(help="Time chunk per Spark task group with --engine spark (memory bound).")] = "1d",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -197,6 +201,14 @@ def features_cmd(
     if site is not None and site not in SITES:
         _fail(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
     st = _store(store)
+    if engine not in ("local", "spark"):
+        _fail(f"unknown engine {engine!r}; choose local or spark")
+    if engine == "spark":
+        from .cli_scale import features_spark
+
+        result = features_spark(st, kind, source, device, start, end, win, site, out, master, chunk)
+        _emit(result, as_json, f"{result['rows']:,} rows x {result['features']} features in {result['seconds']:.2f} s on Spark -> {out}")
+        return
     lf = st.scan(kind, source=source, device_id=device, start=start, end=end)
     t0 = time.perf_counter()
     frame = lf.collect()
@@ -472,6 +484,10 @@ _register_collect(app)
 from .cli_dashboards import register as _register_dashboards  # noqa: E402
 
 _register_dashboards(app)
+
+from .cli_scale import register as _register_scale  # noqa: E402
+
+_register_scale(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

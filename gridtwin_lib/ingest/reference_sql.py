@@ -28,9 +28,25 @@ combination; the store keeps the first and counts the rest as duplicates.
 :func:`export_reference_sql` writes stored ``three_phase`` records back into that
 schema, so store -> SQL -> store reproduces the values.
 
-SQLite is tested; MySQL and PostgreSQL URLs go through the same SQLAlchemy Core
-code (``DATETIME(6)`` on MySQL) but are untested here and need their driver
-(e.g. ``pymysql``, ``psycopg``) installed.
+Tested against SQLite, PostgreSQL 15 (``postgresql+psycopg://``) and MariaDB
+10.11 (``mysql+pymysql://``), all through the same SQLAlchemy Core code.
+
+Types and time zones: values are ``DOUBLE`` (``DOUBLE PRECISION`` on
+PostgreSQL), so a round trip is exact. ``timestamp`` is ``DATETIME(6)`` on
+MySQL/MariaDB and ``TIMESTAMP WITHOUT TIME ZONE`` on PostgreSQL: neither
+carries a zone, so the convention is that the column holds **wall-clock time
+in** ``timezone`` (default UTC, which is also what we recommend: no
+ambiguous hour at the end of daylight saving). The server's or session's time
+zone never shifts these values (MySQL only converts ``TIMESTAMP`` columns).
+A column that is zone-aware anyway (``timestamptz``) is converted to
+``timezone`` on reading.
+
+Large tables are streamed: the SELECT runs with a server-side cursor
+(``stream_results``; psycopg's named cursor, PyMySQL's ``SSCursor``) and is
+validated and stored ``chunk_rows`` rows at a time, so memory stays bounded
+by one chunk. A failure in the middle of a stream leaves the chunks already
+stored in the store; the store's dedupe makes the re-run complete it. Export
+inserts ``chunk_rows`` instants per batch in one transaction.
 """
 
 from __future__ import annotations
@@ -50,7 +66,9 @@ from .core import Column, ColumnMapping, IngestError, IngestSummary, ingest_fram
 
 metadata = sa.MetaData()
 
-_TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+_TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+#: rows per streamed read and per export batch (memory bound)
+DEFAULT_CHUNK_ROWS = 50_000
 _PHASES = ("phaseA", "phaseB", "phaseC")
 
 datetime_table = sa.Table(
@@ -69,7 +87,7 @@ def _measurement_table(name: str, values: tuple[str, ...]) -> sa.Table:
         name, metadata,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("timestamp_id", sa.Integer, sa.ForeignKey("datetime_table.id"), nullable=False, index=True),
-        *(sa.Column(v, sa.Float) for v in values),
+        *(sa.Column(v, sa.Double) for v in values),  # sa.Float is 4-byte FLOAT on MySQL
     )
 
 
@@ -106,12 +124,28 @@ def ingest_reference_sql(
     device_id: str = "reference-site",
     timezone: str = "UTC",
     since: datetime | str | None = None,
+    dry_run: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> IngestSummary:
     """Ingest a reference-system database at SQLAlchemy ``url``.
 
-    ``since`` (inclusive; naive = in ``timezone``) reads only newer instants; a
-    ``since`` with nothing newer returns an empty summary instead of failing.
+    Parameters
+    ----------
+    url : SQLAlchemy URL, e.g. ``postgresql+psycopg://user@host/db``.
+    store : the store to write into (default: the project's).
+    source, device_id : labels of the stored records (the schema has no device).
+    timezone : zone of the database's naive timestamps (see the module notes).
+    since : read only instants at or after this (inclusive; naive = in ``timezone``);
+        with nothing newer an empty summary is returned instead of failing.
+    dry_run : validate and count, write nothing.
+    chunk_rows : rows read, validated and stored at a time (memory bound).
+
+    Returns
+    -------
+    IngestSummary : counts summed over every chunk and source.
     """
+    if chunk_rows < 1:
+        raise IngestError(f"chunk_rows={chunk_rows}: must be at least 1")
     started = time.perf_counter()
     store = store or Store()
     where = _redact(url)
@@ -126,7 +160,10 @@ def ingest_reference_sql(
     if since is not None:
         stmt = stmt.where(d.c.timestamp >= _naive(since, timezone))
     mapping = reference_mapping(device_id, timezone)
-    floats = {c.column: pl.Float64 for c in mapping.columns.values()}
+    overrides = {c.column: pl.Float64 for c in mapping.columns.values()}
+    overrides |= {"datetime_id": pl.Int64, "simulation_scenario": pl.String}
+    parts: list[IngestSummary] = []
+    rows_seen: dict[str, int] = {}  # source -> rows of its part so far (reject locations)
     try:
         with engine.connect() as conn:
             missing = [t for t in metadata.tables if not sa.inspect(conn).has_table(t)]
@@ -135,27 +172,47 @@ def ingest_reference_sql(
                     f"{where}: no table {', '.join(missing)}; this is not a reference-system database "
                     "(create one with export_reference_sql or point the URL at the right database)"
                 )
-            raw = pl.read_database(stmt, conn, schema_overrides={"timestamp": pl.Datetime("us"), **floats})
+            if conn.dialect.name == "postgresql":
+                # the cursor is read to the end: plan for all rows, not the first 10 %, and skip JIT
+                # (a table without statistics gets a huge estimate that JIT-compiles for seconds)
+                conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+                conn.exec_driver_sql("SET LOCAL jit = off")
+            streaming = conn.execution_options(stream_results=True, yield_per=chunk_rows)
+            batches = pl.read_database(stmt, streaming, iter_batches=True, batch_size=chunk_rows, schema_overrides=overrides)
+            for raw in batches:
+                if raw.height:
+                    parts += _ingest_chunk(raw, mapping, source, timezone, store, where, rows_seen, dry_run)
     except sa.exc.DBAPIError as exc:
-        raise IngestError(f"{where}: cannot read the database ({_first_line(exc.orig)}); check the URL and that the server is up") from None
+        raise IngestError(f"{where}: cannot read the database ({_first_line(exc.orig)}); check the URL, credentials and that the server is up") from None
     finally:
         engine.dispose()
-    if raw.height == 0:
+    if not parts:
         if since is not None:
             return IngestSummary(source=source, kind="three_phase")
         raise IngestError(f"{where}: datetime_table holds no rows; nothing to ingest (is it the right database?)")
+    return _merge(parts, source, started)
 
+
+def _ingest_chunk(raw: pl.DataFrame, mapping: ColumnMapping, source: str, timezone: str, store: Store, where: str,
+                  rows_seen: dict[str, int], dry_run: bool) -> list[IngestSummary]:
+    """Validate and store one streamed chunk, split by measured / simulated source."""
+    ts = raw.schema["timestamp"]
+    if isinstance(ts, pl.Datetime) and ts.time_zone is not None:  # a zone-aware column: to wall-clock in ``timezone``
+        raw = raw.with_columns(pl.col("timestamp").dt.convert_time_zone(timezone).dt.replace_time_zone(None))
+    elif ts != pl.Datetime("us"):
+        raw = raw.with_columns(pl.col("timestamp").cast(pl.Datetime("us")))
     raw = raw.with_columns(
-        pl.when(pl.col("is_simulation").fill_null(False))
+        pl.when(pl.col("is_simulation").cast(pl.Boolean).fill_null(False))  # MySQL BOOL is TINYINT
         .then(pl.lit(f"{source}:sim:") + pl.col("simulation_scenario").fill_null("unnamed"))
         .otherwise(pl.lit(source))
         .alias("_source")
     )
-    parts = [
-        ingest_frame(part.drop("_source"), mapping, part_source, store, where, line_offset=1)
-        for (part_source,), part in raw.partition_by("_source", as_dict=True, maintain_order=True).items()
-    ]
-    return _merge(parts, source, started)
+    out = []
+    for (part_source,), part in raw.partition_by("_source", as_dict=True, maintain_order=True).items():
+        offset = rows_seen.get(part_source, 0)
+        out.append(ingest_frame(part.drop("_source"), mapping, part_source, store, where, line_offset=1 + offset, dry_run=dry_run))
+        rows_seen[part_source] = offset + part.height
+    return out
 
 
 def export_reference_sql(
@@ -166,6 +223,7 @@ def export_reference_sql(
     start: datetime | str | None = None,
     end: datetime | str | None = None,
     timezone: str = "UTC",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> int:
     """Write stored ``three_phase`` records into the reference schema at ``url``; return rows inserted.
 
@@ -175,7 +233,8 @@ def export_reference_sql(
     ``is_simulation`` true. Instants already in the database (same timestamp and
     scenario) are skipped, so exporting twice inserts once. Timestamps are written
     naive in ``timezone``. The selection must hold one device (the schema has no
-    device column): pass ``device_id`` otherwise.
+    device column): pass ``device_id`` otherwise. Rows go in batches of
+    ``chunk_rows`` instants, all in one transaction (all or nothing).
     """
     df = store.scan("three_phase", source=source, device_id=device_id, start=start, end=end).collect()
     where = _redact(url)
@@ -212,31 +271,45 @@ def export_reference_sql(
                 return 0
             first_id = (conn.execute(sa.select(sa.func.max(d.c.id))).scalar() or 0) + 1
             df = df.with_columns(pl.int_range(first_id, first_id + df.height).alias("timestamp_id"))
-            conn.execute(
-                sa.insert(d),
-                df.select(pl.col("timestamp_id").alias("id"), "timestamp", "is_simulation", "simulation_scenario").to_dicts(),
-            )
-            for table, (prefix, _, derived) in _PHASE_TABLES.items():
-                phases = [pl.col(f"{prefix}_{p[-1].lower()}") for p in _PHASES]
-                combine = pl.mean_horizontal(phases) if derived == "average" else pl.sum_horizontal(phases)
-                rows = df.filter(pl.any_horizontal([c.is_not_null() for c in phases])).select(
-                    "timestamp_id", *(c.alias(p) for c, p in zip(phases, _PHASES)), combine.alias(derived)
-                )
-                if rows.height:
-                    conn.execute(sa.insert(table), rows.to_dicts())
-            freq = df.filter(pl.col("frequency").is_not_null()).select("timestamp_id", pl.col("frequency").alias("frequency_value"))
-            if freq.height:
-                conn.execute(sa.insert(frequency_table), freq.to_dicts())
+            for chunk in df.iter_slices(chunk_rows):
+                _insert_chunk(conn, chunk)
+        if engine.dialect.name == "postgresql":  # fresh statistics, so the ingest's join gets a sane plan
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE " + ", ".join(t.name for t in metadata.sorted_tables))
         return df.height
     except sa.exc.DBAPIError as exc:
-        raise IngestError(f"{where}: cannot write the database ({_first_line(exc.orig)}); check the URL and permissions") from None
+        raise IngestError(f"{where}: cannot write the database ({_first_line(exc.orig)}); check the URL, credentials and permissions") from None
     finally:
         engine.dispose()
+
+
+def _insert_chunk(conn: sa.Connection, df: pl.DataFrame) -> None:
+    """Insert one batch of instants (``timestamp_id`` assigned) into the six tables."""
+    conn.execute(
+        sa.insert(datetime_table),
+        df.select(pl.col("timestamp_id").alias("id"), "timestamp", "is_simulation", "simulation_scenario").to_dicts(),
+    )
+    for table, (prefix, _, derived) in _PHASE_TABLES.items():
+        phases = [pl.col(f"{prefix}_{p[-1].lower()}") for p in _PHASES]
+        combine = pl.mean_horizontal(phases) if derived == "average" else pl.sum_horizontal(phases)
+        rows = df.filter(pl.any_horizontal([c.is_not_null() for c in phases])).select(
+            "timestamp_id", *(c.alias(p) for c, p in zip(phases, _PHASES)), combine.alias(derived)
+        )
+        if rows.height:
+            conn.execute(sa.insert(table), rows.to_dicts())
+    freq = df.filter(pl.col("frequency").is_not_null()).select("timestamp_id", pl.col("frequency").alias("frequency_value"))
+    if freq.height:
+        conn.execute(sa.insert(frequency_table), freq.to_dicts())
+
+
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 
 
 def _engine(url: str, where: str, must_exist: bool) -> sa.Engine:
     try:
         parsed = sa.make_url(url)
+        if parsed.drivername in _DEFAULT_DRIVERS:  # the maintained pure-Python drivers this project installs
+            parsed = parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername])
         engine = sa.create_engine(parsed)
     except (sa.exc.NoSuchModuleError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
         raise IngestError(f"{where}: no SQLAlchemy dialect or driver for it ({exc}); install the driver or fix the URL") from None

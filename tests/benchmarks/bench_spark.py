@@ -1,0 +1,126 @@
+"""Benchmark: the feature catalog on a simulated meter fleet, Spark ``local[2]`` vs the local executor.
+
+Both read the same Parquet store, compute the same catalog (``features.compute``) and
+write a Parquet feature table (Spark: ``spark_features.write``, each worker writing its
+device-chunks' files, since sending the wide table back through the JVM's row format
+and Parquet writer cost more than the features themselves); rows/s = input readings / wall time, best of ``--repeat``,
+measured in the same run. Spark's session start and first Python-worker start are
+warmed up before timing (a long-lived cluster pays them once). Also reported:
+
+* ``largest_group_rows``: the most readings one Spark task group (one device-chunk with
+  its overlap) holds, the memory bound of a Python worker, vs the fleet's rows;
+* ``spark_shuffle_only_s``: read + chunking + shuffle with a trivial count instead of the
+  features, i.e. Spark's own share of the time.
+
+    .venv/bin/python tests/benchmarks/bench_spark.py [--meters 200] [--hours 24] [--step-s 10]
+        [--chunk 1d] [--master local[2]] [--repeat 2] [--json]
+
+The issue's fleet (10,000 meters, one day at 10 s: 86 M readings) is the same command with
+``--meters 10000`` on a cluster (``--master spark://...``, the store on shared storage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from _common import best_of, report
+
+from gridtwin_lib import features, spark_features
+from gridtwin_lib.config import SITES
+from gridtwin_lib.schema import conform
+from gridtwin_lib.store import Store
+
+WINDOWS = features.DEFAULT_WINDOWS
+SITE = SITES["au_sydney"]
+
+
+def simulated_fleet(meters: int, hours: float, step_s: float, seed: int = 0) -> pl.DataFrame:
+    """``meters`` single-phase meters from 2025-03-03 00:00 UTC: a daily load cycle per meter, noise, 1 % dropouts."""
+    rng = np.random.default_rng(seed)
+    n = int(hours * 3600 / step_s)
+    t = np.arange(n) * step_s
+    start = int(datetime(2025, 3, 3, tzinfo=timezone.utc).timestamp() * 1e6)
+    scale = rng.uniform(0.3, 3.0, meters)[:, None]
+    load = scale * (1 + 0.5 * np.sin(2 * np.pi * (t / 3600 - 7) / 24))[None, :] + rng.gamma(1, 0.1, (meters, n))
+    current = load * 4.3
+    voltage = 232 - 0.3 * current + rng.normal(0, 0.8, (meters, n))
+    pf = np.clip(0.95 + rng.normal(0, 0.02, (meters, n)), 0.5, 1)
+    keep = rng.random((meters, n)) > 0.01
+    frame = pl.DataFrame({
+        "ts": (start + np.tile(t, meters) * 1e6).astype(np.int64)[keep.ravel()],
+        "device_id": np.repeat([f"meter-{m:05d}" for m in range(meters)], n)[keep.ravel()],
+        "voltage": voltage.ravel()[keep.ravel()],
+        "current": current.ravel()[keep.ravel()],
+        "power": (voltage * current * pf).ravel()[keep.ravel()],
+        "reactive_power": (voltage * current * np.sqrt(1 - pf**2)).ravel()[keep.ravel()],
+        "power_factor": pf.ravel()[keep.ravel()],
+        "frequency": 50 + rng.normal(0, 0.01, keep.sum()),
+    }).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")), pl.lit("sim:fleet").alias("source"))
+    return conform(frame, "meter")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--meters", type=int, default=200)
+    ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--step-s", type=float, default=10.0)
+    ap.add_argument("--chunk", default="1d")
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench_spark_"))
+    try:
+        store = Store(work / "store")
+        store.write("meter", simulated_fleet(args.meters, args.hours, args.step_s))
+        rows = store.scan("meter").select(pl.len()).collect().item()
+
+        def local() -> int:
+            table = features.compute(store.scan("meter").collect(), "meter", WINDOWS, SITE)
+            table.write_parquet(work / "local.parquet")
+            return table.height
+
+        cores = args.master.removeprefix("local[").removesuffix("]")
+        spark = spark_features.session(args.master, "gridtwin-bench", shuffle_partitions=2 * int(cores) if cores.isdigit() else None,
+                                       spark__ui__enabled="false")
+        files = store._select_files(store.root / "measurements" / "kind=meter", None, None, None)
+        counter = iter(range(1_000_000))
+
+        def on_spark() -> int:
+            out = work / f"spark-{next(counter)}"
+            return spark_features.write(spark, files, out, "meter", WINDOWS, SITE, args.chunk)["rows"]
+
+        def shuffle_only() -> int:
+            return spark_features.chunked(spark, files, "meter", WINDOWS, args.chunk).groupBy("device_id", "_chunk").count().count()
+
+        on_spark()  # warm-up: JVM code paths and the Python workers' imports
+        local_s, local_rows = best_of(local, args.repeat)
+        spark_s, spark_rows = best_of(on_spark, args.repeat)
+        shuffle_s, _ = best_of(shuffle_only, args.repeat)
+        groups = spark_features.chunked(spark, files, "meter", WINDOWS, args.chunk).groupBy("device_id", "_chunk").count()
+        largest = groups.agg({"count": "max"}).collect()[0][0]
+        n_groups = groups.count()
+        spark.stop()
+        assert local_rows == spark_rows == rows, (local_rows, spark_rows, rows)
+        report({
+            "meters": args.meters, "hours": args.hours, "step_s": args.step_s, "readings": rows,
+            "features": len(features.catalog("meter", WINDOWS)), "master": args.master, "chunk": args.chunk,
+            "local_s": round(local_s, 2), "local_rows_per_s": round(rows / local_s),
+            "spark_s": round(spark_s, 2), "spark_rows_per_s": round(rows / spark_s),
+            "spark_vs_local": round(local_s / spark_s, 2),
+            "spark_shuffle_only_s": round(shuffle_s, 2),
+            "task_groups": n_groups, "largest_group_rows": largest,
+        }, args.json)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
