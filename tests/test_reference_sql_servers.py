@@ -36,9 +36,10 @@ def readings(n: int, start: datetime = T0, source: str = "ref", step_s: float = 
         "source": [source] * n,
         "device_id": ["site-1"] * n,
     }
-    for name, centre in (("v", 230.0), ("i", 10.0), ("p", 2300.0), ("q", 300.0)):
-        for p in "abc":
-            data[f"{name}_{p}"] = centre + rng.normal(0, 1, n)  # 17 significant digits: FLOAT would lose them
+    for p in "abc":  # 17 significant digits (FLOAT would lose them), physically consistent: P² + Q² ≤ (V·I)²
+        v, i = 230.0 + rng.normal(0, 1, n), 10.0 + rng.normal(0, 1, n)
+        data[f"v_{p}"], data[f"i_{p}"] = v, i
+        data[f"p_{p}"], data[f"q_{p}"] = 0.95 * v * i, 0.31 * v * i
     data["frequency"] = 50 + rng.normal(0, 0.01, n)
     frame = pl.DataFrame(data).with_columns(pl.col("ts").cast(schema["ts"]))
     return frame.with_columns(pl.lit(None, pl.Float64).alias("thd_v"), pl.lit(0, pl.UInt32).alias("quality_flags")).select(list(schema))
