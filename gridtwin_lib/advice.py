@@ -76,7 +76,7 @@ def m16_effects(model, baseline, dataset: Dataset) -> pd.DataFrame:
     meta = dataset.meta_test.reset_index(drop=True)
     rs = lambda c: meta[c].to_numpy(float).reshape(-1, HOURS)  # noqa: E731
     load, pv, price = rs("actual_load_kw"), rs("actual_pv_kw"), rs("price_per_kwh")
-    site = model._site()
+    site = model.battery_site()
     plans = {
         "idle": np.zeros_like(load),
         "rule": np.asarray(baseline.predict(dataset.X_test)["battery_kw"], float).reshape(-1, HOURS),

@@ -508,7 +508,7 @@ class Engine:
         if m16 is not None:
             from .models.decision_surrogates import dispatch_features
 
-            soc = float(soc_kwh) if soc_kwh is not None else float(lp._site().s0)
+            soc = float(soc_kwh) if soc_kwh is not None else float(lp.battery_site().s0)
             feats = dispatch_features(np.array([soc]), np.array([0]), load[None, :], pv[None, :], price[None, :])
             t0 = time.perf_counter()
             sp = m16.predict(feats)

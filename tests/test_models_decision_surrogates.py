@@ -107,7 +107,7 @@ def test_m16_dataset_states_and_labels(dispatch_ds):
     assert ds.n_train % HOURS == 0 and ds.n_test % HOURS == 0
     assert ds.meta_train["date"].max() < ds.meta_test["date"].min()
     assert (ds.meta_test["hour"].to_numpy().reshape(-1, HOURS) == np.arange(HOURS)).all()
-    site = M.OptimalDispatch()._site()
+    site = M.OptimalDispatch().battery_site()
     assert ds.y_train["battery_kw"].abs().max() <= site.p_max + 1e-6
     assert ds.X_train["soc_kwh"].between(site.s_min - 1e-6, site.s_max + 1e-6).all()
     # the label is the LP's first hour from the row's state

@@ -115,7 +115,7 @@ def test_m11_schedule_respects_every_limit_and_balances():
     s = m.fit().predict(_day(load, pv, _tariff()))
     assert list(s.columns) == list(M.PowerFlowOptimization.spec.output_units)
     assert len(s) == 24 and (s["solve_time_s"] > 0).all()
-    site = m._site()
+    site = m.battery_site()
     balance = s["grid_import_kw"] + pv - s["pv_curtailed_kw"] + s["battery_discharge_kw"] - s["battery_charge_kw"] - load
     assert np.abs(balance).max() < 1e-6
     assert s["soc_kwh"].between(site.s_min - 1e-6, site.s_max + 1e-6).all()
@@ -137,7 +137,7 @@ def test_m11_perfect_forecast_resimulation_reproduces_the_plan_and_beats_the_rul
     ev = m.evaluate_days(y, plan, meta)
     # with a perfect forecast the plan is the perfect-foresight optimum; executing it costs exactly that
     np.testing.assert_allclose(ev["cost"], ev["perfect_cost"], atol=1e-6)
-    plain = M.resimulate(m._site(), M._schedule_arrays(plan), ev["load"], ev["pv"], ev["price"], realtime=False)
+    plain = M.resimulate(m.battery_site(), M._schedule_arrays(plan), ev["load"], ev["pv"], ev["price"], realtime=False)
     np.testing.assert_allclose(plain["grid_import_kw"].ravel(), plan["grid_import_kw"], atol=1e-6)
     score = m.score(y, plan, meta)
     rule_score = m.score(y, m.baseline().predict(X), meta)
@@ -154,7 +154,7 @@ def test_m11_resimulation_uses_actuals_not_the_plan():
     sunny = 3.0 * np.clip(np.sin(np.pi * (hours - 6) / 13), 0, None)
     m = M.PowerFlowOptimization()
     plan = m.predict(_day(load, sunny, _tariff()))
-    site = m._site()
+    site = m.battery_site()
     for execution in ("realtime", "setpoints"):
         r = M.resimulate(site, M._schedule_arrays(plan), load[None, :], np.zeros((1, 24)), _tariff()[None, :], execution == "realtime")
         assert r["violation"].sum() == 0

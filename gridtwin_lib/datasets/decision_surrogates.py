@@ -27,7 +27,8 @@ import pandas as pd
 from ..errors import InputError
 from ..models import decision_surrogates as M
 from ..models.base import Dataset
-from ..models.energy import HOURS, PowerFlowOptimization, _Site
+from ..models.energy import HOURS, PowerFlowOptimization
+from ..physics.battery import BatterySite
 from . import energy as E
 
 M13_SOURCE = "sim:m13_feeder"
@@ -93,7 +94,7 @@ def reactive_power_compensation(store, *, source: str = M13_SOURCE, test_fractio
     )
 
 
-def _lp_trajectories(site: _Site, fc: dict[str, np.ndarray], actual: dict[str, np.ndarray]):
+def _lp_trajectories(site: BatterySite, fc: dict[str, np.ndarray], actual: dict[str, np.ndarray]):
     """Run the LP in the loop on whole days: per hour, solve from the SoC reached so far on the actual day."""
     days = fc["load_kw"].shape[0]
     plan = np.zeros((days, HOURS))
@@ -119,7 +120,7 @@ def optimal_dispatch(store, *, m11_params: dict | None = None, train_start: str 
     y: battery_kw; meta: date, hour, actual_load_kw, actual_pv_kw, price_per_kwh, solve_s.
     """
     base = E.power_flow_optimization(store, train_start=train_start, test_start=test_start, test_end=test_end, **m11_dataset)
-    site = _Site(PowerFlowOptimization(**(m11_params or {})))
+    site = PowerFlowOptimization(**(m11_params or {})).battery_site()
 
     def build(X, y, meta):
         rs = lambda a: np.asarray(a, float).reshape(-1, HOURS)  # noqa: E731

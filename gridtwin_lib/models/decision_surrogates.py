@@ -28,7 +28,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Any
@@ -43,7 +42,8 @@ from sklearn.svm import SVR
 from ..errors import InputError
 from . import _keras
 from .base import Dataset, GridModel, ModelSpec, input_matrix
-from .energy import HEAD_FEATURES, HOURS, PowerFlowOptimization, _Site, day_cost, resimulate, rule_dispatch, solve_day_lp
+from ..physics.battery import BatterySite
+from .energy import HEAD_FEATURES, HOURS, PowerFlowOptimization, day_cost, resimulate, rule_dispatch, solve_day_lp
 
 # --------------------------------------------------------------------------- m13 reactive power compensation
 
@@ -353,20 +353,14 @@ def dispatch_features(soc_kwh: np.ndarray, hour: np.ndarray, load_f: np.ndarray,
     return pd.DataFrame(data, columns=M16_COLUMNS)
 
 
-def _site_at(site: _Site, soc) -> _Site:
-    s = copy.copy(site)
-    s.s0 = soc
-    return s
-
-
-def lp_setpoint(site: _Site, soc_kwh: float, load_f: np.ndarray, pv_f: np.ndarray, price: np.ndarray) -> tuple[float, float]:
+def lp_setpoint(site: BatterySite, soc_kwh: float, load_f: np.ndarray, pv_f: np.ndarray, price: np.ndarray) -> tuple[float, float]:
     """The optimiser: m11's LP over the next 24 h (arrays starting at the current hour) from the current
     SoC; returns the first hour's battery power [kW, positive = discharge] and the solve time [s]."""
-    sched, secs = solve_day_lp(_site_at(site, float(soc_kwh)), load_f, pv_f, price)
+    sched, secs = solve_day_lp(site.with_soc(float(soc_kwh)), load_f, pv_f, price)
     return float(sched["battery_discharge_kw"][0] - sched["battery_charge_kw"][0]), secs
 
 
-def execute(site: _Site, battery_kw: np.ndarray, load: np.ndarray, pv: np.ndarray, price: np.ndarray) -> dict[str, np.ndarray]:
+def execute(site: BatterySite, battery_kw: np.ndarray, load: np.ndarray, pv: np.ndarray, price: np.ndarray) -> dict[str, np.ndarray]:
     """Play (days, 24) battery set-points [kW, + = discharge] on the actual days with m11's
     :func:`resimulate` (set-points mode: power/SoC physics and the safety layer)."""
     sched = {"battery_charge_kw": np.clip(-battery_kw, 0, None), "battery_discharge_kw": np.clip(battery_kw, 0, None),
@@ -378,7 +372,7 @@ def _m16_X(X, who):
     return input_matrix(X, M16_COLUMNS, who, "dispatch_features() columns (soc_kwh, hour_sin, hour_cos, load_kw_00.., pv_kw_00.., price_00..)")
 
 
-def _m16_frame(bkw, X: np.ndarray, index, secs, site: _Site) -> pd.DataFrame:
+def _m16_frame(bkw, X: np.ndarray, index, secs, site: BatterySite) -> pd.DataFrame:
     # expected cost of the coming hour at the set-point, on the forecast
     net = X[:, 3] - X[:, 3 + HOURS] - bkw
     cost = X[:, 3 + 2 * HOURS] * np.clip(net, 0, None) - site.feed_in * np.clip(-net, 0, None)
@@ -386,8 +380,9 @@ def _m16_frame(bkw, X: np.ndarray, index, secs, site: _Site) -> pd.DataFrame:
 
 
 class _M16Params(BaseEstimator):
-    def _site(self) -> _Site:
-        return _Site(PowerFlowOptimization(**(self.m11_params or {})))
+    def battery_site(self) -> BatterySite:
+        """m11's battery site for ``m11_params`` (m11's defaults for the rest)."""
+        return PowerFlowOptimization(**(self.m11_params or {})).battery_site()
 
 
 class OptimalDispatch(_M16Params, GridModel):
@@ -429,7 +424,7 @@ class OptimalDispatch(_M16Params, GridModel):
     def predict(self, X):
         t0 = time.perf_counter()
         A = _m16_X(X, "m16 predict")
-        site = self._site()
+        site = self.battery_site()
         b = np.clip(self.svr_.predict(A), -site.p_max, site.p_max)
         return _m16_frame(b, A, getattr(X, "index", None), (time.perf_counter() - t0) / len(A), site)
 
@@ -442,7 +437,7 @@ class OptimalDispatch(_M16Params, GridModel):
         n = len(meta)
         if n % HOURS:
             raise InputError(f"m16 score: {n} rows is not whole days of 24 hours")
-        site = self._site()
+        site = self.battery_site()
         rs = lambda c: meta[c].to_numpy(float).reshape(-1, HOURS)  # noqa: E731
         load, pv, price = rs("actual_load_kw"), rs("actual_pv_kw"), rs("price_per_kwh")
         lp = np.asarray(y_true["battery_kw"] if isinstance(y_true, pd.DataFrame) else y_true, float).reshape(-1, HOURS)
@@ -491,16 +486,16 @@ class RuleSetpoint(_M16Params):
         self.m11_params = m11_params
 
     def fit(self, X=None, y=None):
-        self._site()
+        self.battery_site()
         return self
 
     def predict(self, X):
         t0 = time.perf_counter()
         A = _m16_X(X, "m16 rule")
-        site = self._site()
+        site = self.battery_site()
         price = A[:, 3 + 2 * HOURS:]
         # hour "0" of each row is the coming hour; the rest of the row only sets the day's peak price
-        sched = rule_dispatch(_site_at(site, A[:, 0]), A[:, 3:3 + HOURS], A[:, 3 + HOURS:3 + 2 * HOURS], price)
+        sched = rule_dispatch(site.with_soc(A[:, 0]), A[:, 3:3 + HOURS], A[:, 3 + HOURS:3 + 2 * HOURS], price)
         b = sched["battery_discharge_kw"][:, 0] - sched["battery_charge_kw"][:, 0]
         return _m16_frame(b, A, getattr(X, "index", None), (time.perf_counter() - t0) / len(A), site)
 

@@ -19,19 +19,17 @@ Units: kW, kWh, kvar, A, V, € (``eur``); hours are local clock hours.
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.optimize import linprog
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import adjusted_rand_score, mean_absolute_error, r2_score
 
 from ..errors import InputError
+from ..physics.battery import HOURS, SCHEDULE_COLUMNS, BatterySite, day_cost, resimulate, rule_dispatch, solve_day_lp
 from .base import Dataset, GridModel, ModelSpec
 
 # --------------------------------------------------------------------------- m10 energy loss
@@ -199,10 +197,7 @@ class FixedLossFactor(BaseEstimator):
 
 # --------------------------------------------------------------------------- m11 power-flow optimisation
 
-SCHEDULE_COLUMNS = ("grid_import_kw", "pv_curtailed_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh")
 FORECAST_COLUMNS = ("load_kw", "pv_kw", "price_per_kwh")
-HOURS = 24
-_TOL = 1e-6
 
 
 def _days(X, what: str) -> dict[str, np.ndarray]:
@@ -221,166 +216,6 @@ def _days(X, what: str) -> dict[str, np.ndarray]:
         raise InputError(f"{what}: X holds missing values; forecasts must be complete for every hour")
     if (out["load_kw"] < 0).any() or (out["pv_kw"] < 0).any():
         raise InputError(f"{what}: load_kw and pv_kw must be >= 0 (load is consumption, pv is generation)")
-    return out
-
-
-class _Site:
-    """Battery, connection and tariff parameters shared by the LP, the rule and the re-simulation."""
-
-    def __init__(self, m: "PowerFlowOptimization"):
-        if not 0 < m.round_trip_efficiency <= 1:
-            raise InputError(f"m11: round_trip_efficiency must be in (0, 1] (got {m.round_trip_efficiency})")
-        if not 0 <= m.soc_min_frac <= m.soc_init_frac <= m.soc_max_frac <= 1:
-            raise InputError("m11: need 0 <= soc_min_frac <= soc_init_frac <= soc_max_frac <= 1")
-        if m.battery_kwh < 0 or m.battery_kw < 0 or m.import_limit_kw <= 0 or m.export_limit_kw < 0:
-            raise InputError("m11: battery_kwh, battery_kw, export_limit_kw must be >= 0 and import_limit_kw > 0")
-        self.eta = float(np.sqrt(m.round_trip_efficiency))  # one way
-        self.e_max, self.p_max = float(m.battery_kwh), float(m.battery_kw)
-        self.s_min, self.s_max = m.soc_min_frac * self.e_max, m.soc_max_frac * self.e_max
-        self.s0 = m.soc_init_frac * self.e_max
-        self.imp_lim, self.exp_lim = float(m.import_limit_kw), float(m.export_limit_kw)
-        self.feed_in, self.peak_charge = float(m.feed_in_per_kwh), float(m.peak_charge_per_kw_day)
-        self.terminal = m.terminal_value_per_kwh
-        self.penalty = float(m.overload_penalty_per_kwh)
-        if m.execution not in ("realtime", "setpoints"):
-            raise InputError(f"m11: execution must be 'realtime' (plan + real-time layer) or 'setpoints' (got {m.execution!r})")
-
-    def terminal_value(self, price: np.ndarray) -> np.ndarray:
-        """€/kWh of energy left in the battery at midnight (per day): the day's cheapest price by default."""
-        return price.min(axis=1) if self.terminal is None else np.full(price.shape[0], float(self.terminal))
-
-
-def day_cost(site: _Site, grid_kw: np.ndarray, soc_end: np.ndarray, price: np.ndarray) -> np.ndarray:
-    """€ per day: energy bought - feed-in sold + peak charge x max import, plus the change of
-    stored energy at midnight: a deficit costs ``v / eta`` per kWh (refilling it), a surplus is
-    worth ``v * eta`` (what it displaces), ``v`` = :meth:`_Site.terminal_value`."""
-    imp, exp = np.clip(grid_kw, 0, None), np.clip(-grid_kw, 0, None)
-    v = site.terminal_value(price)
-    return ((price * imp).sum(axis=1) - site.feed_in * exp.sum(axis=1) + site.peak_charge * imp.max(axis=1)
-            + v / site.eta * np.clip(site.s0 - soc_end, 0, None) - v * site.eta * np.clip(soc_end - site.s0, 0, None))
-
-
-def solve_day_lp(site: _Site, load, pv, price) -> tuple[dict[str, np.ndarray], float]:
-    """One day's LP (HiGHS). Variables per hour: import, export, curtailment, charge, discharge,
-    SoC (end of hour), import overload slack; plus the day's peak import. Returns the schedule
-    arrays and the solver's wall time [s]."""
-    T = HOURS
-    n = 7 * T + 1
-    imp, exp, cur, ch, dis, soc, slk = (np.arange(k * T, (k + 1) * T) for k in range(7))
-    peak = 7 * T
-    r = np.arange(T)
-    eq_rows = np.concatenate([r, r, r, r, r, T + r, T + r, T + r, T + r[1:]])
-    eq_cols = np.concatenate([imp, exp, cur, ch, dis, soc, ch, dis, soc[:-1]])
-    eq_vals = np.concatenate([np.ones(T), -np.ones(T), -np.ones(T), -np.ones(T), np.ones(T),
-                              np.ones(T), -site.eta * np.ones(T), np.ones(T) / site.eta, -np.ones(T - 1)])
-    A_eq = sparse.csr_matrix((eq_vals, (eq_rows, eq_cols)), shape=(2 * T, n))
-    b_eq = np.concatenate([load - pv, [site.s0], np.zeros(T - 1)])
-    ub_rows = np.concatenate([r, r, T + r, T + r])
-    ub_cols = np.concatenate([imp, np.full(T, peak), imp, slk])
-    ub_vals = np.concatenate([np.ones(T), -np.ones(T), np.ones(T), -np.ones(T)])
-    A_ub = sparse.csr_matrix((ub_vals, (ub_rows, ub_cols)), shape=(2 * T, n))
-    b_ub = np.concatenate([np.zeros(T), np.full(T, site.imp_lim)])
-    lo, hi = np.zeros(n), np.full(n, np.inf)
-    hi[exp], hi[cur], hi[ch], hi[dis] = site.exp_lim, pv, site.p_max, site.p_max
-    lo[soc], hi[soc] = site.s_min, site.s_max
-    lo[soc[-1]] = max(site.s_min, site.s0)  # end the day at least as full as it started
-    c = np.zeros(n)
-    c[imp], c[exp], c[slk], c[peak] = price, -site.feed_in, site.penalty, site.peak_charge
-    c[ch] = c[dis] = 1e-4  # tie-break: no needless cycling
-    c[soc[-1]] -= site.terminal_value(price[None, :])[0] * site.eta  # value of energy kept (see day_cost)
-    t0 = time.perf_counter()
-    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=np.column_stack([lo, hi]), method="highs")
-    elapsed = time.perf_counter() - t0
-    if res.status != 0:
-        raise RuntimeError(f"m11: HiGHS did not solve a day (status {res.status}: {res.message})")
-    x = res.x
-    out = {"grid_import_kw": x[imp] - x[exp], "pv_curtailed_kw": x[cur], "battery_charge_kw": x[ch],
-           "battery_discharge_kw": x[dis], "soc_kwh": x[soc]}
-    return out, elapsed
-
-
-def rule_dispatch(site: _Site, load: np.ndarray, pv: np.ndarray, price: np.ndarray) -> dict[str, np.ndarray]:
-    """The rule, hour by hour on (days, 24) arrays: charge from PV surplus; discharge to cover the
-    load in the peak-price hours (price = the day's highest); PV beyond the export limit is curtailed.
-    It is causal: each hour uses only that hour's values, so run on actual data it is a real-time
-    controller."""
-    days = load.shape[0]
-    soc = np.full(days, site.s0)
-    out = {k: np.zeros((days, HOURS)) for k in SCHEDULE_COLUMNS}
-    is_peak = price >= price.max(axis=1, keepdims=True) - 1e-9
-    for h in range(HOURS):
-        surplus = pv[:, h] - load[:, h]
-        ch = np.where(surplus > 0, np.minimum.reduce([np.clip(surplus, 0, None), np.full(days, site.p_max),
-                                                      (site.s_max - soc) / site.eta]), 0.0)
-        dis = np.where((surplus < 0) & is_peak[:, h], np.minimum.reduce([-surplus, np.full(days, site.p_max),
-                                                                          (soc - site.s_min) * site.eta]), 0.0)
-        ch, dis = np.clip(ch, 0, None), np.clip(dis, 0, None)
-        net = load[:, h] - pv[:, h] + ch - dis
-        cur = np.minimum(pv[:, h], np.clip(-site.exp_lim - net, 0, None))
-        soc = soc + site.eta * ch - dis / site.eta
-        for k, v in zip(SCHEDULE_COLUMNS, (net + cur, cur, ch, dis, soc)):
-            out[k][:, h] = v
-    return out
-
-
-def resimulate(site: _Site, schedule: dict[str, np.ndarray], load: np.ndarray, pv: np.ndarray,
-               price: np.ndarray | None = None, realtime: bool = True) -> dict[str, np.ndarray]:
-    """Play a day-ahead schedule against the ACTUAL day (arrays (days, 24)); the plan is not revised.
-
-    The battery takes the planned set-point (charge - discharge), limited by physics (power,
-    SoC). With ``realtime`` a fixed real-time layer, using only the current hour's measured load
-    and PV, executes the plan the way a site controller would: it never discharges into export;
-    it holds the import at the planned level in the peak-price hours and at the plan's daily
-    peak otherwise, cutting planned charging first, then discharging extra; and it stores PV
-    that would be exported. Then, always, a safety layer: above the import limit it cuts
-    charging, then discharges; beyond the export limit it cuts discharging, charges, then
-    curtails PV. The grid takes the rest. The same function judges every schedule (LP, rule).
-    Returns the realised arrays, ``override`` (hours the battery did not do what was planned)
-    and ``violation`` (hours outside a limit: import, export, SoC, battery power, curtailment).
-    """
-    days = load.shape[0]
-    soc = np.full(days, site.s0)
-    keys = (*SCHEDULE_COLUMNS, "override", "violation")
-    out = {k: np.zeros((days, HOURS)) for k in keys}
-    plan = schedule["battery_charge_kw"] - schedule["battery_discharge_kw"]
-    planned_grid = schedule["grid_import_kw"]
-    planned_peak = np.clip(planned_grid, 0, None).max(axis=1)
-    is_peak = (np.zeros((days, HOURS), bool) if price is None
-               else price >= price.max(axis=1, keepdims=True) - 1e-9)
-    p_max = np.full(days, site.p_max)
-    for h in range(HOURS):
-        b = plan[:, h]
-        room, stored = (site.s_max - soc) / site.eta, (soc - site.s_min) * site.eta
-        ch = np.clip(np.minimum.reduce([np.clip(b, 0, None), p_max, room]), 0, None)
-        dis = np.clip(np.minimum.reduce([np.clip(-b, 0, None), p_max, stored]), 0, None)
-        ch0, dis0 = ch.copy(), dis.copy()
-        base = load[:, h] - pv[:, h]
-        if realtime:
-            dis = np.minimum(dis, np.clip(base, 0, None))  # no discharging into export
-            target = np.where(is_peak[:, h], np.clip(planned_grid[:, h], 0, None), planned_peak)
-            over = np.clip(base + ch - dis - target, 0, None)
-            cut = np.minimum(ch, over)
-            ch, over = ch - cut, over - cut
-            dis = dis + np.clip(np.minimum.reduce([over, site.p_max - dis, stored - dis]), 0, None)
-            spill = np.clip(-(base + ch - dis), 0, None)  # would be exported: store it
-            ch = ch + np.where(dis > 0, 0.0, np.clip(np.minimum.reduce([spill, site.p_max - ch, room - ch]), 0, None))
-        over = np.clip(base + ch - dis - site.imp_lim, 0, None)  # safety: import limit
-        cut = np.minimum(ch, over)
-        ch, over = ch - cut, over - cut
-        dis = dis + np.clip(np.minimum.reduce([over, site.p_max - dis, stored - dis]), 0, None)
-        under = np.clip(-site.exp_lim - (base + ch - dis), 0, None)  # safety: export limit
-        cut = np.minimum(dis, under)
-        dis, under = dis - cut, under - cut
-        extra = np.clip(np.minimum.reduce([under, site.p_max - ch, room - ch]), 0, None)
-        ch, under = ch + extra, under - extra
-        cur = np.minimum(pv[:, h], under)
-        net = base + cur + ch - dis
-        soc = soc + site.eta * ch - dis / site.eta
-        bad = ((net > site.imp_lim + _TOL) | (net < -site.exp_lim - _TOL) | (soc < site.s_min - _TOL) | (soc > site.s_max + _TOL)
-               | (ch > site.p_max + _TOL) | (dis > site.p_max + _TOL) | (cur > pv[:, h] + _TOL) | ((ch > _TOL) & (dis > _TOL)))
-        moved = (np.abs(ch - ch0) > 1e-6) | (np.abs(dis - dis0) > 1e-6)
-        for k, v in zip(keys, (net, cur, ch, dis, soc, moved, bad)):
-            out[k][:, h] = v
     return out
 
 
@@ -417,6 +252,10 @@ class _DispatchParams(BaseEstimator):
         self.terminal_value_per_kwh = terminal_value_per_kwh
         self.overload_penalty_per_kwh = overload_penalty_per_kwh
         self.execution = execution
+
+    def battery_site(self) -> BatterySite:
+        """The checked :class:`~gridtwin_lib.physics.battery.BatterySite` of these parameters."""
+        return BatterySite.from_params(**self.get_params(deep=False))
 
 
 class PowerFlowOptimization(_DispatchParams, GridModel):
@@ -455,16 +294,13 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
                            "rule_cost_eur_per_day", "peak_import_kw", "override_hours", "solve_time_s"),
     )
 
-    def _site(self) -> _Site:
-        return _Site(self)
-
     def fit(self, X=None, y=None):
         """No-op (an optimiser learns nothing); checks the parameters."""
-        self._site()
+        self.battery_site()
         return self
 
     def predict(self, X):
-        site = self._site()
+        site = self.battery_site()
         d = _days(X, "m11 predict")
         days, solve_s = {k: [] for k in SCHEDULE_COLUMNS}, []
         for k in range(d["load_kw"].shape[0]):
@@ -486,7 +322,7 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
     def evaluate_days(self, y_true, y_pred, meta) -> dict[str, Any]:
         """Per-day costs [€] of the schedule, the real-time rule and the perfect-foresight LP, all
         re-simulated on the actual load and PV (``y_true``) with the prices in ``meta``."""
-        site = self._site()
+        site = self.battery_site()
         actual = _days(pd.DataFrame({"load_kw": np.asarray(y_true["load_kw"], float), "pv_kw": np.asarray(y_true["pv_kw"], float),
                                      "price_per_kwh": np.asarray(meta["price_per_kwh"], float)}), "m11 score")
         load, pv, price = actual["load_kw"], actual["pv_kw"], actual["price_per_kwh"]
@@ -572,12 +408,12 @@ class RuleDispatch(_DispatchParams):
     the LP sees), returning a schedule in the LP's format. Same parameters as the LP."""
 
     def fit(self, X=None, y=None):
-        _Site(self)
+        self.battery_site()
         return self
 
     def predict(self, X):
         d = _days(X, "m11 rule")
-        sched = rule_dispatch(_Site(self), d["load_kw"], d["pv_kw"], d["price_per_kwh"])
+        sched = rule_dispatch(self.battery_site(), d["load_kw"], d["pv_kw"], d["price_per_kwh"])
         return _schedule_frame(sched, getattr(X, "index", None), np.zeros(d["load_kw"].shape[0]))
 
 
