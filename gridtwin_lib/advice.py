@@ -21,7 +21,8 @@ import pandas as pd
 
 from .models.base import Dataset
 from .models.decision import PHASES, _n_slots, candidate_moves, evaluate_moves, unpack_row
-from .models.decision_surrogates import HOURS, V_LIMITS_PU, _violation, execute, power_flow
+from .models.decision_surrogates import HOURS, V_LIMITS_PU, execute, power_flow
+from .physics.powerflow import voltage_violation_pu
 from .models.energy import day_cost
 
 
@@ -40,7 +41,7 @@ def m13_effects(model, baseline, dataset: Dataset) -> pd.DataFrame:
         for name, q in (("no_action", 0.0), ("rule", rule[k]), ("advice", advice[k]), ("optimiser", float(y.at[k, "q_opt_kvar"]))):
             losses, vmin, vmax = power_flow(*state, q)
             row[f"losses_{name}_kwh"] = losses * step_h
-            row[f"violation_h_{name}"] = float(_violation(vmin, vmax, limits) > 1e-9) * step_h
+            row[f"violation_h_{name}"] = float(voltage_violation_pu(vmin, vmax, limits) > 1e-9) * step_h
         rows.append(row)
     return pd.DataFrame(rows).groupby("day", as_index=False).sum()
 

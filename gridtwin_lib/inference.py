@@ -75,7 +75,7 @@ import polars as pl
 
 from . import features as F
 from . import schema
-from .config import Site, default_site
+from .config import NOMINAL_VOLTAGE_V, Site, default_site
 from .errors import InputError
 
 MODEL_IDS: tuple[str, ...] = (
@@ -658,7 +658,7 @@ def _score_m03(engine, est, model_id, new, held, errors):
 def _score_m07(engine, est, model_id, new, held, errors):
     """m07's forecast for each reading's 10-min window, issued when the previous window closed:
     kept per device, so only a device's first reading in a window computes it."""
-    from .models.maintenance_pq import WINDOW_S
+    from .physics.pq import WINDOW_S
 
     window_us = WINDOW_S * 1_000_000
     devices = new["device_id"].to_list()
@@ -703,7 +703,8 @@ def _m07_forecasts(engine, est, new: pl.DataFrame, held: _Held) -> dict[tuple[st
     readings that has one, from the training builder's rows (``m07_window_rows``, ``m07_rows``)
     of the three closed windows before it."""
     from .datasets.maintenance_pq import m07_rows, m07_window_rows
-    from .models.maintenance_pq import M07_FEATURES, M07_INPUT_COLUMNS, WINDOW_S
+    from .models.maintenance_pq import M07_FEATURES, M07_INPUT_COLUMNS
+    from .physics.pq import WINDOW_S
 
     step = timedelta(seconds=WINDOW_S)
     first = new["ts"].min()
@@ -733,7 +734,7 @@ def _m07_forecasts(engine, est, new: pl.DataFrame, held: _Held) -> dict[tuple[st
 
 
 def _feeder_rows(new: pl.DataFrame) -> pl.DataFrame:
-    from .models.decision_surrogates import SUBNETS
+    from .physics.powerflow import CIGRE_SUBNETS as SUBNETS
 
     return new.filter(pl.col("device_id").str.extract(r"_([A-Za-z]+)$", 1).is_in(list(SUBNETS)))
 
@@ -1168,7 +1169,7 @@ def warm_up(engine: Engine) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-        rows = [dict(ts=t0 + timedelta(seconds=k), device_id="warm-up", v_a=230.0, v_b=230.0, v_c=230.0, i_a=10.0, i_b=10.0,
+        rows = [dict(ts=t0 + timedelta(seconds=k), device_id="warm-up", v_a=NOMINAL_VOLTAGE_V, v_b=NOMINAL_VOLTAGE_V, v_c=NOMINAL_VOLTAGE_V, i_a=10.0, i_b=10.0,
                      i_c=10.0, p_a=2200.0, p_b=2200.0, p_c=2200.0, q_a=200.0, q_b=200.0, q_c=200.0, frequency=50.0, thd_v=2.0)
                 for k in range(120)]
         engine.score(rows)

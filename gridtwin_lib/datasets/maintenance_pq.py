@@ -2,7 +2,7 @@
 
 m07 (``power_quality_index``): per device, clock-aligned 10-min windows of the raw
 ``three_phase`` readings give the EN 50160 quantities and the PQ index
-(:func:`gridtwin_lib.models.maintenance_pq.pq_window_table`, the one definition). A row is
+(:func:`gridtwin_lib.physics.pq.pq_window_table`, the one definition). A row is
 window k of a device: inputs are window k's quantities, sub-scores and index, windows k-1 and
 k-2's index and sub-scores, and :func:`gridtwin_lib.features.compute` values at the last
 reading of window k; the label is the index of window k+1 (measured on readings the inputs
@@ -31,9 +31,8 @@ import polars as pl
 from ..errors import InputError
 from ..features import compute, window_us
 from ..models.base import Dataset
-from ..models.maintenance_pq import (
-    M07_FEATURES, M07_INPUT_COLUMNS, M07_LAGS, M08_HORIZON_S, M08_INPUT_COLUMNS, SUBSCORES, WINDOW_S, pq_window_table,
-)
+from ..models.maintenance_pq import M07_FEATURES, M07_INPUT_COLUMNS, M07_LAGS, M08_HORIZON_S, M08_INPUT_COLUMNS
+from ..physics.pq import SUBSCORES, WINDOW_S, pq_window_table
 from ..store import Store
 from .monitoring import features_by_day
 

@@ -50,19 +50,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import NOMINAL_VOLTAGE_V
 from ..errors import InputError
+from ..physics.unbalance import voltage_unbalance_factor_pct
+from ..units import HOURS_PER_DAY
 from .base import Dataset, GridModel, ModelSpec
 
 PHASES = ("a", "b", "c")
 _ROT = np.exp(-2j * np.pi / 3 * np.arange(3))  # a: 0, b: -120 deg, c: +120 deg
-_ALPHA = np.exp(2j * np.pi / 3)
-HOURS = 24
+HOURS = HOURS_PER_DAY
 
 
 # =========================================================================== m14: feeder model
 
 
-def feeder_state(loads_kw: np.ndarray, phases: np.ndarray, positions_m: np.ndarray, *, u0_v: float = 230.0,
+def feeder_state(loads_kw: np.ndarray, phases: np.ndarray, positions_m: np.ndarray, *, u0_v: float = NOMINAL_VOLTAGE_V,
                  r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32) -> dict[str, np.ndarray]:
     """Three-phase state of one radial feeder, per hour.
 
@@ -85,10 +87,8 @@ def feeder_state(loads_kw: np.ndarray, phases: np.ndarray, positions_m: np.ndarr
     drop = (r_phase_ohm_per_km * seg_len_km[None, :, None] * seg_c).sum(axis=1) \
         + (r_neutral_ohm_per_km * seg_len_km[None, :] * neutral).sum(axis=1)[:, None]
     v = u0_v * _ROT[None, :] - drop  # (H, 3)
-    v1 = (v[:, 0] + _ALPHA * v[:, 1] + _ALPHA ** 2 * v[:, 2]) / 3
-    v2 = (v[:, 0] + _ALPHA ** 2 * v[:, 1] + _ALPHA * v[:, 2]) / 3
     loss = (seg_len_km[None, :] * (r_phase_ohm_per_km * (seg ** 2).sum(axis=2) + r_neutral_ohm_per_km * np.abs(neutral) ** 2)).sum(axis=1)
-    return {"vuf_pct": 100.0 * np.abs(v2) / np.abs(v1), "loss_w": loss, "phase_current_a": seg[:, 0, :],
+    return {"vuf_pct": voltage_unbalance_factor_pct(v[:, 0], v[:, 1], v[:, 2]), "loss_w": loss, "phase_current_a": seg[:, 0, :],
             "neutral_current_a": np.abs(neutral[:, 0])}
 
 
@@ -205,7 +205,7 @@ class LoadBalancing(_FeederParams, GridModel):
 
     def __init__(self, w_unbalance: float = 0.5, w_losses: float = 0.2, w_customers: float = 0.15, w_cost: float = 0.15,
                  pillar_size: int = 4, cost_fixed_eur: float = 250.0, cost_per_m_eur: float = 0.5,
-                 u0_v: float = 230.0, r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32):
+                 u0_v: float = NOMINAL_VOLTAGE_V, r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32):
         self.w_unbalance, self.w_losses, self.w_customers, self.w_cost = w_unbalance, w_losses, w_customers, w_cost
         self.pillar_size, self.cost_fixed_eur, self.cost_per_m_eur = pillar_size, cost_fixed_eur, cost_per_m_eur
         self.u0_v, self.r_phase_ohm_per_km, self.r_neutral_ohm_per_km = u0_v, r_phase_ohm_per_km, r_neutral_ohm_per_km
@@ -295,7 +295,7 @@ class LargestLoadHeuristic(_FeederParams, GridModel):
 
     spec = LoadBalancing.spec
 
-    def __init__(self, u0_v: float = 230.0, r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32):
+    def __init__(self, u0_v: float = NOMINAL_VOLTAGE_V, r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32):
         self.u0_v, self.r_phase_ohm_per_km, self.r_neutral_ohm_per_km = u0_v, r_phase_ohm_per_km, r_neutral_ohm_per_km
 
     def _choose(self, phases, pos, loads):

@@ -6,7 +6,7 @@
     set-point ``q_setpoint_kvar`` [kvar, positive = injection] of the feeder's PV inverters, and
     the loss reduction it buys [kW] (a second output). The set-point is shared by the 15 PV
     inverters in proportion to each load's nominal kW (:func:`distribute_q`) and applied through
-    the ``q_setpoint_kvar`` hook of :func:`gridtwin_lib.simulate.feeder.solve`.
+    the ``q_setpoint_kvar`` hook of :func:`gridtwin_lib.physics.powerflow.solve`.
     The optimiser it imitates (:func:`optimise_q`): a bounded 1-D search over the set-point in
     ``q_bounds_kvar`` with AC power flows: three grid points, a quadratic model of the losses
     and linear models of the extreme bus voltages (EN 50160 limits 0.90-1.10 pu), the vertex
@@ -43,75 +43,36 @@ from ..errors import InputError
 from . import _keras
 from .base import Dataset, GridModel, ModelSpec, input_matrix
 from ..physics.battery import BatterySite
+from ..physics.powerflow import CIGRE_SUBNETS, shared_feeder, voltage_violation_pu
 from .energy import HEAD_FEATURES, HOURS, PowerFlowOptimization, day_cost, resimulate, rule_dispatch, solve_day_lp
 
 # --------------------------------------------------------------------------- m13 reactive power compensation
 
-SUBNETS = ("C", "I", "R")
+SUBNETS = tuple(sorted(CIGRE_SUBNETS))  # ("C", "I", "R"): the column order of feeder_head_frame
 #: feeder_head_frame() columns the m13 models read (A, W, var, V per transformer)
 M13_COLUMNS = pd.Index([f"{s}_{f}" for f in sorted(HEAD_FEATURES) for s in SUBNETS]).sort_values()
 Q_BOUNDS_KVAR = (-100.0, 500.0)
 #: EN 50160: supply voltage within +-10 % of nominal
 V_LIMITS_PU = (0.90, 1.10)
 PF_TARGET = 0.95
-_NET: dict[str, Any] = {}
-_PF_CACHE: dict[tuple, tuple[float, float, float]] = {}
-
-
-def _network():
-    """The feeder twin's reference network, built once per process (not pickled with models)."""
-    if "net" not in _NET:
-        from ..simulate import feeder
-
-        net = feeder.reference_network()
-        _NET["net"] = net
-        _NET["nominal_kw"] = net.load["p_mw"].to_numpy() * 1000
-        _NET["tan_phi"] = net.load["q_mvar"].to_numpy() / net.load["p_mw"].to_numpy()
-        _NET["subnet"] = net.load["name"].str.removeprefix("Load ").str[0].to_numpy()
-    return _NET
 
 
 def feeder_state(local_hour: float, load_kw: float, pv_kw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-load P [kW], Q [kvar] and PV [kW] of the feeder twin for one step, from its truth totals.
-
-    The twin draws each load as nominal x daily profile of its sub-network x lognormal noise and
-    PV as nominal x pv_share x (sun x clear-sky index); it records only the totals
-    (``feeder_losses.load_kw``, ``pv_kw``). The state is rebuilt from them: loads follow the
-    profiles scaled to the recorded total (the per-load noise is lost), PV is exact (the twin's
-    PV is proportional to nominal load), Q keeps each load's power factor.
-    """
-    from ..simulate.feeder import load_profile
-
-    n = _network()
-    shape = np.array([float(load_profile(s, np.array([local_hour]))[0]) for s in n["subnet"]]) * n["nominal_kw"]
-    p = shape * (load_kw / shape.sum())
-    pv = n["nominal_kw"] * (pv_kw / n["nominal_kw"].sum())
-    return p, p * n["tan_phi"], pv
+    """Per-load P [kW], Q [kvar] and PV [kW] of the feeder twin for one step (:meth:`CigreFeeder.load_state`)."""
+    return shared_feeder().load_state(local_hour, load_kw, pv_kw)
 
 
 def distribute_q(q_total_kvar: float) -> np.ndarray:
     """The feeder set-point [kvar] shared among the PV inverters in proportion to nominal load."""
-    w = _network()["nominal_kw"]
-    return q_total_kvar * w / w.sum()
+    return shared_feeder().distribute_q(q_total_kvar)
 
 
 def power_flow(local_hour: float, load_kw: float, pv_kw: float, q_kvar: float) -> tuple[float, float, float]:
-    """(losses_kw, min bus vm_pu, max bus vm_pu) of one AC power flow, memoised per (state, set-point)."""
-    key = (round(float(local_hour), 4), round(float(load_kw), 6), round(float(pv_kw), 6), round(float(q_kvar), 3))
-    if key not in _PF_CACHE:
-        from ..simulate.feeder import solve
-
-        p, q, pv = feeder_state(local_hour, load_kw, pv_kw)
-        r = solve(_network()["net"], p, q, pv, q_setpoint_kvar=distribute_q(q_kvar))
-        if not r["converged"]:
-            raise RuntimeError(f"m13: power flow did not converge (hour {local_hour}, load {load_kw} kW, q {q_kvar} kvar)")
-        vm = r["bus_vm_pu"][1:]  # bus 0 is the 20 kV slack
-        _PF_CACHE[key] = (float(r["losses_kw"]), float(vm.min()), float(vm.max()))
-    return _PF_CACHE[key]
+    """(losses_kw, min bus vm_pu, max bus vm_pu) of one AC power flow, memoised (:meth:`CigreFeeder.power_flow`)."""
+    return shared_feeder().power_flow(local_hour, load_kw, pv_kw, q_kvar)
 
 
-def _violation(vmin: float, vmax: float, v_limits) -> float:
-    return max(0.0, v_limits[0] - vmin) + max(0.0, vmax - v_limits[1])
+_violation = voltage_violation_pu
 
 
 def optimise_q(local_hour: float, load_kw: float, pv_kw: float, q_bounds=Q_BOUNDS_KVAR, v_limits=V_LIMITS_PU,

@@ -44,10 +44,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ..errors import InputError
+from ..units import HOURS_PER_DAY
 from ._keras import from_bytes, import_keras, to_bytes
 from .base import GridModel, ModelSpec
 
-HOURS = 24
+HOURS = HOURS_PER_DAY
 WEEK_H = 168
 LAG_COLS = [f"lag_kw_{k:03d}" for k in range(1, WEEK_H + 1)]
 OBS_COLS = [f"obs_kw_h{h:02d}" for h in range(HOURS - 1)]

@@ -59,10 +59,11 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import confusion_matrix
 from sklearn.tree import DecisionTreeClassifier, export_text
 
+from ..config import NOMINAL_VOLTAGE_V
 from ._trees import FlatTrees
 from .base import Dataset, GridModel, ModelSpec
 
-V_NOMINAL_V = 230.0  # [V] the feature catalogue's default site nominal (EN 50160 reference)
+V_NOMINAL_V = NOMINAL_VOLTAGE_V  # [V] the feature catalogue's default site nominal (EN 50160 reference)
 
 # --------------------------------------------------------------------------- m01
 

@@ -30,13 +30,14 @@ import pandas as pd
 from scipy.special import expit, ndtr
 from sklearn.metrics import average_precision_score
 
+from ..config import NOMINAL_FREQUENCY_HZ
 from ..errors import InputError
 from ._keras import from_bytes, import_keras, to_bytes
 from .base import GridModel, ModelSpec, input_matrix
 
 HISTORY = 100  # [s] readings per input row
 HORIZON = 10  # [s] steps ahead
-F_NOMINAL = 50.0  # [Hz]
+F_NOMINAL = NOMINAL_FREQUENCY_HZ  # [Hz]
 BAND_HZ = (49.85, 50.15)
 INPUT_COLUMNS = [f"f_t-{k}" for k in range(HISTORY - 1, 0, -1)] + ["f_t"]
 FORECAST_COLUMNS = [f"f_t+{h}" for h in range(1, HORIZON + 1)]

@@ -29,11 +29,12 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
+from ..config import NOMINAL_VOLTAGE_V
 from ..errors import InputError
 from ._trees import forest_proba
 from .base import GridModel, ModelSpec, input_matrix
 
-V_NOMINAL = 230.0  # [V] RMS, phase to neutral
+V_NOMINAL = NOMINAL_VOLTAGE_V  # [V] RMS, phase to neutral
 SAMPLES_PER_CYCLE = 64
 CYCLES = 10
 N_SAMPLES = SAMPLES_PER_CYCLE * CYCLES  # 640

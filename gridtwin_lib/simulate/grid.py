@@ -87,11 +87,13 @@ import numpy as np
 import polars as pl
 from scipy.signal import cont2discrete, lfilter, ss2tf
 
+from ..config import NOMINAL_FREQUENCY_HZ, NOMINAL_VOLTAGE_V
+from ..physics.unbalance import voltage_unbalance_rate_pct
 from .profiles import HouseholdProfiles, local_midnight_epoch
 from .registry import Param, RunSpec, Scenario, SimChunk, register
 
-V_NOMINAL = 230.0  # [V] phase to neutral
-F_NOMINAL = 50.0  # [Hz]
+V_NOMINAL = NOMINAL_VOLTAGE_V  # [V] phase to neutral
+F_NOMINAL = NOMINAL_FREQUENCY_HZ  # [Hz]
 SENSOR_ERROR = 1e-3  # bounded relative error of V and I, uniform
 FREQUENCY_ERROR_HZ = 1e-3  # bounded absolute frequency error [Hz]
 THD_ERROR_PCT = 0.05  # bounded absolute THD error [%]
@@ -989,11 +991,7 @@ class _GridRun:
                                        lambda: np.abs(np.nan_to_num(f_m - F_NOMINAL, nan=0.0)), lambda: cause_f):
             log("frequency_excursion", s0, s1, CAUSES[c] or "load_noise", extreme, None, extreme, "Hz")
         # LVUR = max |V_k - mean V| / mean V [%] (0 when all phases are out)
-        mean_v = v_m.mean(axis=0)
-        lvur = v_max - mean_v
-        np.maximum(lvur, np.subtract(mean_v, v_m.min(axis=0)), out=lvur)
-        lvur /= np.maximum(mean_v, 1e-9, out=mean_v)
-        lvur *= 100.0
+        lvur = voltage_unbalance_rate_pct(v_m)
         if any_out:
             lvur[out_all] = 0.0
         default_unb = lambda: np.where(cause_unb > 0, CAUSE_ID.get(self.unbalance_cause or "", 0), cause_v.max(axis=0)).astype(np.int16)
