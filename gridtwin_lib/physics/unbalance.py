@@ -74,8 +74,5 @@ def voltage_unbalance_rate_pct(v_phases) -> np.ndarray:
     """
     v = np.asarray(v_phases, float)
     mean_v = v.mean(axis=0)
-    lvur = v.max(axis=0) - mean_v
-    np.maximum(lvur, np.subtract(mean_v, v.min(axis=0)), out=lvur)
-    lvur /= np.maximum(mean_v, 1e-9, out=mean_v)
-    lvur *= 100.0
-    return lvur
+    lvur = np.maximum(v.max(axis=0) - mean_v, mean_v - v.min(axis=0))
+    return lvur / np.maximum(mean_v, 1e-9) * 100.0
