@@ -52,7 +52,7 @@ def m14_effects(model, baseline, dataset: Dataset) -> pd.DataFrame:
     meta, y = dataset.meta_test.reset_index(drop=True), dataset.y_test.reset_index(drop=True)
     n = _n_slots(meta)
     advice, rule = model.predict(dataset.X_test), baseline.predict(dataset.X_test)
-    feeder = model._feeder()
+    feeder = model.feeder_params()
     rows = []
     for i in range(len(meta)):
         ids, phases, pos, loads = unpack_row(pd.concat([meta.iloc[i], y.iloc[i]]), n)

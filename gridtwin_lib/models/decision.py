@@ -164,7 +164,8 @@ M14_OUTPUTS = {"customer": "device id", "from_phase": "phase (a|b|c)", "to_phase
 
 
 class _FeederParams:
-    def _feeder(self) -> dict[str, float]:
+    def feeder_params(self) -> dict[str, float]:
+        """The feeder model's keyword arguments (u0_v [V], r_phase / r_neutral [ohm/km]) for :func:`feeder_state`."""
         return {"u0_v": self.u0_v, "r_phase_ohm_per_km": self.r_phase_ohm_per_km, "r_neutral_ohm_per_km": self.r_neutral_ohm_per_km}
 
     def fit(self, X, y=None):
@@ -213,7 +214,7 @@ class LoadBalancing(_FeederParams, GridModel):
     def rank(self, phases: np.ndarray, positions_m: np.ndarray, loads_kw: np.ndarray) -> pd.DataFrame:
         """All single moves with their four criteria and TOPSIS closeness, best first."""
         moves = candidate_moves(phases)
-        table = evaluate_moves(loads_kw, phases, positions_m, moves, **self._feeder())
+        table = evaluate_moves(loads_kw, phases, positions_m, moves, **self.feeder_params())
         order = np.argsort(positions_m, kind="stable")
         pillar = np.empty(len(order), int)
         pillar[order] = np.arange(len(order)) // max(1, int(self.pillar_size))
@@ -257,7 +258,7 @@ class LoadBalancing(_FeederParams, GridModel):
         for i in range(len(y_pred)):
             row = pd.concat([meta.iloc[i], y_true.iloc[i]])
             ids, phases, pos, loads = unpack_row(row, n)
-            table = evaluate_moves(loads, phases, pos, candidate_moves(phases), **self._feeder())
+            table = evaluate_moves(loads, phases, pos, candidate_moves(phases), **self.feeder_params())
             table["customer"] = [ids[k] for k in table["customer_index"]]
             pick = y_pred.iloc[i]
             sel = table[(table["customer"] == pick["customer"]) & (table["to_phase"] == PHASES.index(pick["to_phase"]))]
@@ -280,7 +281,7 @@ class LoadBalancing(_FeederParams, GridModel):
             red = []
             for i in range(len(pred)):
                 ids, phases, pos, loads = unpack_row(pd.concat([meta.iloc[i], dataset.y_test.iloc[i]]), n)
-                table = evaluate_moves(loads, phases, pos, candidate_moves(phases), **self._feeder())
+                table = evaluate_moves(loads, phases, pos, candidate_moves(phases), **self.feeder_params())
                 k = ids.index(pred.iloc[i]["customer"])
                 sel = table[(table["customer_index"] == k) & (table["to_phase"] == PHASES.index(pred.iloc[i]["to_phase"]))]
                 red.append(float(sel["unbalance_reduction_pp"].iloc[0]))
@@ -304,10 +305,10 @@ class LargestLoadHeuristic(_FeederParams, GridModel):
         light = int(np.argmin(per_phase))
         cand = np.where(phases != light)[0]
         k = int(cand[np.argmax(energy[cand])])
-        before = float(feeder_state(loads, phases, pos, **self._feeder())["vuf_pct"].mean())
+        before = float(feeder_state(loads, phases, pos, **self.feeder_params())["vuf_pct"].mean())
         ph = phases.copy()
         ph[k] = light
-        after = float(feeder_state(loads, ph, pos, **self._feeder())["vuf_pct"].mean())
+        after = float(feeder_state(loads, ph, pos, **self.feeder_params())["vuf_pct"].mean())
         return k, light, before, after
 
     def predict(self, X) -> pd.DataFrame:
