@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from .models.base import Dataset
-from .models.decision import PHASES, _n_slots, candidate_moves, evaluate_moves, unpack_row
-from .models.decision_surrogates import HOURS, V_LIMITS_PU, _violation, execute, power_flow
-from .models.energy import day_cost
+from .models.decision.load_balancing import PHASES, _n_slots, candidate_moves, evaluate_moves, unpack_row
+from .models.decision.load_balancing import HOURS
+from .models.decision.reactive_power_compensation import V_LIMITS_PU, _violation, power_flow
+from .models.decision.optimal_dispatch import execute
+from .models.energy.power_flow_optimization import day_cost
 
 
 def m13_effects(model, baseline, dataset: Dataset) -> pd.DataFrame:

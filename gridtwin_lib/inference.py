@@ -438,8 +438,10 @@ class Engine:
         ``m06_overload_risk.load_class`` and its class probabilities [1], each null with a
         ``*_status`` reason when the champion is missing.
         """
-        from .datasets.maintenance import m05_daily_features, m06_features
-        from .models.maintenance import M05_INPUT_COLUMNS, M06_INPUT_COLUMNS
+        from .datasets.maintenance.equipment_failure import m05_daily_features
+        from .datasets.maintenance.overload_risk import m06_features
+        from .models.maintenance.equipment_failure import M05_INPUT_COLUMNS
+        from .models.maintenance.overload_risk import M06_INPUT_COLUMNS
 
         if observations.height == 0:
             raise InputError("score_assets: no observations; simulate or ingest a transformer fleet first")
@@ -464,7 +466,7 @@ class Engine:
     def score_waveforms(self, windows: pd.DataFrame) -> pd.DataFrame:
         """m02: IEEE 1159 class and THD [%] of 10-cycle windows (columns ``v_000..v_639`` [V])."""
         est = self._require("m02_harmonic_analysis")
-        from .models.monitoring_pq import SAMPLE_COLUMNS
+        from .models.monitoring.harmonic_analysis import SAMPLE_COLUMNS
 
         pred = est.predict(windows[list(SAMPLE_COLUMNS)])
         keep = [c for c in ("ts", "window_id", "source") if c in windows.columns]
@@ -475,8 +477,8 @@ class Engine:
         """m09: the 24 hourly loads [kW] of local ``day`` from meter readings before it
         (:func:`~gridtwin_lib.datasets.energy_forecast.meter_load` rows). Columns: hour
         (local start), load_kw."""
-        from .datasets.energy_forecast import forecast_input
-        from .models.energy_forecast import OUT_COLS
+        from .datasets.energy.load_forecast import forecast_input
+        from .models.energy.load_forecast import OUT_COLS
 
         est = self._require("m09_load_forecast")
         row = forecast_input(meter_readings, day, utc_offset_h=utc_offset_h, site=site)
@@ -493,7 +495,7 @@ class Engine:
         ``m16``: the surrogate's battery set-point for the first hour [kW] and its expected
         cost, with the LP's first-hour set-point as its reference.
         """
-        from .models.energy import PowerFlowOptimization
+        from .models.energy.power_flow_optimization import PowerFlowOptimization
 
         limit = self.time_limit_s if time_limit_s is None else float(time_limit_s)
         load, pv, price = (np.asarray(a, float).reshape(-1) for a in (load_kw, pv_kw, price_per_kwh))
@@ -506,7 +508,7 @@ class Engine:
         out: dict[str, Any] = {"m11_power_flow_optimization": plan, "lp_is_champion": m11 is not None}
         m16 = self.estimators.get("m16_optimal_dispatch")
         if m16 is not None:
-            from .models.decision_surrogates import dispatch_features
+            from .models.decision.optimal_dispatch import dispatch_features
 
             soc = float(soc_kwh) if soc_kwh is not None else float(lp._site().s0)
             feats = dispatch_features(np.array([soc]), np.array([0]), load[None, :], pv[None, :], price[None, :])
@@ -571,7 +573,7 @@ class _Held:
 
     def head_frame(self, feeder_rows: pl.DataFrame) -> pd.DataFrame:
         """``feeder_head_frame`` of the feeder meters' rows, built once for m10 and m13."""
-        from .models.energy import HEAD_FEATURES, feeder_head_frame
+        from .models.energy.energy_loss import HEAD_FEATURES, feeder_head_frame
 
         if "head" not in self._feeder:
             self._feeder["head"] = feeder_head_frame(feeder_rows.select("ts", "device_id", *HEAD_FEATURES).to_pandas())
@@ -612,7 +614,7 @@ def _columns_scorer(columns_of):
 
 
 def _score_m15(engine, est, model_id, new, held, errors):
-    from .datasets.decision import grid_stability_design
+    from .datasets.decision.grid_stability import grid_stability_design
 
     # the training design is built in (ts, device) order: carry-forward follows the same order
     ordered = new.sort("ts", "device_id", "row") if new.height > 1 else new
@@ -624,9 +626,9 @@ def _score_m15(engine, est, model_id, new, held, errors):
 
 
 def _score_m03(engine, est, model_id, new, held, errors):
-    from .datasets.monitoring_frequency import frequency_grid
-    from .models.monitoring_frequency import HISTORY as N_HIST
-    from .models.monitoring_frequency import INPUT_COLUMNS
+    from .datasets.monitoring.frequency_stability import frequency_grid
+    from .models.monitoring.frequency_stability import HISTORY as N_HIST
+    from .models.monitoring.frequency_stability import INPUT_COLUMNS
 
     rows, hist, skipped = [], [], []
     for (device,), part in held.readings.select("ts", "device_id", "frequency", "row").partition_by("device_id", as_dict=True).items():
@@ -658,7 +660,7 @@ def _score_m03(engine, est, model_id, new, held, errors):
 def _score_m07(engine, est, model_id, new, held, errors):
     """m07's forecast for each reading's 10-min window, issued when the previous window closed:
     kept per device, so only a device's first reading in a window computes it."""
-    from .models.maintenance_pq import WINDOW_S
+    from .models.maintenance.power_quality_index import WINDOW_S
 
     window_us = WINDOW_S * 1_000_000
     devices = new["device_id"].to_list()
@@ -702,8 +704,8 @@ def _m07_forecasts(engine, est, new: pl.DataFrame, held: _Held) -> dict[tuple[st
     """(device, window start [us since epoch]) -> m07 forecast for each window of ``new``'s
     readings that has one, from the training builder's rows (``m07_window_rows``, ``m07_rows``)
     of the three closed windows before it."""
-    from .datasets.maintenance_pq import m07_rows, m07_window_rows
-    from .models.maintenance_pq import M07_FEATURES, M07_INPUT_COLUMNS, WINDOW_S
+    from .datasets.maintenance.power_quality_index import m07_rows, m07_window_rows
+    from .models.maintenance.power_quality_index import M07_FEATURES, M07_INPUT_COLUMNS, WINDOW_S
 
     step = timedelta(seconds=WINDOW_S)
     first = new["ts"].min()
@@ -733,7 +735,7 @@ def _m07_forecasts(engine, est, new: pl.DataFrame, held: _Held) -> dict[tuple[st
 
 
 def _feeder_rows(new: pl.DataFrame) -> pl.DataFrame:
-    from .models.decision_surrogates import SUBNETS
+    from .models.decision.reactive_power_compensation import SUBNETS
 
     return new.filter(pl.col("device_id").str.extract(r"_([A-Za-z]+)$", 1).is_in(list(SUBNETS)))
 
@@ -761,19 +763,19 @@ def _score_feeder(engine, est, model_id, new, held, errors):
 
 
 def _m01_columns(est):
-    from .models.monitoring import M01_INPUT_COLUMNS
+    from .models.monitoring.voltage_anomaly import M01_INPUT_COLUMNS
 
     return M01_INPUT_COLUMNS
 
 
 def _m04_columns(est):
-    from .models.monitoring import M04_INPUT_COLUMNS
+    from .models.monitoring.phase_imbalance import M04_INPUT_COLUMNS
 
     return M04_INPUT_COLUMNS
 
 
 def _m08_columns(est):
-    from .models.maintenance_pq import M08_INPUT_COLUMNS
+    from .models.maintenance.voltage_sag import M08_INPUT_COLUMNS
 
     return M08_INPUT_COLUMNS
 
@@ -932,7 +934,7 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
         wins = [s for s in store.truth_sources("waveform_windows")
                 if store.scan_truth("waveform_windows", source=s, start=start, end=end).select(pl.len()).collect().item()]
         if wins and "m02_harmonic_analysis" in engine.estimators:
-            from .datasets.monitoring_pq import waveform_windows
+            from .datasets.monitoring.harmonic_analysis import waveform_windows
 
             w = pd.concat([waveform_windows(store, s) for s in wins], ignore_index=True)
             w = w[(pd.to_datetime(w["ts"], utc=True) >= pd.Timestamp(start)) & (pd.to_datetime(w["ts"], utc=True) < pd.Timestamp(end))]
@@ -976,8 +978,8 @@ def _assets_as_of(store, engine: Engine, end: datetime, notes: list[str]) -> pl.
 
 def _tomorrow(store, engine: Engine, notes: list[str]):
     """Tomorrow's m09 forecast for the household meter with the most recent data, and its plan."""
-    from .datasets.energy import PV_AT_SCEAUX, tou_price
-    from .datasets.energy_forecast import meter_load
+    from .datasets.energy.power_flow_optimization import PV_AT_SCEAUX, tou_price
+    from .datasets.energy.load_forecast import meter_load
 
     meters = store.sources("meter")
     if not meters:

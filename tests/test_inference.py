@@ -22,16 +22,19 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from gridtwin_lib import inference
-from gridtwin_lib.datasets import energy_forecast as EF
-from gridtwin_lib.datasets.decision import grid_stability_design
-from gridtwin_lib.datasets.maintenance_pq import _m07_source
-from gridtwin_lib.datasets.monitoring import features_by_day
-from gridtwin_lib.datasets.monitoring_frequency import frequency_grid
+from gridtwin_lib.datasets.energy import load_forecast as EF
+from gridtwin_lib.models.energy import load_forecast as LF
+from gridtwin_lib.datasets.decision.grid_stability import grid_stability_design
+from gridtwin_lib.datasets.maintenance.power_quality_index import _m07_source
+from gridtwin_lib.datasets.common import features_by_day
+from gridtwin_lib.datasets.monitoring.frequency_stability import frequency_grid
 from gridtwin_lib.features import compute
 from gridtwin_lib.models.base import ModelSpec
-from gridtwin_lib.models.maintenance_pq import M07_INPUT_COLUMNS, M08_INPUT_COLUMNS
-from gridtwin_lib.models.monitoring import M01_INPUT_COLUMNS, M04_INPUT_COLUMNS
-from gridtwin_lib.models.monitoring_frequency import INPUT_COLUMNS as M03_INPUT_COLUMNS
+from gridtwin_lib.models.maintenance.power_quality_index import M07_INPUT_COLUMNS
+from gridtwin_lib.models.maintenance.voltage_sag import M08_INPUT_COLUMNS
+from gridtwin_lib.models.monitoring.voltage_anomaly import M01_INPUT_COLUMNS
+from gridtwin_lib.models.monitoring.phase_imbalance import M04_INPUT_COLUMNS
+from gridtwin_lib.models.monitoring.frequency_stability import INPUT_COLUMNS as M03_INPUT_COLUMNS
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -176,13 +179,13 @@ def test_m09_serving_row_equals_the_training_row():
     readings = pl.DataFrame({"ts": ts, "device_id": "house", "value": power, "valid": True})
     hourly = EF._hourly_kw(readings, 1.0, 0.5)
     rows = EF._rows(hourly, hourly, None)
-    day = pd.Timestamp(rows[EF.ISSUE_COL].iloc[-1]).date()
+    day = pd.Timestamp(rows[LF.ISSUE_COL].iloc[-1]).date()
     served = EF.forecast_input(readings, day, utc_offset_h=1.0, site=None)
-    np.testing.assert_array_equal(served[EF.LAG_COLS].to_numpy(), rows[EF.LAG_COLS].iloc[[-1]].to_numpy())
+    np.testing.assert_array_equal(served[LF.LAG_COLS].to_numpy(), rows[LF.LAG_COLS].iloc[[-1]].to_numpy())
     # the day itself is never seen: removing it changes nothing
     cut = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=1)
     again = EF.forecast_input(readings.filter(pl.col("ts") < cut), day, utc_offset_h=1.0, site=None)
-    np.testing.assert_array_equal(again[EF.LAG_COLS].to_numpy(), served[EF.LAG_COLS].to_numpy())
+    np.testing.assert_array_equal(again[LF.LAG_COLS].to_numpy(), served[LF.LAG_COLS].to_numpy())
 
 
 # ----------------------------------------------------------------------------- per-device state

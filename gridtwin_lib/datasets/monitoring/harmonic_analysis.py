@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..models.base import Dataset
-from ..models.monitoring_pq import N_SAMPLES, SAMPLE_COLUMNS
+from ...errors import InputError
+from ...models.base import Dataset
+from ...models.monitoring.harmonic_analysis import N_SAMPLES, SAMPLE_COLUMNS
 
 PQ_SOURCES = ("sim:m02_pq_snr20", "sim:m02_pq_snr30", "sim:m02_pq_snr40")
 

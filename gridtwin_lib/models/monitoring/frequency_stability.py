@@ -30,9 +30,9 @@ import pandas as pd
 from scipy.special import expit, ndtr
 from sklearn.metrics import average_precision_score
 
-from ..errors import InputError
-from ._keras import from_bytes, import_keras, to_bytes
-from .base import GridModel, ModelSpec, input_matrix
+from ...errors import InputError
+from .._keras import from_bytes, import_keras, to_bytes
+from ..base import GridModel, ModelSpec, input_matrix
 
 HISTORY = 100  # [s] readings per input row
 HORIZON = 10  # [s] steps ahead

@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from ..errors import InputError
-from ._keras import from_bytes, import_keras, to_bytes
-from .base import GridModel, ModelSpec
+from ...errors import InputError
+from .._keras import from_bytes, import_keras, to_bytes
+from ..base import GridModel, ModelSpec
 
 HOURS = 24
 WEEK_H = 168

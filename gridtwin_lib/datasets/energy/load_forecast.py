@@ -37,14 +37,22 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from ..config import SITES
-from ..errors import InputError
-from ..models.base import Dataset
-from ..models.energy_forecast import (
-    HOLIDAY_COL, HOURS, ISSUE_COL, LAG_COLS, OBS_COLS, OUT_COLS, PERSIST24_COLS, WEEK_H, seasonal_naive_scale,
+from ...config import SITES
+from ...errors import InputError
+from ...models.base import Dataset
+from ...models.decision.load_balancing import HOURS
+from ...models.energy.load_forecast import (
+    HOLIDAY_COL,
+    ISSUE_COL,
+    LAG_COLS,
+    OBS_COLS,
+    OUT_COLS,
+    PERSIST24_COLS,
+    WEEK_H,
+    seasonal_naive_scale,
 )
-from ..schema import flag_mask
-from ..store import Store
+from ...schema import flag_mask
+from ...store import Store
 
 SIM_SOURCE = "sim:m09_meter_feeder"
 

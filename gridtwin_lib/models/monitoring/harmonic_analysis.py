@@ -29,9 +29,9 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from ..errors import InputError
-from ._trees import forest_proba
-from .base import GridModel, ModelSpec, input_matrix
+from ...errors import InputError
+from .._trees import forest_proba
+from ..base import GridModel, ModelSpec, input_matrix
 
 V_NOMINAL = 230.0  # [V] RMS, phase to neutral
 SAMPLES_PER_CYCLE = 64

@@ -1,4 +1,6 @@
-"""Datasets of m07 (power quality index) and m08 (voltage sag), from grid-twin runs at 1 s.
+"""Dataset of m07 (power quality index).
+
+Datasets of m07 (power quality index) and m08 (voltage sag), from grid-twin runs at 1 s.
 
 m07 (``power_quality_index``): per device, clock-aligned 10-min windows of the raw
 ``three_phase`` readings give the EN 50160 quantities and the PQ index
@@ -28,61 +30,29 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from ..errors import InputError
-from ..features import compute, window_us
-from ..models.base import Dataset
-from ..models.maintenance_pq import (
-    M07_FEATURES, M07_INPUT_COLUMNS, M07_LAGS, M08_HORIZON_S, M08_INPUT_COLUMNS, SUBSCORES, WINDOW_S, pq_window_table,
+from ...errors import InputError
+from ...features import compute, window_us
+from ...models.base import Dataset
+from ...models.maintenance.power_quality_index import (
+    M07_FEATURES,
+    M07_INPUT_COLUMNS,
+    M07_LAGS,
+    SUBSCORES,
+    WINDOW_S,
+    pq_window_table,
 )
-from ..store import Store
-from .monitoring import features_by_day
+from ...store import Store
+from ..common import KIND, iso_or_none, round_cut, source_span
 
-KIND = "three_phase"
 M07_SOURCES = ("sim:m07_mixed", "sim:m07_harmonics", "sim:m07_peak_load")
-M08_SOURCES = ("sim:m08_mixed", "sim:m08_voltage_sag")
-M08_SAG_OVERRIDES = {"sags_per_h": 0.1, "sag_excitation_per_h": 6.0, "motor_starts_per_h": 1.0}
-
 
 def _m07_runs(duration: str, devices: int) -> list[dict[str, Any]]:
     return [dict(scenario=sc, duration=duration, resolution="1s", seed=700 + 10 * k, devices=devices, overrides={}, source=src)
             for k, (sc, src) in enumerate(zip(("mixed", "harmonic_distortion", "peak_load"), M07_SOURCES))]
 
 
-def _m08_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario="mixed", duration=duration, resolution="1s", seed=800, devices=devices, overrides={}, source=M08_SOURCES[0]),
-            dict(scenario="voltage_sag", duration=duration, resolution="1s", seed=810, devices=devices,
-                 overrides=dict(M08_SAG_OVERRIDES), source=M08_SOURCES[1])]
-
-
-SIMULATIONS_BY_MODEL: dict[str, dict[str, list[dict[str, Any]]]] = {
-    "m07_power_quality_index": {"full": _m07_runs("5d", 2), "smoke": _m07_runs("1d", 1)},
-    "m08_voltage_sag": {"full": _m08_runs("5d", 2), "smoke": _m08_runs("1d", 1)},
-}
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {
-    size: [run for runs in SIMULATIONS_BY_MODEL.values() for run in runs[size]] for size in ("full", "smoke")
-}
-
-
-def _iso(t) -> str | None:
-    return None if t is None or pd.isna(t) else pd.Timestamp(t).isoformat()
-
-
-def _span(store: Store, source: str, model: str) -> tuple[datetime, datetime]:
-    if source not in store.sources(KIND):
-        raise InputError(f"{model}: no {KIND} measurements from source {source!r} in {store.root}; simulate them first "
-                         f"(SIMULATIONS in gridtwin_lib.datasets.maintenance_pq)")
-    r = store.scan(KIND, source=source).select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"),
-                                               pl.len().alias("n")).collect()
-    if int(r["n"][0]) == 0:
-        raise InputError(f"{model}: source {source!r} has no readings")
-    return r["lo"][0], r["hi"][0]
-
-
-def _cut(los, his, test_fraction: float, round_s: int) -> datetime:
-    lo, hi = min(los), max(his)
-    cut = lo + (hi - lo) * (1.0 - test_fraction)
-    epoch = int(cut.timestamp()) // round_s * round_s
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
+SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m07_runs("5d", 2), "smoke": _m07_runs("1d", 1)}
 
 
 # --------------------------------------------------------------------------- m07
@@ -160,13 +130,13 @@ def power_quality_index(store: Store, *, sources: list[str] | tuple[str, ...] = 
     sources = [sources] if isinstance(sources, str) else list(sources)
     if not sources:
         raise InputError("m07: no sources given")
-    spans = {s: _span(store, s, "m07") for s in sources}
+    spans = {s: source_span(store, s, "m07") for s in sources}
     frames = [_m07_source(store, s, *spans[s], site) for s in sources]
     frame = pd.concat(frames, ignore_index=True)
     cols = list(M07_INPUT_COLUMNS)
     ok = frame[cols].notna().all(axis=1) & frame["y"].notna() & np.isfinite(frame[cols].to_numpy(float)).all(axis=1)
     frame = frame[ok].sort_values(["window_start", "source", "device_id"], kind="stable").reset_index(drop=True)
-    cut = _cut([v[0] for v in spans.values()], [v[1] for v in spans.values()], test_fraction, WINDOW_S)
+    cut = round_cut([v[0] for v in spans.values()], [v[1] for v in spans.values()], test_fraction, WINDOW_S)
     cut_ts = pd.Timestamp(cut)
     step = pd.Timedelta(seconds=WINDOW_S)
     train = frame[frame["window_start"] + step < cut_ts]  # label window k+1 ends by the cut
@@ -179,8 +149,8 @@ def power_quality_index(store: Store, *, sources: list[str] | tuple[str, ...] = 
 
     X_train, y_train, meta_train = part(train)
     X_test, y_test, meta_test = part(test)
-    split = {"train": [_iso(train["window_start"].min()), _iso(train["window_start"].max())],
-             "test": [_iso(test["window_start"].min()), _iso(test["window_start"].max())],
+    split = {"train": [iso_or_none(train["window_start"].min()), iso_or_none(train["window_start"].max())],
+             "test": [iso_or_none(test["window_start"].min()), iso_or_none(test["window_start"].max())],
              "cut": cut.isoformat(), "rule": "by 10-min window start, one cut for every source and device; "
                                              "training labels end at the cut"}
     return Dataset(
@@ -189,84 +159,4 @@ def power_quality_index(store: Store, *, sources: list[str] | tuple[str, ...] = 
         params={"sources": sources, "test_fraction": test_fraction},
         description="10-min windows of 1 s three-phase readings: EN 50160 quantities + pq_index now and 2 windows back, "
                     "features.compute at the window's end -> pq_index of the next window",
-    )
-
-
-# --------------------------------------------------------------------------- m08
-
-
-def _sag_starts(store: Store, source: str) -> pl.DataFrame:
-    ev = store.scan_truth("events", source=source).filter(pl.col("type") == "sag").select("device_id", "ts").collect()
-    return ev.unique().sort("device_id", "ts")
-
-
-def _m08_labels(rows: pl.DataFrame, sags: pl.DataFrame, horizon_s: float) -> np.ndarray:
-    """1 where a sag of the row's device starts in (t, t + horizon]."""
-    y = np.zeros(rows.height, dtype=np.int8)
-    dev = rows["device_id"].to_numpy()
-    t = rows["ts"].dt.epoch("us").to_numpy()
-    h = int(horizon_s * 1e6)
-    for d in np.unique(dev):
-        s = np.sort(sags.filter(pl.col("device_id") == d)["ts"].dt.epoch("us").to_numpy())
-        idx = np.flatnonzero(dev == d)
-        if s.size == 0:
-            continue
-        nxt = np.searchsorted(s, t[idx], side="right")  # first sag strictly after t
-        has = nxt < s.size
-        y[idx[has]] = (s[nxt[has]] <= t[idx[has]] + h).astype(np.int8)
-    return y
-
-
-def voltage_sag(store: Store, *, sources: list[str] | tuple[str, ...] = M08_SOURCES, test_fraction: float = 0.3,
-                horizon_s: float = M08_HORIZON_S, sample_s: int = 60, site=None) -> Dataset:
-    """m08 dataset: features every ``sample_s`` s [s] per device; y = a sag starts within ``horizon_s``.
-
-    X: ``M08_INPUT_COLUMNS``; y: 0/1; meta: ts, device_id, source. Training rows end
-    ``horizon_s`` before the cut (their labels never look into the test range).
-    """
-    if not 0.0 < test_fraction < 1.0 or horizon_s <= 0 or sample_s < 1:
-        raise InputError(f"m08: need 0 < test_fraction < 1, horizon_s > 0, sample_s >= 1 (got {test_fraction}, {horizon_s}, {sample_s})")
-    sources = [sources] if isinstance(sources, str) else list(sources)
-    if not sources:
-        raise InputError("m08: no sources given")
-    spans = {s: _span(store, s, "m08") for s in sources}
-    parts = []
-    cols = list(M08_INPUT_COLUMNS)
-    for s in sources:
-        lo, hi = spans[s]
-        f = features_by_day(store, s, lo, hi + timedelta(seconds=1), ("1m", "15m", "1h"), tuple(cols), site, stride=int(sample_s))
-        sags = _sag_starts(store, s)
-        y = _m08_labels(f, sags, horizon_s)
-        # the last horizon of the run has an incomplete label window
-        keep = (f["ts"] <= hi - timedelta(seconds=horizon_s)).to_numpy()
-        pdf = f.to_pandas()
-        pdf["y"] = y
-        pdf["source"] = s
-        parts.append(pdf[keep])
-    frame = pd.concat(parts, ignore_index=True)
-    ok = frame[cols].notna().all(axis=1)
-    frame = frame[ok].sort_values(["ts", "source", "device_id"], kind="stable").reset_index(drop=True)
-    cut = _cut([v[0] for v in spans.values()], [v[1] for v in spans.values()], test_fraction, 60)
-    cut_ts = pd.Timestamp(cut)
-    train = frame[frame["ts"] + pd.Timedelta(seconds=horizon_s) < cut_ts]
-    test = frame[frame["ts"] >= cut_ts]
-    meta_cols = ["ts", "device_id", "source"]
-
-    def part(df):
-        df = df.reset_index(drop=True)
-        return df[cols].astype(float), df["y"].astype(int).rename("sag_within_15m"), df[meta_cols]
-
-    X_train, y_train, meta_train = part(train)
-    X_test, y_test, meta_test = part(test)
-    if y_train.nunique() < 2:
-        raise InputError("m08: the training range has no sag (or only sags); simulate longer or use a sag scenario")
-    split = {"train": [_iso(train["ts"].min()), _iso(train["ts"].max())],
-             "test": [_iso(test["ts"].min()), _iso(test["ts"].max())],
-             "cut": cut.isoformat(), "rule": "by time, one cut for every source and device; training labels end at the cut"}
-    return Dataset(
-        name="m08_voltage_sag", X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-        meta_train=meta_train, meta_test=meta_test, split=split,
-        params={"sources": sources, "test_fraction": test_fraction, "horizon_s": horizon_s, "sample_s": sample_s},
-        description="features.compute 1m/15m/1h at 1 s readings, sampled every minute -> a sag (truth events) "
-                    f"starts within {horizon_s:g} s",
     )
