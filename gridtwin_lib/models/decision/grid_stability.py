@@ -18,6 +18,7 @@ import pandas as pd
 
 from ...errors import InputError
 from ..base import Dataset, GridModel, ModelSpec
+from ..serving import ServingAdapter, float_frame, prefixed
 
 # =========================================================================== m15
 
@@ -204,3 +205,22 @@ class Climatology(GridModel):
         out = {"p_disturbance_30min": p, "stability_score": 100.0 * (1.0 - p)}
         out.update({f"p_member_{m}": np.full(n, np.nan) for m in MEMBERS})
         return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def _serve(engine, est, model_id, new, held, errors):
+    from ...datasets.decision.grid_stability import grid_stability_design
+
+    # the training design is built in (ts, device) order: carry-forward follows the same order
+    ordered = new.sort("ts", "device_id", "row") if new.height > 1 else new
+    cols = list(est.columns_)
+    X = float_frame(ordered, cols)
+    if ordered.height > 1:  # one reading has nothing to carry forward: the same design without the group-by
+        X.insert(0, "device_id", ordered["device_id"].to_numpy())
+    return prefixed(model_id, ordered["row"].to_numpy(), est.predict(grid_stability_design(X, cols)))
+
+
+#: how the inference engine serves m15: the reading's feature row, carried forward per device as in training
+SERVING = ServingAdapter(score=_serve, outputs=("p_disturbance_30min", "stability_score"))

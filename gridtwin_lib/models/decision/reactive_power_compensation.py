@@ -30,7 +30,8 @@ from sklearn.base import BaseEstimator
 from ...errors import InputError
 from .. import _keras
 from ..base import Dataset, GridModel, ModelSpec, input_matrix
-from ..energy.energy_loss import HEAD_FEATURES
+from ..energy.energy_loss import HEAD_FEATURES, feeder_head_rows, serve_feeder_head
+from ..serving import ServingAdapter
 
 # --------------------------------------------------------------------------- m13 reactive power compensation
 
@@ -319,3 +320,10 @@ class PowerFactorCorrection(BaseEstimator):
         A = _m13_X(X, "m13 baseline predict")
         qc, q = self._q(A)
         return _m13_frame(qc, self.k_ * (q**2 - (q - qc) ** 2), getattr(X, "index", None), (time.perf_counter() - t0) / len(A))
+
+
+# --------------------------------------------------------------------------- serving
+
+#: how the inference engine serves m13: the feeder head's meters at the same instant (as the loss model)
+SERVING = ServingAdapter(score=serve_feeder_head, outputs=("q_setpoint_kvar", "expected_loss_reduction_kw"),
+                         dropped_outputs=("compute_time_s",), applies=feeder_head_rows)

@@ -10,12 +10,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, r2_score
 
 from ...errors import InputError
 from ..base import Dataset, GridModel, ModelSpec
+from ..serving import Held, ServingAdapter, missing_input
 
 #: per-transformer feeder-head quantities the loss model reads (from features.compute)
 HEAD_FEATURES = ("i_mean_a", "p_total_w", "q_total_var", "v_mean_v")
@@ -176,3 +178,45 @@ class FixedLossFactor(BaseEstimator):
 
     def predict(self, X):
         return pd.DataFrame({"losses_kw": self.loss_factor_ * _delivered_kw(X, self.subnets_)}, index=X.index)
+
+
+# --------------------------------------------------------------------------- serving
+
+#: the feeder twin's transformer meters are ``<feeder>_<subnet>`` (simulate.feeder.SUBNETS)
+FEEDER_SUBNETS = ("R", "I", "C")
+
+
+def feeder_head_rows(new: pl.DataFrame, held: Held) -> pl.DataFrame:
+    """The rows of ``new`` from feeder-head meters (``<feeder>_<R|I|C>``), found once per call."""
+    if "feeder_rows" not in held.cache:
+        held.cache["feeder_rows"] = new.filter(pl.col("device_id").str.extract(r"_([A-Za-z]+)$", 1).is_in(list(FEEDER_SUBNETS)))
+    return held.cache["feeder_rows"]
+
+
+def serve_feeder_head(engine, est, model_id, new, held, errors):
+    """Scorer of the models whose input is the feeder head at one instant (:func:`feeder_head_frame`
+    of the meters of the feeder, built once per call); the engine drops the adapter's ``dropped_outputs``."""
+    rows = new.select("row", "ts", "device_id", pl.col("device_id").str.replace(r"_[A-Za-z]+$", "").alias("feeder"))
+    if "feeder_head" not in held.cache:
+        held.cache["feeder_head"] = feeder_head_frame(new.select("ts", "device_id", *HEAD_FEATURES).to_pandas())
+    head = held.cache["feeder_head"]
+    if head.empty:
+        missing_input(errors, new, model_id, "needs every transformer meter of the feeder (<feeder>_R, _I, _C) at the same instant")
+        return None
+    cols = [c for c in head.columns if c not in ("feeder", "ts")]
+    pred = est.predict(head[cols]).reset_index(drop=True)
+    ts_us = (pd.to_datetime(head["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    keyed = pl.DataFrame([pl.Series("feeder", head["feeder"].astype(str).to_numpy(), dtype=pl.String),
+                          pl.Series("ts", ts_us.to_numpy(), dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+                          *[pl.Series(f"{model_id}.{c}", pred[c].to_numpy(), nan_to_null=True) for c in pred.columns]])
+    joined = rows.join(keyed, on=["feeder", "ts"], how="left")
+    first = f"{model_id}.{pred.columns[0]}"
+    if joined[first].null_count():
+        lost = joined.filter(pl.col(first).is_null())
+        missing_input(errors, lost, model_id, "needs every transformer meter of the feeder (<feeder>_R, _I, _C) at the same instant")
+        joined = joined.filter(pl.col(first).is_not_null())
+    return joined.drop("ts", "device_id", "feeder")
+
+
+#: how the inference engine serves m10: the feeder head's meters at the same instant
+SERVING = ServingAdapter(score=serve_feeder_head, outputs=("losses_kw",), applies=feeder_head_rows)

@@ -34,6 +34,7 @@ quantities and features; the label is a measurement of a window the inputs never
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ import polars as pl
 from ...errors import InputError
 from .._keras import from_bytes, import_keras, to_bytes
 from ..base import GridModel, ModelSpec, input_matrix
+from ..serving import Held, ServingAdapter, missing_input, prefixed
 
 V_NOMINAL = 230.0  # [V]
 F_NOMINAL = 50.0  # [Hz]
@@ -286,3 +288,88 @@ class PowerQualityIndex(GridModel):
 
 
 PersistencePQ.spec = PowerQualityIndex.spec
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def _serve(engine, est, model_id, new, held, errors):
+    """m07's forecast for each reading's 10-min window, issued when the previous window closed:
+    kept per device, so only a device's first reading in a window computes it."""
+    window_us = WINDOW_S * 1_000_000
+    forecasts = engine.state(model_id)  # device -> (start of its latest reading's window [us], forecast or None)
+    devices = new["device_id"].to_list()
+    windows = (new["ts"].dt.epoch("us").to_numpy() // window_us * window_us).tolist()
+    cached = [forecasts.get(d, (None, None)) if engine.incremental else (None, None) for d in devices]
+    hit = np.array([c[0] == w for c, w in zip(cached, windows)], dtype=bool)
+    value = np.array([c[1] if h and c[1] is not None else np.nan for c, h in zip(cached, hit)], dtype=float)
+    if not hit.all():
+        # a forecast for window W needs readings in W-1, W-2 and W-3 (m07_rows makes a missing
+        # window a NaN row, which has no forecast): skip the build when one of them is empty
+        keys = set(zip((d for d, h in zip(devices, hit) if not h), (w for w, h in zip(windows, hit) if not h)))
+        possible = _windows_held(held.readings, keys, window_us)
+        todo = np.array([not h and (d, w) in possible for d, w, h in zip(devices, windows, hit)], dtype=bool)
+        computed = _window_forecasts(engine, est, new.filter(pl.Series(todo)), held) if todo.any() else {}
+        for k in np.flatnonzero(~hit):
+            value[k] = computed.get((devices[k], windows[k]), np.nan)
+        for d, w in zip(devices, windows):  # keep each device's latest window (readings come in time order)
+            kept = forecasts.get(d)
+            if kept is None or w > kept[0]:
+                forecast = computed.get((d, w), np.nan)
+                forecasts[d] = (w, float(forecast) if np.isfinite(forecast) else None)
+    miss = np.isnan(value)
+    if miss.any():
+        missing_input(errors, new.filter(pl.Series(miss)), model_id,
+                       "needs the three closed 10-min windows before this reading's window, with valid PQ quantities",
+                       code="insufficient_history")
+    if miss.all():
+        return None
+    return prefixed(model_id, new["row"].to_numpy()[~miss], pd.DataFrame({"pq_index_next": value[~miss]}))
+
+
+def _windows_held(readings: pl.DataFrame, keys: set[tuple[str, int]], window_us: int) -> set[tuple[str, int]]:
+    """The (device, window start [us]) of ``keys`` whose device holds readings in each of the
+    three windows before that window."""
+    starts = readings.select("device_id", (pl.col("ts").dt.epoch("us") // window_us * window_us).alias("w")).unique()
+    held = set(zip(starts["device_id"].to_list(), starts["w"].to_list()))
+    return {(d, w) for d, w in keys if all((d, w - k * window_us) in held for k in (1, 2, 3))}
+
+
+def _window_forecasts(engine, est, new: pl.DataFrame, held: Held) -> dict[tuple[str, int], float]:
+    """(device, window start [us since epoch]) -> m07 forecast for each window of ``new``'s
+    readings that has one, from the training builder's rows (``m07_window_rows``, ``m07_rows``)
+    of the three closed windows before it."""
+    from ... import features as F
+    from ... import schema
+    from ...datasets.maintenance.power_quality_index import m07_rows, m07_window_rows
+
+    step = timedelta(seconds=WINDOW_S)
+    first = new["ts"].min()
+    since = datetime.fromtimestamp(int(first.timestamp()) // WINDOW_S * WINDOW_S, tz=timezone.utc) - 3 * step
+    mine = pl.col("device_id").is_in(new["device_id"].unique().implode())
+    readings = held.readings.filter(mine)
+    raw = readings.select([c for c in readings.columns if c in set(schema.polars_schema("three_phase")) | {"row"}])
+    if held.features is not None:
+        feats = held.features.filter(mine)
+    else:  # the features of each window's last reading are all the builder keeps
+        window = pl.col("ts").dt.truncate(f"{WINDOW_S}s")
+        last = (window != window.shift(-1).over("device_id")).fill_null(True)
+        feats = F.compute(readings, "three_phase", windows=SERVING.windows, site=engine.site, keep_inputs=False,
+                          rows=last & (pl.col("ts") >= since))
+    win, ft = m07_window_rows(raw, since, engine.site, features=feats.select("ts", "device_id", *M07_FEATURES))
+    table = m07_rows(win, ft)
+    cols = list(M07_INPUT_COLUMNS)
+    X = table[cols].astype(float)
+    ok = np.isfinite(X.to_numpy()).all(axis=1)
+    if not ok.any():
+        return {}
+    table = table[ok]
+    # the window each forecast is for: the one after window k
+    target = ((pd.to_datetime(table["window_start"], utc=True) + step - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).to_numpy()
+    value = est.predict(X[ok]).iloc[:, 0].to_numpy(float)
+    return dict(zip(zip(table["device_id"].astype(str), target.tolist()), value.tolist()))
+
+
+#: how the inference engine serves m07: per device, the forecast for the current 10-min window,
+#: issued when the previous one closed (only a device's first reading in a window computes it)
+SERVING = ServingAdapter(score=_serve, outputs=("pq_index_next",))

@@ -16,6 +16,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from ...errors import InputError
 from .._trees import forest_proba
 from ..base import GridModel, ModelSpec, input_matrix
+from ..serving import ServingAdapter, columns_scorer
 
 M08_HORIZON_S = 900
 _W = ("1m", "15m", "1h")
@@ -152,3 +153,10 @@ class VoltageSag(GridModel):
 
 
 HourlySagRate.spec = VoltageSag.spec
+
+
+# --------------------------------------------------------------------------- serving
+
+#: how the inference engine serves m08: the reading's feature row, complete rows only (as trained)
+SERVING = ServingAdapter(score=columns_scorer(M08_INPUT_COLUMNS, complete_rows="a 1m/15m/1h feature is undefined (supply interruption?)"),
+                         outputs=("p_sag_15m",))

@@ -27,12 +27,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from scipy.special import expit, ndtr
 from sklearn.metrics import average_precision_score
 
 from ...errors import InputError
 from .._keras import from_bytes, import_keras, to_bytes
 from ..base import GridModel, ModelSpec, input_matrix
+from ..serving import ServingAdapter, missing_input, prefixed
 
 HISTORY = 100  # [s] readings per input row
 HORIZON = 10  # [s] steps ahead
@@ -518,3 +520,42 @@ def frequency_figures(dataset, predictions: dict[str, Any]) -> dict[str, Any]:
                       yaxis_title="observed frequency")
     figs["excursion_reliability"] = fig
     return figs
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def _serve(engine, est, model_id, new, held, errors):
+    from ...datasets.monitoring.frequency_stability import frequency_grid
+
+    N_HIST = HISTORY
+
+    rows, hist, skipped = [], [], []
+    for (device,), part in held.readings.select("ts", "device_id", "frequency", "row").partition_by("device_id", as_dict=True).items():
+        us = part["ts"].dt.epoch("us").to_numpy()
+        whole = us % 1_000_000 == 0
+        grid, f = frequency_grid(us[whole], part["frequency"].filter(pl.Series(whole)))
+        sec0 = grid[0] if grid.size else 0
+        row = part["row"].to_numpy()
+        new_row = row >= 0
+        # each new whole-second reading's window is f[k - N_HIST + 1 .. k], k its second on the grid
+        k = us // 1_000_000 - sec0
+        ok = new_row & whole & (k >= N_HIST - 1)
+        gaps = np.concatenate([[0], np.cumsum(~np.isfinite(f))])  # non-finite values up to each second
+        ok[ok] = gaps[k[ok] + 1] == gaps[k[ok] + 1 - N_HIST]
+        skipped.append(row[new_row & ~ok])
+        if ok.any():
+            rows.append(row[ok])
+            hist.append(np.lib.stride_tricks.sliding_window_view(f, N_HIST)[k[ok] - N_HIST + 1])
+    skipped = np.concatenate(skipped) if skipped else np.empty(0, np.int64)
+    if skipped.size:
+        missing_input(errors, new.filter(pl.col("row").is_in(skipped.tolist())), model_id,
+                       f"needs the last {N_HIST} one-second frequencies of this device (whole-second readings, no gap)",
+                       code="insufficient_history")
+    if not rows:
+        return None
+    return prefixed(model_id, np.concatenate(rows), est.predict(pd.DataFrame(np.vstack(hist), columns=INPUT_COLUMNS)))
+
+
+#: how the inference engine serves m03: each device's last HISTORY one-second frequencies
+SERVING = ServingAdapter(score=_serve, outputs=(*FORECAST_COLUMNS, "p_excursion"))

@@ -18,6 +18,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.tree import DecisionTreeClassifier, export_text
 
 from ..base import Dataset, GridModel, ModelSpec, feature_array, feature_frame
+from ..serving import ServingAdapter, columns_scorer
 
 # --------------------------------------------------------------------------- m04
 
@@ -256,3 +257,9 @@ def _m04_figures(model: PhaseImbalance, dataset: Dataset, predictions: dict[str,
     bar = go.Figure([go.Bar(x=labels, y=[s.get(f"f1_{c}", 0.0) for c in labels], name=name) for name, s in f1s.items()])
     figs["f1_by_cause"] = bar.update_layout(title="m04 F1 per cause (test range)", yaxis_range=[0, 1.05], barmode="group")
     return figs
+
+
+# --------------------------------------------------------------------------- serving
+
+#: how the inference engine serves m04: the columns of the reading's feature row
+SERVING = ServingAdapter(score=columns_scorer(M04_INPUT_COLUMNS), outputs=("cause",), text_outputs=frozenset({"cause"}))

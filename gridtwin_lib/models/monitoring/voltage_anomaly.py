@@ -56,6 +56,7 @@ from sklearn.ensemble import IsolationForest
 
 from .._trees import FlatTrees
 from ..base import Dataset, GridModel, ModelSpec, feature_array, feature_frame
+from ..serving import ServingAdapter, columns_scorer
 
 V_NOMINAL_V = 230.0  # [V] the feature catalogue's default site nominal (EN 50160 reference)
 
@@ -497,3 +498,9 @@ def _m01_figures(dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any
                          yaxis=dict(title="max |dV| [%]"), yaxis2=dict(overlaying="y", side="right", range=[0, 1.1], showticklabels=False))
         figs["timeline"] = tl
     return figs
+
+
+# --------------------------------------------------------------------------- serving
+
+#: how the inference engine serves m01: the columns of the reading's feature row
+SERVING = ServingAdapter(score=columns_scorer(M01_INPUT_COLUMNS), outputs=("anomaly_score", "is_anomaly"))
