@@ -301,6 +301,27 @@ def feature_frame(X, columns) -> pd.DataFrame:
     return pd.DataFrame(arr, columns=list(columns))
 
 
+@dataclass(frozen=True)
+class AdviceEffects:
+    """Day-by-day outcomes of acting on a decision model's advice, re-simulated on its held-out days.
+
+    Parameters
+    ----------
+    frame : one row per held-out day (and feeder), a ``day`` column and ``pattern.format(name)``
+        columns for each of ``names``.
+    label : what the advice is (e.g. "var set-point").
+    outcome : the outcome and its unit (e.g. "feeder losses [kWh per day]"); lower is better.
+    pattern : column name pattern of the outcome, e.g. ``"losses_{}_kwh"``.
+    names : the four actions compared: no action, the baseline rule, the advice, the optimiser.
+    """
+
+    frame: pd.DataFrame
+    label: str
+    outcome: str
+    pattern: str
+    names: tuple[str, str, str, str]
+
+
 def digest(*parts) -> str:
     """A short, stable content hash of frames/arrays (identifies the data a run used)."""
     h = hashlib.sha256()

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InputError
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import AdviceEffects, Dataset, GridModel, ModelSpec
 
 PHASES = ("a", "b", "c")
 _ROT = np.exp(-2j * np.pi / 3 * np.arange(3))  # a: 0, b: -120 deg, c: +120 deg
@@ -304,3 +304,32 @@ class LargestLoadHeuristic(_FeederParams, GridModel):
 
     def predict(self, X) -> pd.DataFrame:
         return self._out(X, self._choose)
+
+
+# --------------------------------------------------------------------------- advice
+
+
+def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
+    """Per held-out (day, feeder): mean VUF [%] on the realised loads before any move, after
+    the largest-load rule's move and after the model's advice, and the best single move's."""
+    meta, y = dataset.meta_test.reset_index(drop=True), dataset.y_test.reset_index(drop=True)
+    n = _n_slots(meta)
+    advice, rule = model.predict(dataset.X_test), baseline.predict(dataset.X_test)
+    feeder = model._feeder()
+    rows = []
+    for i in range(len(meta)):
+        ids, phases, pos, loads = unpack_row(pd.concat([meta.iloc[i], y.iloc[i]]), n)
+        table = evaluate_moves(loads, phases, pos, candidate_moves(phases), **feeder)
+        table["customer"] = [ids[k] for k in table["customer_index"]]
+
+        def after(pick) -> tuple[float, str]:
+            sel = table[(table["customer"] == pick["customer"]) & (table["to_phase"] == PHASES.index(pick["to_phase"]))]
+            return float(sel["vuf_after_pct"].iloc[0]), f"{pick['customer']} {pick['from_phase']}→{pick['to_phase']}"
+
+        vuf_rule, move_rule = after(rule.iloc[i])
+        vuf_adv, move_adv = after(advice.iloc[i])
+        rows.append({"day": meta.at[i, "date"], "feeder": meta.at[i, "feeder"], "vuf_no_action_pct": float(table["vuf_before_pct"].iloc[0]),
+                     "vuf_rule_pct": vuf_rule, "vuf_advice_pct": vuf_adv, "vuf_best_pct": float(table["vuf_after_pct"].min()),
+                     "rule_move": move_rule, "advice_move": move_adv})
+    return AdviceEffects(pd.DataFrame(rows), "phase move", "mean VUF on realised loads [%]", "vuf_{}_pct",
+                         ("no_action", "rule", "advice", "best"))

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from ...errors import InputError
-from ..base import Dataset, GridModel, ModelSpec, input_matrix
+from ..base import AdviceEffects, Dataset, GridModel, ModelSpec, input_matrix
 from ..energy.power_flow_optimization import (
     HOURS,
     PowerFlowOptimization,
@@ -205,3 +205,27 @@ class RuleSetpoint(_M16Params):
         sched = rule_dispatch(_site_at(site, A[:, 0]), A[:, 3:3 + HOURS], A[:, 3 + HOURS:3 + 2 * HOURS], price)
         b = sched["battery_discharge_kw"][:, 0] - sched["battery_charge_kw"][:, 0]
         return _m16_frame(b, A, getattr(X, "index", None), (time.perf_counter() - t0) / len(A), site)
+
+
+# --------------------------------------------------------------------------- advice
+
+
+def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
+    """Per held-out day: cost [€] of the actual day with an idle battery, the rule's
+    set-points, the model's advice and the LP's, each executed on the actual load and PV."""
+    meta = dataset.meta_test.reset_index(drop=True)
+    rs = lambda c: meta[c].to_numpy(float).reshape(-1, HOURS)  # noqa: E731
+    load, pv, price = rs("actual_load_kw"), rs("actual_pv_kw"), rs("price_per_kwh")
+    site = model._site()
+    plans = {
+        "idle": np.zeros_like(load),
+        "rule": np.asarray(baseline.predict(dataset.X_test)["battery_kw"], float).reshape(-1, HOURS),
+        "advice": np.asarray(model.predict(dataset.X_test)["battery_kw"], float).reshape(-1, HOURS),
+        "lp": np.asarray(dataset.y_test["battery_kw"], float).reshape(-1, HOURS),
+    }
+    days = pd.to_datetime(meta["date"] if "date" in meta else meta["ts"]).dt.date.to_numpy().reshape(-1, HOURS)[:, 0]
+    out = pd.DataFrame({"day": days})
+    for name, b in plans.items():
+        r = execute(site, b, load, pv, price)
+        out[f"cost_{name}_eur"] = day_cost(site, r["grid_import_kw"], r["soc_kwh"][:, -1], price)
+    return AdviceEffects(out, "battery dispatch", "cost of the actual day [€]", "cost_{}_eur", ("idle", "rule", "advice", "lp"))

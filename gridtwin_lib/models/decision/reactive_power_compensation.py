@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator
 
 from ...errors import InputError
 from .. import _keras
-from ..base import Dataset, GridModel, ModelSpec, input_matrix
+from ..base import AdviceEffects, Dataset, GridModel, ModelSpec, input_matrix
 from ..energy.energy_loss import HEAD_FEATURES, feeder_head_rows, serve_feeder_head
 from ..serving import ServingAdapter
 
@@ -327,3 +327,37 @@ class PowerFactorCorrection(BaseEstimator):
 #: how the inference engine serves m13: the feeder head's meters at the same instant (as the loss model)
 SERVING = ServingAdapter(score=serve_feeder_head, outputs=("q_setpoint_kvar", "expected_loss_reduction_kw"),
                          dropped_outputs=("compute_time_s",), applies=feeder_head_rows)
+
+
+# --------------------------------------------------------------------------- advice
+
+
+def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
+    """Per held-out day: feeder losses [kWh] with no var support, the PF-0.95 rule, the model's
+    advice and the optimiser (AC power flow at each hourly state with the set-point applied);
+    hours with a bus outside the voltage limits under each."""
+    meta, y = dataset.meta_test.reset_index(drop=True), dataset.y_test.reset_index(drop=True)
+    advice = np.asarray(model.predict(dataset.X_test)["q_setpoint_kvar"], float)
+    rule = np.asarray(baseline.predict(dataset.X_test)["q_setpoint_kvar"], float)
+    limits = (float(meta["v_min_pu"].iloc[0]), float(meta["v_max_pu"].iloc[0])) if "v_min_pu" in meta else V_LIMITS_PU
+    step_h = _step_hours(meta["ts"])
+    rows = []
+    for k in range(len(meta)):
+        state = (float(meta.at[k, "local_hour"]), float(meta.at[k, "load_kw"]), float(meta.at[k, "pv_kw"]))
+        row = {"day": pd.Timestamp(meta.at[k, "ts"]).date()}
+        for name, q in (("no_action", 0.0), ("rule", rule[k]), ("advice", advice[k]), ("optimiser", float(y.at[k, "q_opt_kvar"]))):
+            losses, vmin, vmax = power_flow(*state, q)
+            row[f"losses_{name}_kwh"] = losses * step_h
+            row[f"violation_h_{name}"] = float(_violation(vmin, vmax, limits) > 1e-9) * step_h
+        rows.append(row)
+    frame = pd.DataFrame(rows).groupby("day", as_index=False).sum()
+    return AdviceEffects(frame, "var set-point", "feeder losses [kWh per day]", "losses_{}_kwh",
+                         ("no_action", "rule", "advice", "optimiser"))
+
+
+def _step_hours(ts: pd.Series) -> float:
+    t = pd.to_datetime(ts).sort_values().drop_duplicates()
+    return float(t.diff().median() / pd.Timedelta(hours=1)) if len(t) > 1 else 1.0
+
+
+__all__ = ["m13_effects", "m14_effects", "m16_effects", "summary", "figure"]
