@@ -47,6 +47,7 @@ import yaml
 
 from . import config
 from .errors import InputError
+from .fileio import replace_symlink
 
 KERNEL = "gridtwin"
 
@@ -442,9 +443,4 @@ tr.failed{{background:#fdd}} tr.skipped{{color:#888}}</style></head><body>
 
 
 def _point_latest(base: Path, out_dir: Path) -> None:
-    link = base / "latest"
-    tmp = base / ".latest.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(out_dir.name)
-    tmp.replace(link)
+    replace_symlink(base / "latest", out_dir.name)

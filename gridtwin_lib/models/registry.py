@@ -28,6 +28,8 @@ from ..errors import InputError
 from .base import MODULES
 
 #: the engine entry points that serve models other than per reading (see gridtwin_lib.inference.Engine)
+#: sizes of the simulation sets (each dataset module's SIMULATIONS has one list per size)
+SIZES = ("full", "smoke")
 ROLES = ("waveforms", "asset_failure", "asset_overload", "day_ahead_load", "day_plan", "segments", "phase_move", "dispatch")
 
 
@@ -74,7 +76,10 @@ class ModelEntry:
     dataset_prefix : only the parameters named ``<prefix>...`` go to the builder (besides the
         estimator's); see ``variants``.
     variants : secondary datasets (:class:`Variant`) trained and judged but not registered.
-    serving : ``"package.module:SERVING"`` of its per-reading adapter (None: not per reading).
+    serving : ``"package.module:SERVING"``, how the engine serves it: a per-reading
+        :class:`~gridtwin_lib.models.serving.ServingAdapter` when ``role`` is None, else the
+        function the entry point of ``role`` calls (its signature is the role's; see
+        :class:`gridtwin_lib.inference.on_demand.OnDemandScoring`). None: ``est.predict`` as is.
     role : the engine entry point that serves it when it is not per reading (one of :data:`ROLES`).
     advice : ``"package.module:function"`` ``(model, baseline, dataset) -> DataFrame`` of the
         day-by-day outcomes of acting on its advice (decision models), or None.
@@ -124,7 +129,7 @@ class ModelEntry:
         return [dict(run) for run in load(self.simulations).get(size, [])]
 
     def serving_adapter(self):
-        """The :class:`~gridtwin_lib.models.serving.ServingAdapter`, or None when not per reading."""
+        """What ``serving`` names (a ServingAdapter, or the role's function), or None."""
         return None if self.serving is None else load(self.serving)
 
     def advice_effects(self):
@@ -156,7 +161,7 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
            serving=_m("monitoring", "voltage_anomaly", "SERVING")),
     _entry("m02_harmonic_analysis", "monitoring", "harmonic_analysis", "HarmonicAnalysis", ("RmsThdRules",),
            dict(sources=["sim:m02_pq_snr20", "sim:m02_pq_snr30", "sim:m02_pq_snr40"], test_fraction=0.3, n_estimators=300),
-           role="waveforms"),
+           role="waveforms", serving=_m("monitoring", "harmonic_analysis", "SERVING")),
     _entry("m03_frequency_stability", "monitoring", "frequency_stability", "FrequencyStability", ("PersistenceAndAR",),
            dict(sources=["sim:m03_frequency_drift"], test_days=1.0, train_stride_s=3, test_stride_s=2, units=32, block_s=5,
                 epochs=8, learning_rate=0.001),
@@ -169,9 +174,9 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
            serving=_m("monitoring", "phase_imbalance", "SERVING")),
     # ------------------------------------------------------------------ maintenance
     _entry("m05_equipment_failure", "maintenance", "equipment_failure", "EquipmentFailure", ("AgeLoadingLogistic",),
-           dict(test_fraction=0.5, test_asset_fraction=0.5), role="asset_failure"),
+           dict(test_fraction=0.5, test_asset_fraction=0.5), role="asset_failure", serving=_m("maintenance", "equipment_failure", "SERVING")),
     _entry("m06_overload_risk", "maintenance", "overload_risk", "OverloadRisk", ("PersistenceClass",),
-           dict(test_fraction=0.3, max_train_rows=8000), role="asset_overload"),
+           dict(test_fraction=0.3, max_train_rows=8000), role="asset_overload", serving=_m("maintenance", "overload_risk", "SERVING")),
     _entry("m07_power_quality_index", "maintenance", "power_quality_index", "PowerQualityIndex", ("PersistencePQ",),
            dict(test_fraction=0.3, epochs=200), serving=_m("maintenance", "power_quality_index", "SERVING")),
     _entry("m08_voltage_sag", "maintenance", "voltage_sag", "VoltageSag", ("HourlySagRate",),
@@ -183,14 +188,14 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
                 algorithm="auto", validation_fraction=0.1, prophet_history_days=730, prophet_yearly=None, lstm_units=32,
                 lstm_epochs=30, lstm_stride_h=24, onestep_epochs=6),
            dataset=_d("energy", "load_forecast", "load_forecast_uci"), dataset_prefix="uci_",
-           variants=(Variant("sim", _d("energy", "load_forecast", "load_forecast_sim"), "sim_"),), role="day_ahead_load"),
+           variants=(Variant("sim", _d("energy", "load_forecast", "load_forecast_sim"), "sim_"),), role="day_ahead_load", serving=_m("energy", "load_forecast", "SERVING")),
     _entry("m10_energy_loss", "energy", "energy_loss", "EnergyLoss", ("FixedLossFactor",),
            dict(source="sim:m10_feeder", test_fraction=0.3, regressors=["i2"]), serving=_m("energy", "energy_loss", "SERVING")),
     _entry("m11_power_flow_optimization", "energy", "power_flow_optimization", "PowerFlowOptimization", ("RuleDispatch",),
            dict(load_source="uci", pv_source="sim:m11_pv", train_start="2009-01-01", test_start="2010-01-01",
                 test_end="2010-11-25", load_forecast="mean_7d", pv_forecast="mean_7d", battery_kwh=8.0, battery_kw=3.0,
                 peak_charge_per_kw_day=0.25),
-           role="day_plan"),
+           role="day_plan", serving=_m("energy", "power_flow_optimization", "SERVING")),
     _entry("m12_demand_response", "energy", "demand_response", "DemandResponse", ("CalendarGrouping",),
            dict(source="sim:m12_meters", timezone_name="Etc/GMT-10", test_days=7, require_labels=False, n_clusters=4,
                 n_bootstrap=10),
@@ -205,7 +210,7 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
     _entry("m15_grid_stability", "decision", "grid_stability", "GridStability", ("Climatology",),
            dict(test_fraction=0.3), serving=_m("decision", "grid_stability", "SERVING")),
     _entry("m16_optimal_dispatch", "decision", "optimal_dispatch", "OptimalDispatch", ("RuleSetpoint",),
-           dict(train_start="2009-03-01", test_start="2009-09-01", test_end="2009-10-31"), role="dispatch",
+           dict(train_start="2009-03-01", test_start="2009-09-01", test_end="2009-10-31"), role="dispatch", serving=_m("decision", "optimal_dispatch", "SERVING"),
            advice=_m("decision", "optimal_dispatch", "advice_effects"), uses=("m11_power_flow_optimization",)),
 )
 
@@ -249,7 +254,7 @@ def ids(module: str | None = None) -> tuple[str, ...]:
 
 def reading_ids() -> tuple[str, ...]:
     """The models the engine runs on every reading (those with a serving adapter)."""
-    return tuple(e.id for e in _ENTRIES.values() if e.serving is not None)
+    return tuple(e.id for e in _ENTRIES.values() if e.serving is not None and e.role is None)
 
 
 def by_role(role: str) -> ModelEntry | None:
@@ -266,6 +271,8 @@ def module_of(model_id: str) -> str:
 
 def simulations(size: str, model_ids: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The simulator runs the datasets of ``model_ids`` (all if None) need, one per source (first wins)."""
+    if size not in SIZES:
+        raise ValueError(f"size {size!r} is not one of {SIZES}")
     runs: dict[str, dict[str, Any]] = {}
     for model_id in model_ids or ids():
         for run in get(model_id).simulation_runs(size):
@@ -286,5 +293,5 @@ def _load_extensions() -> None:
 
 _load_extensions()
 
-__all__ = ["ModelEntry", "Variant", "ROLES", "load", "register", "unregister", "get", "entries", "ids", "reading_ids",
+__all__ = ["ModelEntry", "Variant", "ROLES", "SIZES", "load", "register", "unregister", "get", "entries", "ids", "reading_ids",
            "by_role", "module_of", "simulations"]

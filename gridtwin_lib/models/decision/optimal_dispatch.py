@@ -229,3 +229,19 @@ def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
         r = execute(site, b, load, pv, price)
         out[f"cost_{name}_eur"] = day_cost(site, r["grid_import_kw"], r["soc_kwh"][:, -1], price)
     return AdviceEffects(out, "battery dispatch", "cost of the actual day [€]", "cost_{}_eur", ("idle", "rule", "advice", "lp"))
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve_setpoint(est, soc_kwh: float, load_kw: np.ndarray, pv_kw: np.ndarray, price_per_kwh: np.ndarray) -> dict[str, float]:
+    """How the inference engine serves this model (role ``dispatch``): the battery set-point of
+    the first hour [kW] from the state of charge [kWh] and the 24 h forecasts (kW, €/kWh), with
+    ``predict``'s other outputs and the seconds it took."""
+    feats = dispatch_features(np.array([soc_kwh]), np.array([0]), load_kw[None, :], pv_kw[None, :], price_per_kwh[None, :])
+    t0 = time.perf_counter()
+    sp = est.predict(feats)
+    return {**{k: float(v) for k, v in sp.iloc[0].items()}, "seconds": time.perf_counter() - t0}
+
+
+SERVING = serve_setpoint

@@ -401,3 +401,28 @@ class RuleDispatch(_DispatchParams):
         d = _days(X, "m11 rule")
         sched = rule_dispatch(_Site(self), d["load_kw"], d["pv_kw"], d["price_per_kwh"])
         return _schedule_frame(sched, getattr(X, "index", None), np.zeros(d["load_kw"].shape[0]))
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve_plan(est, load_kw: np.ndarray, pv_kw: np.ndarray, price_per_kwh: np.ndarray):
+    """How the inference engine serves this model (role ``day_plan``).
+
+    Parameters
+    ----------
+    est : the fitted :class:`PowerFlowOptimization`, or None (the LP with its default site is
+        solved all the same: it needs no fit).
+    load_kw, pv_kw : 24 hourly forecasts [kW]; price_per_kwh : 24 hourly prices [€/kWh].
+
+    Returns
+    -------
+    ``(solve, soc0_kwh)``: a function solving the day's LP (the engine runs it under a time
+    limit) and the battery's initial state of charge [kWh].
+    """
+    lp = est if est is not None else PowerFlowOptimization()
+    X = pd.DataFrame({"day": 0, "hour": np.arange(HOURS), "load_kw": load_kw, "pv_kw": pv_kw, "price_per_kwh": price_per_kwh})
+    return (lambda: lp.predict(X)), float(lp._site().s0)
+
+
+SERVING = serve_plan

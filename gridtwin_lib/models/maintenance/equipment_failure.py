@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -242,3 +243,30 @@ def _m05_figures(dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any
         fig.update_layout(title=f"m05: P(failure within 7 d) of {pick} (red: failures)", yaxis_title="probability")
         figs["m05_asset_timeline"] = fig
     return figs
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve_assets(est, observations: pl.DataFrame, *, utc_offset_h: float = 10.0) -> pl.DataFrame:
+    """How the inference engine serves this model (role ``asset_failure``): each asset at its latest day.
+
+    Parameters
+    ----------
+    est : the fitted :class:`EquipmentFailure`.
+    observations : transformer observations (ts, device_id, load_pu_measured [pu], top_oil_temp_c,
+        ambient_temp_c [°C], age_years [a]), sorted by device and time; up to 30 days are used.
+    utc_offset_h : not used (daily rows); accepted so every asset model is called alike.
+
+    Returns
+    -------
+    ``predict``'s columns (p_fail_7d [1], alarm) and ``device_id``, one row per asset.
+    """
+    from ...datasets.maintenance.equipment_failure import m05_daily_features
+
+    daily = m05_daily_features(observations).sort("device_id", "ts").group_by("device_id").agg(pl.all().last())
+    pred = est.predict(daily.select(list(M05_INPUT_COLUMNS)).to_pandas())
+    return pl.from_pandas(pred).with_columns(daily["device_id"])
+
+
+SERVING = serve_assets

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import f1_score, recall_score
@@ -165,3 +166,30 @@ def _m06_figures(dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any
         fig.update_layout(title=f"m06 {name}: confusion (rows: true next-hour class)", xaxis_title="predicted", yaxis_title="true")
         figs[f"m06_confusion_{name}"] = fig
     return figs
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve_assets(est, observations: pl.DataFrame, *, utc_offset_h: float = 10.0) -> pl.DataFrame:
+    """How the inference engine serves this model (role ``asset_overload``): each asset at its latest observation.
+
+    Parameters
+    ----------
+    est : the fitted :class:`OverloadRisk`.
+    observations : transformer observations (ts, device_id, load_pu_measured [pu], top_oil_temp_c,
+        ambient_temp_c [°C]), sorted by device and time.
+    utc_offset_h : local clock of the fleet [h from UTC] (the hour features).
+
+    Returns
+    -------
+    ``predict``'s columns (load_class and its probabilities [1]) and ``device_id``, one row per asset.
+    """
+    from ...datasets.maintenance.overload_risk import m06_features
+
+    f = m06_features(observations, utc_offset_h).sort("device_id", "ts").group_by("device_id").agg(pl.all().last())
+    pred = est.predict(f.select(list(M06_INPUT_COLUMNS)).to_pandas())
+    return pl.from_pandas(pred).with_columns(f["device_id"])
+
+
+SERVING = serve_assets

@@ -405,3 +405,15 @@ def pq_figures(dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         figs["macro_f1_by_snr"] = fig_snr
     figs["f1_per_class"] = fig_cls
     return figs
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve_waveforms(est, windows: pd.DataFrame) -> pd.DataFrame:
+    """How the inference engine serves this model (role ``waveforms``): ``predict`` of the
+    windows' samples (columns :data:`SAMPLE_COLUMNS` [V]), one row per window."""
+    return est.predict(windows[list(SAMPLE_COLUMNS)])
+
+
+SERVING = serve_waveforms
