@@ -22,6 +22,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from gridtwin_lib import inference
+from gridtwin_lib.inference.results import ERROR_SCHEMA, on_demand
+from gridtwin_lib.models import registry
+from gridtwin_lib.models.maintenance import power_quality_index as pqi
 from gridtwin_lib.datasets.energy import load_forecast as EF
 from gridtwin_lib.models.energy import load_forecast as LF
 from gridtwin_lib.datasets.decision.grid_stability import grid_stability_design
@@ -45,7 +48,7 @@ class Probe:
     """Stands in for a champion: output = a fixed weighted sum of the input row."""
 
     def __init__(self, model_id: str, output: str, columns, fail: bool = False):
-        self.spec = ModelSpec(model_id, inference.MODULE_OF[model_id], "probe", "none", "none", "x", True, {output: "1"})
+        self.spec = ModelSpec(model_id, registry.module_of(model_id), "probe", "none", "none", "x", True, {output: "1"})
         self.columns_ = list(columns)
         self.output, self.fail = output, fail
 
@@ -236,8 +239,8 @@ def test_incremental_single_readings_equal_the_reference_path(readings, monkeypa
     fast = _engine()
     fast.score(warm)
     computed: list[list[str]] = []
-    real = inference._m07_forecasts
-    monkeypatch.setattr(inference, "_m07_forecasts", lambda eng, est, new, held: (eng is fast and computed.append(new["device_id"].to_list()))
+    real = pqi._window_forecasts
+    monkeypatch.setattr(pqi, "_window_forecasts", lambda eng, est, new, held: (eng is fast and computed.append(new["device_id"].to_list()))
                         or real(eng, est, new, held))
     batches = [fast.score([r], with_features=inference.ALERT_FEATURES) for r in nxt.to_dicts()]
     reference = inference.Engine(probes(), incremental=False)
@@ -261,7 +264,7 @@ def test_incremental_single_readings_equal_the_reference_path(readings, monkeypa
     assert sorted(computed) == [[d] for d in sorted(nxt["device_id"].unique()) for _ in range(2)]
     a = nxt["device_id"][0]
     fast.reset(a)
-    assert a not in fast._m07_forecasts and fast.history(a) is None
+    assert a not in fast.state("m07_power_quality_index") and fast.history(a) is None
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -307,11 +310,11 @@ def test_missing_champion_and_failing_model_are_per_reading_errors(readings):
 
 
 def test_on_demand_optimiser_reports_its_time_limit():
-    slow = inference._on_demand("m14_load_balancing", lambda: time.sleep(3) or "late", 0.2)
+    slow = on_demand("m14_load_balancing", lambda: time.sleep(3) or "late", 0.2)
     assert slow.status == "time_limit" and slow.result is None and "0.2 s" in slow.message
-    ok = inference._on_demand("m14_load_balancing", lambda: 42, 5.0)
+    ok = on_demand("m14_load_balancing", lambda: 42, 5.0)
     assert ok.status == "ok" and ok.result == 42
-    err = inference._on_demand("m14_load_balancing", lambda: 1 / 0, 5.0)
+    err = on_demand("m14_load_balancing", lambda: 1 / 0, 5.0)
     assert err.status == "error" and "division" in err.message
 
 
@@ -338,7 +341,7 @@ def test_write_scores_is_atomic_and_records_units(tmp_path, readings):
     paths = inference.write_scores(batch, tmp_path / "s.parquet")
     meta = pq.read_schema(paths["scores"]).metadata
     assert json.loads(meta[b"gridtwin.units"])["m08_voltage_sag.p_sag_15m"] == "1"
-    assert pl.read_parquet(paths["errors"]).columns == list(inference._ERROR_SCHEMA)
+    assert pl.read_parquet(paths["errors"]).columns == list(ERROR_SCHEMA)
     with pytest.raises(Exception, match="no such directory"):
         inference.write_scores(batch, tmp_path / "nope" / "s.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.errors.parquet", "s.parquet"]
@@ -362,7 +365,8 @@ def test_score_cli_on_the_smoke_registry(smoke_workspace, tmp_path):
     errors = pl.read_parquet(summary["errors_file"])
     assert sum(summary["errors"].values()) == errors.height  # counts per code:model, one per error row
     assert set(summary["alerts"]) >= {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
-    scored = [m for m in inference.READING_MODELS if m not in summary["missing_champions"] and m not in inference.FEEDER_MODELS]
+    feeder = {m for m in registry.reading_ids() if registry.get(m).serving_adapter().applies is not None}
+    scored = [m for m in registry.reading_ids() if m not in summary["missing_champions"] and m not in feeder]
     for m in scored:  # every model with a champion produced outputs on most readings
         col = next(c for c in frame.columns if c.startswith(m + "."))
         assert frame[col].null_count() < 0.5 * frame.height, m
