@@ -22,22 +22,24 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from gridtwin_lib import inference
-from gridtwin_lib.inference.results import ERROR_SCHEMA, on_demand
-from gridtwin_lib.models import registry
-from gridtwin_lib.models.maintenance import power_quality_index as pqi
-from gridtwin_lib.datasets.energy import load_forecast as EF
-from gridtwin_lib.models.energy import load_forecast as LF
-from gridtwin_lib.datasets.decision.grid_stability import grid_stability_design
-from gridtwin_lib.datasets.maintenance.power_quality_index import _m07_source
 from gridtwin_lib.datasets.common import features_by_day
+from gridtwin_lib.datasets.decision.grid_stability import grid_stability_design
+from gridtwin_lib.datasets.energy import load_forecast as EF
+from gridtwin_lib.datasets.maintenance.power_quality_index import _m07_source
 from gridtwin_lib.datasets.monitoring.frequency_stability import frequency_grid
 from gridtwin_lib.features import compute
+from gridtwin_lib.inference.results import ERROR_SCHEMA, on_demand
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import ModelSpec
+from gridtwin_lib.models.energy import load_forecast as LF
+from gridtwin_lib.models.maintenance import power_quality_index as pqi
 from gridtwin_lib.models.maintenance.power_quality_index import M07_INPUT_COLUMNS
 from gridtwin_lib.models.maintenance.voltage_sag import M08_INPUT_COLUMNS
-from gridtwin_lib.models.monitoring.voltage_anomaly import M01_INPUT_COLUMNS
+from gridtwin_lib.models.monitoring.frequency_stability import (
+    INPUT_COLUMNS as M03_INPUT_COLUMNS,
+)
 from gridtwin_lib.models.monitoring.phase_imbalance import M04_INPUT_COLUMNS
-from gridtwin_lib.models.monitoring.frequency_stability import INPUT_COLUMNS as M03_INPUT_COLUMNS
+from gridtwin_lib.models.monitoring.voltage_anomaly import M01_INPUT_COLUMNS
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 

@@ -12,9 +12,9 @@ import pytest
 from gridtwin_lib.datasets.decision import grid_stability as D_gs
 from gridtwin_lib.datasets.decision import load_balancing as D_lb
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.decision import grid_stability as M_gs
 from gridtwin_lib.models.decision import load_balancing as M_lb
-from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 

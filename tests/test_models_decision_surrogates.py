@@ -11,10 +11,10 @@ import pytest
 from gridtwin_lib.datasets.decision import optimal_dispatch as D_od
 from gridtwin_lib.datasets.decision import reactive_power_compensation as D_rpc
 from gridtwin_lib.errors import InputError
-from gridtwin_lib.models.decision import reactive_power_compensation as M_rpc
-from gridtwin_lib.models.decision import optimal_dispatch as M_od
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.decision.load_balancing import HOURS
+from gridtwin_lib.models.decision import optimal_dispatch as M_od
+from gridtwin_lib.models.decision import reactive_power_compensation as M_rpc
+from gridtwin_lib.models.energy.power_flow_optimization import HOURS
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 

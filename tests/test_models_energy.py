@@ -11,14 +11,14 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from gridtwin_lib.datasets.energy import power_flow_optimization as D_pfo
 from gridtwin_lib.datasets.energy import demand_response as D_dr
 from gridtwin_lib.datasets.energy import energy_loss as D_el
+from gridtwin_lib.datasets.energy import power_flow_optimization as D_pfo
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.energy import demand_response as M_dr
 from gridtwin_lib.models.energy import energy_loss as M_el
 from gridtwin_lib.models.energy import power_flow_optimization as M_pfo
-from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.simulate.meter import CUSTOMER_TYPES
 from gridtwin_lib.store import Store

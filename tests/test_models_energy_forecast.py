@@ -13,7 +13,15 @@ import pytest
 from gridtwin_lib.datasets.energy import load_forecast as dsm
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.energy.load_forecast import LAG_COLS, OBS_COLS, ONESTEP_COLS, OUT_COLS, LoadForecast, NaiveLoad, seasonal_naive_scale
+from gridtwin_lib.models.energy.load_forecast import (
+    LAG_COLS,
+    OBS_COLS,
+    ONESTEP_COLS,
+    OUT_COLS,
+    LoadForecast,
+    NaiveLoad,
+    seasonal_naive_scale,
+)
 from gridtwin_lib.schema import flag_mask
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store

@@ -13,12 +13,22 @@ import pytest
 
 from gridtwin_lib.datasets.maintenance import equipment_failure as dsm_ef
 from gridtwin_lib.datasets.maintenance import overload_risk as dsm_or
-from gridtwin_lib.datasets.energy import load_forecast as dsm_lf
 from gridtwin_lib.datasets.maintenance import transformer_fleet as dsm_tf
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.maintenance.equipment_failure import M05_INPUT_COLUMNS, AgeLoadingLogistic, EquipmentFailure, failure_scores, lead_times_days
-from gridtwin_lib.models.maintenance.overload_risk import M06_INPUT_COLUMNS, OverloadRisk, PersistenceClass, loading_class
+from gridtwin_lib.models.maintenance.equipment_failure import (
+    M05_INPUT_COLUMNS,
+    AgeLoadingLogistic,
+    EquipmentFailure,
+    failure_scores,
+    lead_times_days,
+)
+from gridtwin_lib.models.maintenance.overload_risk import (
+    M06_INPUT_COLUMNS,
+    OverloadRisk,
+    PersistenceClass,
+    loading_class,
+)
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -26,7 +36,7 @@ from gridtwin_lib.store import Store
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m05m06") / "store")
-    for run in dsm_lf.SIMULATIONS["smoke"]:
+    for run in [*dsm_ef.SIMULATIONS["smoke"], *dsm_or.SIMULATIONS["smoke"]]:
         run_scenario(**run, store=store, progress=False)
     return store
 
@@ -77,9 +87,9 @@ def test_m05_dataset_shapes_labels_and_split(store, m05_data):
 
 def test_m05_features_are_causal(store, m05_data):
     """Features of day rows before a cut are identical when later observations are dropped."""
-    full = dsm_ef.m05_daily_features(dsm_tf._observations(store, dsm_ef.M05_SOURCE, "m05"))
+    full = dsm_ef.m05_daily_features(dsm_tf.fleet_observations(store, dsm_ef.M05_SOURCE, "m05"))
     cut = full["ts"].min() + timedelta(days=40)
-    part = dsm_ef.m05_daily_features(dsm_tf._observations(store, dsm_ef.M05_SOURCE, "m05", end=cut - timedelta(days=1)))
+    part = dsm_ef.m05_daily_features(dsm_tf.fleet_observations(store, dsm_ef.M05_SOURCE, "m05", end=cut - timedelta(days=1)))
     a = full.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
     b = part.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
     assert a.height == b.height > 0
@@ -141,7 +151,7 @@ def test_m06_dataset_labels_are_next_hour_max_from_truth(store, m06_data):
 
 
 def test_m06_features_are_causal(store):
-    obs = dsm_tf._observations(store, dsm_or.M06_SOURCE, "m06")
+    obs = dsm_tf.fleet_observations(store, dsm_or.M06_SOURCE, "m06")
     cut = obs["ts"].min() + timedelta(days=3)
     a = dsm_or.m06_features(obs, 10.0).filter(pl.col("ts") < cut).select(M06_INPUT_COLUMNS)
     b = dsm_or.m06_features(obs.filter(pl.col("ts") < cut), 10.0).select(M06_INPUT_COLUMNS)

@@ -10,13 +10,25 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from gridtwin_lib.datasets.common import source_span
 from gridtwin_lib.datasets.maintenance import power_quality_index as dsm_pqi
 from gridtwin_lib.datasets.maintenance import voltage_sag as dsm_vs
-from gridtwin_lib.datasets.energy import load_forecast as dsm_lf
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.maintenance.power_quality_index import M07_INPUT_COLUMNS, PQ_LIMITS, PersistencePQ, PowerQualityIndex, pq_index, pq_window_table, subscores
-from gridtwin_lib.models.maintenance.voltage_sag import M08_INPUT_COLUMNS, HourlySagRate, VoltageSag
+from gridtwin_lib.models.maintenance.power_quality_index import (
+    M07_INPUT_COLUMNS,
+    PQ_LIMITS,
+    PersistencePQ,
+    PowerQualityIndex,
+    pq_index,
+    pq_window_table,
+    subscores,
+)
+from gridtwin_lib.models.maintenance.voltage_sag import (
+    M08_INPUT_COLUMNS,
+    HourlySagRate,
+    VoltageSag,
+)
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -98,7 +110,7 @@ def test_pq_index_refuses_bad_input():
 @pytest.fixture(scope="module")
 def sim_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m0708") / "store")
-    for run in dsm_lf.SIMULATIONS["smoke"]:
+    for run in [*dsm_pqi.SIMULATIONS["smoke"], *dsm_vs.SIMULATIONS["smoke"]]:
         run_scenario(**run, store=store, progress=False)
     return store
 
@@ -115,7 +127,7 @@ def m08_data(sim_store):
 
 def test_sources_are_unique_to_these_models():
     for size in ("full", "smoke"):
-        sources = [r["source"] for r in dsm_lf.SIMULATIONS[size]]
+        sources = [r["source"] for r in [*dsm_pqi.SIMULATIONS[size], *dsm_vs.SIMULATIONS[size]]]
         assert len(set(sources)) == len(sources)
         assert all(s.startswith(("sim:m07_", "sim:m08_")) for s in sources)
 
@@ -143,7 +155,7 @@ def test_m07_dataset_shapes_split_and_label(m07_data, sim_store):
 def test_m07_inputs_do_not_look_ahead(sim_store):
     """Rows built from readings cut off at T equal those built from the full run, for windows ending by T."""
     src = dsm_pqi.M07_SOURCES[0]
-    lo, hi = dsm_pqi._span(sim_store, src, "m07")
+    lo, hi = source_span(sim_store, src, "m07")
     full = dsm_pqi._m07_source(sim_store, src, lo, hi, None)
     t_cut = lo + timedelta(hours=13, minutes=10) - timedelta(seconds=1)  # last reading of the 13:00 window
     part = dsm_pqi._m07_source(sim_store, src, lo, t_cut, None)

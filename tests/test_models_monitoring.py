@@ -11,17 +11,15 @@ import polars as pl
 import pytest
 
 from gridtwin_lib import features
-from gridtwin_lib.datasets.monitoring import voltage_anomaly as D_va
-from gridtwin_lib.datasets.monitoring import phase_imbalance as D_pi
-from gridtwin_lib.datasets.energy import load_forecast as D_lf
 from gridtwin_lib.datasets import common as D_c
+from gridtwin_lib.datasets.monitoring import phase_imbalance as D_pi
+from gridtwin_lib.datasets.monitoring import voltage_anomaly as D_va
 from gridtwin_lib.errors import InputError
-from gridtwin_lib.models.monitoring import voltage_anomaly as M_va
-from gridtwin_lib.models.monitoring import phase_imbalance as M_pi
 from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models.monitoring import phase_imbalance as M_pi
+from gridtwin_lib.models.monitoring import voltage_anomaly as M_va
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
-
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -115,7 +113,7 @@ def test_m01_prediction_at_t_ignores_later_readings(m01_store, m01_fitted):
 
 
 def test_m01_day_chunked_features_equal_one_pass(m01_store):
-    lo, hi, _ = D_c._time_range(m01_store, D_va.M01_SOURCE)
+    lo, hi, _ = D_c.time_range(m01_store, D_va.M01_SOURCE)
     cols = M_va.M01_INPUT_COLUMNS
     stop = hi + timedelta(microseconds=1)
     chunked = D_c.features_by_day(m01_store, D_va.M01_SOURCE, lo + timedelta(hours=6), stop, ("1m", "15m"), cols)
@@ -301,9 +299,9 @@ def test_simulations_and_params_are_well_formed():
     from gridtwin_lib.simulate import prepare
 
     for size in ("full", "smoke"):
-        sources = [r["source"] for r in D_lf.SIMULATIONS[size]]
+        sources = [r["source"] for r in [*D_va.SIMULATIONS[size], *D_pi.SIMULATIONS[size]]]
         assert len(sources) == len(set(sources)) and all(s.startswith("sim:m0") for s in sources)
-        for run in D_lf.SIMULATIONS[size]:
+        for run in [*D_va.SIMULATIONS[size], *D_pi.SIMULATIONS[size]]:
             args = {k: v for k, v in run.items() if k != "source"}
             prepare(**args)  # valid scenario, durations and overrides
         assert set(D_pi.M04_SOURCES) <= set(sources)

@@ -10,13 +10,19 @@ import pandas as pd
 import pytest
 
 from gridtwin_lib.datasets.monitoring import frequency_stability as dsm_fs
-from gridtwin_lib.datasets.energy import load_forecast as dsm_lf
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.monitoring import frequency_stability as mfr_fs
-from gridtwin_lib.models.energy import load_forecast as mfr_lf
-from gridtwin_lib.models.energy.power_flow_optimization import FORECAST_COLUMNS
-from gridtwin_lib.models.monitoring.frequency_stability import HISTORY, HORIZON, INPUT_COLUMNS, FrequencyStability, LinearAR, Persistence, PersistenceAndAR
+from gridtwin_lib.models.monitoring.frequency_stability import (
+    FORECAST_COLUMNS,
+    HISTORY,
+    HORIZON,
+    INPUT_COLUMNS,
+    FrequencyStability,
+    LinearAR,
+    Persistence,
+    PersistenceAndAR,
+)
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -26,7 +32,7 @@ SOURCE = dsm_fs.FREQ_SOURCES[0]
 @pytest.fixture(scope="module")
 def freq_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m03") / "store")
-    run = {**dsm_lf.SIMULATIONS["smoke"][0], "duration": "4h", "seed": 32}  # seed 32: a drift leaves the band in hour 3
+    run = {**dsm_fs.SIMULATIONS["smoke"][0], "duration": "4h", "seed": 32}  # seed 32: a drift leaves the band in hour 3
     run_scenario(**run, store=store, progress=False)
     return store
 
@@ -183,7 +189,7 @@ def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset):
 
 def test_numpy_copy_of_the_network_matches_keras(fitted, dataset):
     model, _, _ = fitted
-    inputs = model._inputs(mfr_lf._history(dataset.X_test))
+    inputs = model._inputs(mfr_fs._history(dataset.X_test))
     net = mfr_fs._NumpyNet.from_keras(model.model_, model._inputs(mfr_fs._CHECK_HISTORY))
     assert net is not None
     ours, theirs = net(inputs), model.model_.predict(inputs, verbose=0)
@@ -196,7 +202,7 @@ def test_numpy_copy_of_the_network_matches_keras(fitted, dataset):
 def test_keras_predicts_when_the_numpy_copy_disagrees(fitted, dataset, monkeypatch):
     model, _, _ = fitted
     X = dataset.X_test.iloc[:1]
-    expected = model.model_.predict(model._inputs(mfr_lf._history(X)), verbose=0)
+    expected = model.model_.predict(model._inputs(mfr_fs._history(X)), verbose=0)
     again = cloudpickle.loads(cloudpickle.dumps(model))
     monkeypatch.setattr(mfr_fs._NumpyNet, "__call__", lambda self, inputs: {
         "delta": np.zeros((len(inputs["linear"]), HORIZON), "float32"),

@@ -9,13 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gridtwin_lib.datasets.energy import load_forecast as dsm_lf
 from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm_ha
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import _trees as trees
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.monitoring import harmonic_analysis as mpq
-from gridtwin_lib.models import _trees as trees
-from gridtwin_lib.models.monitoring.harmonic_analysis import CLASSES, SAMPLE_COLUMNS, HarmonicAnalysis, RmsThdRules, fft_features, harmonic_spectrum
+from gridtwin_lib.models.monitoring.harmonic_analysis import (
+    CLASSES,
+    SAMPLE_COLUMNS,
+    HarmonicAnalysis,
+    RmsThdRules,
+    fft_features,
+    harmonic_spectrum,
+)
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.simulate.waveforms import generate_windows
 from gridtwin_lib.store import Store
@@ -27,7 +33,7 @@ T = np.arange(640) / 3200.0
 @pytest.fixture(scope="module")
 def pq_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m02") / "store")
-    for run in dsm_lf.SIMULATIONS["smoke"]:
+    for run in dsm_ha.SIMULATIONS["smoke"]:
         run_scenario(**run, store=store, progress=False)
     return store
 

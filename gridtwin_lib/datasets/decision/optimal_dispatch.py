@@ -28,8 +28,7 @@ import pandas as pd
 
 from ...models.base import Dataset
 from ...models.decision import optimal_dispatch as M
-from ...models.decision.load_balancing import HOURS
-from ...models.energy.power_flow_optimization import PowerFlowOptimization, _Site
+from ...models.energy.power_flow_optimization import HOURS, PowerFlowOptimization, _Site
 from ..energy import power_flow_optimization as E
 
 #: the day-ahead LP's PV twin at the UCI house (the same runs, same source, as the LP's dataset)

@@ -18,8 +18,8 @@ import polars as pl
 
 from ...errors import InputError
 from ...models.base import Dataset
-from ...models.decision.load_balancing import HOURS
 from ...models.energy.demand_response import PROFILE_COLUMNS
+from ...models.energy.power_flow_optimization import HOURS
 
 M12_SOURCE = "sim:m12_meters"
 

@@ -40,9 +40,9 @@ import polars as pl
 from ...config import SITES
 from ...errors import InputError
 from ...models.base import Dataset
-from ...models.decision.load_balancing import HOURS
 from ...models.energy.load_forecast import (
     HOLIDAY_COL,
+    HOURS,
     ISSUE_COL,
     LAG_COLS,
     OBS_COLS,

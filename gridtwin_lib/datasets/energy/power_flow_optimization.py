@@ -26,8 +26,7 @@ import polars as pl
 
 from ...errors import InputError
 from ...models.base import Dataset
-from ...models.decision.load_balancing import HOURS
-from ...models.energy.power_flow_optimization import FORECAST_COLUMNS
+from ...models.energy.power_flow_optimization import FORECAST_COLUMNS, HOURS
 
 PV_SOURCE = "sim:m11_pv"
 UCI = "uci"

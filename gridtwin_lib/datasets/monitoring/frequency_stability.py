@@ -28,8 +28,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import InputError
 from ...models.base import Dataset
-from ...models.energy.power_flow_optimization import FORECAST_COLUMNS
-from ...models.monitoring.frequency_stability import HISTORY, HORIZON, INPUT_COLUMNS
+from ...models.monitoring.frequency_stability import (
+    FORECAST_COLUMNS,
+    HISTORY,
+    HORIZON,
+    INPUT_COLUMNS,
+)
 
 FREQ_SOURCES = ("sim:m03_frequency_drift",)
 _DRIFT = {"drift_pu_per_h": 0.15}
