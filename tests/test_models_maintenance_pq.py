@@ -25,6 +25,7 @@ from gridtwin_lib.models.maintenance.power_quality_index import (
     subscores,
 )
 from gridtwin_lib.models.maintenance.voltage_sag import (
+    M08_HORIZON_S,
     M08_INPUT_COLUMNS,
     HourlySagRate,
     VoltageSag,
