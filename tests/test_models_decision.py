@@ -207,11 +207,10 @@ def test_gs_input_errors(grid_store, gs_dataset, tmp_path):
 
 
 def test_advice_effects_match_the_realised_reduction(lb_dataset):
-    """gridtwin_lib.advice re-simulates the moves on the realised loads as score() does."""
-    from gridtwin_lib import advice
-
+    """The model's advice effects (read by gridtwin_lib.advice) re-simulate the moves on the
+    realised loads as score() does."""
     model, bl, ev = fit_and_evaluate(M_lb.LoadBalancing(), lb_dataset)
-    e14 = advice.m14_effects(model, bl, lb_dataset)
+    e14 = M_lb.advice_effects(model, bl, lb_dataset).frame
     assert len(e14) == len(lb_dataset.X_test)
     assert (e14["vuf_no_action_pct"] - e14["vuf_advice_pct"]).mean() == pytest.approx(ev.metrics["realised_reduction_pp"], abs=1e-9)
     assert (e14["vuf_no_action_pct"] - e14["vuf_rule_pct"]).mean() == pytest.approx(ev.baseline_metrics["realised_reduction_pp"], abs=1e-9)

@@ -145,21 +145,31 @@ def test_m16_input_errors(tmp_path, dispatch_ds):
 def test_advice_effects_re_simulate_what_the_metrics_judge(feeder_ds, dispatch_ds):
     """The decision notebook's day-by-day effects (gridtwin_lib.advice) re-run the same physics
     as the models' metrics: their averages must agree."""
+    from collections import namedtuple
+
     from gridtwin_lib import advice
 
     model, bl, ev = fit_and_evaluate(M_rpc.ReactivePowerCompensation(epochs=30), feeder_ds)
-    e13 = advice.m13_effects(model, bl, feeder_ds)
+    found = {"m13_reactive_power_compensation": M_rpc.advice_effects(model, bl, feeder_ds)}
+    e13 = found["m13_reactive_power_compensation"].frame
     n = len(feeder_ds.X_test)  # hourly states: kWh per state = kW
     assert (e13["losses_no_action_kwh"] - e13["losses_advice_kwh"]).sum() / n == pytest.approx(ev.metrics["loss_reduction_kw"], rel=1e-9)
     assert (e13["losses_no_action_kwh"] - e13["losses_rule_kwh"]).sum() / n == pytest.approx(ev.baseline_metrics["loss_reduction_kw"], rel=1e-9)
     assert (e13["losses_optimiser_kwh"] <= e13["losses_advice_kwh"] + 0.05).all()
 
-    model, bl, ev = fit_and_evaluate(M_od.OptimalDispatch(), dispatch_ds)
-    e16 = advice.m16_effects(model, bl, dispatch_ds)
+    model, od_bl, ev = fit_and_evaluate(M_od.OptimalDispatch(), dispatch_ds)
+    found["m16_optimal_dispatch"] = M_od.advice_effects(model, od_bl, dispatch_ds)
+    e16 = found["m16_optimal_dispatch"].frame
+    # advice.effects finds the same through the registry, from trained results
+    Trained = namedtuple("Trained", "model baseline dataset")
+    via_registry = advice.effects({"m16_optimal_dispatch": Trained(model, od_bl, dispatch_ds)})
+    assert list(via_registry) == ["m16_optimal_dispatch"]
+    assert via_registry["m16_optimal_dispatch"].frame.equals(e16)
     assert e16["cost_advice_eur"].mean() == pytest.approx(ev.metrics["cost_eur_per_day"], rel=1e-9)
     assert e16["cost_rule_eur"].mean() == pytest.approx(ev.baseline_metrics["cost_eur_per_day"], rel=1e-9)
     assert e16["cost_lp_eur"].mean() == pytest.approx(ev.metrics["lp_cost_eur_per_day"], rel=1e-9)
-    s = advice.summary(e13, None, e16)
-    assert list(s["model"]) == ["m13 var set-point", "m16 battery dispatch"]
+    s = advice.summary(found)
+    assert list(s["model"]) == ["m13_reactive_power_compensation: var set-point", "m16_optimal_dispatch: battery dispatch"]
     assert s["advice_minus_rule"].tolist() == pytest.approx((s["advice"] - s["rule"]).tolist())
-    assert advice.figure(e13, None, e16).data
+    assert s.loc[1, "optimiser"] == pytest.approx(e16["cost_lp_eur"].mean())
+    assert advice.figure(found).data
