@@ -107,7 +107,7 @@ class Engine(OnDemandScoring):
         A model without that alias (or that fails to load) is recorded in ``missing``, with
         the reason, instead of failing the engine.
         """
-        from . import tracking
+        from .. import tracking
 
         client = tracking.client()
         estimators, missing = {}, {}
