@@ -34,10 +34,10 @@ class DayScores:
     readings: pl.DataFrame  # per-reading scores (ScoreBatch.frame plus source)
     errors: pl.DataFrame
     units: dict[str, str]
-    assets: pl.DataFrame | None  # m05/m06 per asset
-    waveforms: pd.DataFrame | None  # m02 per window of the day
-    forecast: pd.DataFrame | None  # m09: tomorrow's hourly load [kW]
-    plan: dict[str, Any] | None  # m11 / m16 for tomorrow
+    assets: pl.DataFrame | None  # the asset models per asset
+    waveforms: pd.DataFrame | None  # the waveform model per window of the day
+    forecast: pd.DataFrame | None  # the day-ahead load model: tomorrow's hourly load [kW]
+    plan: dict[str, Any] | None  # the day plan and dispatch set-point for tomorrow (Engine.plan_day)
     pq_summary: pl.DataFrame  # EN 50160 checks per device
     notes: list[str]
     missing: dict[str, str]
@@ -53,9 +53,9 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
     of them. Grid readings of the day (with the preceding :data:`HISTORY` to warm each
     device's windows up) go through :meth:`Engine.score`; transformer observations
     through :meth:`Engine.score_assets` (as of their latest data up to the day's end);
-    waveform windows of the day through m02; the household meter data (UCI, else the meter
-    twin) give tomorrow's m09 forecast, which with a PV forecast and the tariff gives the
-    m11/m16 plan. Each part that has no data or no champion adds a line to ``notes``
+    waveform windows of the day through the waveform model; the household meter data (UCI,
+    else the meter twin) give tomorrow's load forecast, which with a PV forecast and the tariff
+    gives the day plan and the dispatch set-point (models found by role in the registry). Each part that has no data or no champion adds a line to ``notes``
     instead of failing. ``alert_rules``: a path or :class:`~gridtwin_lib.alerts.RuleSet`.
     """
     from tqdm.auto import tqdm

@@ -157,7 +157,7 @@ def train_module(module: str, store, *, seed: int | None = None, overrides: dict
 
 
 def parameters(scope: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The notebook's parameters named ``<prefix>...``, prefix stripped (``m01_test_days`` → ``test_days``).
+    """The notebook's parameters named ``<prefix>...``, prefix stripped (``uci_split`` → ``split``).
 
     ``scope`` is the notebook's ``globals()`` (or a dict from an earlier call, to split further).
     """

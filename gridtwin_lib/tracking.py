@@ -127,7 +127,7 @@ class GridModelPyfunc(_PythonModel):
 
 def load_estimator(model_uri: str) -> GridModel:
     """The fitted :class:`GridModel` behind a logged/registered model URI
-    (e.g. ``models:/gridtwin.m01_voltage_anomaly@champion``)."""
+    (e.g. ``models:/gridtwin.<model id>@champion``)."""
     import mlflow
 
     client()
@@ -439,7 +439,7 @@ def leaderboard(c=None) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- small helpers
 def _fitted_summary(model: GridModel) -> tuple[dict[str, Any], dict[str, float]]:
     """Scalar learned attributes (``name_``): numbers become ``fitted/<name>`` metrics, text
-    ``fitted.<name>`` params (e.g. m09's chosen algorithm and both validation MASEs)."""
+    ``fitted.<name>`` params (e.g. a chosen algorithm and its validation scores)."""
     import numbers
 
     params: dict[str, Any] = {}

@@ -70,9 +70,9 @@ class Engine(OnDemandScoring):
     site : site of the readings (nominal values, calendar features); default site if None.
     time_limit_s : wall-clock limit of each on-demand optimisation [s].
     incremental : True (default): a call with few readings per held history computes the
-        features of those readings only (``features.compute(rows=...)``) and m07 reuses each
-        device's forecast until its 10-min window closes. False: every call recomputes the
-        features of every held reading and m07's forecast, as the engine first did: the
+        features of those readings only (``features.compute(rows=...)``) and adapters reuse
+        their per-device state (e.g. a forecast kept until its 10-min window closes). False: every call recomputes the
+        features of every held reading and every adapter's output, as the engine first did: the
         reference the tests and ``tests/benchmarks/bench_inference.py`` compare with (same
         outputs, to float rounding).
     """

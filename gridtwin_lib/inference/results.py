@@ -36,7 +36,7 @@ class ReadingError:
 class ReadingScore:
     """One reading's outputs, a section per module: ``{model_id: {output: value}}``.
 
-    A model absent from every section did not apply to the reading (e.g. m10 on a
+    A model absent from every section did not apply to the reading (e.g. a feeder model on a
     device that is not a feeder head) or failed; failures are in ``errors``.
     """
 

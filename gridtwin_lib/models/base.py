@@ -42,7 +42,7 @@ class ModelSpec:
     for a single output) to its unit, e.g. ``{"load_kw": "kW"}``.
     """
 
-    model_id: str  # e.g. "m01_voltage_anomaly"
+    model_id: str  # "mNN_<name>", the registry id
     module: str  # one of MODULES
     algorithm: str  # e.g. "IsolationForest"
     baseline: str  # e.g. "EN 50160 rule |dV| > 10 % of nominal"

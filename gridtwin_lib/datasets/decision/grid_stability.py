@@ -1,21 +1,5 @@
 """Dataset of m15 (grid stability).
 
-Datasets of the decision models m14 (load balancing) and m15 (grid stability).
-
-``load_balancing`` (m14)
-    Per-customer single-phase loads from the meter twin (kind ``meter``, household customer
-    types). The meter twin has no phases and no feeder, so the builder DEALS THEM ITSELF:
-    a DATASET CHOICE, recorded in ``Dataset.params['phase_map']`` and in every row: meters
-    (sorted ids) are shuffled with ``numpy.random.default_rng(phase_seed)`` into ``feeders``
-    feeders of equal size; on each feeder customers get a phase (a, b, c, skewed shares
-    ``phase_shares``, default 0.45/0.33/0.22, so there is unbalance to fix) and a position
-    along the trunk (uniform in [20, ``feeder_length_m``] m). One row per (feeder, local day
-    D >= ``history_days``): X = ids, phases, positions and the EXPECTED hourly profile of each
-    customer (mean kW per UTC hour over days D-history_days..D-1: what the operator knows),
-    y = the REALISED hourly kW of day D (used only to re-simulate the chosen move), meta =
-    date, feeder and the ids / phases / positions. Failed reads (voltage 0) and duplicates
-    are dropped; hours without a reading are filled from the same customer's neighbouring
-    hours (linear, then nearest). The last ``test_days`` days are the test range.
 ``grid_stability`` (m15)
     Grid twin runs (``mixed``, ``voltage_sag``, ``frequency_drift``, ``normal`` at 10 s, own
     sources, one shared calendar). Features: :func:`gridtwin_lib.features.compute` (windows

@@ -1,7 +1,5 @@
 """Dataset of m14 (load balancing).
 
-Datasets of the decision models m14 (load balancing) and m15 (grid stability).
-
 ``load_balancing`` (m14)
     Per-customer single-phase loads from the meter twin (kind ``meter``, household customer
     types). The meter twin has no phases and no feeder, so the builder DEALS THEM ITSELF:
@@ -16,14 +14,6 @@ Datasets of the decision models m14 (load balancing) and m15 (grid stability).
     date, feeder and the ids / phases / positions. Failed reads (voltage 0) and duplicates
     are dropped; hours without a reading are filled from the same customer's neighbouring
     hours (linear, then nearest). The last ``test_days`` days are the test range.
-``grid_stability`` (m15)
-    Grid twin runs (``mixed``, ``voltage_sag``, ``frequency_drift``, ``normal`` at 10 s, own
-    sources, one shared calendar). Features: :func:`gridtwin_lib.features.compute` (windows
-    1 m, 15 m, 1 h) on each device's readings, sampled once per minute (the reading at each
-    whole minute). Label: 1 if a disturbance (``DISTURBANCE_TYPES`` of the truth table
-    ``events``) of the same device STARTS in (t, t + 30 min]. Split by time: one cut at
-    ``1 - test_fraction`` of the span; training rows whose label window reaches past the cut
-    are dropped (no label leakage).
 """
 
 from __future__ import annotations

@@ -1,22 +1,14 @@
 """Dataset of m13 (reactive power compensation).
 
-Datasets of the decision surrogates m13 and m16.
-
 ``reactive_power_compensation`` (m13)
     Feeder twin (``feeder_timeseries``, source ``sim:m13_feeder``). X: the uncompensated
     feeder-head readings (``three_phase`` at the three transformers) through
-    :func:`gridtwin_lib.features.compute` and m10's
-    :func:`~gridtwin_lib.models.energy.feeder_head_frame`. The operating state of each step is
+    :func:`gridtwin_lib.features.compute` and the loss model's
+    :func:`~gridtwin_lib.models.energy.energy_loss.feeder_head_frame`. The operating state of each step is
     rebuilt from the truth table ``feeder_losses`` (load_kw, pv_kw totals; see
-    :func:`~gridtwin_lib.models.decision_surrogates.feeder_state`), and the label is what the
-    optimiser :func:`~gridtwin_lib.models.decision_surrogates.optimise_q` (AC power flows of the
+    :func:`~gridtwin_lib.models.decision.reactive_power_compensation.feeder_state`), and the label is what the
+    optimiser :func:`~gridtwin_lib.models.decision.reactive_power_compensation.optimise_q` (AC power flows of the
     same network) picks for it. PV output is not an input: the twin records it only as truth.
-``optimal_dispatch`` (m16)
-    m11's days (:func:`gridtwin_lib.datasets.energy.power_flow_optimization`: UCI load, ``sim:m11_pv``
-    PV, forecasts made before each day, TOU tariff). For every (day, hour) the state is the SoC
-    reached by executing the LP's own set-points on the actual day so far (m11's ``resimulate``);
-    the label is the first-hour battery power of m11's LP solved over the next 24 h from that SoC
-    on the forecast (:func:`~gridtwin_lib.models.decision_surrogates.lp_setpoint`).
 """
 
 from __future__ import annotations

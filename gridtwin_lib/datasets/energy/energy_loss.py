@@ -43,7 +43,7 @@ def feeder_states(store, source: str, who: str, *, resolution: str = "30m", star
     """Feeder-head measurements (``feeder_head_frame`` of ``features.compute``) joined with the feeder
     twin's state per (feeder, ts): ``losses_kw``, ``load_kw``, ``pv_kw`` from truth ``feeder_losses``.
 
-    Shared by m10 (losses as labels) and m13 (states to optimise). Returns (data, head) where
+    Shared by this dataset (losses as labels) and the reactive-power dataset (states to optimise). Returns (data, head) where
     ``head`` holds the model inputs; raises one clear line when the source is missing or not a feeder run.
     """
     raw = store.scan("three_phase", source=source, start=start, end=end).collect()

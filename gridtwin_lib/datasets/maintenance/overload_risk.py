@@ -1,34 +1,19 @@
 """Dataset of m06 (overload risk).
 
-Datasets of the maintenance models m05 (equipment failure) and m06 (overload risk).
-
-Both read the transformer-fleet ageing twin (:mod:`gridtwin_lib.simulate.ageing`). Inputs come
+It reads the transformer-fleet ageing twin (:mod:`gridtwin_lib.simulate.ageing`). Inputs come
 ONLY from what the twin declares observable: the truth table ``asset_observations`` (its
 docstring: "observable sensor readings, safe as model inputs": measured load [pu], top-oil and
 ambient temperature [degC], calendar age [years], rating [kVA]). The hidden ``asset_state``
-(hot spot, consumed life, health, RUL, hazard) is never a feature; m06 uses its true
-``load_pu`` only as the label. ``features.compute`` covers the measurement kinds
+(hot spot, consumed life, health, RUL, hazard) is never a feature (the overload model uses its true
+``load_pu`` only as the label). ``features.compute`` covers the measurement kinds
 ``three_phase`` and ``meter``, not ``asset_observations``, so the per-asset rolling summaries are
 computed here (causal: a row at t only summarises readings before t).
-
-m05 (``equipment_failure``): one row per asset and UTC day, issued at the end of the day t
-(midnight). Features: that day's loading and temperature summaries, an *estimated* hot spot
-``top_oil + 26 K * load^1.6`` (the IEC 60076-7 rated gradient applied to the measured load) and
-its ageing rate ``2^((hs - 98) / 6)`` and an over-temperature stress index ``2^((hs - 140) / 6)``
-above 120 degC (daily means), an equivalent-age estimate (age x 30-day mean ageing rate), causal 7- and 30-day rolling means/maxima, and the
-estimated ageing accumulated since the unit was installed or observation began (stress
-history). Label: a ``failures`` truth row of that asset in [t, t + horizon_days). Split grouped
-by asset AND chronological: a seeded ``test_asset_fraction`` of the assets is test-only and
-only rows at or after the cut (``1 - test_fraction`` of the span) are tested; the other assets
-train on rows whose label horizon ends before the cut. Rows whose horizon runs past the data
-end are dropped (incomplete labels). Training rows are in time order (the model validates on
-the last part). ``meta_test`` carries ts, device_id and the test assets' failures after the cut.
 
 m06 (``overload_risk``): one row per asset and 15-min reading t; label = class of the MAXIMUM
 true loading ``asset_state.load_pu`` over the next hour (t, t + 1 h]: 0 (< 0.8), 1 (0.8-1.0),
 2 (> 1.0 pu). Features up to t: measured load now and 1-4 readings back, past 1 h / 4 h / 24 h
 mean and max, the maximum of the hour that followed this time yesterday ((t - 24 h, t - 23 h]),
-top-oil and ambient temperature, local hour (sin/cos). Same grouped + chronological split.
+top-oil and ambient temperature, local hour (sin/cos). Split grouped by asset and chronological, as the equipment-failure dataset's.
 """
 
 from __future__ import annotations

@@ -1,22 +1,16 @@
 """Dataset of m07 (power quality index).
 
-Datasets of m07 (power quality index) and m08 (voltage sag), from grid-twin runs at 1 s.
+From grid-twin runs at 1 s.
 
 m07 (``power_quality_index``): per device, clock-aligned 10-min windows of the raw
 ``three_phase`` readings give the EN 50160 quantities and the PQ index
-(:func:`gridtwin_lib.models.maintenance_pq.pq_window_table`, the one definition). A row is
+(:func:`gridtwin_lib.models.maintenance.power_quality_index.pq_window_table`, the one definition). A row is
 window k of a device: inputs are window k's quantities, sub-scores and index, windows k-1 and
 k-2's index and sub-scores, and :func:`gridtwin_lib.features.compute` values at the last
 reading of window k; the label is the index of window k+1 (measured on readings the inputs
 never see). Runs: ``mixed``, ``harmonic_distortion`` and ``peak_load``.
 
-m08 (``voltage_sag``): features (1m/15m/1h windows) sampled once a minute at t = hh:mm:00;
-the label is 1 when a ``sag`` event of the truth ``events`` table starts in (t, t + 15 min]
-on that device. Runs: ``mixed`` and a ``voltage_sag`` run with fewer motor starts (1/h instead
-of 4/h; the scenario's defaults give a sag nearly every 15 min, a base rate near 1) and its
-default strong sag excitation after each start (6/h decaying over 900 s): the precursor.
-
-Both split chronologically at one instant for every device (the last ``test_fraction`` of
+It splits chronologically at one instant for every device (the last ``test_fraction`` of
 the span is the test); training rows whose label reaches past the cut are dropped. Rows
 with a missing input (supply interruptions: no frequency, no power factor) are dropped.
 """

@@ -2,7 +2,7 @@
 Features come from :func:`gridtwin_lib.features.compute` (kind ``three_phase``), computed
 one day at a time with a leading margin as long as the longest window, so a value at t
 is exactly what an online engine would compute from readings up to t. Labels come from
-the grid twin's truth tables only (``events`` for m01, ``grid_state`` for m04).
+the grid twin's truth tables only (``events`` for anomalies, ``grid_state`` for unbalance causes).
 
 m04 (``phase_imbalance``): the ``phase_unbalance`` scenario has ONE cause per run, active
 from ``onset_fraction`` of the run to its end (``balanced`` before). So every cause gets

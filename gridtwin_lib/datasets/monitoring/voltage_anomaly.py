@@ -2,13 +2,13 @@
 Features come from :func:`gridtwin_lib.features.compute` (kind ``three_phase``), computed
 one day at a time with a leading margin as long as the longest window, so a value at t
 is exactly what an online engine would compute from readings up to t. Labels come from
-the grid twin's truth tables only (``events`` for m01, ``grid_state`` for m04).
+the grid twin's truth tables only (``events`` for anomalies, ``grid_state`` for unbalance causes).
 
 m01 (``voltage_anomaly``): one ``mixed`` run at 1 s; the last ``test_days`` are the
 test range, everything before is training (unsupervised: ``y_train`` is None). The test
 labels mark readings inside target-event windows (1), inside rule-defined or
 pre-test-range event windows (-1, left out of precision) or elsewhere (0); the events
-themselves travel in ``meta_test`` (see :mod:`gridtwin_lib.models.monitoring`).
+themselves travel in ``meta_test`` (see :mod:`gridtwin_lib.models.monitoring.voltage_anomaly`).
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 ``OptimalDispatch``
     SVR mapping the state at a clock hour (SoC, hour, the next 24 h of load/PV/price forecast) to
-    the battery power [kW, positive = discharge, negative = charge] that m11's LP
+    the battery power [kW, positive = discharge, negative = charge] that the day-ahead LP's LP
     (:func:`gridtwin_lib.models.energy.solve_day_lp`, a 24 h rolling horizon from the current SoC)
-    would apply in that hour. Baseline: m11's :func:`~gridtwin_lib.models.energy.rule_dispatch`
+    would apply in that hour. Baseline: the day-ahead LP's :func:`~gridtwin_lib.models.energy.power_flow_optimization.rule_dispatch`
     on the same forecast hour. Judged by executing the set-points hour by hour on the ACTUAL
-    days with m11's :func:`~gridtwin_lib.models.energy.resimulate` (set-points mode: physics and
-    the safety layer only) and costing them with :func:`~gridtwin_lib.models.energy.day_cost`;
+    days with the day-ahead LP's :func:`~gridtwin_lib.models.energy.power_flow_optimization.resimulate` (set-points mode: physics and
+    the safety layer only) and costing them with :func:`~gridtwin_lib.models.energy.power_flow_optimization.day_cost`;
     regret [€/day] vs the LP's own set-points executed the same way.
 """
 
@@ -62,14 +62,14 @@ def _site_at(site: _Site, soc) -> _Site:
 
 
 def lp_setpoint(site: _Site, soc_kwh: float, load_f: np.ndarray, pv_f: np.ndarray, price: np.ndarray) -> tuple[float, float]:
-    """The optimiser: m11's LP over the next 24 h (arrays starting at the current hour) from the current
+    """The optimiser: the day-ahead LP's LP over the next 24 h (arrays starting at the current hour) from the current
     SoC; returns the first hour's battery power [kW, positive = discharge] and the solve time [s]."""
     sched, secs = solve_day_lp(_site_at(site, float(soc_kwh)), load_f, pv_f, price)
     return float(sched["battery_discharge_kw"][0] - sched["battery_charge_kw"][0]), secs
 
 
 def execute(site: _Site, battery_kw: np.ndarray, load: np.ndarray, pv: np.ndarray, price: np.ndarray) -> dict[str, np.ndarray]:
-    """Play (days, 24) battery set-points [kW, + = discharge] on the actual days with m11's
+    """Play (days, 24) battery set-points [kW, + = discharge] on the actual days with the day-ahead LP's
     :func:`resimulate` (set-points mode: power/SoC physics and the safety layer)."""
     sched = {"battery_charge_kw": np.clip(-battery_kw, 0, None), "battery_discharge_kw": np.clip(battery_kw, 0, None),
              "grid_import_kw": load - pv + np.clip(-battery_kw, 0, None) - np.clip(battery_kw, 0, None)}
@@ -93,7 +93,7 @@ class _M16Params(BaseEstimator):
 
 
 class OptimalDispatch(_M16Params, GridModel):
-    """Next-hour battery power [kW, positive = discharge] as an SVR surrogate of m11's LP.
+    """Next-hour battery power [kW, positive = discharge] as an SVR surrogate of the day-ahead LP's LP.
 
     Input: :func:`dispatch_features` columns. Output: ``battery_kw`` (clipped to the battery's
     power), ``expected_cost_eur`` [€, the coming hour's energy cost at that set-point on the
@@ -185,7 +185,7 @@ class OptimalDispatch(_M16Params, GridModel):
 
 
 class RuleSetpoint(_M16Params):
-    """Baseline of m16: m11's :func:`rule_dispatch` for the coming hour on its forecast, from the row's SoC.
+    """Baseline: the day-ahead LP's :func:`rule_dispatch` for the coming hour on its forecast, from the row's SoC.
 
     The rule needs the day's peak price: the maximum of the 24 prices ahead (the same tariff day)."""
 

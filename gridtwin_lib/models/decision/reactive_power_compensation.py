@@ -360,4 +360,3 @@ def _step_hours(ts: pd.Series) -> float:
     return float(t.diff().median() / pd.Timedelta(hours=1)) if len(t) > 1 else 1.0
 
 
-__all__ = ["m13_effects", "m14_effects", "m16_effects", "summary", "figure"]
