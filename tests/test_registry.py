@@ -192,3 +192,16 @@ def test_a_registered_model_goes_through_pipeline_engine_and_comparison(toy, tmp
     est = engine.estimators[TOY_ID]
     assert np.allclose(frame[f"{TOY_ID}.v_level"].to_numpy(), est.slope_ * v + est.intercept_)
     assert engine.units[f"{TOY_ID}.v_level"] == "V"
+
+
+def test_alert_rules_name_registered_models(tmp_path):
+    """alerts.yaml's model rules are checked against the registry: a removed or misspelt model fails the load."""
+    from gridtwin_lib import alerts
+
+    shipped = alerts.load_rules()
+    assert {r.raised_by for r in shipped.rules if not r.raised_by.startswith("rule")} <= set(registry.ids())
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - {id: x, raised_by: m98_gone, input: scores, column: m98_gone.p, levels: [{severity: LOW, above: 0.5}],"
+                   " message: m, action: a}\n")
+    with pytest.raises(InputError, match="m98_gone"):
+        alerts.load_rules(bad)
