@@ -433,7 +433,12 @@ def leaderboard(c=None) -> pd.DataFrame:
             "baseline_metrics": {k.removeprefix("baseline/"): v for k, v in m.items() if k.startswith("baseline/")},
         })
     df = pd.DataFrame(rows)
-    return df.sort_values("model_id").reset_index(drop=True) if not df.empty else df
+    if df.empty:
+        return df
+    from .models import registry  # registry order (catalogue order), models it does not list last
+
+    order = {m: k for k, m in enumerate(registry.ids())}
+    return df.sort_values("model_id", key=lambda ids: ids.map(lambda m: (order.get(m, len(order)), m))).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- small helpers
