@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridtwin_lib.models import decision_surrogates
+from gridtwin_lib.models.decision import reactive_power_compensation
 from gridtwin_lib.physics.powerflow import CIGRE_SUBNETS, CigreFeeder, shared_feeder, voltage_violation_pu
 
 
@@ -53,7 +53,7 @@ def test_caches_are_per_object_and_models_share_one(feeder):
     shared = shared_feeder()
     assert shared is shared_feeder()
     before = shared.misses + shared.hits
-    decision_surrogates.power_flow(8.0, 200.0, 10.0, 0.0)
+    reactive_power_compensation.power_flow(8.0, 200.0, 10.0, 0.0)
     assert shared.misses + shared.hits == before + 1
 
 

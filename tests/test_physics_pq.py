@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gridtwin_lib import config
-from gridtwin_lib.models import maintenance_pq
+from gridtwin_lib.models.maintenance import power_quality_index
 from gridtwin_lib.physics import pq
 
 T0 = pd.Timestamp("2025-01-06 00:00:00", tz="UTC")
@@ -19,7 +19,7 @@ def window(v=230.0, f=50.0, thd=0.0, n=600) -> pd.DataFrame:
 
 
 def test_models_use_the_one_definition():
-    assert maintenance_pq.pq_index is pq.pq_index and maintenance_pq.pq_window_table is pq.pq_window_table
+    assert power_quality_index.pq_index is pq.pq_index and power_quality_index.pq_window_table is pq.pq_window_table
 
 
 def test_voltage_deviation_is_relative_to_the_given_nominal():

@@ -1,11 +1,11 @@
-"""Datasets of the maintenance models m05 (equipment failure) and m06 (overload risk).
+"""Dataset of m05 (equipment failure).
 
-Both read the transformer-fleet ageing twin (:mod:`gridtwin_lib.simulate.ageing`). Inputs come
+It reads the transformer-fleet ageing twin (:mod:`gridtwin_lib.simulate.ageing`). Inputs come
 ONLY from what the twin declares observable: the truth table ``asset_observations`` (its
 docstring: "observable sensor readings, safe as model inputs": measured load [pu], top-oil and
 ambient temperature [degC], calendar age [years], rating [kVA]). The hidden ``asset_state``
-(hot spot, consumed life, health, RUL, hazard) is never a feature; m06 uses its true
-``load_pu`` only as the label. ``features.compute`` covers the measurement kinds
+(hot spot, consumed life, health, RUL, hazard) is never a feature (the overload model uses its true
+``load_pu`` only as the label). ``features.compute`` covers the measurement kinds
 ``three_phase`` and ``meter``, not ``asset_observations``, so the per-asset rolling summaries are
 computed here (causal: a row at t only summarises readings before t).
 
@@ -22,92 +22,35 @@ train on rows whose label horizon ends before the cut. Rows whose horizon runs p
 end are dropped (incomplete labels). Training rows are in time order (the model validates on
 the last part). ``meta_test`` carries ts, device_id and the test assets' failures after the cut.
 
-m06 (``overload_risk``): one row per asset and 15-min reading t; label = class of the MAXIMUM
-true loading ``asset_state.load_pu`` over the next hour (t, t + 1 h]: 0 (< 0.8), 1 (0.8-1.0),
-2 (> 1.0 pu). Features up to t: measured load now and 1-4 readings back, past 1 h / 4 h / 24 h
-mean and max, the maximum of the hour that followed this time yesterday ((t - 24 h, t - 23 h]),
-top-oil and ambient temperature, local hour (sin/cos). Same grouped + chronological split.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import polars as pl
 
-from ..errors import InputError
-from ..models.base import Dataset
-from ..models.maintenance import M05_INPUT_COLUMNS, M06_INPUT_COLUMNS, loading_class
-from ..store import Store
+from ...errors import InputError
+from ...models.base import Dataset
+from ...models.maintenance.equipment_failure import M05_INPUT_COLUMNS
+from ...store import Store
+from .transformer_fleet import asset_split, fleet_observations, iso_utc, time_cut
 
 M05_SOURCE = "sim:m05_transformers"
-M06_SOURCE = "sim:m06_transformers"
+
 #: accelerated-life settings of the m05 fleet (documented, not defaults of the twin): hotter and
 #: more heavily loaded units with a shorter insulation life, so one simulated year holds ~100 failures
 M05_OVERRIDES: dict[str, Any] = {"weibull_scale_years": 10.0, "thermal_hazard_per_h": 0.05, "overload_days_per_year": 3.0,
                                  "load_max_pu": 1.2, "heatwaves_per_year": 10.0}
-M06_OVERRIDES: dict[str, Any] = {"load_max_pu": 1.1, "overload_days_per_year": 10.0}
-
 
 def _m05_runs(duration: str, devices: int) -> list[dict[str, Any]]:
     return [dict(scenario="transformer_fleet", duration=duration, resolution="1h", seed=5, devices=devices,
                  overrides=dict(M05_OVERRIDES), source=M05_SOURCE)]
 
 
-def _m06_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario="transformer_fleet", duration=duration, resolution="15m", seed=6, devices=devices,
-                 overrides=dict(M06_OVERRIDES), source=M06_SOURCE)]
-
-
-#: simulator runs per model and size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS_BY_MODEL: dict[str, dict[str, list[dict[str, Any]]]] = {
-    "m05_equipment_failure": {"full": _m05_runs("365d", 150), "smoke": _m05_runs("120d", 40)},
-    "m06_overload_risk": {"full": _m06_runs("60d", 30), "smoke": _m06_runs("14d", 8)},
-}
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {
-    size: [run for runs in SIMULATIONS_BY_MODEL.values() for run in runs[size]] for size in ("full", "smoke")
-}
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat()
-
-
-def _observations(store: Store, source: str, model: str, start=None, end=None) -> pl.DataFrame:
-    obs = store.scan_truth("asset_observations", source=source, start=start, end=end).collect()
-    if obs.height == 0:
-        hint = "SIMULATIONS in gridtwin_lib.datasets.maintenance"
-        raise InputError(f"{model}: no asset_observations from source {source!r} in {store.root} in [{start}, {end}); "
-                         f"simulate the transformer_fleet twin first (see {hint})")
-    need = {"ts", "device_id", "load_pu_measured", "top_oil_temp_c", "ambient_temp_c", "age_years"}
-    if not need <= set(obs.columns):
-        raise InputError(f"{model}: source {source!r} lacks {sorted(need - set(obs.columns))[:3]}; use a transformer_fleet source")
-    return obs.select(sorted(need)).sort("device_id", "ts")
-
-
-def _asset_split(devices: list[str], fraction: float, seed: int, model: str) -> set[str]:
-    if not 0 < fraction < 1:
-        raise InputError(f"{model}: test_asset_fraction must be in (0, 1), got {fraction}")
-    devices = sorted(devices)
-    n_test = int(round(fraction * len(devices)))
-    if n_test < 1 or n_test >= len(devices):
-        raise InputError(f"{model}: {len(devices)} assets cannot be split {fraction:.0%} test / rest train; simulate more devices")
-    rng = np.random.default_rng(seed)
-    return set(rng.choice(devices, n_test, replace=False).tolist())
-
-
-def _cut(lo: datetime, hi: datetime, test_fraction: float, model: str, unit: timedelta) -> datetime:
-    if not 0 < test_fraction < 1:
-        raise InputError(f"{model}: test_fraction must be in (0, 1), got {test_fraction}")
-    cut = lo + (hi - lo) * (1 - test_fraction)
-    return lo + unit * math.floor((cut - lo) / unit)
+#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
+SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m05_runs("365d", 150), "smoke": _m05_runs("120d", 40)}
 
 
 # --------------------------------------------------------------------------- m05
@@ -173,7 +116,7 @@ def equipment_failure(
     and chronological (test rows at or after the cut at ``1 - test_fraction`` of the span)."""
     if horizon_days <= 0:
         raise InputError(f"m05: horizon_days must be > 0, got {horizon_days}")
-    obs = _observations(store, source, "m05", start, end)
+    obs = fleet_observations(store, source, "m05", start, end)
     failures = store.scan_truth("failures", source=source).collect()
     if failures.height == 0:
         raise InputError(f"m05: no failures in truth table 'failures' of {source!r}: nothing to learn; simulate a longer run, "
@@ -192,8 +135,8 @@ def equipment_failure(
     daily = daily.join(nxt.select("device_id", "ts", "fail_ts"), on=["device_id", "ts"], how="left")
     daily = daily.with_columns(((pl.col("fail_ts") - pl.col("ts")) < horizon).fill_null(False).cast(pl.Int8).alias("y"))
 
-    cut = _cut(lo, hi, test_fraction, "m05", timedelta(days=1))
-    test_assets = _asset_split(daily["device_id"].unique().to_list(), test_asset_fraction, seed, "m05")
+    cut = time_cut(lo, hi, test_fraction, "m05", timedelta(days=1))
+    test_assets = asset_split(daily["device_id"].unique().to_list(), test_asset_fraction, seed, "m05")
     is_test_asset = pl.col("device_id").is_in(list(test_assets))
     train = daily.filter(~is_test_asset & (pl.col("ts") + horizon <= cut)).sort("ts", "device_id")
     test = daily.filter(is_test_asset & (pl.col("ts") >= cut)).sort("device_id", "ts")
@@ -214,81 +157,9 @@ def equipment_failure(
         X_train=train.select(cols).to_pandas(), y_train=train["y"].to_numpy().astype(int),
         X_test=test.select(cols).to_pandas(), y_test=test["y"].to_numpy().astype(int),
         meta_test=meta_test, meta_train=meta_train,
-        split={"train": [_iso(lo), _iso(cut - horizon)], "test": [_iso(cut), _iso(hi)],
+        split={"train": [iso_utc(lo), iso_utc(cut - horizon)], "test": [iso_utc(cut), iso_utc(hi)],
                "test_assets": sorted(test_assets)},
         params=dict(source=source, horizon_days=horizon_days, test_fraction=test_fraction,
                     test_asset_fraction=test_asset_fraction, seed=seed),
         description=f"daily failure-within-{horizon_days:g}-days rows of {source}; grouped by asset and chronological",
-    )
-
-
-# --------------------------------------------------------------------------- m06
-
-def m06_features(obs: pl.DataFrame, utc_offset_h: float) -> pl.DataFrame:
-    """Per observation: lags and causal 1/4/24 h load windows, yesterday's next-hour peak, local hour.
-
-    Shared by training (:func:`overload_risk`) and serving (:mod:`gridtwin_lib.inference`)."""
-    load = pl.col("load_pu_measured")
-    df = obs.sort("device_id", "ts").with_columns(
-        *[load.shift(k).over("device_id").alias(f"load_lag{k}") for k in (1, 2, 4)],
-    )
-    # time-based causal windows (t - w, t] per device
-    rolled = df.rolling("ts", period="1h", group_by="device_id").agg(
-        load.mean().alias("load_mean_1h"), load.max().alias("load_max_1h"))
-    rolled4 = df.rolling("ts", period="4h", group_by="device_id").agg(load.mean().alias("load_mean_4h"))
-    rolled24 = df.rolling("ts", period="24h", group_by="device_id").agg(
-        load.mean().alias("load_mean_24h"), load.max().alias("load_max_24h"))
-    df = (df.join(rolled, on=["device_id", "ts"]).join(rolled4, on=["device_id", "ts"]).join(rolled24, on=["device_id", "ts"]))
-    # max of the hour that followed this time yesterday: (t - 24 h, t - 23 h] = load_max_1h at t - 23 h
-    yday = rolled.select("device_id", (pl.col("ts") + timedelta(hours=23)).alias("ts"), pl.col("load_max_1h").alias("load_max_next1h_yday"))
-    df = df.join(yday, on=["device_id", "ts"], how="left")
-    hour = ((pl.col("ts").dt.hour().cast(pl.Float64) + pl.col("ts").dt.minute().cast(pl.Float64) / 60 + utc_offset_h) % 24)
-    return df.with_columns((2 * math.pi * hour / 24).sin().alias("hour_sin"), (2 * math.pi * hour / 24).cos().alias("hour_cos"),
-                           load.alias("load_pu"))
-
-
-def overload_risk(
-    store: Store,
-    *,
-    source: str = M06_SOURCE,
-    test_fraction: float = 0.3,
-    test_asset_fraction: float = 0.3,
-    seed: int = 0,
-    utc_offset_h: float = 10.0,
-    start: datetime | str | None = None,
-    end: datetime | str | None = None,
-) -> Dataset:
-    """m06 dataset: one row per asset and reading; label = class of the max true loading over the
-    next hour. Needs readings finer than 1 h (the ``full`` run is at 15 min)."""
-    obs = _observations(store, source, "m06", start, end)
-    step = obs.filter(pl.col("device_id") == obs["device_id"][0])["ts"].diff().dt.total_seconds().median()
-    if step is None or step >= 3600:
-        raise InputError(f"m06: {source!r} has readings every {step} s; 'next hour' needs a finer resolution (e.g. 15m)")
-    state = store.scan_truth("asset_state", source=source, start=start, end=end).select("ts", "device_id", "load_pu").collect()
-    if state.height == 0:
-        raise InputError(f"m06: no truth table 'asset_state' for {source!r}; re-run the simulation with run_scenario")
-    # label: max true load over (t, t + 1 h]  = trailing 1 h max at t + 1 h
-    nxt = (state.sort("device_id", "ts").rolling("ts", period="1h", group_by="device_id").agg(pl.col("load_pu").max().alias("max_next"))
-           .with_columns((pl.col("ts") - timedelta(hours=1)).alias("ts")))
-    df = m06_features(obs, utc_offset_h).join(nxt, on=["device_id", "ts"], how="inner")
-    lo, hi = obs["ts"].min(), obs["ts"].max() + timedelta(seconds=float(step))
-    # a full day of history before t and a complete next hour after it
-    df = df.filter((pl.col("ts") >= lo + timedelta(hours=24)) & (pl.col("ts") + timedelta(hours=1) < hi)).drop_nulls(list(M06_INPUT_COLUMNS))
-    df = df.with_columns(pl.Series("y", loading_class(df["max_next"].to_numpy())))
-    cut = _cut(lo, hi, test_fraction, "m06", timedelta(hours=1))
-    test_assets = _asset_split(df["device_id"].unique().to_list(), test_asset_fraction, seed, "m06")
-    is_test_asset = pl.col("device_id").is_in(list(test_assets))
-    train = df.filter(~is_test_asset & (pl.col("ts") + timedelta(hours=1) <= cut)).sort("ts", "device_id")
-    test = df.filter(is_test_asset & (pl.col("ts") >= cut)).sort("device_id", "ts")
-    cols = list(M06_INPUT_COLUMNS)
-    return Dataset(
-        name="m06_overload_risk",
-        X_train=train.select(cols).to_pandas(), y_train=train["y"].to_numpy().astype(int),
-        X_test=test.select(cols).to_pandas(), y_test=test["y"].to_numpy().astype(int),
-        meta_test={"ts": test["ts"].to_numpy(), "device_id": test["device_id"].to_numpy(), "max_next_pu": test["max_next"].to_numpy()},
-        meta_train={"ts": train["ts"].to_numpy(), "device_id": train["device_id"].to_numpy()},
-        split={"train": [_iso(lo), _iso(cut - timedelta(hours=1))], "test": [_iso(cut), _iso(hi)], "test_assets": sorted(test_assets)},
-        params=dict(source=source, test_fraction=test_fraction, test_asset_fraction=test_asset_fraction, seed=seed,
-                    utc_offset_h=utc_offset_h),
-        description=f"next-hour max loading class of {source}; grouped by asset and chronological",
     )

@@ -1,4 +1,4 @@
-"""Decision surrogates m13 and m16: fast learned stand-ins for two optimisers.
+"""m13 reactive power compensation: a fast learned stand-in for a loss-minimising optimiser.
 
 ``ReactivePowerCompensation`` (m13)
     Keras MLP mapping what the feeder head measures (P, Q, V, I at the three transformer
@@ -15,15 +15,6 @@
     ``Q = P (tan φ1 - tan φ_target)`` with ``cos φ_target = 0.95``.
     Judged by re-running the power flow at each predicted set-point (memoised): regret [kW] =
     losses(set-point) - losses(optimiser's set-point), voltage violations, speed-up.
-``OptimalDispatch`` (m16)
-    SVR mapping the state at a clock hour (SoC, hour, the next 24 h of load/PV/price forecast) to
-    the battery power [kW, positive = discharge, negative = charge] that m11's LP
-    (:func:`gridtwin_lib.models.energy.solve_day_lp`, a 24 h rolling horizon from the current SoC)
-    would apply in that hour. Baseline: m11's :func:`~gridtwin_lib.models.energy.rule_dispatch`
-    on the same forecast hour. Judged by executing the set-points hour by hour on the ACTUAL
-    days with m11's :func:`~gridtwin_lib.models.energy.resimulate` (set-points mode: physics and
-    the safety layer only) and costing them with :func:`~gridtwin_lib.models.energy.day_cost`;
-    regret [€/day] vs the LP's own set-points executed the same way.
 """
 
 from __future__ import annotations
@@ -35,16 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVR
 
-from ..errors import InputError
-from . import _keras
-from .base import Dataset, GridModel, ModelSpec, input_matrix
-from ..physics.battery import BatterySite
-from ..physics.powerflow import CIGRE_SUBNETS, shared_feeder, voltage_violation_pu
-from .energy import HEAD_FEATURES, HOURS, PowerFlowOptimization, day_cost, resimulate, rule_dispatch, solve_day_lp
+from ...errors import InputError
+from ...physics.powerflow import CIGRE_SUBNETS, shared_feeder, voltage_violation_pu
+from .. import _keras
+from ..base import AdviceEffects, Dataset, GridModel, ModelSpec, input_matrix
+from ..energy.energy_loss import HEAD_FEATURES, feeder_head_rows, serve_feeder_head
+from ..serving import ServingAdapter
 
 # --------------------------------------------------------------------------- m13 reactive power compensation
 
@@ -58,7 +46,7 @@ PF_TARGET = 0.95
 
 
 def feeder_state(local_hour: float, load_kw: float, pv_kw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-load P [kW], Q [kvar] and PV [kW] of the feeder twin for one step (:meth:`CigreFeeder.load_state`)."""
+    """Per-load P [kW], Q [kvar] and PV [kW] of the feeder twin for one step (:meth:`~gridtwin_lib.physics.powerflow.CigreFeeder.load_state`)."""
     return shared_feeder().load_state(local_hour, load_kw, pv_kw)
 
 
@@ -68,11 +56,8 @@ def distribute_q(q_total_kvar: float) -> np.ndarray:
 
 
 def power_flow(local_hour: float, load_kw: float, pv_kw: float, q_kvar: float) -> tuple[float, float, float]:
-    """(losses_kw, min bus vm_pu, max bus vm_pu) of one AC power flow, memoised (:meth:`CigreFeeder.power_flow`)."""
+    """(losses_kw, min bus vm_pu, max bus vm_pu) of one AC power flow, memoised (:meth:`~gridtwin_lib.physics.powerflow.CigreFeeder.power_flow`)."""
     return shared_feeder().power_flow(local_hour, load_kw, pv_kw, q_kvar)
-
-
-_violation = voltage_violation_pu
 
 
 def optimise_q(local_hour: float, load_kw: float, pv_kw: float, q_bounds=Q_BOUNDS_KVAR, v_limits=V_LIMITS_PU,
@@ -114,11 +99,11 @@ def optimise_q(local_hour: float, load_kw: float, pv_kw: float, q_bounds=Q_BOUND
             break
         pts[q] = power_flow(local_hour, load_kw, pv_kw, q)
         centre = q
-    obj = {q: v[0] + penalty_kw_per_pu * _violation(v[1], v[2], v_limits) for q, v in pts.items()}
+    obj = {q: v[0] + penalty_kw_per_pu * voltage_violation_pu(v[1], v[2], v_limits) for q, v in pts.items()}
     best = min(obj, key=obj.get)
     L, vmin, vmax = pts[best]
     return {"q_opt_kvar": best, "losses_opt_kw": L, "losses_noq_kw": pts[0.0][0], "vmin_opt_pu": vmin, "vmax_opt_pu": vmax,
-            "violation_opt_pu": _violation(vmin, vmax, v_limits), "n_power_flows": float(len(pts)),
+            "violation_opt_pu": voltage_violation_pu(vmin, vmax, v_limits), "n_power_flows": float(len(pts)),
             "solve_s": time.perf_counter() - t0}
 
 
@@ -227,7 +212,7 @@ class ReactivePowerCompensation(GridModel):
                         zip(meta["local_hour"].to_numpy(float), meta["load_kw"].to_numpy(float), meta["pv_kw"].to_numpy(float), q)])
         losses, vmin, vmax = res[:, 0], res[:, 1], res[:, 2]
         achieved = y_true["losses_noq_kw"].to_numpy(float) - losses
-        viol = np.array([_violation(a, b, vl) for a, b in zip(vmin, vmax)])
+        viol = np.array([voltage_violation_pu(a, b, vl) for a, b in zip(vmin, vmax)])
         opt_viol = y_true["violation_opt_pu"].to_numpy(float) if "violation_opt_pu" in y_true else np.zeros(len(q))
         t_pred = float(np.mean(y_pred["compute_time_s"])) if "compute_time_s" in y_pred else float("nan")
         t_opt = float(meta["solve_s"].mean()) if "solve_s" in meta else float("nan")
@@ -295,172 +280,41 @@ class PowerFactorCorrection(BaseEstimator):
         return _m13_frame(qc, self.k_ * (q**2 - (q - qc) ** 2), getattr(X, "index", None), (time.perf_counter() - t0) / len(A))
 
 
-# --------------------------------------------------------------------------- m16 optimal dispatch
+# --------------------------------------------------------------------------- serving
 
-AHEAD = tuple(range(HOURS))
-M16_COLUMNS = pd.Index(["soc_kwh", "hour_sin", "hour_cos",
-                        *[f"load_kw_{k:02d}" for k in AHEAD], *[f"pv_kw_{k:02d}" for k in AHEAD], *[f"price_{k:02d}" for k in AHEAD]])
-
-
-def dispatch_features(soc_kwh: np.ndarray, hour: np.ndarray, load_f: np.ndarray, pv_f: np.ndarray, price: np.ndarray) -> pd.DataFrame:
-    """State at the start of a local hour h: SoC [kWh], hour on the clock circle, and the next 24 h of
-    the day's forecast (load, PV [kW], price [€/kWh]) from h on; hours past midnight repeat the same
-    clock hour of the day's forecast (made before the day: no look-ahead). Arrays: per row, and
-    (rows, 24) for the day's forecasts."""
-    hour = np.asarray(hour, int)
-    idx = (hour[:, None] + np.arange(HOURS)[None, :]) % HOURS
-    take = lambda a: np.take_along_axis(np.asarray(a, float), idx, axis=1)  # noqa: E731
-    data = np.column_stack([soc_kwh, np.sin(2 * np.pi * hour / HOURS), np.cos(2 * np.pi * hour / HOURS), take(load_f), take(pv_f), take(price)])
-    return pd.DataFrame(data, columns=M16_COLUMNS)
+#: how the inference engine serves m13: the feeder head's meters at the same instant (as the loss model)
+SERVING = ServingAdapter(score=serve_feeder_head, outputs=("q_setpoint_kvar", "expected_loss_reduction_kw"),
+                         dropped_outputs=("compute_time_s",), applies=feeder_head_rows)
 
 
-def lp_setpoint(site: BatterySite, soc_kwh: float, load_f: np.ndarray, pv_f: np.ndarray, price: np.ndarray) -> tuple[float, float]:
-    """The optimiser: m11's LP over the next 24 h (arrays starting at the current hour) from the current
-    SoC; returns the first hour's battery power [kW, positive = discharge] and the solve time [s]."""
-    sched, secs = solve_day_lp(site.with_soc(float(soc_kwh)), load_f, pv_f, price)
-    return float(sched["battery_discharge_kw"][0] - sched["battery_charge_kw"][0]), secs
+# --------------------------------------------------------------------------- advice
 
 
-def execute(site: BatterySite, battery_kw: np.ndarray, load: np.ndarray, pv: np.ndarray, price: np.ndarray) -> dict[str, np.ndarray]:
-    """Play (days, 24) battery set-points [kW, + = discharge] on the actual days with m11's
-    :func:`resimulate` (set-points mode: power/SoC physics and the safety layer)."""
-    sched = {"battery_charge_kw": np.clip(-battery_kw, 0, None), "battery_discharge_kw": np.clip(battery_kw, 0, None),
-             "grid_import_kw": load - pv + np.clip(-battery_kw, 0, None) - np.clip(battery_kw, 0, None)}
-    return resimulate(site, sched, load, pv, price, realtime=False)
+def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
+    """Per held-out day: feeder losses [kWh] with no var support, the PF-0.95 rule, the model's
+    advice and the optimiser (AC power flow at each hourly state with the set-point applied);
+    hours with a bus outside the voltage limits under each."""
+    meta, y = dataset.meta_test.reset_index(drop=True), dataset.y_test.reset_index(drop=True)
+    advice = np.asarray(model.predict(dataset.X_test)["q_setpoint_kvar"], float)
+    rule = np.asarray(baseline.predict(dataset.X_test)["q_setpoint_kvar"], float)
+    limits = (float(meta["v_min_pu"].iloc[0]), float(meta["v_max_pu"].iloc[0])) if "v_min_pu" in meta else V_LIMITS_PU
+    step_h = _step_hours(meta["ts"])
+    rows = []
+    for k in range(len(meta)):
+        state = (float(meta.at[k, "local_hour"]), float(meta.at[k, "load_kw"]), float(meta.at[k, "pv_kw"]))
+        row = {"day": pd.Timestamp(meta.at[k, "ts"]).date()}
+        for name, q in (("no_action", 0.0), ("rule", rule[k]), ("advice", advice[k]), ("optimiser", float(y.at[k, "q_opt_kvar"]))):
+            losses, vmin, vmax = power_flow(*state, q)
+            row[f"losses_{name}_kwh"] = losses * step_h
+            row[f"violation_h_{name}"] = float(voltage_violation_pu(vmin, vmax, limits) > 1e-9) * step_h
+        rows.append(row)
+    frame = pd.DataFrame(rows).groupby("day", as_index=False).sum()
+    return AdviceEffects(frame, "var set-point", "feeder losses [kWh per day]", "losses_{}_kwh",
+                         ("no_action", "rule", "advice", "optimiser"))
 
 
-def _m16_X(X, who):
-    return input_matrix(X, M16_COLUMNS, who, "dispatch_features() columns (soc_kwh, hour_sin, hour_cos, load_kw_00.., pv_kw_00.., price_00..)")
+def _step_hours(ts: pd.Series) -> float:
+    t = pd.to_datetime(ts).sort_values().drop_duplicates()
+    return float(t.diff().median() / pd.Timedelta(hours=1)) if len(t) > 1 else 1.0
 
 
-def _m16_frame(bkw, X: np.ndarray, index, secs, site: BatterySite) -> pd.DataFrame:
-    # expected cost of the coming hour at the set-point, on the forecast
-    net = X[:, 3] - X[:, 3 + HOURS] - bkw
-    cost = X[:, 3 + 2 * HOURS] * np.clip(net, 0, None) - site.feed_in * np.clip(-net, 0, None)
-    return pd.DataFrame({"battery_kw": bkw, "expected_cost_eur": cost, "compute_time_s": np.full(len(bkw), secs)}, index=index)
-
-
-class _M16Params(BaseEstimator):
-    def battery_site(self) -> BatterySite:
-        """m11's battery site for ``m11_params`` (m11's defaults for the rest)."""
-        return PowerFlowOptimization(**(self.m11_params or {})).battery_site()
-
-
-class OptimalDispatch(_M16Params, GridModel):
-    """Next-hour battery power [kW, positive = discharge] as an SVR surrogate of m11's LP.
-
-    Input: :func:`dispatch_features` columns. Output: ``battery_kw`` (clipped to the battery's
-    power), ``expected_cost_eur`` [€, the coming hour's energy cost at that set-point on the
-    forecast: price x import - feed-in x export] and ``compute_time_s`` [s per row].
-    ``m11_params``: the battery/tariff parameters of :class:`PowerFlowOptimization` (must match the
-    dataset's). Pipeline: StandardScaler + SVR (RBF).
-    """
-
-    spec = ModelSpec(
-        model_id="m16_optimal_dispatch",
-        module="decision",
-        algorithm="SVR (RBF) surrogate of m11's rolling-horizon LP",
-        baseline="m11 rule dispatch (charge on PV surplus, discharge in peak-price hours) on the same forecast hour",
-        target="first-hour battery power [kW] of m11's LP solved from each hour on; judged by re-simulation on actual days",
-        primary_metric="cost_regret_eur_per_day",
-        greater_is_better=False,
-        output_units={"battery_kw": "kW", "expected_cost_eur": "EUR", "compute_time_s": "s"},
-        secondary_metrics=("cost_eur_per_day", "lp_cost_eur_per_day", "violations", "dispatch_mae_kw", "speed_up"),
-    )
-
-    def __init__(self, C: float = 3.0, epsilon: float = 0.05, gamma: str | float = "scale", m11_params: dict | None = None):
-        self.C = C
-        self.epsilon = epsilon
-        self.gamma = gamma
-        self.m11_params = m11_params
-
-    def fit(self, X, y=None):
-        if y is None:
-            raise InputError("m16: y (the LP's first-hour battery_kw) is required to fit")
-        A = _m16_X(X, "m16 fit")
-        yy = np.asarray(y["battery_kw"] if isinstance(y, pd.DataFrame) else y, float).ravel()
-        self.svr_ = make_pipeline(StandardScaler(), SVR(C=self.C, epsilon=self.epsilon, gamma=self.gamma)).fit(A, yy)
-        return self
-
-    def predict(self, X):
-        t0 = time.perf_counter()
-        A = _m16_X(X, "m16 predict")
-        site = self.battery_site()
-        b = np.clip(self.svr_.predict(A), -site.p_max, site.p_max)
-        return _m16_frame(b, A, getattr(X, "index", None), (time.perf_counter() - t0) / len(A), site)
-
-    def baseline(self):
-        return RuleSetpoint(m11_params=self.m11_params)
-
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
-        if meta is None or not {"actual_load_kw", "actual_pv_kw", "price_per_kwh"} <= set(meta.columns):
-            raise InputError("m16 score: meta must carry actual_load_kw, actual_pv_kw, price_per_kwh per row (whole days, hours 0..23)")
-        n = len(meta)
-        if n % HOURS:
-            raise InputError(f"m16 score: {n} rows is not whole days of 24 hours")
-        site = self.battery_site()
-        rs = lambda c: meta[c].to_numpy(float).reshape(-1, HOURS)  # noqa: E731
-        load, pv, price = rs("actual_load_kw"), rs("actual_pv_kw"), rs("price_per_kwh")
-        lp = np.asarray(y_true["battery_kw"] if isinstance(y_true, pd.DataFrame) else y_true, float).reshape(-1, HOURS)
-        pred = np.asarray(y_pred["battery_kw"], float).reshape(-1, HOURS)
-
-        def cost(b):
-            r = execute(site, b, load, pv, price)
-            return day_cost(site, r["grid_import_kw"], r["soc_kwh"][:, -1], price), r
-
-        c_pred, r_pred = cost(pred)
-        c_lp, _ = cost(lp)
-        t_pred = float(np.mean(y_pred["compute_time_s"])) if "compute_time_s" in y_pred else float("nan")
-        t_lp = float(meta["solve_s"].mean()) if "solve_s" in meta else float("nan")
-        return {
-            "cost_regret_eur_per_day": float(np.mean(c_pred - c_lp)),
-            "cost_eur_per_day": float(c_pred.mean()),
-            "lp_cost_eur_per_day": float(c_lp.mean()),
-            "violations": float(r_pred["violation"].sum()),
-            "dispatch_mae_kw": float(np.mean(np.abs(pred - lp))),
-            "speed_up": t_lp / t_pred if t_pred > 0 else float("nan"),
-            "n_days": float(load.shape[0]),
-        }
-
-    def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
-        import plotly.graph_objects as go
-
-        lp = dataset.y_test["battery_kw"].to_numpy(float)
-        sc = go.Figure()
-        for name, pred in predictions.items():
-            sc.add_trace(go.Scatter(x=lp, y=np.asarray(pred["battery_kw"], float), mode="markers", name=name, marker={"size": 3, "opacity": 0.5}))
-        sc.update_layout(title="m16: battery set-point vs the LP (test hours; + = discharge)", xaxis_title="LP [kW]", yaxis_title="predicted [kW]")
-        hours = np.arange(HOURS)
-        prof = go.Figure([go.Scatter(x=hours, y=lp.reshape(-1, HOURS).mean(0), name="LP", line={"color": "black"})])
-        for name, pred in predictions.items():
-            prof.add_trace(go.Scatter(x=hours, y=np.asarray(pred["battery_kw"], float).reshape(-1, HOURS).mean(0), name=name))
-        prof.update_layout(title="m16: mean battery power by local hour (test days)", xaxis_title="local hour", yaxis_title="kW (+ = discharge)")
-        return {"dispatch_scatter": sc, "dispatch_by_hour": prof}
-
-
-class RuleSetpoint(_M16Params):
-    """Baseline of m16: m11's :func:`rule_dispatch` for the coming hour on its forecast, from the row's SoC.
-
-    The rule needs the day's peak price: the maximum of the 24 prices ahead (the same tariff day)."""
-
-    def __init__(self, m11_params: dict | None = None):
-        self.m11_params = m11_params
-
-    def fit(self, X=None, y=None):
-        self.battery_site()
-        return self
-
-    def predict(self, X):
-        t0 = time.perf_counter()
-        A = _m16_X(X, "m16 rule")
-        site = self.battery_site()
-        price = A[:, 3 + 2 * HOURS:]
-        # hour "0" of each row is the coming hour; the rest of the row only sets the day's peak price
-        sched = rule_dispatch(site.with_soc(A[:, 0]), A[:, 3:3 + HOURS], A[:, 3 + HOURS:3 + 2 * HOURS], price)
-        b = sched["battery_discharge_kw"][:, 0] - sched["battery_charge_kw"][:, 0]
-        return _m16_frame(b, A, getattr(X, "index", None), (time.perf_counter() - t0) / len(A), site)
-
-
-__all__ = ["ReactivePowerCompensation", "PowerFactorCorrection", "optimise_q", "power_flow", "feeder_state", "distribute_q",
-           "M13_COLUMNS", "Q_BOUNDS_KVAR", "V_LIMITS_PU", "PF_TARGET",
-           "OptimalDispatch", "RuleSetpoint", "dispatch_features", "lp_setpoint", "execute", "M16_COLUMNS"]

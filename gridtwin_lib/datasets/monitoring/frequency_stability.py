@@ -21,15 +21,19 @@ origins share 99 of 100 readings; the stride trades a little information for tim
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..errors import InputError
-from ..models.base import Dataset
-from ..models.monitoring_frequency import FORECAST_COLUMNS, HISTORY, HORIZON, INPUT_COLUMNS
+from ...errors import InputError
+from ...models.base import Dataset
+from ...models.monitoring.frequency_stability import (
+    FORECAST_COLUMNS,
+    HISTORY,
+    HORIZON,
+    INPUT_COLUMNS,
+)
 
 FREQ_SOURCES = ("sim:m03_frequency_drift",)
 _DRIFT = {"drift_pu_per_h": 0.15}

@@ -43,10 +43,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from ..errors import InputError
-from ..units import HOURS_PER_DAY
-from ._keras import from_bytes, import_keras, to_bytes
-from .base import GridModel, ModelSpec
+from ...errors import InputError
+from ...units import HOURS_PER_DAY
+from .._keras import from_bytes, import_keras, to_bytes
+from ..base import GridModel, ModelSpec
 
 HOURS = HOURS_PER_DAY
 WEEK_H = 168
@@ -616,3 +616,29 @@ def _nan_warnings_off():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         yield
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve_day(est, meter_readings, day, *, utc_offset_h: float, site: str | None) -> np.ndarray:
+    """How the inference engine serves this model (role ``day_ahead_load``).
+
+    Parameters
+    ----------
+    est : the fitted :class:`LoadForecast`.
+    meter_readings : ``datasets.energy.load_forecast.meter_load`` rows before local ``day``.
+    day : the local day to forecast.
+    utc_offset_h : the meter's local clock [h from UTC]; site: its holiday calendar (config.SITES key).
+
+    Returns
+    -------
+    The 24 hourly loads [kW] of ``day``.
+    """
+    from ...datasets.energy.load_forecast import forecast_input
+
+    row = forecast_input(meter_readings, day, utc_offset_h=utc_offset_h, site=site)
+    return est.predict(row)[list(OUT_COLS)].to_numpy(float)[0]
+
+
+SERVING = serve_day
