@@ -107,9 +107,25 @@ def load_rules(path: str | os.PathLike | None = None) -> RuleSet:
             levels.append(Level(sev, ops[0], lv[ops[0]]))
         if not levels:
             raise InputError(f"{at} ({r['id']}): no levels")
+        _check_model(at, r)
         rules.append(Rule(str(r["id"]), str(r["raised_by"]), r["input"], str(r["column"]), tuple(levels),
                           str(r["message"]), str(r["action"])))
     return RuleSet(tuple(rules), float(gap), where)
+
+
+def _check_model(at: str, r: dict) -> None:
+    """A rule on a model output names a registered model (``raised_by``) and one of its outputs
+    (``column`` ``<model id>.<output>``): a misspelt or removed model must not silently never fire."""
+    from .models import registry
+
+    raised_by, column = str(r["raised_by"]), str(r["column"])
+    if raised_by.startswith("rule"):
+        return
+    if raised_by not in registry.ids():
+        raise InputError(f"{at} ({r['id']}): raised_by {raised_by!r} is neither 'rule ...' nor a registered model "
+                         f"({', '.join(registry.ids())})")
+    if not column.startswith(f"{raised_by}."):
+        raise InputError(f"{at} ({r['id']}): column {column!r} must be an output of {raised_by} ('{raised_by}.<output>')")
 
 
 def firings(frame: pl.DataFrame, rule: Rule) -> pl.DataFrame:

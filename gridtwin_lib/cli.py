@@ -218,9 +218,10 @@ def features_cmd(
     seconds = time.perf_counter() - t0
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        table.write_parquet(tmp)
-        tmp.replace(out)
+        from .fileio import atomic_write
+
+        with atomic_write(out) as tmp:
+            table.write_parquet(tmp)
     result = {"rows": table.height, "features": len(features.catalog(kind, win)), "seconds": round(seconds, 3), "out": str(out) if out else None}
     _emit(result, as_json, f"{table.height:,} rows x {result['features']} features in {seconds:.2f} s" + (f" -> {out}" if out else ""))
 
@@ -400,11 +401,11 @@ def score_cmd(
     """Score readings through every champion (one inference engine) and write one row per reading.
 
     Each row has the reading's ts and device_id, its status (ok, partial, error) and a
-    <model_id>.<output> column per per-reading output (m01, m03, m04, m07, m08, m15; m10 and
-    m13 for feeder-head meters). Bad readings are never fatal: each gets typed errors in the
-    errors file and the rest are scored. Example:
+    <model_id>.<output> column per output of every per-reading model of the registry
+    (gridtwin_lib.models.registry; the feeder models on feeder-head meters only). Bad readings
+    are never fatal: each gets typed errors in the errors file and the rest are scored. Example:
 
-        gridtwin score --from-store --source sim:m01_mixed --out data/reports/m01_scores.parquet
+        gridtwin score --from-store --source SOURCE --out data/reports/scores.parquet
     """
     from datetime import datetime, timedelta, timezone
 
@@ -445,9 +446,10 @@ def score_cmd(
     }
     if alerts_out is not None:
         table = alerts_lib.raise_alerts(batch.frame, rules=rules)
-        tmp = alerts_out.with_name(f".{alerts_out.name}.tmp")
-        (table.write_csv if alerts_out.suffix.lower() == ".csv" else table.write_parquet)(tmp)
-        tmp.replace(alerts_out)
+        from .fileio import atomic_write
+
+        with atomic_write(alerts_out) as tmp:
+            (table.write_csv if alerts_out.suffix.lower() == ".csv" else table.write_parquet)(tmp)
         summary["alerts"] = {"file": str(alerts_out), **alerts_lib.counts(table)}
     text = [f"scored {summary['readings']:,} readings in {summary['seconds']} s -> {written['scores']}",
             f"status: {summary['status']}", f"errors ({written['errors']}): {summary['errors'] or 'none'}"]
@@ -461,12 +463,14 @@ def score_cmd(
 @models_app.command("list")
 @_guarded
 def models_list_cmd(as_json: JsonOpt = False):
-    """Every registered gridtwin.* model: champion (or latest) version against its baseline."""
+    """Every model of the registry: champion (or latest) version against its baseline, or not trained yet."""
+    from .models import registry
     from .tracking import leaderboard
 
     board = leaderboard()
+    untrained = [m for m in registry.ids() if board.empty or m not in set(board["model_id"])]
     if as_json:
-        _emit(board.to_dict(orient="records"), True)
+        _emit(board.to_dict(orient="records") + [{"model_id": m, "trained": False} for m in untrained], True)
         return
     if board.empty:
         typer.echo("no registered models yet; run `gridtwin pipeline run full`")
@@ -475,6 +479,8 @@ def models_list_cmd(as_json: JsonOpt = False):
         champ = f"champion v{r.champion_version}" if r.champion_version else "no champion"
         typer.echo(f"{r.model_id:<32} {r.primary_metric:<14} {r.model:>10.4g} vs baseline {r.baseline_value:<10.4g} "
                    f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions)")
+    for m in untrained:
+        typer.echo(f"{m:<32} not trained yet (run the pipeline that trains it)")
 
 
 from .cli_collect import register as _register_collect  # noqa: E402  (uses this module's helpers)

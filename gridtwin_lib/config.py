@@ -62,6 +62,12 @@ def mlruns_dir() -> Path:
     return project_root() / "mlruns" / "workspaces" / ws if ws else project_root() / "mlruns"
 
 
+#: nominal phase-to-neutral voltage of an LV supply [V] (EN 50160 / IEC 60038: 230 V) and nominal frequency [Hz];
+#: the defaults of :class:`Site`, and the reference of models and twins that are not tied to one site
+NOMINAL_VOLTAGE_V = 230.0
+NOMINAL_FREQUENCY_HZ = 50.0
+
+
 @dataclass(frozen=True)
 class Site:
     """Where a measurement point is: drives calendar features and nominal values.
@@ -81,8 +87,8 @@ class Site:
     subdivision: str | None
     latitude_deg: float
     longitude_deg: float
-    nominal_voltage_v: float = 230.0
-    nominal_frequency_hz: float = 50.0
+    nominal_voltage_v: float = NOMINAL_VOLTAGE_V
+    nominal_frequency_hz: float = NOMINAL_FREQUENCY_HZ
 
 
 SITES: dict[str, Site] = {

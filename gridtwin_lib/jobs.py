@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from . import config, features
+from .fileio import atomic_write, write_text
 from .store import Store
 
 _DEFAULTS: dict[str, Any] = {
@@ -44,9 +45,8 @@ def _write_features(store: Store, kind: str, source: str, site: str, windows: li
     table = features.compute(frame, kind, tuple(windows), config.SITES[site])
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{kind}__{source.replace(':', '_')}.parquet"
-    tmp = out.with_suffix(".parquet.tmp")
-    table.write_parquet(tmp)
-    tmp.replace(out)
+    with atomic_write(out) as tmp:
+        table.write_parquet(tmp)
     return {"source": source, "kind": kind, "rows": table.height, "features": table.width - frame.width,
             "seconds": round(time.perf_counter() - t0, 2), "path": str(out)}
 
@@ -109,12 +109,12 @@ def prepare_data(size: str = "full", store: Store | None = None, ingest_uci: boo
     ``<store>/_simulations.json``) is not repeated; one recorded with other arguments is
     an error (the store would mix two runs under one source) unless removed first.
     """
-    from . import datasets
     from . import simulate as sim
+    from .models import registry
 
     say = echo or (lambda _msg: None)
     store = store or Store()
-    runs = datasets.simulations(size)
+    runs = registry.simulations(size)
     result: dict[str, Any] = {"store": str(store.root), "size": size, "ingest": [], "simulate": [], "skipped": []}
     t0 = time.perf_counter()
     if ingest_uci:
@@ -140,8 +140,6 @@ def prepare_data(size: str = "full", store: Store | None = None, ingest_uci: boo
         say(f"[{i}/{len(runs)}] {s}")
         result["simulate"].append(s.to_dict())
         ledger[source] = spec
-        tmp = ledger_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True))
-        tmp.replace(ledger_path)
+        write_text(ledger_path, json.dumps(ledger, indent=1, sort_keys=True))
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result

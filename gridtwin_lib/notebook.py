@@ -1,8 +1,14 @@
 """Small helpers that keep the notebooks thin: set-up, train-judge-log, show.
 
-A model section of a notebook is three lines::
+A model notebook trains the registry's models of one catalogue module
+(:mod:`gridtwin_lib.models.registry`) with their default parameters and the pipeline's
+overrides::
 
-    ds = datasets.voltage_anomaly(store, test_days=2)
+    results = nb.train_module("monitoring", store, seed=seed, overrides=overrides)
+
+and one model by hand is three lines::
+
+    ds = voltage_anomaly(store, test_days=2)
     result = nb.train(VoltageAnomaly(random_state=seed), ds, seed=seed)
     nb.show(result)
 """
@@ -70,8 +76,88 @@ def train(model: GridModel, dataset: Dataset, *, seed: int | None = None, log: b
     return TrainResult(model, baseline, dataset, ev, run)
 
 
+def estimator(cls: type, seed: int | None, params: dict[str, Any]):
+    """``cls(**params)``, seeded with ``random_state=seed`` when the class takes one."""
+    import inspect
+
+    if seed is not None and "random_state" in inspect.signature(cls).parameters:
+        return cls(random_state=seed, **params)
+    return cls(**params)
+
+
+def train_model(model_id: str, store, *, seed: int | None = None, overrides: dict[str, Any] | None = None,
+                log: bool = True) -> list[TrainResult]:
+    """Build the registry model's dataset, train and judge it (and its variants, not registered).
+
+    Parameters
+    ----------
+    model_id : a registry id.
+    store : the :class:`~gridtwin_lib.store.Store` the dataset builders read.
+    seed : seeds the estimator (``random_state``) and is logged with the run.
+    overrides : parameters replacing the entry's defaults (``ModelEntry.defaults``); each goes to
+        the dataset builder or the estimator, whichever accepts it (a name neither accepts is an error).
+    log : log the runs to MLflow.
+
+    Returns
+    -------
+    The main dataset's :class:`TrainResult`, then one per variant.
+    """
+    from .models import registry
+
+    entry = registry.get(model_id)
+    params = {**entry.defaults, **(overrides or {})}
+    cls, builder = entry.estimator_class(), entry.dataset_builder()
+    prefixes = tuple(v.prefix for v in entry.variants) + ((entry.dataset_prefix,) if entry.dataset_prefix else ())
+    rest = {k: v for k, v in params.items() if not k.startswith(prefixes)} if prefixes else params
+    if entry.dataset_prefix:
+        build_kw = parameters(params, entry.dataset_prefix)
+        (model_kw,) = route(rest, cls, prefix=f"{model_id}: ")
+    else:
+        build_kw, model_kw = route(rest, builder, cls, prefix=f"{model_id}: ")
+    results = [train(estimator(cls, seed, model_kw), builder(store, **build_kw), seed=seed, log=log)]
+    for variant in entry.variants:
+        data = registry.load(variant.dataset)(store, **parameters(params, variant.prefix))
+        results.append(train(estimator(cls, seed, model_kw), data, seed=seed, log=log, register=False))
+    return results
+
+
+def train_module(module: str, store, *, seed: int | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+                 only: list[str] | tuple[str, ...] = (), display: bool = True, log: bool = True) -> dict[str, TrainResult]:
+    """Train, judge and show every registry model of a catalogue ``module``, in registry order.
+
+    Parameters
+    ----------
+    module : catalogue module (monitoring, maintenance, energy, decision).
+    store, seed, log : as :func:`train_model`.
+    overrides : model id -> its parameter overrides; ids of other modules are ignored, unknown ids are an error.
+    only : if given, the ids to train (the others of the module are skipped).
+    display : show each result (:func:`show`) as it is trained.
+
+    Returns
+    -------
+    model id -> the :class:`TrainResult` of its main dataset.
+    """
+    from .errors import InputError
+    from .models import registry
+
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(registry.ids())) + sorted(set(only) - set(registry.ids()))
+    if unknown:
+        raise InputError(f"unknown model id(s) {', '.join(unknown)} in the overrides or 'only'; known: {', '.join(registry.ids())}")
+    results = {}
+    for model_id in registry.ids(module):
+        if only and model_id not in only:
+            continue
+        trained = train_model(model_id, store, seed=seed, overrides=overrides.get(model_id), log=log)
+        results[model_id] = trained[0]
+        if display:
+            for r in trained:
+                show(r)
+    return results
+
+
 def parameters(scope: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The notebook's parameters named ``<prefix>...``, prefix stripped (``m01_test_days`` → ``test_days``).
+    """The notebook's parameters named ``<prefix>...``, prefix stripped (``uci_split`` → ``split``).
 
     ``scope`` is the notebook's ``globals()`` (or a dict from an earlier call, to split further).
     """
@@ -118,6 +204,20 @@ def show(result: TrainResult) -> None:
     display(ev.table())
     for fig in ev.figures.values():
         fig.show()
+
+
+def registry_table(module: str | None = None) -> pd.DataFrame:
+    """The registry's models (of one catalogue ``module``) as the catalogue describes them: id,
+    algorithm, what it predicts, its baseline and primary metric (from each estimator's ``spec``)."""
+    from .models import registry
+
+    rows = []
+    for entry in registry.entries(module):
+        spec = entry.estimator_class().spec
+        rows.append({"model_id": entry.id, "module": entry.module, "algorithm": spec.algorithm, "predicts": spec.target,
+                     "baseline": spec.baseline, "primary_metric": spec.primary_metric,
+                     "served": "per reading" if entry.role is None and entry.serving else entry.role or "-"})
+    return pd.DataFrame(rows).set_index("model_id")
 
 
 def summary_table(results: list[TrainResult]) -> pd.DataFrame:

@@ -10,7 +10,7 @@ A pipeline file ``pipelines/<name>.yaml``::
         parameters: {size: full}
       - notebook: 10_monitoring.ipynb
         after: [00_data]              # runs once 00_data has succeeded
-        parameters: {m01_grid_days: 7}
+        parameters: {overrides: {<model id>: {test_days: 7}}}   # changes to the registry's defaults
 
 Each notebook runs in its own Papermill process on the ``gridtwin`` kernel (so
 independent notebooks can run in parallel, ``jobs`` > 1). Parameters are checked
@@ -47,6 +47,7 @@ import yaml
 
 from . import config
 from .errors import InputError
+from .fileio import replace_symlink
 
 KERNEL = "gridtwin"
 
@@ -166,6 +167,8 @@ def load(name: str) -> Pipeline:
         params = {k: v for k, v in common.items() if k in declared}
         params.update(item.get("parameters") or {})
         _check_parameters(path, nb, params, declared)
+        if "overrides" in params:
+            _check_overrides(path, nb, params["overrides"])
         steps.append(Step(nb.stem, nb, params, [str(a).removesuffix(".ipynb") for a in item.get("after", [])]))
     names = {s.name for s in steps}
     for s in steps:
@@ -216,6 +219,31 @@ def _check_parameters(path: Path, nb: Path, params: dict[str, Any], declared: di
         if not isinstance(value, ok):
             raise InputError(f"{path}: {nb.name} parameter {key!r} must be {want} "
                              f"(default {declared[key]['default']}), got {type(value).__name__} {value!r}")
+
+
+def _check_overrides(path: Path, nb: Path, overrides: Any) -> None:
+    """A notebook's ``overrides`` name registry models and parameters their builder or estimator accepts."""
+    import inspect
+
+    from .models import registry
+
+    if not isinstance(overrides, dict):
+        raise InputError(f"{path}: {nb.name} overrides must map model ids to {{parameter: value}}, got {type(overrides).__name__}")
+    for model_id, params in overrides.items():
+        if model_id not in registry.ids():
+            raise InputError(f"{path}: {nb.name} overrides unknown model {model_id!r}; known: {', '.join(registry.ids())}")
+        if not isinstance(params, dict):
+            raise InputError(f"{path}: {nb.name} overrides of {model_id} must be {{parameter: value}}, got {params!r}")
+        entry = registry.get(model_id)
+        accepted = set(inspect.signature(entry.estimator_class()).parameters)
+        prefixes = [(entry.dataset_prefix, entry.dataset)] + [(v.prefix, v.dataset) for v in entry.variants]
+        for name in params:
+            builder = next((b for pre, b in prefixes if pre and name.startswith(pre)), None if entry.dataset_prefix else entry.dataset)
+            ok = name in accepted or (builder is not None and name.removeprefix(
+                next((pre for pre, b in prefixes if b == builder and pre), "")) in inspect.signature(registry.load(builder)).parameters)
+            if not ok:
+                raise InputError(f"{path}: {nb.name} overrides {model_id}.{name}, a parameter neither its dataset builder "
+                                 f"nor its estimator accepts; check the spelling (defaults: gridtwin_lib.models.registry)")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -472,9 +500,4 @@ tr.failed{{background:#fdd}} tr.skipped{{color:#888}}</style></head><body>
 
 
 def _point_latest(base: Path, out_dir: Path) -> None:
-    link = base / "latest"
-    tmp = base / ".latest.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(out_dir.name)
-    tmp.replace(link)
+    replace_symlink(base / "latest", out_dir.name)

@@ -1,6 +1,6 @@
 """The scheduled operations report: the most recent day through every champion.
 
-:func:`daily` scores a stored day (:func:`gridtwin_lib.inference.score_day`) and shapes
+:func:`daily` scores a stored day (:func:`gridtwin_lib.daily.score_day`) and shapes
 what an operator reads each morning: alerts by severity, tomorrow's load forecast and
 dispatch plan, assets ranked by failure risk, the EN 50160 summary and what could not be
 scored. ``notebooks/30_daily_report.ipynb`` (pipeline ``daily``) displays it and
@@ -21,7 +21,21 @@ import pandas as pd
 import polars as pl
 
 from . import alerts as alerts_lib
-from .inference import DayScores, Engine, score_day
+from .daily import DayScores, score_day
+from .fileio import write_text
+from .inference import Engine
+from .models import registry
+
+
+def _id(role: str) -> str:
+    """Id of the registry model of ``role`` (a column prefix; a missing role matches no column)."""
+    entry = registry.by_role(role)
+    return entry.id if entry else f"<no {role} model>"
+
+
+def _short(role: str) -> str:
+    """The short id (``mNN``) of the model of ``role``, the prefix of its keys in ``daily.json``."""
+    return _id(role).split("_")[0]
 
 
 @dataclass
@@ -56,24 +70,25 @@ class DailyReport:
         return pd.DataFrame(rows)
 
     def assets_ranked(self, top: int = 20) -> pd.DataFrame:
-        """Assets by m05 failure probability (7 days), with m06's overload probability."""
+        """Assets by failure probability (7 days), with the overload model's class and probability."""
         a = self.scores.assets
-        col = "m05_equipment_failure.p_fail_7d"
+        fail, over = _id("asset_failure"), _id("asset_overload")
+        col = f"{fail}.p_fail_7d"
         if a is None or col not in a.columns:
             return pd.DataFrame()
-        keep = [c for c in ("source", "device_id", "ts", col, "m05_equipment_failure.alarm", "m06_overload_risk.load_class",
-                            "m06_overload_risk.p_gt100") if c in a.columns]
+        keep = [c for c in ("source", "device_id", "ts", col, f"{fail}.alarm", f"{over}.load_class", f"{over}.p_gt100")
+                if c in a.columns]
         return a.select(keep).sort(col, descending=True).head(top).to_pandas()
 
     def forecast_and_plan(self) -> pd.DataFrame:
-        """Tomorrow hour by hour: load forecast (m09), PV, price and the m11 LP schedule."""
+        """Tomorrow hour by hour: the load forecast, PV, price and the LP schedule."""
         fc, plan = self.scores.forecast, self.scores.plan
         if fc is None:
             return pd.DataFrame()
         out = fc.copy()
         if plan:
             out["pv_kw"], out["price_per_kwh"] = plan["pv_kw"], plan["price_per_kwh"]
-            lp = plan["m11_power_flow_optimization"]
+            lp = plan[_id("day_plan")]
             if lp.status == "ok":
                 for c in ("grid_import_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh"):
                     out[c] = lp.result[c].to_numpy()
@@ -81,22 +96,23 @@ class DailyReport:
 
     def plan_summary(self) -> dict[str, Any]:
         plan = self.scores.plan or {}
-        lp = plan.get("m11_power_flow_optimization")
+        lp = plan.get(_id("day_plan"))
+        lp_key, sp_key = _short("day_plan"), _short("dispatch")
         out: dict[str, Any] = {}
         if lp is not None:
-            out["m11_status"] = lp.status
-            out["m11_solve_s"] = round(lp.seconds, 4)
+            out[f"{lp_key}_status"] = lp.status
+            out[f"{lp_key}_solve_s"] = round(lp.seconds, 4)
             if lp.status == "ok":
                 t = self.forecast_and_plan()
                 out["import_kwh"] = float(np.clip(t["grid_import_kw"], 0, None).sum())
                 out["cost_eur"] = float((np.clip(t["grid_import_kw"], 0, None) * t["price_per_kwh"]).sum())
                 out["peak_import_kw"] = float(t["grid_import_kw"].max())
             else:
-                out["m11_message"] = lp.message
-        m16 = plan.get("m16_optimal_dispatch")
-        if m16:
-            out["m16_first_hour"] = m16
-            out["m16_reference_battery_kw"] = plan.get("m16_reference_battery_kw")
+                out[f"{lp_key}_message"] = lp.message
+        setpoint = plan.get(_id("dispatch"))
+        if setpoint:
+            out[f"{sp_key}_first_hour"] = setpoint
+            out[f"{sp_key}_reference_battery_kw"] = plan.get(f"{sp_key}_reference_battery_kw")
         return out
 
     def pq(self) -> pd.DataFrame:
@@ -128,7 +144,7 @@ class DailyReport:
                                    layout=dict(title=f"Alerts on {self.day} by severity", yaxis_title="alerts", height=320))
         t = self.forecast_and_plan()
         if not t.empty:
-            fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("Tomorrow: load forecast (m09), PV and LP plan (m11) [kW]",
+            fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=(f"Tomorrow: load forecast ({_short('day_ahead_load')}), PV and LP plan ({_short('day_plan')}) [kW]",
                                                                                    "Battery state of charge [kWh] and price [€/kWh]"),
                                 specs=[[{}], [{"secondary_y": True}]])
             fig.add_scatter(x=t["hour"], y=t["load_kw"], name="load forecast", row=1, col=1)
@@ -144,8 +160,8 @@ class DailyReport:
         ranked = self.assets_ranked(15)
         if not ranked.empty:
             label = ranked["device_id"] + (" (" + ranked["source"].str.replace("sim:", "") + ")" if "source" in ranked else "")
-            figs["assets"] = go.Figure(go.Bar(y=label[::-1], x=ranked["m05_equipment_failure.p_fail_7d"][::-1], orientation="h"),
-                                       layout=dict(title="Assets by failure probability within 7 days (m05)", xaxis_title="probability",
+            figs["assets"] = go.Figure(go.Bar(y=label[::-1], x=ranked[f"{_id('asset_failure')}.p_fail_7d"][::-1], orientation="h"),
+                                       layout=dict(title=f"Assets by failure probability within 7 days ({_short('asset_failure')})", xaxis_title="probability",
                                                    height=420))
         return figs
 
@@ -164,7 +180,7 @@ class DailyReport:
             if not frame.empty:
                 frame.to_csv(d / f"{name}.csv", index=False)
         doc = {**self.headline(), "plan": self.plan_summary(), "notes": self.scores.notes}
-        (d / "daily.json").write_text(json.dumps(doc, indent=2, default=str))
+        write_text(d / "daily.json", json.dumps(doc, indent=2, default=str))
         return d
 
 

@@ -25,7 +25,6 @@ measurement API never returns it, so a model cannot read it by accident.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import config
+from .fileio import file_lock
 from .schema import POLARS_TS, arrow_schema, conform, polars_schema
 
 _WRITE_THREADS = 2
@@ -226,13 +226,8 @@ class Store:
 
     @contextmanager
     def _lock(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     @contextmanager
     def _transaction(self, durable: bool = False):

@@ -127,7 +127,7 @@ class GridModelPyfunc(_PythonModel):
 
 def load_estimator(model_uri: str) -> GridModel:
     """The fitted :class:`GridModel` behind a logged/registered model URI
-    (e.g. ``models:/gridtwin.m01_voltage_anomaly@champion``)."""
+    (e.g. ``models:/gridtwin.<model id>@champion``)."""
     import mlflow
 
     client()
@@ -433,13 +433,18 @@ def leaderboard(c=None) -> pd.DataFrame:
             "baseline_metrics": {k.removeprefix("baseline/"): v for k, v in m.items() if k.startswith("baseline/")},
         })
     df = pd.DataFrame(rows)
-    return df.sort_values("model_id").reset_index(drop=True) if not df.empty else df
+    if df.empty:
+        return df
+    from .models import registry  # registry order (catalogue order), models it does not list last
+
+    order = {m: k for k, m in enumerate(registry.ids())}
+    return df.sort_values("model_id", key=lambda ids: ids.map(lambda m: (order.get(m, len(order)), m))).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- small helpers
 def _fitted_summary(model: GridModel) -> tuple[dict[str, Any], dict[str, float]]:
     """Scalar learned attributes (``name_``): numbers become ``fitted/<name>`` metrics, text
-    ``fitted.<name>`` params (e.g. m09's chosen algorithm and both validation MASEs)."""
+    ``fitted.<name>`` params (e.g. a chosen algorithm and its validation scores)."""
     import numbers
 
     params: dict[str, Any] = {}

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: hours in a (clock) day: day-ahead schedules, daily profiles and forecasts are 24 hourly values
+HOURS_PER_DAY = 24
+
 
 @dataclass(frozen=True)
 class Unit:

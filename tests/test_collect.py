@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from gridtwin_lib.cli_collect import devices_app, collect_app
+from gridtwin_lib.cli_collect import collect_app, devices_app
 from gridtwin_lib.collect.app import create_app, terminate
 from gridtwin_lib.collect.compact import SOURCE, Compactor
 from gridtwin_lib.collect.devices import DeviceRegistry

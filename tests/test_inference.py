@@ -22,16 +22,24 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from gridtwin_lib import inference
-from gridtwin_lib.datasets import energy_forecast as EF
-from gridtwin_lib.datasets.decision import grid_stability_design
-from gridtwin_lib.datasets.maintenance_pq import _m07_source
-from gridtwin_lib.datasets.monitoring import features_by_day
-from gridtwin_lib.datasets.monitoring_frequency import frequency_grid
+from gridtwin_lib.datasets.common import features_by_day
+from gridtwin_lib.datasets.decision.grid_stability import grid_stability_design
+from gridtwin_lib.datasets.energy import load_forecast as EF
+from gridtwin_lib.datasets.maintenance.power_quality_index import _m07_source
+from gridtwin_lib.datasets.monitoring.frequency_stability import frequency_grid
 from gridtwin_lib.features import compute
+from gridtwin_lib.inference.results import ERROR_SCHEMA, on_demand
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import ModelSpec
-from gridtwin_lib.models.maintenance_pq import M07_INPUT_COLUMNS, M08_INPUT_COLUMNS
-from gridtwin_lib.models.monitoring import M01_INPUT_COLUMNS, M04_INPUT_COLUMNS
-from gridtwin_lib.models.monitoring_frequency import INPUT_COLUMNS as M03_INPUT_COLUMNS
+from gridtwin_lib.models.energy import load_forecast as LF
+from gridtwin_lib.models.maintenance import power_quality_index as pqi
+from gridtwin_lib.models.maintenance.power_quality_index import M07_INPUT_COLUMNS
+from gridtwin_lib.models.maintenance.voltage_sag import M08_INPUT_COLUMNS
+from gridtwin_lib.models.monitoring.frequency_stability import (
+    INPUT_COLUMNS as M03_INPUT_COLUMNS,
+)
+from gridtwin_lib.models.monitoring.phase_imbalance import M04_INPUT_COLUMNS
+from gridtwin_lib.models.monitoring.voltage_anomaly import M01_INPUT_COLUMNS
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -42,7 +50,7 @@ class Probe:
     """Stands in for a champion: output = a fixed weighted sum of the input row."""
 
     def __init__(self, model_id: str, output: str, columns, fail: bool = False):
-        self.spec = ModelSpec(model_id, inference.MODULE_OF[model_id], "probe", "none", "none", "x", True, {output: "1"})
+        self.spec = ModelSpec(model_id, registry.module_of(model_id), "probe", "none", "none", "x", True, {output: "1"})
         self.columns_ = list(columns)
         self.output, self.fail = output, fail
 
@@ -176,13 +184,13 @@ def test_m09_serving_row_equals_the_training_row():
     readings = pl.DataFrame({"ts": ts, "device_id": "house", "value": power, "valid": True})
     hourly = EF._hourly_kw(readings, 1.0, 0.5)
     rows = EF._rows(hourly, hourly, None)
-    day = pd.Timestamp(rows[EF.ISSUE_COL].iloc[-1]).date()
+    day = pd.Timestamp(rows[LF.ISSUE_COL].iloc[-1]).date()
     served = EF.forecast_input(readings, day, utc_offset_h=1.0, site=None)
-    np.testing.assert_array_equal(served[EF.LAG_COLS].to_numpy(), rows[EF.LAG_COLS].iloc[[-1]].to_numpy())
+    np.testing.assert_array_equal(served[LF.LAG_COLS].to_numpy(), rows[LF.LAG_COLS].iloc[[-1]].to_numpy())
     # the day itself is never seen: removing it changes nothing
     cut = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=1)
     again = EF.forecast_input(readings.filter(pl.col("ts") < cut), day, utc_offset_h=1.0, site=None)
-    np.testing.assert_array_equal(again[EF.LAG_COLS].to_numpy(), served[EF.LAG_COLS].to_numpy())
+    np.testing.assert_array_equal(again[LF.LAG_COLS].to_numpy(), served[LF.LAG_COLS].to_numpy())
 
 
 # ----------------------------------------------------------------------------- per-device state
@@ -233,8 +241,8 @@ def test_incremental_single_readings_equal_the_reference_path(readings, monkeypa
     fast = _engine()
     fast.score(warm)
     computed: list[list[str]] = []
-    real = inference._m07_forecasts
-    monkeypatch.setattr(inference, "_m07_forecasts", lambda eng, est, new, held: (eng is fast and computed.append(new["device_id"].to_list()))
+    real = pqi._window_forecasts
+    monkeypatch.setattr(pqi, "_window_forecasts", lambda eng, est, new, held: (eng is fast and computed.append(new["device_id"].to_list()))
                         or real(eng, est, new, held))
     batches = [fast.score([r], with_features=inference.ALERT_FEATURES) for r in nxt.to_dicts()]
     reference = inference.Engine(probes(), incremental=False)
@@ -258,7 +266,7 @@ def test_incremental_single_readings_equal_the_reference_path(readings, monkeypa
     assert sorted(computed) == [[d] for d in sorted(nxt["device_id"].unique()) for _ in range(2)]
     a = nxt["device_id"][0]
     fast.reset(a)
-    assert a not in fast._m07_forecasts and fast.history(a) is None
+    assert a not in fast.state("m07_power_quality_index") and fast.history(a) is None
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -304,11 +312,11 @@ def test_missing_champion_and_failing_model_are_per_reading_errors(readings):
 
 
 def test_on_demand_optimiser_reports_its_time_limit():
-    slow = inference._on_demand("m14_load_balancing", lambda: time.sleep(3) or "late", 0.2)
+    slow = on_demand("m14_load_balancing", lambda: time.sleep(3) or "late", 0.2)
     assert slow.status == "time_limit" and slow.result is None and "0.2 s" in slow.message
-    ok = inference._on_demand("m14_load_balancing", lambda: 42, 5.0)
+    ok = on_demand("m14_load_balancing", lambda: 42, 5.0)
     assert ok.status == "ok" and ok.result == 42
-    err = inference._on_demand("m14_load_balancing", lambda: 1 / 0, 5.0)
+    err = on_demand("m14_load_balancing", lambda: 1 / 0, 5.0)
     assert err.status == "error" and "division" in err.message
 
 
@@ -335,7 +343,7 @@ def test_write_scores_is_atomic_and_records_units(tmp_path, readings):
     paths = inference.write_scores(batch, tmp_path / "s.parquet")
     meta = pq.read_schema(paths["scores"]).metadata
     assert json.loads(meta[b"gridtwin.units"])["m08_voltage_sag.p_sag_15m"] == "1"
-    assert pl.read_parquet(paths["errors"]).columns == list(inference._ERROR_SCHEMA)
+    assert pl.read_parquet(paths["errors"]).columns == list(ERROR_SCHEMA)
     with pytest.raises(Exception, match="no such directory"):
         inference.write_scores(batch, tmp_path / "nope" / "s.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.errors.parquet", "s.parquet"]
@@ -359,7 +367,8 @@ def test_score_cli_on_the_smoke_registry(smoke_workspace, tmp_path):
     errors = pl.read_parquet(summary["errors_file"])
     assert sum(summary["errors"].values()) == errors.height  # counts per code:model, one per error row
     assert set(summary["alerts"]) >= {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
-    scored = [m for m in inference.READING_MODELS if m not in summary["missing_champions"] and m not in inference.FEEDER_MODELS]
+    feeder = {m for m in registry.reading_ids() if registry.get(m).serving_adapter().applies is not None}
+    scored = [m for m in registry.reading_ids() if m not in summary["missing_champions"] and m not in feeder]
     for m in scored:  # every model with a champion produced outputs on most readings
         col = next(c for c in frame.columns if c.startswith(m + "."))
         assert frame[col].null_count() < 0.5 * frame.height, m

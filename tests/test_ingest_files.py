@@ -9,7 +9,6 @@ line 5 400 V, line 8 -2.10 A, line 11 70 Hz, line 14 ``abc``, line 17 ``not-a-da
 from __future__ import annotations
 
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 
 from gridtwin_lib.ingest import Column, ColumnMapping, IngestError, ingest_file

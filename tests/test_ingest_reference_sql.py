@@ -10,8 +10,15 @@ import sqlalchemy as sa
 
 from gridtwin_lib.ingest import IngestError
 from gridtwin_lib.ingest.reference_sql import (
-    active_power_table, current_table, datetime_table, export_reference_sql, frequency_table,
-    ingest_reference_sql, metadata, reactive_power_table, voltage_table,
+    active_power_table,
+    current_table,
+    datetime_table,
+    export_reference_sql,
+    frequency_table,
+    ingest_reference_sql,
+    metadata,
+    reactive_power_table,
+    voltage_table,
 )
 from gridtwin_lib.store import Store
 

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gridtwin_lib.datasets import decision as D
+from gridtwin_lib.datasets.decision import grid_stability as D_gs
+from gridtwin_lib.datasets.decision import load_balancing as D_lb
 from gridtwin_lib.errors import InputError
-from gridtwin_lib.models import decision as M
 from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models.decision import grid_stability as M_gs
+from gridtwin_lib.models.decision import load_balancing as M_lb
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -31,7 +33,7 @@ def meter_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lb_dataset(meter_store):
-    return D.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3)
+    return D_lb.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def grid_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gs_dataset(grid_store):
-    return D.grid_stability(grid_store, sources=("sim:t_m15_mixed", "sim:t_m15_normal"), windows=("1m", "15m"))
+    return D_gs.grid_stability(grid_store, sources=("sim:t_m15_mixed", "sim:t_m15_normal"), windows=("1m", "15m"))
 
 
 # --------------------------------------------------------------------------- m14 physics
@@ -54,14 +56,14 @@ def test_balanced_feeder_has_no_unbalance_and_moves_are_complete():
     loads = np.full((24, 6), 2.0)
     phases = np.array([0, 1, 2, 0, 1, 2])
     pos = np.array([50, 50, 50, 200, 200, 200.0])
-    st = M.feeder_state(loads, phases, pos)
+    st = M_lb.feeder_state(loads, phases, pos)
     assert np.allclose(st["vuf_pct"], 0.0, atol=1e-9) and np.allclose(st["neutral_current_a"], 0.0, atol=1e-9)
     assert np.allclose(st["phase_current_a"], 2 * 2000 / 230.0)
-    assert len(M.candidate_moves(phases)) == 12
+    assert len(M_lb.candidate_moves(phases)) == 12
     # all on one phase: unbalanced, more losses, and moving one customer away helps
-    one = M.feeder_state(loads, np.zeros(6, int), pos)
+    one = M_lb.feeder_state(loads, np.zeros(6, int), pos)
     assert (one["vuf_pct"] > 0.2).all() and (one["loss_w"] > st["loss_w"]).all()
-    table = M.evaluate_moves(loads, np.zeros(6, int), pos, M.candidate_moves(np.zeros(6, int)))
+    table = M_lb.evaluate_moves(loads, np.zeros(6, int), pos, M_lb.candidate_moves(np.zeros(6, int)))
     assert (table["unbalance_reduction_pp"] > 0).all() and (table["loss_reduction_kwh"] > 0).all()
     # a far customer moved helps more than a near one
     far = table[table["customer_index"] == 3]["unbalance_reduction_pp"].iloc[0]
@@ -71,7 +73,7 @@ def test_balanced_feeder_has_no_unbalance_and_moves_are_complete():
 
 def test_topsis_prefers_dominating_alternative():
     m = np.array([[1.0, 1.0, 1.0, 100.0], [0.5, 0.5, 2.0, 300.0], [0.1, 0.2, 3.0, 500.0]])
-    c = M.topsis(m, np.array([0.5, 0.2, 0.15, 0.15]), np.array([True, True, False, False]))
+    c = M_lb.topsis(m, np.array([0.5, 0.2, 0.15, 0.15]), np.array([True, True, False, False]))
     assert c.argmax() == 0 and c.argmin() == 2 and ((0 <= c) & (c <= 1)).all()
 
 
@@ -86,8 +88,8 @@ def test_lb_dataset_split_and_phase_map(lb_dataset, meter_store):
     pm = ds.params["phase_map"]
     assert len(pm) == 12 and {v["phase"] for v in pm.values()} <= set("abc")
     # same seed -> same phase map (a recorded dataset choice), another seed -> another one
-    again = D.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3)
-    other = D.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3, phase_seed=99)
+    again = D_lb.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3)
+    other = D_lb.load_balancing(meter_store, source="sim:t_m14", feeders=2, history_days=3, test_days=3, phase_seed=99)
     assert again.params["phase_map"] == pm and other.params["phase_map"] != pm
     assert again.digest == ds.digest
 
@@ -96,7 +98,7 @@ def test_lb_no_look_ahead(lb_dataset, meter_store):
     """X of day D is the mean of the days before D: never the realised loads of D."""
     ds = lb_dataset
     n = ds.params["customers_per_feeder"]
-    _, _, _, kw = M.feeder_columns(n)
+    _, _, _, kw = M_lb.feeder_columns(n)
     full_x = pd.concat([ds.X_train, ds.X_test], ignore_index=True)
     full_y = pd.concat([ds.y_train, ds.y_test], ignore_index=True)
     meta = pd.concat([ds.meta_train, ds.meta_test], ignore_index=True)
@@ -108,10 +110,10 @@ def test_lb_no_look_ahead(lb_dataset, meter_store):
 
 
 def test_lb_fit_and_evaluate(lb_dataset):
-    model, bl, ev = fit_and_evaluate(M.LoadBalancing(), lb_dataset)
+    model, bl, ev = fit_and_evaluate(M_lb.LoadBalancing(), lb_dataset)
     assert ev.n_test == lb_dataset.n_test and ev.test_rows_digest == digest(lb_dataset.X_test)
     pred = ev.predictions["model"]
-    assert list(pred.columns) == list(M.LoadBalancing.spec.output_units)
+    assert list(pred.columns) == list(M_lb.LoadBalancing.spec.output_units)
     assert set(pred["from_phase"]) <= set("abc") and (pred["from_phase"] != pred["to_phase"]).all()
     for key in ("regret", "realised_reduction_pp", "best_reduction_pp"):
         assert np.isfinite(ev.metrics[key]) and np.isfinite(ev.baseline_metrics[key])
@@ -128,18 +130,18 @@ def test_lb_fit_and_evaluate(lb_dataset):
 
 def test_lb_rank_weights_matter(lb_dataset):
     row = lb_dataset.X_test.iloc[0]
-    ids, phases, pos, loads = M.unpack_row(row, lb_dataset.params["customers_per_feeder"])
-    only_unb = M.LoadBalancing(w_unbalance=1, w_losses=0, w_customers=0, w_cost=0).rank(phases, pos, loads)
+    ids, phases, pos, loads = M_lb.unpack_row(row, lb_dataset.params["customers_per_feeder"])
+    only_unb = M_lb.LoadBalancing(w_unbalance=1, w_losses=0, w_customers=0, w_cost=0).rank(phases, pos, loads)
     assert only_unb["unbalance_reduction_pp"].iloc[0] == pytest.approx(only_unb["unbalance_reduction_pp"].max())
 
 
 def test_lb_input_errors(meter_store, tmp_path):
     with pytest.raises(InputError, match="no meter readings"):
-        D.load_balancing(Store(tmp_path / "empty"))
+        D_lb.load_balancing(Store(tmp_path / "empty"))
     with pytest.raises(InputError, match="complete days"):
-        D.load_balancing(meter_store, source="sim:t_m14", history_days=7, test_days=7)
+        D_lb.load_balancing(meter_store, source="sim:t_m14", history_days=7, test_days=7)
     with pytest.raises(InputError, match="customer_XX"):
-        M.LoadBalancing().fit(pd.DataFrame({"x": [1.0]}))
+        M_lb.LoadBalancing().fit(pd.DataFrame({"x": [1.0]}))
 
 
 # --------------------------------------------------------------------------- m15
@@ -156,7 +158,7 @@ def test_gs_dataset_split_and_labels(gs_dataset, grid_store):
     assert not any(c in ds.X_train.columns for c in ("ts", "device_id", "source"))
     # labels recomputed by hand for one row: a disturbance starts in (t, t+30 min]
     ev = grid_store.scan_truth("events", source="sim:t_m15_mixed").collect().to_pandas()
-    ev = ev[ev["type"].isin(D.DISTURBANCE_TYPES)]
+    ev = ev[ev["type"].isin(D_gs.DISTURBANCE_TYPES)]
     m = ds.meta_train.reset_index(drop=True)
     i = int(np.flatnonzero(m["source"] == "sim:t_m15_mixed")[100])
     t = pd.Timestamp(m["ts"].iloc[i])
@@ -166,9 +168,9 @@ def test_gs_dataset_split_and_labels(gs_dataset, grid_store):
 
 def test_gs_no_look_ahead(grid_store):
     """Features of the training range do not change when later readings are removed."""
-    full = D.grid_stability(grid_store, sources=("sim:t_m15_mixed",), windows=("1m", "15m"))
+    full = D_gs.grid_stability(grid_store, sources=("sim:t_m15_mixed",), windows=("1m", "15m"))
     cut = pd.Timestamp(full.meta_train["ts"].iloc[len(full.meta_train) // 2])
-    part = D.grid_stability(grid_store, sources=("sim:t_m15_mixed",), windows=("1m", "15m"), end=cut.to_pydatetime())
+    part = D_gs.grid_stability(grid_store, sources=("sim:t_m15_mixed",), windows=("1m", "15m"), end=cut.to_pydatetime())
     n = 200
     a = full.X_train.iloc[:n]
     b = part.X_train.iloc[:n]
@@ -176,15 +178,15 @@ def test_gs_no_look_ahead(grid_store):
 
 
 def test_gs_fit_and_evaluate(gs_dataset):
-    model = M.GridStability(n_folds=3, rf_trees=40, xgb_trees=60)
+    model = M_gs.GridStability(n_folds=3, rf_trees=40, xgb_trees=60)
     model, bl, ev = fit_and_evaluate(model, gs_dataset)
     assert ev.n_test == gs_dataset.n_test and ev.test_rows_digest == digest(gs_dataset.X_test)
     pred = ev.predictions["model"]
-    assert list(pred.columns) == list(M.GridStability.spec.output_units)
+    assert list(pred.columns) == list(M_gs.GridStability.spec.output_units)
     p = pred["p_disturbance_30min"].to_numpy()
     assert ((0 <= p) & (p <= 1)).all()
     assert np.allclose(pred["stability_score"], 100 * (1 - p))
-    for m in M.MEMBERS:
+    for m in M_gs.MEMBERS:
         assert f"member_{m}_roc_auc" in ev.metrics and f"member_{m}_roc_auc" not in ev.baseline_metrics
     assert ev.baseline_metrics["roc_auc"] == pytest.approx(0.5)
     assert ev.metrics["roc_auc"] > 0.5
@@ -195,21 +197,20 @@ def test_gs_fit_and_evaluate(gs_dataset):
 
 def test_gs_input_errors(grid_store, gs_dataset, tmp_path):
     with pytest.raises(InputError, match="no three_phase readings"):
-        D.grid_stability(Store(tmp_path / "empty"), sources=("sim:nothing",))
+        D_gs.grid_stability(Store(tmp_path / "empty"), sources=("sim:nothing",))
     with pytest.raises(InputError, match="test_fraction"):
-        D.grid_stability(grid_store, sources=("sim:t_m15_mixed",), test_fraction=1.5)
+        D_gs.grid_stability(grid_store, sources=("sim:t_m15_mixed",), test_fraction=1.5)
     with pytest.raises(InputError, match="one class"):
-        M.GridStability().fit(gs_dataset.X_train.iloc[:50], np.zeros(50, int))
-    fitted = M.Climatology().fit(gs_dataset.X_train, gs_dataset.y_train)
+        M_gs.GridStability().fit(gs_dataset.X_train.iloc[:50], np.zeros(50, int))
+    fitted = M_gs.Climatology().fit(gs_dataset.X_train, gs_dataset.y_train)
     assert fitted.predict(gs_dataset.X_test.iloc[:3])["p_disturbance_30min"].nunique() == 1
 
 
 def test_advice_effects_match_the_realised_reduction(lb_dataset):
-    """gridtwin_lib.advice re-simulates the moves on the realised loads as score() does."""
-    from gridtwin_lib import advice
-
-    model, bl, ev = fit_and_evaluate(M.LoadBalancing(), lb_dataset)
-    e14 = advice.m14_effects(model, bl, lb_dataset)
+    """The model's advice effects (read by gridtwin_lib.advice) re-simulate the moves on the
+    realised loads as score() does."""
+    model, bl, ev = fit_and_evaluate(M_lb.LoadBalancing(), lb_dataset)
+    e14 = M_lb.advice_effects(model, bl, lb_dataset).frame
     assert len(e14) == len(lb_dataset.X_test)
     assert (e14["vuf_no_action_pct"] - e14["vuf_advice_pct"]).mean() == pytest.approx(ev.metrics["realised_reduction_pp"], abs=1e-9)
     assert (e14["vuf_no_action_pct"] - e14["vuf_rule_pct"]).mean() == pytest.approx(ev.baseline_metrics["realised_reduction_pp"], abs=1e-9)
@@ -218,7 +219,7 @@ def test_advice_effects_match_the_realised_reduction(lb_dataset):
 
 @pytest.fixture(scope="module")
 def gs_fitted(gs_dataset):
-    return M.GridStability(n_folds=3, rf_trees=40, xgb_trees=60).fit(gs_dataset.X_train, gs_dataset.y_train)
+    return M_gs.GridStability(n_folds=3, rf_trees=40, xgb_trees=60).fit(gs_dataset.X_train, gs_dataset.y_train)
 
 
 def test_gs_single_readings_give_the_batch_probabilities(gs_fitted, gs_dataset):

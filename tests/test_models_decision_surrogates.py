@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gridtwin_lib.datasets import decision_surrogates as D
+from gridtwin_lib.datasets.decision import optimal_dispatch as D_od
+from gridtwin_lib.datasets.decision import reactive_power_compensation as D_rpc
 from gridtwin_lib.errors import InputError
-from gridtwin_lib.models import decision_surrogates as M
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.energy import HOURS
+from gridtwin_lib.models.decision import optimal_dispatch as M_od
+from gridtwin_lib.models.decision import reactive_power_compensation as M_rpc
+from gridtwin_lib.models.energy.power_flow_optimization import HOURS
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -26,7 +28,7 @@ def _run(store, scenario, source, duration, resolution, devices=1, seed=5, overr
 def feeder_ds(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("m13") / "store")
     _run(store, "feeder_timeseries", "sim:t_m13", "20h", "1h")
-    return D.reactive_power_compensation(store, source="sim:t_m13")
+    return D_rpc.reactive_power_compensation(store, source="sim:t_m13")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def dispatch_ds(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("m16") / "store")
     _run(store, "meter", "sim:t_load", "12d", "15m", overrides={"base_kw": 1.0, "outages_per_day": 0.0})
     _run(store, "pv_normal", "sim:t_pv", "13d", "1h")
-    return D.optimal_dispatch(store, load_source="sim:t_load", pv_source="sim:t_pv", timezone_name="Etc/GMT-10",
+    return D_od.optimal_dispatch(store, load_source="sim:t_load", pv_source="sim:t_pv", timezone_name="Etc/GMT-10",
                               train_start="2025-01-14", test_start="2025-01-16", test_end="2025-01-17")
 
 
@@ -43,8 +45,8 @@ def dispatch_ds(tmp_path_factory):
 
 
 def test_m13_optimiser_finds_the_grid_minimum():
-    r = M.optimise_q(12.0, 550.0, 200.0)
-    grid = {q: M.power_flow(12.0, 550.0, 200.0, q) for q in np.arange(M.Q_BOUNDS_KVAR[0], M.Q_BOUNDS_KVAR[1] + 1, 25.0)}
+    r = M_rpc.optimise_q(12.0, 550.0, 200.0)
+    grid = {q: M_rpc.power_flow(12.0, 550.0, 200.0, q) for q in np.arange(M_rpc.Q_BOUNDS_KVAR[0], M_rpc.Q_BOUNDS_KVAR[1] + 1, 25.0)}
     best = min(v[0] for v in grid.values())
     assert r["losses_opt_kw"] <= best + 1e-3
     assert r["losses_opt_kw"] < r["losses_noq_kw"]
@@ -53,19 +55,19 @@ def test_m13_optimiser_finds_the_grid_minimum():
 
 def test_m13_dataset_split_and_labels(feeder_ds):
     ds = feeder_ds
-    assert list(ds.X_train.columns) == list(M.M13_COLUMNS)
+    assert list(ds.X_train.columns) == list(M_rpc.M13_COLUMNS)
     assert ds.meta_train["ts"].max() < ds.meta_test["ts"].min()
     assert (ds.y_train["loss_reduction_kw"] >= -1e-9).all()
-    lo, hi = M.Q_BOUNDS_KVAR
+    lo, hi = M_rpc.Q_BOUNDS_KVAR
     assert ds.y_train["q_opt_kvar"].between(lo, hi).all()
 
 
 def test_m13_fit_evaluate_same_rows_and_pickle(feeder_ds):
-    model, bl, ev = fit_and_evaluate(M.ReactivePowerCompensation(epochs=30), feeder_ds)
+    model, bl, ev = fit_and_evaluate(M_rpc.ReactivePowerCompensation(epochs=30), feeder_ds)
     assert ev.n_test == feeder_ds.n_test and ev.test_rows_digest == digest(feeder_ds.X_test)
     pred = ev.predictions["model"]
-    assert list(pred.columns) == list(M.ReactivePowerCompensation.spec.output_units)
-    assert pred["q_setpoint_kvar"].between(*M.Q_BOUNDS_KVAR).all()
+    assert list(pred.columns) == list(M_rpc.ReactivePowerCompensation.spec.output_units)
+    assert pred["q_setpoint_kvar"].between(*M_rpc.Q_BOUNDS_KVAR).all()
     for metrics in (ev.metrics, ev.baseline_metrics):
         assert metrics["regret_kw"] >= -0.01  # nothing beats the optimiser (to its 2 kvar tolerance) at the same state
     assert ev.baseline_metrics["setpoint_mae_kvar"] > 0
@@ -74,18 +76,18 @@ def test_m13_fit_evaluate_same_rows_and_pickle(feeder_ds):
 
 
 def test_m13_textbook_baseline():
-    X = pd.DataFrame(np.zeros((2, len(M.M13_COLUMNS))), columns=M.M13_COLUMNS)
+    X = pd.DataFrame(np.zeros((2, len(M_rpc.M13_COLUMNS))), columns=M_rpc.M13_COLUMNS)
     X["R_p_total_w"], X["R_q_total_var"] = [300e3, -10e3], [150e3, 5e3]
     y = pd.DataFrame({"q_opt_kvar": [100.0, 0.0], "loss_reduction_kw": [1.0, 0.0]})
-    q = M.PowerFactorCorrection().fit(X, y).predict(X)["q_setpoint_kvar"].to_numpy()
+    q = M_rpc.PowerFactorCorrection().fit(X, y).predict(X)["q_setpoint_kvar"].to_numpy()
     assert q[0] == pytest.approx(300 * (0.5 - np.tan(np.arccos(0.95))))
     assert q[1] == 0.0  # reverse flow: no correction
 
 
 def test_m13_input_errors(tmp_path, feeder_ds):
     with pytest.raises(InputError, match="no three_phase"):
-        D.reactive_power_compensation(Store(tmp_path / "empty"), source="sim:nothing")
-    model = M.ReactivePowerCompensation(epochs=2).fit(feeder_ds.X_train, feeder_ds.y_train)
+        D_rpc.reactive_power_compensation(Store(tmp_path / "empty"), source="sim:nothing")
+    model = M_rpc.ReactivePowerCompensation(epochs=2).fit(feeder_ds.X_train, feeder_ds.y_train)
     with pytest.raises(InputError, match="lacks columns"):
         model.predict(feeder_ds.X_test.drop(columns=["R_p_total_w"]))
     with pytest.raises(InputError):
@@ -97,7 +99,7 @@ def test_m13_input_errors(tmp_path, feeder_ds):
 
 def test_m16_features_have_no_look_ahead():
     day = np.arange(HOURS, dtype=float)[None, :]
-    f = M.dispatch_features(np.array([1.0]), np.array([5]), day, 2 * day, 3 * day)
+    f = M_od.dispatch_features(np.array([1.0]), np.array([5]), day, 2 * day, 3 * day)
     assert f["load_kw_00"].item() == 5 and f["load_kw_18"].item() == 23 and f["load_kw_19"].item() == 0  # wraps to the same day
     assert f["price_01"].item() == 18
 
@@ -107,22 +109,22 @@ def test_m16_dataset_states_and_labels(dispatch_ds):
     assert ds.n_train % HOURS == 0 and ds.n_test % HOURS == 0
     assert ds.meta_train["date"].max() < ds.meta_test["date"].min()
     assert (ds.meta_test["hour"].to_numpy().reshape(-1, HOURS) == np.arange(HOURS)).all()
-    site = M.OptimalDispatch()._site()
+    site = M_od.OptimalDispatch().battery_site()
     assert ds.y_train["battery_kw"].abs().max() <= site.p_max + 1e-6
     assert ds.X_train["soc_kwh"].between(site.s_min - 1e-6, site.s_max + 1e-6).all()
     # the label is the LP's first hour from the row's state
     row = ds.X_train.iloc[7]
     k = np.arange(HOURS)
-    b, _ = M.lp_setpoint(site, row["soc_kwh"], row[[f"load_kw_{i:02d}" for i in k]].to_numpy(float),
+    b, _ = M_od.lp_setpoint(site, row["soc_kwh"], row[[f"load_kw_{i:02d}" for i in k]].to_numpy(float),
                          row[[f"pv_kw_{i:02d}" for i in k]].to_numpy(float), row[[f"price_{i:02d}" for i in k]].to_numpy(float))
     assert b == pytest.approx(ds.y_train["battery_kw"].iloc[7], abs=1e-6)
 
 
 def test_m16_fit_evaluate_same_rows_and_pickle(dispatch_ds):
-    model, bl, ev = fit_and_evaluate(M.OptimalDispatch(), dispatch_ds)
+    model, bl, ev = fit_and_evaluate(M_od.OptimalDispatch(), dispatch_ds)
     assert ev.n_test == dispatch_ds.n_test and ev.test_rows_digest == digest(dispatch_ds.X_test)
     pred = ev.predictions["model"]
-    assert list(pred.columns) == list(M.OptimalDispatch.spec.output_units)
+    assert list(pred.columns) == list(M_od.OptimalDispatch.spec.output_units)
     assert ev.metrics["violations"] == 0
     # the LP's own set-points have zero regret by construction of the metric
     assert model.score(dispatch_ds.y_test, dispatch_ds.y_test.assign(compute_time_s=1.0), dispatch_ds.meta_test)["cost_regret_eur_per_day"] == 0
@@ -132,8 +134,8 @@ def test_m16_fit_evaluate_same_rows_and_pickle(dispatch_ds):
 
 def test_m16_input_errors(tmp_path, dispatch_ds):
     with pytest.raises(InputError):
-        D.optimal_dispatch(Store(tmp_path / "empty"), load_source="sim:nothing", pv_source="sim:none")
-    model = M.OptimalDispatch().fit(dispatch_ds.X_train, dispatch_ds.y_train)
+        D_od.optimal_dispatch(Store(tmp_path / "empty"), load_source="sim:nothing", pv_source="sim:none")
+    model = M_od.OptimalDispatch().fit(dispatch_ds.X_train, dispatch_ds.y_train)
     with pytest.raises(InputError, match="lacks columns"):
         model.predict(dispatch_ds.X_test.drop(columns=["soc_kwh"]))
     with pytest.raises(InputError, match="whole days"):
@@ -143,21 +145,31 @@ def test_m16_input_errors(tmp_path, dispatch_ds):
 def test_advice_effects_re_simulate_what_the_metrics_judge(feeder_ds, dispatch_ds):
     """The decision notebook's day-by-day effects (gridtwin_lib.advice) re-run the same physics
     as the models' metrics: their averages must agree."""
+    from collections import namedtuple
+
     from gridtwin_lib import advice
 
-    model, bl, ev = fit_and_evaluate(M.ReactivePowerCompensation(epochs=30), feeder_ds)
-    e13 = advice.m13_effects(model, bl, feeder_ds)
+    model, bl, ev = fit_and_evaluate(M_rpc.ReactivePowerCompensation(epochs=30), feeder_ds)
+    found = {"m13_reactive_power_compensation": M_rpc.advice_effects(model, bl, feeder_ds)}
+    e13 = found["m13_reactive_power_compensation"].frame
     n = len(feeder_ds.X_test)  # hourly states: kWh per state = kW
     assert (e13["losses_no_action_kwh"] - e13["losses_advice_kwh"]).sum() / n == pytest.approx(ev.metrics["loss_reduction_kw"], rel=1e-9)
     assert (e13["losses_no_action_kwh"] - e13["losses_rule_kwh"]).sum() / n == pytest.approx(ev.baseline_metrics["loss_reduction_kw"], rel=1e-9)
     assert (e13["losses_optimiser_kwh"] <= e13["losses_advice_kwh"] + 0.05).all()
 
-    model, bl, ev = fit_and_evaluate(M.OptimalDispatch(), dispatch_ds)
-    e16 = advice.m16_effects(model, bl, dispatch_ds)
+    model, od_bl, ev = fit_and_evaluate(M_od.OptimalDispatch(), dispatch_ds)
+    found["m16_optimal_dispatch"] = M_od.advice_effects(model, od_bl, dispatch_ds)
+    e16 = found["m16_optimal_dispatch"].frame
+    # advice.effects finds the same through the registry, from trained results
+    Trained = namedtuple("Trained", "model baseline dataset")
+    via_registry = advice.effects({"m16_optimal_dispatch": Trained(model, od_bl, dispatch_ds)})
+    assert list(via_registry) == ["m16_optimal_dispatch"]
+    assert via_registry["m16_optimal_dispatch"].frame.equals(e16)
     assert e16["cost_advice_eur"].mean() == pytest.approx(ev.metrics["cost_eur_per_day"], rel=1e-9)
     assert e16["cost_rule_eur"].mean() == pytest.approx(ev.baseline_metrics["cost_eur_per_day"], rel=1e-9)
     assert e16["cost_lp_eur"].mean() == pytest.approx(ev.metrics["lp_cost_eur_per_day"], rel=1e-9)
-    s = advice.summary(e13, None, e16)
-    assert list(s["model"]) == ["m13 var set-point", "m16 battery dispatch"]
+    s = advice.summary(found)
+    assert list(s["model"]) == ["m13_reactive_power_compensation: var set-point", "m16_optimal_dispatch: battery dispatch"]
     assert s["advice_minus_rule"].tolist() == pytest.approx((s["advice"] - s["rule"]).tolist())
-    assert advice.figure(e13, None, e16).data
+    assert s.loc[1, "optimiser"] == pytest.approx(e16["cost_lp_eur"].mean())
+    assert advice.figure(found).data

@@ -11,10 +11,14 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from gridtwin_lib.datasets import energy as D
+from gridtwin_lib.datasets.energy import demand_response as D_dr
+from gridtwin_lib.datasets.energy import energy_loss as D_el
+from gridtwin_lib.datasets.energy import power_flow_optimization as D_pfo
 from gridtwin_lib.errors import InputError
-from gridtwin_lib.models import energy as M
 from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models.energy import demand_response as M_dr
+from gridtwin_lib.models.energy import energy_loss as M_el
+from gridtwin_lib.models.energy import power_flow_optimization as M_pfo
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.simulate.meter import CUSTOMER_TYPES
 from gridtwin_lib.store import Store
@@ -43,7 +47,7 @@ def prosumer_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pfo_dataset(prosumer_store):
-    return D.power_flow_optimization(prosumer_store, load_source="sim:t_load", pv_source="sim:t_pv", timezone_name="Etc/GMT-10",
+    return D_pfo.power_flow_optimization(prosumer_store, load_source="sim:t_load", pv_source="sim:t_pv", timezone_name="Etc/GMT-10",
                                      train_start="2025-01-14", test_start="2025-01-16", test_end="2025-01-17")
 
 
@@ -58,13 +62,13 @@ def meter_store(tmp_path_factory):
 
 
 def test_m10_fit_evaluate_same_rows_chronological_and_beats_loss_factor(feeder_store):
-    ds = D.energy_loss(feeder_store, source="sim:t_feeder", test_fraction=0.3)
+    ds = D_el.energy_loss(feeder_store, source="sim:t_feeder", test_fraction=0.3)
     assert ds.meta_train["ts"].max() < ds.meta_test["ts"].min()
-    assert set(ds.X_train.columns) == {f"{s}_{f}" for s in "RIC" for f in M.HEAD_FEATURES}
-    model, base, ev = fit_and_evaluate(M.EnergyLoss(), ds)
+    assert set(ds.X_train.columns) == {f"{s}_{f}" for s in "RIC" for f in M_el.HEAD_FEATURES}
+    model, base, ev = fit_and_evaluate(M_el.EnergyLoss(), ds)
     assert ev.n_test == ds.n_test and ev.test_rows_digest == digest(ds.X_test)
     pred = model.predict(ds.X_test)
-    assert list(pred.columns) == list(M.EnergyLoss.spec.output_units) == ["losses_kw"]
+    assert list(pred.columns) == list(M_el.EnergyLoss.spec.output_units) == ["losses_kw"]
     assert len(pred) == ds.n_test
     # losses of a 687 kW feeder are a few kW, never negative on average
     assert 0 < pred["losses_kw"].mean() < 50
@@ -74,25 +78,25 @@ def test_m10_fit_evaluate_same_rows_chronological_and_beats_loss_factor(feeder_s
 
 def test_m10_regressors_come_from_measurements_only(feeder_store):
     """Changing the truth table's label columns changes nothing the model sees."""
-    ds = D.energy_loss(feeder_store, source="sim:t_feeder")
+    ds = D_el.energy_loss(feeder_store, source="sim:t_feeder")
     assert not {"losses_kw", "load_kw", "pv_kw"} & set(ds.X_train.columns)
-    m = M.EnergyLoss().fit(ds.X_train, ds.y_train)
+    m = M_el.EnergyLoss().fit(ds.X_train, ds.y_train)
     p1 = m.predict(ds.X_test)
-    m2 = M.EnergyLoss().fit(ds.X_train, ds.y_train)
+    m2 = M_el.EnergyLoss().fit(ds.X_train, ds.y_train)
     pd.testing.assert_frame_equal(p1, m2.predict(ds.X_test))
 
 
 def test_m10_pickle_round_trip_and_input_errors(feeder_store, tmp_path):
-    ds = D.energy_loss(feeder_store, source="sim:t_feeder")
-    m = M.EnergyLoss(regressors=("i2", "p2", "q2")).fit(ds.X_train, ds.y_train)
+    ds = D_el.energy_loss(feeder_store, source="sim:t_feeder")
+    m = M_el.EnergyLoss(regressors=("i2", "p2", "q2")).fit(ds.X_train, ds.y_train)
     again = cloudpickle.loads(cloudpickle.dumps(m))
     pd.testing.assert_frame_equal(m.predict(ds.X_test), again.predict(ds.X_test))
     with pytest.raises(InputError, match="feeder_timeseries"):
-        D.energy_loss(Store(tmp_path / "empty"), source="sim:nothing")
+        D_el.energy_loss(Store(tmp_path / "empty"), source="sim:nothing")
     with pytest.raises(InputError, match="three_phase"):
-        D.energy_loss(feeder_store, source="sim:t_feeder", start="2030-01-01", end="2030-01-02")
+        D_el.energy_loss(feeder_store, source="sim:t_feeder", start="2030-01-01", end="2030-01-02")
     with pytest.raises(InputError, match="regressors"):
-        M.EnergyLoss(regressors=("i3",)).fit(ds.X_train, ds.y_train)
+        M_el.EnergyLoss(regressors=("i3",)).fit(ds.X_train, ds.y_train)
 
 
 # --------------------------------------------------------------------------- m11
@@ -103,7 +107,7 @@ def _day(load, pv, price):
 
 
 def _tariff():
-    return D.tou_price(np.arange(24), 0.16, 0.22, 0.34)
+    return D_pfo.tou_price(np.arange(24), 0.16, 0.22, 0.34)
 
 
 def test_m11_schedule_respects_every_limit_and_balances():
@@ -111,11 +115,11 @@ def test_m11_schedule_respects_every_limit_and_balances():
     hours = np.arange(24)
     load = 0.6 + 2.0 * np.exp(-((hours - 19) / 2) ** 2) + 0.2 * rng.random(24)
     pv = 4.0 * np.clip(np.sin(np.pi * (hours - 6) / 13), 0, None)
-    m = M.PowerFlowOptimization(export_limit_kw=1.0)
+    m = M_pfo.PowerFlowOptimization(export_limit_kw=1.0)
     s = m.fit().predict(_day(load, pv, _tariff()))
-    assert list(s.columns) == list(M.PowerFlowOptimization.spec.output_units)
+    assert list(s.columns) == list(M_pfo.PowerFlowOptimization.spec.output_units)
     assert len(s) == 24 and (s["solve_time_s"] > 0).all()
-    site = m._site()
+    site = m.battery_site()
     balance = s["grid_import_kw"] + pv - s["pv_curtailed_kw"] + s["battery_discharge_kw"] - s["battery_charge_kw"] - load
     assert np.abs(balance).max() < 1e-6
     assert s["soc_kwh"].between(site.s_min - 1e-6, site.s_max + 1e-6).all()
@@ -130,14 +134,14 @@ def test_m11_perfect_forecast_resimulation_reproduces_the_plan_and_beats_the_rul
     load = np.tile(0.5 + 2.5 * np.exp(-((hours - 19) / 2) ** 2), 3)
     pv = np.tile(3.0 * np.clip(np.sin(np.pi * (hours - 6) / 13), 0, None), 3)
     X = _day(load, pv, np.tile(_tariff(), 3))
-    m = M.PowerFlowOptimization()
+    m = M_pfo.PowerFlowOptimization()
     plan = m.predict(X)
     y = X[["load_kw", "pv_kw"]]
     meta = X[["price_per_kwh"]]
     ev = m.evaluate_days(y, plan, meta)
     # with a perfect forecast the plan is the perfect-foresight optimum; executing it costs exactly that
     np.testing.assert_allclose(ev["cost"], ev["perfect_cost"], atol=1e-6)
-    plain = M.resimulate(m._site(), M._schedule_arrays(plan), ev["load"], ev["pv"], ev["price"], realtime=False)
+    plain = M_pfo.resimulate(m.battery_site(), M_pfo._schedule_arrays(plan), ev["load"], ev["pv"], ev["price"], realtime=False)
     np.testing.assert_allclose(plain["grid_import_kw"].ravel(), plan["grid_import_kw"], atol=1e-6)
     score = m.score(y, plan, meta)
     rule_score = m.score(y, m.baseline().predict(X), meta)
@@ -152,11 +156,11 @@ def test_m11_resimulation_uses_actuals_not_the_plan():
     hours = np.arange(24)
     load = np.full(24, 1.0)
     sunny = 3.0 * np.clip(np.sin(np.pi * (hours - 6) / 13), 0, None)
-    m = M.PowerFlowOptimization()
+    m = M_pfo.PowerFlowOptimization()
     plan = m.predict(_day(load, sunny, _tariff()))
-    site = m._site()
+    site = m.battery_site()
     for execution in ("realtime", "setpoints"):
-        r = M.resimulate(site, M._schedule_arrays(plan), load[None, :], np.zeros((1, 24)), _tariff()[None, :], execution == "realtime")
+        r = M_pfo.resimulate(site, M_pfo._schedule_arrays(plan), load[None, :], np.zeros((1, 24)), _tariff()[None, :], execution == "realtime")
         assert r["violation"].sum() == 0
         assert r["grid_import_kw"][0, 12] > plan["grid_import_kw"].iloc[12] + 1.0
         assert (r["soc_kwh"] >= site.s_min - 1e-9).all()
@@ -165,9 +169,9 @@ def test_m11_resimulation_uses_actuals_not_the_plan():
 def test_m11_dataset_forecasts_use_only_earlier_days(prosumer_store, pfo_dataset):
     ds = pfo_dataset
     assert ds.meta_train["date"].max() < ds.meta_test["date"].min()
-    assert len(ds.X_test) % 24 == 0 and list(ds.X_test.columns) == list(M.FORECAST_COLUMNS)
+    assert len(ds.X_test) % 24 == 0 and list(ds.X_test.columns) == list(M_pfo.FORECAST_COLUMNS)
     # the load forecast of a test day is the mean of the 7 days before it, from the store's readings
-    hourly = D._complete_days(D._hourly_local(prosumer_store.scan("meter", source="sim:t_load"), pl.col("power") / 1000, "Etc/GMT-10"))
+    hourly = D_pfo._complete_days(D_pfo._hourly_local(prosumer_store.scan("meter", source="sim:t_load"), pl.col("power") / 1000, "Etc/GMT-10"))
     for k, day in enumerate(sorted(ds.meta_test["date"].unique())):
         d = date.fromisoformat(day)
         expected = np.mean([hourly[date.fromordinal(d.toordinal() - j)] for j in range(1, 8)], axis=0)
@@ -177,14 +181,14 @@ def test_m11_dataset_forecasts_use_only_earlier_days(prosumer_store, pfo_dataset
     first = date.fromisoformat(ds.meta_test["date"].iloc[0])
     changed = {d: (v * 10 if d >= first else v) for d, v in hourly.items()}
     for how in ("previous_day", "last_week", "mean_7d"):
-        a = D._forecast(hourly.get, first, how, "load")
-        b = D._forecast(changed.get, first, how, "load")
+        a = D_pfo._forecast(hourly.get, first, how, "load")
+        b = D_pfo._forecast(changed.get, first, how, "load")
         assert a is not None and np.array_equal(a, b)
 
 
 def test_m11_fit_and_evaluate_same_rows_and_pickle(pfo_dataset):
     ds = pfo_dataset
-    model, base, ev = fit_and_evaluate(M.PowerFlowOptimization(), ds)
+    model, base, ev = fit_and_evaluate(M_pfo.PowerFlowOptimization(), ds)
     assert ev.n_test == ds.n_test == 24 * 2 and ev.test_rows_digest == digest(ds.X_test)
     assert ev.metrics["violations"] == 0 and ev.baseline_metrics["violations"] == 0
     assert ev.metrics["perfect_foresight_saving"] >= ev.metrics["cost_saving_vs_rule"] - 1e-9
@@ -196,17 +200,17 @@ def test_m11_fit_and_evaluate_same_rows_and_pickle(pfo_dataset):
 
 
 def test_m11_input_errors(prosumer_store, tmp_path):
-    m = M.PowerFlowOptimization()
+    m = M_pfo.PowerFlowOptimization()
     with pytest.raises(InputError, match="24 hourly rows"):
         m.predict(_day(np.ones(23), np.zeros(23), np.ones(23)))
     with pytest.raises(InputError, match="missing"):
         m.predict(_day(np.r_[np.nan, np.ones(23)], np.zeros(24), np.ones(24)))
     with pytest.raises(InputError, match="execution"):
-        M.PowerFlowOptimization(execution="psychic").fit()
+        M_pfo.PowerFlowOptimization(execution="psychic").fit()
     with pytest.raises(InputError, match="ingest"):
-        D.power_flow_optimization(Store(tmp_path / "empty"))
+        D_pfo.power_flow_optimization(Store(tmp_path / "empty"))
     with pytest.raises(InputError, match="pv_normal"):
-        D.power_flow_optimization(prosumer_store, load_source="sim:t_load", pv_source="sim:none", timezone_name="Etc/GMT-10",
+        D_pfo.power_flow_optimization(prosumer_store, load_source="sim:t_load", pv_source="sim:none", timezone_name="Etc/GMT-10",
                                   train_start="2025-01-14", test_start="2025-01-16", test_end="2025-01-17")
 
 
@@ -224,7 +228,7 @@ def _typed_profiles(n_per_type=40, seed=0):
         for _ in range(n_per_type):
             rows.append(s * rng.lognormal(0, 0.15, 24) * rng.uniform(0.5, 2))
             types.append(t)
-    X = pd.DataFrame(np.array(rows), columns=list(M.PROFILE_COLUMNS))
+    X = pd.DataFrame(np.array(rows), columns=list(M_dr.PROFILE_COLUMNS))
     X["weekday"] = rng.integers(0, 7, len(X))
     X["month"] = rng.integers(1, 13, len(X))
     return X, pd.Series(types)
@@ -232,11 +236,11 @@ def _typed_profiles(n_per_type=40, seed=0):
 
 def test_m12_recovers_distinct_types_and_orders_archetypes_by_peak_share():
     X, y = _typed_profiles()
-    m = M.DemandResponse(n_clusters=3, n_bootstrap=4, random_state=1).fit(X.iloc[::2])
+    m = M_dr.DemandResponse(n_clusters=3, n_bootstrap=4, random_state=1).fit(X.iloc[::2])
     pred = m.predict(X.iloc[1::2])
-    assert list(pred.columns) == list(M.DemandResponse.spec.output_units)
+    assert list(pred.columns) == list(M_dr.DemandResponse.spec.output_units)
     s = m.score(y.iloc[1::2], pred)
-    base = M.CalendarGrouping().fit(X.iloc[::2])
+    base = M_dr.CalendarGrouping().fit(X.iloc[::2])
     sb = m.score(y.iloc[1::2], base.predict(X.iloc[1::2]))
     assert s["ari"] > 0.9 and sb["ari"] < 0.2
     assert s["bootstrap_stability"] > 0.9 and sb["bootstrap_stability"] == 1.0
@@ -249,20 +253,20 @@ def test_m12_recovers_distinct_types_and_orders_archetypes_by_peak_share():
 
 
 def test_m12_meter_twin_customer_types_are_the_labels(meter_store, tmp_path):
-    ds = D.demand_response(meter_store, source="sim:t_meters", test_days=2, require_labels=True)
+    ds = D_dr.demand_response(meter_store, source="sim:t_meters", test_days=2, require_labels=True)
     assert ds.y_test is not None and set(ds.y_test) <= set(CUSTOMER_TYPES) and ds.y_test.notna().all()
     assert ds.meta_train["date"].max() < ds.meta_test["date"].min()
-    model, base, ev = fit_and_evaluate(M.DemandResponse(n_clusters=3, n_bootstrap=3), ds)
+    model, base, ev = fit_and_evaluate(M_dr.DemandResponse(n_clusters=3, n_bootstrap=3), ds)
     assert ev.n_test == ds.n_test and ev.test_rows_digest == digest(ds.X_test)
     assert np.isfinite(ev.metrics["ari"]) and ev.metrics["n_labelled"] == ds.n_test
     assert 0 <= ev.metrics["bootstrap_stability"] <= 1
     bare = Store(tmp_path / "bare")  # the readings without the twin's truth: no labels
     bare.write("meter", meter_store.scan("meter", source="sim:t_meters").collect())
-    assert D.demand_response(bare, source="sim:t_meters", test_days=2).y_test is None
+    assert D_dr.demand_response(bare, source="sim:t_meters", test_days=2).y_test is None
     with pytest.raises(InputError, match="customer_type"):
-        D.demand_response(bare, source="sim:t_meters", test_days=2, require_labels=True)
+        D_dr.demand_response(bare, source="sim:t_meters", test_days=2, require_labels=True)
     with pytest.raises(InputError, match="run_scenario"):
-        D.demand_response(meter_store, source="sim:nothing")
+        D_dr.demand_response(meter_store, source="sim:nothing")
 
 
 def test_m12_reads_customer_types_when_a_twin_records_them(meter_store, tmp_path):
@@ -272,6 +276,6 @@ def test_m12_reads_customer_types_when_a_twin_records_them(meter_store, tmp_path
     types = pl.DataFrame({"ts": [datetime(2025, 1, 6, tzinfo=timezone.utc)] * 5, "source": "sim:t_meters",
                           "device_id": [f"meter-{k:03d}" for k in range(5)], "customer_type": ["a", "a", "b", "b", "c"]})
     store.write_truth("customer_types", types.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC"))))
-    ds = D.demand_response(store, source="sim:t_meters", test_days=2, require_labels=True)
+    ds = D_dr.demand_response(store, source="sim:t_meters", test_days=2, require_labels=True)
     assert set(ds.y_test) == {"a", "b", "c"}
     assert (ds.y_test.to_numpy() == ds.meta_test["device_id"].map(dict(zip(types["device_id"], types["customer_type"]))).to_numpy()).all()

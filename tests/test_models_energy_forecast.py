@@ -10,11 +10,17 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from gridtwin_lib.datasets import energy_forecast as dsm
+from gridtwin_lib.datasets.energy import load_forecast as dsm
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.energy_forecast import (
-    LAG_COLS, OBS_COLS, ONESTEP_COLS, OUT_COLS, LoadForecast, NaiveLoad, seasonal_naive_scale,
+from gridtwin_lib.models.energy.load_forecast import (
+    LAG_COLS,
+    OBS_COLS,
+    ONESTEP_COLS,
+    OUT_COLS,
+    LoadForecast,
+    NaiveLoad,
+    seasonal_naive_scale,
 )
 from gridtwin_lib.schema import flag_mask
 from gridtwin_lib.simulate import run_scenario

@@ -11,12 +11,23 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from gridtwin_lib.datasets import maintenance as dsm
+from gridtwin_lib.datasets.maintenance import equipment_failure as dsm_ef
+from gridtwin_lib.datasets.maintenance import overload_risk as dsm_or
+from gridtwin_lib.datasets.maintenance import transformer_fleet as dsm_tf
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.maintenance import (
-    M05_INPUT_COLUMNS, M06_INPUT_COLUMNS, AgeLoadingLogistic, EquipmentFailure, OverloadRisk, PersistenceClass,
-    failure_scores, lead_times_days, loading_class,
+from gridtwin_lib.models.maintenance.equipment_failure import (
+    M05_INPUT_COLUMNS,
+    AgeLoadingLogistic,
+    EquipmentFailure,
+    failure_scores,
+    lead_times_days,
+)
+from gridtwin_lib.models.maintenance.overload_risk import (
+    M06_INPUT_COLUMNS,
+    OverloadRisk,
+    PersistenceClass,
+    loading_class,
 )
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
@@ -25,19 +36,19 @@ from gridtwin_lib.store import Store
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m05m06") / "store")
-    for run in dsm.SIMULATIONS["smoke"]:
+    for run in [*dsm_ef.SIMULATIONS["smoke"], *dsm_or.SIMULATIONS["smoke"]]:
         run_scenario(**run, store=store, progress=False)
     return store
 
 
 @pytest.fixture(scope="module")
 def m05_data(store):
-    return dsm.equipment_failure(store)
+    return dsm_ef.equipment_failure(store)
 
 
 @pytest.fixture(scope="module")
 def m06_data(store):
-    return dsm.overload_risk(store)
+    return dsm_or.overload_risk(store)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +78,7 @@ def test_m05_dataset_shapes_labels_and_split(store, m05_data):
     cut = pd.Timestamp(ds.split["test"][0])
     assert (pd.to_datetime(ds.meta_train["ts"], utc=True) + timedelta(days=7) <= cut).all()
     # labels = a truth failure of the same asset in [t, t + 7 d)
-    failures = store.scan_truth("failures", source=dsm.M05_SOURCE).collect().to_pandas()
+    failures = store.scan_truth("failures", source=dsm_ef.M05_SOURCE).collect().to_pandas()
     ts = pd.to_datetime(ds.meta_test["ts"], utc=True)
     for k in np.flatnonzero(ds.y_test)[:20]:
         f = failures[(failures.device_id == ds.meta_test["device_id"][k])]
@@ -76,9 +87,9 @@ def test_m05_dataset_shapes_labels_and_split(store, m05_data):
 
 def test_m05_features_are_causal(store, m05_data):
     """Features of day rows before a cut are identical when later observations are dropped."""
-    full = dsm.m05_daily_features(dsm._observations(store, dsm.M05_SOURCE, "m05"))
+    full = dsm_ef.m05_daily_features(dsm_tf.fleet_observations(store, dsm_ef.M05_SOURCE, "m05"))
     cut = full["ts"].min() + timedelta(days=40)
-    part = dsm.m05_daily_features(dsm._observations(store, dsm.M05_SOURCE, "m05", end=cut - timedelta(days=1)))
+    part = dsm_ef.m05_daily_features(dsm_tf.fleet_observations(store, dsm_ef.M05_SOURCE, "m05", end=cut - timedelta(days=1)))
     a = full.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
     b = part.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
     assert a.height == b.height > 0
@@ -129,7 +140,7 @@ def test_m06_dataset_labels_are_next_hour_max_from_truth(store, m06_data):
     assert list(ds.X_test.columns) == list(M06_INPUT_COLUMNS)
     _grouped_and_chronological(ds)
     assert set(np.unique(ds.y_train)) == {0, 1, 2}
-    state = store.scan_truth("asset_state", source=dsm.M06_SOURCE).select("ts", "device_id", "load_pu").collect().to_pandas()
+    state = store.scan_truth("asset_state", source=dsm_or.M06_SOURCE).select("ts", "device_id", "load_pu").collect().to_pandas()
     ts = pd.to_datetime(ds.meta_test["ts"], utc=True)
     rng = np.random.default_rng(0)
     for k in rng.choice(ds.n_test, 15, replace=False):
@@ -140,10 +151,10 @@ def test_m06_dataset_labels_are_next_hour_max_from_truth(store, m06_data):
 
 
 def test_m06_features_are_causal(store):
-    obs = dsm._observations(store, dsm.M06_SOURCE, "m06")
+    obs = dsm_tf.fleet_observations(store, dsm_or.M06_SOURCE, "m06")
     cut = obs["ts"].min() + timedelta(days=3)
-    a = dsm.m06_features(obs, 10.0).filter(pl.col("ts") < cut).select(M06_INPUT_COLUMNS)
-    b = dsm.m06_features(obs.filter(pl.col("ts") < cut), 10.0).select(M06_INPUT_COLUMNS)
+    a = dsm_or.m06_features(obs, 10.0).filter(pl.col("ts") < cut).select(M06_INPUT_COLUMNS)
+    b = dsm_or.m06_features(obs.filter(pl.col("ts") < cut), 10.0).select(M06_INPUT_COLUMNS)
     assert a.height == b.height > 0
     np.testing.assert_allclose(a.fill_null(-1).to_numpy(), b.fill_null(-1).to_numpy())
 
@@ -172,12 +183,12 @@ def test_m06_fit_evaluate_baseline_and_round_trip(m06_data, m06_fitted):
 def test_input_errors_on_missing_source_and_window(tmp_path, store):
     empty = Store(tmp_path / "empty")
     with pytest.raises(InputError, match="no asset_observations"):
-        dsm.equipment_failure(empty)
+        dsm_ef.equipment_failure(empty)
     with pytest.raises(InputError, match="no asset_observations"):
-        dsm.overload_risk(empty)
+        dsm_or.overload_risk(empty)
     with pytest.raises(InputError):
-        dsm.overload_risk(store, start="2001-01-01", end="2001-01-02")
+        dsm_or.overload_risk(store, start="2001-01-01", end="2001-01-02")
     with pytest.raises(InputError, match="test_asset_fraction"):
-        dsm.equipment_failure(store, test_asset_fraction=1.5)
+        dsm_ef.equipment_failure(store, test_asset_fraction=1.5)
     with pytest.raises(InputError, match="finer resolution"):
-        dsm.overload_risk(store, source=dsm.M05_SOURCE)  # hourly readings
+        dsm_or.overload_risk(store, source=dsm_ef.M05_SOURCE)  # hourly readings

@@ -10,12 +10,25 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from gridtwin_lib.datasets import maintenance_pq as dsm
+from gridtwin_lib.datasets.common import source_span
+from gridtwin_lib.datasets.maintenance import power_quality_index as dsm_pqi
+from gridtwin_lib.datasets.maintenance import voltage_sag as dsm_vs
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models.maintenance_pq import (
-    M07_INPUT_COLUMNS, M08_INPUT_COLUMNS, PQ_LIMITS, HourlySagRate, PersistencePQ, PowerQualityIndex, VoltageSag,
-    pq_index, pq_window_table, subscores,
+from gridtwin_lib.models.maintenance.power_quality_index import (
+    M07_INPUT_COLUMNS,
+    PQ_LIMITS,
+    PersistencePQ,
+    PowerQualityIndex,
+    pq_index,
+    pq_window_table,
+    subscores,
+)
+from gridtwin_lib.models.maintenance.voltage_sag import (
+    M08_HORIZON_S,
+    M08_INPUT_COLUMNS,
+    HourlySagRate,
+    VoltageSag,
 )
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
@@ -98,24 +111,24 @@ def test_pq_index_refuses_bad_input():
 @pytest.fixture(scope="module")
 def sim_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m0708") / "store")
-    for run in dsm.SIMULATIONS["smoke"]:
+    for run in [*dsm_pqi.SIMULATIONS["smoke"], *dsm_vs.SIMULATIONS["smoke"]]:
         run_scenario(**run, store=store, progress=False)
     return store
 
 
 @pytest.fixture(scope="module")
 def m07_data(sim_store):
-    return dsm.power_quality_index(sim_store, test_fraction=0.3)
+    return dsm_pqi.power_quality_index(sim_store, test_fraction=0.3)
 
 
 @pytest.fixture(scope="module")
 def m08_data(sim_store):
-    return dsm.voltage_sag(sim_store, test_fraction=0.3)
+    return dsm_vs.voltage_sag(sim_store, test_fraction=0.3)
 
 
 def test_sources_are_unique_to_these_models():
     for size in ("full", "smoke"):
-        sources = [r["source"] for r in dsm.SIMULATIONS[size]]
+        sources = [r["source"] for r in [*dsm_pqi.SIMULATIONS[size], *dsm_vs.SIMULATIONS[size]]]
         assert len(set(sources)) == len(sources)
         assert all(s.startswith(("sim:m07_", "sim:m08_")) for s in sources)
 
@@ -129,7 +142,7 @@ def test_m07_dataset_shapes_split_and_label(m07_data, sim_store):
     assert ds.meta_train["window_start"].max() + 2 * step <= ds.meta_test["window_start"].min() + step
     assert pd.Timestamp(ds.split["cut"]) <= ds.meta_test["window_start"].min()
     # the label is the NEXT window's measured index, not the current one's
-    src = dsm.M07_SOURCES[0]
+    src = dsm_pqi.M07_SOURCES[0]
     raw = sim_store.scan("three_phase", source=src).collect()
     table = pq_window_table(raw).to_pandas().set_index(["device_id", "window_start"])
     row = ds.meta_test[ds.meta_test["source"] == src].iloc[5]
@@ -142,11 +155,11 @@ def test_m07_dataset_shapes_split_and_label(m07_data, sim_store):
 
 def test_m07_inputs_do_not_look_ahead(sim_store):
     """Rows built from readings cut off at T equal those built from the full run, for windows ending by T."""
-    src = dsm.M07_SOURCES[0]
-    lo, hi = dsm._span(sim_store, src, "m07")
-    full = dsm._m07_source(sim_store, src, lo, hi, None)
+    src = dsm_pqi.M07_SOURCES[0]
+    lo, hi = source_span(sim_store, src, "m07")
+    full = dsm_pqi._m07_source(sim_store, src, lo, hi, None)
     t_cut = lo + timedelta(hours=13, minutes=10) - timedelta(seconds=1)  # last reading of the 13:00 window
-    part = dsm._m07_source(sim_store, src, lo, t_cut, None)
+    part = dsm_pqi._m07_source(sim_store, src, lo, t_cut, None)
     cols = list(M07_INPUT_COLUMNS)
     keep = part["window_start"] <= pd.Timestamp(lo) + pd.Timedelta(hours=13)
     a = part.loc[keep, ["window_start", *cols]].dropna().reset_index(drop=True)
@@ -160,11 +173,11 @@ def test_m08_dataset_shapes_split_and_labels(m08_data, sim_store):
     assert list(ds.X_train.columns) == list(M08_INPUT_COLUMNS)
     assert set(np.unique(ds.y_train)) == {0, 1}
     cut = pd.Timestamp(ds.split["cut"])
-    assert (ds.meta_train["ts"] + pd.Timedelta(seconds=dsm.M08_HORIZON_S) < cut).all()
+    assert (ds.meta_train["ts"] + pd.Timedelta(seconds=M08_HORIZON_S) < cut).all()
     assert (ds.meta_test["ts"] >= cut).all()
     # labels: a sag of the same device starts in (t, t + 15 min]
-    src = dsm.M08_SOURCES[0]
-    sags = dsm._sag_starts(sim_store, src).to_pandas()
+    src = dsm_vs.M08_SOURCES[0]
+    sags = dsm_vs._sag_starts(sim_store, src).to_pandas()
     m = ds.meta_test.reset_index(drop=True)
     for k in np.linspace(0, len(m) - 1, 40).astype(int):
         if m.loc[k, "source"] != src:
@@ -179,19 +192,19 @@ def test_m08_label_window_is_half_open():
     rows = pl.DataFrame({"ts": [T0, T0, T0 + pd.Timedelta(minutes=1)], "device_id": ["a", "b", "a"]})
     sags = pl.DataFrame({"device_id": ["a", "b"], "ts": [T0 + pd.Timedelta(minutes=15), T0]})
     # a: sag exactly at t + 15 min counts, the later row (t + 1 min) also sees it; b: a sag AT t does not count
-    assert dsm._m08_labels(rows, sags, 900).tolist() == [1, 0, 1]
+    assert dsm_vs._m08_labels(rows, sags, 900).tolist() == [1, 0, 1]
 
 
 def test_builders_refuse_missing_sources_and_bad_params(tmp_path, sim_store):
     empty = Store(tmp_path / "empty")
     with pytest.raises(InputError, match="no three_phase measurements"):
-        dsm.power_quality_index(empty)
+        dsm_pqi.power_quality_index(empty)
     with pytest.raises(InputError, match="no three_phase measurements"):
-        dsm.voltage_sag(empty)
+        dsm_vs.voltage_sag(empty)
     with pytest.raises(InputError, match="test_fraction"):
-        dsm.power_quality_index(sim_store, test_fraction=1.5)
+        dsm_pqi.power_quality_index(sim_store, test_fraction=1.5)
     with pytest.raises(InputError, match="test_fraction"):
-        dsm.voltage_sag(sim_store, test_fraction=0.0)
+        dsm_vs.voltage_sag(sim_store, test_fraction=0.0)
 
 
 # --------------------------------------------------------------------------- models

@@ -11,13 +11,15 @@ import polars as pl
 import pytest
 
 from gridtwin_lib import features
-from gridtwin_lib.datasets import monitoring as D
+from gridtwin_lib.datasets import common as D_c
+from gridtwin_lib.datasets.monitoring import phase_imbalance as D_pi
+from gridtwin_lib.datasets.monitoring import voltage_anomaly as D_va
 from gridtwin_lib.errors import InputError
-from gridtwin_lib.models import monitoring as M
 from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models.monitoring import phase_imbalance as M_pi
+from gridtwin_lib.models.monitoring import voltage_anomaly as M_va
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
-
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -25,31 +27,31 @@ from gridtwin_lib.store import Store
 @pytest.fixture(scope="module")
 def m01_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m01") / "store")
-    run_scenario("mixed", duration="1d", resolution="1s", seed=11, devices=1, source=D.M01_SOURCE, store=store, progress=False)
+    run_scenario("mixed", duration="1d", resolution="1s", seed=11, devices=1, source=D_va.M01_SOURCE, store=store, progress=False)
     return store
 
 
 @pytest.fixture(scope="module")
 def m01_data(m01_store):
-    return D.voltage_anomaly(m01_store, test_days=0.3)
+    return D_va.voltage_anomaly(m01_store, test_days=0.3)
 
 
 @pytest.fixture(scope="module")
 def m01_fitted(m01_data):
-    return M.VoltageAnomaly(n_estimators=30, random_state=3).fit(m01_data.X_train)
+    return M_va.VoltageAnomaly(n_estimators=30, random_state=3).fit(m01_data.X_train)
 
 
 @pytest.fixture(scope="module")
 def m04_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m04") / "store")
-    for run in D._m04_runs("3d", "5m", 2):
+    for run in D_pi._m04_runs("3d", "5m", 2):
         run_scenario(**run, store=store, progress=False)
     return store
 
 
 @pytest.fixture(scope="module")
 def m04_data(m04_store):
-    return D.phase_imbalance(m04_store, holdout_devices=1)
+    return D_pi.phase_imbalance(m04_store, holdout_devices=1)
 
 
 # --------------------------------------------------------------------------- m01
@@ -57,7 +59,7 @@ def m04_data(m04_store):
 
 def test_m01_predicts_a_score_and_a_flag_per_reading(m01_data, m01_fitted):
     out = m01_fitted.predict(m01_data.X_test)
-    assert list(out.columns) == list(M.VoltageAnomaly.spec.output_units)
+    assert list(out.columns) == list(M_va.VoltageAnomaly.spec.output_units)
     assert len(out) == m01_data.n_test
     assert out["is_anomaly"].dtype == bool
     assert ((out["anomaly_score"] > 0) & (out["anomaly_score"] <= 1)).all()
@@ -67,8 +69,8 @@ def test_m01_predicts_a_score_and_a_flag_per_reading(m01_data, m01_fitted):
 
 
 def test_m01_model_and_baseline_are_scored_on_the_same_rows(m01_data):
-    model, baseline, ev = fit_and_evaluate(M.VoltageAnomaly(n_estimators=30), m01_data)
-    assert isinstance(baseline, M.EN50160VoltageRule)
+    model, baseline, ev = fit_and_evaluate(M_va.VoltageAnomaly(n_estimators=30), m01_data)
+    assert isinstance(baseline, M_va.EN50160VoltageRule)
     assert ev.n_test == m01_data.n_test
     assert ev.test_rows_digest == digest(m01_data.X_test)
     for metrics in (ev.metrics, ev.baseline_metrics):
@@ -89,7 +91,7 @@ def test_m01_split_is_chronological(m01_data):
 
 
 def test_m01_prediction_at_t_ignores_later_readings(m01_store, m01_fitted):
-    frame = m01_store.scan("three_phase", source=D.M01_SOURCE).collect().head(3 * 3600)
+    frame = m01_store.scan("three_phase", source=D_va.M01_SOURCE).collect().head(3 * 3600)
     t = frame["ts"][2 * 3600]
     later = pl.col("ts") > t
     changed = frame.with_columns(
@@ -100,7 +102,7 @@ def test_m01_prediction_at_t_ignores_later_readings(m01_store, m01_fitted):
 
     def predict(f):
         feats = features.compute(f, "three_phase", windows=("1m", "15m"))
-        return feats["ts"].to_numpy(), m01_fitted.predict(feats.select(M.M01_INPUT_COLUMNS).to_pandas())
+        return feats["ts"].to_numpy(), m01_fitted.predict(feats.select(M_va.M01_INPUT_COLUMNS).to_pandas())
 
     ts0, p0 = predict(frame)
     ts1, p1 = predict(changed)
@@ -111,11 +113,11 @@ def test_m01_prediction_at_t_ignores_later_readings(m01_store, m01_fitted):
 
 
 def test_m01_day_chunked_features_equal_one_pass(m01_store):
-    lo, hi, _ = D._time_range(m01_store, D.M01_SOURCE)
-    cols = M.M01_INPUT_COLUMNS
+    lo, hi, _ = D_c.time_range(m01_store, D_va.M01_SOURCE)
+    cols = M_va.M01_INPUT_COLUMNS
     stop = hi + timedelta(microseconds=1)
-    chunked = D.features_by_day(m01_store, D.M01_SOURCE, lo + timedelta(hours=6), stop, ("1m", "15m"), cols)
-    whole = features.compute(m01_store.scan("three_phase", source=D.M01_SOURCE).collect(), "three_phase", windows=("1m", "15m"))
+    chunked = D_c.features_by_day(m01_store, D_va.M01_SOURCE, lo + timedelta(hours=6), stop, ("1m", "15m"), cols)
+    whole = features.compute(m01_store.scan("three_phase", source=D_va.M01_SOURCE).collect(), "three_phase", windows=("1m", "15m"))
     whole = whole.filter(pl.col("ts") >= lo + timedelta(hours=6)).select("ts", "device_id", *cols)
     assert chunked.height == whole.height and chunked["ts"].equals(whole["ts"])
     for c in cols:
@@ -139,15 +141,15 @@ def _with_edge_values(X: pd.DataFrame, columns) -> pd.DataFrame:
 def test_m01_one_reading_equals_its_row_of_a_batch(m01_data, m01_fitted):
     X = m01_data.X_test.iloc[:: max(1, m01_data.n_test // 400)].iloc[:400]
     X = _with_edge_values(X, ["v_a", "thd_v_pct", "freq_dev_hz", "i_mean_15m", "i_max_a", "p_total_slope_15m", "v_std_1m", "v_c"])
-    assert len(X) > M._M01_FLAT_MAX_ROWS  # the batch takes scikit-learn's score_samples, one row the flat walk
+    assert len(X) > M_va._M01_FLAT_MAX_ROWS  # the batch takes scikit-learn's score_samples, one row the flat walk
     batch = m01_fitted.predict(X)
     ones = pd.concat([m01_fitted.predict(X.iloc[[i]]) for i in range(len(X))])
     pd.testing.assert_frame_equal(ones, batch, check_exact=True)
     # the flat walk of all trees reproduces scikit-learn bit for bit, also on small batches and array input
     Z = m01_fitted._design(X)
     assert m01_fitted.flat_forest_ is not None
-    np.testing.assert_array_equal(M._flat_score(m01_fitted.flat_forest_, Z), -m01_fitted.forest_.score_samples(Z))
-    arr = X[list(M.M01_INPUT_COLUMNS)].to_numpy()
+    np.testing.assert_array_equal(M_va._flat_score(m01_fitted.flat_forest_, Z), -m01_fitted.forest_.score_samples(Z))
+    arr = X[list(M_va.M01_INPUT_COLUMNS)].to_numpy()
     pd.testing.assert_frame_equal(m01_fitted.predict(arr[:50]), batch.iloc[:50].reset_index(drop=True), check_exact=True)
     # a model pickled before the flat forest existed builds it on first use
     older = cloudpickle.loads(cloudpickle.dumps(m01_fitted))
@@ -157,9 +159,9 @@ def test_m01_one_reading_equals_its_row_of_a_batch(m01_data, m01_fitted):
 
 
 def test_en50160_rule_flags_more_than_ten_percent():
-    X = pd.DataFrame({c: [0.0, 0.0, 0.0] for c in M.M01_INPUT_COLUMNS})
+    X = pd.DataFrame({c: [0.0, 0.0, 0.0] for c in M_va.M01_INPUT_COLUMNS})
     X["v_max_abs_dev_pct"] = [9.9, 10.1, 100.0]
-    out = M.EN50160VoltageRule().fit(X).predict(X)
+    out = M_va.EN50160VoltageRule().fit(X).predict(X)
     assert out["is_anomaly"].tolist() == [False, True, True]
     np.testing.assert_allclose(out["anomaly_score"], [0.099, 0.101, 1.0])
 
@@ -173,20 +175,20 @@ def test_m01_event_scores_on_a_hand_made_case():
     ts = np.arange(100) * s
     dev = np.array(["d"] * 100)
     ev = _events([(10 * s, 15 * s, "d", "motor_start"), (50 * s, 52 * s, "d", "gen_trip"), (80 * s, 82 * s, "d", "sag")])
-    ev["role"] = D._event_roles(ev, M.TARGET_EVENT_TYPES, split_us=0)
+    ev["role"] = D_va._event_roles(ev, M_va.TARGET_EVENT_TYPES, split_us=0)
     assert ev["role"].tolist() == ["target", "target", "rule"]
-    y = D._window_labels(ts, dev, ev, tolerance_s=5.0, onset_s=60.0)
+    y = D_va._window_labels(ts, dev, ev, tolerance_s=5.0, onset_s=60.0)
     assert y[10:20].tolist() == [1] * 10 and y[9] == 0 and y[20] == 0 and y[80:87].tolist() == [-1] * 7
     meta = {"ts_us": ts, "device_id": dev, "events": ev, "tolerance_s": 5.0, "merge_gap_s": 10.0}
     flag = np.zeros(100, bool)
     flag[[12, 30, 81]] = True  # a hit 2 s into event 1, a false alarm, a flag inside the sag (left out)
-    r = M.event_scores(y, pd.DataFrame({"anomaly_score": flag.astype(float), "is_anomaly": flag}), meta)
+    r = M_va.event_scores(y, pd.DataFrame({"anomaly_score": flag.astype(float), "is_anomaly": flag}), meta)
     assert r["event_recall"] == 0.5 and r["point_precision"] == 0.5 and r["event_f1"] == pytest.approx(0.5)
     assert r["median_delay_s"] == 2.0 and r["recall_rule_defined"] == 1.0
     assert r["recall_motor_start"] == 1.0 and r["recall_gen_trip"] == 0.0
     # flagging everything: full recall, precision = share of onset readings among counted ones
     everything = np.ones(100, bool)
-    r = M.event_scores(y, pd.DataFrame({"anomaly_score": np.ones(100), "is_anomaly": everything}), meta)
+    r = M_va.event_scores(y, pd.DataFrame({"anomaly_score": np.ones(100), "is_anomaly": everything}), meta)
     assert r["event_recall"] == 1.0 and r["point_precision"] == pytest.approx((y == 1).sum() / (y >= 0).sum())
 
 
@@ -201,17 +203,17 @@ def test_m01_roles_leave_out_what_the_rule_defines():
         (2000 * s, 2005 * s, "d", "motor_start"),    # drawn during the outage
         (10 * s, 20 * s, "d", "motor_start"),        # before the test range
     ])
-    roles = D._event_roles(ev, M.TARGET_EVENT_TYPES, split_us=50 * s)
+    roles = D_va._event_roles(ev, M_va.TARGET_EVENT_TYPES, split_us=50 * s)
     assert roles.tolist() == ["rule", "cooccurring", "target", "target", "rule", "cooccurring", "ignore"]
 
 
 def test_m01_builder_refuses_a_missing_source_or_an_empty_window(m01_store, tmp_path):
     with pytest.raises(InputError, match="simulate them first"):
-        D.voltage_anomaly(Store(tmp_path / "empty"))
+        D_va.voltage_anomaly(Store(tmp_path / "empty"))
     with pytest.raises(InputError, match="no readings"):
-        D.voltage_anomaly(m01_store, start="2030-01-01", end="2030-01-02")
+        D_va.voltage_anomaly(m01_store, start="2030-01-01", end="2030-01-02")
     with pytest.raises(InputError, match="test_days"):
-        D.voltage_anomaly(m01_store, test_days=5.0)
+        D_va.voltage_anomaly(m01_store, test_days=5.0)
 
 
 # --------------------------------------------------------------------------- m04
@@ -221,18 +223,18 @@ def test_m04_split_is_chronological_grouped_by_device_and_keeps_every_cause(m04_
     mt, mr = m04_data.meta_test, m04_data.meta_train
     assert mr["ts"].max() < mt["ts"].min()
     assert set(mr["device_id"]) == {"grid-000"} and set(mt["device_id"]) == {"grid-001"}
-    assert set(m04_data.y_train) == set(m04_data.y_test) == set(M.UNBALANCE_CLASSES)
+    assert set(m04_data.y_train) == set(m04_data.y_test) == set(M_pi.UNBALANCE_CLASSES)
     # night rows of the PV run are balanced: the PV injects nothing there
     pv = mt[mt["unbalance_cause"] == "unbalanced_pv"]
     assert (pv.loc[pv["pv_kw"] < 3.0, "label"] == "balanced").all() and (pv["label"] == "unbalanced_pv").any()
 
 
 def test_m04_tree_beats_the_severity_rule_and_exports_rules(m04_data):
-    model, baseline, ev = fit_and_evaluate(M.PhaseImbalance(min_samples_leaf=10), m04_data)
+    model, baseline, ev = fit_and_evaluate(M_pi.PhaseImbalance(min_samples_leaf=10), m04_data)
     assert ev.n_test == m04_data.n_test and ev.test_rows_digest == digest(m04_data.X_test)
-    assert isinstance(baseline, M.UnbalanceSeverityRule)
+    assert isinstance(baseline, M_pi.UnbalanceSeverityRule)
     pred = model.predict(m04_data.X_test)
-    assert list(pred.columns) == ["cause"] and set(pred["cause"]) <= set(M.UNBALANCE_CLASSES)
+    assert list(pred.columns) == ["cause"] and set(pred["cause"]) <= set(M_pi.UNBALANCE_CLASSES)
     assert model.tree_.get_depth() <= 6
     assert "class: open_conductor" in model.rules_ and "|---" in model.rules_
     assert ev.metrics["macro_f1"] > ev.baseline_metrics["macro_f1"] + 0.3
@@ -241,8 +243,8 @@ def test_m04_tree_beats_the_severity_rule_and_exports_rules(m04_data):
 
 def test_m04_refuses_deep_trees_and_survives_cloudpickle(m04_data):
     with pytest.raises(ValueError, match="max_depth"):
-        M.PhaseImbalance(max_depth=7).fit(m04_data.X_train, m04_data.y_train)
-    model = M.PhaseImbalance(max_depth=4).fit(m04_data.X_train, m04_data.y_train)
+        M_pi.PhaseImbalance(max_depth=7).fit(m04_data.X_train, m04_data.y_train)
+    model = M_pi.PhaseImbalance(max_depth=4).fit(m04_data.X_train, m04_data.y_train)
     again = cloudpickle.loads(cloudpickle.dumps(model))
     pd.testing.assert_frame_equal(again.predict(m04_data.X_test), model.predict(m04_data.X_test))
     # per-reading: a row's prediction does not depend on the other rows
@@ -252,7 +254,7 @@ def test_m04_refuses_deep_trees_and_survives_cloudpickle(m04_data):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the 1e40 inputs
 def test_m04_one_reading_equals_its_row_of_a_batch_and_the_tree_predict(m04_data):
-    model = M.PhaseImbalance(min_samples_leaf=10).fit(m04_data.X_train, m04_data.y_train)
+    model = M_pi.PhaseImbalance(min_samples_leaf=10).fit(m04_data.X_train, m04_data.y_train)
     X = m04_data.X_test.iloc[:: max(1, m04_data.n_test // 300)]
     X = _with_edge_values(X, ["v_a", "i_b", "v_mean_v", "i_mean_a", "pf_c", "v_c", "v_unbalance_pct", "i_c"])
     X.iloc[4, X.columns.get_loc("pf_c")] = X.iloc[5, X.columns.get_loc("v_c")] = 1e30  # finite in float32
@@ -260,7 +262,7 @@ def test_m04_one_reading_equals_its_row_of_a_batch_and_the_tree_predict(m04_data
     ones = pd.concat([model.predict(X.iloc[[i]]) for i in range(len(X))])
     pd.testing.assert_frame_equal(ones, batch, check_exact=True)
     # the same classes as DecisionTreeClassifier.predict on the filled design (non-finite -> training median)
-    design = M._m04_design(X).replace([np.inf, -np.inf], np.nan).fillna(model.fill_)
+    design = M_pi._m04_design(X).replace([np.inf, -np.inf], np.nan).fillna(model.fill_)
     assert list(design.columns) == model.feature_names_
     np.testing.assert_array_equal(batch["cause"].to_numpy(), model.tree_.predict(design.to_numpy()))
     np.testing.assert_array_equal(model.predict_proba(X), model.tree_.predict_proba(design.to_numpy()))
@@ -275,31 +277,31 @@ def test_m04_one_reading_equals_its_row_of_a_batch_and_the_tree_predict(m04_data
 
 
 def test_m04_cause_scores_match_a_hand_count():
-    r = M.cause_scores(np.array(["a", "a", "b", "b"]), pd.DataFrame({"cause": ["a", "b", "b", "c"]}))
+    r = M_pi.cause_scores(np.array(["a", "a", "b", "b"]), pd.DataFrame({"cause": ["a", "b", "b", "c"]}))
     assert r["accuracy"] == 0.5 and r["f1_a"] == pytest.approx(2 / 3) and r["f1_b"] == pytest.approx(0.5)
     assert r["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)
 
 
 def test_m04_builder_refuses_missing_sources_and_one_sided_classes(m04_store, tmp_path):
     with pytest.raises(InputError, match="simulate them first"):
-        D.phase_imbalance(Store(tmp_path / "empty"))
+        D_pi.phase_imbalance(Store(tmp_path / "empty"))
     # without the balanced and the PV runs (whose nights are balanced), "balanced" is pre-onset only
-    causes_only = [s for s in D.M04_SOURCES if "balanced" not in s]
+    causes_only = [s for s in D_pi.M04_SOURCES if "balanced" not in s]
     with pytest.raises(InputError, match="one side of the cut"):
-        D.phase_imbalance(m04_store, sources=causes_only, holdout_devices=0)
+        D_pi.phase_imbalance(m04_store, sources=causes_only, holdout_devices=0)
     with pytest.raises(InputError, match="holdout_devices"):
-        D.phase_imbalance(m04_store, holdout_devices=2)
+        D_pi.phase_imbalance(m04_store, holdout_devices=2)
     with pytest.raises(InputError, match="no readings"):
-        D.phase_imbalance(m04_store, start="2030-01-01", end="2030-01-02")
+        D_pi.phase_imbalance(m04_store, start="2030-01-01", end="2030-01-02")
 
 
 def test_simulations_and_params_are_well_formed():
     from gridtwin_lib.simulate import prepare
 
     for size in ("full", "smoke"):
-        sources = [r["source"] for r in D.SIMULATIONS[size]]
+        sources = [r["source"] for r in [*D_va.SIMULATIONS[size], *D_pi.SIMULATIONS[size]]]
         assert len(sources) == len(set(sources)) and all(s.startswith("sim:m0") for s in sources)
-        for run in D.SIMULATIONS[size]:
+        for run in [*D_va.SIMULATIONS[size], *D_pi.SIMULATIONS[size]]:
             args = {k: v for k, v in run.items() if k != "source"}
             prepare(**args)  # valid scenario, durations and overrides
-        assert set(D.M04_SOURCES) <= set(sources)
+        assert set(D_pi.M04_SOURCES) <= set(sources)

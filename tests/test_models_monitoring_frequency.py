@@ -9,30 +9,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gridtwin_lib.datasets import monitoring_frequency as dsm
+from gridtwin_lib.datasets.monitoring import frequency_stability as dsm_fs
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models import monitoring_frequency as mfr
-from gridtwin_lib.models.monitoring_frequency import (
-    FORECAST_COLUMNS, HISTORY, HORIZON, INPUT_COLUMNS, FrequencyStability, LinearAR, Persistence, PersistenceAndAR,
+from gridtwin_lib.models.monitoring import frequency_stability as mfr_fs
+from gridtwin_lib.models.monitoring.frequency_stability import (
+    FORECAST_COLUMNS,
+    HISTORY,
+    HORIZON,
+    INPUT_COLUMNS,
+    FrequencyStability,
+    LinearAR,
+    Persistence,
+    PersistenceAndAR,
 )
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
-SOURCE = dsm.FREQ_SOURCES[0]
+SOURCE = dsm_fs.FREQ_SOURCES[0]
 
 
 @pytest.fixture(scope="module")
 def freq_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m03") / "store")
-    run = {**dsm.SIMULATIONS["smoke"][0], "duration": "4h", "seed": 32}  # seed 32: a drift leaves the band in hour 3
+    run = {**dsm_fs.SIMULATIONS["smoke"][0], "duration": "4h", "seed": 32}  # seed 32: a drift leaves the band in hour 3
     run_scenario(**run, store=store, progress=False)
     return store
 
 
 @pytest.fixture(scope="module")
 def dataset(freq_store):
-    return dsm.frequency_stability(freq_store, test_days=1 / 24, train_stride_s=5, test_stride_s=5)
+    return dsm_fs.frequency_stability(freq_store, test_days=1 / 24, train_stride_s=5, test_stride_s=5)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +137,7 @@ def test_persistence_and_ar_baselines():
 
 
 def test_band_margin_weights():
-    from gridtwin_lib.models.monitoring_frequency import _margin_weights
+    from gridtwin_lib.models.monitoring.frequency_stability import _margin_weights
 
     kernel, bias = _margin_weights()
     linear = np.zeros(HISTORY)
@@ -143,12 +150,12 @@ def test_band_margin_weights():
 
 def test_missing_source_wrong_resolution_and_bad_input_are_refused(tmp_path, fitted):
     with pytest.raises(InputError, match="frequency_drift"):
-        dsm.frequency_stability(Store(tmp_path / "empty"))
+        dsm_fs.frequency_stability(Store(tmp_path / "empty"))
     coarse = Store(tmp_path / "coarse")
     run_scenario("frequency_drift", duration="2h", resolution="10s", seed=1, store=coarse, progress=False,
                  source="sim:m03_coarse")
     with pytest.raises(InputError, match="every whole second"):
-        dsm.frequency_stability(coarse, sources=["sim:m03_coarse"])
+        dsm_fs.frequency_stability(coarse, sources=["sim:m03_coarse"])
     model, _, _ = fitted
     with pytest.raises(InputError, match="100"):
         model.predict(np.full((2, 50), 50.0))
@@ -162,13 +169,13 @@ def test_missing_source_wrong_resolution_and_bad_input_are_refused(tmp_path, fit
 
 def test_test_window_too_long_is_refused(freq_store):
     with pytest.raises(InputError, match="test_days"):
-        dsm.frequency_stability(freq_store, test_days=1.0)
+        dsm_fs.frequency_stability(freq_store, test_days=1.0)
 
 
 def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset):
     model, _, _ = fitted
     X = dataset.X_test.iloc[::7]
-    assert len(X) > mfr.NUMPY_MAX_ROWS  # the batch goes through Keras, single rows through NumPy
+    assert len(X) > mfr_fs.NUMPY_MAX_ROWS  # the batch goes through Keras, single rows through NumPy
     batch = model.predict(X)
     singles = pd.concat([model.predict(X.iloc[[i]]) for i in range(len(X))])
     pd.testing.assert_index_equal(singles.index, batch.index)
@@ -182,22 +189,22 @@ def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset):
 
 def test_numpy_copy_of_the_network_matches_keras(fitted, dataset):
     model, _, _ = fitted
-    inputs = model._inputs(mfr._history(dataset.X_test))
-    net = mfr._NumpyNet.from_keras(model.model_, model._inputs(mfr._CHECK_HISTORY))
+    inputs = model._inputs(mfr_fs._history(dataset.X_test))
+    net = mfr_fs._NumpyNet.from_keras(model.model_, model._inputs(mfr_fs._CHECK_HISTORY))
     assert net is not None
     ours, theirs = net(inputs), model.model_.predict(inputs, verbose=0)
     for key in ("delta", "excursion"):
         np.testing.assert_allclose(ours[key], np.asarray(theirs[key]), rtol=0, atol=1e-5)
     # an unknown object, or a copy that disagrees with Keras, is refused (Keras then predicts)
-    assert mfr._NumpyNet.from_keras(object(), inputs) is None
+    assert mfr_fs._NumpyNet.from_keras(object(), inputs) is None
 
 
 def test_keras_predicts_when_the_numpy_copy_disagrees(fitted, dataset, monkeypatch):
     model, _, _ = fitted
     X = dataset.X_test.iloc[:1]
-    expected = model.model_.predict(model._inputs(mfr._history(X)), verbose=0)
+    expected = model.model_.predict(model._inputs(mfr_fs._history(X)), verbose=0)
     again = cloudpickle.loads(cloudpickle.dumps(model))
-    monkeypatch.setattr(mfr._NumpyNet, "__call__", lambda self, inputs: {
+    monkeypatch.setattr(mfr_fs._NumpyNet, "__call__", lambda self, inputs: {
         "delta": np.zeros((len(inputs["linear"]), HORIZON), "float32"),
         "excursion": np.zeros((len(inputs["linear"]), 1), "float32")})
     pred = again.predict(X)

@@ -9,13 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gridtwin_lib.datasets import monitoring_pq as dsm
+from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm_ha
 from gridtwin_lib.errors import InputError
-from gridtwin_lib.models.base import digest, fit_and_evaluate
-from gridtwin_lib.models import monitoring_pq as mpq
 from gridtwin_lib.models import _trees as trees
-from gridtwin_lib.models.monitoring_pq import (
-    CLASSES, SAMPLE_COLUMNS, HarmonicAnalysis, RmsThdRules, fft_features, harmonic_spectrum,
+from gridtwin_lib.models.base import digest, fit_and_evaluate
+from gridtwin_lib.models.monitoring import harmonic_analysis as mpq
+from gridtwin_lib.models.monitoring.harmonic_analysis import (
+    CLASSES,
+    SAMPLE_COLUMNS,
+    HarmonicAnalysis,
+    RmsThdRules,
+    fft_features,
+    harmonic_spectrum,
 )
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.simulate.waveforms import generate_windows
@@ -28,14 +33,14 @@ T = np.arange(640) / 3200.0
 @pytest.fixture(scope="module")
 def pq_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m02") / "store")
-    for run in dsm.SIMULATIONS["smoke"]:
+    for run in dsm_ha.SIMULATIONS["smoke"]:
         run_scenario(**run, store=store, progress=False)
     return store
 
 
 @pytest.fixture(scope="module")
 def dataset(pq_store):
-    return dsm.harmonic_analysis(pq_store, test_fraction=0.3)
+    return dsm_ha.harmonic_analysis(pq_store, test_fraction=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +130,7 @@ def test_features_are_finite_for_all_classes_and_an_all_zero_window():
 
 def test_missing_source_and_bad_input_are_refused(tmp_path, fitted):
     with pytest.raises(InputError, match="pq_waveforms"):
-        dsm.harmonic_analysis(Store(tmp_path / "empty"))
+        dsm_ha.harmonic_analysis(Store(tmp_path / "empty"))
     model, _, _ = fitted
     with pytest.raises(InputError, match="640"):
         model.predict(np.zeros((3, 100)))
@@ -133,7 +138,7 @@ def test_missing_source_and_bad_input_are_refused(tmp_path, fitted):
     with pytest.raises(InputError, match="NaN"):
         model.predict(bad)
     with pytest.raises(InputError, match="test_fraction"):
-        dsm.harmonic_analysis(Store(tmp_path / "empty"), test_fraction=1.5)
+        dsm_ha.harmonic_analysis(Store(tmp_path / "empty"), test_fraction=1.5)
 
 
 def test_one_reading_predictions_equal_the_rows_of_a_batch(fitted, dataset, monkeypatch):

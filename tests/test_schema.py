@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridtwin_lib.schema import (
-    POLARS_TS, arrow_schema, conform, decode_flags, flag_mask, validate,
+    POLARS_TS,
+    arrow_schema,
+    conform,
+    decode_flags,
+    flag_mask,
+    validate,
 )
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)

@@ -9,7 +9,12 @@ import polars as pl
 import pytest
 
 from gridtwin_lib.simulate import SimulationError, prepare, simulate
-from gridtwin_lib.simulate.ageing import ThermalParams, ageing_rate, steady_state, thermal_response
+from gridtwin_lib.simulate.ageing import (
+    ThermalParams,
+    ageing_rate,
+    steady_state,
+    thermal_response,
+)
 
 
 def test_rated_load_steady_state_is_98_degc_and_unit_ageing():

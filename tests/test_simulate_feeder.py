@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from gridtwin_lib.simulate import SimulationError, prepare, simulate
-from gridtwin_lib.simulate.feeder import reference_network, solve
+from gridtwin_lib.physics.powerflow import reference_network, solve
 
 
 @pytest.fixture(scope="module")

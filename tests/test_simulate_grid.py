@@ -7,9 +7,16 @@ import dataclasses
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gridtwin_lib.simulate import SCENARIOS, SimulationError, prepare, run_scenario, simulate
+from gridtwin_lib.simulate import (
+    SCENARIOS,
+    SimulationError,
+    prepare,
+    run_scenario,
+    simulate,
+)
 from gridtwin_lib.simulate.grid import V_NOMINAL
 from gridtwin_lib.store import Store
 

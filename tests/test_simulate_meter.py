@@ -7,9 +7,12 @@ import dataclasses
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gridtwin_lib.datasets.energy import customer_types as read_customer_types
+from gridtwin_lib.datasets.energy.demand_response import (
+    customer_types as read_customer_types,
+)
 from gridtwin_lib.simulate import SimulationError, prepare, run_scenario, simulate
 from gridtwin_lib.simulate.meter import CUSTOMER_TYPES
 from gridtwin_lib.store import Store

@@ -6,7 +6,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from gridtwin_lib.simulate.profiles import HouseholdProfiles, local_midnight_epoch, uci_series
+from gridtwin_lib.simulate.profiles import (
+    HouseholdProfiles,
+    local_midnight_epoch,
+    uci_series,
+)
 
 START = datetime(2025, 1, 6, tzinfo=timezone.utc)  # a Monday
 

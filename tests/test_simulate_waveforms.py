@@ -9,7 +9,13 @@ import polars as pl
 import pytest
 
 from gridtwin_lib.simulate import SimulationError, prepare, simulate
-from gridtwin_lib.simulate.waveforms import CLASSES, N_SAMPLES, SAMPLES_PER_CYCLE, V_RMS, generate_windows
+from gridtwin_lib.simulate.waveforms import (
+    CLASSES,
+    N_SAMPLES,
+    SAMPLES_PER_CYCLE,
+    V_RMS,
+    generate_windows,
+)
 
 
 def _cycle_rms(x: np.ndarray) -> np.ndarray:

@@ -9,8 +9,6 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from gridtwin_lib.store import Store
-
 DAY0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
 
 

@@ -128,7 +128,7 @@ def _cost(day_cost, est, sched: pd.DataFrame, price: np.ndarray) -> float | None
     """The day's cost [€] of a schedule by m11's own cost function (None if it cannot be evaluated)."""
     try:
         grid = sched["grid_import_kw"].to_numpy(float)[None, :]
-        return float(day_cost(est._site(), grid, sched["soc_kwh"].to_numpy(float)[-1:], np.asarray(price, float)[None, :])[0])
+        return float(day_cost(est.battery_site(), grid, sched["soc_kwh"].to_numpy(float)[-1:], np.asarray(price, float)[None, :])[0])
     except Exception:  # noqa: BLE001 - the cost line is a convenience; the schedule is shown regardless
         return None
 

@@ -4,27 +4,28 @@ This is the one place where ground truth meets measurements: each builder reads
 measurements and features, reads labels from ``store.truth``, splits them
 chronologically and returns a :class:`gridtwin_lib.models.base.Dataset`. Models
 never read the store themselves.
+
+One module per model, in folders by catalogue module (``monitoring``, ``maintenance``,
+``energy``, ``decision``), named as the model's module under :mod:`gridtwin_lib.models`;
+each has ``SIMULATIONS = {"full": [...], "smoke": [...]}``, the simulator runs it needs. The
+registry (:mod:`gridtwin_lib.models.registry`) names each model's builder and simulations;
+:func:`simulations` collects them. Helpers several builders share: :mod:`.common`
+(grid readings) and :mod:`.maintenance.transformer_fleet`.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-#: dataset modules, in catalogue order; each has SIMULATIONS = {"full": [...], "smoke": [...]}
-MODULES = ("monitoring", "monitoring_pq", "monitoring_frequency", "maintenance", "maintenance_pq", "energy_forecast",
-           "energy", "decision", "decision_surrogates")
-SIZES = ("full", "smoke")
+from ..models.registry import SIZES
 
 
-def simulations(size: str = "full", modules: tuple[str, ...] = MODULES) -> list[dict[str, Any]]:
-    """The simulator runs the datasets of ``modules`` need, one per source (first wins)."""
-    if size not in SIZES:
-        raise ValueError(f"size {size!r} is not one of {SIZES}")
-    runs: dict[str, dict[str, Any]] = {}
-    for name in modules:
-        mod = importlib.import_module(f"{__name__}.{name}")
-        for run in getattr(mod, "SIMULATIONS", {}).get(size, []):
-            key = run.get("source") or f"sim:{run['scenario']}"
-            runs.setdefault(key, dict(run))
-    return list(runs.values())
+def simulations(size: str = "full", model_ids: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The simulator runs the datasets of ``model_ids`` (all registered models if None) need,
+    one per source (first wins); see :func:`gridtwin_lib.models.registry.simulations`."""
+    from ..models import registry
+
+    return registry.simulations(size, model_ids)
+
+
+__all__ = ["simulations", "SIZES"]

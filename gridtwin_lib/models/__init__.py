@@ -1,7 +1,8 @@
-"""GridTwin models: one interface (:mod:`.base`), one file per catalogue module.
+"""GridTwin models: one interface (:mod:`.base`), one module per model, one registry.
 
-``monitoring`` (m01–m04), ``maintenance`` (m05–m08), ``energy`` (m09–m12),
-``decision`` (m13–m16). Import the module you need; TensorFlow and Prophet are
+Each model's module (estimator, baselines, serving adapter) sits in the folder of its
+catalogue module: ``monitoring``, ``maintenance``, ``energy``, ``decision``; the registry
+(:mod:`.registry`) lists them all. Import the module you need; TensorFlow and Prophet are
 imported lazily inside the models that use them.
 """
 

@@ -1,4 +1,4 @@
-"""Keras for the models that use it (m03, m09): one lazy import, and models as bytes for pickling.
+"""Keras for the models that use it (the registry's Keras models): one lazy import, and models as bytes for pickling.
 
 TensorFlow takes seconds to import, so it is imported only here and only when a Keras
 model is fitted or loaded. Its C++ runtime writes start-up notices straight to file

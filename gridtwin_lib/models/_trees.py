@@ -4,8 +4,8 @@ Why: scikit-learn predicts an ensemble tree by tree (tens of µs of Python per t
 call, through a thread pool); for one reading through 200-300 trees that is 10-70 ms.
 Here every tree advances one level per NumPy step (``max_depth`` steps), about 0.1 ms per
 reading, with scikit-learn's arithmetic: inputs rounded to float32 and compared with the
-float64 thresholds, ``x <= threshold`` going left. The models that use it (m01, m02, m08,
-m15's forest member) check the result against scikit-learn when they build it and fall back
+float64 thresholds, ``x <= threshold`` going left. The models that use it (the forests of
+the registry's tree models) check the result against scikit-learn when they build it and fall back
 to scikit-learn if it differs; large batches always go through scikit-learn.
 """
 

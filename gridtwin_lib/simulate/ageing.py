@@ -65,11 +65,12 @@ import numpy as np
 import polars as pl
 from scipy.signal import lfilter
 
+from ..config import NOMINAL_VOLTAGE_V
 from .registry import Param, RunSpec, Scenario, SimChunk, register
 
 BLOCK_S = 86_400.0
 HOURS_PER_YEAR = 8766.0
-V_NOMINAL = 230.0  # [V]
+V_NOMINAL = NOMINAL_VOLTAGE_V  # [V]
 POWER_FACTOR = 0.95
 SENSOR_NOISE = 0.005
 MAX_RUL_DAYS = 1e5

@@ -29,74 +29,13 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-import pandapower as pp
-import pandapower.networks as pn
 import polars as pl
 
+from ..physics.powerflow import CIGRE_SUBNETS, load_profile, reference_network, run_time_series
 from .registry import Param, RunSpec, Scenario, SimChunk, register
 
 LV_KV = 0.4
-SUBNETS = ("R", "I", "C")
-
-
-def reference_network() -> pp.pandapowerNet:
-    """The CIGRE LV benchmark with one PV generator (0 kW) per load bus, named ``PV <load>``."""
-    net = pn.create_cigre_network_lv()
-    for load in net.load.itertuples():
-        pp.create_sgen(net, load.bus, p_mw=0.0, q_mvar=0.0, name=f"PV {load.name.removeprefix('Load ')}")
-    return net
-
-
-def solve(net: pp.pandapowerNet, load_p_kw, load_q_kvar, pv_kw, q_setpoint_kvar=None) -> dict[str, Any]:
-    """One AC power flow of ``net`` (from :func:`reference_network`) for the given injections.
-
-    Vectors are in ``net.load`` order: load P [kW] and Q [kvar], PV P [kW] at each load bus,
-    and optionally the PV inverters' reactive set-points [kvar] (positive = injection).
-    Returns converged, bus_vm_pu, line_loading_percent, line_pl_kw, trafo_pl_kw, losses_kw,
-    ext_grid_p_kw, ext_grid_q_kvar and per transformer (R, I, C) lv_p_kw / lv_q_kvar (delivered
-    to the LV side), lv_vm_pu and lv_i_a [A].
-    """
-    net.load["p_mw"] = np.asarray(load_p_kw, float) / 1000
-    net.load["q_mvar"] = np.asarray(load_q_kvar, float) / 1000
-    net.sgen["p_mw"] = np.asarray(pv_kw, float) / 1000
-    net.sgen["q_mvar"] = 0.0 if q_setpoint_kvar is None else np.asarray(q_setpoint_kvar, float) / 1000
-    pp.runpp(net, numba=False)
-    line_pl = net.res_line["pl_mw"].to_numpy() * 1000
-    trafo_pl = net.res_trafo["pl_mw"].to_numpy() * 1000
-    lv_bus = net.trafo["lv_bus"].to_numpy()
-    return {
-        "converged": bool(net.converged),
-        "bus_vm_pu": net.res_bus["vm_pu"].to_numpy().copy(),
-        "line_loading_percent": net.res_line["loading_percent"].to_numpy().copy(),
-        "line_pl_kw": line_pl,
-        "trafo_pl_kw": trafo_pl,
-        "losses_kw": float(line_pl.sum() + trafo_pl.sum()),
-        "ext_grid_p_kw": float(net.res_ext_grid["p_mw"].sum() * 1000),
-        "ext_grid_q_kvar": float(net.res_ext_grid["q_mvar"].sum() * 1000),
-        "lv_p_kw": -net.res_trafo["p_lv_mw"].to_numpy() * 1000,
-        "lv_q_kvar": -net.res_trafo["q_lv_mvar"].to_numpy() * 1000,
-        "lv_vm_pu": net.res_bus["vm_pu"].to_numpy()[lv_bus],
-        "lv_i_a": net.res_trafo["i_lv_ka"].to_numpy() * 1000,
-    }
-
-
-def run_time_series(net: pp.pandapowerNet, load_p_kw, load_q_kvar, pv_kw, q_setpoint_kvar=None) -> list[dict[str, Any]]:
-    """:func:`solve` for every row of (steps, loads) arrays [kW], [kvar]; one result per step."""
-    load_p_kw, load_q_kvar, pv_kw = (np.atleast_2d(x) for x in (load_p_kw, load_q_kvar, pv_kw))
-    return [
-        solve(net, load_p_kw[k], load_q_kvar[k], pv_kw[k], None if q_setpoint_kvar is None else np.atleast_2d(q_setpoint_kvar)[k])
-        for k in range(load_p_kw.shape[0])
-    ]
-
-
-def load_profile(subnet: str, local_hour: np.ndarray) -> np.ndarray:
-    """Daily shape (peak about 1) of a residential ``R``, industrial ``I`` or commercial ``C`` load."""
-    g = lambda centre, width: np.exp(-(((local_hour - centre) / width) ** 2))  # noqa: E731
-    if subnet == "R":
-        return 0.35 + 0.3 * g(7.5, 1.5) + 0.65 * g(19, 2.2)
-    if subnet == "C":
-        return 0.25 + 0.75 * ((local_hour >= 8) & (local_hour < 18)) * (0.9 + 0.1 * g(13, 2))
-    return 0.4 + 0.6 * ((local_hour >= 6) & (local_hour < 22))
+SUBNETS = CIGRE_SUBNETS
 
 
 PARAMS = {

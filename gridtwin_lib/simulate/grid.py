@@ -87,11 +87,13 @@ import numpy as np
 import polars as pl
 from scipy.signal import cont2discrete, lfilter, ss2tf
 
+from ..config import NOMINAL_FREQUENCY_HZ, NOMINAL_VOLTAGE_V
+from ..physics.unbalance import voltage_unbalance_rate_pct
 from .profiles import HouseholdProfiles, local_midnight_epoch
 from .registry import Param, RunSpec, Scenario, SimChunk, register
 
-V_NOMINAL = 230.0  # [V] phase to neutral
-F_NOMINAL = 50.0  # [Hz]
+V_NOMINAL = NOMINAL_VOLTAGE_V  # [V] phase to neutral
+F_NOMINAL = NOMINAL_FREQUENCY_HZ  # [Hz]
 SENSOR_ERROR = 1e-3  # bounded relative error of V and I, uniform
 FREQUENCY_ERROR_HZ = 1e-3  # bounded absolute frequency error [Hz]
 THD_ERROR_PCT = 0.05  # bounded absolute THD error [%]
@@ -246,6 +248,82 @@ class _Device:
     busy_until: dict[str, int] = field(default_factory=dict)
     runs: dict[tuple[str, str], _Runs] = field(default_factory=dict)
     ids: pl.Series | None = None  # device_id column of a full block (see _GridRun._ids)
+
+
+@dataclass
+class _BlockSteps:
+    """The steps [k0, k1) of one device's day block, their clock, and the block's event log."""
+
+    dev: _Device
+    block: int
+    k0: int
+    k1: int
+    final: bool
+    start_epoch: float
+    dt: float
+    utc_offset_h: float
+    unbalance_mask: Any  # callable: steps -> 1.0 where the scenario's unbalance cause is active
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.n = self.k1 - self.k0
+        self.steps = np.arange(self.k0, self.k1)
+        self.epoch = self.start_epoch + self.steps * self.dt
+        self.shape, self.hour = _shape_and_hour(_local_days(self.epoch, self.utc_offset_h))
+        self.cause_unb = self.unbalance_mask(self.steps)
+
+    def log(self, kind, s0, s1, cause, severity, phase, magnitude, unit) -> None:
+        """Record an event on steps [s0, s1); severity is clipped to [0, 1]."""
+        self.events.append(dict(step=s0, end_step=s1, type=kind, cause=cause, severity=float(min(1.0, max(0.0, severity))),
+                                phase=phase, magnitude=float(magnitude), unit=unit))
+
+
+@dataclass
+class _Load:
+    p_w: np.ndarray  # (3, n) net active power per phase [W] (PV and effects are applied in place)
+    q_var: np.ndarray  # (3, n) reactive power per phase [var]
+    demand_sum_kw: np.ndarray  # (n,) demand of the three phases [kW]
+    loading: np.ndarray  # (n,) demand / (3 x phase rating) [pu]
+
+
+@dataclass
+class _PV:
+    clear: np.ndarray  # (n,) clear-sky shape [0-1]
+    attenuation: np.ndarray | None  # (n,) cloud transmission, None: no cloud in the block
+    phase_w: np.ndarray  # (n,) PV per phase [W]
+    extra_w: np.ndarray | None  # (n,) extra single-phase PV on phase a [W] (unbalanced_pv)
+
+
+@dataclass
+class _Effects:
+    cause_v: np.ndarray  # (3, n) cause ids painted on the voltage
+    cause_i: np.ndarray  # (3, n) cause ids painted on the current
+    v_targets: list  # (effect, lo, hi[, weight]) voltage targets active in the block
+    thd_target: np.ndarray | None  # (n,) THD target [%], NaN where none; None: no THD event
+    cause_thd: np.ndarray  # (n,) cause ids of THD
+
+
+@dataclass
+class _Voltage:
+    emf: np.ndarray  # (n,) source EMF [V]
+    v: np.ndarray  # (3, n) true phase voltage [V]
+    s_va: np.ndarray  # (3, n) apparent power [VA]
+    i: np.ndarray  # (3, n) true current [A]
+    cos_phi: np.ndarray  # (3, n)
+    sin_phi: np.ndarray  # (3, n)
+
+
+@dataclass
+class _Measured:
+    ts: pl.Series
+    v: np.ndarray  # (3, n) measured V [V]
+    i: np.ndarray  # (3, n) measured I [A]
+    s: np.ndarray  # (3, n) measured V x I [VA]
+    f: np.ndarray  # (n,) measured frequency [Hz], NaN when all phases are out
+    thd: np.ndarray  # (n,) measured THD [%]
+    v_max: np.ndarray  # (n,) highest measured phase voltage [V]
+    out_all: np.ndarray  # (n,) every phase below 0.05 pu
+    any_out: bool
 
 
 def _ou_coeffs(tau_s: float, dt: float) -> tuple[float, float]:
@@ -432,48 +510,68 @@ class _GridRun:
         return np.random.default_rng([self.run.seed + dev.index, block, stream])
 
     def _block(self, dev: _Device, block: int, k0: int, k1: int, final: bool):
-        p, dt, n = self.p, self.dt, k1 - k0
-        steps = np.arange(k0, k1)
-        epoch = self.start_epoch + steps * dt
-        shape, hour = _shape_and_hour(_local_days(epoch, p["utc_offset_h"]))
-        events: list[dict[str, Any]] = []
+        """One day block of one device: measurements, events and hidden state of steps [k0, k1).
 
-        def log(kind, s0, s1, cause, severity, phase, magnitude, unit):
-            events.append(dict(step=s0, end_step=s1, type=kind, cause=cause, severity=float(min(1.0, max(0.0, severity))),
-                               phase=phase, magnitude=float(magnitude), unit=unit))
+        The steps run in the physical order: demand, PV and clouds, drawn drivers, their load
+        effects, the voltage at the feeder head, the swing equation, THD, the sensors, then the
+        disturbances read off the measured values.
+        """
+        b = _BlockSteps(dev, block, k0, k1, final, self.start_epoch, self.dt, self.p["utc_offset_h"], self._unbalance_mask)
+        load = self._demand(b)
+        pv = self._pv_and_clouds(b, load)
+        excitation = self._drivers(b, load)
+        self._draw_sags(dev, block, k0, b.n, load.loading, excitation, b.log)
+        self._draw_overcurrents(dev, block, k0, b.n, load.loading, excitation)
+        self._draw_faults(dev, block, k0, b.n, load.loading, b.log)
+        self._draw_harmonics(dev, block, k0, b.n, load.loading)
+        fx = self._apply_effects(b, load)
+        volt = self._voltage(b, load, fx)
+        imbalance, f_true, cause_f = self._swing_equation(b, pv)
+        thd = self._thd(b, pv, fx)
+        meas, m = self._measure(b, volt, f_true, thd)
+        self._detect(dev, k0, final, m.v, m.i, m.s, m.f, m.thd, m.out_all, m.any_out, m.v_max,
+                     fx.cause_v, fx.cause_i, cause_f, fx.cause_thd, b.cause_unb, b.log)
+        state = self._hidden_state(b, load, pv, volt, imbalance, f_true, m.ts)
+        return meas, self._events_frame(dev, b.events), state
 
-        # --- demand per phase [W]
-        a, b = _ou_coeffs(p["load_noise_tau_s"], dt)
-        eps = self._rng(dev, block, _S_LOAD).standard_normal((3, n))
-        noise, dev.zi_load = lfilter([b], [1.0, -a], eps, axis=1, zi=dev.zi_load)
+    # ------------------------------------------------------------------ the steps of a block
+
+    def _demand(self, b: _BlockSteps) -> _Load:
+        """Demand per phase: customer means (or replayed households) x shape x trend + OU noise [W, var]."""
+        p, dt, dev, n, steps = self.p, self.dt, b.dev, b.n, b.steps
+        a, bb = _ou_coeffs(p["load_noise_tau_s"], dt)
+        eps = self._rng(dev, b.block, _S_LOAD).standard_normal((3, n))
+        noise, dev.zi_load = lfilter([bb], [1.0, -a], eps, axis=1, zi=dev.zi_load)
         if p["load_trend_pct_per_day"] != 0.0:
             trend = p["load_scale"] * (1.0 + p["load_trend_pct_per_day"] / 100.0 * steps * dt / 86_400.0)
         else:
             trend = p["load_scale"] * 1.0
         if dev.households is not None:  # real household days, replayed per customer
-            demand_kw = dev.households.phase_demand_kw(epoch - self.local_midnight_epoch)
+            demand_kw = dev.households.phase_demand_kw(b.epoch - self.local_midnight_epoch)
         else:
-            demand_kw = np.multiply.outer(dev.phase_mean_kw, shape)
+            demand_kw = np.multiply.outer(dev.phase_mean_kw, b.shape)
         demand_kw *= trend
         noise *= dev.phase_noise_kw[:, None]
         demand_kw += noise
-        cause_unb = self._unbalance_mask(steps)
         if self.unbalance_cause and self.unbalance_cause.startswith("single_phase_overload"):
             ph = PHASES.index(self.unbalance_cause[-1])
-            demand_kw[ph] *= 1.0 + 1.5 * p["unbalance_strength"] * cause_unb
-        np.maximum(demand_kw, np.multiply.outer(0.05 * dev.phase_mean_kw, shape, out=noise), out=demand_kw)
+            demand_kw[ph] *= 1.0 + 1.5 * p["unbalance_strength"] * b.cause_unb
+        np.maximum(demand_kw, np.multiply.outer(0.05 * dev.phase_mean_kw, b.shape, out=noise), out=demand_kw)
         tan_phi = math.tan(math.acos(p["power_factor"]))
         p_w = demand_kw * 1e3
         q_var = p_w * tan_phi
         demand_sum_kw = demand_kw.sum(axis=0)
         loading = demand_sum_kw / (3 * p["phase_rating_kva"])
         np.maximum(loading, 0.0, out=loading)
+        return _Load(p_w, q_var, demand_sum_kw, loading)
 
-        # --- PV with clouds [W]
-        pv_clear = _pv_of_hour(hour)
-        rng = self._rng(dev, block, _S_CLOUD)
+    def _pv_and_clouds(self, b: _BlockSteps, load: _Load) -> _PV:
+        """Clear-sky PV per phase, clouds drawn with an afternoon-peaking hazard; nets PV off ``load.p_w``."""
+        p, dt, dev, n, k0, k1 = self.p, self.dt, b.dev, b.n, b.k0, b.k1
+        pv_clear = _pv_of_hour(b.hour)
+        rng = self._rng(dev, b.block, _S_CLOUD)
         if p["clouds_per_h"] > 0:
-            cloud_hazard = _gauss(hour, 15.0, 3.0)
+            cloud_hazard = _gauss(b.hour, 15.0, 3.0)
             cloud_hazard *= 0.7
             cloud_hazard += 0.3
             cloud_hazard *= p["clouds_per_h"] / 3600.0
@@ -481,7 +579,7 @@ class _GridRun:
                 depth = rng.uniform(0.5, 0.85)
                 s1 = k0 + s + int(_steps(rng.exponential(900.0), dt))
                 if pv_clear[s] > 0.1 and p["pv_kw_per_phase"] > 0 and k0 + s >= dev.busy_until.get("cloud", 0):
-                    log("pv_drop", k0 + s, s1, "cloud", depth, "abc", depth * pv_clear[s] * 3 * p["pv_kw_per_phase"], "kW")
+                    b.log("pv_drop", k0 + s, s1, "cloud", depth, "abc", depth * pv_clear[s] * 3 * p["pv_kw_per_phase"], "kW")
                 dev.clouds.append((k0 + s, s1, depth))
                 dev.busy_until["cloud"] = max(dev.busy_until.get("cloud", 0), s1)
         attenuation = None  # None: no cloud in this block (all ones)
@@ -496,24 +594,30 @@ class _GridRun:
         if attenuation is not None:
             pv_phase_w *= attenuation
         pv_extra_w = None
+        p_w = load.p_w
         if self.unbalance_cause == "unbalanced_pv":  # new single-phase installations, all on phase a
             pv_extra_w = 30e3 * p["unbalance_strength"] * pv_clear
             if attenuation is not None:
                 pv_extra_w *= attenuation
-            pv_extra_w *= cause_unb
+            pv_extra_w *= b.cause_unb
             p_w[0] -= pv_phase_w + pv_extra_w
             p_w[1:] -= pv_phase_w
         elif p["pv_kw_per_phase"] > 0:
             p_w -= pv_phase_w
+        return _PV(pv_clear, attenuation, pv_phase_w, pv_extra_w)
 
-        # --- drawn drivers
+    def _drivers(self, b: _BlockSteps, load: _Load) -> np.ndarray:
+        """Motor starts (hazard ~ load shape and its upward ramp) as load effects; returns the
+        self-exciting sag / stall excitation they leave behind (memory ``motor_memory_s``)."""
+        p, dt, dev, n, k0 = self.p, self.dt, b.dev, b.n, b.k0
+        shape = b.shape
         if n > 1:
             ramp = np.gradient(shape, dt)
             ramp *= 3600.0
             np.maximum(ramp, 0.0, out=ramp)
         else:
             ramp = np.zeros(n)
-        rng = self._rng(dev, block, _S_MOTOR)
+        rng = self._rng(dev, b.block, _S_MOTOR)
         impulses = np.zeros(n)
         if p["motor_starts_per_h"] > 0:
             motor_hazard = ramp * 5.0
@@ -532,23 +636,22 @@ class _GridRun:
             dev.effects.append(_Effect("load", phases, g0, g0 + int(_steps(inrush_s, dt)), (0.35 * s_inrush, 0.937 * s_inrush), min(1.0, inrush_s / dt), CAUSE_ID["motor_start"]))
             run_kw = kw * 1e3 / len(phases)
             dev.effects.append(_Effect("load", phases, g0, g0 + int(_steps(run_s, dt)), (run_kw, run_kw * 0.62), 1.0, 0))
-            log("motor_start", g0, g0 + int(_steps(inrush_s, dt)), "load_ramp" if ramp[s] > 0.05 else "demand", kw / p["phase_rating_kva"], "abc" if three else PHASES[phases[0]], kw, "kW")
+            b.log("motor_start", g0, g0 + int(_steps(inrush_s, dt)), "load_ramp" if ramp[s] > 0.05 else "demand", kw / p["phase_rating_kva"], "abc" if three else PHASES[phases[0]], kw, "kW")
             impulses[s] += 1.0
         decay = math.exp(-dt / p["motor_memory_s"])
         excitation, dev.zi_motor = lfilter([1.0], [1.0, -decay], impulses, zi=dev.zi_motor)
+        return excitation
 
-        self._draw_sags(dev, block, k0, n, loading, excitation, log)
-        self._draw_overcurrents(dev, block, k0, n, loading, excitation)
-        self._draw_faults(dev, block, k0, n, loading, log)
-        self._draw_harmonics(dev, block, k0, n, loading)
-
-        # --- apply load effects, then the voltage
+    def _apply_effects(self, b: _BlockSteps, load: _Load) -> _Effects:
+        """Add the active load effects to ``load`` (in place); collect voltage targets and THD targets."""
+        k0, k1, n = b.k0, b.k1, b.n
+        p_w, q_var = load.p_w, load.q_var
         cause_v = np.zeros((3, n), np.int16)
         cause_i = np.zeros((3, n), np.int16)
         v_targets = []
         thd_target = None  # None: no THD effect in this block (all NaN)
         cause_thd = np.zeros(n, np.int16)
-        for eff in dev.effects:
+        for eff in b.dev.effects:
             lo, hi = max(eff.s0, k0) - k0, min(eff.s1, k1) - k0
             if hi <= lo:
                 continue
@@ -566,11 +669,17 @@ class _GridRun:
                     thd_target = np.full(n, np.nan)
                 thd_target[lo:hi] = eff.value
                 cause_thd[lo:hi] = eff.cause
-        dev.effects = [e for e in dev.effects if e.s1 > k1]
+        b.dev.effects = [e for e in b.dev.effects if e.s1 > k1]
+        return _Effects(cause_v, cause_i, v_targets, thd_target, cause_thd)
 
-        a, b = _ou_coeffs(3600.0, dt)
-        eps = self._rng(dev, block, _S_SOURCE).standard_normal(n)
-        emf, dev.zi_source = lfilter([b], [1.0, -a], eps, zi=dev.zi_source)
+    def _voltage(self, b: _BlockSteps, load: _Load, fx: _Effects) -> _Voltage:
+        """Head voltage through the Thevenin source ``V = max(E - (R P + X Q) / E, 0.1 E)``, then the
+        voltage events (constant-impedance load); S, I and the angle of every phase and step."""
+        p, dt, dev, n, steps = self.p, self.dt, b.dev, b.n, b.steps
+        p_w, q_var, cause_v, cause_unb = load.p_w, load.q_var, fx.cause_v, b.cause_unb
+        a, bb = _ou_coeffs(3600.0, dt)
+        eps = self._rng(dev, b.block, _S_SOURCE).standard_normal(n)
+        emf, dev.zi_source = lfilter([bb], [1.0, -a], eps, zi=dev.zi_source)
         emf *= 0.005
         emf += 1.0
         emf *= p["source_voltage_v"]
@@ -584,6 +693,7 @@ class _GridRun:
         v /= emf
         np.subtract(emf, v, out=v)
         np.maximum(v, 0.1 * emf, out=v)
+        v_targets = fx.v_targets
         if self.unbalance_cause == "open_conductor":
             v_open = V_NOMINAL * 0.45 * (1.0 - 0.1 * min(1.0, p["unbalance_strength"]))
             v_targets.append((_Effect("voltage", (2,), 0, 0, v_open, 1.0, CAUSE_ID["open_conductor"]), 0, n, cause_unb))
@@ -619,29 +729,33 @@ class _GridRun:
             zero = s_va == 0.0
             cos_phi[zero] = 1.0
             sin_phi[zero] = 0.0
+        return _Voltage(emf, v, s_va, i, cos_phi, sin_phi)
 
-        # --- frequency [Hz]
-        rng = self._rng(dev, block, _S_SYSTEM)
-        a, b = _ou_coeffs(60.0, dt)
-        imbalance, dev.zi_system = lfilter([b * p["system_noise_pu"]], [1.0, -a], rng.standard_normal(n), zi=dev.zi_system)
+    def _swing_equation(self, b: _BlockSteps, pv: _PV) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """System imbalance [pu] (OU noise, generator trips, AGC drift, load step, PV shortfall) through
+        the discretised swing equation with governor; returns (imbalance, true frequency [Hz], cause ids)."""
+        p, dt, dev, n, k0, k1, steps = self.p, self.dt, b.dev, b.n, b.k0, b.k1, b.steps
+        rng = self._rng(dev, b.block, _S_SYSTEM)
+        a, bb = _ou_coeffs(60.0, dt)
+        imbalance, dev.zi_system = lfilter([bb * p["system_noise_pu"]], [1.0, -a], rng.standard_normal(n), zi=dev.zi_system)
         cause_f = np.zeros(n, np.int16)
         trip_impulse = np.zeros(n)
-        rng = self._rng(dev, block, _S_TRIP)
+        rng = self._rng(dev, b.block, _S_TRIP)
         for s in _draw(rng, p["gen_trips_per_h"] / 3600.0, dt, n):
             size = p["gen_trip_pu"] * rng.lognormal(0.0, 0.5)
             trip_impulse[s] += size
             end = k0 + s + int(_steps(3 * p["agc_tau_s"], dt))
-            log("gen_trip", k0 + s, end, "generator_trip", size / 0.1, None, size, "pu")
+            b.log("gen_trip", k0 + s, end, "generator_trip", size / 0.1, None, size, "pu")
             cause_f[s:end - k0] = CAUSE_ID["gen_trip"]
         agc = math.exp(-dt / p["agc_tau_s"])
         trips, dev.zi_trip = lfilter([1.0], [1.0, -agc], trip_impulse, zi=dev.zi_trip)
         imbalance += trips
-        rng = self._rng(dev, block, _S_DRIFT)
+        rng = self._rng(dev, b.block, _S_DRIFT)
         for s in _draw(rng, p["drifts_per_h"] / 3600.0, dt, n):
             length = int(_steps(rng.uniform(600.0, 3600.0), dt))
             sign = 1.0 if rng.random() < 0.5 else -1.0
             dev.drifts.append((k0 + int(s), k0 + int(s) + length, sign * p["drift_pu_per_h"] * dt / 3600.0))
-            log("frequency_drift", k0 + int(s), k0 + int(s) + length, "agc_drift", p["drift_pu_per_h"] * length * dt / 3600.0 / 0.1, None, p["drift_pu_per_h"] * length * dt / 7200.0, "pu")
+            b.log("frequency_drift", k0 + int(s), k0 + int(s) + length, "agc_drift", p["drift_pu_per_h"] * length * dt / 3600.0 / 0.1, None, p["drift_pu_per_h"] * length * dt / 7200.0, "pu")
         drift = None
         for s0, s1, rate in dev.drifts:
             lo, hi = max(s0, k0), min(s1, k1)
@@ -658,44 +772,50 @@ class _GridRun:
         if p["load_step_pu"] != 0.0:
             imbalance += p["load_step_pu"] * (steps >= step_at)
             if k0 <= step_at < k1:
-                log("load_step", step_at, step_at + 1, "load_step", abs(p["load_step_pu"]) / 0.1, None, p["load_step_pu"], "pu")
+                b.log("load_step", step_at, step_at + 1, "load_step", abs(p["load_step_pu"]) / 0.1, None, p["load_step_pu"], "pu")
             cause_f[(steps >= step_at) & (steps < step_at + int(_steps(3 * p["agc_tau_s"], dt)))] = CAUSE_ID["load_step"]
-        if p["renewable_share"] > 0 and attenuation is not None:  # no cloud, no shortfall
-            shortfall = pv_clear * (1.0 - attenuation)
+        if p["renewable_share"] > 0 and pv.attenuation is not None:  # no cloud, no shortfall
+            shortfall = pv.clear * (1.0 - pv.attenuation)
             imbalance += p["renewable_share"] * shortfall
             cause_f[(shortfall > 0.05) & (cause_f == 0)] = CAUSE_ID["pv_drop"]
         f_true, dev.zi_freq = lfilter(self.b_freq, self.a_freq, imbalance, zi=dev.zi_freq)
         f_true += 1.0
         f_true *= F_NOMINAL  # F_NOMINAL (1 + dw)
+        return imbalance, f_true, cause_f
 
-        # --- THD [%]
-        thd = shape / 1.1
+    def _thd(self, b: _BlockSteps, pv: _PV, fx: _Effects) -> np.ndarray:
+        """Voltage THD [%]: background following the load shape and PV, or the harmonic events' level."""
+        p = self.p
+        thd = b.shape / 1.1
         np.clip(thd, 0.0, 1.5, out=thd)
         thd *= 0.4
         thd += 0.6
         thd *= p["thd_base_pct"]
         if p["pv_kw_per_phase"] > 0:
-            thd += pv_clear
-        if thd_target is None:
+            thd += pv.clear
+        if fx.thd_target is None:
             np.minimum(thd, 7.5, out=thd)
         else:
-            thd = np.where(np.isnan(thd_target), np.minimum(thd, 7.5), thd_target)
+            thd = np.where(np.isnan(fx.thd_target), np.minimum(thd, 7.5), fx.thd_target)
+        return thd
 
-        # --- measurements (in place on the sensor error draws)
-        rng = self._rng(dev, block, _S_SENSOR)
+    def _measure(self, b: _BlockSteps, volt: _Voltage, f_true: np.ndarray, thd: np.ndarray) -> tuple[pl.DataFrame, _Measured]:
+        """Sensor errors on V, I, f and THD; P and Q from the measured V, I and the true angle."""
+        dev, n, steps = b.dev, b.n, b.steps
+        rng = self._rng(dev, b.block, _S_SENSOR)
         err = rng.uniform(-1.0, 1.0, (8, n))
         v_m = err[0:3]
         v_m *= SENSOR_ERROR
         v_m += 1.0
-        v_m *= v
+        v_m *= volt.v
         i_m = err[3:6]
         i_m *= SENSOR_ERROR
         i_m += 1.0
-        i_m *= i
+        i_m *= volt.i
         s_m = v_m * i_m
-        p_m = cos_phi
+        p_m = volt.cos_phi
         p_m *= s_m
-        q_m = sin_phi
+        q_m = volt.sin_phi
         q_m *= s_m
         v_max = v_m.max(axis=0)
         out_all = v_max < 0.05 * V_NOMINAL  # every phase out
@@ -720,25 +840,27 @@ class _GridRun:
             pl.Series("q_a", q_m[0]), pl.Series("q_b", q_m[1]), pl.Series("q_c", q_m[2]),
             pl.Series("thd_v", thd_m, nan_to_null=any_out),
         ])
+        return meas, _Measured(ts, v_m, i_m, s_m, f_m, thd_m, v_max, out_all, any_out)
 
-        # --- disturbances from the measured values
-        self._detect(dev, k0, final, v_m, i_m, s_m, f_m, thd_m, out_all, any_out, v_max, cause_v, cause_i, cause_f, cause_thd, cause_unb, log)
-
-        # --- hidden state, one row per minute (or per step when coarser)
+    def _hidden_state(self, b: _BlockSteps, load: _Load, pv: _PV, volt: _Voltage, imbalance: np.ndarray,
+                      f_true: np.ndarray, ts: pl.Series) -> pl.DataFrame:
+        """Truth ``grid_state``: one row per minute (or per step when coarser)."""
+        p, dt, n, k0 = self.p, self.dt, b.n, b.k0
         every = max(1, int(round(60.0 / dt)))
         pick = np.arange((-k0) % every, n, every)  # steps % every == 0
+        pv_phase_w, pv_extra_w = pv.phase_w, pv.extra_w
         pv_w = pv_phase_w[pick] if pv_extra_w is None else pv_phase_w[pick] + pv_extra_w[pick]
         pv_w = pv_w + pv_phase_w[pick]
         pv_w += pv_phase_w[pick]
-        state = pl.DataFrame({
-            "ts": ts.gather(pick), "device_id": pl.repeat(dev.device_id, pick.size, eager=True),
-            "source_emf_v": emf[pick], "load_kw": demand_sum_kw[pick], "pv_kw": pv_w / 1e3,
-            "loading_pu": s_va[:, pick].max(axis=0) / (p["phase_rating_kva"] * 1e3),
+        v = volt.v
+        return pl.DataFrame({
+            "ts": ts.gather(pick), "device_id": pl.repeat(b.dev.device_id, pick.size, eager=True),
+            "source_emf_v": volt.emf[pick], "load_kw": load.demand_sum_kw[pick], "pv_kw": pv_w / 1e3,
+            "loading_pu": volt.s_va[:, pick].max(axis=0) / (p["phase_rating_kva"] * 1e3),
             "system_imbalance_pu": imbalance[pick], "frequency_true_hz": f_true[pick],
             "v_true_a": v[0, pick], "v_true_b": v[1, pick], "v_true_c": v[2, pick],
-            "unbalance_cause": np.where(cause_unb[pick] > 0, self.unbalance_cause or "balanced", "balanced"),
+            "unbalance_cause": np.where(b.cause_unb[pick] > 0, self.unbalance_cause or "balanced", "balanced"),
         })
-        return meas, self._events_frame(dev, events), state
 
     def _ids(self, dev: _Device, n: int) -> pl.Series:
         """The device_id column of n rows (cached: the same for every full block)."""
@@ -869,11 +991,7 @@ class _GridRun:
                                        lambda: np.abs(np.nan_to_num(f_m - F_NOMINAL, nan=0.0)), lambda: cause_f):
             log("frequency_excursion", s0, s1, CAUSES[c] or "load_noise", extreme, None, extreme, "Hz")
         # LVUR = max |V_k - mean V| / mean V [%] (0 when all phases are out)
-        mean_v = v_m.mean(axis=0)
-        lvur = v_max - mean_v
-        np.maximum(lvur, np.subtract(mean_v, v_m.min(axis=0)), out=lvur)
-        lvur /= np.maximum(mean_v, 1e-9, out=mean_v)
-        lvur *= 100.0
+        lvur = voltage_unbalance_rate_pct(v_m)
         if any_out:
             lvur[out_all] = 0.0
         default_unb = lambda: np.where(cause_unb > 0, CAUSE_ID.get(self.unbalance_cause or "", 0), cause_v.max(axis=0)).astype(np.int16)

@@ -42,10 +42,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ..config import NOMINAL_FREQUENCY_HZ, NOMINAL_VOLTAGE_V
 from .registry import Param, RunSpec, Scenario, SimChunk, register
 
-F_NOMINAL = 50.0  # [Hz]
-V_RMS = 230.0  # [V]
+F_NOMINAL = NOMINAL_FREQUENCY_HZ  # [Hz]
+V_RMS = NOMINAL_VOLTAGE_V  # [V]
 SAMPLES_PER_CYCLE = 64
 CYCLES = 10
 SAMPLE_RATE = F_NOMINAL * SAMPLES_PER_CYCLE  # 3200 Hz

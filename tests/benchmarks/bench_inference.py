@@ -123,14 +123,16 @@ def main() -> None:
 
     # 2. the rest of the per-reading path, one input each
     parts = {"m01 m03 m04 m07 m08 m15 (score_one)": float(np.percentile(lat, 50))}
-    from gridtwin_lib.datasets.monitoring_pq import waveform_windows
+    from gridtwin_lib.datasets.monitoring.harmonic_analysis import waveform_windows
 
     windows = waveform_windows(store, "sim:pq_waveforms").head(201)
     wl = _latencies_ms(lambda k: engine.score_waveforms(windows.iloc[[k]]), range(201))[1:]
     parts["m02 (one waveform window)"] = float(np.percentile(wl, 50))
 
-    from gridtwin_lib.datasets.maintenance import m05_daily_features, m06_features
-    from gridtwin_lib.models.maintenance import M05_INPUT_COLUMNS, M06_INPUT_COLUMNS
+    from gridtwin_lib.datasets.maintenance.equipment_failure import m05_daily_features
+    from gridtwin_lib.datasets.maintenance.overload_risk import m06_features
+    from gridtwin_lib.models.maintenance.equipment_failure import M05_INPUT_COLUMNS
+    from gridtwin_lib.models.maintenance.overload_risk import M06_INPUT_COLUMNS
 
     src = "sim:transformer_fleet"
     last = store.scan_truth("asset_observations", source=src).select(pl.col("ts").max()).collect().item()
@@ -151,7 +153,7 @@ def main() -> None:
     fl = _latencies_ms(lambda g: fe.score(g), snaps[:300])[20:]
     parts["m10 + m13 (one feeder snapshot, three meters)"] = float(np.percentile(fl, 50))
 
-    from gridtwin_lib.models.decision_surrogates import dispatch_features
+    from gridtwin_lib.models.decision.optimal_dispatch import dispatch_features
 
     hours = np.arange(24)
     load = 0.5 + 1.5 * ((hours >= 17) & (hours < 22))
@@ -184,7 +186,7 @@ def main() -> None:
     result["score_stream (50,000-reading chunks) [readings/s]"] = f"{batch.height / (time.perf_counter() - t0):,.0f}"
 
     # 4. scheduled and on-demand models
-    from gridtwin_lib.datasets.energy_forecast import meter_load
+    from gridtwin_lib.datasets.energy.load_forecast import meter_load
 
     last = store.scan("meter", source="uci").select(pl.col("ts").max()).collect().item()
     readings = meter_load(store.scan("meter", source="uci", start=last - timedelta(days=9))).collect()
@@ -194,8 +196,8 @@ def main() -> None:
     plan_s, plan = best_of(lambda: engine.plan_day(fc["load_kw"].to_numpy(), pv, price), 3)
     result["m11 LP plan of one day (plan_day, incl. m16) [ms]"] = (
         f"{plan_s * 1e3:.1f} (LP {plan['m11_power_flow_optimization'].seconds * 1e3:.1f}, {plan['m11_power_flow_optimization'].status})")
-    from gridtwin_lib.datasets.decision import load_balancing
-    from gridtwin_lib.datasets.energy import demand_response
+    from gridtwin_lib.datasets.decision.load_balancing import load_balancing
+    from gridtwin_lib.datasets.energy.demand_response import demand_response
 
     dr = demand_response(store).X_test
     seg_s, _ = best_of(lambda: engine.segment(dr), 3)

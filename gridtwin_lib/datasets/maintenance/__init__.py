@@ -1,0 +1,1 @@
+"""Datasets of the maintenance models, one module per model."""

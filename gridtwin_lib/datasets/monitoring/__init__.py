@@ -1,0 +1,1 @@
+"""Datasets of the monitoring models, one module per model."""

@@ -1,0 +1,38 @@
+"""One inference engine for the registry's champions: readings in, typed scores out.
+
+============  ===============================================================================
+module        what it holds
+============  ===============================================================================
+engine        :class:`Engine`: loading champions, per-device history, the per-reading models
+              through their serving adapters (:mod:`gridtwin_lib.models.serving`)
+on_demand     the entry points of the models served otherwise (assets, waveforms, day-ahead
+              forecast and plan, phase moves, segments), found by role in the registry
+admission     readings of any layout to canonical ``three_phase`` rows, with typed errors
+results       :class:`ScoreBatch`, :class:`ReadingScore`, :class:`ReadingError`, :class:`OnDemand`
+streams       readings from files and the store, chunked scoring, writing scores
+============  ===============================================================================
+
+The day orchestration of the daily report (``score_day``) lives in :mod:`gridtwin_lib.daily`.
+"""
+
+from __future__ import annotations
+
+from .engine import ALERT_FEATURES, HISTORY, Engine
+from .results import ERROR_CODES, OnDemand, ReadingError, ReadingScore, ScoreBatch
+from .streams import as_date, latest_day, read_readings, readings_from_store, score_stream, warm_up, write_scores
+
+#: moved to gridtwin_lib.daily; kept here for gridtwin_lib/dashboards (another branch), read lazily
+_MOVED_TO_DAILY = ("DayScores", "score_day", "pq_summary", "clear_sky_pv_kw")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_DAILY:
+        from .. import daily
+
+        return getattr(daily, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Engine", "ScoreBatch", "ReadingScore", "ReadingError", "OnDemand", "warm_up", "read_readings",
+           "readings_from_store", "score_stream", "write_scores", "as_date", "latest_day", "ALERT_FEATURES", "HISTORY",
+           "ERROR_CODES"]

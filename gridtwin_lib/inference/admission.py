@@ -1,0 +1,113 @@
+"""Admission of readings into the engine: any layout in, canonical three_phase readings out,
+every reading that cannot be scored (missing field, hard limit, unknown device, duplicate, out
+of order) with its typed error."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import polars as pl
+
+from .. import schema
+from ..errors import InputError
+from ..models.serving import error_row
+
+REQUIRED = ("ts", "device_id", "v_a", "v_b", "v_c", "i_a", "i_b", "i_c")
+
+
+def as_frame(readings) -> pl.DataFrame:
+    """Readings given as a polars or pandas frame, a mapping or an iterable of mappings, as a polars frame."""
+    if isinstance(readings, pl.DataFrame):
+        return readings
+    if isinstance(readings, pd.DataFrame):
+        return pl.from_pandas(readings)
+    if isinstance(readings, Mapping):
+        readings = [readings]
+    rows = list(readings)
+    if not rows:
+        return pl.DataFrame()
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return pl.DataFrame({k: [r.get(k) for r in rows] for k in keys}, strict=False)
+
+
+def canonical(df: pl.DataFrame) -> pl.DataFrame:
+    """Cast to the three_phase schema (ts to UTC; text timestamps parsed), keep ``row``."""
+    ts = df["ts"]
+    if ts.dtype == pl.String:
+        ts = ts.str.to_datetime(time_zone="UTC", strict=False)
+    elif isinstance(ts.dtype, pl.Datetime):
+        ts = ts.dt.replace_time_zone("UTC") if ts.dtype.time_zone is None else ts.dt.convert_time_zone("UTC")
+    df = df.with_columns(ts.cast(pl.Datetime("us", "UTC")).alias("ts"))
+    if "source" not in df.columns:
+        df = df.with_columns(pl.lit("inference").alias("source"))
+    numeric = [f.name for f in schema.value_fields("three_phase") if f.name in df.columns]
+    df = df.with_columns([pl.col(c).cast(pl.Float64, strict=False) for c in numeric])
+    return schema.conform(df, "three_phase").with_columns(df["row"])
+
+
+def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str] | None,
+          history: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The readings of ``df`` (with its ``row``) that may be scored; every other one gets its error.
+
+    Parameters
+    ----------
+    df : readings, any layout; ``row`` is each reading's input position.
+    errors : list the errors are appended to (:func:`~gridtwin_lib.models.serving.error_row`).
+    site : :class:`~gridtwin_lib.config.Site` whose hard limits apply.
+    devices : the only device ids accepted, or None for any.
+    history : device -> its held readings; a reading not after its device's last one is out of order.
+    """
+    absent = [c for c in REQUIRED if c not in df.columns]
+    if absent:
+        msg = f"reading lacks field(s) {', '.join(absent)}; send canonical three_phase fields ({', '.join(REQUIRED)})"
+        errors.extend(error_row(r, "missing_field", msg) for r in df.select("row", *[c for c in ("ts", "device_id") if c in df.columns]).iter_rows(named=True))
+        return df.clear()
+    try:
+        df = canonical(df)
+    except (InputError, pl.exceptions.PolarsError, ValueError) as exc:
+        msg = f"readings could not be read as three_phase fields: {str(exc).splitlines()[0]}"
+        errors.extend(error_row(r, "missing_field", msg) for r in df.select("row").iter_rows(named=True))
+        return df.clear()
+    nulls = df.select("row", "ts", "device_id", pl.concat_str(
+        [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in REQUIRED], separator=",", ignore_nulls=True).alias("_null"))
+    bad = nulls.filter(pl.col("_null") != "")
+    errors.extend(error_row(r, "missing_field", f"field(s) {r['_null']} are null; the reading needs every phase's voltage and current")
+                  for r in bad.iter_rows(named=True))
+    if bad.height:
+        df = df.filter(~pl.col("row").is_in(bad["row"].implode()))
+    if df.height:
+        v = schema.validate(df, "three_phase", site=site)
+        for r in v.rejected.iter_rows(named=True):
+            errors.append(error_row(r, "hard_limit", f"outside hard limits ({r['detail']}): {_rule_text(r['rule'])}"))
+        df = v.accepted
+    if devices is not None and df.height:
+        unknown = df.filter(~pl.col("device_id").is_in(list(devices)))
+        errors.extend(error_row(r, "unknown_device", f"device {r['device_id']!r} is not one the engine serves; register it "
+                                                "(gridtwin devices add) or score without a device list") for r in unknown.iter_rows(named=True))
+        df = df.filter(pl.col("device_id").is_in(list(devices)))
+    if df.height == 0:
+        return df
+    if df.height > 1:
+        df = df.sort("device_id", "ts", "row")
+        dup = df.filter(pl.col("ts") == pl.col("ts").shift(1).over("device_id"))
+        errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch") for r in dup.iter_rows(named=True))
+        if dup.height:
+            df = df.filter(~pl.col("row").is_in(dup["row"].implode()))
+    last = pl.DataFrame({"device_id": list(history), "_last": [h["ts"].max() for h in history.values()]},
+                        schema={"device_id": pl.String, "_last": pl.Datetime("us", "UTC")})
+    df = df.join(last, on="device_id", how="left")
+    old = df.filter(pl.col("ts") <= pl.col("_last"))
+    errors.extend(error_row(r, "out_of_order", f"older than this device's last scored reading ({r['_last']:%Y-%m-%d %H:%M:%S}); "
+                                          "send each device's readings in time order") for r in old.iter_rows(named=True))
+    return df.filter(pl.col("_last").is_null() | (pl.col("ts") > pl.col("_last"))).drop("_last")
+
+
+def _rule_text(name: str | None) -> str:
+    for rule in schema.rules_for("three_phase", "hard"):
+        if rule.name == name:
+            return rule.description
+    return "" if name is None else name
+
+
+__all__ = ["REQUIRED", "as_frame", "canonical", "admit"]

@@ -1,0 +1,254 @@
+"""The inference engine: readings in, typed scores out, for every per-reading model of the registry.
+
+The :class:`Engine` loads each model's champion from the MLflow registry once
+(:meth:`Engine.from_registry`) and serves it through **the same input code the dataset
+builders use for training**: each per-reading model's serving adapter
+(:class:`~gridtwin_lib.models.serving.ServingAdapter`, in the model's own module, named by its
+:mod:`registry <gridtwin_lib.models.registry>` entry) builds the model's input from
+``features.compute`` rows and the device's held history. There is no second feature
+implementation to drift, and ``tests/test_inference.py`` proves parity.
+
+:meth:`Engine.score` takes canonical ``three_phase`` readings (ts [UTC], device_id, v_a..c [V],
+i_a..c [A]; optional p_a..c [W], q_a..c [var], frequency [Hz], thd_v [%]), one or many devices,
+one reading (:meth:`Engine.score_one`), a window or a batch, and runs every per-reading model
+(:func:`~gridtwin_lib.models.registry.reading_ids`) on each reading. The output columns are
+``<model_id>.<output>``; :attr:`ScoreBatch.units` gives their units.
+
+History is **per device**: the engine keeps each device's last :data:`HISTORY` of accepted
+readings, so consecutive calls continue a stream and one device's readings never enter another's
+windows; an adapter may keep per-device state across calls (:meth:`Engine.state`).
+
+A call with a few readings on held history (a stream, :meth:`Engine.score_one`) computes the
+features of those readings alone (``features.compute(rows=...)``: the same code on the readings
+their windows reach); a batch computes every row's features at once. Both give the same
+outputs, to float rounding; ``Engine(incremental=False)`` is the reference path that recomputes
+everything on every call (``tests/benchmarks/bench_inference.py``).
+
+The models served otherwise (assets, waveforms, day-ahead forecast and plan, phase moves,
+segments) have their own entry points (:class:`~gridtwin_lib.inference.on_demand.OnDemandScoring`).
+
+Bad input never stops a batch: each problem is a :class:`ReadingError` with a code
+(:data:`ERROR_CODES`) on that reading; the other readings are scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from .. import features as F
+from ..config import Site, default_site
+from ..models import registry
+from ..models.serving import Held, error_row
+from .admission import admit, as_frame
+from .on_demand import OnDemandScoring
+from .results import ERROR_SCHEMA, ReadingScore, ScoreBatch, status_column
+
+#: readings fields and features the default alert rules check (EN 50160 voltage, frequency, THD)
+ALERT_FEATURES = ("v_a", "v_b", "v_c", "frequency", "v_mean_dev_pct", "v_max_abs_dev_pct", "freq_dev_hz", "thd_v_pct")
+HISTORY = timedelta(minutes=90)  # 1 h of features + the two closed 10-min windows a 10-min forecast lags on
+#: a call whose new readings are at least this share of the rows it windows (with the held
+#: history) computes every row's features; fewer readings get theirs alone (features.compute rows=)
+_BATCH_SHARE = 4
+
+
+class Engine(OnDemandScoring):
+    """The registry's champions behind one object (see the module docstring).
+
+    Parameters
+    ----------
+    estimators : fitted :class:`~gridtwin_lib.models.base.GridModel` by model id.
+    missing : model id -> why it has no estimator (e.g. no champion in the registry);
+        readings get a ``no_champion`` error for those models.
+    devices : if given, the only device ids accepted (others: ``unknown_device``);
+        ``None`` accepts any device and warms its history up from nothing.
+    site : site of the readings (nominal values, calendar features); default site if None.
+    time_limit_s : wall-clock limit of each on-demand optimisation [s].
+    incremental : True (default): a call with few readings per held history computes the
+        features of those readings only (``features.compute(rows=...)``) and adapters reuse
+        their per-device state (e.g. a forecast kept until its 10-min window closes). False: every call recomputes the
+        features of every held reading and every adapter's output, as the engine first did: the
+        reference the tests and ``tests/benchmarks/bench_inference.py`` compare with (same
+        outputs, to float rounding).
+    """
+
+    def __init__(self, estimators: Mapping[str, Any], *, missing: Mapping[str, str] | None = None,
+                 devices: Iterable[str] | None = None, site: Site | None = None, time_limit_s: float = 10.0,
+                 incremental: bool = True):
+        known = registry.ids()
+        unknown = sorted(set(estimators) - set(known))
+        if unknown:
+            raise ValueError(f"unknown model ids {unknown}; known: {', '.join(known)}")
+        self.estimators = dict(estimators)
+        self.missing = {m: (missing or {}).get(m, "not loaded") for m in known if m not in self.estimators}
+        self.devices = None if devices is None else frozenset(devices)
+        self.site = site or default_site()
+        self.time_limit_s = float(time_limit_s)
+        self.incremental = bool(incremental)
+        self._history: dict[str, pl.DataFrame] = {}
+        # model id -> what its serving adapter keeps across calls (e.g. per device forecasts)
+        self._state: dict[str, dict[str, Any]] = {}
+        # the per-reading models (registry order) with their adapters, and the union of their windows
+        self._adapters = {m: registry.get(m).serving_adapter() for m in registry.reading_ids()}
+        self._windows = tuple(dict.fromkeys(w for a in self._adapters.values() for w in a.windows))
+        self.units = {f"{m}.{out}": unit for m, est in self.estimators.items() for out, unit in est.spec.output_units.items()}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_registry(cls, model_ids: Iterable[str] | None = None, *, alias: str = "champion", progress: bool = False,
+                      **kwargs) -> Engine:
+        """Load each model's ``@alias`` version from the registry of the current workspace once.
+
+        A model without that alias (or that fails to load) is recorded in ``missing``, with
+        the reason, instead of failing the engine.
+        """
+        from .. import tracking
+
+        client = tracking.client()
+        estimators, missing = {}, {}
+        ids = list(registry.ids() if model_ids is None else model_ids)
+        it = ids
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(ids, desc="loading champions", unit="model")
+        from mlflow.exceptions import MlflowException
+
+        def aliased(name: str):
+            try:
+                return client.get_model_version_by_alias(name, alias)
+            except MlflowException:
+                return None
+
+        for model_id in it:
+            name = f"gridtwin.{model_id}"
+            try:
+                if aliased(name) is None:
+                    missing[model_id] = f"no @{alias} version of {name} in {tracking.tracking_uri()}; run the pipeline that trains it"
+                    continue
+                estimators[model_id] = tracking.load_estimator(f"models:/{name}@{alias}")
+            except Exception as exc:  # noqa: BLE001 - a broken model must not take the others down
+                missing[model_id] = f"{name}@{alias} could not be loaded: {str(exc).splitlines()[0][:200]}"
+        return cls(estimators, missing=missing, **kwargs)
+
+    def reset(self, device_id: str | None = None) -> None:
+        """Forget the history of one device (or of all)."""
+        if device_id is None:
+            self._history.clear()
+            self._state.clear()
+        else:
+            self._history.pop(device_id, None)
+            for kept in self._state.values():
+                kept.pop(device_id, None)
+
+    def history(self, device_id: str) -> pl.DataFrame | None:
+        """The accepted readings of ``device_id`` the engine still holds (at most :data:`HISTORY`)."""
+        return self._history.get(device_id)
+
+    def state(self, model_id: str) -> dict[str, Any]:
+        """What ``model_id``'s serving adapter keeps across calls, by device id (cleared by :meth:`reset`)."""
+        return self._state.setdefault(model_id, {})
+
+    # ------------------------------------------------------------------ per reading
+    def score_one(self, reading: Mapping[str, Any]) -> ReadingScore:
+        """One reading (a mapping of canonical field names) -> its :class:`ReadingScore`."""
+        return next(self.score([dict(reading)]).records())
+
+    def score(self, readings: pl.DataFrame | pd.DataFrame | Iterable[Mapping[str, Any]],
+              with_features: Iterable[str] = ()) -> ScoreBatch:
+        """Score canonical three_phase readings through every per-reading champion.
+
+        Readings of a device must come in time order across calls (older ones are
+        ``out_of_order``); within a batch they may be interleaved across devices and
+        in any order. ``with_features``: readings fields or feature-catalogue columns to
+        copy into the result (e.g. :data:`ALERT_FEATURES` for the rule checks of
+        :mod:`gridtwin_lib.alerts`).
+        """
+        df = as_frame(readings)
+        n = df.height
+        df = df.with_columns(pl.int_range(n, dtype=pl.Int64).alias("row"))
+        errors: list[dict] = []
+        ok = admit(df, errors, site=self.site, devices=self.devices, history=self._history)
+        out = pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
+        parts: list[pl.DataFrame] = []
+        if ok.height:
+            frame, new_rows = self._with_history(ok)
+            if not self.incremental or ok.height * _BATCH_SHARE >= frame.height:  # a batch: every row's features at once
+                feats = F.compute(frame, "three_phase", windows=self._windows, site=self.site, keep_inputs=True)
+                new = feats.filter(pl.col("row") >= 0)
+            else:  # a few readings on held history: the same features, computed for them alone
+                feats = None
+                new = F.compute(frame, "three_phase", windows=self._windows, site=self.site, keep_inputs=True,
+                                rows=pl.col("row") >= 0)
+            held = Held(frame, feats)
+            for model_id in self._adapters:
+                part = self._score_model(model_id, new, held, errors)
+                if part is not None:
+                    parts.append(part)
+            extra = [c for c in dict.fromkeys(with_features) if c in new.columns and c not in ("row", "ts", "device_id")]
+            if extra:
+                parts.insert(0, new.select("row", *extra))
+            self._keep_history(frame)
+        # one lazy plan joins every part: a single collect instead of one per join
+        joined = out.lazy()
+        for p in parts:
+            joined = joined.join(p.lazy(), on="row", how="left")
+        have = {c for p in parts for c in p.columns}
+        absent = [pl.lit(None, dtype=pl.String if out_name in adapter.text_outputs else pl.Float64).alias(f"{model_id}.{out_name}")
+                  for model_id, adapter in self._adapters.items() for out_name in self._outputs(model_id)
+                  if f"{model_id}.{out_name}" not in have]
+        if absent:
+            joined = joined.with_columns(absent)
+        err = pl.DataFrame(errors, schema=ERROR_SCHEMA) if errors else pl.DataFrame(schema=ERROR_SCHEMA)
+        status = status_column(n, err, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
+        ident = df.lazy().select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
+                                 pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id"))
+        result = ident.with_columns(pl.Series("status", status, dtype=pl.String)).join(joined, on="row", how="left").sort("row").collect()
+        return ScoreBatch(result, err.sort("row", "code") if err.height > 1 else err, dict(self.units))
+
+    def _outputs(self, model_id: str) -> list[str]:
+        adapter = self._adapters[model_id]
+        est = self.estimators.get(model_id)
+        if est is not None:
+            return [o for o in est.spec.output_units if o not in adapter.dropped_outputs]
+        return list(adapter.outputs)
+
+    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The admitted readings with their devices' held history, by device and time."""
+        held = [self._history[d] for d in ok["device_id"].unique().to_list() if d in self._history]
+        frame = pl.concat([*held, ok], how="vertical_relaxed") if held else ok
+        return frame.sort("device_id", "ts"), ok
+
+    def _keep_history(self, frame: pl.DataFrame) -> None:
+        """Keep the last :data:`HISTORY` of each device's readings (``row`` -1)."""
+        kept = frame.filter(pl.col("ts") > pl.col("ts").max().over("device_id") - HISTORY).with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
+        for (device,), part in kept.partition_by("device_id", as_dict=True).items():
+            self._history[device] = part
+
+    def _score_model(self, model_id: str, new: pl.DataFrame, held: Held, errors: list[dict]) -> pl.DataFrame | None:
+        """One per-reading model through its serving adapter: a frame keyed by ``row``, or None."""
+        adapter = self._adapters[model_id]
+        applies = adapter.applies(new, held) if adapter.applies is not None else new
+        if applies.height == 0:
+            return None
+        est = self.estimators.get(model_id)
+        if est is None:
+            reason = self.missing.get(model_id, "not loaded")
+            errors.extend(error_row(r, "no_champion", reason, model_id) for r in applies.select("row", "ts", "device_id").iter_rows(named=True))
+            return None
+        try:
+            part = adapter.score(self, est, model_id, applies, held, errors)
+            drop = [f"{model_id}.{c}" for c in adapter.dropped_outputs]
+            return part.drop([c for c in drop if c in part.columns]) if part is not None and drop else part
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the batch
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}" if str(exc) else type(exc).__name__
+            errors.extend(error_row(r, "model_error", msg, model_id) for r in applies.select("row", "ts", "device_id").iter_rows(named=True))
+            return None
+
+
+__all__ = ["Engine", "ALERT_FEATURES", "HISTORY"]

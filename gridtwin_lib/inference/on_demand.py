@@ -1,0 +1,147 @@
+"""The engine's entry points for the models that are not served per reading.
+
+Each entry point serves the registry model of one *role* (:data:`gridtwin_lib.models.registry.ROLES`)
+through the serving function the model's module defines (the entry's ``serving``), so this
+module names no model: it finds them with :func:`~gridtwin_lib.models.registry.by_role`.
+
+=================  =============================  ==========================================
+entry point        role(s)                        output
+=================  =============================  ==========================================
+score_assets       asset_failure, asset_overload  one row per transformer, ``<id>.<output>``
+score_waveforms    waveforms                      one row per 10-cycle window
+forecast_day       day_ahead_load                 24 hourly loads [kW]
+plan_day           day_plan, dispatch             the LP's schedule and the set-point
+balance            phase_move                     the recommended phase move (time-limited)
+segment            segments                       archetype per customer
+=================  =============================  ==========================================
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from ..errors import InputError
+from ..models import registry
+from .results import OnDemand, on_demand
+
+
+def _role(role: str) -> registry.ModelEntry:
+    entry = registry.by_role(role)
+    if entry is None:
+        raise InputError(f"no registered model serves {role!r}; see gridtwin_lib.models.registry")
+    return entry
+
+
+class OnDemandScoring:
+    """Mixed into :class:`~gridtwin_lib.inference.Engine`: uses its ``estimators``, ``missing``
+    and ``time_limit_s``."""
+
+    estimators: dict[str, Any]
+    missing: dict[str, str]
+    time_limit_s: float
+
+    def score_assets(self, observations: pl.DataFrame, *, utc_offset_h: float = 10.0) -> pl.DataFrame:
+        """The asset models for each asset at its latest observation.
+
+        Parameters
+        ----------
+        observations : transformer observations (ts, device_id, load_pu_measured [pu],
+            top_oil_temp_c, ambient_temp_c [°C], age_years [a]), as many days as available.
+        utc_offset_h : the fleet's local clock [h from UTC].
+
+        Returns
+        -------
+        One row per asset: ``device_id``, ``ts`` (of the inputs) and ``<model_id>.<output>``
+        columns of each asset model; a ``<model_id>.status`` reason instead when its champion
+        is missing.
+        """
+        if observations.height == 0:
+            raise InputError("score_assets: no observations; simulate or ingest a transformer fleet first")
+        obs = observations.sort("device_id", "ts")
+        out = obs.group_by("device_id").agg(pl.col("ts").max()).sort("device_id")
+        for role in ("asset_failure", "asset_overload"):
+            entry = registry.by_role(role)
+            if entry is None:
+                continue
+            est = self.estimators.get(entry.id)
+            if est is None:
+                out = out.with_columns(pl.lit(self.missing.get(entry.id, "not loaded")).alias(f"{entry.id}.status"))
+                continue
+            part = entry.serving_adapter()(est, obs, utc_offset_h=utc_offset_h)
+            part = part.rename({c: f"{entry.id}.{c}" for c in part.columns if c != "device_id"})
+            out = out.join(part, on="device_id", how="left")
+        return out
+
+    def score_waveforms(self, windows: pd.DataFrame) -> pd.DataFrame:
+        """The waveform model's class and THD [%] of 10-cycle windows (columns ``v_000..v_639`` [V])."""
+        entry = _role("waveforms")
+        pred = entry.serving_adapter()(self._require(entry.id), windows)
+        keep = [c for c in ("ts", "window_id", "source") if c in windows.columns]
+        return pd.concat([windows[keep].reset_index(drop=True), pred.add_prefix(f"{entry.id}.").reset_index(drop=True)], axis=1)
+
+    def forecast_day(self, meter_readings: pl.DataFrame, day: date, *, utc_offset_h: float = 1.0,
+                     site: str | None = "fr_sceaux") -> pd.DataFrame:
+        """The 24 hourly loads [kW] of local ``day`` from meter readings before it
+        (``datasets.energy.load_forecast.meter_load`` rows). Columns: hour (local start), load_kw."""
+        entry = _role("day_ahead_load")
+        load = entry.serving_adapter()(self._require(entry.id), meter_readings, day, utc_offset_h=utc_offset_h, site=site)
+        start = pd.Timestamp(datetime(day.year, day.month, day.day))
+        return pd.DataFrame({"hour": pd.date_range(start, periods=24, freq="h"), "load_kw": load})
+
+    def plan_day(self, load_kw: np.ndarray, pv_kw: np.ndarray, price_per_kwh: np.ndarray, *, soc_kwh: float | None = None,
+                 time_limit_s: float | None = None) -> dict[str, Any]:
+        """A day's plan from forecasts (24 hourly values each: load, PV [kW], price [€/kWh]).
+
+        Returns a dict: ``<day_plan id>``: the LP schedule (an :class:`OnDemand`, limited to
+        ``time_limit_s``; solved with default settings when the LP has no champion, then
+        ``lp_is_champion`` is False); ``<dispatch id>``: the surrogate's first-hour battery
+        set-point [kW] and expected cost, and ``<dispatch short id>_reference_battery_kw``: the
+        LP's own first-hour set-point [kW].
+        """
+        limit = self.time_limit_s if time_limit_s is None else float(time_limit_s)
+        load, pv, price = (np.asarray(a, float).reshape(-1) for a in (load_kw, pv_kw, price_per_kwh))
+        if not load.size == pv.size == price.size == 24:
+            raise InputError(f"plan_day: need 24 hourly values of load, PV and price (got {load.size}, {pv.size}, {price.size})")
+        lp_entry = _role("day_plan")
+        lp = self.estimators.get(lp_entry.id)
+        solve, soc0 = lp_entry.serving_adapter()(lp, load, pv, price)
+        plan = on_demand(lp_entry.id, solve, limit)
+        out: dict[str, Any] = {lp_entry.id: plan, "lp_is_champion": lp is not None}
+        sp_entry = registry.by_role("dispatch")
+        if sp_entry is None:
+            return out
+        est = self.estimators.get(sp_entry.id)
+        if est is None:
+            out[sp_entry.id] = {"status": "no_champion", "message": self.missing.get(sp_entry.id, "")}
+            return out
+        soc = float(soc_kwh) if soc_kwh is not None else soc0
+        out[sp_entry.id] = sp_entry.serving_adapter()(est, soc, load, pv, price)
+        if plan.status == "ok":
+            first = plan.result.iloc[0]
+            out[f"{sp_entry.id.split('_')[0]}_reference_battery_kw"] = float(first["battery_discharge_kw"] - first["battery_charge_kw"])
+        return out
+
+    def balance(self, X: pd.DataFrame, *, time_limit_s: float | None = None) -> OnDemand:
+        """The recommended phase move for a feeder (rows as its dataset builder makes them),
+        limited to ``time_limit_s`` [s]."""
+        entry = _role("phase_move")
+        est = self._require(entry.id)
+        return on_demand(entry.id, lambda: est.predict(X), self.time_limit_s if time_limit_s is None else float(time_limit_s))
+
+    def segment(self, X) -> pd.DataFrame:
+        """Archetype, peak share and flexible energy [kWh] per customer (rows as its dataset builder makes them)."""
+        return self._require(_role("segments").id).predict(X)
+
+    def _require(self, model_id: str):
+        est = self.estimators.get(model_id)
+        if est is None:
+            raise InputError(f"{model_id}: {self.missing.get(model_id, 'not loaded')}")
+        return est
+
+
+__all__ = ["OnDemandScoring"]

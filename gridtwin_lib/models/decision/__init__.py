@@ -1,0 +1,1 @@
+"""Decision models: one module per model (see gridtwin_lib.models.registry)."""

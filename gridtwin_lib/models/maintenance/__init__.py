@@ -1,0 +1,1 @@
+"""Maintenance models: one module per model (see gridtwin_lib.models.registry)."""

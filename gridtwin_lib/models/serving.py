@@ -1,0 +1,120 @@
+"""What a model's serving adapter is made of: how the inference engine builds a per-reading
+model's input from the readings and each device's history, and which outputs it adds.
+
+Each per-reading model's module defines ``SERVING = ServingAdapter(...)`` next to its estimator;
+the registry (:mod:`gridtwin_lib.models.registry`) names it, and the engine
+(:mod:`gridtwin_lib.inference.engine`) calls it once per batch. The helpers below are the
+shared pieces of those adapters (columns of the feature row, output framing, error rows).
+
+An adapter's ``score(engine, est, model_id, new, held, errors)`` receives
+
+* ``engine``: the :class:`~gridtwin_lib.inference.Engine` (its ``site``, ``incremental`` flag
+  and :meth:`~gridtwin_lib.inference.Engine.state`, a per-model dict kept across calls);
+* ``est``: the fitted estimator; ``model_id``: its registry id;
+* ``new``: the feature rows (``features.compute`` of the ``three_phase`` readings, inputs kept)
+  of the readings being scored that the adapter applies to, with their input position ``row``;
+* ``held``: a :class:`Held` (the readings of the same devices, history included, and the
+  features of all of them when the batch computed those);
+* ``errors``: a list to which it appends one :func:`error_row` per reading it cannot score;
+
+and returns a polars frame keyed by ``row`` with ``<model_id>.<output>`` columns, or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+#: ``score(engine, est, model_id, new, held, errors) -> pl.DataFrame | None`` (see the module docstring)
+Scorer = Callable[[Any, Any, str, pl.DataFrame, "Held", list[dict]], "pl.DataFrame | None"]
+
+
+@dataclass(frozen=True)
+class ServingAdapter:
+    """How the engine serves one per-reading model.
+
+    Parameters
+    ----------
+    score : the scorer (see the module docstring).
+    outputs : output names the engine adds (``<model_id>.<output>`` columns) when the model has
+        no estimator loaded; a loaded estimator's ``spec.output_units`` wins.
+    text_outputs : outputs that are text (class labels); the others are float.
+    dropped_outputs : outputs of ``predict`` the engine does not serve (e.g. timings).
+    applies : ``applies(new, held) -> pl.DataFrame``: the rows of ``new`` the model scores (None:
+        every row); e.g. only feeder-head meters.
+    windows : feature windows the model's inputs need (the engine computes their union).
+    """
+
+    score: Scorer
+    outputs: tuple[str, ...]
+    text_outputs: frozenset[str] = frozenset()
+    dropped_outputs: tuple[str, ...] = ()
+    applies: Callable[[pl.DataFrame, Held], pl.DataFrame] | None = None
+    windows: tuple[str, ...] = ("1m", "15m", "1h")
+
+
+@dataclass
+class Held:
+    """What an adapter sees besides the new readings' features: the readings of their devices
+    (held history, ``row`` -1, then the new ones; by device and time) and the features of all
+    of them when a batch computed those anyway (None when only the new rows' were).
+    ``cache`` holds what adapters of one call share (e.g. the feeder-head frame)."""
+
+    readings: pl.DataFrame
+    features: pl.DataFrame | None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def error_row(r: Mapping[str, Any], code: str, message: str, model_id: str | None = None) -> dict:
+    """One error of the engine's errors frame for reading ``r`` (``row``, ``ts``, ``device_id``)."""
+    return {"row": int(r["row"]), "ts": r.get("ts"), "device_id": None if r.get("device_id") is None else str(r.get("device_id")),
+            "code": code, "model_id": model_id, "message": message}
+
+
+def missing_input(errors: list[dict], rows: pl.DataFrame, model_id: str, why: str, code: str = "missing_input") -> None:
+    """Append a ``code`` error, ``why`` the model could not score them, for every row of ``rows``."""
+    errors.extend(error_row(r, code, f"{model_id}: {why}", model_id) for r in rows.select("row", "ts", "device_id").iter_rows(named=True))
+
+
+def prefixed(model_id: str, rows: np.ndarray, pred: pd.DataFrame, drop: Sequence[str] = ()) -> pl.DataFrame:
+    """``pred``'s columns as ``<model_id>.<output>`` (NaN as null, as ``pl.from_pandas``) and ``row``."""
+    cols = [pl.Series(f"{model_id}.{c}", pred[c].to_numpy(), nan_to_null=True) for c in pred.columns if c not in drop]
+    return pl.DataFrame([*cols, pl.Series("row", rows, dtype=pl.Int64)])
+
+
+def float_frame(frame: pl.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``frame``'s ``cols`` as one float64 block (null as NaN), as ``to_pandas`` gives them,
+    without its per-column conversion (~3 ms for 150 columns of one reading)."""
+    part = frame[cols]
+    if all(dtype.is_numeric() for dtype in part.dtypes):  # one NumPy conversion, no cast expressions to plan
+        return pd.DataFrame(part.to_numpy().astype(np.float64, copy=False), columns=cols)
+    return pd.DataFrame(frame.select([pl.col(c).cast(pl.Float64) for c in cols]).to_numpy(), columns=cols)
+
+
+def columns_scorer(columns: Sequence[str], *, complete_rows: str | None = None) -> Scorer:
+    """A scorer for models whose inputs are feature-catalogue ``columns`` of the reading itself.
+
+    ``complete_rows``: when given, rows with an undefined input are not scored but get a
+    ``missing_input`` error with this reason (for models trained on complete rows only).
+    """
+
+    def score(engine, est, model_id, new, held, errors):
+        X = float_frame(new, list(columns))
+        rows = new["row"].to_numpy()
+        if complete_rows is not None:
+            ok = X.notna().all(axis=1).to_numpy()
+            missing_input(errors, new.filter(pl.Series(~ok)), model_id, complete_rows)
+            X, rows = X[ok], rows[ok]
+            if not len(rows):
+                return None
+        return prefixed(model_id, rows, est.predict(X))
+
+    return score
+
+
+__all__ = ["ServingAdapter", "Held", "Scorer", "error_row", "missing_input", "prefixed", "float_frame", "columns_scorer"]
