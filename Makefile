@@ -8,7 +8,7 @@ MLFLOW_PORT ?= 5000
 JOBS   ?= 2
 DASH_PORT ?= 8866
 
-.PHONY: install run daily dashboards main-job test bench lab mlflow mlflow-server kernel clean distclean help
+.PHONY: install lint run daily dashboards main-job test bench lab mlflow mlflow-server kernel clean distclean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -36,7 +36,11 @@ daily: install  ## the daily operations report on the store's most recent day (p
 main-job: install  ## only ingest, simulate and featurise (pipelines/main.yaml), no models
 	$(BIN)/gridtwin run
 
-test: install  ## every test (benchmarks excluded)
+lint: install  ## ruff and the import-linter layer contracts (pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: lint  ## lint, then every test (benchmarks excluded)
 	$(BIN)/python -m pytest
 
 bench: install  ## benchmarks: they print their figures (see README "Performance"); bench_models needs `make run` first

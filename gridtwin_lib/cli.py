@@ -66,7 +66,7 @@ def _parse_maps(maps: list[str], kind: str) -> dict:
 def ingest_file_cmd(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet file (by extension).")],
     mapping: Annotated[Optional[Path], typer.Option(help="YAML mapping file (see README 'Column mappings').")] = None,
-    map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN[:UNIT], repeatable, e.g. v_a=Ua:kV.")] = [],
+    map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN[:UNIT], repeatable, e.g. v_a=Ua:kV.")] = (),
     kind: Annotated[str, typer.Option(help="Record kind when using --map: three_phase, meter or pv.")] = "three_phase",
     timestamp: Annotated[str, typer.Option(help="Timestamp column(s), comma-separated, when using --map.")] = "timestamp",
     timestamp_format: Annotated[Optional[str], typer.Option(help="strftime format; default ISO 8601.")] = None,
@@ -280,7 +280,7 @@ def simulate_cmd(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
     devices: Annotated[int, typer.Option(help="Number of devices / assets.")] = 1,
     start: Annotated[Optional[str], typer.Option(help="UTC start, ISO 8601 [default 2025-01-06].")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="Override a parameter: KEY=VALUE (repeatable).")] = [],
+    set_: Annotated[list[str], typer.Option("--set", help="Override a parameter: KEY=VALUE (repeatable).")] = (),
     source: Annotated[Optional[str], typer.Option(help="Store the run as this source [default sim:<scenario>]; must start with sim:.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,

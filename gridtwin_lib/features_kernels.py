@@ -351,7 +351,7 @@ def window_update(t_us, x, ts, vals, ctr, sums, centre, dq, dqhl, win_us, longes
         if stat == STAT_N:
             out[j] = ctr[0] - ctr[3 + w]
             continue
-        if stat == STAT_MIN or stat == STAT_MAX:
+        if stat == STAT_MIN or stat == STAT_MAX:  # noqa: SIM109 - an == chain is what Numba compiles cheaply
             d = w * n_slots + s
             out[j] = vals[dq[d, dqhl[d, 0] % cap], mm_base[s]] if dqhl[d, 0] < dqhl[d, 1] else _NAN
             continue

@@ -50,8 +50,8 @@ class Field:
         return pa.field(self.name, self.dtype, nullable=not self.required, metadata=meta)
 
 
-def _f(name, unit, dimension, description, dtype=pa.float64(), required=False) -> Field:
-    return Field(name, dtype, unit, dimension, description, required)
+def _f(name, unit, dimension, description, dtype=None, required=False) -> Field:
+    return Field(name, pa.float64() if dtype is None else dtype, unit, dimension, description, required)
 
 
 COMMON_FIELDS: tuple[Field, ...] = (

@@ -54,7 +54,9 @@ def test_metrics_count_requests_by_route_and_status_and_report_the_log(tmp_path,
     assert statuses == [200, 401, 422, 404]
     assert before.status_code == 200 and before.headers["content-type"].startswith("text/plain")
     m = _samples(before.text)
-    post = lambda status: m[("gridtwin_collector_requests_total", (("method", "POST"), ("path", ENERGY), ("status", status)))]
+    def post(status):
+        return m[("gridtwin_collector_requests_total", (("method", "POST"), ("path", ENERGY), ("status", status)))]
+
     assert (post("200"), post("401"), post("422")) == (1, 1, 1)
     assert m[("gridtwin_collector_requests_total", (("method", "GET"), ("path", "other"), ("status", "404")))] == 1
     assert m[("gridtwin_collector_request_seconds_count", (("method", "POST"), ("path", ENERGY)))] == 3

@@ -8,6 +8,8 @@ line 5 400 V, line 8 -2.10 A, line 11 70 Hz, line 14 ``abc``, line 17 ``not-a-da
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 

@@ -23,12 +23,16 @@ def exposure_warning(host: str) -> str | None:
             "and API keys travel in clear HTTP; put it behind a TLS proxy and a firewall")
 
 
+#: the limit a collector applies unless told otherwise (frozen, so one instance serves every call)
+DEFAULT_RATE_LIMIT = RateLimit()
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     store_root: str | os.PathLike | None = None,
     collector_dir: str | os.PathLike | None = None,
-    rate_limit: RateLimit | None = RateLimit(),
+    rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
     compact_interval_s: float = 2.0,
     group_commit: bool = True,
     access_log: bool = False,

@@ -316,10 +316,10 @@ def _engine(url: str, where: str, must_exist: bool) -> sa.Engine:
     except sa.exc.ArgumentError:
         raise IngestError(f"{where}: not a database URL; use e.g. sqlite:///path/to.db or mysql+pymysql://user:pw@host/db") from None
     db = parsed.database
-    if must_exist and parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:"):
-        if not Path(db).is_file():
-            engine.dispose()
-            raise IngestError(f"{where}: SQLite database file not found; check the path (three slashes + relative, four + absolute)")
+    if (must_exist and parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:")
+            and not Path(db).is_file()):
+        engine.dispose()
+        raise IngestError(f"{where}: SQLite database file not found; check the path (three slashes + relative, four + absolute)")
     return engine
 
 

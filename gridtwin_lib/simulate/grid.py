@@ -973,8 +973,12 @@ class _GridRun:
         v_lo, v_hi = v_m.min(axis=1) / V_NOMINAL, v_m.max(axis=1) / V_NOMINAL
         i_hi, s_hi = i_m.max(axis=1), s_m.max(axis=1)
         for k, ph in enumerate(PHASES):
-            vpu = lambda k=k: v_m[k] / V_NOMINAL
-            ck = lambda k=k: cause_v[k]
+            def vpu(k=k):
+                return v_m[k] / V_NOMINAL
+
+            def ck(k=k):
+                return cause_v[k]
+
             for s0, s1, low, c in feed(("sag", ph), True, v_lo[k] < 0.9, lambda k=k: (lambda x: (x >= 0.05) & (x < 0.9))(v_m[k] / V_NOMINAL), vpu, ck):
                 kind = "sag" if (s1 - s0) * dt < 60.0 else "undervoltage"
                 log(kind, s0, s1, CAUSES[c] or "high_load", 1.0 - low, ph, low, "pu")
@@ -994,7 +998,9 @@ class _GridRun:
         lvur = voltage_unbalance_rate_pct(v_m)
         if any_out:
             lvur[out_all] = 0.0
-        default_unb = lambda: np.where(cause_unb > 0, CAUSE_ID.get(self.unbalance_cause or "", 0), cause_v.max(axis=0)).astype(np.int16)
+        def default_unb():
+            return np.where(cause_unb > 0, CAUSE_ID.get(self.unbalance_cause or "", 0), cause_v.max(axis=0)).astype(np.int16)
+
         for s0, s1, high, c in feed(("unbalance", "abc"), False, bool(lvur.max() > 2.0), lambda: lvur > 2.0, lambda: lvur, default_unb):
             log("unbalance", s0, s1, CAUSES[c] or "load", high / 10.0, "abc", high, "%")
         thd_v = np.nan_to_num(thd_m) if any_out else thd_m
@@ -1007,7 +1013,9 @@ class _GridRun:
         if not events:
             return pl.DataFrame(schema=schema)
         frame = pl.DataFrame(events)
-        to_ts = lambda col: (pl.lit(self.start_us) + pl.col(col) * self.dt_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        def to_ts(col):
+            return (pl.lit(self.start_us) + pl.col(col) * self.dt_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
         return frame.select(
             to_ts("step").alias("ts"), to_ts("end_step").alias("end"), pl.lit(dev.device_id).alias("device_id"),
             "type", "cause", "severity", pl.col("phase").cast(pl.String), "magnitude", "unit",

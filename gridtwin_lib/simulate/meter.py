@@ -430,7 +430,9 @@ class _MeterRun:
         ts = pl.Series("ts", ts_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         frame = pl.DataFrame({"ts": ts, "device_id": pl.repeat(m.device_id, n, eager=True), **sent})
         ok = status != "lost"
-        to_us = lambda s: self.start_us + np.round(s * 1e6).astype(np.int64)
+        def to_us(s):
+            return self.start_us + np.round(s * 1e6).astype(np.int64)
+
         rows = pl.concat([
             frame.filter(pl.Series(ok)).with_columns(pl.Series("_delivered_us", to_us(delivered[ok]))),
             frame.filter(pl.Series(retried)).with_columns(pl.Series("_delivered_us", to_us(retry_at[retried]))),
@@ -470,7 +472,9 @@ class _MeterRun:
         return pl.DataFrame(rows, schema=schema).with_columns(pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
 
     def _events(self, m: _Meter, events: list[dict[str, Any]]) -> pl.DataFrame:
-        to_ts = lambda s: (pl.lit(self.start_us) + (pl.col(s) * 1e6).round().cast(pl.Int64)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        def to_ts(s):
+            return (pl.lit(self.start_us) + (pl.col(s) * 1e6).round().cast(pl.Int64)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
         schema = {"ts_s": pl.Float64, "end_s": pl.Float64, "type": pl.String, "cause": pl.String, "severity": pl.Float64, "magnitude": pl.Float64, "unit": pl.String}
         frame = pl.DataFrame(events, schema=schema)
         return frame.select(to_ts("ts_s").alias("ts"), to_ts("end_s").alias("end"), pl.lit(m.device_id).alias("device_id"),

@@ -45,8 +45,7 @@ def _lp_trajectories(site: BatterySite, fc: dict[str, np.ndarray], actual: dict[
     for h in range(HOURS):
         if h:
             soc[:, h] = M.execute(site, plan, actual["load_kw"], actual["pv_kw"], actual["price_per_kwh"])["soc_kwh"][:, h - 1]
-        roll = lambda a: np.roll(a, -h, axis=1)  # noqa: E731
-        lf, pf, pr = roll(fc["load_kw"]), roll(fc["pv_kw"]), roll(fc["price_per_kwh"])
+        lf, pf, pr = (np.roll(fc[k], -h, axis=1) for k in ("load_kw", "pv_kw", "price_per_kwh"))
         for d in range(days):
             plan[d, h], secs[d, h] = M.lp_setpoint(site, soc[d, h], lf[d], pf[d], pr[d])
     return plan, soc, secs

@@ -96,7 +96,7 @@ class GridStability(GridModel):
             tr, te = slice(0, edges[k]), slice(edges[k], edges[k + 1])
             if len(np.unique(yy[tr])) < 2:
                 continue
-            for j, (name, est) in enumerate(self._members().items()):
+            for j, est in enumerate(self._members().values()):
                 oof[te, j] = est.fit(A[tr], yy[tr]).predict_proba(A[te])[:, 1]
             keep[te] = True
         if len(np.unique(yy[keep])) < 2:

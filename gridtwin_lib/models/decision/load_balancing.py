@@ -323,7 +323,7 @@ def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
         table = evaluate_moves(loads, phases, pos, candidate_moves(phases), **feeder)
         table["customer"] = [ids[k] for k in table["customer_index"]]
 
-        def after(pick) -> tuple[float, str]:
+        def after(pick, table=table) -> tuple[float, str]:
             sel = table[(table["customer"] == pick["customer"]) & (table["to_phase"] == PHASES.index(pick["to_phase"]))]
             return float(sel["vuf_after_pct"].iloc[0]), f"{pick['customer']} {pick['from_phase']}→{pick['to_phase']}"
 

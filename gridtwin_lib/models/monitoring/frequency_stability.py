@@ -532,7 +532,7 @@ def _serve(engine, est, model_id, new, held, errors):
     N_HIST = HISTORY
 
     rows, hist, skipped = [], [], []
-    for (device,), part in held.readings.select("ts", "device_id", "frequency", "row").partition_by("device_id", as_dict=True).items():
+    for part in held.readings.select("ts", "device_id", "frequency", "row").partition_by("device_id"):
         us = part["ts"].dt.epoch("us").to_numpy()
         whole = us % 1_000_000 == 0
         grid, f = frequency_grid(us[whole], part["frequency"].filter(pl.Series(whole)))

@@ -239,7 +239,7 @@ def _m04_figures(model: PhaseImbalance, dataset: Dataset, predictions: dict[str,
     yt = np.asarray(dataset.y_test).astype(str)
     labels = [c for c in UNBALANCE_CLASSES if c in set(yt)] + sorted(set(yt) - set(UNBALANCE_CLASSES))
     fig = make_subplots(rows=1, cols=len(predictions), subplot_titles=[f"{k}" for k in predictions], horizontal_spacing=0.12)
-    for col, (name, pred) in enumerate(predictions.items(), start=1):
+    for col, pred in enumerate(predictions.values(), start=1):
         cm = confusion_matrix(yt, _causes(pred).astype(str), labels=labels).astype(float)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         fig.add_trace(go.Heatmap(z=norm, x=labels, y=labels, zmin=0, zmax=1, colorscale="Blues", showscale=col == 1,
