@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,12 +24,25 @@ import polars as pl
 from .errors import InputError
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file or a directory (its new entries and renames) to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_parents(files: Iterable[Path], root: Path) -> None:
+    """fsync every directory between ``files`` and ``root``, ``root`` included (new entries, renames)."""
+    dirs: set[Path] = {root}
+    for path in files:
+        d = path.parent
+        while d != root and root in d.parents and d not in dirs:
+            dirs.add(d)
+            d = d.parent
+    for d in dirs:
+        fsync_path(d)
 
 
 @contextmanager
@@ -68,7 +81,7 @@ def atomic_write(*paths: str | os.PathLike, fsync: bool = True) -> Iterator[Path
             os.replace(tmp, target)
         if fsync:
             for directory in dict.fromkeys(t.parent for t in targets):
-                _fsync_dir(directory)
+                fsync_path(directory)
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)

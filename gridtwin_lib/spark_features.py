@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,8 +34,9 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from . import features
 from .config import SITES, Site, default_site
+from .fileio import atomic_write
 from .schema import polars_schema
-from .store import Store, _as_utc
+from .store import Store, as_utc
 
 #: default chunk length: one day of a device per task group
 DEFAULT_CHUNK = "1d"
@@ -203,9 +203,8 @@ def write(
             return pa.table({"path": pa.array([], pa.string()), "rows": pa.array([], pa.int64())})
         frame = pl.from_arrow(compute_chunk(table, kind, windows, site, index * chunk_us, signed=False))
         path = f"{out}/part-{quote(device, safe='')}-{index}.parquet"
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
+        with atomic_write(path, fsync=False) as tmp:  # the job's output directory appears whole (cli_scale)
+            frame.write_parquet(tmp)
         return pa.table({"path": [path], "rows": pa.array([frame.height], pa.int64())})
 
     written = df.groupBy("device_id", _CHUNK_COLUMN).applyInArrow(per_group, summary).collect()
@@ -229,7 +228,7 @@ def chunked(spark, files: Iterable[str | Path], kind: str, windows: tuple[str, .
         df = df.filter(F.col("device_id") == device_id)
     for bound, keep in ((start, lambda t: F.col("ts") >= t), (end, lambda t: F.col("ts") < t)):
         if bound is not None:
-            df = df.filter(keep(F.lit(_as_utc(bound))))
+            df = df.filter(keep(F.lit(as_utc(bound))))
     ts_us = F.unix_micros(F.col("ts"))
     chunks = F.sequence(F.floor(ts_us / chunk_us), F.floor((ts_us + reach_us) / chunk_us)).cast("array<long>")
     return df.withColumn(_CHUNK_COLUMN, F.explode(chunks))
@@ -237,7 +236,7 @@ def chunked(spark, files: Iterable[str | Path], kind: str, windows: tuple[str, .
 
 def store_files(store: Store, kind: str, source: str | list[str] | None = None, start=None, end=None) -> list[Path]:
     """The store's Parquet files of ``kind`` and ``source`` whose date partitions meet ``[start, end)``."""
-    files = store._select_files(store.root / "measurements" / f"kind={kind}", source, start, end)
+    files = store.measurement_files(kind, source, start, end)
     if not files:
         raise ValueError(f"no {kind} measurements in {store.root} for source={source}; ingest or simulate first")
     return files

@@ -255,7 +255,7 @@ class Store:
         ``start`` is inclusive and ``end`` exclusive (UTC). Partitions outside the
         date range and other sources are not opened.
         """
-        files = self._select_files(self.root / "measurements" / f"kind={kind}", source, start, end)
+        files = self.measurement_files(kind, source, start, end)
         if not files:
             return pl.LazyFrame(schema=polars_schema(kind))
         lf = pl.scan_parquet(files)
@@ -311,12 +311,21 @@ class Store:
             return []
         return sorted(unquote(p.name.split("=", 1)[1]) for p in base.iterdir() if p.name.startswith("source="))
 
+    def measurement_files(self, kind: str, source: str | None = None, start: datetime | str | None = None,
+                          end: datetime | str | None = None) -> list[Path]:
+        """The Parquet files that may hold ``kind`` measurements of ``source`` in [start, end).
+
+        Partition pruning only (by source and date): callers filter rows themselves. For
+        engines that read files directly (Spark).
+        """
+        return self._select_files(self.root / "measurements" / f"kind={kind}", source, start, end)
+
     def _select_files(self, base: Path, source, start, end) -> list[Path]:
         if not base.exists():
             return []
         wanted = None if source is None else {quote(s, safe="") for s in ([source] if isinstance(source, str) else source)}
-        d0 = _as_utc(start).date() if start is not None else None
-        d1 = _as_utc(end).date() if end is not None else None
+        d0 = as_utc(start).date() if start is not None else None
+        d1 = as_utc(end).date() if end is not None else None
         files: list[Path] = []
         for src_dir in sorted(base.iterdir()):
             if not src_dir.name.startswith("source=") or (wanted is not None and src_dir.name[7:] not in wanted):
@@ -457,7 +466,7 @@ def _files_in(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
 
 
-def _as_utc(value: datetime | str) -> datetime:
+def as_utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
@@ -470,9 +479,9 @@ def _filter(lf: pl.LazyFrame, time_column: str, device_id, start, end) -> pl.Laz
         ids = [device_id] if isinstance(device_id, str) else list(device_id)
         lf = lf.filter(pl.col("device_id").is_in(ids))
     if start is not None:
-        lf = lf.filter(pl.col(time_column) >= pl.lit(_as_utc(start)).cast(POLARS_TS))
+        lf = lf.filter(pl.col(time_column) >= pl.lit(as_utc(start)).cast(POLARS_TS))
     if end is not None:
-        lf = lf.filter(pl.col(time_column) < pl.lit(_as_utc(end)).cast(POLARS_TS))
+        lf = lf.filter(pl.col(time_column) < pl.lit(as_utc(end)).cast(POLARS_TS))
     return lf
 
 

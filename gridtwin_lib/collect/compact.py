@@ -23,18 +23,17 @@ its parent is gone (``kill -9``), so a restarted collector never finds two watch
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from ..fileio import file_lock, fsync_parents, fsync_path, write_text
 from ..ingest.core import ingest_frame
 from ..schema import POLARS_TS
 from ..store import Store, WriteResult
@@ -74,14 +73,14 @@ class DurableStore(Store):
 
     def write(self, kind: str, df: pl.DataFrame, durable: bool = True) -> WriteResult:
         result = super().write(kind, df, durable=True)
-        _fsync_dirs(result.files, self.root)
+        fsync_parents(result.files, self.root)
         return result
 
     def write_rejects(self, kind: str, df: pl.DataFrame) -> WriteResult:
         result = super().write_rejects(kind, df)
         for path in result.files:
-            _fsync(path)
-        _fsync_dirs(result.files, self.root)
+            fsync_path(path)
+        fsync_parents(result.files, self.root)
         return result
 
 
@@ -108,7 +107,7 @@ class Compactor:
         """Compact everything committed so far; safe to call again at any time."""
         t0 = time.perf_counter()
         result = CompactionResult()
-        with self._lock, self._file_lock():
+        with self._lock, file_lock(self.directory / ".compact.lock"):
             try:
                 for kind in TABLES:
                     while self._compact_readings(kind, batch_rows, result) == batch_rows:
@@ -123,15 +122,6 @@ class Compactor:
         self.last_run = time.time()
         result.seconds = time.perf_counter() - t0
         return result
-
-    @contextmanager
-    def _file_lock(self):
-        with open(self.directory / ".compact.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _watermark(self, table: str) -> int:
         row = self._conn.execute("SELECT last_id FROM watermarks WHERE name = ?", (table,)).fetchone()
@@ -191,33 +181,10 @@ class Compactor:
         return len(rows)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dirs(files: list[Path], root: Path) -> None:
-    """fsync every directory between the new files and the store root (new entries and renames)."""
-    dirs: set[Path] = set()
-    for path in files:
-        d = path.parent
-        while d != root and root in d.parents and d not in dirs:
-            dirs.add(d)
-            d = d.parent
-    dirs.add(root)
-    for d in dirs:
-        _fsync(d)
-
-
 def write_status(directory: Path, last_run: float | None, error: str | None, result: CompactionResult | None) -> None:
     """Record the watcher's state for ``/health`` (atomic replace)."""
     status = {"last_run": last_run, "error": error, "pid": os.getpid(), "last_result": result.to_dict() if result else None}
-    tmp = directory / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps(status))
-    os.replace(tmp, directory / STATUS_FILE)
+    write_text(directory / STATUS_FILE, json.dumps(status), fsync=False)  # a status, not data: no flush
 
 
 def read_status(directory: Path) -> dict:

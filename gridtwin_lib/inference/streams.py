@@ -46,9 +46,9 @@ def read_readings(path) -> pl.DataFrame:
 def readings_from_store(store, sources: Iterable[str] | None, start, end) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stored three_phase readings of ``sources`` (all if empty) in [start, end), and the
     :data:`HISTORY` before ``start`` to warm each device's windows up (score it first)."""
-    from ..store import _as_utc
+    from ..store import as_utc
 
-    lo, hi = _as_utc(start), _as_utc(end)
+    lo, hi = as_utc(start), as_utc(end)
     if lo >= hi:
         raise InputError(f"start {lo:%Y-%m-%d %H:%M} must be before end {hi:%Y-%m-%d %H:%M}")
     srcs = list(sources or store.sources("three_phase"))

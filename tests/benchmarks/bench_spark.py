@@ -90,7 +90,7 @@ def main() -> None:
         cores = args.master.removeprefix("local[").removesuffix("]")
         spark = spark_features.session(args.master, "gridtwin-bench", shuffle_partitions=2 * int(cores) if cores.isdigit() else None,
                                        spark__ui__enabled="false")
-        files = store._select_files(store.root / "measurements" / "kind=meter", None, None, None)
+        files = store.measurement_files("meter")
         counter = iter(range(1_000_000))
 
         def on_spark() -> int:
