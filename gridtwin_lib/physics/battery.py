@@ -73,7 +73,7 @@ class BatterySite:
                     soc_max_frac: float, soc_init_frac: float, import_limit_kw: float, export_limit_kw: float,
                     feed_in_per_kwh: float, peak_charge_per_kw_day: float, terminal_value_per_kwh: float | None,
                     overload_penalty_per_kwh: float, execution: str = "realtime") -> BatterySite:
-        """The site of m11's parameters, checked.
+        """The site of a dispatch model's battery parameters, checked.
 
         Parameters
         ----------
@@ -96,7 +96,7 @@ class BatterySite:
         overload_penalty_per_kwh : float
             Penalty on import above the limit [€/kWh].
         execution : {"realtime", "setpoints"}
-            How m11 executes a plan (only checked here).
+            How the dispatch model executes a plan (only checked here).
 
         Returns
         -------
@@ -108,13 +108,13 @@ class BatterySite:
             A value outside its range (the message names it).
         """
         if not 0 < round_trip_efficiency <= 1:
-            raise InputError(f"m11: round_trip_efficiency must be in (0, 1] (got {round_trip_efficiency})")
+            raise InputError(f"battery site: round_trip_efficiency must be in (0, 1] (got {round_trip_efficiency})")
         if not 0 <= soc_min_frac <= soc_init_frac <= soc_max_frac <= 1:
-            raise InputError("m11: need 0 <= soc_min_frac <= soc_init_frac <= soc_max_frac <= 1")
+            raise InputError("battery site: need 0 <= soc_min_frac <= soc_init_frac <= soc_max_frac <= 1")
         if battery_kwh < 0 or battery_kw < 0 or import_limit_kw <= 0 or export_limit_kw < 0:
-            raise InputError("m11: battery_kwh, battery_kw, export_limit_kw must be >= 0 and import_limit_kw > 0")
+            raise InputError("battery site: battery_kwh, battery_kw, export_limit_kw must be >= 0 and import_limit_kw > 0")
         if execution not in ("realtime", "setpoints"):
-            raise InputError(f"m11: execution must be 'realtime' (plan + real-time layer) or 'setpoints' (got {execution!r})")
+            raise InputError(f"battery site: execution must be 'realtime' (plan + real-time layer) or 'setpoints' (got {execution!r})")
         e_max = float(battery_kwh)
         return cls(eta=float(np.sqrt(round_trip_efficiency)), e_max=e_max, p_max=float(battery_kw),
                    s_min=soc_min_frac * e_max, s_max=soc_max_frac * e_max, s0=soc_init_frac * e_max,
@@ -224,7 +224,7 @@ def solve_day_lp(site: BatterySite, load, pv, price) -> tuple[dict[str, np.ndarr
     res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=np.column_stack([lo, hi]), method="highs")
     elapsed = time.perf_counter() - t0
     if res.status != 0:
-        raise RuntimeError(f"m11: HiGHS did not solve a day (status {res.status}: {res.message})")
+        raise RuntimeError(f"day-ahead LP: HiGHS did not solve a day (status {res.status}: {res.message})")
     x = res.x
     out = {"grid_import_kw": x[imp] - x[exp], "pv_curtailed_kw": x[cur], "battery_charge_kw": x[ch],
            "battery_discharge_kw": x[dis], "soc_kwh": x[soc]}

@@ -232,7 +232,7 @@ class CigreFeeder:
         p, q, pv = self.load_state(local_hour, load_kw, pv_kw)
         r = solve(self.network()["net"], p, q, pv, q_setpoint_kvar=self.distribute_q(q_kvar))
         if not r["converged"]:
-            raise RuntimeError(f"m13: power flow did not converge (hour {local_hour}, load {load_kw} kW, q {q_kvar} kvar)")
+            raise RuntimeError(f"CIGRE feeder: power flow did not converge (hour {local_hour}, load {load_kw} kW, q {q_kvar} kvar)")
         vm = r["bus_vm_pu"][1:]  # bus 0 is the 20 kV slack
         self.misses += 1
         self.cache[key] = out = (float(r["losses_kw"]), float(vm.min()), float(vm.max()))

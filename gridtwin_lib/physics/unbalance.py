@@ -4,7 +4,7 @@
     IEC 61000-4-30 / EN 50160 / IEC 61000-2-12: negative- over positive-sequence voltage,
     ``VUF = |V2| / |V1| x 100 %``, from complex phasors (symmetrical components, Fortescue).
     EN 50160 limits the 10-min mean to 2 % in LV networks. Needs phase angles: used where the
-    phasors are known (the m14 feeder model).
+    phasors are known (the phase-balancing feeder model).
 ``voltage_unbalance_rate_pct`` (LVUR)
     Magnitude-only "line voltage unbalance rate" (NEMA MG 1 / IEEE 112 style, on phase
     voltages): ``max |V_k - mean(V)| / mean(V) x 100 %``. The canonical record carries RMS

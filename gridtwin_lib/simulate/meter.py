@@ -36,7 +36,7 @@ Customer types
     ``customer_type``, ``size_factor`` [1], ``time_shift_h`` [h], ``heater_start_h`` [h local,
     null unless water heater], ``opens_saturday`` (null unless business),
     ``mean_kw_nominal`` [kW, shape only, without bursts and weather] and
-    ``peak_share_nominal`` [1, share of a nominal week's energy in local 17-21 h, m12's default
+    ``peak_share_nominal`` [1, share of a nominal week's energy in local 17-21 h, the demand-response model's default
     peak window]; table ``customer_days``, one row per meter and local day at its local
     midnight (the run start for the first): ``customer_type``, ``day_kind`` (``regular``,
     ``away``, ``home``, ``closed``) and ``weather_index`` [1].

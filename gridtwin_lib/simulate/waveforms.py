@@ -1,4 +1,4 @@
-"""Power-quality waveform windows (IEEE 1159 disturbance classes) for the harmonic-analysis model (m02).
+"""Power-quality waveform windows (IEEE 1159 disturbance classes) for the harmonic-analysis model.
 
 A window is 10 cycles of a 50 Hz phase voltage (230 V RMS nominal) sampled at 3.2 kHz:
 64 samples per cycle, 640 samples, 0.2 s. Each class follows the usual parametric
@@ -181,7 +181,7 @@ def _run(run: RunSpec, p: dict[str, Any]) -> Iterator[SimChunk]:
 register(Scenario(
     "pq_waveforms",
     twin="waveforms",
-    description="labelled 10-cycle 50 Hz voltage windows (3.2 kHz) of the 10 IEEE 1159 classes for m02; "
+    description="labelled 10-cycle 50 Hz voltage windows (3.2 kHz) of the 10 IEEE 1159 classes for the harmonic-analysis model; "
     "one window every resolution step from start, truth tables waveform_windows and waveform_samples",
     params={
         "n_per_class": Param(100, "", "windows per class", 1, 20_000),
