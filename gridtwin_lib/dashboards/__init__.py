@@ -1,8 +1,9 @@
 """Voila dashboards for stakeholders: the data and figures behind ``notebooks/dashboards``.
 
-Every dashboard notebook only lays out widgets and wires them to functions of this
-package (one module per dashboard: :mod:`.monitoring`, :mod:`.maintenance`,
-:mod:`.energy`, :mod:`.decision`, :mod:`.simulator`, :mod:`.comparison`); the data
+Every dashboard notebook is a parameters cell and one call, ``<module>.page(...)``: the
+widgets, their wiring and the figures live in this package (one module per dashboard:
+:mod:`.monitoring`, :mod:`.maintenance`, :mod:`.energy`, :mod:`.decision`,
+:mod:`.simulator`, :mod:`.comparison`), where the linter and the tests reach them; the data
 comes from the store and the MLflow registry of the current project / workspace
 (``GRIDTWIN_HOME``, ``GRIDTWIN_WORKSPACE``) through ``gridtwin_lib`` only.
 
@@ -10,7 +11,8 @@ When data or a champion is missing a dashboard shows :func:`missing` (a plain
 message saying what is absent and how to get it) instead of a traceback: a stakeholder
 cannot act on a stack trace.
 
-:func:`serve` starts Voila on the folder (``gridtwin dashboards``, ``make dashboards``
+:func:`serve` starts Voila (:mod:`.server`: kernels shut down on page close and culled when
+idle, Font Awesome served locally) on the folder (``gridtwin dashboards``, ``make dashboards``
 and the browser tests use it): bound to 127.0.0.1 unless told otherwise, sources
 stripped, no browser opened.
 """
@@ -37,6 +39,9 @@ from ..errors import InputError
 DEFAULT_PORT = 8866
 DEFAULT_HOST = "127.0.0.1"
 KERNEL = "gridtwin"
+CULL_IDLE_S = 600  # [s] a kernel idle and without any open page this long is shut down
+CULL_EVERY_S = 60  # [s] how often the server looks for such kernels
+CELL_TIMEOUT_S = 180  # [s] longest a page's code may run before the page shows a timeout error
 MAX_PLOT_POINTS = 2_000  # per trace: enough for a screen width, fast to send to the browser
 
 
@@ -89,16 +94,21 @@ def notebooks_dir() -> Path:
         if (folder / "index.ipynb").exists():
             return folder
     raise InputError("notebooks/dashboards/index.ipynb not found in the project or the checkout; "
-                     "regenerate it with `python notebooks/dashboards/_generate.py`")
+                     "restore the folder with `git checkout notebooks/dashboards`")
 
 
 # ----------------------------------------------------------------------------- serving
 def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, token: bool = False,
                   base_url: str | None = None) -> list[str]:
     """The Voila command line: sources stripped, no browser, kernel ``gridtwin``, bound to ``host``."""
-    cmd = [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}", f"--Voila.ip={host}",
-           "--strip_sources=True", f"--MappingKernelManager.default_kernel_name={KERNEL}",
-           "--VoilaConfiguration.show_tracebacks=False"]
+    cmd = [sys.executable, "-m", "gridtwin_lib.dashboards.server", str(folder), "--no-browser", f"--port={port}",
+           f"--Voila.ip={host}", "--strip_sources=True", f"--MappingKernelManager.default_kernel_name={KERNEL}",
+           "--VoilaConfiguration.show_tracebacks=False",
+           # safety net behind the shutdown-on-close call: a kernel without a page for CULL_IDLE_S goes
+           f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}", f"--MappingKernelManager.cull_interval={CULL_EVERY_S}",
+           "--MappingKernelManager.cull_connected=False",
+           # a page whose code blocks shows a timeout error instead of "Running ..." forever
+           f"--VoilaExecutor.timeout={CELL_TIMEOUT_S}"]
     if token:
         cmd.append("--token")  # Voila generates one and prints the URL carrying it
     if base_url:
@@ -290,6 +300,17 @@ class Quiet:
         return held()
 
 
+def choose(options, value, what: str):
+    """``value`` when it is one of ``options`` (a notebook parameter), the first option when None; else one
+    clear line naming the choices."""
+    options = list(options)
+    if value is None:
+        return options[0] if options else None
+    if value not in options:
+        raise InputError(f"{what} {value!r} is not in the store; choose one of: {', '.join(map(str, options[:20]))}")
+    return value
+
+
 def replace_options(dropdown, options) -> None:
     """New choices for a dropdown with the first one selected (ipywidgets leaves the value empty otherwise)."""
     options = list(options)
@@ -315,6 +336,13 @@ def location_text() -> str:
     """Where the dashboards read from: store and registry (without importing MLflow, which takes seconds)."""
     registry = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
     return f"store {config.store_dir()}; registry {registry}"
+
+
+def location():
+    """The landing page's footer: where the dashboards read from."""
+    import ipywidgets as w
+
+    return w.HTML(f"<small>{html.escape(location_text())}</small>")
 
 
 def store():

@@ -225,3 +225,59 @@ def alerts_shown(table: pl.DataFrame, severity: str) -> pl.DataFrame:
     shown = table if severity == ALL else table.filter(pl.col("severity") == severity)
     keep = ["severity", "raised_by", "device_id", "first_utc", "last_utc", "count", "message", "suggested_action"]
     return shown.select([c for c in keep if c in shown.columns])
+
+
+def page(source: str | None = None):
+    """The whole dashboard: stability and alerts of ``source`` (None = the first stored), recommended actions."""
+    from . import dashboard, guarded
+    from . import page as layout
+
+    info = dashboard("04_decision_making")
+    return layout(info.title, info.summary, guarded(lambda: stability_view(source), "the stability view"),
+                  guarded(actions_view, "the actions"))
+
+
+def stability_view(source_name: str | None = None):
+    import ipywidgets as w
+
+    from . import attempt, choose, figure, refresh, row, table_html
+
+    names = sources()
+    source = w.Dropdown(options=names, value=choose(names, source_name, "source"), description="source")
+    hours = w.Dropdown(options=HOURS, description="last hours")
+    severity = w.Dropdown(options=severity_options(), description="severity")
+    notes, counts, table = w.VBox(), w.HTML(), w.HTML()
+    gauge, drivers, trend = figure(), figure(), figure()
+    shown = {}
+
+    def show_alerts(_=None):
+        table.value = table_html(alerts_shown(shown["alerts"], severity.value), 100)
+
+    def show(_=None):
+        notes.children = []
+        frame = attempt(notes, lambda: last_hours(source.value, hours.value), "the readings")
+        if frame is None:
+            return
+        attempt(notes, lambda: refresh(gauge, gauge_figure(frame, source.value)), "the m15 gauge")
+        attempt(notes, lambda: refresh(drivers, drivers_figure(frame)), "the m15 drivers")
+        attempt(notes, lambda: refresh(trend, stability_trend_figure(frame, source.value)), "the m15 trend")
+        shown["alerts"] = alert_table(frame)
+        counts.value = counts_html(shown["alerts"])
+        show_alerts()
+
+    source.observe(show, "value")
+    hours.observe(show, "value")
+    severity.observe(show_alerts, "value")
+    show()
+    return w.VBox([row(source, hours), notes, row(gauge, drivers), trend,
+                   w.HTML("<h3>Alerts, most severe first</h3>"), counts, severity, table])
+
+
+def actions_view():
+    import ipywidgets as w
+
+    from . import missing, table_html
+
+    found, notes = actions()
+    return w.VBox([w.HTML("<h3>Recommended actions (m13, m14, m16) and their expected effect</h3>"),
+                   *[missing(m) for m in notes], w.HTML(table_html(found))])

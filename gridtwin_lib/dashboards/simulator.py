@@ -111,7 +111,8 @@ def _events(events: pl.DataFrame) -> pl.DataFrame:
     cols = ["ts", "end", "device_id", "type", "cause", "severity", "phase", "magnitude", "unit"]
     if events.height == 0:
         return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "type": pl.String})
-    return events.select([c for c in cols if c in events.columns]).sort("ts")
+    # "event" numbers each event: events on several phases at one instant stay distinct rows
+    return events.select([c for c in cols if c in events.columns]).sort("ts").with_row_index("event")
 
 
 def _react(result: SimRun) -> None:
@@ -221,7 +222,9 @@ def events_table(result: SimRun) -> pl.DataFrame:
     if ev.height == 0:
         return ev
     if result.matched is not None and result.matched.height:
-        ev = ev.join(result.matched.select("ts", "type", "device_id", "hit", "delay_s"), on=["ts", "type", "device_id"], how="left")
+        key = "event" if "event" in ev.columns and "event" in result.matched.columns else None
+        on = [key] if key else [c for c in ("ts", "type", "device_id", "phase") if c in ev.columns and c in result.matched.columns]
+        ev = ev.join(result.matched.select(*on, "hit", "delay_s"), on=on, how="left")
     keep = [c for c in ("ts", "end", "type", "cause", "phase", "magnitude", "unit", "hit", "delay_s") if c in ev.columns]
     return ev.select(keep)
 
@@ -232,3 +235,55 @@ def _shade_events(fig, events: pl.DataFrame) -> None:
         end = max(ev["end"], ev["ts"] + timedelta(seconds=1))  # instant events get a visible band
         fig.add_vrect(x0=ev["ts"], x1=end, fillcolor="#e63946" if target else "#adb5bd", opacity=0.18, line_width=0,
                       row="all", col=1)
+
+
+EVENT_ROWS = 200  # events listed in the table (the heading says when there are more)
+
+
+def page(scenario: str = DEFAULT_SCENARIO, duration: str = DEFAULT_DURATION, seed: int = 0):
+    """The whole dashboard, run once with ``scenario`` / ``duration`` / ``seed`` on load."""
+    import ipywidgets as w
+
+    from . import attempt, choose, dashboard, figure, refresh, row, table_html
+    from . import page as layout
+
+    scenario_w = w.Dropdown(options=scenarios(), value=choose(scenarios(), scenario, "scenario"), description="scenario")
+    duration_w = w.Dropdown(options=DURATIONS, value=choose(DURATIONS, duration, "duration"), description="duration")
+    seed_w = w.BoundedIntText(value=int(seed), min=0, max=2**31 - 1, description="seed")
+    run_button = w.Button(description="Run the twin", button_style="primary", icon="play")
+    params, notes, status, events = w.VBox(), w.VBox(), w.HTML(), w.HTML()
+    measurements, reaction = figure(), figure()
+    param_widgets = {}
+
+    def show_params(_=None):
+        param_widgets.clear()
+        param_widgets.update(parameter_widgets(scenario_w.value))
+        params.children = list(param_widgets.values())
+
+    def start(_=None):
+        run_button.disabled, notes.children = True, []
+        status.value = "<i>running the twin and the champions…</i>"
+        overrides = {name: widget.value for name, widget in param_widgets.items()}
+        result = attempt(notes, lambda: run(scenario_w.value, duration_w.value, seed_w.value, overrides), "the simulation")
+        if result is not None:
+            status.value = "<b>" + reaction_text(result) + "</b>"
+            attempt(notes, lambda: refresh(measurements, measurements_figure(result)), "the measurements")
+            attempt(notes, lambda: refresh(reaction, reaction_figure(result)), "the champions' reaction")
+            shown = events_table(result)
+            more = (f", the first {EVENT_ROWS} of {shown.height} shown" if shown.height > EVENT_ROWS
+                    else f", all {shown.height} shown")
+            events.value = (f"<b>Ground-truth events</b> (hit / delay: m01 on target events{more})"
+                            + table_html(shown, EVENT_ROWS))
+        else:
+            status.value = ""
+        run_button.disabled = False
+
+    scenario_w.observe(show_params, "value")
+    run_button.on_click(start)
+    show_params()
+    start()
+    info = dashboard("05_simulator")
+    return layout(info.title, info.summary,
+                  row(w.VBox([scenario_w, duration_w, seed_w, run_button]),
+                      w.VBox([w.HTML("<b>scenario parameters</b>"), params])),
+                  status, notes, measurements, reaction, events)
