@@ -321,7 +321,7 @@ def replace_options(dropdown, options) -> None:
 def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -> str:
     """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL."""
     df = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
-    df = df.head(max_rows).copy()
+    df = for_people(df.head(max_rows).copy())
     for col, url_col in (links or {}).items():
         if col in df.columns and url_col in df.columns:
             df[col] = [f"<a href='{html.escape(str(u))}' target='_blank'>{html.escape(str(v))}</a>" if u else html.escape(str(v))
@@ -329,6 +329,27 @@ def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -
             df = df.drop(columns=[url_col])
     return df.to_html(index=False, escape=False, float_format=lambda v: f"{v:.4g}", border=0,
                       classes="gridtwin-table", na_rep="–")
+
+
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def for_people(df):
+    """A pandas frame as people read it: timestamps as ``2026-01-05 23:00 UTC`` (no ``+00:00``), booleans as
+    yes / no, missing values as "–" (never Python's None / True / False)."""
+    import pandas as pd
+
+    for col in df.columns:
+        values = df[col]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            zone = f" {values.dt.tz}" if getattr(values.dt, "tz", None) is not None else ""
+            df[col] = [f"{v:{TIME_FORMAT}}{zone}" if not pd.isna(v) else "–" for v in values]
+        elif pd.api.types.is_bool_dtype(values) or (values.dtype == object and values.map(
+                lambda v: v is None or isinstance(v, bool)).all() and values.map(lambda v: isinstance(v, bool)).any()):
+            df[col] = ["–" if v is None or (not isinstance(v, bool) and pd.isna(v)) else ("yes" if v else "no") for v in values]
+        elif values.dtype == object:
+            df[col] = ["–" if v is None or (isinstance(v, float) and pd.isna(v)) else v for v in values]
+    return df
 
 
 # ----------------------------------------------------------------------------- data helpers

@@ -155,7 +155,8 @@ def pq_figure(frame: pl.DataFrame, source: str):
 def page(fleet: str | None = None, pq_source: str | None = None):
     """The whole dashboard: the asset fleet (``fleet``: a fleet source, None = the first stored) and power
     quality over time (``pq_source``: a three-phase source, None = the preferred one)."""
-    from . import dashboard, guarded, page as layout
+    from . import dashboard, guarded
+    from . import page as layout
 
     info = dashboard("02_predictive_maintenance")
     return layout(info.title, info.summary, guarded(lambda: fleet_view(fleet), "the asset fleet"),

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
