@@ -401,15 +401,10 @@ def _last_line(text: str) -> str | None:
 
 
 def _to_html(nb: Path) -> Path:
-    """HTML report of an executed notebook with the code hidden."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    """HTML report of an executed notebook with the code hidden, offline (see :mod:`gridtwin_lib.report_html`)."""
+    from .report_html import notebook_html
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(nb, as_version=4))
-    out = nb.with_suffix(".html")
-    out.write_text(body)
-    return out
+    return notebook_html(nb)
 
 
 def _write_index(out_dir: Path, pipe: Pipeline, result: PipelineResult) -> None:

@@ -280,11 +280,12 @@ def run_url(experiment: str, run_id: str) -> str:
 
 
 def _log_figure(fig, name: str, tmp: Path) -> None:
-    """Plotly figure as interactive HTML, plus PNG when a Chromium for kaleido is available."""
+    """Plotly figure as interactive HTML (plotly.js embedded, so MLflow shows it offline), plus PNG when a
+    Chromium for kaleido is available."""
     import mlflow
 
     html = tmp / f"{name}.html"
-    fig.write_html(html, include_plotlyjs="cdn", full_html=True)
+    fig.write_html(html, include_plotlyjs=True, full_html=True)  # plotly.js embedded: renders offline
     mlflow.log_artifact(str(html), "figures")
     png = tmp / f"{name}.png"
     if _png_available():

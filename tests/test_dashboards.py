@@ -464,3 +464,55 @@ def test_follower_jumps_only_when_newer_readings_arrive(tmp_path, monkeypatch):
     latest["t"] += timedelta(hours=1)
     assert f.check() is True and jumps[-1] == (latest["t"].date(), 11)
     assert reloads == [1, 1]  # one reload per jump
+
+
+# ----------------------------------------------------------------------------- reports offline
+def _notebook_with_a_figure(path: Path) -> Path:
+    """An executed-looking notebook as plotly's ``plotly_mimetype+notebook`` renderer leaves it: the plotly.js
+    bundle once, then the figure (its JSON and an HTML rendering that needs require.js and a MathJax CDN)."""
+    import nbformat
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from gridtwin_lib.report_html import PLOTLY_MIME, plotly_js_path
+
+    fig = go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], name="offline"))
+    bundle = {PLOTLY_MIME: fig.to_plotly_json(),
+              "text/html": pio.to_html(fig, include_plotlyjs="require", include_mathjax="cdn", full_html=False)}
+
+    js = plotly_js_path().read_text()
+    cell = nbformat.v4.new_code_cell("fig")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": f"<script>{js}</script>"}),
+                    nbformat.v4.new_output("display_data", data=bundle)]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# report $x^2$"), cell])
+    nbformat.write(nb, path)
+    return path
+
+
+def test_report_html_shares_plotly_js_and_names_no_cdn(tmp_path):
+    from gridtwin_lib.report_html import PLOTLY_JS, notebook_html, outside_urls
+
+    out = notebook_html(_notebook_with_a_figure(tmp_path / "a.ipynb"))
+    notebook_html(_notebook_with_a_figure(tmp_path / "b.ipynb"))
+    body = out.read_text()
+    assert outside_urls(body) == []
+    assert "require.js" not in body and "mathjax" not in body.lower()
+    assert body.count("Plotly.newPlot") == 1 and f'<script src="{PLOTLY_JS}"></script>' in body
+    assert len(body) < 500_000, "the plotly.js bundle was embedded in the report"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".js") == [PLOTLY_JS]  # one for both reports
+
+
+@needs_chromium
+def test_report_html_draws_its_figure_offline(tmp_path, browser):
+    """Opened from disk in Chromium, the report draws its figure and requests nothing from another machine."""
+    from gridtwin_lib.report_html import notebook_html
+
+    out = notebook_html(_notebook_with_a_figure(tmp_path / "a.ipynb"))
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
+    page.goto(out.as_uri(), timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1", timeout=60_000)
+    assert page.evaluate("document.querySelector('.js-plotly-plot').data[0].name") == "offline"
+    page.close()
+    assert outside == []
