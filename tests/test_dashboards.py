@@ -21,9 +21,9 @@ import json
 import os
 import re
 import time
-from urllib.parse import urlparse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 import polars as pl
 import pytest
