@@ -58,8 +58,15 @@ def artifact_root() -> Path:
 
 
 def ui_url() -> str:
-    """Base URL of the MLflow UI used in report links (``make mlflow`` serves it)."""
-    return os.environ.get("GRIDTWIN_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
+    """Base URL of the MLflow UI used in report and dashboard links: ``GRIDTWIN_MLFLOW_UI``; else the tracking
+    server when ``MLFLOW_TRACKING_URI`` is one (http/https, it serves the UI too); else ``make mlflow``'s
+    ``http://127.0.0.1:$MLFLOW_PORT`` (default port 5000)."""
+    if os.environ.get("GRIDTWIN_MLFLOW_UI"):
+        return os.environ["GRIDTWIN_MLFLOW_UI"].rstrip("/")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}"
 
 
 def client():

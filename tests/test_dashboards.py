@@ -516,3 +516,23 @@ def test_report_html_draws_its_figure_offline(tmp_path, browser):
     assert page.evaluate("document.querySelector('.js-plotly-plot').data[0].name") == "offline"
     page.close()
     assert outside == []
+
+
+def test_mlflow_links_follow_the_configured_ui(monkeypatch):
+    from gridtwin_lib import tracking
+
+    for var in ("GRIDTWIN_MLFLOW_UI", "MLFLOW_TRACKING_URI", "MLFLOW_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    assert tracking.ui_url() == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_PORT", "5055")
+    assert tracking.ui_url() == "http://127.0.0.1:5055"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:8080/")
+    assert tracking.ui_url() == "http://mlflow.internal:8080"
+    monkeypatch.setenv("GRIDTWIN_MLFLOW_UI", "https://grid.example/mlflow/")
+    assert tracking.run_url("3", "abc").startswith("https://grid.example/mlflow/#/experiments/3/runs/abc")
+
+
+def test_make_lab_allows_root_only_as_root():
+    text = (ROOT / "Makefile").read_text()
+    lab = text[text.index("\nlab:"):].split("\n\n")[0]
+    assert "$(if $(filter 0,$(shell id -u)),--allow-root)" in lab
