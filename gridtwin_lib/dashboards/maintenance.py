@@ -77,6 +77,19 @@ def fleet_table(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     return table.select(keep), notes
 
 
+#: the fleet table's columns as people read them (the internal names stay in ``fleet_table``'s frame)
+COLUMN_LABELS = {
+    "device_id": "asset",
+    "m05_equipment_failure.p_fail_7d": "failure probability within 7 days (m05)",
+    "m06_overload_risk.load_class": "load class, next hour (m06)",
+    "m06_overload_risk.p_gt100": "P(load > 100 % of rating), next hour (m06)",
+    "load_pu_measured": "load [pu]",
+    "top_oil_temp_c": "top-oil temperature [°C]",
+    "ambient_temp_c": "ambient temperature [°C]",
+    "age_years": "age [years]",
+}
+
+
 def lead_time_expr(p_fail: pl.Expr) -> pl.Expr:
     """Expected days to failure for a constant hazard giving ``p_fail`` over the 7-day horizon (vectorised:
     no Python callback per row); 0 at p = 1, null at p = 0 or unknown."""
@@ -182,7 +195,7 @@ def fleet_view(fleet_name: str | None = None):
         shown["frame"] = observations(fleet.value)
         ranked, missing_notes = fleet_table(shown["frame"])
         notes.children = [missing(m + " (its columns are left out)") for m in missing_notes]
-        table.value = table_html(ranked, 50)
+        table.value = table_html(ranked.rename({k: v for k, v in COLUMN_LABELS.items() if k in ranked.columns}), 50)
         replace_options(asset, ranked["device_id"].to_list())
         show_asset()
 
