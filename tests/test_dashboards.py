@@ -544,3 +544,20 @@ def test_make_lab_allows_root_only_as_root():
     text = (ROOT / "Makefile").read_text()
     lab = text[text.index("\nlab:"):].split("\n\n")[0]
     assert "$(if $(filter 0,$(shell id -u)),--allow-root)" in lab
+
+
+def test_sources_are_offered_with_labels_for_people_and_keep_their_ids():
+    opts = dashboards.labelled(["sim:m08_mixed", "sim:m04_open_conductor_0", "sim:m04_unbalanced_pv_1", "uci"])
+    assert opts == [("mixed (simulated for m08)", "sim:m08_mixed"),
+                    ("open conductor, run 1 (simulated for m04)", "sim:m04_open_conductor_0"),
+                    ("unbalanced PV, run 2 (simulated for m04)", "sim:m04_unbalanced_pv_1"), ("uci", "uci")]
+    assert dashboards.choose(opts, None, "source") == "sim:m08_mixed"
+    assert dashboards.choose(opts, "uci", "source") == "uci"
+
+
+def test_tables_for_people_format_times_booleans_and_gaps():
+    frame = pl.DataFrame({"ts": [datetime(2026, 1, 5, 23, tzinfo=timezone.utc), None], "hit": [True, None],
+                          "delay_s": [4.0, None], "note": ["x", None]})
+    html = dashboards.table_html(frame)
+    assert "2026-01-05 23:00 UTC" in html and "+00:00" not in html
+    assert "yes" in html and not re.search(r"\b(None|True|False|nan|NaT)\b", html)

@@ -300,14 +300,19 @@ class Quiet:
         return held()
 
 
+def _values(options) -> list:
+    """The values of dropdown options given as values or as (label, value) pairs."""
+    return [o[1] if isinstance(o, tuple) else o for o in options]
+
+
 def choose(options, value, what: str):
-    """``value`` when it is one of ``options`` (a notebook parameter), the first option when None; else one
-    clear line naming the choices."""
-    options = list(options)
+    """``value`` when it is one of ``options`` (values or (label, value) pairs; a notebook parameter), the first
+    option when None; else one clear line naming the choices."""
+    values = _values(options)
     if value is None:
-        return options[0] if options else None
-    if value not in options:
-        raise InputError(f"{what} {value!r} is not in the store; choose one of: {', '.join(map(str, options[:20]))}")
+        return values[0] if values else None
+    if value not in values:
+        raise InputError(f"{what} {value!r} is not in the store; choose one of: {', '.join(map(str, values[:20]))}")
     return value
 
 
@@ -315,7 +320,29 @@ def replace_options(dropdown, options) -> None:
     """New choices for a dropdown with the first one selected (ipywidgets leaves the value empty otherwise)."""
     options = list(options)
     dropdown.options = options
-    dropdown.value = options[0] if options else None
+    values = _values(options)
+    dropdown.value = values[0] if values else None
+
+
+def source_label(source: str) -> str:
+    """A stored source as people read it: ``sim:m04_open_conductor_1`` -> "open conductor, run 2 (simulated
+    for m04)"; other sources (``uci``, ``collector``) stay as they are. The id stays the dropdown's value."""
+    if not source.startswith("sim:"):
+        return source
+    name = source[4:]
+    model, _, rest = name.partition("_")
+    words = rest.split("_") if rest else [model]
+    run = ""
+    if len(words) > 1 and words[-1].isdigit():
+        run = f", run {int(words.pop()) + 1}"
+    what = " ".join(words).replace("pv", "PV")
+    return f"{what}{run} (simulated for {model})" if rest else f"{what} (simulated)"
+
+
+def labelled(names) -> list[tuple[str, str]]:
+    """Dropdown options ``(label, source id)`` in the given order (:func:`sources` puts the preferred first, then
+    the others sorted by id, which groups them by the model they were simulated for)."""
+    return [(source_label(n), n) for n in names]
 
 
 def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -> str:

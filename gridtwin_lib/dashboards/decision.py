@@ -255,10 +255,10 @@ def page(source: str | None = None):
 def stability_view(source_name: str | None = None):
     import ipywidgets as w
 
-    from . import attempt, choose, figure, refresh, row, table_html
+    from . import attempt, choose, figure, labelled, refresh, row, table_html
 
     names = sources()
-    source = w.Dropdown(options=names, value=choose(names, source_name, "source"), description="source")
+    source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
     hours = w.Dropdown(options=HOURS, description="last hours")
     severity = w.Dropdown(options=severity_options(), description="severity")
     notes, counts, table = w.VBox(), w.HTML(), w.HTML()

@@ -232,10 +232,10 @@ def page(meter: str | None = None):
 def forecast_view(meter: str | None = None):
     import ipywidgets as w
 
-    from . import Quiet, attempt, choose, figure, refresh, replace_options, row
+    from . import Quiet, attempt, choose, figure, labelled, refresh, replace_options, row
 
     names = meter_sources()
-    source = w.Dropdown(options=names, value=choose(names, meter, "meter"), description="meter")
+    source = w.Dropdown(options=labelled(names), value=choose(names, meter, "meter"), description="meter")
     day = w.Dropdown(options=forecast_days(source.value), description="day (local)")
     notes, cost = w.VBox(), w.HTML()
     forecast, plan = figure(), figure()

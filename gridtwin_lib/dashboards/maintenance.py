@@ -179,10 +179,10 @@ def page(fleet: str | None = None, pq_source: str | None = None):
 def fleet_view(fleet_name: str | None = None):
     import ipywidgets as w
 
-    from . import choose, figure, missing, refresh, replace_options, table_html
+    from . import choose, figure, labelled, missing, refresh, replace_options, table_html
 
     names = fleets()
-    fleet = w.Dropdown(options=names, value=choose(names, fleet_name, "fleet"), description="fleet")
+    fleet = w.Dropdown(options=labelled(names), value=choose(names, fleet_name, "fleet"), description="fleet")
     asset = w.Dropdown(description="asset")
     table, notes, history = w.HTML(), w.VBox(), figure()
     shown = {}
@@ -209,10 +209,10 @@ def fleet_view(fleet_name: str | None = None):
 def pq_view(source_name: str | None = None):
     import ipywidgets as w
 
-    from . import Quiet, attempt, choose, figure, missing, refresh, replace_options, row
+    from . import Quiet, attempt, choose, figure, labelled, missing, refresh, replace_options, row
 
     names = pq_sources()
-    source = w.Dropdown(options=names, value=choose(names, source_name, "source"), description="source")
+    source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
     day = w.Dropdown(options=pq_days(source.value), description="day (UTC)")
     hours = w.Dropdown(options=PQ_HOURS, description="hours from 06:00")
     notes, fig = w.VBox(), figure()

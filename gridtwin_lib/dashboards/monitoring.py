@@ -314,10 +314,10 @@ def page(source: str | None = None, device: str | None = None):
 def view(source_name: str | None = None, device_name: str | None = None):
     import ipywidgets as w
 
-    from . import Quiet, attempt, choose, replace_options, row
+    from . import Quiet, attempt, choose, labelled, replace_options, row
 
     names = sources()
-    source = w.Dropdown(options=names, value=choose(names, source_name, "source"), description="source")
+    source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
     device_names = devices(source.value)
     device = w.Dropdown(options=device_names, value=choose(device_names, device_name, "device"), description="device")
     day = w.Dropdown(options=days(source.value), description="day (UTC)")
