@@ -561,3 +561,24 @@ def test_tables_for_people_format_times_booleans_and_gaps():
     html = dashboards.table_html(frame)
     assert "2026-01-05 23:00 UTC" in html and "+00:00" not in html
     assert "yes" in html and not re.search(r"\b(None|True|False|nan|NaT)\b", html)
+
+
+def test_serving_beyond_loopback_needs_a_token():
+    from gridtwin_lib.errors import InputError
+
+    for host in ("127.0.0.1", "::1", "localhost"):
+        dashboards.check_exposure(host, token=False)
+    for host in ("0.0.0.0", "192.168.1.5", "grid.example"):
+        with pytest.raises(InputError, match="add --token"):
+            dashboards.check_exposure(host, token=False)
+        dashboards.check_exposure(host, token=True)
+
+
+def test_cli_refuses_all_interfaces_without_a_token():
+    from typer.testing import CliRunner
+
+    from gridtwin_lib.cli import app
+
+    result = CliRunner().invoke(app, ["dashboards", "--host", "0.0.0.0", "--port", str(dashboards.free_port())])
+    assert result.exit_code != 0
+    assert "add --token" in result.output

@@ -152,6 +152,23 @@ def check_port(port: int) -> None:
         raise InputError(f"port {port} is not a TCP port; choose one in 1-65535 (default {DEFAULT_PORT})")
 
 
+def check_exposure(host: str, token: bool) -> None:
+    """Refuse to serve beyond loopback without a token: every page runs a Python kernel on this machine."""
+    import ipaddress
+
+    if host in ("localhost", ""):
+        loopback = host == "localhost"
+    else:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            loopback = False
+    if not loopback and not token:
+        raise InputError(f"--host {host or 'all interfaces'} serves the dashboards (and a Python kernel per page) to "
+                         "the network: add --token, or keep 127.0.0.1 behind a reverse proxy with your login (README "
+                         "'Sharing them safely')")
+
+
 def landing_url(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, base_url: str | None = None) -> str:
     prefix = "/" + (base_url or "").strip("/")
     return f"http://{host}:{port}{prefix.rstrip('/')}/voila/render/index.ipynb"
