@@ -133,11 +133,20 @@ def pq_days(source: str) -> list[date]:
     return days(source)
 
 
-def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0]) -> tuple[pl.DataFrame, list[str]]:
-    """m07 and m08 per reading over ``hours`` from ``day`` 06:00 UTC (16:00 at the default site)."""
+def pq_devices(source: str) -> list[str]:
+    """The devices of a three-phase source."""
+    return (store().scan("three_phase", source=source).select(pl.col("device_id").unique().sort())
+            .collect()["device_id"].to_list())
+
+
+def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0], device_id: str | None = None
+                 ) -> tuple[pl.DataFrame, list[str]]:
+    """m07 and m08 per reading of ``device_id`` (None: every device of the source) over ``hours`` from ``day``
+    06:00 UTC (16:00 at the default site). The page scores one device at a time: on the full store a source
+    holds several devices, and scoring them all on every change took minutes."""
     eng = engine(PQ_MODELS)
     start = datetime(day.year, day.month, day.day, 6, tzinfo=timezone.utc)
-    frame = score_range(eng, source, None, start, start + timedelta(hours=int(hours)))
+    frame = score_range(eng, source, device_id, start, start + timedelta(hours=int(hours)))
     return frame, [f"{m}: {eng.missing[m]}" for m in PQ_MODELS if m in eng.missing]
 
 
@@ -213,13 +222,14 @@ def pq_view(source_name: str | None = None):
 
     names = pq_sources()
     source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
+    device = w.Dropdown(options=pq_devices(source.value), description="device")
     day = w.Dropdown(options=pq_days(source.value), description="day (UTC)")
     hours = w.Dropdown(options=PQ_HOURS, description="hours from 06:00")
     notes, fig = w.VBox(), figure()
 
     def show(_=None):
         notes.children = []
-        got = attempt(notes, lambda: pq_over_time(source.value, day.value, hours.value), "the PQ outlook")
+        got = attempt(notes, lambda: pq_over_time(source.value, day.value, hours.value, device.value), "the PQ outlook")
         if got is None:
             return
         frame, missing_notes = got
@@ -230,10 +240,12 @@ def pq_view(source_name: str | None = None):
 
     def pick_source(_=None):
         with show_once.setting():
+            replace_options(device, pq_devices(source.value))
             replace_options(day, pq_days(source.value))
 
     source.observe(pick_source, "value")
-    day.observe(show_once, "value")
-    hours.observe(show_once, "value")
+    for control in (device, day, hours):
+        control.observe(show_once, "value")
     show()
-    return w.VBox([w.HTML("<h3>Power quality over time (m07, m08)</h3>"), row(source, day, hours), notes, fig])
+    return w.VBox([w.HTML("<h3>Power quality over time (m07, m08)</h3>"), row(source, device, day), row(hours), notes,
+                   fig])
