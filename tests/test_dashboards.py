@@ -582,3 +582,22 @@ def test_cli_refuses_all_interfaces_without_a_token():
     result = CliRunner().invoke(app, ["dashboards", "--host", "0.0.0.0", "--port", str(dashboards.free_port())])
     assert result.exit_code != 0
     assert "add --token" in result.output
+
+
+def test_simulator_figures_draw_each_device_on_its_own_time_sorted_trace():
+    from gridtwin_lib.dashboards.simulator import SimRun, measurements_figure, reaction_figure
+
+    t0 = datetime(2025, 1, 6, tzinfo=timezone.utc)
+    n = 40
+    rows = {"ts": [t0 + timedelta(seconds=k // 2) for k in range(2 * n)], "device_id": ["p1", "p2"] * n}
+    readings = pl.DataFrame({**rows, **{f"v_{p}": [230.0] * (2 * n) for p in "abc"}, "frequency": [50.0] * (2 * n)})
+    scores = pl.DataFrame({**rows, "m01_voltage_anomaly.anomaly_score": [0.1] * (2 * n),
+                           "m01_voltage_anomaly.is_anomaly": [k == 7 for k in range(2 * n)]})
+    result = SimRun("mixed", {}, readings, pl.DataFrame(), 0.0, scores=scores)
+    for fig in (measurements_figure(result), reaction_figure(result)):
+        lines = [t for t in fig.data if t.mode != "markers"]
+        assert {t.name.split()[-2] if "[" in t.name else t.name.split()[-1] for t in lines} == {"p1", "p2"}
+        for trace in lines:
+            assert list(trace.x) == sorted(trace.x) and len(trace.x) == n, trace.name
+    flags = [t for t in reaction_figure(result).data if t.mode == "markers"]
+    assert sum(len(t.x) for t in flags) == 1

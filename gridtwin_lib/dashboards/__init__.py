@@ -462,6 +462,16 @@ def decimate(frame: pl.DataFrame, max_points: int = MAX_PLOT_POINTS, by: str | N
     return frame.gather_every(step)
 
 
+def per_device(frame: pl.DataFrame, max_points: int = MAX_PLOT_POINTS):
+    """``(device_id, rows)`` per device, each sorted by time and thinned to ``max_points``: one trace per device
+    (rows of several devices in one trace draw false diagonals where x steps back)."""
+    if frame.height == 0 or "device_id" not in frame.columns:
+        yield None, decimate(frame.sort("ts") if "ts" in frame.columns else frame, max_points, by=None)
+        return
+    for key, rows in sorted(frame.partition_by("device_id", as_dict=True).items()):
+        yield key[0], decimate(rows.sort("ts"), max_points, by=None)
+
+
 def sources(preferred: tuple[str, ...] = (), kind: str = "three_phase") -> list[str]:
     """Stored sources of ``kind``, the ``preferred`` ones first (in their order), then the others sorted."""
     found = store().sources(kind)

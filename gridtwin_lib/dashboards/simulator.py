@@ -23,7 +23,7 @@ from ..models.monitoring import TARGET_EVENT_TYPES
 from ..simulate import DEFAULT_START, SCENARIOS
 from ..simulate.grid import BASE_PARAMS
 from ..store import Store
-from . import MissingData, decimate, engine
+from . import MissingData, engine, per_device
 
 DEFAULT_SCENARIO = "mixed"
 DURATIONS = ("1h", "3h", "6h", "12h")
@@ -172,11 +172,15 @@ def measurements_figure(result: SimRun):
 
     if result.readings.height == 0:
         raise MissingData(f"{result.scenario}: the run produced no three-phase readings")
-    df = decimate(result.readings).to_pandas()
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06)
-    for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df[f"v_{p}"], name=f"V{p} [V]", line=dict(color=colour, width=1)), 1, 1)
-    fig.add_trace(go.Scattergl(x=df["ts"], y=df["frequency"], name="f [Hz]", line=dict(color="#6d597a", width=1)), 2, 1)
+    several = result.readings["device_id"].n_unique() > 1
+    for device, rows in per_device(result.readings):
+        df, tag = rows.to_pandas(), f" {device}" if several else ""
+        for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df[f"v_{p}"], name=f"V{p}{tag} [V]", line=dict(color=colour, width=1)),
+                          1, 1)
+        fig.add_trace(go.Scattergl(x=df["ts"], y=df["frequency"], name=f"f{tag} [Hz]", line=dict(color="#6d597a", width=1)),
+                      2, 1)
     _shade_events(fig, result.events)
     fig.update_layout(title=f"{result.scenario}: measurements and ground-truth events", height=460,
                       legend=dict(orientation="h", y=-0.12))
@@ -191,19 +195,21 @@ def reaction_figure(result: SimRun):
 
     if result.scores is None:
         raise MissingData("No champion reaction to show: " + (" ".join(result.notes) or "the engine did not run"))
-    s = decimate(result.scores.select("ts", "device_id", *[c for c in result.scores.columns if c.startswith("m")]))
-    df = s.to_pandas()
+    scores = result.scores.select("ts", "device_id", *[c for c in result.scores.columns if c.startswith("m")])
+    several = scores["device_id"].n_unique() > 1
     fig = go.Figure()
-    if "m01_voltage_anomaly.anomaly_score" in df:
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m01_voltage_anomaly.anomaly_score"], name="m01 anomaly score",
-                                   line=dict(color="#264653", width=1)))
-        flagged = result.scores.filter(pl.col("m01_voltage_anomaly.is_anomaly").fill_null(False))
-        flagged = decimate(flagged).to_pandas()
-        fig.add_trace(go.Scattergl(x=flagged["ts"], y=flagged["m01_voltage_anomaly.anomaly_score"], mode="markers",
-                                   name="m01 flag", marker=dict(color="#e76f51", size=5)))
-    if "m15_grid_stability.stability_score" in df:
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m15_grid_stability.stability_score"] / 100.0, name="m15 stability / 100",
-                                   line=dict(color="#2a9d8f", width=1, dash="dot")))
+    for device, rows in per_device(scores):
+        df, tag = rows.to_pandas(), f" {device}" if several else ""
+        if "m01_voltage_anomaly.anomaly_score" in df:
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df["m01_voltage_anomaly.anomaly_score"], name=f"m01 anomaly score{tag}",
+                                       line=dict(color="#264653", width=1)))
+            flagged = scores.filter(pl.col("m01_voltage_anomaly.is_anomaly").fill_null(False)
+                                    & (pl.col("device_id") == device)).sort("ts").to_pandas()  # every flag, not thinned
+            fig.add_trace(go.Scattergl(x=flagged["ts"], y=flagged["m01_voltage_anomaly.anomaly_score"], mode="markers",
+                                       name=f"m01 flag{tag}", marker=dict(color="#e76f51", size=5)))
+        if "m15_grid_stability.stability_score" in df:
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df["m15_grid_stability.stability_score"] / 100.0,
+                                       name=f"m15 stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
     if result.matched is not None and result.matched.height:
         m = result.matched.to_pandas()
         fig.add_trace(go.Scatter(x=m["ts"], y=[0.0] * len(m), mode="markers", name="target event (hit ● / miss ✕)",
