@@ -601,3 +601,11 @@ def test_simulator_figures_draw_each_device_on_its_own_time_sorted_trace():
             assert list(trace.x) == sorted(trace.x) and len(trace.x) == n, trace.name
     flags = [t for t in reaction_figure(result).data if t.mode == "markers"]
     assert sum(len(t.x) for t in flags) == 1
+
+
+def test_test_ranges_read_as_times_in_utc():
+    from gridtwin_lib.dashboards.comparison import range_text
+
+    raw = '["2025-01-07T11:59:00+00:00", "2025-01-07T23:59:59.000001+00:00"]'
+    assert range_text(raw) == "2025-01-07 11:59 – 2025-01-07 23:59 UTC"
+    assert range_text(None) == "–"

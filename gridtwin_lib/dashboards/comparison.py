@@ -45,6 +45,7 @@ def table(lb: pd.DataFrame) -> pd.DataFrame:
     t = comparison_table(lb).reset_index()
     t["champion_version"] = [f"v{_version(v)}" if _version(v) else "no champion" for v in t["champion_version"]]
     t["run"] = [u.rsplit("/", 1)[-1][:8] for u in t["run_url"]]
+    t["test_range"] = [range_text(r) for r in t["test_range"]]
     return t[["model_id", "module", "algorithm", "primary_metric", "model", "baseline score", "skill", "beats_baseline",
               "champion_version", "n_versions", "test_range", "run", "run_url"]]
 
@@ -116,6 +117,19 @@ def metrics_figure(lb: pd.DataFrame, model_id: str):
                                                                "on its own scale", font=dict(size=14)),
                       margin=dict(t=90), legend=dict(orientation="h", y=-0.12))
     return fig
+
+
+def range_text(raw) -> str:
+    """A run's held-out time range (JSON list of two ISO times, as logged) as people read it:
+    ``2025-01-07 11:59 – 2025-01-07 23:59 UTC``; anything else is shown as it is."""
+    import json
+    from datetime import datetime, timezone
+
+    try:
+        start, end = (datetime.fromisoformat(v).astimezone(timezone.utc) for v in json.loads(raw))
+    except (TypeError, ValueError):
+        return "–" if raw is None or (isinstance(raw, float) and pd.isna(raw)) else str(raw)
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
 
 
 def _version(v) -> str | None:
