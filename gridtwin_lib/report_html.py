@@ -56,11 +56,12 @@ def offline_notebook(nb):
     return nb
 
 
-def notebook_html(nb_path: str | Path, out: str | Path | None = None) -> Path:
+def notebook_html(nb_path: str | Path, out: str | Path | None = None, *, inline_plotly: bool = False) -> Path:
     """Write the HTML report of the executed notebook ``nb_path`` (code hidden) to ``out`` (default: beside it,
     ``.html``) and ``plotly.min.js`` into the same folder when it is not there yet. Returns the report's path.
 
-    The page requests nothing outside its folder.
+    The page requests nothing outside its folder. ``inline_plotly=True`` embeds plotly.js instead (one
+    self-contained file, e.g. the copy logged to MLflow, whose UI cannot serve a file beside it).
     """
     import nbformat
     from nbconvert import HTMLExporter
@@ -72,13 +73,18 @@ def notebook_html(nb_path: str | Path, out: str | Path | None = None) -> Path:
                             require_js_url=_DROP, mathjax_url=_DROP, jupyter_widgets_base_url=_DROP)
     body, _ = exporter.from_notebook_node(nb)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shared = out.parent / PLOTLY_JS
-    if not shared.exists():
-        tmp = shared.with_suffix(".tmp")
-        shutil.copyfile(plotly_js_path(), tmp)
-        tmp.replace(shared)
     body = strip_cdn_tags(body)
-    body = body.replace("</head>", f'<script src="{PLOTLY_JS}"></script>\n</head>', 1)
+    if inline_plotly:
+        script = "<script>" + plotly_js_path().read_text(encoding="utf-8").replace("</script", "<\\/script") + "</script>"
+    else:
+        shared = out.parent / PLOTLY_JS
+        if not shared.exists():
+            tmp = shared.with_suffix(".tmp")
+            shutil.copyfile(plotly_js_path(), tmp)
+            tmp.replace(shared)
+        script = f'<script src="{PLOTLY_JS}"></script>'
+    head_end = body.index("</head>")
+    body = body[:head_end] + script + "\n" + body[head_end:]
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(body, encoding="utf-8")
     tmp.replace(out)

@@ -609,3 +609,15 @@ def test_test_ranges_read_as_times_in_utc():
     raw = '["2025-01-07T11:59:00+00:00", "2025-01-07T23:59:59.000001+00:00"]'
     assert range_text(raw) == "2025-01-07 11:59 – 2025-01-07 23:59 UTC"
     assert range_text(None) == "–"
+
+
+def test_report_copy_for_mlflow_embeds_plotly_js(tmp_path):
+    """MLflow's UI shows an HTML artifact on its own: its copy of a report carries plotly.js inside."""
+    from gridtwin_lib.report_html import PLOTLY_JS, notebook_html, outside_urls
+
+    nb = _notebook_with_a_figure(tmp_path / "a.ipynb")
+    out = notebook_html(nb, tmp_path / "mlflow" / "a.html", inline_plotly=True)
+    body = out.read_text()
+    assert outside_urls(body) == [] and f'src="{PLOTLY_JS}"' not in body
+    assert "window.Plotly" in body and body.count("Plotly.newPlot") >= 1
+    assert not (tmp_path / "mlflow" / PLOTLY_JS).exists()
