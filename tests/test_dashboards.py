@@ -227,6 +227,7 @@ def test_pages_make_no_request_outside_the_machine(rendered, outside_requests):
 
 
 @needs_chromium
+@pytest.mark.timeout(1800)  # safety net: 14 page visits on a loaded 2-core machine
 def test_closing_pages_gives_their_kernels_back(voila, browser, rendered, outside_requests):
     """Each page opened and closed several times: the live kernel count (the server's GET /api/kernels) rises
     while a page is open and returns to its floor once all are closed (Voila's shutdown-on-close call is accepted).
@@ -240,19 +241,35 @@ def test_closing_pages_gives_their_kernels_back(voila, browser, rendered, outsid
     floor = _wait_for_kernels(voila, 0)
     assert floor == 0, f"{floor} kernels still alive after every rendered page was closed"
     seen = 0
-    for _ in range(VISITS):
+    for visit in range(VISITS):
         for name in INTERACTIONS:
             context = browser.new_context(viewport={"width": 1400, "height": 1600})
             page = context.new_page()
             _watch(page, outside_requests)
             page.goto(f"{voila}/voila/render/{name}.ipynb", wait_until="commit", timeout=RENDER_TIMEOUT_MS)
-            page.wait_for_function(READY_JS, arg=_expected_figures(name), timeout=RENDER_TIMEOUT_MS)
+            state = _wait_until_ready(page, name)
+            assert state == "ready", (f"visit {visit + 1} of {name}: {state} after {RENDER_TIMEOUT_MS / 1000:.0f} s "
+                                      f"({kernel_count(voila)} kernels alive); page shows:\n{page.inner_text('body')[:2000]}")
             seen = max(seen, kernel_count(voila))
             _leave(page)
     assert seen >= 1, "no kernel was ever counted while a page was open: the kernel count does not see them"
     left = _wait_for_kernels(voila, 0)
     assert left == 0, f"{left} kernels still alive after {VISITS} visits of {len(INTERACTIONS)} pages were closed"
     assert outside_requests == []
+
+
+def _wait_until_ready(page, name: str) -> str:
+    """Poll until the page's expected figures and widgets are drawn ("ready"), it shows an error ("error: ..."),
+    or the render timeout passes ("not ready")."""
+    deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000.0
+    while time.monotonic() < deadline:
+        error = _failed(page)
+        if error:
+            return f"error: {error[:500]}"
+        if page.evaluate(READY_JS, _expected_figures(name)):
+            return "ready"
+        time.sleep(0.25)
+    return "not ready"
 
 
 def _leave(page) -> None:
