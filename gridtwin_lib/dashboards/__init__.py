@@ -36,6 +36,21 @@ import polars as pl
 from .. import config
 from ..errors import InputError
 
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 <kernel pid>`` writes every thread's stack to the kernel's stderr (the Voila log): a page
+    stuck on "Executing ..." can be diagnosed without stopping it."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+        except (RuntimeError, ValueError, OSError):  # no usable stderr (some embedded interpreters)
+            pass
+
+
+_stacks_on_sigusr1()
+
 DEFAULT_PORT = 8866
 DEFAULT_HOST = "127.0.0.1"
 KERNEL = "gridtwin"
