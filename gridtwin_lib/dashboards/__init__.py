@@ -114,13 +114,14 @@ def notebooks_dir() -> Path:
 
 # ----------------------------------------------------------------------------- serving
 def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, token: bool = False,
-                  base_url: str | None = None) -> list[str]:
+                  base_url: str | None = None, cull_idle_s: int = CULL_IDLE_S) -> list[str]:
     """The Voila command line: sources stripped, no browser, kernel ``gridtwin``, bound to ``host``."""
     cmd = [sys.executable, "-m", "gridtwin_lib.dashboards.server", str(folder), "--no-browser", f"--port={port}",
            f"--Voila.ip={host}", "--strip_sources=True", f"--MappingKernelManager.default_kernel_name={KERNEL}",
            "--VoilaConfiguration.show_tracebacks=False",
            # safety net behind the shutdown-on-close call: a kernel without a page for CULL_IDLE_S goes
-           f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}", f"--MappingKernelManager.cull_interval={CULL_EVERY_S}",
+           f"--MappingKernelManager.cull_idle_timeout={int(cull_idle_s)}",
+           f"--MappingKernelManager.cull_interval={min(CULL_EVERY_S, int(cull_idle_s))}",
            "--MappingKernelManager.cull_connected=False",
            # a page whose code blocks shows a timeout error instead of "Running ..." forever
            f"--VoilaExecutor.timeout={CELL_TIMEOUT_S}"]
@@ -132,7 +133,8 @@ def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HO
 
 
 def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | None = None, token: bool = False,
-          base_url: str | None = None, env: dict[str, str] | None = None, block: bool = True, ready_timeout_s: float = 60.0) -> subprocess.Popen:
+          base_url: str | None = None, env: dict[str, str] | None = None, block: bool = True, ready_timeout_s: float = 60.0,
+          cull_idle_s: int = CULL_IDLE_S) -> subprocess.Popen:
     """Serve the dashboards with Voila.
 
     ``block=True`` (the CLI) replaces this process with Voila (it runs until interrupted);
@@ -141,7 +143,7 @@ def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | 
     """
     check_port(port)
     folder = Path(folder) if folder is not None else notebooks_dir()
-    cmd = voila_command(folder, port, host, token, base_url)
+    cmd = voila_command(folder, port, host, token, base_url, cull_idle_s)
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     if block:  # become Voila: Ctrl-C and kill reach the server itself, no orphan is left behind
         os.execve(cmd[0], cmd, full_env)
