@@ -36,6 +36,7 @@ import polars as pl
 from .. import config
 from ..errors import InputError
 
+
 def _stacks_on_sigusr1() -> None:
     """``kill -USR1 <kernel pid>`` writes every thread's stack to the kernel's stderr (the Voila log): a page
     stuck on "Executing ..." can be diagnosed without stopping it."""
