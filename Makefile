@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PORT   ?= 8888
 MLFLOW_PORT ?= 5000
+export MLFLOW_PORT  # MLflow links in reports and dashboards follow it (tracking.ui_url)
 JOBS   ?= 2
 DASH_PORT ?= 8866
 
@@ -52,7 +53,7 @@ bench: install  ## benchmarks: they print their figures (see README "Performance
 	$(BIN)/python tests/benchmarks/bench_collect.py
 
 lab: install  ## JupyterLab on 127.0.0.1 with the gridtwin kernel
-	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser notebooks/
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 dashboards: install  ## the six Voila dashboards on 127.0.0.1:$(DASH_PORT) (landing page /voila/render/index.ipynb)
 	$(BIN)/gridtwin dashboards --port $(DASH_PORT)

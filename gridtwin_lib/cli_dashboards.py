@@ -28,8 +28,6 @@ def register(app: typer.Typer) -> None:
         from . import dashboards
 
         dashboards.check_port(port)
-        if host in ("0.0.0.0", "::", "") and not token:
-            typer.echo(f"warning: binding {host or 'all interfaces'} without --token exposes the dashboards and their "
-                       "kernels to the network; prefer 127.0.0.1 behind a reverse proxy", err=True)
+        dashboards.check_exposure(host, token)  # beyond loopback only with a token
         typer.echo(f"dashboards: {dashboards.landing_url(port, host, base_url)}  ({dashboards.location_text()})")
         dashboards.serve(port, host, token=token, base_url=base_url)

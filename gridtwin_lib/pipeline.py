@@ -35,6 +35,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -416,12 +417,16 @@ def _run_step(pipe: Pipeline, step: Step, out_dir: Path, stamp: str, timeout_s: 
         tracking.fail_runs([r["run_id"] for r in runs], f"{step.notebook.name}: {res.error}")
         res.runs = runs
         return res
-    artifacts = [out_nb] + ([Path(res.report)] if res.report else [])
+    mlflow_copy = tempfile.TemporaryDirectory() if res.report else None  # the report with plotly.js inside
+    artifacts = [out_nb] + ([_to_html(out_nb, Path(mlflow_copy.name) / Path(res.report).name)] if mlflow_copy else [])
     res.runs = runs  # registered by _register_all once every notebook of the pipeline run succeeded
     try:
         tracking.log_run_artifacts([r["run_id"] for r in runs], artifacts, "notebook")
     except Exception as exc:  # noqa: BLE001 - the tracking store failed after the notebook succeeded
         res.status, res.error = "failed", f"logging its notebook failed: {type(exc).__name__}: {exc}"[:500]
+    finally:
+        if mlflow_copy is not None:
+            mlflow_copy.cleanup()
     return res
 
 
@@ -458,16 +463,12 @@ def _last_line(text: str) -> str | None:
     return lines[-1][:500] if lines else None
 
 
-def _to_html(nb: Path) -> Path:
-    """HTML report of an executed notebook with the code hidden."""
-    import nbformat
-    from nbconvert import HTMLExporter
+def _to_html(nb: Path, out: Path | None = None) -> Path:
+    """HTML report of an executed notebook with the code hidden, offline (see :mod:`gridtwin_lib.report_html`):
+    beside the notebook sharing the run folder's plotly.min.js, or self-contained at ``out``."""
+    from .report_html import notebook_html
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(nb, as_version=4))
-    out = nb.with_suffix(".html")
-    out.write_text(body)
-    return out
+    return notebook_html(nb, out, inline_plotly=out is not None)
 
 
 def _write_index(out_dir: Path, pipe: Pipeline, result: PipelineResult) -> None:

@@ -58,8 +58,15 @@ def artifact_root() -> Path:
 
 
 def ui_url() -> str:
-    """Base URL of the MLflow UI used in report links (``make mlflow`` serves it)."""
-    return os.environ.get("GRIDTWIN_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
+    """Base URL of the MLflow UI used in report and dashboard links: ``GRIDTWIN_MLFLOW_UI``; else the tracking
+    server when ``MLFLOW_TRACKING_URI`` is one (http/https, it serves the UI too); else ``make mlflow``'s
+    ``http://127.0.0.1:$MLFLOW_PORT`` (default port 5000)."""
+    if os.environ.get("GRIDTWIN_MLFLOW_UI"):
+        return os.environ["GRIDTWIN_MLFLOW_UI"].rstrip("/")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}"
 
 
 def client():
@@ -280,11 +287,12 @@ def run_url(experiment: str, run_id: str) -> str:
 
 
 def _log_figure(fig, name: str, tmp: Path) -> None:
-    """Plotly figure as interactive HTML, plus PNG when a Chromium for kaleido is available."""
+    """Plotly figure as interactive HTML (plotly.js embedded, so MLflow shows it offline), plus PNG when a
+    Chromium for kaleido is available."""
     import mlflow
 
     html = tmp / f"{name}.html"
-    fig.write_html(html, include_plotlyjs="cdn", full_html=True)
+    fig.write_html(html, include_plotlyjs=True, full_html=True)  # plotly.js embedded: renders offline
     mlflow.log_artifact(str(html), "figures")
     png = tmp / f"{name}.png"
     if _png_available():

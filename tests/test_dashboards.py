@@ -1,5 +1,6 @@
 """The Voila dashboards in a real browser: each renders without errors, shows its figures and
-widgets, and reacts to one interaction.
+widgets, reacts to one interaction, requests nothing outside 127.0.0.1, and gives its kernel
+back when closed.
 
 One Voila server (``gridtwin_lib.dashboards.serve``) on a free 127.0.0.1 port reads the
 smoke pipeline's workspace (the session fixture ``smoke_home``: its store and MLflow
@@ -14,11 +15,16 @@ prints the table.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import os
+import re
 import time
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 import polars as pl
 import pytest
@@ -31,6 +37,13 @@ SHOTS = ROOT / "data" / "reports" / "screenshots"
 STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 RENDER_TIMEOUT_MS = 180_000
 CHANGE_TIMEOUT_MS = 45_000
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"]
+LOCAL_HOSTS = {"127.0.0.1"}
+KERNELS_GONE_TIMEOUT_S = 60.0  # safety net: shutdown-on-close normally frees a kernel within a second
+TEST_CULL_S = 60  # [s] the test server culls idle kernels without a page after this (the service: 600 s)
+VISITS = 2  # times each page is opened and closed in the kernel-leak test
 
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 
@@ -74,7 +87,7 @@ INTERACTIONS = {
 def voila(smoke_home):
     home, _ = smoke_home
     port = dashboards.free_port()
-    proc = dashboards.serve(port, "127.0.0.1", folder=ROOT / "notebooks" / "dashboards", block=False,
+    proc = dashboards.serve(port, "127.0.0.1", folder=ROOT / "notebooks" / "dashboards", block=False, cull_idle_s=TEST_CULL_S,
                             env={"GRIDTWIN_HOME": str(home), "GRIDTWIN_WORKSPACE": "smoke", "MLFLOW_TRACKING_URI": None})
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
@@ -90,13 +103,42 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
 
 
+@pytest.fixture(scope="module")
+def outside_requests():
+    """Every request a page made to a host other than 127.0.0.1 (filled by :func:`_watch`)."""
+    return []
+
+
+def _watch(page, outside: list) -> None:
+    """Record every request of ``page`` leaving 127.0.0.1 (data: and blob: URLs stay in the page)."""
+    def check(request):
+        url = urlparse(request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in LOCAL_HOSTS:
+            outside.append(request.url)
+
+    page.on("request", check)
+
+
+def _failed(page) -> str | None:
+    """The error a page shows (a cell error or a "could not be shown" note), else None: a failing page fails
+    the test at once instead of after the render timeout."""
+    if page.locator(STDERR_OUTPUT).count():
+        return page.locator(STDERR_OUTPUT).first.inner_text()[:2000]
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error'], .voila-error")
+    if errors.count():
+        return errors.first.inner_text()[:2000]
+    return None
+
+
+# widgets drawn = the page's widget manager is connected to its kernel (and has set up its shutdown-on-close call)
 READY_JS = """n => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    return document.querySelector('.jp-OutputArea') !== null && plots.length >= n
+    return document.querySelector('.jp-OutputArea') !== null && document.querySelector('.jupyter-widgets') !== null
+           && plots.length >= n
            && plots.every(p => p.offsetWidth > 0 && p.offsetHeight > 0); }"""
 
 
@@ -105,18 +147,21 @@ def _expected_figures(name: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def rendered(voila, browser):
+def rendered(voila, browser, outside_requests):
     """Each dashboard opened in turn (its own browser context) and polled until its expected figures are
     visible; the render time is the page's ``performance.now()`` at that moment. The pages stay open for the
     interaction tests. Prints the table and writes render_times.json at the end."""
     pages, times = {}, {}
     for name in INTERACTIONS:
         page = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+        _watch(page, outside_requests)
         page.goto(f"{voila}/voila/render/{name}.ipynb", wait_until="commit", timeout=RENDER_TIMEOUT_MS)
         pages[name] = page
         deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000.0
         first_ready = None  # ready on one poll; counted once still ready on the next (no half-drawn state)
         while time.monotonic() < deadline:
+            if _failed(page):
+                break
             if not page.evaluate(READY_JS, _expected_figures(name)):
                 first_ready = None
             elif first_ready is not None:
@@ -145,13 +190,18 @@ def test_dashboard_renders_and_reacts(name, rendered):
     pages, times = rendered
     page = pages[name]
     expected = _expected_figures(name)
+    error = _failed(page)
+    assert error is None, f"{name} shows an error:\n{error}"
     assert name in times, (f"{name}: its {expected} figures were not all visible within {RENDER_TIMEOUT_MS / 1000:.0f} s; "
                            f"page shows:\n{page.inner_text('body')[:2000]}")
 
     assert page.locator(STDERR_OUTPUT).count() == 0, page.locator(STDERR_OUTPUT).first.inner_text()
     body = page.inner_text("body")
-    for bad in ("Traceback", "There was an error when executing cell", "could not be shown"):
+    for bad in ("Traceback", "There was an error when executing cell", "could not be shown", "+00:00",
+                "Cell execution timed out"):
         assert bad not in body, f"{name}: {bad!r} on the page:\n{body[:3000]}"
+    python_words = re.findall(r"\b(None|True|False|nan|NaT)\b", body)  # internal language, not for people
+    assert not python_words, f"{name}: {sorted(set(python_words))} printed on the page:\n{body[:3000]}"
     assert page.locator(".js-plotly-plot").count() >= expected
     SHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -169,7 +219,199 @@ def test_dashboard_renders_and_reacts(name, rendered):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+@needs_chromium
+def test_pages_make_no_request_outside_the_machine(rendered, outside_requests):
+    """Every page (rendered above, widgets and figures included) loads all it needs from 127.0.0.1: Font Awesome,
+    plotly.js and the widget code are served locally."""
+    pages, times = rendered
+    assert pages, "no page was rendered"
+    assert outside_requests == [], f"requests outside 127.0.0.1: {sorted(set(outside_requests))[:20]}"
+
+
+@needs_chromium
+@pytest.mark.timeout(1800)  # safety net: 14 page visits on a loaded 2-core machine
+def test_closing_pages_gives_their_kernels_back(voila, browser, rendered, outside_requests):
+    """Each page opened and closed several times: the live kernel count (the server's GET /api/kernels) rises
+    while a page is open and returns to its floor once all are closed (Voila's shutdown-on-close call is accepted).
+    Runs after the render tests have closed their pages."""
+    from gridtwin_lib.dashboards.server import kernel_count
+
+    pages, _ = rendered
+    for page in pages.values():
+        _leave(page)
+    pages.clear()
+    floor = _wait_for_kernels(voila, 0)
+    assert floor == 0, f"{floor} kernels still alive after every rendered page was closed"
+    seen, stalled = 0, []
+    for visit in range(VISITS):
+        for name in INTERACTIONS:
+            context = browser.new_context(viewport={"width": 1400, "height": 1600})
+            page = context.new_page()
+            _watch(page, outside_requests)
+            page.goto(f"{voila}/voila/render/{name}.ipynb", wait_until="commit", timeout=RENDER_TIMEOUT_MS)
+            state = _wait_until_ready(page, name)
+            seen = max(seen, kernel_count(voila))
+            if state != "ready":  # Voila's intermittent "Executing n of m" stall (README): the page never connects
+                stalled.append(f"visit {visit + 1} of {name}: {state}; page shows: {page.inner_text('body')[:300]!r}")
+            _leave(page)
+            if state == "ready":  # a page that connected gives its kernel back when left, not at culling time
+                left = _wait_for_kernels(voila, len(stalled))
+                assert left <= len(stalled), f"visit {visit + 1} of {name}: {left} kernels alive after leaving it"
+    assert seen >= 1, "no kernel was ever counted while a page was open: the kernel count does not see them"
+    # a stalled page never connected, so it cannot send its shutdown call: culling must reclaim its kernel
+    left = _wait_for_kernels(voila, 0, KERNELS_GONE_TIMEOUT_S + (2 * TEST_CULL_S if stalled else 0))
+    assert left == 0, f"{left} kernels still alive after {VISITS} visits of {len(INTERACTIONS)} pages were closed"
+    assert outside_requests == []
+    if stalled:
+        warnings.warn("pages that did not render (their kernels were culled): " + "; ".join(stalled), stacklevel=1)
+
+
+def _wait_until_ready(page, name: str) -> str:
+    """Poll until the page's expected figures and widgets are drawn ("ready"), it shows an error ("error: ..."),
+    or the render timeout passes ("not ready")."""
+    deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000.0
+    while time.monotonic() < deadline:
+        error = _failed(page)
+        if error:
+            return f"error: {error[:500]}"
+        if page.evaluate(READY_JS, _expected_figures(name)):
+            return "ready"
+        time.sleep(0.25)
+    return "not ready"
+
+
+def _leave(page) -> None:
+    """Leave the page as a user does (the browser runs its beforeunload handler and sends the shutdown call),
+    then close its browser context."""
+    page.goto("about:blank", timeout=RENDER_TIMEOUT_MS)
+    page.context.close()
+
+
+def _wait_for_kernels(base_url: str, target: int, timeout_s: float = KERNELS_GONE_TIMEOUT_S) -> int:
+    """The kernel count once it reaches ``target``, or the last count after the safety timeout."""
+    from gridtwin_lib.dashboards.server import kernel_count
+
+    deadline = time.monotonic() + timeout_s
+    count = kernel_count(base_url)
+    while count > target and time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = kernel_count(base_url)
+    return count
+
+
 # ----------------------------------------------------------------------------- without a browser
+@pytest.mark.parametrize("name", [d.name for d in dashboards.DASHBOARDS])
+def test_dashboard_notebook_is_a_parameters_cell_and_one_call(name):
+    """The page's code lives in gridtwin_lib.dashboards: the notebook only sets parameters and calls
+    ``<module>.page(...)`` with each of them, and that function takes exactly those keywords."""
+    import importlib
+
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / "dashboards" / f"{name}.ipynb", as_version=4)
+    assert [c.cell_type for c in nb.cells] == ["code", "code"], name
+    params_cell, call_cell = nb.cells
+    assert "parameters" in params_cell.metadata.get("tags", [])
+    params = ast.parse(params_cell.source).body
+    assert all(isinstance(p, ast.Assign) and isinstance(p.value, ast.Constant) for p in params), "parameters are constants"
+    names = [p.targets[0].id for p in params]
+    body = ast.parse(call_cell.source).body
+    assert len(body) == 2 and isinstance(body[0], ast.ImportFrom) and body[0].module == "gridtwin_lib.dashboards"
+    call = body[1].value
+    assert isinstance(body[1], ast.Expr) and isinstance(call, ast.Call) and call.func.attr == "page" and not call.args
+    module = importlib.import_module(f"gridtwin_lib.dashboards.{call.func.value.id}")
+    assert [k.arg for k in call.keywords] == names
+    assert list(inspect.signature(module.page).parameters) == names
+
+
+def test_notebook_generator_is_gone():
+    assert not (ROOT / "notebooks" / "dashboards" / "_generate.py").exists()
+
+
+def test_pq_figure_draws_one_time_sorted_trace_per_device_and_output():
+    """Two devices interleaved in time (as the store returns them): each gets its own traces, x never steps back
+    (one shared trace drew a false diagonal)."""
+    from gridtwin_lib.dashboards.maintenance import pq_figure
+
+    t0 = datetime(2025, 1, 6, 6, tzinfo=timezone.utc)
+    n = 50
+    frame = pl.DataFrame({"ts": [t0 + timedelta(seconds=k // 2) for k in range(2 * n)][::-1],
+                          "device_id": ["a", "b"] * n,
+                          "m07_power_quality_index.pq_index_next": [float(k) for k in range(2 * n)],
+                          "m08_voltage_sag.p_sag_15m": [0.5] * (2 * n)})
+    fig = pq_figure(frame, "sim:x")
+    assert len(fig.data) == 4
+    assert sorted({t.name.split(":")[0] for t in fig.data}) == ["a", "b"]
+    for trace in fig.data:
+        xs = list(trace.x)
+        assert len(xs) == n and xs == sorted(xs), trace.name
+
+
+def test_events_on_several_phases_at_one_instant_stay_separate_rows():
+    """Three phase events at one instant are three rows, each with its own hit (the join once ignored phase
+    and listed 9)."""
+    from gridtwin_lib.dashboards.simulator import SimRun, _events, events_table, match_events
+
+    t0 = datetime(2025, 1, 6, tzinfo=timezone.utc)
+    raw = pl.DataFrame({"ts": [t0 + timedelta(seconds=100)] * 3, "end": [t0 + timedelta(seconds=110)] * 3,
+                        "device_id": ["d"] * 3, "type": ["fault"] * 3, "phase": ["a", "b", "c"]})
+    events = _events(raw)
+    ts = [t0 + timedelta(seconds=k) for k in range(300)]
+    scores = pl.DataFrame({"ts": ts, "device_id": ["d"] * 300, "m01_voltage_anomaly.is_anomaly": [k == 105 for k in range(300)]})
+    result = SimRun("x", {}, pl.DataFrame(), events, 0.0)
+    result.matched = match_events(events, scores, tolerance_s=60.0)
+    table = events_table(result)
+    assert table.height == 3 and table["phase"].to_list() == ["a", "b", "c"]
+    assert table["hit"].to_list() == [True, True, True]
+
+
+def test_lead_time_expression_matches_the_formula():
+    from gridtwin_lib.dashboards.maintenance import lead_time_d, lead_time_expr
+
+    p = [0.0, 0.01, 0.2, 0.9, 1.0, None]
+    got = pl.DataFrame({"p": p}, schema={"p": pl.Float64}).select(lead_time_expr(pl.col("p")).alias("lead"))["lead"].to_list()
+    want = [lead_time_d(x) for x in p]
+    assert [None if g is None else round(g, 9) for g in got] == [None if v is None else round(v, 9) for v in want]
+
+
+def test_model_metrics_each_get_their_own_axis():
+    """A count beside 0-1 scores: one panel (own y axis) per metric, not one shared linear axis."""
+    import pandas as pd
+
+    from gridtwin_lib.dashboards.comparison import metrics_figure
+
+    lb = pd.DataFrame([{"model_id": "m01_voltage_anomaly", "metrics": {"f1": 0.8, "n_events": 400.0, "recall": 0.9},
+                        "baseline_metrics": {"f1": 0.5, "n_events": 380.0, "recall": 0.6}, "baseline": "threshold",
+                        "champion_version": 2, "latest_version": 2}])
+    fig = metrics_figure(lb, "m01_voltage_anomaly")
+    axes = {t.yaxis for t in fig.data}
+    assert len(axes) == 3 and len(fig.data) == 6
+
+
+def test_a_parameter_not_in_the_store_is_one_clear_error():
+    from gridtwin_lib.errors import InputError
+
+    assert dashboards.choose(["a", "b"], None, "source") == "a"
+    assert dashboards.choose(["a", "b"], "b", "source") == "b"
+    with pytest.raises(InputError, match="source 'c' is not in the store; choose one of: a, b"):
+        dashboards.choose(["a", "b"], "c", "source")
+
+
+def test_voila_command_culls_idle_kernels_and_bounds_cell_time():
+    cmd = " ".join(dashboards.voila_command(Path("/x"), 9999))
+    assert "gridtwin_lib.dashboards.server" in cmd
+    assert f"--MappingKernelManager.cull_idle_timeout={dashboards.CULL_IDLE_S}" in cmd
+    assert "--MappingKernelManager.cull_connected=False" in cmd
+    assert f"--VoilaExecutor.timeout={dashboards.CELL_TIMEOUT_S}" in cmd
+
+
+def test_font_awesome_is_served_from_the_installed_package():
+    from gridtwin_lib.dashboards import server
+
+    css = server.fontawesome_dir() / "css"
+    assert (css / "all.min.css").is_file() and (css / "v4-shims.min.css").is_file()
+    template = (server.SHARE / "voila" / "templates" / server.TEMPLATE / "index.html.j2").read_text()
+    assert "gridtwin/fontawesome/css/" in template
 def test_missing_data_shows_a_message_not_a_traceback():
     def no_champion():
         raise dashboards.MissingData("m05_equipment_failure has no champion; run make run")
@@ -255,3 +497,152 @@ def test_follower_jumps_only_when_newer_readings_arrive(tmp_path, monkeypatch):
     latest["t"] += timedelta(hours=1)
     assert f.check() is True and jumps[-1] == (latest["t"].date(), 11)
     assert reloads == [1, 1]  # one reload per jump
+
+
+# ----------------------------------------------------------------------------- reports offline
+def _notebook_with_a_figure(path: Path) -> Path:
+    """An executed-looking notebook as plotly's ``plotly_mimetype+notebook`` renderer leaves it: the plotly.js
+    bundle once, then the figure (its JSON and an HTML rendering that needs require.js and a MathJax CDN)."""
+    import nbformat
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from gridtwin_lib.report_html import PLOTLY_MIME, plotly_js_path
+
+    fig = go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], name="offline"))
+    bundle = {PLOTLY_MIME: fig.to_plotly_json(),
+              "text/html": pio.to_html(fig, include_plotlyjs="require", include_mathjax="cdn", full_html=False)}
+
+    js = plotly_js_path().read_text()
+    cell = nbformat.v4.new_code_cell("fig")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": f"<script>{js}</script>"}),
+                    nbformat.v4.new_output("display_data", data=bundle)]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# report $x^2$"), cell])
+    nbformat.write(nb, path)
+    return path
+
+
+def test_report_html_shares_plotly_js_and_names_no_cdn(tmp_path):
+    from gridtwin_lib.report_html import PLOTLY_JS, notebook_html, outside_urls
+
+    out = notebook_html(_notebook_with_a_figure(tmp_path / "a.ipynb"))
+    notebook_html(_notebook_with_a_figure(tmp_path / "b.ipynb"))
+    body = out.read_text()
+    assert outside_urls(body) == []
+    assert "require.js" not in body and "mathjax" not in body.lower()
+    assert body.count("Plotly.newPlot") == 1 and f'<script src="{PLOTLY_JS}"></script>' in body
+    assert len(body) < 500_000, "the plotly.js bundle was embedded in the report"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".js") == [PLOTLY_JS]  # one for both reports
+
+
+@needs_chromium
+def test_report_html_draws_its_figure_offline(tmp_path, browser):
+    """Opened from disk in Chromium, the report draws its figure and requests nothing from another machine."""
+    from gridtwin_lib.report_html import notebook_html
+
+    out = notebook_html(_notebook_with_a_figure(tmp_path / "a.ipynb"))
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
+    page.goto(out.as_uri(), timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1", timeout=60_000)
+    assert page.evaluate("document.querySelector('.js-plotly-plot').data[0].name") == "offline"
+    page.close()
+    assert outside == []
+
+
+def test_mlflow_links_follow_the_configured_ui(monkeypatch):
+    from gridtwin_lib import tracking
+
+    for var in ("GRIDTWIN_MLFLOW_UI", "MLFLOW_TRACKING_URI", "MLFLOW_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    assert tracking.ui_url() == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_PORT", "5055")
+    assert tracking.ui_url() == "http://127.0.0.1:5055"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:8080/")
+    assert tracking.ui_url() == "http://mlflow.internal:8080"
+    monkeypatch.setenv("GRIDTWIN_MLFLOW_UI", "https://grid.example/mlflow/")
+    assert tracking.run_url("3", "abc").startswith("https://grid.example/mlflow/#/experiments/3/runs/abc")
+
+
+def test_make_lab_allows_root_only_as_root():
+    text = (ROOT / "Makefile").read_text()
+    lab = text[text.index("\nlab:"):].split("\n\n")[0]
+    assert "$(if $(filter 0,$(shell id -u)),--allow-root)" in lab
+
+
+def test_sources_are_offered_with_labels_for_people_and_keep_their_ids():
+    opts = dashboards.labelled(["sim:m08_mixed", "sim:m04_open_conductor_0", "sim:m04_unbalanced_pv_1", "uci"])
+    assert opts == [("mixed (simulated for m08)", "sim:m08_mixed"),
+                    ("open conductor, run 1 (simulated for m04)", "sim:m04_open_conductor_0"),
+                    ("unbalanced PV, run 2 (simulated for m04)", "sim:m04_unbalanced_pv_1"), ("uci", "uci")]
+    assert dashboards.choose(opts, None, "source") == "sim:m08_mixed"
+    assert dashboards.choose(opts, "uci", "source") == "uci"
+
+
+def test_tables_for_people_format_times_booleans_and_gaps():
+    frame = pl.DataFrame({"ts": [datetime(2026, 1, 5, 23, tzinfo=timezone.utc), None], "hit": [True, None],
+                          "delay_s": [4.0, None], "note": ["x", None]})
+    html = dashboards.table_html(frame)
+    assert "2026-01-05 23:00 UTC" in html and "+00:00" not in html
+    assert "yes" in html and not re.search(r"\b(None|True|False|nan|NaT)\b", html)
+
+
+def test_serving_beyond_loopback_needs_a_token():
+    from gridtwin_lib.errors import InputError
+
+    for host in ("127.0.0.1", "::1", "localhost"):
+        dashboards.check_exposure(host, token=False)
+    for host in ("0.0.0.0", "192.168.1.5", "grid.example"):
+        with pytest.raises(InputError, match="add --token"):
+            dashboards.check_exposure(host, token=False)
+        dashboards.check_exposure(host, token=True)
+
+
+def test_cli_refuses_all_interfaces_without_a_token():
+    from typer.testing import CliRunner
+
+    from gridtwin_lib.cli import app
+
+    result = CliRunner().invoke(app, ["dashboards", "--host", "0.0.0.0", "--port", str(dashboards.free_port())])
+    assert result.exit_code != 0
+    assert "add --token" in result.output
+
+
+def test_simulator_figures_draw_each_device_on_its_own_time_sorted_trace():
+    from gridtwin_lib.dashboards.simulator import SimRun, measurements_figure, reaction_figure
+
+    t0 = datetime(2025, 1, 6, tzinfo=timezone.utc)
+    n = 40
+    rows = {"ts": [t0 + timedelta(seconds=k // 2) for k in range(2 * n)], "device_id": ["p1", "p2"] * n}
+    readings = pl.DataFrame({**rows, **{f"v_{p}": [230.0] * (2 * n) for p in "abc"}, "frequency": [50.0] * (2 * n)})
+    scores = pl.DataFrame({**rows, "m01_voltage_anomaly.anomaly_score": [0.1] * (2 * n),
+                           "m01_voltage_anomaly.is_anomaly": [k == 7 for k in range(2 * n)]})
+    result = SimRun("mixed", {}, readings, pl.DataFrame(), 0.0, scores=scores)
+    for fig in (measurements_figure(result), reaction_figure(result)):
+        lines = [t for t in fig.data if t.mode != "markers"]
+        assert {t.name.split()[-2] if "[" in t.name else t.name.split()[-1] for t in lines} == {"p1", "p2"}
+        for trace in lines:
+            assert list(trace.x) == sorted(trace.x) and len(trace.x) == n, trace.name
+    flags = [t for t in reaction_figure(result).data if t.mode == "markers"]
+    assert sum(len(t.x) for t in flags) == 1
+
+
+def test_test_ranges_read_as_times_in_utc():
+    from gridtwin_lib.dashboards.comparison import range_text
+
+    raw = '["2025-01-07T11:59:00+00:00", "2025-01-07T23:59:59.000001+00:00"]'
+    assert range_text(raw) == "2025-01-07 11:59 – 2025-01-07 23:59 UTC"
+    assert range_text(None) == "–"
+
+
+def test_report_copy_for_mlflow_embeds_plotly_js(tmp_path):
+    """MLflow's UI shows an HTML artifact on its own: its copy of a report carries plotly.js inside."""
+    from gridtwin_lib.report_html import PLOTLY_JS, notebook_html, outside_urls
+
+    nb = _notebook_with_a_figure(tmp_path / "a.ipynb")
+    out = notebook_html(nb, tmp_path / "mlflow" / "a.html", inline_plotly=True)
+    body = out.read_text()
+    assert outside_urls(body) == [] and f'src="{PLOTLY_JS}"' not in body
+    assert "window.Plotly" in body and body.count("Plotly.newPlot") >= 1
+    assert not (tmp_path / "mlflow" / PLOTLY_JS).exists()

@@ -1,8 +1,9 @@
 """Voila dashboards for stakeholders: the data and figures behind ``notebooks/dashboards``.
 
-Every dashboard notebook only lays out widgets and wires them to functions of this
-package (one module per dashboard: :mod:`.monitoring`, :mod:`.maintenance`,
-:mod:`.energy`, :mod:`.decision`, :mod:`.simulator`, :mod:`.comparison`); the data
+Every dashboard notebook is a parameters cell and one call, ``<module>.page(...)``: the
+widgets, their wiring and the figures live in this package (one module per dashboard:
+:mod:`.monitoring`, :mod:`.maintenance`, :mod:`.energy`, :mod:`.decision`,
+:mod:`.simulator`, :mod:`.comparison`), where the linter and the tests reach them; the data
 comes from the store and the MLflow registry of the current project / workspace
 (``GRIDTWIN_HOME``, ``GRIDTWIN_WORKSPACE``) through ``gridtwin_lib`` only.
 
@@ -10,7 +11,8 @@ When data or a champion is missing a dashboard shows :func:`missing` (a plain
 message saying what is absent and how to get it) instead of a traceback: a stakeholder
 cannot act on a stack trace.
 
-:func:`serve` starts Voila on the folder (``gridtwin dashboards``, ``make dashboards``
+:func:`serve` starts Voila (:mod:`.server`: kernels shut down on page close and culled when
+idle, Font Awesome served locally) on the folder (``gridtwin dashboards``, ``make dashboards``
 and the browser tests use it): bound to 127.0.0.1 unless told otherwise, sources
 stripped, no browser opened.
 """
@@ -34,9 +36,28 @@ import polars as pl
 from .. import config
 from ..errors import InputError
 
+
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 <kernel pid>`` writes every thread's stack to the kernel's stderr (the Voila log): a page
+    stuck on "Executing ..." can be diagnosed without stopping it."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+        except (RuntimeError, ValueError, OSError):  # no usable stderr (some embedded interpreters)
+            pass
+
+
+_stacks_on_sigusr1()
+
 DEFAULT_PORT = 8866
 DEFAULT_HOST = "127.0.0.1"
 KERNEL = "gridtwin"
+CULL_IDLE_S = 600  # [s] a kernel idle and without any open page this long is shut down
+CULL_EVERY_S = 60  # [s] how often the server looks for such kernels
+CELL_TIMEOUT_S = 180  # [s] longest a page's code may run before the page shows a timeout error
 MAX_PLOT_POINTS = 2_000  # per trace: enough for a screen width, fast to send to the browser
 
 
@@ -89,16 +110,22 @@ def notebooks_dir() -> Path:
         if (folder / "index.ipynb").exists():
             return folder
     raise InputError("notebooks/dashboards/index.ipynb not found in the project or the checkout; "
-                     "regenerate it with `python notebooks/dashboards/_generate.py`")
+                     "restore the folder with `git checkout notebooks/dashboards`")
 
 
 # ----------------------------------------------------------------------------- serving
 def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, token: bool = False,
-                  base_url: str | None = None) -> list[str]:
+                  base_url: str | None = None, cull_idle_s: int = CULL_IDLE_S) -> list[str]:
     """The Voila command line: sources stripped, no browser, kernel ``gridtwin``, bound to ``host``."""
-    cmd = [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}", f"--Voila.ip={host}",
-           "--strip_sources=True", f"--MappingKernelManager.default_kernel_name={KERNEL}",
-           "--VoilaConfiguration.show_tracebacks=False"]
+    cmd = [sys.executable, "-m", "gridtwin_lib.dashboards.server", str(folder), "--no-browser", f"--port={port}",
+           f"--Voila.ip={host}", "--strip_sources=True", f"--MappingKernelManager.default_kernel_name={KERNEL}",
+           "--VoilaConfiguration.show_tracebacks=False",
+           # safety net behind the shutdown-on-close call: a kernel without a page for CULL_IDLE_S goes
+           f"--MappingKernelManager.cull_idle_timeout={int(cull_idle_s)}",
+           f"--MappingKernelManager.cull_interval={min(CULL_EVERY_S, int(cull_idle_s))}",
+           "--MappingKernelManager.cull_connected=False",
+           # a page whose code blocks shows a timeout error instead of "Running ..." forever
+           f"--VoilaExecutor.timeout={CELL_TIMEOUT_S}"]
     if token:
         cmd.append("--token")  # Voila generates one and prints the URL carrying it
     if base_url:
@@ -107,7 +134,8 @@ def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HO
 
 
 def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | None = None, token: bool = False,
-          base_url: str | None = None, env: dict[str, str] | None = None, block: bool = True, ready_timeout_s: float = 60.0) -> subprocess.Popen:
+          base_url: str | None = None, env: dict[str, str] | None = None, block: bool = True, ready_timeout_s: float = 60.0,
+          cull_idle_s: int = CULL_IDLE_S) -> subprocess.Popen:
     """Serve the dashboards with Voila.
 
     ``block=True`` (the CLI) replaces this process with Voila (it runs until interrupted);
@@ -116,7 +144,7 @@ def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | 
     """
     check_port(port)
     folder = Path(folder) if folder is not None else notebooks_dir()
-    cmd = voila_command(folder, port, host, token, base_url)
+    cmd = voila_command(folder, port, host, token, base_url, cull_idle_s)
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     if block:  # become Voila: Ctrl-C and kill reach the server itself, no orphan is left behind
         os.execve(cmd[0], cmd, full_env)
@@ -140,6 +168,23 @@ def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | 
 def check_port(port: int) -> None:
     if not 0 < int(port) < 65536:
         raise InputError(f"port {port} is not a TCP port; choose one in 1-65535 (default {DEFAULT_PORT})")
+
+
+def check_exposure(host: str, token: bool) -> None:
+    """Refuse to serve beyond loopback without a token: every page runs a Python kernel on this machine."""
+    import ipaddress
+
+    if host in ("localhost", ""):
+        loopback = host == "localhost"
+    else:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            loopback = False
+    if not loopback and not token:
+        raise InputError(f"--host {host or 'all interfaces'} serves the dashboards (and a Python kernel per page) to "
+                         "the network: add --token, or keep 127.0.0.1 behind a reverse proxy with your login (README "
+                         "'Sharing them safely')")
 
 
 def landing_url(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, base_url: str | None = None) -> str:
@@ -261,7 +306,21 @@ def refresh(target, fig) -> None:
         return
     target.clear_output(wait=True)
     with target:
-        fig.show(renderer="plotly_mimetype", config={"displaylogo": False})
+        show_figure(fig)
+
+
+def show_figure(fig) -> None:
+    """Display ``fig`` as plotly's mime bundle (what ``fig.show(renderer="plotly_mimetype")`` sends) without
+    plotly's renderer machinery, which on first use imports and validates far more than this needs
+    (measured with pyinstrument on page 02: the first ``show`` was a quarter of the page's time)."""
+    import json
+
+    import plotly.io as pio
+    from IPython.display import display
+
+    spec = json.loads(pio.to_json(fig, validate=False))
+    spec["config"] = {"displaylogo": False}
+    display({"application/vnd.plotly.v1+json": spec}, raw=True)
 
 
 class Quiet:
@@ -290,17 +349,55 @@ class Quiet:
         return held()
 
 
+def _values(options) -> list:
+    """The values of dropdown options given as values or as (label, value) pairs."""
+    return [o[1] if isinstance(o, tuple) else o for o in options]
+
+
+def choose(options, value, what: str):
+    """``value`` when it is one of ``options`` (values or (label, value) pairs; a notebook parameter), the first
+    option when None; else one clear line naming the choices."""
+    values = _values(options)
+    if value is None:
+        return values[0] if values else None
+    if value not in values:
+        raise InputError(f"{what} {value!r} is not in the store; choose one of: {', '.join(map(str, values[:20]))}")
+    return value
+
+
 def replace_options(dropdown, options) -> None:
     """New choices for a dropdown with the first one selected (ipywidgets leaves the value empty otherwise)."""
     options = list(options)
     dropdown.options = options
-    dropdown.value = options[0] if options else None
+    values = _values(options)
+    dropdown.value = values[0] if values else None
+
+
+def source_label(source: str) -> str:
+    """A stored source as people read it: ``sim:m04_open_conductor_1`` -> "open conductor, run 2 (simulated
+    for m04)"; other sources (``uci``, ``collector``) stay as they are. The id stays the dropdown's value."""
+    if not source.startswith("sim:"):
+        return source
+    name = source[4:]
+    model, _, rest = name.partition("_")
+    words = rest.split("_") if rest else [model]
+    run = ""
+    if len(words) > 1 and words[-1].isdigit():
+        run = f", run {int(words.pop()) + 1}"
+    what = " ".join(words).replace("pv", "PV")
+    return f"{what}{run} (simulated for {model})" if rest else f"{what} (simulated)"
+
+
+def labelled(names) -> list[tuple[str, str]]:
+    """Dropdown options ``(label, source id)`` in the given order (:func:`sources` puts the preferred first, then
+    the others sorted by id, which groups them by the model they were simulated for)."""
+    return [(source_label(n), n) for n in names]
 
 
 def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -> str:
     """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL."""
     df = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
-    df = df.head(max_rows).copy()
+    df = for_people(df.head(max_rows).copy())
     for col, url_col in (links or {}).items():
         if col in df.columns and url_col in df.columns:
             df[col] = [f"<a href='{html.escape(str(u))}' target='_blank'>{html.escape(str(v))}</a>" if u else html.escape(str(v))
@@ -310,11 +407,39 @@ def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -
                       classes="gridtwin-table", na_rep="–")
 
 
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def for_people(df):
+    """A pandas frame as people read it: timestamps as ``2026-01-05 23:00 UTC`` (no ``+00:00``), booleans as
+    yes / no, missing values as "–" (never Python's None / True / False)."""
+    import pandas as pd
+
+    for col in df.columns:
+        values = df[col]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            zone = f" {values.dt.tz}" if getattr(values.dt, "tz", None) is not None else ""
+            df[col] = [f"{v:{TIME_FORMAT}}{zone}" if not pd.isna(v) else "–" for v in values]
+        elif pd.api.types.is_bool_dtype(values) or (values.dtype == object and values.map(
+                lambda v: v is None or isinstance(v, bool)).all() and values.map(lambda v: isinstance(v, bool)).any()):
+            df[col] = ["–" if v is None or (not isinstance(v, bool) and pd.isna(v)) else ("yes" if v else "no") for v in values]
+        elif values.dtype == object:
+            df[col] = ["–" if v is None or (isinstance(v, float) and pd.isna(v)) else v for v in values]
+    return df
+
+
 # ----------------------------------------------------------------------------- data helpers
 def location_text() -> str:
     """Where the dashboards read from: store and registry (without importing MLflow, which takes seconds)."""
     registry = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
     return f"store {config.store_dir()}; registry {registry}"
+
+
+def location():
+    """The landing page's footer: where the dashboards read from."""
+    import ipywidgets as w
+
+    return w.HTML(f"<small>{html.escape(location_text())}</small>")
 
 
 def store():
@@ -367,6 +492,16 @@ def decimate(frame: pl.DataFrame, max_points: int = MAX_PLOT_POINTS, by: str | N
     if by and by in frame.columns:
         return frame.group_by(by, maintain_order=True).agg(pl.all().gather_every(step)).explode(pl.exclude(by))
     return frame.gather_every(step)
+
+
+def per_device(frame: pl.DataFrame, max_points: int = MAX_PLOT_POINTS):
+    """``(device_id, rows)`` per device, each sorted by time and thinned to ``max_points``: one trace per device
+    (rows of several devices in one trace draw false diagonals where x steps back)."""
+    if frame.height == 0 or "device_id" not in frame.columns:
+        yield None, decimate(frame.sort("ts") if "ts" in frame.columns else frame, max_points, by=None)
+        return
+    for key, rows in sorted(frame.partition_by("device_id", as_dict=True).items()):
+        yield key[0], decimate(rows.sort("ts"), max_points, by=None)
 
 
 def sources(preferred: tuple[str, ...] = (), kind: str = "three_phase") -> list[str]:

@@ -45,12 +45,19 @@ def table(lb: pd.DataFrame) -> pd.DataFrame:
     t = comparison_table(lb).reset_index()
     t["champion_version"] = [f"v{_version(v)}" if _version(v) else "no champion" for v in t["champion_version"]]
     t["run"] = [u.rsplit("/", 1)[-1][:8] for u in t["run_url"]]
+    t["test_range"] = [range_text(r) for r in t["test_range"]]
     return t[["model_id", "module", "algorithm", "primary_metric", "model", "baseline score", "skill", "beats_baseline",
               "champion_version", "n_versions", "test_range", "run", "run_url"]]
 
 
 def skill_figure(lb: pd.DataFrame):
-    return comparison_figure(lb)
+    """Skill per model (notebook 20's figure) with a y-axis title short enough to be shown whole."""
+    fig = comparison_figure(lb)
+    fig.update_layout(title=dict(text="Skill over the named baseline on each model's primary metric (held-out data)<br>"
+                                      "<sup>1 − model/baseline for errors; model − baseline for scores; above 0 = "
+                                      "better than the baseline</sup>", font=dict(size=14)),
+                      yaxis_title="skill [1]", margin=dict(t=90, l=60))
+    return fig
 
 
 def versions(model_id: str) -> pd.DataFrame:
@@ -85,21 +92,44 @@ def champion_note(lb: pd.DataFrame, model_id: str) -> str | None:
 
 
 def metrics_figure(lb: pd.DataFrame, model_id: str):
-    """Every shared metric, model against baseline (same held-out rows), for one model."""
+    """Every shared metric, model against baseline (same held-out rows), for one model: one small panel per
+    metric, each on its own scale (a count of events never shares an axis with a 0-1 score)."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     row = lb[lb["model_id"] == model_id].iloc[0]
     names = sorted(k for k in row["metrics"] if k in row["baseline_metrics"])
-    fig = go.Figure([
-        go.Bar(name="model", x=names, y=[row["metrics"][k] for k in names], marker_color="#264653"),
-        go.Bar(name=f"baseline ({row['baseline']})", x=names, y=[row["baseline_metrics"][k] for k in names],
-               marker_color="#e9c46a"),
-    ])
+    if not names:
+        raise MissingData(f"{model_id}: no metric logged for both the model and its baseline")
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[n.replace("_", " ") for n in names],
+                        horizontal_spacing=0.08, vertical_spacing=0.3 / rows)
+    for k, name in enumerate(names):
+        r, c = divmod(k, cols)
+        for label, value, color in (("model", row["metrics"][name], "#264653"),
+                                    (f"baseline ({row['baseline']})", row["baseline_metrics"][name], "#e9c46a")):
+            fig.add_trace(go.Bar(x=[label.split(" (")[0]], y=[value], name=label, marker_color=color, showlegend=k == 0,
+                                 legendgroup=label, text=[f"{value:.3g}"], textposition="auto"), row=r + 1, col=c + 1)
     champion = _version(row["champion_version"])
     shown = f"champion v{champion}" if champion else f"latest v{_version(row['latest_version'])} (no champion)"
-    fig.update_layout(barmode="group", height=380, title=f"{model_id}, {shown}: every metric, model vs baseline",
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(height=220 + 200 * rows, title=dict(text=f"{model_id}, {shown}: model vs baseline, each metric "
+                                                               "on its own scale", font=dict(size=14)),
+                      margin=dict(t=90), legend=dict(orientation="h", y=-0.12))
     return fig
+
+
+def range_text(raw) -> str:
+    """A run's held-out time range (JSON list of two ISO times, as logged) as people read it:
+    ``2025-01-07 11:59 – 2025-01-07 23:59 UTC``; anything else is shown as it is."""
+    import json
+    from datetime import datetime, timezone
+
+    try:
+        start, end = (datetime.fromisoformat(v).astimezone(timezone.utc) for v in json.loads(raw))
+    except (TypeError, ValueError):
+        return "–" if raw is None or (isinstance(raw, float) and pd.isna(raw)) else str(raw)
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
 
 
 def _version(v) -> str | None:
@@ -114,3 +144,44 @@ def _float(raw) -> float | None:
         return float(raw)
     except (TypeError, ValueError):
         return None
+
+
+def page(model: str | None = None):
+    """The whole dashboard: every model's champion against its baseline; ``model`` (None = the first) drilled into."""
+    from . import dashboard, guarded
+    from . import page as layout
+
+    info = dashboard("06_model_comparison")
+    return layout(info.title, info.summary, guarded(lambda: view(model), "the model comparison"))
+
+
+def view(model_name: str | None = None):
+    import ipywidgets as w
+
+    from . import choose, figure, missing, refresh, table_html
+
+    lb = board()
+    module = w.Dropdown(options=modules(lb), description="module")
+    ids = list(lb["model_id"])
+    model = w.Dropdown(options=ids, value=choose(ids, model_name, "model"), description="model")
+    skill = figure(skill_figure(lb))
+    table_box = w.HTML(table_html(table(lb), links={"run": "run_url"}))
+    detail = figure(metrics_figure(lb, model.value))
+    note, history = w.VBox(), w.HTML()
+
+    def show_module(_=None):
+        shown = filtered(lb, module.value)
+        refresh(skill, skill_figure(shown))
+        table_box.value = table_html(table(shown), links={"run": "run_url"})
+
+    def show_model(_=None):
+        refresh(detail, metrics_figure(lb, model.value))
+        text = champion_note(lb, model.value)
+        note.children = [missing(text)] if text else []
+        history.value = "<b>Registered versions</b>" + table_html(versions(model.value), links={"run": "run_url"})
+
+    module.observe(show_module, "value")
+    model.observe(show_model, "value")
+    show_model()
+    return w.VBox([w.HTML(summary_text(lb)), module, skill, table_box, w.HTML("<h3>One model</h3>"), model, note,
+                   detail, history])

@@ -71,8 +71,12 @@ def gauge_figure(frame: pl.DataFrame, source: str):
     return fig
 
 
+MEMBER_NAMES = {"rf": "random forest", "xgb": "gradient boosting (XGBoost)", "logit": "logistic regression"}
+
+
 def drivers_figure(frame: pl.DataFrame):
-    """What drives the latest score: each ensemble member's P(disturbance within 30 min) and the deviations."""
+    """What drives the latest score: each ensemble member's P(disturbance within 30 min), then the reading's
+    deviations, each in its own panel with its own unit."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -80,35 +84,46 @@ def drivers_figure(frame: pl.DataFrame):
     scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
     if scored.height == 0:
         raise MissingData("m15 scored no reading in the range: no drivers to show")
-    last = scored.tail(1).row(0, named=True)
-    members = {m: last.get(f"m15_grid_stability.p_member_{m}") for m in ("rf", "xgb", "logit")}
-    deviations = {"|ΔV| max [%]": last.get("v_max_abs_dev_pct"), "Δf [Hz × 100]": _times(last.get("freq_dev_hz"), 100.0),
-                  "THD [%]": last.get("thd_v_pct")}
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("P(disturbance in 30 min) per member", "latest reading"))
+    last = scored.sort("ts").tail(1).row(0, named=True)
+    members = {name: last.get(f"m15_grid_stability.p_member_{m}") for m, name in MEMBER_NAMES.items()}
+    deviations = (("largest voltage deviation", "%", _abs(last.get("v_max_abs_dev_pct"))),
+                  ("frequency deviation", "Hz", _abs(last.get("freq_dev_hz"))),
+                  ("voltage THD", "%", last.get("thd_v_pct")))
+    fig = make_subplots(rows=1, cols=4, column_widths=[0.4, 0.2, 0.2, 0.2], horizontal_spacing=0.09,
+                        subplot_titles=("P(disturbance in 30 min) per model", *[f"{n} [{u}]" for n, u, _ in deviations]))
     fig.add_trace(go.Bar(x=list(members), y=[v if v is not None else 0.0 for v in members.values()], marker_color="#e76f51",
-                         name="members"), 1, 1)
-    fig.add_trace(go.Bar(x=list(deviations), y=[v if v is not None else 0.0 for v in deviations.values()],
-                         marker_color="#457b9d", name="deviations"), 1, 2)
-    fig.update_layout(height=300, showlegend=False, title="drivers of the stability score")
-    fig.update_yaxes(range=[0, 1], row=1, col=1)
+                         text=[f"{v:.2f}" if v is not None else "–" for v in members.values()], textposition="auto"), 1, 1)
+    for k, (name, unit, value) in enumerate(deviations):
+        fig.add_trace(go.Bar(x=[name], y=[value if value is not None else 0.0], marker_color="#457b9d",
+                             text=[f"{value:.3g} {unit}" if value is not None else "–"], textposition="auto"), 1, k + 2)
+        fig.update_xaxes(showticklabels=False, row=1, col=k + 2)
+    fig.update_layout(height=320, showlegend=False,
+                      title=f"drivers of the stability score at {last['ts']:%Y-%m-%d %H:%M:%S} UTC")
+    fig.update_yaxes(range=[0, 1], title_text="probability [0-1]", row=1, col=1)
+    fig.update_annotations(font_size=11)
     return fig
 
 
-def _times(v, k):
-    return None if v is None else abs(v) * k
+def _abs(v):
+    return None if v is None else abs(v)
 
 
 def stability_trend_figure(frame: pl.DataFrame, source: str):
+    """m15's stability score over the range, one time-sorted trace per device."""
     import plotly.graph_objects as go
 
     from . import decimate
 
     col = "m15_grid_stability.stability_score"
-    df = decimate(frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()).to_pandas()
-    if df.empty:
+    scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
+    if scored.height == 0:
         raise MissingData("m15 scored no reading in the range")
-    fig = go.Figure(go.Scattergl(x=df["ts"], y=df[col], name="m15 stability", line=dict(color="#264653")))
-    fig.update_layout(height=260, title=f"{source}: stability score over the range", yaxis=dict(range=[0, 100], title="0-100"))
+    fig = go.Figure()
+    for device, one in sorted(scored.partition_by("device_id", as_dict=True).items()):
+        df = decimate(one.sort("ts"), by=None).to_pandas()
+        fig.add_trace(go.Scattergl(x=df["ts"], y=df[col], name=str(device[0]), mode="lines"))
+    fig.update_layout(height=280, title=f"{source}: stability score over the range, per device",
+                      yaxis=dict(range=[0, 100], title="stability score [0-100]"), xaxis_title="time (UTC)")
     return fig
 
 
@@ -225,3 +240,59 @@ def alerts_shown(table: pl.DataFrame, severity: str) -> pl.DataFrame:
     shown = table if severity == ALL else table.filter(pl.col("severity") == severity)
     keep = ["severity", "raised_by", "device_id", "first_utc", "last_utc", "count", "message", "suggested_action"]
     return shown.select([c for c in keep if c in shown.columns])
+
+
+def page(source: str | None = None):
+    """The whole dashboard: stability and alerts of ``source`` (None = the first stored), recommended actions."""
+    from . import dashboard, guarded
+    from . import page as layout
+
+    info = dashboard("04_decision_making")
+    return layout(info.title, info.summary, guarded(lambda: stability_view(source), "the stability view"),
+                  guarded(actions_view, "the actions"))
+
+
+def stability_view(source_name: str | None = None):
+    import ipywidgets as w
+
+    from . import attempt, choose, figure, labelled, refresh, row, table_html
+
+    names = sources()
+    source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
+    hours = w.Dropdown(options=HOURS, description="last hours")
+    severity = w.Dropdown(options=severity_options(), description="severity")
+    notes, counts, table = w.VBox(), w.HTML(), w.HTML()
+    gauge, drivers, trend = figure(), figure(), figure()
+    shown = {}
+
+    def show_alerts(_=None):
+        table.value = table_html(alerts_shown(shown["alerts"], severity.value), 100)
+
+    def show(_=None):
+        notes.children = []
+        frame = attempt(notes, lambda: last_hours(source.value, hours.value), "the readings")
+        if frame is None:
+            return
+        attempt(notes, lambda: refresh(gauge, gauge_figure(frame, source.value)), "the m15 gauge")
+        attempt(notes, lambda: refresh(drivers, drivers_figure(frame)), "the m15 drivers")
+        attempt(notes, lambda: refresh(trend, stability_trend_figure(frame, source.value)), "the m15 trend")
+        shown["alerts"] = alert_table(frame)
+        counts.value = counts_html(shown["alerts"])
+        show_alerts()
+
+    source.observe(show, "value")
+    hours.observe(show, "value")
+    severity.observe(show_alerts, "value")
+    show()
+    return w.VBox([row(source, hours), notes, row(gauge, drivers), trend,
+                   w.HTML("<h3>Alerts, most severe first</h3>"), counts, severity, table])
+
+
+def actions_view():
+    import ipywidgets as w
+
+    from . import missing, table_html
+
+    found, notes = actions()
+    return w.VBox([w.HTML("<h3>Recommended actions (m13, m14, m16) and their expected effect</h3>"),
+                   *[missing(m) for m in notes], w.HTML(table_html(found))])

@@ -217,3 +217,69 @@ def archetype_figure(summary: pd.DataFrame, profiles: pd.DataFrame):
     fig.update_layout(height=380, title="m12 load archetypes: mean daily profile and demand-response potential",
                       xaxis_title="local hour", yaxis_title="mean demand [kW]", legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def page(meter: str | None = None):
+    """The whole dashboard: forecast and schedule of ``meter`` (None = the first stored), losses, archetypes."""
+    from . import dashboard, guarded
+    from . import page as layout
+
+    info = dashboard("03_energy_flow")
+    return layout(info.title, info.summary, guarded(lambda: forecast_view(meter), "the load forecast"),
+                  guarded(losses_view, "the losses"), guarded(archetype_view, "the archetypes"))
+
+
+def forecast_view(meter: str | None = None):
+    import ipywidgets as w
+
+    from . import Quiet, attempt, choose, figure, labelled, refresh, replace_options, row
+
+    names = meter_sources()
+    source = w.Dropdown(options=labelled(names), value=choose(names, meter, "meter"), description="meter")
+    day = w.Dropdown(options=forecast_days(source.value), description="day (local)")
+    notes, cost = w.VBox(), w.HTML()
+    forecast, plan = figure(), figure()
+
+    def show(_=None):
+        notes.children, cost.value = [], ""
+        fc = attempt(notes, lambda: forecast_vs_actual(source.value, day.value), "the m09 forecast")
+        if fc is None:
+            return
+        refresh(forecast, forecast_figure(fc, source.value))
+        planned = attempt(notes, lambda: schedule(fc, source.value, day.value), "the m11 schedule")
+        if planned is not None:
+            refresh(plan, schedule_figure(planned[0], planned[1]))
+            cost.value = planned[2]
+
+    show_once = Quiet(show)  # a new meter sets its days: one redraw, not two
+
+    def pick_source(_=None):
+        with show_once.setting():
+            replace_options(day, forecast_days(source.value))
+
+    source.observe(pick_source, "value")
+    day.observe(show_once, "value")
+    show()
+    return w.VBox([w.HTML("<h3>Load forecast (m09) and the day's schedule (m11)</h3>"), row(source, day), notes,
+                   forecast, cost, plan])
+
+
+def losses_view():
+    import ipywidgets as w
+
+    from . import figure, refresh
+
+    day = w.Dropdown(options=loss_days(), description="day (UTC)")
+    losses = figure(losses_figure(day.value))
+    day.observe(lambda _: refresh(losses, losses_figure(day.value)), "value")
+    return w.VBox([w.HTML("<h3>Network losses (m10)</h3>"), day, losses])
+
+
+def archetype_view():
+    import ipywidgets as w
+
+    from . import figure, table_html
+
+    summary, profiles = archetypes()
+    return w.VBox([w.HTML("<h3>Customer archetypes and demand-response potential (m12)</h3>"),
+                   figure(archetype_figure(summary, profiles)), w.HTML(table_html(summary))])

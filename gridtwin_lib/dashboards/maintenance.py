@@ -45,23 +45,57 @@ def observations(fleet: str) -> pl.DataFrame:
 
 
 def fleet_table(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-    """One row per asset, riskiest first: m05 probability, health, lead time, m06 class; and notes on missing champions."""
+    """One row per asset, riskiest first: m05 probability, health, lead time, the alarm the alert rules give
+    (``alerts.yaml``: m05_failure_risk, m06_overload; "none" below every level), m06 class; and notes on
+    missing champions."""
+    from ..alerts import SEVERITIES, load_rules, raise_alerts
+
     eng = engine(ASSET_MODELS)
     scored = eng.score_assets(obs)
     latest = obs.group_by("device_id").agg(pl.all().sort_by("ts").last()).drop("ts")
     table = scored.join(latest, on="device_id", how="left")
     notes = [f"{m}: {eng.missing[m]}" for m in ASSET_MODELS if m in eng.missing]
+    rules = load_rules()
+    raised = raise_alerts(assets=scored, rules=rules)
+    rank = {s: k for k, s in enumerate(SEVERITIES)}
+    worst: dict[str, str] = {}
+    for dev, sev in raised.select("device_id", "severity").iter_rows():
+        if dev not in worst or rank[sev] < rank[worst[dev]]:
+            worst[dev] = sev
+    table = table.with_columns(pl.col("device_id").replace_strict(worst, default="none", return_dtype=pl.String)
+                               .alias("alarm (alert rules)"))
     p = "m05_equipment_failure.p_fail_7d"
     if p in table.columns:
         table = table.with_columns(
             (100.0 * (1.0 - pl.col(p))).alias("health [0-100]"),
-            pl.col(p).map_elements(lead_time_d, return_dtype=pl.Float64).alias("expected lead time [d]"),
+            lead_time_expr(pl.col(p)).alias("expected lead time [d]"),
         ).sort(p, descending=True, nulls_last=True)
     else:
         table = table.sort("load_pu_measured", descending=True)
-    keep = [c for c in ("device_id", p, "health [0-100]", "expected lead time [d]", "m05_equipment_failure.alarm",
+    keep = [c for c in ("device_id", p, "health [0-100]", "expected lead time [d]", "alarm (alert rules)",
                         "m06_overload_risk.load_class", "m06_overload_risk.p_gt100", *OBSERVED) if c in table.columns]
     return table.select(keep), notes
+
+
+#: the fleet table's columns as people read them (the internal names stay in ``fleet_table``'s frame)
+COLUMN_LABELS = {
+    "device_id": "asset",
+    "m05_equipment_failure.p_fail_7d": "failure probability within 7 days (m05)",
+    "m06_overload_risk.load_class": "load class, next hour (m06)",
+    "m06_overload_risk.p_gt100": "P(load > 100 % of rating), next hour (m06)",
+    "load_pu_measured": "load [pu]",
+    "top_oil_temp_c": "top-oil temperature [°C]",
+    "ambient_temp_c": "ambient temperature [°C]",
+    "age_years": "age [years]",
+}
+
+
+def lead_time_expr(p_fail: pl.Expr) -> pl.Expr:
+    """Expected days to failure for a constant hazard giving ``p_fail`` over the 7-day horizon (vectorised:
+    no Python callback per row); 0 at p = 1, null at p = 0 or unknown."""
+    return (pl.when(p_fail >= 1.0).then(0.0)
+            .when(p_fail > 0.0).then(HORIZON_D / -(1.0 - p_fail).log())
+            .otherwise(None))
 
 
 def lead_time_d(p_fail: float | None) -> float | None:
@@ -99,29 +133,119 @@ def pq_days(source: str) -> list[date]:
     return days(source)
 
 
-def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0]) -> tuple[pl.DataFrame, list[str]]:
-    """m07 and m08 per reading over ``hours`` from ``day`` 06:00 UTC (16:00 at the default site)."""
+def pq_devices(source: str) -> list[str]:
+    """The devices of a three-phase source."""
+    return (store().scan("three_phase", source=source).select(pl.col("device_id").unique().sort())
+            .collect()["device_id"].to_list())
+
+
+def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0], device_id: str | None = None
+                 ) -> tuple[pl.DataFrame, list[str]]:
+    """m07 and m08 per reading of ``device_id`` (None: every device of the source) over ``hours`` from ``day``
+    06:00 UTC (16:00 at the default site). The page scores one device at a time: on the full store a source
+    holds several devices, and scoring them all on every change took minutes."""
     eng = engine(PQ_MODELS)
     start = datetime(day.year, day.month, day.day, 6, tzinfo=timezone.utc)
-    frame = score_range(eng, source, None, start, start + timedelta(hours=int(hours)))
+    frame = score_range(eng, source, device_id, start, start + timedelta(hours=int(hours)))
     return frame, [f"{m}: {eng.missing[m]}" for m in PQ_MODELS if m in eng.missing]
 
 
 def pq_figure(frame: pl.DataFrame, source: str):
+    """m07 and m08 over time: one trace per device and output, each sorted by time (a trace never steps back)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    df = decimate(frame).to_pandas()
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    if "m07_power_quality_index.pq_index_next" in df:
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m07_power_quality_index.pq_index_next"], name="m07 PQ index, next 10 min",
-                                   line=dict(color="#2a9d8f"), connectgaps=True), secondary_y=False)
-    if "m08_voltage_sag.p_sag_15m" in df:
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m08_voltage_sag.p_sag_15m"], name="m08 P(sag within 15 min)",
-                                   line=dict(color="#e63946", width=1)), secondary_y=True)
+    outputs = (("m07_power_quality_index.pq_index_next", "PQ index, next 10 min", False, "solid"),
+               ("m08_voltage_sag.p_sag_15m", "P(sag within 15 min)", True, "dot"))
+    palette = ("#2a9d8f", "#e63946", "#264653", "#e9c46a", "#8ab17d", "#6d597a", "#f4a261", "#457b9d")
+    for k, (device, one) in enumerate(sorted(frame.partition_by("device_id", as_dict=True).items())):
+        one = decimate(one.sort("ts"), by=None).to_pandas()
+        for col, label, secondary, dash in outputs:
+            if col in one:
+                fig.add_trace(go.Scattergl(x=one["ts"], y=one[col], name=f"{device[0]}: {label}", legendgroup=str(device[0]),
+                                           line=dict(color=palette[k % len(palette)], dash=dash, width=1.5),
+                                           connectgaps=True), secondary_y=secondary)
     if not fig.data:
         raise MissingData("Neither m07 nor m08 has a champion: nothing to show over time.")
-    fig.update_layout(height=360, title=f"{source}: power quality ahead", legend=dict(orientation="h", y=-0.2))
-    fig.update_yaxes(title_text="PQ index [0-100]", secondary_y=False)
-    fig.update_yaxes(title_text="probability [1]", range=[0, 1], secondary_y=True)
+    fig.update_layout(height=380, title=f"{source}: power quality ahead, per device", legend=dict(orientation="h", y=-0.2))
+    fig.update_yaxes(title_text="PQ index [0-100] (solid)", secondary_y=False)
+    fig.update_yaxes(title_text="probability [0-1] (dotted)", range=[0, 1], secondary_y=True)
     return fig
+
+
+def page(fleet: str | None = None, pq_source: str | None = None):
+    """The whole dashboard: the asset fleet (``fleet``: a fleet source, None = the first stored) and power
+    quality over time (``pq_source``: a three-phase source, None = the preferred one)."""
+    from . import dashboard, guarded
+    from . import page as layout
+
+    info = dashboard("02_predictive_maintenance")
+    return layout(info.title, info.summary, guarded(lambda: fleet_view(fleet), "the asset fleet"),
+                  guarded(lambda: pq_view(pq_source), "the PQ outlook"))
+
+
+def fleet_view(fleet_name: str | None = None):
+    import ipywidgets as w
+
+    from . import choose, figure, labelled, missing, refresh, replace_options, table_html
+
+    names = fleets()
+    fleet = w.Dropdown(options=labelled(names), value=choose(names, fleet_name, "fleet"), description="fleet")
+    asset = w.Dropdown(description="asset")
+    table, notes, history = w.HTML(), w.VBox(), figure()
+    shown = {}
+
+    def show_asset(_=None):
+        if asset.value is not None:
+            refresh(history, asset_history_figure(shown["frame"], asset.value))
+
+    def show_fleet(_=None):
+        shown["frame"] = observations(fleet.value)
+        ranked, missing_notes = fleet_table(shown["frame"])
+        notes.children = [missing(m + " (its columns are left out)") for m in missing_notes]
+        table.value = table_html(ranked.rename({k: v for k, v in COLUMN_LABELS.items() if k in ranked.columns}), 50)
+        replace_options(asset, ranked["device_id"].to_list())
+        show_asset()
+
+    fleet.observe(show_fleet, "value")
+    asset.observe(show_asset, "value")
+    show_fleet()
+    return w.VBox([w.HTML("<h3>Asset fleet, riskiest first (m05, m06)</h3>"), fleet, notes, table,
+                   w.HTML("<h3>One asset's history</h3>"), asset, history])
+
+
+def pq_view(source_name: str | None = None):
+    import ipywidgets as w
+
+    from . import Quiet, attempt, choose, figure, labelled, missing, refresh, replace_options, row
+
+    names = pq_sources()
+    source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
+    device = w.Dropdown(options=pq_devices(source.value), description="device")
+    day = w.Dropdown(options=pq_days(source.value), description="day (UTC)")
+    hours = w.Dropdown(options=PQ_HOURS, description="hours from 06:00")
+    notes, fig = w.VBox(), figure()
+
+    def show(_=None):
+        notes.children = []
+        got = attempt(notes, lambda: pq_over_time(source.value, day.value, hours.value, device.value), "the PQ outlook")
+        if got is None:
+            return
+        frame, missing_notes = got
+        notes.children = [missing(m) for m in missing_notes]
+        attempt(notes, lambda: refresh(fig, pq_figure(frame, source.value)), "the PQ outlook")
+
+    show_once = Quiet(show)  # a new source sets its days: one redraw, not two
+
+    def pick_source(_=None):
+        with show_once.setting():
+            replace_options(device, pq_devices(source.value))
+            replace_options(day, pq_days(source.value))
+
+    source.observe(pick_source, "value")
+    for control in (device, day, hours):
+        control.observe(show_once, "value")
+    show()
+    return w.VBox([w.HTML("<h3>Power quality over time (m07, m08)</h3>"), row(source, device, day), row(hours), notes,
+                   fig])

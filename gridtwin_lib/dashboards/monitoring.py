@@ -270,12 +270,15 @@ class Replay:
         def value(col: str, fmt: str = "{}") -> str:
             if latest.height == 0 or col not in latest.columns or latest[col][0] is None:
                 return "–"
-            return fmt.format(latest[col][0])
+            v = latest[col][0]
+            if isinstance(v, bool):  # words, not Python's True / False
+                return "anomaly" if v else "normal"
+            return fmt.format(v)
 
         parts = [f"<b>{t:%Y-%m-%d %H:%M:%S} UTC</b>",
                  f"m04 unbalance cause: <b>{value('m04_phase_imbalance.cause')}</b>",
                  f"m03 P(leave the band in 10 s): <b>{value('m03_frequency_stability.p_excursion', '{:.2f}')}</b>",
-                 f"m01 flag: <b>{value('m01_voltage_anomaly.is_anomaly')}</b>", self._waveform(step)[2]]
+                 f"m01 voltage: <b>{value('m01_voltage_anomaly.is_anomaly')}</b>", self._waveform(step)[2]]
         parts += [f"<span style='color:#999'>{m}: {why[:120]}</span>" for m, why in self.window.missing.items()]
         return " · ".join(parts)
 
@@ -289,11 +292,80 @@ class Replay:
         row = wf.iloc[step % len(wf)]
         orders, mags = spectrum(row[SAMPLE_COLUMNS].to_numpy(float))
         return (orders.tolist(), np.maximum(mags, 1e-3).tolist(),
-                f"m02 latest window ({row['source']} #{row['window_id']}): <b>{row['label_m02']}</b> "
-                f"(THD {row['thd_m02']:.1f} %)")
+                f"waveform class (m02) at the separate PQ recorder {row['source']}, window {row['window_id']}, "
+                f"not this device: <b>{str(row['label_m02']).replace('_', ' ')}</b> (THD {row['thd_m02']:.1f} %)")
 
 
 def interval_ms(window: Window, speed: float) -> int:
     """Play-widget interval [ms] for ``speed`` × real time (at least 150 ms so the browser keeps up)."""
     step_s = (window.end - window.start).total_seconds() / STEPS
     return int(max(150, 1000.0 * step_s / float(speed)))
+
+
+def page(source: str | None = None, device: str | None = None):
+    """The whole dashboard: the replay of ``source`` / ``device`` (None = the first stored)."""
+    from . import dashboard, guarded
+    from . import page as layout
+
+    info = dashboard("01_realtime_monitoring")
+    return layout(info.title, info.summary, guarded(lambda: view(source, device), "the real-time replay"))
+
+
+def view(source_name: str | None = None, device_name: str | None = None):
+    import ipywidgets as w
+
+    from . import Quiet, attempt, choose, labelled, replace_options, row
+
+    names = sources()
+    source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
+    device_names = devices(source.value)
+    device = w.Dropdown(options=device_names, value=choose(device_names, device_name, "device"), description="device")
+    day = w.Dropdown(options=days(source.value), description="day (UTC)")
+    start_hour = w.IntSlider(value=DEFAULT_START_HOUR, min=0, max=23, description="from hour (UTC)")
+    hours = w.Dropdown(options=WINDOW_HOURS, value=DEFAULT_HOURS, description="hours")
+    speed = w.Dropdown(options=SPEEDS, value=300, description="speed")
+    play = w.Play(value=STEPS - 1, min=0, max=STEPS - 1, step=1, description="replay")
+    clock = w.IntSlider(value=STEPS - 1, min=0, max=STEPS - 1, description="clock", readout=False)
+    w.jslink((play, "value"), (clock, "value"))
+    status, notes = w.HTML(), w.VBox()
+    replay = Replay(load(source.value, device.value, day.value, start_hour.value, hours.value))
+    play.interval = interval_ms(replay.window, speed.value)
+
+    def show(_=None):
+        status.value = replay.show(clock.value)
+
+    def reload(_=None):
+        notes.children = []
+        window = attempt(notes, lambda: load(source.value, device.value, day.value, start_hour.value, hours.value),
+                         "the replay range")
+        if window is not None:
+            replay.load(window)
+            play.interval = interval_ms(window, speed.value)
+            clock.value = STEPS - 1
+            status.value = replay.status
+
+    reload_once = Quiet(reload)  # several widgets set together reload the replay once
+
+    def pick_source(_=None):
+        with reload_once.setting():
+            replace_options(device, devices(source.value))
+            replace_options(day, days(source.value))
+
+    follow = w.ToggleButton(value=False, description="follow newest", icon="refresh",
+                            tooltip=f"jump to the device's newest readings and look for new ones every {FOLLOW_EVERY_S} s "
+                                    "(e.g. the collector's source while devices post)")
+
+    def jump(new_day, new_hour):
+        with reload_once.setting():
+            replace_options(day, days(source.value))
+            day.value, start_hour.value = new_day, new_hour
+
+    Follower(follow, lambda: (source.value, device.value, hours.value), jump, lambda fn, what: attempt(notes, fn, what))
+    source.observe(pick_source, "value")
+    for control in (device, day, start_hour, hours):
+        control.observe(reload_once, "value")
+    speed.observe(lambda _: setattr(play, "interval", interval_ms(replay.window, speed.value)), "value")
+    clock.observe(show, "value")
+    status.value = replay.status
+    return w.VBox([row(source, device, day), row(start_hour, hours, speed), row(play, clock, follow), status, notes,
+                   replay.figure])

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -23,7 +23,7 @@ from ..models.monitoring import TARGET_EVENT_TYPES
 from ..simulate import DEFAULT_START, SCENARIOS
 from ..simulate.grid import BASE_PARAMS
 from ..store import Store
-from . import MissingData, decimate, engine
+from . import MissingData, engine, per_device
 
 DEFAULT_SCENARIO = "mixed"
 DURATIONS = ("1h", "3h", "6h", "12h")
@@ -111,7 +111,8 @@ def _events(events: pl.DataFrame) -> pl.DataFrame:
     cols = ["ts", "end", "device_id", "type", "cause", "severity", "phase", "magnitude", "unit"]
     if events.height == 0:
         return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "type": pl.String})
-    return events.select([c for c in cols if c in events.columns]).sort("ts")
+    # "event" numbers each event: events on several phases at one instant stay distinct rows
+    return events.select([c for c in cols if c in events.columns]).sort("ts").with_row_index("event")
 
 
 def _react(result: SimRun) -> None:
@@ -171,11 +172,15 @@ def measurements_figure(result: SimRun):
 
     if result.readings.height == 0:
         raise MissingData(f"{result.scenario}: the run produced no three-phase readings")
-    df = decimate(result.readings).to_pandas()
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06)
-    for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df[f"v_{p}"], name=f"V{p} [V]", line=dict(color=colour, width=1)), 1, 1)
-    fig.add_trace(go.Scattergl(x=df["ts"], y=df["frequency"], name="f [Hz]", line=dict(color="#6d597a", width=1)), 2, 1)
+    several = result.readings["device_id"].n_unique() > 1
+    for device, rows in per_device(result.readings):
+        df, tag = rows.to_pandas(), f" {device}" if several else ""
+        for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df[f"v_{p}"], name=f"V{p}{tag} [V]", line=dict(color=colour, width=1)),
+                          1, 1)
+        fig.add_trace(go.Scattergl(x=df["ts"], y=df["frequency"], name=f"f{tag} [Hz]", line=dict(color="#6d597a", width=1)),
+                      2, 1)
     _shade_events(fig, result.events)
     fig.update_layout(title=f"{result.scenario}: measurements and ground-truth events", height=460,
                       legend=dict(orientation="h", y=-0.12))
@@ -190,19 +195,21 @@ def reaction_figure(result: SimRun):
 
     if result.scores is None:
         raise MissingData("No champion reaction to show: " + (" ".join(result.notes) or "the engine did not run"))
-    s = decimate(result.scores.select("ts", "device_id", *[c for c in result.scores.columns if c.startswith("m")]))
-    df = s.to_pandas()
+    scores = result.scores.select("ts", "device_id", *[c for c in result.scores.columns if c.startswith("m")])
+    several = scores["device_id"].n_unique() > 1
     fig = go.Figure()
-    if "m01_voltage_anomaly.anomaly_score" in df:
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m01_voltage_anomaly.anomaly_score"], name="m01 anomaly score",
-                                   line=dict(color="#264653", width=1)))
-        flagged = result.scores.filter(pl.col("m01_voltage_anomaly.is_anomaly").fill_null(False))
-        flagged = decimate(flagged).to_pandas()
-        fig.add_trace(go.Scattergl(x=flagged["ts"], y=flagged["m01_voltage_anomaly.anomaly_score"], mode="markers",
-                                   name="m01 flag", marker=dict(color="#e76f51", size=5)))
-    if "m15_grid_stability.stability_score" in df:
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df["m15_grid_stability.stability_score"] / 100.0, name="m15 stability / 100",
-                                   line=dict(color="#2a9d8f", width=1, dash="dot")))
+    for device, rows in per_device(scores):
+        df, tag = rows.to_pandas(), f" {device}" if several else ""
+        if "m01_voltage_anomaly.anomaly_score" in df:
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df["m01_voltage_anomaly.anomaly_score"], name=f"m01 anomaly score{tag}",
+                                       line=dict(color="#264653", width=1)))
+            flagged = scores.filter(pl.col("m01_voltage_anomaly.is_anomaly").fill_null(False)
+                                    & (pl.col("device_id") == device)).sort("ts").to_pandas()  # every flag, not thinned
+            fig.add_trace(go.Scattergl(x=flagged["ts"], y=flagged["m01_voltage_anomaly.anomaly_score"], mode="markers",
+                                       name=f"m01 flag{tag}", marker=dict(color="#e76f51", size=5)))
+        if "m15_grid_stability.stability_score" in df:
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df["m15_grid_stability.stability_score"] / 100.0,
+                                       name=f"m15 stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
     if result.matched is not None and result.matched.height:
         m = result.matched.to_pandas()
         fig.add_trace(go.Scatter(x=m["ts"], y=[0.0] * len(m), mode="markers", name="target event (hit ● / miss ✕)",
@@ -221,7 +228,9 @@ def events_table(result: SimRun) -> pl.DataFrame:
     if ev.height == 0:
         return ev
     if result.matched is not None and result.matched.height:
-        ev = ev.join(result.matched.select("ts", "type", "device_id", "hit", "delay_s"), on=["ts", "type", "device_id"], how="left")
+        key = "event" if "event" in ev.columns and "event" in result.matched.columns else None
+        on = [key] if key else [c for c in ("ts", "type", "device_id", "phase") if c in ev.columns and c in result.matched.columns]
+        ev = ev.join(result.matched.select(*on, "hit", "delay_s"), on=on, how="left")
     keep = [c for c in ("ts", "end", "type", "cause", "phase", "magnitude", "unit", "hit", "delay_s") if c in ev.columns]
     return ev.select(keep)
 
@@ -232,3 +241,55 @@ def _shade_events(fig, events: pl.DataFrame) -> None:
         end = max(ev["end"], ev["ts"] + timedelta(seconds=1))  # instant events get a visible band
         fig.add_vrect(x0=ev["ts"], x1=end, fillcolor="#e63946" if target else "#adb5bd", opacity=0.18, line_width=0,
                       row="all", col=1)
+
+
+EVENT_ROWS = 200  # events listed in the table (the heading says when there are more)
+
+
+def page(scenario: str = DEFAULT_SCENARIO, duration: str = DEFAULT_DURATION, seed: int = 0):
+    """The whole dashboard, run once with ``scenario`` / ``duration`` / ``seed`` on load."""
+    import ipywidgets as w
+
+    from . import attempt, choose, dashboard, figure, refresh, row, table_html
+    from . import page as layout
+
+    scenario_w = w.Dropdown(options=scenarios(), value=choose(scenarios(), scenario, "scenario"), description="scenario")
+    duration_w = w.Dropdown(options=DURATIONS, value=choose(DURATIONS, duration, "duration"), description="duration")
+    seed_w = w.BoundedIntText(value=int(seed), min=0, max=2**31 - 1, description="seed")
+    run_button = w.Button(description="Run the twin", button_style="primary", icon="play")
+    params, notes, status, events = w.VBox(), w.VBox(), w.HTML(), w.HTML()
+    measurements, reaction = figure(), figure()
+    param_widgets = {}
+
+    def show_params(_=None):
+        param_widgets.clear()
+        param_widgets.update(parameter_widgets(scenario_w.value))
+        params.children = list(param_widgets.values())
+
+    def start(_=None):
+        run_button.disabled, notes.children = True, []
+        status.value = "<i>running the twin and the champions…</i>"
+        overrides = {name: widget.value for name, widget in param_widgets.items()}
+        result = attempt(notes, lambda: run(scenario_w.value, duration_w.value, seed_w.value, overrides), "the simulation")
+        if result is not None:
+            status.value = "<b>" + reaction_text(result) + "</b>"
+            attempt(notes, lambda: refresh(measurements, measurements_figure(result)), "the measurements")
+            attempt(notes, lambda: refresh(reaction, reaction_figure(result)), "the champions' reaction")
+            shown = events_table(result)
+            more = (f", the first {EVENT_ROWS} of {shown.height} shown" if shown.height > EVENT_ROWS
+                    else f", all {shown.height} shown")
+            events.value = (f"<b>Ground-truth events</b> (hit / delay: m01 on target events{more})"
+                            + table_html(shown, EVENT_ROWS))
+        else:
+            status.value = ""
+        run_button.disabled = False
+
+    scenario_w.observe(show_params, "value")
+    run_button.on_click(start)
+    show_params()
+    start()
+    info = dashboard("05_simulator")
+    return layout(info.title, info.summary,
+                  row(w.VBox([scenario_w, duration_w, seed_w, run_button]),
+                      w.VBox([w.HTML("<b>scenario parameters</b>"), params])),
+                  status, notes, measurements, reaction, events)
