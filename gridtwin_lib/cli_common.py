@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text (for scripts).")]
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store root [default: data/store of the project, or $GRIDTWIN_STORE].")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store root [default: data/store of the project, or $GRIDTWIN_STORE].")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Read and validate only; write nothing.")]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Interface to bind. Keep 127.0.0.1 and put a reverse proxy (or an SSH "
                                                "tunnel) in front to share; see README 'Dashboards'.")] = "127.0.0.1",
         token: Annotated[bool, typer.Option("--token", help="Require a generated token (printed in the URL Voila logs).")] = False,
-        base_url: Annotated[Optional[str], typer.Option(help="URL prefix when served behind a reverse proxy, e.g. /grid/.")] = None,
+        base_url: Annotated[str | None, typer.Option(help="URL prefix when served behind a reverse proxy, e.g. /grid/.")] = None,
     ):
         """Serve the six stakeholder dashboards (notebooks/dashboards) with Voila, sources stripped.
 

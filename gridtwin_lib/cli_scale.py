@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,8 +16,8 @@ def register(app: typer.Typer) -> None:
     @app.command("mlflow-server")
     @_guarded
     def mlflow_server_cmd(
-        backend_store_uri: Annotated[Optional[str], typer.Option(help="PostgreSQL URL of runs and registry (database created if missing); default $GRIDTWIN_MLFLOW_BACKEND, else postgresql+psycopg://postgres@127.0.0.1:5432/gridtwin_mlflow.")] = None,
-        artifacts: Annotated[Optional[Path], typer.Option(help="Artifact directory, local or shared storage; default mlruns/server-artifacts.")] = None,
+        backend_store_uri: Annotated[str | None, typer.Option(help="PostgreSQL URL of runs and registry (database created if missing); default $GRIDTWIN_MLFLOW_BACKEND, else postgresql+psycopg://postgres@127.0.0.1:5432/gridtwin_mlflow.")] = None,
+        artifacts: Annotated[Path | None, typer.Option(help="Artifact directory, local or shared storage; default mlruns/server-artifacts.")] = None,
         host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1 keeps it local).")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port.")] = 5000,
         workers: Annotated[int, typer.Option(help="Server worker processes.")] = 1,

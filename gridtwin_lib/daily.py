@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -67,14 +67,14 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
     if not days:
         raise InputError(f"no three_phase readings of {srcs or 'any source'} in {store}; simulate or ingest some first (make run)")
     day = fixed or max(days.values())
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     end = start + timedelta(days=1)
     notes: list[str] = []
     if fixed is None and len(set(days.values())) > 1:
         notes.append("each source scored on its own most recent day: " + ", ".join(f"{s} {d}" for s, d in sorted(days.items())))
     frames, errs = [], []
     for src, d in tqdm(sorted(days.items()), desc="scoring", unit="source", disable=not progress):
-        s0 = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        s0 = datetime(d.year, d.month, d.day, tzinfo=UTC)
         raw = store.scan("three_phase", source=src, start=s0 - HISTORY, end=s0 + timedelta(days=1)).collect()
         if raw.height == 0 or raw["ts"].max() < s0:
             continue

@@ -13,8 +13,8 @@ the reading and sets its bit in ``quality_flags``. Adding a rule is adding a row
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Literal
 
 import polars as pl
@@ -126,7 +126,7 @@ def arrow_schema(kind: str) -> pa.Schema:
     return pa.schema([f.arrow() for f in fields(kind)], metadata={"gridtwin.kind": kind, "gridtwin.schema_version": "1"})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _polars_schema(kind: str) -> tuple[tuple[str, pl.DataType], ...]:
     return tuple(pl.from_arrow(arrow_schema(kind).empty_table()).schema.items())
 
@@ -321,7 +321,7 @@ RECORD_RULES = {
 }
 FUTURE_TOLERANCE = timedelta(minutes=5)
 #: readings before this instant come from a clock that was never set (a ``ts`` of 0 is 1970)
-EARLIEST_TS = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 
 #: soft rule name -> bit in ``quality_flags`` (stable: append only)
 SOFT_RULE_BITS: dict[str, int] = {
@@ -408,7 +408,7 @@ def validate(
         :func:`~gridtwin_lib.ingest.core.split_conflicts`).
     """
     site = site or default_site()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     present = set(df.columns)
     values = [f.name for f in value_fields(kind) if f.name in present and df.schema[f.name].is_float()]
     if values:

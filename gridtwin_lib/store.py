@@ -32,7 +32,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -127,7 +127,7 @@ class Store:
         """Keep rejected rows with their rule, detail and original text (never deduped)."""
         if df.height == 0:
             return WriteResult()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         df = df.with_columns(pl.lit(now).cast(POLARS_TS).alias("ingested_at"), pl.lit(kind).alias("kind"))
         df = df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c) for c, t in REJECTS_SCHEMA.items()])
         df = df.with_columns(pl.col("source").fill_null("unknown"), pl.lit(now.date()).alias("_date"))
@@ -470,8 +470,8 @@ def as_utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _filter(lf: pl.LazyFrame, time_column: str, device_id, start, end) -> pl.LazyFrame:

@@ -19,6 +19,7 @@ notebook has succeeded, so a failing notebook leaves nothing half-registered.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -507,10 +508,8 @@ def _requirements() -> list[str]:
     reqs = []
     for pkg in ("gridtwin", "mlflow", "scikit-learn", "numpy", "pandas", "polars", "xgboost", "cloudpickle",
                 "tensorflow-cpu", "prophet", "scipy"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):  # not installed: not a requirement
             reqs.append(f"{pkg}=={version(pkg)}")
-        except PackageNotFoundError:
-            pass
     return reqs
 
 

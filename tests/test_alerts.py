@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from gridtwin_lib import alerts
 from gridtwin_lib.errors import InputError
 
-T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def scores(values: list[float | None], device: str = "d1", step_s: float = 1.0, column: str = "m08_voltage_sag.p_sag_15m",

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from test_collect import Server, _start, _stop
 
 from gridtwin_lib.collect.app import ENERGY_PATH, GRID_PATH, create_app
 from gridtwin_lib.collect.devices import DeviceRegistry
-from test_collect import Server, _start, _stop
 
 schema = schemathesis.openapi.from_dict(create_app(compact_interval_s=3600).openapi())
 

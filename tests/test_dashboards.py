@@ -22,7 +22,7 @@ import os
 import re
 import time
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -333,7 +333,7 @@ def test_pq_figure_draws_one_time_sorted_trace_per_device_and_output():
     (one shared trace drew a false diagonal)."""
     from gridtwin_lib.dashboards.maintenance import pq_figure
 
-    t0 = datetime(2025, 1, 6, 6, tzinfo=timezone.utc)
+    t0 = datetime(2025, 1, 6, 6, tzinfo=UTC)
     n = 50
     frame = pl.DataFrame({"ts": [t0 + timedelta(seconds=k // 2) for k in range(2 * n)][::-1],
                           "device_id": ["a", "b"] * n,
@@ -352,7 +352,7 @@ def test_events_on_several_phases_at_one_instant_stay_separate_rows():
     and listed 9)."""
     from gridtwin_lib.dashboards.simulator import SimRun, _events, events_table, match_events
 
-    t0 = datetime(2025, 1, 6, tzinfo=timezone.utc)
+    t0 = datetime(2025, 1, 6, tzinfo=UTC)
     raw = pl.DataFrame({"ts": [t0 + timedelta(seconds=100)] * 3, "end": [t0 + timedelta(seconds=110)] * 3,
                         "device_id": ["d"] * 3, "type": ["fault"] * 3, "phase": ["a", "b", "c"]})
     events = _events(raw)
@@ -429,7 +429,7 @@ def test_missing_data_shows_a_message_not_a_traceback():
 def test_simulator_matches_m01_flags_to_truth_events():
     from gridtwin_lib.dashboards.simulator import match_events
 
-    t0 = datetime(2025, 1, 6, tzinfo=timezone.utc)
+    t0 = datetime(2025, 1, 6, tzinfo=UTC)
     events = pl.DataFrame({"ts": [t0 + timedelta(seconds=100), t0 + timedelta(seconds=500)],
                            "end": [t0 + timedelta(seconds=110), t0 + timedelta(seconds=505)],
                            "device_id": ["d", "d"], "type": ["motor_start", "fault"]})
@@ -449,7 +449,7 @@ def test_follow_newest_tracks_what_the_collector_adds(tmp_path, monkeypatch):
 
     monkeypatch.setenv("GRIDTWIN_STORE", str(tmp_path / "store"))
     store = Store(tmp_path / "store")
-    t0 = datetime(2025, 3, 4, 9, 58, tzinfo=timezone.utc)
+    t0 = datetime(2025, 3, 4, 9, 58, tzinfo=UTC)
 
     def post(seconds: range):
         n = len(seconds)
@@ -491,7 +491,7 @@ def test_follower_jumps_only_when_newer_readings_arrive(tmp_path, monkeypatch):
 
     f = mon.Follower(Toggle(), lambda: ("collector", "gw-1", 1), jump, lambda fn, what: fn())
     assert f.check() is False and jumps == []  # nothing stored yet
-    latest["t"] = datetime(2025, 3, 4, 10, 2, tzinfo=timezone.utc)
+    latest["t"] = datetime(2025, 3, 4, 10, 2, tzinfo=UTC)
     assert f.check() is True and jumps == [(latest["t"].date(), 10)]
     assert f.check() is False  # no newer reading: no second jump
     latest["t"] += timedelta(hours=1)
@@ -581,7 +581,7 @@ def test_sources_are_offered_with_labels_for_people_and_keep_their_ids():
 
 
 def test_tables_for_people_format_times_booleans_and_gaps():
-    frame = pl.DataFrame({"ts": [datetime(2026, 1, 5, 23, tzinfo=timezone.utc), None], "hit": [True, None],
+    frame = pl.DataFrame({"ts": [datetime(2026, 1, 5, 23, tzinfo=UTC), None], "hit": [True, None],
                           "delay_s": [4.0, None], "note": ["x", None]})
     html = dashboards.table_html(frame)
     assert "2026-01-05 23:00 UTC" in html and "+00:00" not in html
@@ -612,7 +612,7 @@ def test_cli_refuses_all_interfaces_without_a_token():
 def test_simulator_figures_draw_each_device_on_its_own_time_sorted_trace():
     from gridtwin_lib.dashboards.simulator import SimRun, measurements_figure, reaction_figure
 
-    t0 = datetime(2025, 1, 6, tzinfo=timezone.utc)
+    t0 = datetime(2025, 1, 6, tzinfo=UTC)
     n = 40
     rows = {"ts": [t0 + timedelta(seconds=k // 2) for k in range(2 * n)], "device_id": ["p1", "p2"] * n}
     readings = pl.DataFrame({**rows, **{f"v_{p}": [230.0] * (2 * n) for p in "abc"}, "frequency": [50.0] * (2 * n)})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -15,7 +15,7 @@ from gridtwin_lib import features
 from gridtwin_lib.config import SITES
 from gridtwin_lib.schema import conform, flag_mask
 
-T0 = datetime(2025, 3, 3, 1, 0, tzinfo=timezone.utc)  # a Monday, 12:00 in Sydney (AEDT)
+T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # a Monday, 12:00 in Sydney (AEDT)
 SYDNEY = SITES["au_sydney"]
 
 
@@ -167,11 +167,11 @@ def test_soft_flag_counts():
 
 def test_calendar_in_local_time_with_holidays_daylight_and_dst():
     stamps = [
-        datetime(2025, 1, 27, 1, 0, tzinfo=timezone.utc),   # 12:00 Mon 27 Jan AEDT: Australia Day (observed)
-        datetime(2025, 1, 28, 14, 0, tzinfo=timezone.utc),  # 01:00 Wed 29 Jan: night
-        datetime(2025, 4, 5, 15, 30, tzinfo=timezone.utc),  # 02:30 AEDT Sun 6 Apr, before DST ends at 03:00
-        datetime(2025, 4, 5, 16, 30, tzinfo=timezone.utc),  # 02:30 AEST: the repeated hour after DST ends
-        datetime(2025, 4, 6, 2, 0, tzinfo=timezone.utc),    # 12:00 AEST Sun 6 Apr
+        datetime(2025, 1, 27, 1, 0, tzinfo=UTC),   # 12:00 Mon 27 Jan AEDT: Australia Day (observed)
+        datetime(2025, 1, 28, 14, 0, tzinfo=UTC),  # 01:00 Wed 29 Jan: night
+        datetime(2025, 4, 5, 15, 30, tzinfo=UTC),  # 02:30 AEDT Sun 6 Apr, before DST ends at 03:00
+        datetime(2025, 4, 5, 16, 30, tzinfo=UTC),  # 02:30 AEST: the repeated hour after DST ends
+        datetime(2025, 4, 6, 2, 0, tzinfo=UTC),    # 12:00 AEST Sun 6 Apr
     ]
     df = three_phase(range(len(stamps))).with_columns(pl.Series("ts", stamps, dtype=pl.Datetime("us", "UTC")))
     cal = features.compute(df, site=SYDNEY)

@@ -3,7 +3,7 @@ gappy, multi-device streams with missing values; its state stays bounded."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -17,7 +17,7 @@ from gridtwin_lib.features_incremental import IncrementalFeatures
 from gridtwin_lib.schema import conform
 
 SYDNEY = SITES["au_sydney"]
-T0 = datetime(2025, 4, 5, 13, 0, tzinfo=timezone.utc)  # 6 Apr 2025 03:00 AEDT -> AEST: a DST change inside the streams
+T0 = datetime(2025, 4, 5, 13, 0, tzinfo=UTC)  # 6 Apr 2025 03:00 AEDT -> AEST: a DST change inside the streams
 #: steps [s] between a device's readings: jitter, exactly a window's length, just under and over it, gaps over 1 h
 STEPS = [1, 1, 1, 2, 3, 7, 59, 60, 61, 899, 900, 901, 3599, 3600, 3601, 7200]
 

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -102,7 +102,7 @@ def test_payloads_are_accepted_by_the_python_reader(host_tests):
     assert raw.height == 7  # 4 single readings + a batch of 3
     values = ["voltage", "current", "power", "energy", "frequency", "pf"]
     rows = raw.select("device_id", "seq", "ts", *values).rows()
-    ts0 = datetime(2024, 11, 22, 18, 26, 40, tzinfo=timezone.utc)  # 1732300000
+    ts0 = datetime(2024, 11, 22, 18, 26, 40, tzinfo=UTC)  # 1732300000
     assert rows[0] == ("esp8266-3c71bf", 1234, ts0, "229.8", "0.412", "88.1", "12.345", "50.0", "0.93")
     assert rows[1][:2] == ("esp8266-3c71bf", 1235) and rows[1][3:] == (None,) * 6  # NaN -> null, not 0
     assert rows[2][1] == 1236 and rows[2][7] is None and rows[2][3] == "229.8"

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -188,7 +188,7 @@ def test_m09_serving_row_equals_the_training_row():
     served = EF.forecast_input(readings, day, utc_offset_h=1.0, site=None)
     np.testing.assert_array_equal(served[LF.LAG_COLS].to_numpy(), rows[LF.LAG_COLS].iloc[[-1]].to_numpy())
     # the day itself is never seen: removing it changes nothing
-    cut = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=1)
+    cut = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=1)
     again = EF.forecast_input(readings.filter(pl.col("ts") < cut), day, utc_offset_h=1.0, site=None)
     np.testing.assert_array_equal(again[LF.LAG_COLS].to_numpy(), served[LF.LAG_COLS].to_numpy())
 

@@ -136,7 +136,7 @@ def test_sql_over_ingested_rows(store, three_phase_sample, three_phase_mapping):
     assert per_device.rows() == [("tx-sub-07", 18), ("tx-sub-12", 17)]
 
 
-def _yaml_mapping(tmp_path, extra: str = "") -> "Path":
+def _yaml_mapping(tmp_path, extra: str = "") -> Path:
     lines = ["kind: three_phase", "timestamp: {columns: [timestamp], timezone: UTC}", "device: {column: meter_id}", "columns:"]
     for p in "abc":
         lines += [f"  v_{p}: {{column: U{p}_kV, unit: kV}}", f"  i_{p}: I{p}_A:A", f"  p_{p}: P{p}_kW:kW", f"  q_{p}: Q{p}_kvar:kvar"]

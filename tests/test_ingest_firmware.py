@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -68,7 +68,7 @@ def test_timestamps_and_values(store, firmware_sample):
     assert flagged["voltage"].to_list() == [200.0]
     assert decode_flags(flagged["quality_flags"][0]) == ["soft.voltage_en50160"]
     other = store.scan("meter", device_id="esp8266-a4cf12").collect()
-    assert other["ts"][0] == datetime(2024, 11, 22, 18, 26, 40, tzinfo=timezone.utc)  # "...Z"
+    assert other["ts"][0] == datetime(2024, 11, 22, 18, 26, 40, tzinfo=UTC)  # "...Z"
 
 
 def test_reingest_adds_nothing(store, firmware_sample):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -65,15 +65,15 @@ def test_values_and_missing_table_rows(store, reference_db):
     ingest_reference_sql(reference_db, store=store, device_id="site-1")
     df = store.scan("three_phase", source="reference_sql").collect()
     first = df.row(0, named=True)
-    assert first["ts"] == datetime(2025, 3, 3, 9, 0, 1, 250000, tzinfo=timezone.utc)
+    assert first["ts"] == datetime(2025, 3, 3, 9, 0, 1, 250000, tzinfo=UTC)
     assert (first["v_a"], first["i_c"], first["p_c"], first["q_b"], first["frequency"]) == (230.1, 12.5, 2868.75, -120.5, 50.01)
-    assert df.filter(pl.col("frequency").is_null())["ts"].to_list() == [datetime(2025, 3, 3, 9, 0, 4, 250000, tzinfo=timezone.utc)]
+    assert df.filter(pl.col("frequency").is_null())["ts"].to_list() == [datetime(2025, 3, 3, 9, 0, 4, 250000, tzinfo=UTC)]
 
 
 def test_timezone_and_since(store, reference_db):
     s = ingest_reference_sql(reference_db, store=store, timezone="Australia/Sydney", since="2025-03-03T09:00:10")
     assert s.read == 3  # ids 10-12
-    assert store.scan("three_phase").collect()["ts"].min() == datetime(2025, 3, 2, 22, 0, 10, 250000, tzinfo=timezone.utc)
+    assert store.scan("three_phase").collect()["ts"].min() == datetime(2025, 3, 2, 22, 0, 10, 250000, tzinfo=UTC)
     assert ingest_reference_sql(reference_db, store=store, since="2030-01-01T00:00:00").read == 0
 
 
@@ -108,7 +108,7 @@ def test_round_trip_store_sql_store(tmp_path, store, reference_db):
 
 def test_export_refuses_several_devices(tmp_path, store):
     rows = pl.DataFrame({
-        "ts": [datetime(2025, 1, 1, tzinfo=timezone.utc)] * 2, "source": ["x", "x"], "device_id": ["a", "b"], "v_a": [230.0, 231.0],
+        "ts": [datetime(2025, 1, 1, tzinfo=UTC)] * 2, "source": ["x", "x"], "device_id": ["a", "b"], "v_a": [230.0, 231.0],
     })
     store.write("three_phase", rows)
     with pytest.raises(IngestError, match="2 devices"):

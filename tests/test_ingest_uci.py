@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -37,11 +37,11 @@ def test_times_are_utc_plus_one_and_units_converted(store, uci_sample):
     ingest_uci(uci_sample, store=store)
     df = store.scan("meter").collect()
     first = df.row(0, named=True)  # 16/12/2006;17:24:00;4.216;0.418;234.840;18.400;0.000;1.000;17.000
-    assert first["ts"] == datetime(2006, 12, 16, 16, 24, tzinfo=timezone.utc)
+    assert first["ts"] == datetime(2006, 12, 16, 16, 24, tzinfo=UTC)
     assert (first["power"], first["reactive_power"], first["voltage"], first["current"]) == pytest.approx((4216.0, 418.0, 234.84, 18.4))
     assert (first["sub_metering_2"], first["sub_metering_3"]) == (1.0, 17.0)  # Wh
     # 1/1/2007;00:00:00 (day and month without zero padding) is 2006-12-31 23:00 UTC
-    new_year = df.filter(pl.col("ts") == datetime(2006, 12, 31, 23, 0, tzinfo=timezone.utc))
+    new_year = df.filter(pl.col("ts") == datetime(2006, 12, 31, 23, 0, tzinfo=UTC))
     assert new_year["power"].to_list() == [pytest.approx(2580.0)]
 
 

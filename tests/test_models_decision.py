@@ -74,7 +74,7 @@ def test_balanced_feeder_has_no_unbalance_and_moves_are_complete():
 def test_topsis_prefers_dominating_alternative():
     m = np.array([[1.0, 1.0, 1.0, 100.0], [0.5, 0.5, 2.0, 300.0], [0.1, 0.2, 3.0, 500.0]])
     c = M_lb.topsis(m, np.array([0.5, 0.2, 0.15, 0.15]), np.array([True, True, False, False]))
-    assert c.argmax() == 0 and c.argmin() == 2 and ((0 <= c) & (c <= 1)).all()
+    assert c.argmax() == 0 and c.argmin() == 2 and ((c >= 0) & (c <= 1)).all()
 
 
 # --------------------------------------------------------------------------- m14 dataset + model
@@ -184,7 +184,7 @@ def test_gs_fit_and_evaluate(gs_dataset):
     pred = ev.predictions["model"]
     assert list(pred.columns) == list(M_gs.GridStability.spec.output_units)
     p = pred["p_disturbance_30min"].to_numpy()
-    assert ((0 <= p) & (p <= 1)).all()
+    assert ((p >= 0) & (p <= 1)).all()
     assert np.allclose(pred["stability_score"], 100 * (1 - p))
     for m in M_gs.MEMBERS:
         assert f"member_{m}_roc_auc" in ev.metrics and f"member_{m}_roc_auc" not in ev.baseline_metrics

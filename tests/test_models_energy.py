@@ -3,7 +3,7 @@ splits, no look-ahead in the m11 forecasts, re-simulation honesty, pickling, cle
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import cloudpickle
 import numpy as np
@@ -273,7 +273,7 @@ def test_m12_reads_customer_types_when_a_twin_records_them(meter_store, tmp_path
     """If a twin writes a customer_types truth table, the builder uses it as y (fixture table)."""
     store = Store(tmp_path / "store")
     store.write("meter", meter_store.scan("meter", source="sim:t_meters").collect())
-    types = pl.DataFrame({"ts": [datetime(2025, 1, 6, tzinfo=timezone.utc)] * 5, "source": "sim:t_meters",
+    types = pl.DataFrame({"ts": [datetime(2025, 1, 6, tzinfo=UTC)] * 5, "source": "sim:t_meters",
                           "device_id": [f"meter-{k:03d}" for k in range(5)], "customer_type": ["a", "a", "b", "b", "c"]})
     store.write_truth("customer_types", types.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC"))))
     ds = D_dr.demand_response(store, source="sim:t_meters", test_days=2, require_labels=True)

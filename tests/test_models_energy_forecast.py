@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cloudpickle
 import numpy as np
@@ -128,7 +128,7 @@ def test_builder_inputs_do_not_look_ahead(uci, tmp_path):
     cut_local = datetime(2009, 12, 20, 13)
     readings = store.scan("meter", source="uci").collect()
     changed = readings.with_columns(
-        pl.when(pl.col("ts") >= (cut_local - UTC1).replace(tzinfo=timezone.utc)).then(pl.col("power") * 3 + 500)
+        pl.when(pl.col("ts") >= (cut_local - UTC1).replace(tzinfo=UTC)).then(pl.col("power") * 3 + 500)
         .otherwise(pl.col("power")).alias("power"))
     other = Store(tmp_path / "other")
     other.write("meter", changed)

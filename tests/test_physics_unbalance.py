@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from gridtwin_lib.models.decision.load_balancing import feeder_state
-from gridtwin_lib.physics.unbalance import ALPHA, symmetrical_components, voltage_unbalance_factor_pct, voltage_unbalance_rate_pct
+from gridtwin_lib.physics.unbalance import (
+    ALPHA,
+    symmetrical_components,
+    voltage_unbalance_factor_pct,
+    voltage_unbalance_rate_pct,
+)
 
 BALANCED = (230.0 + 0j, 230.0 * ALPHA ** 2, 230.0 * ALPHA)  # a, b lagging 120°, c leading 120°
 

@@ -8,23 +8,28 @@ bad URLs, credentials and databases fail with one line. Servers: see tests/servi
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from services import mariadb_server, mariadb_url, postgres_server, postgres_url, server_url  # noqa: F401
 from typer.testing import CliRunner
 
 from gridtwin_lib.cli import app
 from gridtwin_lib.ingest import reference_sql
-from gridtwin_lib.ingest.reference_sql import datetime_table, export_reference_sql, frequency_table, ingest_reference_sql
+from gridtwin_lib.ingest.reference_sql import (
+    datetime_table,
+    export_reference_sql,
+    frequency_table,
+    ingest_reference_sql,
+)
 from gridtwin_lib.schema import polars_schema
 from gridtwin_lib.store import Store
-from services import mariadb_server, mariadb_url, postgres_server, postgres_url, server_url  # noqa: F401
 
 runner = CliRunner()
-T0 = datetime(2025, 6, 3, 23, 59, 58, 123456, tzinfo=timezone.utc)  # crosses midnight UTC, microseconds
+T0 = datetime(2025, 6, 3, 23, 59, 58, 123456, tzinfo=UTC)  # crosses midnight UTC, microseconds
 
 
 def readings(n: int, start: datetime = T0, source: str = "ref", step_s: float = 1.0, seed: int = 0) -> pl.DataFrame:

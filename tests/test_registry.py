@@ -13,7 +13,7 @@ import inspect
 import shutil
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +184,7 @@ def test_a_registered_model_goes_through_pipeline_engine_and_comparison(toy, tmp
 
     engine = inference.Engine.from_registry([TOY_ID])
     assert TOY_ID in engine.estimators and not engine.missing.get(TOY_ID)
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
     v = 225.0 + np.arange(5.0)
     rows = [dict(ts=t0 + timedelta(seconds=k), device_id="d1", v_a=v[k], v_b=v[k], v_c=v[k], i_a=5.0, i_b=5.0, i_c=5.0)
             for k in range(5)]

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gridtwin_lib.simulate import SimulationError, prepare, simulate
 from gridtwin_lib.physics.powerflow import reference_network, solve
+from gridtwin_lib.simulate import SimulationError, prepare, simulate
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from gridtwin_lib.simulate.profiles import (
     uci_series,
 )
 
-START = datetime(2025, 1, 6, tzinfo=timezone.utc)  # a Monday
+START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday
 
 
 def _draw(seed=0, n=30, shift=0):
@@ -57,4 +57,4 @@ def test_same_seed_same_days_and_season_shift_moves_them():
 
 
 def test_local_midnight():
-    assert local_midnight_epoch(datetime(2025, 1, 6, 5, tzinfo=timezone.utc), 10.0) == datetime(2025, 1, 5, 14, tzinfo=timezone.utc).timestamp()
+    assert local_midnight_epoch(datetime(2025, 1, 6, 5, tzinfo=UTC), 10.0) == datetime(2025, 1, 5, 14, tzinfo=UTC).timestamp()

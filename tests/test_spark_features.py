@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -22,7 +22,7 @@ from gridtwin_lib.config import SITES
 from gridtwin_lib.store import Store
 
 WINDOWS = ("1m", "15m")
-T0 = datetime(2025, 6, 30, 23, 40, tzinfo=timezone.utc)  # crosses a day (and partition) boundary
+T0 = datetime(2025, 6, 30, 23, 40, tzinfo=UTC)  # crosses a day (and partition) boundary
 
 
 @pytest.fixture(scope="module")

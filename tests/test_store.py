@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-DAY0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
+DAY0 = datetime(2024, 6, 1, tzinfo=UTC)
 
 
 def _meter_rows(days: int = 3, per_day: int = 4, devices=("m1", "m2")) -> pl.DataFrame:
@@ -96,7 +96,7 @@ def test_truth_is_kept_apart(store):
 
 
 def test_truth_tables_with_different_columns_read_as_their_union(store):
-    t = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    t = datetime(2025, 1, 1, tzinfo=UTC)
     store.write_truth("events", pl.DataFrame({"ts": [t], "source": ["sim:a"], "type": ["sag"], "magnitude": [0.7]}))
     store.write_truth("events", pl.DataFrame({"ts": [t], "source": ["sim:b"], "type": ["soiling"], "asset": ["pv-1"]}))
     events = store.scan_truth("events").collect().sort("source")

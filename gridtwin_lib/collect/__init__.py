@@ -7,7 +7,7 @@ Parquet store through the shared ingest path (:mod:`.compact`). :func:`serve` ru
 """
 
 from .app import RateLimit, create_app
-from .compact import Compactor, CompactionResult
+from .compact import CompactionResult, Compactor
 from .devices import DeviceRegistry, collector_dir
 from .server import serve
 from .wal import WriteAheadLog

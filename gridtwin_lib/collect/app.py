@@ -46,21 +46,23 @@ import tempfile
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
-from starlette.requests import ClientDisconnect
 from pydantic import TypeAdapter
+from starlette.requests import ClientDisconnect
 
 from .. import config
 from .compact import Compactor, read_status
-from .devices import AuthResult, DeviceRegistry, collector_dir as default_collector_dir, key_digest, verify_secret
+from .devices import AuthResult, DeviceRegistry, key_digest, verify_secret
+from .devices import collector_dir as default_collector_dir
 from .payloads import GRID, METER, PayloadSpec, Reject, parse_body
-from .wal import CONFLICT_DETAIL as _CONFLICT_DETAIL, WriteAheadLog
+from .wal import CONFLICT_DETAIL as _CONFLICT_DETAIL
+from .wal import WriteAheadLog
 
 log = logging.getLogger("gridtwin.collect")
 
@@ -252,7 +254,7 @@ async def accept_body(collector: Collector, spec: PayloadSpec, body: bytes, devi
                                   "send smaller batches")
     received_us = time.time_ns() // 1000
     parsed = await asyncio.to_thread(parse_body, spec, body, device, received_us)
-    received = datetime.fromtimestamp(received_us / 1e6, timezone.utc).isoformat(timespec="milliseconds")
+    received = datetime.fromtimestamp(received_us / 1e6, UTC).isoformat(timespec="milliseconds")
     rejects = summarise_rejects(spec.kind, device, parsed.rejects, where, f"@{received}")
     locations = [f"{where}[{i}]@{received}" for i in parsed.indices]
     outcome = await collector.wal.append(spec.kind, parsed.rows, rejects, locations=locations)
@@ -280,7 +282,7 @@ def _store_writable(root: Path) -> bool:
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") if ts else None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") if ts else None
 
 
 _RESPONSES = {

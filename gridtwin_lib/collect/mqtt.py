@@ -40,7 +40,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .app import refusal_body, accept_body
+from .app import accept_body, refusal_body
 from .payloads import GRID, METER, PayloadSpec
 
 log = logging.getLogger("gridtwin.collect.mqtt")
@@ -64,7 +64,7 @@ class BrokerUrl:
     password: str | None
 
     @classmethod
-    def parse(cls, url: str) -> "BrokerUrl":
+    def parse(cls, url: str) -> BrokerUrl:
         """``mqtt://[user:password@]host[:port]`` (1883) or ``mqtts://...`` (TLS, 8883)."""
         parts = urlsplit(url if "://" in url else f"mqtt://{url}")
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
@@ -147,7 +147,7 @@ class MqttBridge:
         self.client.loop_start()
         try:
             await asyncio.wait_for(self._subscribed.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.client.loop_stop()
             raise ConnectionError(f"the MQTT broker at {b.host}:{b.port} did not accept the connection and subscription "
                                   f"within {timeout_s:.0f} s; check its credentials and ACL") from None

@@ -31,16 +31,25 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, NotRequired
 
-from typing_extensions import NotRequired, TypedDict
-
-from pydantic import AfterValidator, AliasChoices, AwareDatetime, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
-from ..ingest.firmware import FIRMWARE_MAPPING, PAYLOAD_VERSION
 from ..ingest.core import Column, ColumnMapping
+from ..ingest.firmware import FIRMWARE_MAPPING, PAYLOAD_VERSION
 from ..schema import EARLIEST_TS, FUTURE_TOLERANCE, field_by_name, relation_rules_for, rules_for
 
 UINT32_MAX = 2**32 - 1
@@ -70,7 +79,7 @@ def _timestamp_us(value: float | datetime) -> int:
     """Unix seconds or an aware datetime -> UTC microseconds, checked against the schema's time rules."""
     try:
         us = round(value * 1_000_000) if isinstance(value, (int, float)) else round(
-            (value - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds() * 1_000_000)
+            (value - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000)
     except (OverflowError, ValueError):
         us = -1
     if us < 0:
@@ -173,7 +182,7 @@ def _value_annotation(kind: str, name: str, payload_names: list[str], rules: dic
     for error, rule in rule_of.items():
         rules[(name, error)] = rule
     alias = AliasChoices(*payload_names) if len(payload_names) > 1 else payload_names[0]
-    return NotRequired[Annotated[Optional[Annotated[float, Strict()]], Field(validation_alias=alias, **bounds)]]
+    return NotRequired[Annotated[Annotated[float, Strict()] | None, Field(validation_alias=alias, **bounds)]]
 
 
 def _build_meter() -> PayloadSpec:
@@ -187,7 +196,7 @@ def _build_meter() -> PayloadSpec:
         "device_id": NotRequired[str],
         "seq": NotRequired[Uint32],
         "boot": NotRequired[Uint32],
-        "ts": NotRequired[Annotated[Optional[Timestamp], Field(validation_alias=AliasChoices("ts", "timestamp"))]],
+        "ts": NotRequired[Annotated[Timestamp | None, Field(validation_alias=AliasChoices("ts", "timestamp"))]],
         "age_ms": NotRequired[Uint32],
         "sensor_error": NotRequired[Annotated[bool, Strict()]],
         **values,
@@ -205,7 +214,7 @@ def _build_grid() -> PayloadSpec:
         "device_id": NotRequired[str],
         "seq": NotRequired[Uint32],
         "boot": NotRequired[Uint32],
-        "ts": NotRequired[Annotated[Optional[Timestamp], Field(validation_alias=AliasChoices("timestamp", "ts"))]],
+        "ts": NotRequired[Annotated[Timestamp | None, Field(validation_alias=AliasChoices("timestamp", "ts"))]],
         "age_ms": NotRequired[Uint32],
         **values,
     }

@@ -19,6 +19,7 @@ stripped, no browser opened.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import socket
@@ -44,10 +45,8 @@ def _stacks_on_sigusr1() -> None:
     import signal
 
     if hasattr(signal, "SIGUSR1"):
-        try:
+        with contextlib.suppress(RuntimeError, ValueError, OSError):  # no usable stderr (some embedded interpreters)
             faulthandler.register(signal.SIGUSR1, all_threads=True)
-        except (RuntimeError, ValueError, OSError):  # no usable stderr (some embedded interpreters)
-            pass
 
 
 _stacks_on_sigusr1()
@@ -149,7 +148,7 @@ def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | 
     if block:  # become Voila: Ctrl-C and kill reach the server itself, no orphan is left behind
         os.execve(cmd[0], cmd, full_env)
     # the log goes to a file: an unread pipe fills up and then blocks the server
-    log = tempfile.NamedTemporaryFile("w+", prefix="gridtwin-voila-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile("w+", prefix="gridtwin-voila-", suffix=".log", delete=False)  # noqa: SIM115 - open while the server runs
     proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
     proc.log_path = log.name  # type: ignore[attr-defined]
     deadline = time.monotonic() + ready_timeout_s

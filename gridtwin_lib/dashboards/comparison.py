@@ -7,6 +7,8 @@ baseline, the registered versions with the champion decision of each, and the ru
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pandas as pd
 
 from .. import tracking
@@ -123,10 +125,10 @@ def range_text(raw) -> str:
     """A run's held-out time range (JSON list of two ISO times, as logged) as people read it:
     ``2025-01-07 11:59 – 2025-01-07 23:59 UTC``; anything else is shown as it is."""
     import json
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
-        start, end = (datetime.fromisoformat(v).astimezone(timezone.utc) for v in json.loads(raw))
+        start, end = (datetime.fromisoformat(v).astimezone(UTC) for v in json.loads(raw))
     except (TypeError, ValueError):
         return "–" if raw is None or (isinstance(raw, float) and pd.isna(raw)) else str(raw)
     return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"

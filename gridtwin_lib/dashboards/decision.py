@@ -157,7 +157,7 @@ def _m13_actions(eng) -> list[dict]:
 
 
 def _m14_actions(eng) -> list[dict]:
-    from ..datasets.decision import load_balancing
+    from ..datasets.decision.load_balancing import load_balancing
 
     if "m14_load_balancing" in eng.missing:
         raise MissingData(f"m14_load_balancing: {eng.missing['m14_load_balancing']}")
@@ -178,7 +178,7 @@ def _m14_actions(eng) -> list[dict]:
 
 
 def _m16_action(eng) -> list[dict]:
-    from ..datasets.energy import tou_price
+    from ..datasets.energy.power_flow_optimization import tou_price
     from .energy import TARIFF_EUR_PER_KWH
 
     if "m16_optimal_dispatch" in eng.missing:

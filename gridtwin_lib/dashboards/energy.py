@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -58,13 +58,13 @@ def forecast_days(source: str) -> list[date]:
 
 def forecast_vs_actual(source: str, day: date) -> pd.DataFrame:
     """Hourly m09 forecast [kW] issued at local midnight of ``day`` and the measured hourly mean [kW]."""
-    from ..datasets.energy_forecast import meter_load
+    from ..datasets.energy.load_forecast import meter_load
 
     eng = _engine()
     if "m09_load_forecast" not in eng.estimators:
         raise MissingData(f"m09_load_forecast: {eng.missing['m09_load_forecast']}")
     off = _offset(source)
-    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=off)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=off)
     lf = store().scan("meter", source=source, start=midnight - timedelta(days=9), end=midnight + timedelta(days=1))
     readings = meter_load(lf).collect()
     fc = eng.forecast_day(readings.filter(pl.col("ts") < midnight), day, utc_offset_h=off,
@@ -100,9 +100,10 @@ def forecast_figure(fc: pd.DataFrame, source: str):
 
 def schedule(fc: pd.DataFrame, source: str, day: date) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """m11's LP schedule and the rule baseline's, both planned on the m09 forecast; and a cost line."""
-    from ..datasets.energy import PV_AT_SCEAUX, tou_price
-    from ..inference import clear_sky_pv_kw
-    from ..models.energy import PowerFlowOptimization, day_cost
+    from ..daily import clear_sky_pv_kw
+    from ..datasets.energy.power_flow_optimization import PV_AT_SCEAUX, tou_price
+    from ..models.energy.power_flow_optimization import PowerFlowOptimization
+    from ..physics.battery import day_cost
 
     eng = _engine()
     hours = np.arange(24)
@@ -163,7 +164,7 @@ def losses_figure(day: date):
     eng = _engine()
     if "m10_energy_loss" not in eng.estimators:
         raise MissingData(f"m10_energy_loss: {eng.missing['m10_energy_loss']}")
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     st = store()
     heads = st.scan("three_phase", source=LOSS_SOURCE, start=start, end=start + timedelta(days=1)).collect()
     if heads.height == 0:
@@ -187,7 +188,7 @@ def losses_figure(day: date):
 
 def archetypes() -> tuple[pd.DataFrame, pd.DataFrame]:
     """m12 per customer-day and per archetype: customers, days, mean peak share, flexible energy [kWh/day]."""
-    from ..datasets.energy import demand_response
+    from ..datasets.energy.demand_response import demand_response
 
     eng = _engine()
     if "m12_demand_response" not in eng.estimators:

@@ -13,7 +13,7 @@ a sag within 15 min) on a three-phase source, per reading, through the same engi
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
@@ -145,7 +145,7 @@ def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0], device_id: st
     06:00 UTC (16:00 at the default site). The page scores one device at a time: on the full store a source
     holds several devices, and scoring them all on every change took minutes."""
     eng = engine(PQ_MODELS)
-    start = datetime(day.year, day.month, day.day, 6, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, 6, tzinfo=UTC)
     frame = score_range(eng, source, device_id, start, start + timedelta(hours=int(hours)))
     return frame, [f"{m}: {eng.missing[m]}" for m in PQ_MODELS if m in eng.missing]
 

@@ -16,13 +16,13 @@ The waveform windows come from the PQ recorder twin (``waveform_windows`` truth 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from ..models.monitoring_frequency import BAND_HZ
+from ..models.monitoring.frequency_stability import BAND_HZ
 from . import days as shared_days
 from . import decimate, score_range, store
 from . import engine as shared_engine
@@ -77,7 +77,7 @@ class Window:
 
 def load(source: str, device_id: str, day: date, start_hour: int = DEFAULT_START_HOUR, hours: int = DEFAULT_HOURS) -> Window:
     """Score ``hours`` of one device from ``day`` ``start_hour`` UTC (after a warm-up of the engine's history)."""
-    start = datetime(day.year, day.month, day.day, int(start_hour), tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, int(start_hour), tzinfo=UTC)
     end = start + timedelta(hours=int(hours))
     eng = engine()
     frame = score_range(eng, source, device_id, start, end)
@@ -141,7 +141,7 @@ class Follower:
 def waveforms() -> Any:
     """The latest PQ recorder windows (m02 class and THD per window, samples kept), or None without data or champion."""
     if "waveforms" not in _CACHE:
-        from ..datasets.monitoring_pq import waveform_windows
+        from ..datasets.monitoring.harmonic_analysis import waveform_windows
 
         st = store()
         srcs = st.truth_sources("waveform_windows")
@@ -287,7 +287,7 @@ class Replay:
         wf = waveforms()
         if wf is None:
             return [], [], "m02: no waveform windows or no champion"
-        from ..models.monitoring_pq import SAMPLE_COLUMNS
+        from ..models.monitoring.harmonic_analysis import SAMPLE_COLUMNS
 
         row = wf.iloc[step % len(wf)]
         orders, mags = spectrum(row[SAMPLE_COLUMNS].to_numpy(float))

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from ..models.monitoring import TARGET_EVENT_TYPES
+from ..models.monitoring.voltage_anomaly import TARGET_EVENT_TYPES
 from ..simulate import DEFAULT_START, SCENARIOS
 from ..simulate.grid import BASE_PARAMS
 from ..store import Store

@@ -4,7 +4,7 @@ day by day (identical to one pass, memory bounded), its time range, and the chro
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import polars as pl
@@ -18,7 +18,7 @@ KIND = "three_phase"
 
 
 def iso_utc(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat()
+    return t.astimezone(UTC).isoformat()
 
 
 def require_source(store: Store, source: str, model: str, scenario_hint: str) -> None:
@@ -90,4 +90,4 @@ def round_cut(los, his, test_fraction: float, round_s: int) -> datetime:
     lo, hi = min(los), max(his)
     cut = lo + (hi - lo) * (1.0 - test_fraction)
     epoch = int(cut.timestamp()) // round_s * round_s
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch, tz=UTC)

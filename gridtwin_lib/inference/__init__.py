@@ -21,18 +21,6 @@ from .engine import ALERT_FEATURES, HISTORY, Engine
 from .results import ERROR_CODES, OnDemand, ReadingError, ReadingScore, ScoreBatch
 from .streams import as_date, latest_day, read_readings, readings_from_store, score_stream, warm_up, write_scores
 
-#: moved to gridtwin_lib.daily; kept here for gridtwin_lib/dashboards (another branch), read lazily
-_MOVED_TO_DAILY = ("DayScores", "score_day", "pq_summary", "clear_sky_pv_kw")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_DAILY:
-        from .. import daily
-
-        return getattr(daily, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["Engine", "ScoreBatch", "ReadingScore", "ReadingError", "OnDemand", "warm_up", "read_readings",
            "readings_from_store", "score_stream", "write_scores", "as_date", "latest_day", "ALERT_FEATURES", "HISTORY",
            "ERROR_CODES"]

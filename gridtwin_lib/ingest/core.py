@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -68,7 +69,7 @@ class ColumnMapping:
     consumption_only: bool = False
 
     @classmethod
-    def from_dict(cls, spec: dict[str, Any]) -> "ColumnMapping":
+    def from_dict(cls, spec: dict[str, Any]) -> ColumnMapping:
         """Build from the YAML/JSON mapping-file form (see README, "Column mappings").
 
         Unknown keys are refused (a misspelt ``timezone`` must not silently mean UTC);

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -52,7 +52,7 @@ from .core import Column, ColumnMapping, IngestSummary, ingest_frame
 from .files import _check_file
 
 PAYLOAD_VERSION = 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _VALUES = ("voltage", "current", "power", "energy", "frequency", "pf")
 
 FIRMWARE_MAPPING = ColumnMapping(
@@ -167,7 +167,7 @@ def _timestamp(value: int | float | str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo is not None else None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
 
 
 def _text(value) -> str | None:

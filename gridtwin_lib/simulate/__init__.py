@@ -24,7 +24,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -39,7 +39,7 @@ _TWIN_MODULES = ("grid", "meter", "waveforms", "ageing", "solar", "feeder")
 for _name in _TWIN_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
 
-DEFAULT_START = datetime(2025, 1, 6, tzinfo=timezone.utc)  # a Monday
+DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
 _UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
@@ -130,7 +130,7 @@ def prepare(
     if int(devices) < 1:
         raise SimulationError(f"{scenario}: devices must be >= 1 (got {devices})")
     params = spec.resolve(overrides or {})
-    start = (start or DEFAULT_START).astimezone(timezone.utc)
+    start = (start or DEFAULT_START).astimezone(UTC)
     return spec, RunSpec(start, duration_s, resolution_s, int(seed), int(devices)), params
 
 

@@ -70,8 +70,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -184,7 +183,7 @@ def _nominal_week(c: _Customer) -> np.ndarray:
     return np.stack([_type_shape(c, wd, _WEEK_H, _Day(), _Day(), 0.0) for wd in range(7)])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _type_norm(ctype: str) -> float:
     """Divisor that gives the type's nominal shape a weekly mean of SHAPE_MEAN."""
     return float(_nominal_week(_Customer(ctype)).mean() / SHAPE_MEAN)

@@ -17,7 +17,7 @@ short-term fluctuation on top.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import numpy as np
@@ -70,10 +70,10 @@ class HouseholdProfiles:
         utc_offset_h: float,
         spread_days: int = 14,
         season_shift_days: int = 0,
-    ) -> "HouseholdProfiles":
+    ) -> HouseholdProfiles:
         """Draw a UCI day for each customer: same weekday, day of year ± ``spread_days``."""
         series = uci_series()
-        local_start = np.datetime64(run_start.astimezone(timezone.utc).replace(tzinfo=None), "s") + np.timedelta64(
+        local_start = np.datetime64(run_start.astimezone(UTC).replace(tzinfo=None), "s") + np.timedelta64(
             int(round(utc_offset_h * 3600)), "s"
         )
         sim_day = local_start.astype("datetime64[D]")
@@ -103,7 +103,7 @@ class HouseholdProfiles:
 
 def local_midnight_epoch(run_start: datetime, utc_offset_h: float) -> float:
     """UTC epoch [s] of the local midnight at or before ``run_start``."""
-    start = run_start.astimezone(timezone.utc).timestamp()
+    start = run_start.astimezone(UTC).timestamp()
     local = start + utc_offset_h * 3600.0
     return local - (local % 86_400.0) - utc_offset_h * 3600.0
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ def simulated_fleet(meters: int, hours: float, step_s: float, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     n = int(hours * 3600 / step_s)
     t = np.arange(n) * step_s
-    start = int(datetime(2025, 3, 3, tzinfo=timezone.utc).timestamp() * 1e6)
+    start = int(datetime(2025, 3, 3, tzinfo=UTC).timestamp() * 1e6)
     scale = rng.uniform(0.3, 3.0, meters)[:, None]
     load = scale * (1 + 0.5 * np.sin(2 * np.pi * (t / 3600 - 7) / 24))[None, :] + rng.gamma(1, 0.1, (meters, n))
     current = load * 4.3

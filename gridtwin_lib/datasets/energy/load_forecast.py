@@ -31,7 +31,7 @@ builder's keyword), model ones prefixed ``m09_`` (a :class:`LoadForecast` keywor
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -135,7 +135,7 @@ def load_forecast_sim(
             .select("ts", "device_id", pl.col("power").alias("value"),
                     (pl.col("power").is_not_null() & (pl.col("voltage") > 0)).alias("valid"))
             .collect())
-    hint = (f"simulate it first: run_scenario(**SIMULATIONS['full'][0]) from gridtwin_lib.datasets.energy_forecast "
+    hint = (f"simulate it first: run_scenario(**SIMULATIONS['full'][0]) from gridtwin_lib.datasets.energy.load_forecast "
             f"(scenario 'meter', source {source!r})")
     if meas.height == 0:
         raise InputError(f"{name}: no meter readings of source {source!r} in {store!r}; {hint}")
@@ -170,7 +170,7 @@ def _local(text: str, what: str) -> datetime:
 
 
 def _utc(local: datetime, offset: timedelta) -> datetime:
-    return (local - offset).replace(tzinfo=timezone.utc)
+    return (local - offset).replace(tzinfo=UTC)
 
 
 def _holidays(site: str | None):

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -108,8 +108,8 @@ def power_flow_optimization(
     d_train, d_test, d_end = (date.fromisoformat(str(x)) for x in (train_start, test_start, test_end))
     if not d_train < d_test <= d_end:
         raise InputError(f"m11 dataset: need train_start < test_start <= test_end (got {train_start}, {test_start}, {test_end})")
-    t0 = datetime.combine(d_train - timedelta(days=9), datetime.min.time(), tzinfo=timezone.utc)
-    t1 = datetime.combine(d_end + timedelta(days=2), datetime.min.time(), tzinfo=timezone.utc)
+    t0 = datetime.combine(d_train - timedelta(days=9), datetime.min.time(), tzinfo=UTC)
+    t1 = datetime.combine(d_end + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
     meter = store.scan("meter", source=load_source, start=t0, end=t1)
     valid = pl.col("voltage").is_null() | (pl.col("voltage") > 0)  # firmware sends zeros on a failed read
     load = _complete_days(_hourly_local(meter.filter(valid), pl.col("power") / 1000.0, timezone_name))

@@ -17,7 +17,7 @@ with a missing input (supply interruptions: no frequency, no power factor) are d
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,7 @@ def _m07_source(store: Store, source: str, lo: datetime, hi: datetime, site) -> 
     margin = timedelta(microseconds=window_us("1h"))
     feats, windows = [], []
     # days start on the 10-min grid, so no window is split between two days
-    day = datetime.fromtimestamp(int(lo.timestamp()) // WINDOW_S * WINDOW_S, tz=timezone.utc)
+    day = datetime.fromtimestamp(int(lo.timestamp()) // WINDOW_S * WINDOW_S, tz=UTC)
     end = hi + timedelta(seconds=1)
     while day < end:
         nxt = min(end, day + timedelta(days=1))

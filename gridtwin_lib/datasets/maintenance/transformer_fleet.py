@@ -5,7 +5,7 @@ equipment-failure and overload-risk datasets share.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -16,7 +16,7 @@ from ...store import Store
 
 def iso_utc(t: datetime) -> str:
     """ISO 8601 text of ``t`` in UTC."""
-    return t.astimezone(timezone.utc).isoformat()
+    return t.astimezone(UTC).isoformat()
 
 
 def fleet_observations(store: Store, source: str, model: str, start=None, end=None) -> pl.DataFrame:

@@ -44,7 +44,7 @@ def waveform_windows(store, source: str) -> pd.DataFrame:
     if w.height == 0:
         raise InputError(
             f"m02 dataset: no waveform windows of source {source!r} in {store}; simulate them first, "
-            f"e.g. run_scenario('pq_waveforms', source={source!r}, ...) (datasets.monitoring_pq.SIMULATIONS)"
+            f"e.g. run_scenario('pq_waveforms', source={source!r}, ...) (datasets.monitoring.harmonic_analysis.SIMULATIONS)"
         )
     s = store.scan_truth("waveform_samples", source=source).select("window_id", "sample", "volts").collect()
     s = s.sort("window_id", "sample")

@@ -73,7 +73,7 @@ def _check_X(X, need_obs: bool = False) -> pd.DataFrame:
     missing = [c for c in (ISSUE_COL, HOLIDAY_COL, *LAG_COLS) if c not in X.columns]
     if missing:
         raise InputError(f"m09_load_forecast: X lacks {len(missing)} column(s), first {missing[0]!r}; "
-                         "build it with gridtwin_lib.datasets.energy_forecast")
+                         "build it with gridtwin_lib.datasets.energy.load_forecast")
     if len(X) == 0:
         raise InputError("m09_load_forecast: X has no rows (no forecast issue); widen the data window")
     return X

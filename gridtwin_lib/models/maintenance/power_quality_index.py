@@ -9,7 +9,7 @@ quantities and features; the label is a measurement of a window the inputs never
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -224,7 +224,7 @@ def _window_forecasts(engine, est, new: pl.DataFrame, held: Held) -> dict[tuple[
 
     step = timedelta(seconds=WINDOW_S)
     first = new["ts"].min()
-    since = datetime.fromtimestamp(int(first.timestamp()) // WINDOW_S * WINDOW_S, tz=timezone.utc) - 3 * step
+    since = datetime.fromtimestamp(int(first.timestamp()) // WINDOW_S * WINDOW_S, tz=UTC) - 3 * step
     mine = pl.col("device_id").is_in(new["device_id"].unique().implode())
     readings = held.readings.filter(mine)
     raw = readings.select([c for c in readings.columns if c in set(schema.polars_schema("three_phase")) | {"row"}])

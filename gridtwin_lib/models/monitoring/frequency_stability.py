@@ -217,7 +217,7 @@ class FrequencyStability(GridModel):
         values = np.concatenate([forecast, np.asarray(out["excursion"], dtype=float).reshape(-1, 1)], axis=1)
         return pd.DataFrame(values, columns=OUTPUT_COLUMNS, index=X.index if isinstance(X, pd.DataFrame) else None)
 
-    def baseline(self) -> "PersistenceAndAR":
+    def baseline(self) -> PersistenceAndAR:
         return PersistenceAndAR()
 
     def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
@@ -272,7 +272,7 @@ class _NumpyNet:
         self.w = weights
 
     @classmethod
-    def from_keras(cls, model, check_inputs: dict[str, np.ndarray]) -> "_NumpyNet | None":
+    def from_keras(cls, model, check_inputs: dict[str, np.ndarray]) -> _NumpyNet | None:
         try:
             layers = {layer.name: layer for layer in model.layers if layer.weights}
             if set(layers) != {*cls._DENSE, "lstm"}:

@@ -49,7 +49,7 @@ _SAMPLE_INDEX = pd.Index(SAMPLE_COLUMNS)
 _BINS = np.arange(N_SAMPLES // 2 + 1)  # whole-window FFT bins, 5 Hz each
 _NONHARM = (_BINS % CYCLES) != 0
 # non-harmonic bins lo..hi-1 of each band of fft_features, and the 1000-1600 Hz noise-floor bins
-_NONHARMONIC_BINS = {(lo, hi): _BINS[_NONHARM & (_BINS >= lo) & (_BINS < hi)]
+_NONHARMONIC_BINS = {(lo, hi): _BINS[_NONHARM & (lo <= _BINS) & (hi > _BINS)]
                      for lo, hi in ((1, 8), (8, 13), (13, 20), (20, 60), (60, 190), (190, N_SAMPLES // 2 + 1))}
 _FLOOR_BINS = _BINS[200:320][_NONHARM[200:320]]
 
@@ -290,7 +290,7 @@ class HarmonicAnalysis(GridModel):
     def feature_importances(self) -> pd.Series:
         return pd.Series(self.forest_.feature_importances_, index=self.feature_names_).sort_values(ascending=False)
 
-    def baseline(self) -> "RmsThdRules":
+    def baseline(self) -> RmsThdRules:
         return RmsThdRules()
 
     def __getstate__(self):
