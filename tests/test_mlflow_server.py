@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from gridtwin_lib.models.monitoring_pq import HarmonicAnalysis
 from services import postgres_database, postgres_server  # noqa: F401
 
 from gridtwin_lib import mlflow_server, notebook, tracking
-from gridtwin_lib.datasets import monitoring_pq as dsm
+from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm
 from gridtwin_lib.inference import Engine
+from gridtwin_lib.models.monitoring.harmonic_analysis import HarmonicAnalysis
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 

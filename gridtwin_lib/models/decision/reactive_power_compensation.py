@@ -121,7 +121,7 @@ def _m13_X(X, who: str) -> np.ndarray:
 
 def _m13_y(y) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(y, pd.DataFrame) or not {"q_opt_kvar", "loss_reduction_kw"} <= set(y.columns):
-        raise InputError("m13: y must be a DataFrame with q_opt_kvar and loss_reduction_kw (datasets.decision_surrogates.reactive_power_compensation)")
+        raise InputError("m13: y must be a DataFrame with q_opt_kvar and loss_reduction_kw (datasets.decision.reactive_power_compensation)")
     return y["q_opt_kvar"].to_numpy(float), y["loss_reduction_kw"].to_numpy(float)
 
 
