@@ -6,7 +6,7 @@ m15 ``GridStability``
     a logistic meta-learner on the members' out-of-fold logits (chronological folds: members
     trained on folds < k predict fold k). ``stability_score = 100 (1 - p)``. Baseline
     :class:`Climatology` (training base rate). ``predict`` also returns each member's
-    probability so that ``score`` reports the members' ROC-AUC and Brier.
+    probability so that ``evaluate`` reports the members' ROC-AUC and Brier.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InputError
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec
 from ..serving import ServingAdapter, float_frame, prefixed
 
 # =========================================================================== m15
@@ -141,7 +141,7 @@ class GridStability(GridModel):
         state.pop("_flat_forests", None)  # derived from members_["rf"], rebuilt on first use
         return state
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """ROC-AUC and Brier of ``p_disturbance_30min`` (and of each member's probability when present).
 
         ``brier_skill`` = 1 - Brier / Brier of the test sample's climatology (its own base rate).
@@ -186,7 +186,7 @@ class GridStability(GridModel):
         return {"m15_roc": fig, "m15_stability_score": fig2}
 
 
-class Climatology(GridModel):
+class Climatology(Baseline):
     """Baseline: the training base rate for every row."""
 
     spec = GridStability.spec

@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from ...errors import InputError
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec
 from .power_flow_optimization import HOURS
 
 PROFILE_COLUMNS = tuple(f"h{h:02d}" for h in range(HOURS))
@@ -145,7 +144,7 @@ class DemandResponse(GridModel):
     def baseline(self):
         return CalendarGrouping(peak_hours=self.peak_hours)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         arch = np.asarray(y_pred["archetype"] if isinstance(y_pred, pd.DataFrame) else y_pred).ravel()
         stab = float(np.nanmean(y_pred["bootstrap_ari"])) if isinstance(y_pred, pd.DataFrame) else float("nan")
         labelled = 0 if y_true is None else int(pd.Series(np.asarray(y_true, dtype=object).ravel()).notna().sum())
@@ -190,7 +189,7 @@ def _season(month: np.ndarray) -> np.ndarray:
     return (np.asarray(month, int) % 12) // 3
 
 
-class CalendarGrouping(BaseEstimator):
+class CalendarGrouping(Baseline):
     """Baseline of m12: group days by (weekday/weekend, season), ordered by the group's peak share.
 
     Needs ``weekday`` (0 = Monday) and ``month`` columns. Deterministic, so its bootstrap ARI is 1.

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 
 from ...errors import InputError
 from ...physics.battery import HOURS, SCHEDULE_COLUMNS, BatterySite, day_cost, resimulate, rule_dispatch, solve_day_lp
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec
 
 FORECAST_COLUMNS = ("load_kw", "pv_kw", "price_per_kwh")
 
@@ -164,7 +164,7 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
             "perfect_cost": day_cost(site, perfect["grid_import_kw"], perfect["soc_kwh"][:, -1], price),
         }
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """Cost saving vs the rule run in real time on the actual days (the rule needs no forecast),
         both re-simulated on the same actual days; the perfect-foresight LP is the upper bound."""
         if meta is None or "price_per_kwh" not in meta:
@@ -225,7 +225,7 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
         return {"cumulative_saving": daily, "example_day": day}
 
 
-class RuleDispatch(_DispatchParams):
+class RuleDispatch(_DispatchParams, Baseline):
     """Baseline of m11: :func:`rule_dispatch` applied to the rows it is given (the same forecast
     the LP sees), returning a schedule in the LP's format. Same parameters as the LP."""
 

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import polars as pl
-from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     average_precision_score,
@@ -30,7 +29,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..base import Dataset, GridModel, ModelSpec, input_matrix
+from ..base import Baseline, Dataset, GridModel, ModelSpec, input_matrix
 
 M05_INPUT_COLUMNS: tuple[str, ...] = (
     "age_years", "days_observed", "ageing_cum",
@@ -136,14 +135,14 @@ class EquipmentFailure(GridModel):
     def baseline(self):
         return AgeLoadingLogistic(validation_fraction=self.validation_fraction)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return failure_scores(y_true, y_pred, meta)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return _m05_figures(dataset, predictions)
 
 
-class AgeLoadingLogistic(BaseEstimator):
+class AgeLoadingLogistic(Baseline):
     """m05 baseline: logistic regression on calendar age [years] and 30-day mean loading [pu]."""
 
     def __init__(self, validation_fraction: float = 0.25, C: float = 1.0):

@@ -16,14 +16,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import polars as pl
-from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import f1_score, recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from ..base import Dataset, GridModel, ModelSpec, input_matrix
+from ..base import Baseline, Dataset, GridModel, ModelSpec, input_matrix
 
 M06_INPUT_COLUMNS: tuple[str, ...] = (
     "load_pu", "load_lag1", "load_lag2", "load_lag4", "load_mean_1h", "load_max_1h", "load_mean_4h",
@@ -105,14 +104,14 @@ class OverloadRisk(GridModel):
     def baseline(self):
         return PersistenceClass()
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return overload_scores(y_true, y_pred)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return _m06_figures(dataset, predictions)
 
 
-class PersistenceClass(BaseEstimator):
+class PersistenceClass(Baseline):
     """m06 baseline: the next hour's class is the class of the current measured loading ``load_pu``."""
 
     def fit(self, X, y=None):

@@ -34,7 +34,7 @@ from sklearn.metrics import average_precision_score
 from ...config import NOMINAL_FREQUENCY_HZ
 from ...errors import InputError
 from .._keras import from_bytes, import_keras, to_bytes
-from ..base import GridModel, ModelSpec, input_matrix
+from ..base import Baseline, GridModel, ModelSpec, input_matrix
 from ..serving import ServingAdapter, missing_input, prefixed
 
 HISTORY = 100  # [s] readings per input row
@@ -220,7 +220,7 @@ class FrequencyStability(GridModel):
     def baseline(self) -> PersistenceAndAR:
         return PersistenceAndAR()
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return score_frequency(y_true, y_pred, meta)
 
     def figures(self, dataset, predictions: dict[str, Any]) -> dict[str, Any]:
@@ -323,7 +323,7 @@ class _NumpyNet:
 # --------------------------------------------------------------------------- baselines
 
 
-class LinearAR:
+class LinearAR(Baseline):
     """Linear AR on lags: f_t+h - f_t regressed (least squares) on f_t - 50 and f_t - f_t-k, k < p.
 
     The lag count p is chosen from ``lag_choices`` on the last ``validation_fraction`` of
@@ -380,7 +380,7 @@ class LinearAR:
         return frame
 
 
-class Persistence:
+class Persistence(Baseline):
     """f_t+h = f_t for every h; p_excursion = 1 if f_t is already outside the band, else 0."""
 
     def fit(self, X, y=None):
@@ -397,12 +397,12 @@ class Persistence:
         return frame
 
 
-class PersistenceAndAR:
+class PersistenceAndAR(Baseline):
     """The catalogue's two baselines in one estimator.
 
     ``predict`` returns persistence in the model's columns (the reference of the primary
     skill) and the linear AR forecast in extra columns ``ar_f_t+1`` .. ``ar_p_excursion``,
-    so one call of the model's ``score`` reports both (AR's metrics prefixed ``ar_``).
+    so one call of the model's ``evaluate`` reports both (AR's metrics prefixed ``ar_``).
     """
 
     def __init__(self, lag_choices: tuple[int, ...] = (2, 5, 10, 20, 50, 100)):

@@ -32,7 +32,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from ...config import NOMINAL_VOLTAGE_V
 from ...errors import InputError
 from .._trees import forest_proba
-from ..base import GridModel, ModelSpec, input_matrix
+from ..base import Baseline, GridModel, ModelSpec, input_matrix
 
 V_NOMINAL = NOMINAL_VOLTAGE_V  # [V] RMS, phase to neutral
 SAMPLES_PER_CYCLE = 64
@@ -298,14 +298,14 @@ class HarmonicAnalysis(GridModel):
         state.pop("_flat_forests", None)  # derived from forest_, rebuilt on first use
         return state
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return score_classes(y_true, y_pred, meta)
 
     def figures(self, dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return pq_figures(dataset, predictions)
 
 
-class RmsThdRules:
+class RmsThdRules(Baseline):
     """Baseline: IEEE 1159 threshold rules on the sliding one-cycle RMS and the THD.
 
     interruption if min RMS < 0.1 pu; sag if < 0.9 pu; swell if max RMS > 1.1 pu (either

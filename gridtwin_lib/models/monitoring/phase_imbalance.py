@@ -13,11 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.metrics import confusion_matrix
 from sklearn.tree import DecisionTreeClassifier, export_text
 
-from ..base import Dataset, GridModel, ModelSpec, feature_array, feature_frame
+from ..base import Baseline, Dataset, GridModel, ModelSpec, feature_array, feature_frame
 from ..serving import ServingAdapter, columns_scorer
 
 # --------------------------------------------------------------------------- m04
@@ -167,14 +166,14 @@ class PhaseImbalance(GridModel):
     def input_example(self, X):
         return feature_frame(X, self.input_columns).loc[:, list(self.input_columns)].head(5)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return cause_scores(y_true, y_pred)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return _m04_figures(self, dataset, predictions)
 
 
-class UnbalanceSeverityRule(BaseEstimator):
+class UnbalanceSeverityRule(Baseline):
     """Baseline of m04: severity bands of the voltage unbalance ratio, each mapped to the
     most frequent cause of the training rows in that band.
 
