@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from sklearn.base import ClassifierMixin
 from sklearn.metrics import confusion_matrix
 from sklearn.tree import DecisionTreeClassifier, export_text
 
@@ -72,7 +73,7 @@ def _m04_design(X: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(_m04_design_array(A), columns=list(M04_DESIGN_COLUMNS), index=index)
 
 
-class PhaseImbalance(GridModel):
+class PhaseImbalance(ClassifierMixin, GridModel):
     """m04: cause of voltage unbalance per reading, a DecisionTree of depth <= 6.
 
     Input: the ``features.compute`` frame (columns :data:`M04_INPUT_COLUMNS`; V, A, W, %).
