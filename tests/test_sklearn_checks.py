@@ -34,10 +34,13 @@ from gridtwin_lib.models.maintenance.equipment_failure import M05_INPUT_COLUMNS,
 from gridtwin_lib.models.maintenance.overload_risk import M06_INPUT_COLUMNS, OverloadRisk, PersistenceClass
 from gridtwin_lib.models.maintenance.power_quality_index import M07_INPUT_COLUMNS, PersistencePQ, PowerQualityIndex
 from gridtwin_lib.models.maintenance.voltage_sag import M08_INPUT_COLUMNS, HourlySagRate, VoltageSag
+from gridtwin_lib.models.monitoring.harmonic_analysis import CLASSES, N_SAMPLES, HarmonicAnalysis, RmsThdRules
 from gridtwin_lib.models.monitoring.phase_imbalance import M04_INPUT_COLUMNS, PhaseImbalance
 
 # small parameters: the checks judge the API, not the skill
 CHECKED = [
+    HarmonicAnalysis(n_estimators=5, n_jobs=1),
+    RmsThdRules(),
     PhaseImbalance(min_samples_leaf=2),
     EquipmentFailure(n_estimators=10, early_stopping_rounds=2),
     AgeLoadingLogistic(),
@@ -49,7 +52,7 @@ CHECKED = [
     HourlySagRate(),
 ]
 
-_WIDTH = {PhaseImbalance: len(M04_INPUT_COLUMNS), EquipmentFailure: len(M05_INPUT_COLUMNS),
+_WIDTH = {HarmonicAnalysis: N_SAMPLES, RmsThdRules: N_SAMPLES, PhaseImbalance: len(M04_INPUT_COLUMNS), EquipmentFailure: len(M05_INPUT_COLUMNS),
           AgeLoadingLogistic: len(M05_INPUT_COLUMNS), OverloadRisk: len(M06_INPUT_COLUMNS),
           PersistenceClass: len(M06_INPUT_COLUMNS), PowerQualityIndex: len(M07_INPUT_COLUMNS),
           PersistencePQ: len(M07_INPUT_COLUMNS), VoltageSag: len(M08_INPUT_COLUMNS), HourlySagRate: len(M08_INPUT_COLUMNS)}
@@ -117,7 +120,13 @@ def _data(est, n: int = 240, seed: int = 0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, _WIDTH[type(est)]))
     X[:, 0] = rng.uniform(0.2, 1.4, n)  # a loading [pu] for m06; any float for the others
-    if isinstance(est, PhaseImbalance):
+    if isinstance(est, HarmonicAnalysis | RmsThdRules):  # 10-cycle waveforms [V], a third of them sagged to 0.5 pu
+        sag = rng.random(n) < 1 / 3
+        t = np.arange(N_SAMPLES) / (N_SAMPLES / 0.2)
+        X = np.where(sag, 0.5, 1.0)[:, None] * 325.0 * np.sin(2 * np.pi * 50.0 * t)[None, :] + rng.normal(0, 2.0, (n, N_SAMPLES))
+        y = np.where(sag, "sag", "normal")
+        assert {"sag", "normal"} <= set(CLASSES)
+    elif isinstance(est, PhaseImbalance):
         y = np.where(X[:, 2] < -0.5, "open_conductor", "balanced")
     elif isinstance(est, OverloadRisk | PersistenceClass):
         y = np.digitize(X[:, 0] + rng.normal(0, 0.05, n), [0.8, 1.0])
