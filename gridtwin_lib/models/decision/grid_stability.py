@@ -38,6 +38,30 @@ class GridStability(GridModel):
     Input: one row per minute of :func:`gridtwin_lib.features.compute` columns (the builder's
     ``X``, rows in chronological order for ``fit``). Output: ``p_disturbance_30min`` [1],
     ``stability_score`` = 100 (1 - p) and the members' probabilities ``p_member_*`` [1].
+
+    Parameters
+    ----------
+    n_folds : int
+        Chronological folds of the out-of-fold member predictions.
+    rf_trees, rf_min_leaf, rf_max_samples : int, int, float
+        RandomForest member.
+    xgb_trees, xgb_depth, xgb_learning_rate : int, int, float
+        XGBoost member.
+    logit_c : float
+        Inverse regularisation of the logistic member.
+    random_state, n_jobs : int
+        Seed and threads of the members.
+
+    Attributes
+    ----------
+    members_ : dict
+        The three members refitted on all training rows.
+    meta_ : LogisticRegression
+        Meta-learner on the members' out-of-fold logits.
+    columns_ : list of str
+        Feature columns seen in training.
+    base_rate_ : float
+        Training share of rows with a disturbance in the next 30 min (1).
     """
 
     spec = ModelSpec(

@@ -186,6 +186,24 @@ class LoadBalancing(_FeederParams, GridModel):
     Input: rows of :func:`gridtwin_lib.datasets.decision.load_balancing` (customer ids, phase
     map, positions [m], expected hourly loads [kW]). Output: the top move (``customer``,
     ``from_phase``, ``to_phase``) and the VUF [%] before / expected after it.
+
+    Parameters
+    ----------
+    w_unbalance, w_losses, w_customers, w_cost : float
+        TOPSIS weights of the four criteria (sum 1).
+    pillar_size : int
+        Customers per cable pillar (customers affected by a move).
+    cost_fixed_eur, cost_per_m_eur : float
+        Switching cost [€] and its part per metre of cable [€/m].
+    u0_v : float
+        Feeder-head phase voltage [V].
+    r_phase_ohm_per_km, r_neutral_ohm_per_km : float
+        Phase and neutral conductor resistance [Ω/km].
+
+    Attributes
+    ----------
+    n_customers_ : int
+        Customer slots per decision row (nothing else is learned).
     """
 
     spec = ModelSpec(

@@ -87,6 +87,18 @@ class OptimalDispatch(_M16Params, GridModel):
     forecast: price x import - feed-in x export] and ``compute_time_s`` [s per row].
     ``m11_params``: the battery/tariff parameters of :class:`PowerFlowOptimization` (must match the
     dataset's). Pipeline: StandardScaler + SVR (RBF).
+
+    Parameters
+    ----------
+    C, epsilon, gamma : float, float [kW], str or float
+        Passed to :class:`sklearn.svm.SVR` (RBF kernel).
+    m11_params : dict or None
+        Battery and tariff parameters of the day-ahead LP it imitates (None: its defaults).
+
+    Attributes
+    ----------
+    svr_ : Pipeline
+        Standard scaling and the fitted SVR.
     """
 
     spec = ModelSpec(

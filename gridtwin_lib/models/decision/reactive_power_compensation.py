@@ -137,6 +137,28 @@ class ReactivePowerCompensation(GridModel):
     ``q_bounds_kvar``], ``expected_loss_reduction_kw`` [kW vs no compensation] and
     ``compute_time_s`` [s per row]. Inputs and targets are standardised; early stopping on the
     last ``validation_fraction`` of the training rows (chronological).
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers.
+    epochs, learning_rate : int, float
+        Adam training with early stopping on the validation slice.
+    validation_fraction : float
+        Last share of the training states held out.
+    q_bounds_kvar : tuple of float
+        Set-point range [kvar] the output is clipped to.
+    random_state : int
+        Seed of Keras.
+
+    Attributes
+    ----------
+    weights_ : list of ndarray
+        The network's weights (run with NumPy at predict time).
+    x_mean_, x_std_, y_mean_, y_std_ : ndarray
+        Input and output standardisation (kW, kvar, V).
+    n_epochs_ : int
+        Epochs actually trained.
     """
 
     spec = ModelSpec(

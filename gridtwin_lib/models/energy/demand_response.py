@@ -88,6 +88,26 @@ class DemandResponse(GridModel):
     ``predict`` returns per row: ``archetype``, its ``peak_share`` [1] and ``flexible_kwh``
     [kWh/day in the peak window, see :func:`_archetype_table`], and ``bootstrap_ari`` [1]: the
     mean ARI between ``n_bootstrap`` refits on resampled training days, labelling the rows given.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of archetypes.
+    peak_hours : tuple of int
+        Local hours [h] of the evening peak, start inclusive, end exclusive.
+    n_bootstrap : int
+        Bootstrap refits for the stability score.
+    n_init, random_state : int
+        Passed to :class:`sklearn.cluster.KMeans`.
+
+    Attributes
+    ----------
+    centers_ : ndarray
+        Cluster centres (normalised 24-h profiles, 1).
+    archetypes_ : DataFrame
+        One row per archetype ordered by peak share: mean profile [kW], peak share (1).
+    bootstrap_centers_ : list of ndarray
+        Centres of the bootstrap refits.
     """
 
     spec = ModelSpec(

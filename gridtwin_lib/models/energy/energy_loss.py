@@ -84,6 +84,22 @@ class EnergyLoss(GridModel):
     ``i_mean_a`` [A], ``p_total_w`` [W], ``q_total_var`` [var], ``v_mean_v`` [V]. Output:
     ``losses_kw`` [kW]. ``regressors`` picks among ``i2`` (Σ phases I² [kA²]), ``p2``
     ([MW²]), ``q2`` ([Mvar²]), ``s2v2`` ((S/V)² [(MVA/kV)²]) and ``p_abs`` (|P| [MW]).
+
+    Parameters
+    ----------
+    regressors : tuple of {"i2", "p2", "q2", "s2v2", "p_abs"}
+        Per-transformer regressors (units in the text above).
+    fit_intercept : bool
+        Fit a constant loss [kW] (no-load losses).
+
+    Attributes
+    ----------
+    coef_ : ndarray
+        One coefficient per regressor in ``regressor_names_`` (for I²: an equivalent resistance [kW/kA²]).
+    intercept_kw_ : float
+        Constant loss [kW].
+    subnets_ : list of str
+        Transformer meters of the feeder head seen in training.
     """
 
     spec = ModelSpec(

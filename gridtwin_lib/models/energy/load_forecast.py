@@ -259,6 +259,34 @@ class LoadForecast(GridModel):
     ``seasonal_naive`` for reference), ``validation_mase_prophet_`` and
     ``validation_mase_lstm_`` (NaN when not a candidate), ``validation_range_`` (ISO),
     ``mase_scale_kw_``, ``load_scale_kw_`` (mean training load [kW], the normaliser).
+
+    Parameters
+    ----------
+    algorithm : {"auto", "prophet", "lstm"}
+        ``"auto"`` fits both and keeps the lower validation MASE.
+    validation_fraction : float
+        Last share of the training days used to choose and stop.
+    prophet_history_days : int
+        Training days [d] given to Prophet at most.
+    prophet_yearly : bool or None
+        Prophet's yearly seasonality (None: Prophet decides).
+    lstm_units, lstm_epochs, lstm_stride_h, lstm_batch_size, learning_rate : int, int, int, int, float
+        Day-ahead LSTM: width, epochs, stride between training windows [h], batch, Adam rate.
+    one_step : bool
+        Also fit the one-step-ahead (next hour) model.
+    onestep_units, onestep_epochs : int
+        Width and epochs of that model.
+    random_state : int
+        Seed of Keras and Prophet's sampling.
+
+    Attributes
+    ----------
+    algorithm_ : str
+        The algorithm kept.
+    validation_mase_ : dict of str to float
+        MASE per candidate (and ``seasonal_naive``) on the validation days.
+    load_scale_kw_, mase_scale_kw_ : float
+        Load scale [kW] of the networks' inputs; MASE denominator [kW].
     """
 
     spec = ModelSpec(

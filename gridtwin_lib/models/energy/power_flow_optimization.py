@@ -100,6 +100,30 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
     sees the current hour; ``"setpoints"``: the battery set-points verbatim) and costed by
     :func:`day_cost`. The reference is the rule run in real time on the actual day (it needs no
     forecast); the perfect-foresight LP on the actual day is the upper bound.
+
+    Parameters
+    ----------
+    battery_kwh, battery_kw : float
+        Battery energy [kWh] and power [kW] ratings.
+    round_trip_efficiency : float
+        Round-trip efficiency (1).
+    soc_min_frac, soc_max_frac, soc_init_frac : float
+        State-of-charge bounds and start, as fractions of ``battery_kwh``.
+    import_limit_kw, export_limit_kw : float
+        Grid connection limits [kW].
+    feed_in_per_kwh : float
+        Feed-in tariff [€/kWh].
+    peak_charge_per_kw_day : float
+        Demand charge [€/kW per day] on the day's import peak.
+    terminal_value_per_kwh : float or None
+        Value [€/kWh] of the energy left at midnight (None: the day's cheapest price).
+    overload_penalty_per_kwh : float
+        Penalty [€/kWh] of import above the limit in the re-simulation.
+    execution : {"realtime", "setpoints"}
+        Re-simulate the plan with the real-time layer over it, or its set-points alone.
+
+    Nothing is learned (no fitted attributes): ``fit`` checks the site (:meth:`battery_site`);
+    ``predict`` solves the LP per day.
     """
 
     spec = ModelSpec(

@@ -69,6 +69,31 @@ class EquipmentFailure(GridModel):
     Input: the daily rows of :func:`gridtwin_lib.datasets.maintenance.equipment_failure`
     (columns :data:`M05_INPUT_COLUMNS`: pu, degC, years, days). Output: ``p_fail_7d`` (1)
     and ``alarm`` (p at or above the threshold chosen on the validation slice).
+
+    Parameters
+    ----------
+    n_estimators, max_depth, learning_rate, subsample, colsample_bytree, min_child_weight, reg_lambda : \
+    int, int, float, float, float, float, float
+        Passed to :class:`xgboost.XGBClassifier`; ``n_estimators`` is the most boosting rounds.
+    validation_fraction : float
+        Last share of the training rows used for early stopping and the alarm threshold.
+    early_stopping_rounds : int
+        Rounds without improvement of ``eval_metric`` before stopping.
+    eval_metric : str
+        XGBoost's validation metric.
+    random_state : int
+        Seed of XGBoost.
+
+    Attributes
+    ----------
+    model_ : XGBClassifier
+        Refitted on all training rows with ``best_n_estimators_`` rounds.
+    threshold_ : float
+        Probability (1) at or above which ``alarm`` is set (best F1 on the validation slice).
+    validation_pr_auc_ : float
+        PR-AUC on the validation slice (NaN without positives there).
+    feature_importances_ : Series
+        Gain importance per input column.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(

@@ -49,6 +49,28 @@ class OverloadRisk(GridModel):
     ``p_lt80``, ``p_80_100``, ``p_gt100``. ``class_weight`` multiplies the probabilities before
     the arg-max (``"balanced"``: by inverse training frequency, which favours the rare overload
     class and the macro-F1).
+
+    Parameters
+    ----------
+    C, gamma : float, str or float
+        Passed to :class:`sklearn.svm.SVC` (RBF kernel).
+    max_train_rows : int
+        Training rows kept at most (stratified subsample).
+    class_weight : "balanced" or None
+        Multiplies the probabilities by inverse training frequency before the arg-max.
+    calibration_folds : int
+        Folds of the sigmoid calibration (:class:`sklearn.calibration.CalibratedClassifierCV`).
+    random_state : int
+        Seed of the subsample and the SVM.
+
+    Attributes
+    ----------
+    model_ : Pipeline
+        Standard scaling and the calibrated SVM.
+    classes_ : ndarray of int
+        Loading classes seen in training (0 < 80 %, 1 80-100 %, 2 > 100 % of rating).
+    class_factor_ : ndarray
+        Per-class probability factor of ``class_weight``.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(

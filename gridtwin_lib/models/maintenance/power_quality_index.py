@@ -59,6 +59,28 @@ class PowerQualityIndex(GridModel):
     The network predicts the change from the current index (residual on persistence), on
     standardised inputs, trained with MAE loss; the last ``validation_fraction`` of the
     training rows (chronological) drives early stopping. Output clipped to [0, 100].
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers.
+    epochs, batch_size, learning_rate, patience : int, int, float, int
+        Adam training (MAE loss) with early stopping on the validation slice.
+    validation_fraction : float
+        Last share of the training rows held out for early stopping.
+    l2 : float
+        L2 weight penalty.
+    random_state : int
+        Seed of Keras.
+
+    Attributes
+    ----------
+    net_ : keras.Model
+        The fitted network (predicts the change of the PQ index [index points]).
+    mean_, scale_ : ndarray
+        Input standardisation of the training rows.
+    epochs_run_ : int
+        Epochs actually trained.
     """
 
     spec = ModelSpec(

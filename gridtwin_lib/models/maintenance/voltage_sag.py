@@ -69,7 +69,21 @@ class HourlySagRate(Baseline):
 
 
 class VoltageSag(GridModel):
-    """m08: RandomForest probability that a sag below 0.9 pu starts within the next 15 min."""
+    """m08: RandomForest probability that a sag below 0.9 pu starts within the next 15 min.
+
+    Parameters
+    ----------
+    n_estimators, max_depth, min_samples_leaf, max_features, max_samples, n_jobs, random_state : \
+    int, int or None, int, float or str, float or None, int, int
+        Passed to :class:`sklearn.ensemble.RandomForestClassifier`.
+
+    Attributes
+    ----------
+    forest_ : RandomForestClassifier
+        Fitted on the 43 input columns (V, %, A, kW, flags, hour).
+    n_features_in_ : int
+        Input width (43).
+    """
 
     spec = ModelSpec(
         model_id="m08_voltage_sag", module="maintenance", algorithm="RandomForest",

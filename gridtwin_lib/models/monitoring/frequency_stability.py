@@ -94,6 +94,34 @@ class FrequencyStability(GridModel):
 
     ``fit`` holds out the last ``validation_fraction`` of the training rows (rows must be
     in time order, as the dataset builder gives them) for early stopping.
+
+    Parameters
+    ----------
+    units, dense_units : int
+        LSTM and dense layer widths.
+    block_s : int
+        Readings [s] per LSTM step (the 100-s history becomes 100/block_s steps).
+    epochs, batch_size, learning_rate, patience : int, int, float, int
+        Adam training with early stopping on the validation slice.
+    validation_fraction : float
+        Last share of the training rows held out for early stopping.
+    excursion_weight : float
+        Weight of the excursion head's loss against the forecast's.
+    threads : int
+        TensorFlow threads.
+    random_state : int
+        Seed of Keras.
+    verbose : int
+        Keras verbosity.
+
+    Attributes
+    ----------
+    model_ : keras.Model
+        The fitted network (frozen AR path, LSTM correction, excursion head).
+    n_epochs_ : int
+        Epochs actually trained.
+    history_ : dict
+        Training and validation losses per epoch.
     """
 
     spec = ModelSpec(

@@ -227,6 +227,22 @@ class HarmonicAnalysis(GridModel):
     ``predict(X)`` returns a DataFrame with ``label`` (one of :data:`CLASSES`) and
     ``thd_pct`` [% of fundamental, h2..h15, from the FFT]; ``spectrum(X)`` the full
     h2..h15 spectrum. ``y`` for ``fit``: the class labels (Series/array of str).
+
+    Parameters
+    ----------
+    n_estimators, max_features, min_samples_leaf, class_weight : int, str or float, int, str or None
+        Passed to :class:`sklearn.ensemble.RandomForestClassifier`.
+    n_jobs : int
+        Threads of the forest.
+    random_state : int
+        Seed of the forest.
+
+    Attributes
+    ----------
+    forest_ : RandomForestClassifier
+        Fitted on the FFT features ``feature_names_`` (THD [%], h2..h15 [% of fundamental], RMS [pu]).
+    classes_ : ndarray of str
+        The IEEE 1159 classes seen in training.
     """
 
     spec = ModelSpec(

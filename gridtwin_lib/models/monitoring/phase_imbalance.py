@@ -80,6 +80,22 @@ class PhaseImbalance(ClassifierMixin, GridModel):
     Output: ``cause`` (one of :data:`UNBALANCE_CLASSES`). Why a shallow tree: its rules
     (:attr:`rules_`, ``sklearn.tree.export_text``) can be read and checked by an engineer,
     e.g. "phase c below 60 % of the phase mean -> open conductor".
+
+    Parameters
+    ----------
+    max_depth : int
+        Depth of the tree, 1..6 (readable rules).
+    min_samples_leaf, class_weight, random_state : int, str or None, int
+        Passed to :class:`sklearn.tree.DecisionTreeClassifier`.
+
+    Attributes
+    ----------
+    tree_ : DecisionTreeClassifier
+        Fitted on the design columns ``feature_names_`` (%, pu, kW).
+    classes_ : ndarray of str
+        The unbalance causes seen in training.
+    fill_ : Series
+        Training median per design column, used for NaN/inf inputs.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(

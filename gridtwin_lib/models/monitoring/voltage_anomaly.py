@@ -195,6 +195,26 @@ class VoltageAnomaly(GridModel):
     scores). Why an IsolationForest: no labels are needed, and it isolates readings that
     are extreme in *any* channel (current jumps, frequency, THD, unbalance), where the
     EN 50160 rule only looks at the voltage magnitude.
+
+    Parameters
+    ----------
+    n_estimators, max_samples, max_features : int, int or float, float
+        Passed to :class:`sklearn.ensemble.IsolationForest`.
+    contamination : float
+        Share of training readings flagged (0-0.5); sets ``threshold_``.
+    max_train_rows : int
+        Training readings kept at most (random subsample).
+    random_state : int
+        Seed of the subsample and the forest.
+
+    Attributes
+    ----------
+    forest_ : IsolationForest
+        The fitted forest on the design columns ``feature_names_``.
+    fill_ : ndarray
+        Training median per design column, used for NaN/inf inputs.
+    threshold_ : float
+        Anomaly score (1) above which ``is_anomaly`` is set.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(
