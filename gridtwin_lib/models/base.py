@@ -256,7 +256,7 @@ class Baseline(BaseEstimator):
         raise NotImplementedError
 
 
-def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Any, Evaluation]:
+def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Baseline, Evaluation]:
     """Fit the model and its baseline on the training rows, score both on the test rows."""
     t0 = time.perf_counter()
     model.fit(dataset.X_train, dataset.y_train)
@@ -268,7 +268,7 @@ def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Any
     return model, bl, ev
 
 
-def evaluate(model: GridModel, dataset: Dataset, baseline) -> Evaluation:
+def evaluate(model: GridModel, dataset: Dataset, baseline: Baseline) -> Evaluation:
     """Predict the same test rows with model and baseline and score both the same way."""
     X = dataset.X_test
     rows = digest(X)
