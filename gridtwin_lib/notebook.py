@@ -23,13 +23,13 @@ from typing import Any
 
 import pandas as pd
 
-from .models.base import Dataset, Evaluation, GridModel, fit_and_evaluate
+from .models.base import Baseline, Dataset, Evaluation, GridModel, fit_and_evaluate
 
 
 @dataclass
 class TrainResult:
     model: GridModel
-    baseline: Any
+    baseline: Baseline
     dataset: Dataset
     evaluation: Evaluation
     run: Any  # tracking.RunRecord

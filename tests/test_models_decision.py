@@ -208,7 +208,7 @@ def test_gs_input_errors(grid_store, gs_dataset, tmp_path):
 
 def test_advice_effects_match_the_realised_reduction(lb_dataset):
     """The model's advice effects (read by gridtwin_lib.advice) re-simulate the moves on the
-    realised loads as score() does."""
+    realised loads as evaluate() does."""
     model, bl, ev = fit_and_evaluate(M_lb.LoadBalancing(), lb_dataset)
     e14 = M_lb.advice_effects(model, bl, lb_dataset).frame
     assert len(e14) == len(lb_dataset.X_test)

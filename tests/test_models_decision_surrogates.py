@@ -127,7 +127,7 @@ def test_m16_fit_evaluate_same_rows_and_pickle(dispatch_ds):
     assert list(pred.columns) == list(M_od.OptimalDispatch.spec.output_units)
     assert ev.metrics["violations"] == 0
     # the LP's own set-points have zero regret by construction of the metric
-    assert model.score(dispatch_ds.y_test, dispatch_ds.y_test.assign(compute_time_s=1.0), dispatch_ds.meta_test)["cost_regret_eur_per_day"] == 0
+    assert model.evaluate(dispatch_ds.y_test, dispatch_ds.y_test.assign(compute_time_s=1.0), dispatch_ds.meta_test)["cost_regret_eur_per_day"] == 0
     clone = cloudpickle.loads(cloudpickle.dumps(model))
     np.testing.assert_array_equal(clone.predict(dispatch_ds.X_test)["battery_kw"], pred["battery_kw"])
 
@@ -139,7 +139,7 @@ def test_m16_input_errors(tmp_path, dispatch_ds):
     with pytest.raises(InputError, match="lacks columns"):
         model.predict(dispatch_ds.X_test.drop(columns=["soc_kwh"]))
     with pytest.raises(InputError, match="whole days"):
-        model.score(dispatch_ds.y_test.iloc[:5], model.predict(dispatch_ds.X_test.iloc[:5]), dispatch_ds.meta_test.iloc[:5])
+        model.evaluate(dispatch_ds.y_test.iloc[:5], model.predict(dispatch_ds.X_test.iloc[:5]), dispatch_ds.meta_test.iloc[:5])
 
 
 def test_advice_effects_re_simulate_what_the_metrics_judge(feeder_ds, dispatch_ds):

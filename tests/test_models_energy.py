@@ -143,8 +143,8 @@ def test_m11_perfect_forecast_resimulation_reproduces_the_plan_and_beats_the_rul
     np.testing.assert_allclose(ev["cost"], ev["perfect_cost"], atol=1e-6)
     plain = M_pfo.resimulate(m.battery_site(), M_pfo._schedule_arrays(plan), ev["load"], ev["pv"], ev["price"], realtime=False)
     np.testing.assert_allclose(plain["grid_import_kw"].ravel(), plan["grid_import_kw"], atol=1e-6)
-    score = m.score(y, plan, meta)
-    rule_score = m.score(y, m.baseline().predict(X), meta)
+    score = m.evaluate(y, plan, meta)
+    rule_score = m.evaluate(y, m.baseline().predict(X), meta)
     assert score["violations"] == 0 and rule_score["violations"] == 0
     assert score["cost_saving_vs_rule"] > 0.005
     assert score["cost_saving_vs_rule"] == pytest.approx(score["perfect_foresight_saving"], abs=1e-9)
@@ -239,9 +239,9 @@ def test_m12_recovers_distinct_types_and_orders_archetypes_by_peak_share():
     m = M_dr.DemandResponse(n_clusters=3, n_bootstrap=4, random_state=1).fit(X.iloc[::2])
     pred = m.predict(X.iloc[1::2])
     assert list(pred.columns) == list(M_dr.DemandResponse.spec.output_units)
-    s = m.score(y.iloc[1::2], pred)
+    s = m.evaluate(y.iloc[1::2], pred)
     base = M_dr.CalendarGrouping().fit(X.iloc[::2])
-    sb = m.score(y.iloc[1::2], base.predict(X.iloc[1::2]))
+    sb = m.evaluate(y.iloc[1::2], base.predict(X.iloc[1::2]))
     assert s["ari"] > 0.9 and sb["ari"] < 0.2
     assert s["bootstrap_stability"] > 0.9 and sb["bootstrap_stability"] == 1.0
     shares = m.archetypes_["peak_share"].to_numpy()

@@ -256,9 +256,9 @@ def test_m08_fit_evaluate_same_rows_units_and_pickle(m08_fitted, m08_data):
 
 def test_m08_score_is_right_on_known_predictions():
     y = pd.Series([0, 0, 1, 1])
-    perfect = VoltageSag().score(y, pd.DataFrame({"p_sag_15m": [0.0, 0.0, 1.0, 1.0]}))
+    perfect = VoltageSag().evaluate(y, pd.DataFrame({"p_sag_15m": [0.0, 0.0, 1.0, 1.0]}))
     assert perfect["pr_auc"] == pytest.approx(1.0) and perfect["brier"] == 0.0 and perfect["brier_skill"] == pytest.approx(1.0)
-    const = VoltageSag().score(y, pd.DataFrame({"p_sag_15m": [0.5] * 4}))
+    const = VoltageSag().evaluate(y, pd.DataFrame({"p_sag_15m": [0.5] * 4}))
     assert const["brier_skill"] == pytest.approx(0.0) and const["pr_auc"] == pytest.approx(0.5)
 
 

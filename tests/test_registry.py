@@ -32,7 +32,7 @@ TOY_MODULE = '''
 import numpy as np
 import pandas as pd
 
-from gridtwin_lib.models.base import Dataset, GridModel, ModelSpec
+from gridtwin_lib.models.base import Baseline, Dataset, GridModel, ModelSpec
 from gridtwin_lib.models.registry import ModelEntry
 from gridtwin_lib.models.serving import ServingAdapter, columns_scorer
 
@@ -61,11 +61,11 @@ class ToyLevel(GridModel):
     def baseline(self):
         return ToyMean()
 
-    def score(self, y_true, y_pred, meta=None):
+    def evaluate(self, y_true, y_pred, meta=None):
         return _mae(y_true, y_pred)
 
 
-class ToyMean(GridModel):
+class ToyMean(Baseline):
     spec = SPEC
 
     def fit(self, X, y=None):
@@ -75,7 +75,7 @@ class ToyMean(GridModel):
     def predict(self, X):
         return pd.DataFrame({"v_level": np.full(len(X), self.mean_)}, index=X.index)
 
-    def score(self, y_true, y_pred, meta=None):
+    def evaluate(self, y_true, y_pred, meta=None):
         return _mae(y_true, y_pred)
 
 

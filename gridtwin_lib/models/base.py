@@ -6,10 +6,11 @@ contract that lets one piece of code train, judge, track and serve all 16 of the
 
 * ``spec`` (class attribute): id, module, algorithm, baseline name, primary metric
   and the units of what ``predict`` returns;
-* ``baseline()``: a *fresh, unfitted* estimator with the same ``fit``/``predict``
+* ``baseline()``: a *fresh, unfitted* :class:`Baseline` with the same ``fit``/``predict``
   interface, the named baseline of the model catalogue;
-* ``score(y_true, y_pred, meta)``: the catalogue's metrics of one set of
-  predictions; called with the model's and the baseline's predictions on exactly
+* ``evaluate(y_true, y_pred, meta=None)``: the catalogue's metrics of one set of
+  predictions (named so that scikit-learn's ``score(X, y)`` is not shadowed); called
+  with the model's and the baseline's predictions on exactly
   the same held-out rows (:func:`fit_and_evaluate` guarantees it);
 * ``figures(dataset, predictions)``: plotly figures of the evaluation.
 
@@ -47,7 +48,7 @@ class ModelSpec:
     algorithm: str  # e.g. "IsolationForest"
     baseline: str  # e.g. "EN 50160 rule |dV| > 10 % of nominal"
     target: str  # what is predicted, from which ground truth
-    primary_metric: str  # a key of score()'s result
+    primary_metric: str  # a key of evaluate()'s result
     greater_is_better: bool
     output_units: dict[str, str]
     secondary_metrics: tuple[str, ...] = ()
@@ -163,10 +164,25 @@ def better(a: float, b: float | None, greater_is_better: bool) -> bool:
 
 
 class GridModel(BaseEstimator):
-    """Base class: subclasses set ``spec`` and implement fit/predict/baseline/score.
+    """Base class of the GridTwin models: a scikit-learn estimator plus the catalogue's contract.
 
-    ``predict`` returns a NumPy array or a pandas DataFrame whose columns are the
-    keys of ``spec.output_units``.
+    Subclasses set ``spec`` and implement ``fit``, ``predict``, ``baseline`` and
+    ``evaluate``. ``predict`` returns a NumPy array or a pandas DataFrame whose columns
+    are the keys of ``spec.output_units``. The metric method is ``evaluate`` (not
+    ``score``), so scikit-learn's ``score(X, y)`` keeps its meaning where an estimator
+    defines it and ``cross_val_score`` never calls a metric with the wrong arguments.
+
+    Parameters
+    ----------
+    **params
+        Each model's own, in its ``__init__`` (scikit-learn convention: stored unchanged,
+        validated in ``fit``).
+
+    Attributes
+    ----------
+    spec : ModelSpec
+        Class attribute: id, module, algorithm, named baseline, primary metric and the
+        unit of each output.
     """
 
     spec: ClassVar[ModelSpec]
@@ -177,11 +193,27 @@ class GridModel(BaseEstimator):
     def predict(self, X):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def baseline(self):  # pragma: no cover - interface
-        """A fresh, unfitted estimator implementing the catalogue's baseline."""
+    def baseline(self) -> Baseline:  # pragma: no cover - interface
+        """A fresh, unfitted :class:`Baseline` implementing the catalogue's baseline."""
         raise NotImplementedError
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:  # pragma: no cover - interface
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:  # pragma: no cover - interface
+        """The catalogue's metrics of one set of predictions (the model's or its baseline's).
+
+        Parameters
+        ----------
+        y_true : array-like or DataFrame
+            Ground truth of the held-out rows (``Dataset.y_test``).
+        y_pred : array-like or DataFrame
+            ``predict``'s output on the same rows, from the model or its baseline.
+        meta : Any, optional
+            Per-row context (``Dataset.meta_test``): timestamps, device ids, event logs.
+
+        Returns
+        -------
+        dict of str to float
+            Metric name to value; holds ``spec.primary_metric``.
+        """
         raise NotImplementedError
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
@@ -192,12 +224,39 @@ class GridModel(BaseEstimator):
         """A few rows of ``X`` to store with the model (its signature is inferred from them)."""
         return X[:5] if not isinstance(X, pd.DataFrame) else X.head(5)
 
-    def evaluate(self, dataset: Dataset, baseline=None) -> Evaluation:
-        """Score this fitted model and a fitted baseline on ``dataset``'s test rows."""
-        return evaluate(self, dataset, baseline)
+
+class Baseline(BaseEstimator):
+    """A baseline: the simple rule or reference a practitioner tries before any model.
+
+    Persistence, a climatology, a fixed factor, a threshold rule of a standard, a
+    logistic regression on two columns: whatever a utility engineer would use without
+    the model. Each :class:`GridModel` names one (``baseline()``). A baseline has the
+    model's interface (``fit(X, y)``, ``predict(X)`` with the same output columns and
+    units), so :func:`fit_and_evaluate` fits both on the same training rows and judges
+    both with the model's ``evaluate`` on the same held-out rows. A rule that learns
+    nothing still implements ``fit`` (it checks the input and returns ``self``).
+
+    Parameters
+    ----------
+    **params
+        Each baseline's own, in its ``__init__`` (thresholds, lags; units in their names).
+
+    Attributes
+    ----------
+    spec : ModelSpec or None
+        Class attribute: the spec of the model the baseline is judged with, where set.
+    """
+
+    spec: ClassVar[ModelSpec | None] = None
+
+    def fit(self, X, y=None):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def predict(self, X):  # pragma: no cover - interface
+        raise NotImplementedError
 
 
-def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Any, Evaluation]:
+def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Baseline, Evaluation]:
     """Fit the model and its baseline on the training rows, score both on the test rows."""
     t0 = time.perf_counter()
     model.fit(dataset.X_train, dataset.y_train)
@@ -209,7 +268,7 @@ def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Any
     return model, bl, ev
 
 
-def evaluate(model: GridModel, dataset: Dataset, baseline) -> Evaluation:
+def evaluate(model: GridModel, dataset: Dataset, baseline: Baseline) -> Evaluation:
     """Predict the same test rows with model and baseline and score both the same way."""
     X = dataset.X_test
     rows = digest(X)
@@ -220,8 +279,8 @@ def evaluate(model: GridModel, dataset: Dataset, baseline) -> Evaluation:
     if _n_rows(y_model) != _n_rows(X) or _n_rows(y_base) != _n_rows(X):
         raise ValueError(f"{model.spec.model_id}: predictions do not cover the {_n_rows(X)} test rows "
                          f"(model {_n_rows(y_model)}, baseline {_n_rows(y_base)})")
-    metrics = model.score(dataset.y_test, y_model, dataset.meta_test)
-    base_metrics = model.score(dataset.y_test, y_base, dataset.meta_test)
+    metrics = model.evaluate(dataset.y_test, y_model, dataset.meta_test)
+    base_metrics = model.evaluate(dataset.y_test, y_base, dataset.meta_test)
     predictions = {"model": y_model, "baseline": y_base}
     ev = Evaluation(
         spec=model.spec,
@@ -233,7 +292,7 @@ def evaluate(model: GridModel, dataset: Dataset, baseline) -> Evaluation:
         timings_s={"predict_s": t1 - t0},
     )
     if model.spec.primary_metric not in ev.metrics:
-        raise ValueError(f"{model.spec.model_id}: score() did not return the primary metric "
+        raise ValueError(f"{model.spec.model_id}: evaluate() did not return the primary metric "
                          f"{model.spec.primary_metric!r}")
     ev.figures = model.figures(dataset, predictions)
     return ev

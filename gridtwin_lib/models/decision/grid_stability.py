@@ -6,7 +6,7 @@ m15 ``GridStability``
     a logistic meta-learner on the members' out-of-fold logits (chronological folds: members
     trained on folds < k predict fold k). ``stability_score = 100 (1 - p)``. Baseline
     :class:`Climatology` (training base rate). ``predict`` also returns each member's
-    probability so that ``score`` reports the members' ROC-AUC and Brier.
+    probability so that ``evaluate`` reports the members' ROC-AUC and Brier.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InputError
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec
 from ..serving import ServingAdapter, float_frame, prefixed
 
 # =========================================================================== m15
@@ -38,6 +38,30 @@ class GridStability(GridModel):
     Input: one row per minute of :func:`gridtwin_lib.features.compute` columns (the builder's
     ``X``, rows in chronological order for ``fit``). Output: ``p_disturbance_30min`` [1],
     ``stability_score`` = 100 (1 - p) and the members' probabilities ``p_member_*`` [1].
+
+    Parameters
+    ----------
+    n_folds : int
+        Chronological folds of the out-of-fold member predictions.
+    rf_trees, rf_min_leaf, rf_max_samples : int, int, float
+        RandomForest member.
+    xgb_trees, xgb_depth, xgb_learning_rate : int, int, float
+        XGBoost member.
+    logit_c : float
+        Inverse regularisation of the logistic member.
+    random_state, n_jobs : int
+        Seed and threads of the members.
+
+    Attributes
+    ----------
+    members_ : dict
+        The three members refitted on all training rows.
+    meta_ : LogisticRegression
+        Meta-learner on the members' out-of-fold logits.
+    columns_ : list of str
+        Feature columns seen in training.
+    base_rate_ : float
+        Training share of rows with a disturbance in the next 30 min (1).
     """
 
     spec = ModelSpec(
@@ -141,7 +165,7 @@ class GridStability(GridModel):
         state.pop("_flat_forests", None)  # derived from members_["rf"], rebuilt on first use
         return state
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """ROC-AUC and Brier of ``p_disturbance_30min`` (and of each member's probability when present).
 
         ``brier_skill`` = 1 - Brier / Brier of the test sample's climatology (its own base rate).
@@ -186,7 +210,7 @@ class GridStability(GridModel):
         return {"m15_roc": fig, "m15_stability_score": fig2}
 
 
-class Climatology(GridModel):
+class Climatology(Baseline):
     """Baseline: the training base rate for every row."""
 
     spec = GridStability.spec

@@ -28,7 +28,7 @@ m14 ``LoadBalancing`` (not fitted)
     the hours of the profile; losses ``sum_seg len (r_phase sum_p |I_p|^2 + r_neutral |I_n|^2)``
     [W], summed over hours -> kWh.
 
-    Evaluation (``score``): every held-out day is re-simulated with the *realised* hourly
+    Evaluation (``evaluate``): every held-out day is re-simulated with the *realised* hourly
     loads (y): ``regret`` = reduction of the brute-force best single move - reduction of the
     chosen move, in percentage points of VUF (lower is better; 0 = the best move was picked).
     Baseline :class:`LargestLoadHeuristic`: move the customer with the largest expected
@@ -46,7 +46,7 @@ from ...config import NOMINAL_VOLTAGE_V
 from ...errors import InputError
 from ...physics.unbalance import voltage_unbalance_factor_pct
 from ...units import HOURS_PER_DAY
-from ..base import AdviceEffects, Dataset, GridModel, ModelSpec
+from ..base import AdviceEffects, Baseline, Dataset, GridModel, ModelSpec
 
 PHASES = ("a", "b", "c")
 _ROT = np.exp(-2j * np.pi / 3 * np.arange(3))  # a: 0, b: -120 deg, c: +120 deg
@@ -186,6 +186,24 @@ class LoadBalancing(_FeederParams, GridModel):
     Input: rows of :func:`gridtwin_lib.datasets.decision.load_balancing` (customer ids, phase
     map, positions [m], expected hourly loads [kW]). Output: the top move (``customer``,
     ``from_phase``, ``to_phase``) and the VUF [%] before / expected after it.
+
+    Parameters
+    ----------
+    w_unbalance, w_losses, w_customers, w_cost : float
+        TOPSIS weights of the four criteria (sum 1).
+    pillar_size : int
+        Customers per cable pillar (customers affected by a move).
+    cost_fixed_eur, cost_per_m_eur : float
+        Switching cost [€] and its part per metre of cable [€/m].
+    u0_v : float
+        Feeder-head phase voltage [V].
+    r_phase_ohm_per_km, r_neutral_ohm_per_km : float
+        Phase and neutral conductor resistance [Ω/km].
+
+    Attributes
+    ----------
+    n_customers_ : int
+        Customer slots per decision row (nothing else is learned).
     """
 
     spec = ModelSpec(
@@ -237,7 +255,7 @@ class LoadBalancing(_FeederParams, GridModel):
         return LargestLoadHeuristic(u0_v=self.u0_v, r_phase_ohm_per_km=self.r_phase_ohm_per_km,
                                     r_neutral_ohm_per_km=self.r_neutral_ohm_per_km)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """Re-simulate every held-out day with its realised loads (``y_true``, kW per slot-hour).
 
         ``meta`` carries the rows' ids, phase map and positions. Regret and reductions are in
@@ -283,7 +301,7 @@ class LoadBalancing(_FeederParams, GridModel):
         return {"m14_realised_reduction": fig}
 
 
-class LargestLoadHeuristic(_FeederParams, GridModel):
+class LargestLoadHeuristic(_FeederParams, Baseline):
     """Baseline: move the largest expected load not on the lightest phase to the lightest phase."""
 
     spec = LoadBalancing.spec

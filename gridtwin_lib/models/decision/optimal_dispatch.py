@@ -25,7 +25,7 @@ from sklearn.svm import SVR
 
 from ...errors import InputError
 from ...physics.battery import HOURS, BatterySite, day_cost, resimulate, rule_dispatch, solve_day_lp
-from ..base import AdviceEffects, Dataset, GridModel, ModelSpec, input_matrix
+from ..base import AdviceEffects, Baseline, Dataset, GridModel, ModelSpec, input_matrix
 from ..energy.power_flow_optimization import PowerFlowOptimization
 
 # --------------------------------------------------------------------------- m16 optimal dispatch
@@ -87,6 +87,18 @@ class OptimalDispatch(_M16Params, GridModel):
     forecast: price x import - feed-in x export] and ``compute_time_s`` [s per row].
     ``m11_params``: the battery/tariff parameters of :class:`PowerFlowOptimization` (must match the
     dataset's). Pipeline: StandardScaler + SVR (RBF).
+
+    Parameters
+    ----------
+    C, epsilon, gamma : float, float [kW], str or float
+        Passed to :class:`sklearn.svm.SVR` (RBF kernel).
+    m11_params : dict or None
+        Battery and tariff parameters of the day-ahead LP it imitates (None: its defaults).
+
+    Attributes
+    ----------
+    svr_ : Pipeline
+        Standard scaling and the fitted SVR.
     """
 
     spec = ModelSpec(
@@ -125,7 +137,7 @@ class OptimalDispatch(_M16Params, GridModel):
     def baseline(self):
         return RuleSetpoint(m11_params=self.m11_params)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         if meta is None or not {"actual_load_kw", "actual_pv_kw", "price_per_kwh"} <= set(meta.columns):
             raise InputError("m16 score: meta must carry actual_load_kw, actual_pv_kw, price_per_kwh per row (whole days, hours 0..23)")
         n = len(meta)
@@ -171,7 +183,7 @@ class OptimalDispatch(_M16Params, GridModel):
         return {"dispatch_scatter": sc, "dispatch_by_hour": prof}
 
 
-class RuleSetpoint(_M16Params):
+class RuleSetpoint(_M16Params, Baseline):
     """Baseline: the day-ahead LP's :func:`rule_dispatch` for the coming hour on its forecast, from the row's SoC.
 
     The rule needs the day's peak price: the maximum of the 24 prices ahead (the same tariff day)."""

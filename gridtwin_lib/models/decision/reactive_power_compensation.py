@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from ...errors import InputError
 from ...physics.powerflow import CIGRE_SUBNETS, shared_feeder, voltage_violation_pu
 from .. import _keras
-from ..base import AdviceEffects, Dataset, GridModel, ModelSpec, input_matrix
+from ..base import AdviceEffects, Baseline, Dataset, GridModel, ModelSpec, input_matrix
 from ..energy.energy_loss import HEAD_FEATURES, feeder_head_rows, serve_feeder_head
 from ..serving import ServingAdapter
 
@@ -138,6 +137,28 @@ class ReactivePowerCompensation(GridModel):
     ``q_bounds_kvar``], ``expected_loss_reduction_kw`` [kW vs no compensation] and
     ``compute_time_s`` [s per row]. Inputs and targets are standardised; early stopping on the
     last ``validation_fraction`` of the training rows (chronological).
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers.
+    epochs, learning_rate : int, float
+        Adam training with early stopping on the validation slice.
+    validation_fraction : float
+        Last share of the training states held out.
+    q_bounds_kvar : tuple of float
+        Set-point range [kvar] the output is clipped to.
+    random_state : int
+        Seed of Keras.
+
+    Attributes
+    ----------
+    weights_ : list of ndarray
+        The network's weights (run with NumPy at predict time).
+    x_mean_, x_std_, y_mean_, y_std_ : ndarray
+        Input and output standardisation (kW, kvar, V).
+    n_epochs_ : int
+        Epochs actually trained.
     """
 
     spec = ModelSpec(
@@ -201,7 +222,7 @@ class ReactivePowerCompensation(GridModel):
     def baseline(self):
         return PowerFactorCorrection(q_bounds_kvar=self.q_bounds_kvar)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """Re-run the power flow at every predicted set-point (same states, memoised)."""
         if meta is None or not {"local_hour", "load_kw", "pv_kw"} <= set(meta.columns):
             raise InputError("m13 score: meta must carry local_hour, load_kw, pv_kw per row (the operating state)")
@@ -246,7 +267,7 @@ class ReactivePowerCompensation(GridModel):
         return {"setpoint_scatter": sc, "setpoint_timeseries": series}
 
 
-class PowerFactorCorrection(BaseEstimator):
+class PowerFactorCorrection(Baseline):
     """Baseline of m13: ``Q_c = P (tan φ1 - tan φ_target)`` at the feeder head, clipped to the bounds.
 
     P, Q = sums over the three transformers' measured P [kW], Q [kvar]; tan φ1 = Q/P; φ_target

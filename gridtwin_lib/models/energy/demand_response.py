@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from ...errors import InputError
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec
 from .power_flow_optimization import HOURS
 
 PROFILE_COLUMNS = tuple(f"h{h:02d}" for h in range(HOURS))
@@ -89,6 +88,26 @@ class DemandResponse(GridModel):
     ``predict`` returns per row: ``archetype``, its ``peak_share`` [1] and ``flexible_kwh``
     [kWh/day in the peak window, see :func:`_archetype_table`], and ``bootstrap_ari`` [1]: the
     mean ARI between ``n_bootstrap`` refits on resampled training days, labelling the rows given.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of archetypes.
+    peak_hours : tuple of int
+        Local hours [h] of the evening peak, start inclusive, end exclusive.
+    n_bootstrap : int
+        Bootstrap refits for the stability score.
+    n_init, random_state : int
+        Passed to :class:`sklearn.cluster.KMeans`.
+
+    Attributes
+    ----------
+    centers_ : ndarray
+        Cluster centres (normalised 24-h profiles, 1).
+    archetypes_ : DataFrame
+        One row per archetype ordered by peak share: mean profile [kW], peak share (1).
+    bootstrap_centers_ : list of ndarray
+        Centres of the bootstrap refits.
     """
 
     spec = ModelSpec(
@@ -145,7 +164,7 @@ class DemandResponse(GridModel):
     def baseline(self):
         return CalendarGrouping(peak_hours=self.peak_hours)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         arch = np.asarray(y_pred["archetype"] if isinstance(y_pred, pd.DataFrame) else y_pred).ravel()
         stab = float(np.nanmean(y_pred["bootstrap_ari"])) if isinstance(y_pred, pd.DataFrame) else float("nan")
         labelled = 0 if y_true is None else int(pd.Series(np.asarray(y_true, dtype=object).ravel()).notna().sum())
@@ -190,7 +209,7 @@ def _season(month: np.ndarray) -> np.ndarray:
     return (np.asarray(month, int) % 12) // 3
 
 
-class CalendarGrouping(BaseEstimator):
+class CalendarGrouping(Baseline):
     """Baseline of m12: group days by (weekday/weekend, season), ordered by the group's peak share.
 
     Needs ``weekday`` (0 = Monday) and ``month`` columns. Deterministic, so its bootstrap ARI is 1.

@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import polars as pl
-from sklearn.base import BaseEstimator
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, r2_score
 
 from ...errors import InputError
 from ...physics.powerflow import CIGRE_SUBNETS
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec
 from ..serving import Held, ServingAdapter, missing_input
 
 #: per-transformer feeder-head quantities the loss model reads (from features.compute)
@@ -85,6 +84,22 @@ class EnergyLoss(GridModel):
     ``i_mean_a`` [A], ``p_total_w`` [W], ``q_total_var`` [var], ``v_mean_v`` [V]. Output:
     ``losses_kw`` [kW]. ``regressors`` picks among ``i2`` (Σ phases I² [kA²]), ``p2``
     ([MW²]), ``q2`` ([Mvar²]), ``s2v2`` ((S/V)² [(MVA/kV)²]) and ``p_abs`` (|P| [MW]).
+
+    Parameters
+    ----------
+    regressors : tuple of {"i2", "p2", "q2", "s2v2", "p_abs"}
+        Per-transformer regressors (units in the text above).
+    fit_intercept : bool
+        Fit a constant loss [kW] (no-load losses).
+
+    Attributes
+    ----------
+    coef_ : ndarray
+        One coefficient per regressor in ``regressor_names_`` (for I²: an equivalent resistance [kW/kA²]).
+    intercept_kw_ : float
+        Constant loss [kW].
+    subnets_ : list of str
+        Transformer meters of the feeder head seen in training.
     """
 
     spec = ModelSpec(
@@ -142,7 +157,7 @@ class EnergyLoss(GridModel):
     def baseline(self):
         return FixedLossFactor()
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return _loss_score(y_true, y_pred)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +179,7 @@ class EnergyLoss(GridModel):
         return {"losses_scatter": scatter, "losses_timeseries": series}
 
 
-class FixedLossFactor(BaseEstimator):
+class FixedLossFactor(Baseline):
     """Baseline of m10: losses [kW] = k x power through the feeder head [kW] (Σ|P| of the transformers).
 
     ``k`` is the energy-weighted loss factor of the training period (Σ losses / Σ delivered),

@@ -25,7 +25,7 @@ the hourly mean load [kW] for hour h of the target day) and ``onestep_kw_h00`` .
 ``onestep_kw_h23`` (one-step-ahead forecast of the same hours [kW]; NaN where the
 needed ``obs`` values are missing).
 
-Metrics (:meth:`LoadForecast.score`): MASE of the day-ahead forecast, scaled by
+Metrics (:meth:`LoadForecast.evaluate`): MASE of the day-ahead forecast, scaled by
 the in-sample MAE of the seasonal-naive (same hour last week, 168 h) forecast on the
 training range (:func:`seasonal_naive_scale`); MAE and RMSE [kW]; one-step MAE and
 RMSE [kW]; lag-24 persistence MASE/MAE/RMSE as a reference. Hours whose target is
@@ -41,12 +41,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from ...errors import InputError
 from ...units import HOURS_PER_DAY
 from .._keras import from_bytes, import_keras, to_bytes
-from ..base import GridModel, ModelSpec
+from ..base import Baseline, GridModel, ModelSpec
 
 HOURS = HOURS_PER_DAY
 WEEK_H = 168
@@ -213,7 +212,7 @@ def _call(model, inputs: list[np.ndarray], batch: int = 8192) -> np.ndarray:
 # --------------------------------------------------------------------------- baseline
 
 
-class NaiveLoad(BaseEstimator):
+class NaiveLoad(Baseline):
     """Naive forecasts from the row's own lags (no fitting).
 
     Day-ahead hour h = the load ``lag_h`` hours earlier (``lag_h=168``: seasonal naive,
@@ -260,6 +259,34 @@ class LoadForecast(GridModel):
     ``seasonal_naive`` for reference), ``validation_mase_prophet_`` and
     ``validation_mase_lstm_`` (NaN when not a candidate), ``validation_range_`` (ISO),
     ``mase_scale_kw_``, ``load_scale_kw_`` (mean training load [kW], the normaliser).
+
+    Parameters
+    ----------
+    algorithm : {"auto", "prophet", "lstm"}
+        ``"auto"`` fits both and keeps the lower validation MASE.
+    validation_fraction : float
+        Last share of the training days used to choose and stop.
+    prophet_history_days : int
+        Training days [d] given to Prophet at most.
+    prophet_yearly : bool or None
+        Prophet's yearly seasonality (None: Prophet decides).
+    lstm_units, lstm_epochs, lstm_stride_h, lstm_batch_size, learning_rate : int, int, int, int, float
+        Day-ahead LSTM: width, epochs, stride between training windows [h], batch, Adam rate.
+    one_step : bool
+        Also fit the one-step-ahead (next hour) model.
+    onestep_units, onestep_epochs : int
+        Width and epochs of that model.
+    random_state : int
+        Seed of Keras and Prophet's sampling.
+
+    Attributes
+    ----------
+    algorithm_ : str
+        The algorithm kept.
+    validation_mase_ : dict of str to float
+        MASE per candidate (and ``seasonal_naive``) on the validation days.
+    load_scale_kw_, mase_scale_kw_ : float
+        Load scale [kW] of the networks' inputs; MASE denominator [kW].
     """
 
     spec = ModelSpec(
@@ -510,7 +537,7 @@ class LoadForecast(GridModel):
 
     # ------------------------------------------------------------------ score & figures
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """MASE / MAE / RMSE of the day-ahead forecast, one-step MAE / RMSE, lag-24 reference.
 
         ``meta`` (the builder's ``meta_test``) gives ``mase_scale_kw`` and the lag-24

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 
 from ...errors import InputError
 from ...physics.battery import HOURS, SCHEDULE_COLUMNS, BatterySite, day_cost, resimulate, rule_dispatch, solve_day_lp
-from ..base import Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec
 
 FORECAST_COLUMNS = ("load_kw", "pv_kw", "price_per_kwh")
 
@@ -100,6 +100,30 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
     sees the current hour; ``"setpoints"``: the battery set-points verbatim) and costed by
     :func:`day_cost`. The reference is the rule run in real time on the actual day (it needs no
     forecast); the perfect-foresight LP on the actual day is the upper bound.
+
+    Parameters
+    ----------
+    battery_kwh, battery_kw : float
+        Battery energy [kWh] and power [kW] ratings.
+    round_trip_efficiency : float
+        Round-trip efficiency (1).
+    soc_min_frac, soc_max_frac, soc_init_frac : float
+        State-of-charge bounds and start, as fractions of ``battery_kwh``.
+    import_limit_kw, export_limit_kw : float
+        Grid connection limits [kW].
+    feed_in_per_kwh : float
+        Feed-in tariff [€/kWh].
+    peak_charge_per_kw_day : float
+        Demand charge [€/kW per day] on the day's import peak.
+    terminal_value_per_kwh : float or None
+        Value [€/kWh] of the energy left at midnight (None: the day's cheapest price).
+    overload_penalty_per_kwh : float
+        Penalty [€/kWh] of import above the limit in the re-simulation.
+    execution : {"realtime", "setpoints"}
+        Re-simulate the plan with the real-time layer over it, or its set-points alone.
+
+    Nothing is learned (no fitted attributes): ``fit`` checks the site (:meth:`battery_site`);
+    ``predict`` solves the LP per day.
     """
 
     spec = ModelSpec(
@@ -164,7 +188,7 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
             "perfect_cost": day_cost(site, perfect["grid_import_kw"], perfect["soc_kwh"][:, -1], price),
         }
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """Cost saving vs the rule run in real time on the actual days (the rule needs no forecast),
         both re-simulated on the same actual days; the perfect-foresight LP is the upper bound."""
         if meta is None or "price_per_kwh" not in meta:
@@ -225,7 +249,7 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
         return {"cumulative_saving": daily, "example_day": day}
 
 
-class RuleDispatch(_DispatchParams):
+class RuleDispatch(_DispatchParams, Baseline):
     """Baseline of m11: :func:`rule_dispatch` applied to the rows it is given (the same forecast
     the LP sees), returning a schedule in the LP's format. Same parameters as the LP."""
 

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import polars as pl
-from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     average_precision_score,
@@ -30,7 +29,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..base import Dataset, GridModel, ModelSpec, input_matrix
+from ..base import Baseline, Dataset, GridModel, ModelSpec, input_matrix
 
 M05_INPUT_COLUMNS: tuple[str, ...] = (
     "age_years", "days_observed", "ageing_cum",
@@ -70,6 +69,31 @@ class EquipmentFailure(GridModel):
     Input: the daily rows of :func:`gridtwin_lib.datasets.maintenance.equipment_failure`
     (columns :data:`M05_INPUT_COLUMNS`: pu, degC, years, days). Output: ``p_fail_7d`` (1)
     and ``alarm`` (p at or above the threshold chosen on the validation slice).
+
+    Parameters
+    ----------
+    n_estimators, max_depth, learning_rate, subsample, colsample_bytree, min_child_weight, reg_lambda : \
+    int, int, float, float, float, float, float
+        Passed to :class:`xgboost.XGBClassifier`; ``n_estimators`` is the most boosting rounds.
+    validation_fraction : float
+        Last share of the training rows used for early stopping and the alarm threshold.
+    early_stopping_rounds : int
+        Rounds without improvement of ``eval_metric`` before stopping.
+    eval_metric : str
+        XGBoost's validation metric.
+    random_state : int
+        Seed of XGBoost.
+
+    Attributes
+    ----------
+    model_ : XGBClassifier
+        Refitted on all training rows with ``best_n_estimators_`` rounds.
+    threshold_ : float
+        Probability (1) at or above which ``alarm`` is set (best F1 on the validation slice).
+    validation_pr_auc_ : float
+        PR-AUC on the validation slice (NaN without positives there).
+    feature_importances_ : Series
+        Gain importance per input column.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(
@@ -136,14 +160,14 @@ class EquipmentFailure(GridModel):
     def baseline(self):
         return AgeLoadingLogistic(validation_fraction=self.validation_fraction)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return failure_scores(y_true, y_pred, meta)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return _m05_figures(dataset, predictions)
 
 
-class AgeLoadingLogistic(BaseEstimator):
+class AgeLoadingLogistic(Baseline):
     """m05 baseline: logistic regression on calendar age [years] and 30-day mean loading [pu]."""
 
     def __init__(self, validation_fraction: float = 0.25, C: float = 1.0):

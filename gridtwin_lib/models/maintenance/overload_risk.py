@@ -16,14 +16,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import polars as pl
-from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import f1_score, recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from ..base import Dataset, GridModel, ModelSpec, input_matrix
+from ..base import Baseline, Dataset, GridModel, ModelSpec, input_matrix
 
 M06_INPUT_COLUMNS: tuple[str, ...] = (
     "load_pu", "load_lag1", "load_lag2", "load_lag4", "load_mean_1h", "load_max_1h", "load_mean_4h",
@@ -50,6 +49,28 @@ class OverloadRisk(GridModel):
     ``p_lt80``, ``p_80_100``, ``p_gt100``. ``class_weight`` multiplies the probabilities before
     the arg-max (``"balanced"``: by inverse training frequency, which favours the rare overload
     class and the macro-F1).
+
+    Parameters
+    ----------
+    C, gamma : float, str or float
+        Passed to :class:`sklearn.svm.SVC` (RBF kernel).
+    max_train_rows : int
+        Training rows kept at most (stratified subsample).
+    class_weight : "balanced" or None
+        Multiplies the probabilities by inverse training frequency before the arg-max.
+    calibration_folds : int
+        Folds of the sigmoid calibration (:class:`sklearn.calibration.CalibratedClassifierCV`).
+    random_state : int
+        Seed of the subsample and the SVM.
+
+    Attributes
+    ----------
+    model_ : Pipeline
+        Standard scaling and the calibrated SVM.
+    classes_ : ndarray of int
+        Loading classes seen in training (0 < 80 %, 1 80-100 %, 2 > 100 % of rating).
+    class_factor_ : ndarray
+        Per-class probability factor of ``class_weight``.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(
@@ -105,14 +126,14 @@ class OverloadRisk(GridModel):
     def baseline(self):
         return PersistenceClass()
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return overload_scores(y_true, y_pred)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return _m06_figures(dataset, predictions)
 
 
-class PersistenceClass(BaseEstimator):
+class PersistenceClass(Baseline):
     """m06 baseline: the next hour's class is the class of the current measured loading ``load_pu``."""
 
     def fit(self, X, y=None):

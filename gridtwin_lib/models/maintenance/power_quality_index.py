@@ -19,7 +19,7 @@ import polars as pl
 from ...errors import InputError
 from ...physics.pq import PQ_LIMITS, PQ_QUANTITIES, SUBSCORES, WINDOW_S, pq_index, pq_window_table, subscores  # noqa: F401 (re-exported)
 from .._keras import from_bytes, import_keras, to_bytes
-from ..base import GridModel, ModelSpec, input_matrix
+from ..base import Baseline, GridModel, ModelSpec, input_matrix
 from ..serving import Held, ServingAdapter, missing_input, prefixed
 
 # --------------------------------------------------------------------------- m07
@@ -39,7 +39,7 @@ def _pq_out(y: np.ndarray, index=None) -> pd.DataFrame:
     return pd.DataFrame({"pq_index_next": np.clip(np.asarray(y, float).ravel(), 0.0, 100.0)}, index=index)
 
 
-class PersistencePQ(GridModel):
+class PersistencePQ(Baseline):
     """Baseline of m07: the next window's index equals the current window's index."""
 
     spec = None  # set below (same spec as the model)
@@ -59,6 +59,28 @@ class PowerQualityIndex(GridModel):
     The network predicts the change from the current index (residual on persistence), on
     standardised inputs, trained with MAE loss; the last ``validation_fraction`` of the
     training rows (chronological) drives early stopping. Output clipped to [0, 100].
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers.
+    epochs, batch_size, learning_rate, patience : int, int, float, int
+        Adam training (MAE loss) with early stopping on the validation slice.
+    validation_fraction : float
+        Last share of the training rows held out for early stopping.
+    l2 : float
+        L2 weight penalty.
+    random_state : int
+        Seed of Keras.
+
+    Attributes
+    ----------
+    net_ : keras.Model
+        The fitted network (predicts the change of the PQ index [index points]).
+    mean_, scale_ : ndarray
+        Input standardisation of the training rows.
+    epochs_run_ : int
+        Epochs actually trained.
     """
 
     spec = ModelSpec(
@@ -124,7 +146,7 @@ class PowerQualityIndex(GridModel):
     def baseline(self):
         return PersistencePQ()
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         y = np.asarray(y_true, float).ravel()
         p = (y_pred["pq_index_next"] if isinstance(y_pred, pd.DataFrame) else pd.Series(np.ravel(y_pred))).to_numpy(float)
         err = p - y

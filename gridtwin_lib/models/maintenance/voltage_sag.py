@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from ...errors import InputError
 from .._trees import forest_proba
-from ..base import GridModel, ModelSpec, input_matrix
+from ..base import Baseline, GridModel, ModelSpec, input_matrix
 from ..serving import ServingAdapter, columns_scorer
 
 M08_HORIZON_S = 900
@@ -45,7 +45,7 @@ def _prob_out(p: np.ndarray, index=None) -> pd.DataFrame:
     return pd.DataFrame({"p_sag_15m": np.asarray(p, float).ravel()}, index=index)
 
 
-class HourlySagRate(GridModel):
+class HourlySagRate(Baseline):
     """Baseline of m08: the training rate of 'a sag starts within 15 min' per local hour of day."""
 
     spec = None  # set below
@@ -69,7 +69,21 @@ class HourlySagRate(GridModel):
 
 
 class VoltageSag(GridModel):
-    """m08: RandomForest probability that a sag below 0.9 pu starts within the next 15 min."""
+    """m08: RandomForest probability that a sag below 0.9 pu starts within the next 15 min.
+
+    Parameters
+    ----------
+    n_estimators, max_depth, min_samples_leaf, max_features, max_samples, n_jobs, random_state : \
+    int, int or None, int, float or str, float or None, int, int
+        Passed to :class:`sklearn.ensemble.RandomForestClassifier`.
+
+    Attributes
+    ----------
+    forest_ : RandomForestClassifier
+        Fitted on the 43 input columns (V, %, A, kW, flags, hour).
+    n_features_in_ : int
+        Input width (43).
+    """
 
     spec = ModelSpec(
         model_id="m08_voltage_sag", module="maintenance", algorithm="RandomForest",
@@ -118,7 +132,7 @@ class VoltageSag(GridModel):
     def baseline(self):
         return HourlySagRate()
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """PR-AUC (average precision), ROC-AUC, Brier and Brier skill vs the constant test base rate."""
         y = np.asarray(y_true, int).ravel()
         p = (y_pred["p_sag_15m"] if isinstance(y_pred, pd.DataFrame) else pd.Series(np.ravel(y_pred))).to_numpy(float)

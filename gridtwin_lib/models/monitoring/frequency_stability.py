@@ -34,7 +34,7 @@ from sklearn.metrics import average_precision_score
 from ...config import NOMINAL_FREQUENCY_HZ
 from ...errors import InputError
 from .._keras import from_bytes, import_keras, to_bytes
-from ..base import GridModel, ModelSpec, input_matrix
+from ..base import Baseline, GridModel, ModelSpec, input_matrix
 from ..serving import ServingAdapter, missing_input, prefixed
 
 HISTORY = 100  # [s] readings per input row
@@ -94,6 +94,34 @@ class FrequencyStability(GridModel):
 
     ``fit`` holds out the last ``validation_fraction`` of the training rows (rows must be
     in time order, as the dataset builder gives them) for early stopping.
+
+    Parameters
+    ----------
+    units, dense_units : int
+        LSTM and dense layer widths.
+    block_s : int
+        Readings [s] per LSTM step (the 100-s history becomes 100/block_s steps).
+    epochs, batch_size, learning_rate, patience : int, int, float, int
+        Adam training with early stopping on the validation slice.
+    validation_fraction : float
+        Last share of the training rows held out for early stopping.
+    excursion_weight : float
+        Weight of the excursion head's loss against the forecast's.
+    threads : int
+        TensorFlow threads.
+    random_state : int
+        Seed of Keras.
+    verbose : int
+        Keras verbosity.
+
+    Attributes
+    ----------
+    model_ : keras.Model
+        The fitted network (frozen AR path, LSTM correction, excursion head).
+    n_epochs_ : int
+        Epochs actually trained.
+    history_ : dict
+        Training and validation losses per epoch.
     """
 
     spec = ModelSpec(
@@ -220,7 +248,7 @@ class FrequencyStability(GridModel):
     def baseline(self) -> PersistenceAndAR:
         return PersistenceAndAR()
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return score_frequency(y_true, y_pred, meta)
 
     def figures(self, dataset, predictions: dict[str, Any]) -> dict[str, Any]:
@@ -323,7 +351,7 @@ class _NumpyNet:
 # --------------------------------------------------------------------------- baselines
 
 
-class LinearAR:
+class LinearAR(Baseline):
     """Linear AR on lags: f_t+h - f_t regressed (least squares) on f_t - 50 and f_t - f_t-k, k < p.
 
     The lag count p is chosen from ``lag_choices`` on the last ``validation_fraction`` of
@@ -380,7 +408,7 @@ class LinearAR:
         return frame
 
 
-class Persistence:
+class Persistence(Baseline):
     """f_t+h = f_t for every h; p_excursion = 1 if f_t is already outside the band, else 0."""
 
     def fit(self, X, y=None):
@@ -397,12 +425,12 @@ class Persistence:
         return frame
 
 
-class PersistenceAndAR:
+class PersistenceAndAR(Baseline):
     """The catalogue's two baselines in one estimator.
 
     ``predict`` returns persistence in the model's columns (the reference of the primary
     skill) and the linear AR forecast in extra columns ``ar_f_t+1`` .. ``ar_p_excursion``,
-    so one call of the model's ``score`` reports both (AR's metrics prefixed ``ar_``).
+    so one call of the model's ``evaluate`` reports both (AR's metrics prefixed ``ar_``).
     """
 
     def __init__(self, lag_choices: tuple[int, ...] = (2, 5, 10, 20, 50, 100)):

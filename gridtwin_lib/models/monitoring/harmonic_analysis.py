@@ -32,7 +32,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from ...config import NOMINAL_VOLTAGE_V
 from ...errors import InputError
 from .._trees import forest_proba
-from ..base import GridModel, ModelSpec, input_matrix
+from ..base import Baseline, GridModel, ModelSpec, input_matrix
 
 V_NOMINAL = NOMINAL_VOLTAGE_V  # [V] RMS, phase to neutral
 SAMPLES_PER_CYCLE = 64
@@ -227,6 +227,22 @@ class HarmonicAnalysis(GridModel):
     ``predict(X)`` returns a DataFrame with ``label`` (one of :data:`CLASSES`) and
     ``thd_pct`` [% of fundamental, h2..h15, from the FFT]; ``spectrum(X)`` the full
     h2..h15 spectrum. ``y`` for ``fit``: the class labels (Series/array of str).
+
+    Parameters
+    ----------
+    n_estimators, max_features, min_samples_leaf, class_weight : int, str or float, int, str or None
+        Passed to :class:`sklearn.ensemble.RandomForestClassifier`.
+    n_jobs : int
+        Threads of the forest.
+    random_state : int
+        Seed of the forest.
+
+    Attributes
+    ----------
+    forest_ : RandomForestClassifier
+        Fitted on the FFT features ``feature_names_`` (THD [%], h2..h15 [% of fundamental], RMS [pu]).
+    classes_ : ndarray of str
+        The IEEE 1159 classes seen in training.
     """
 
     spec = ModelSpec(
@@ -298,14 +314,14 @@ class HarmonicAnalysis(GridModel):
         state.pop("_flat_forests", None)  # derived from forest_, rebuilt on first use
         return state
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return score_classes(y_true, y_pred, meta)
 
     def figures(self, dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return pq_figures(dataset, predictions)
 
 
-class RmsThdRules:
+class RmsThdRules(Baseline):
     """Baseline: IEEE 1159 threshold rules on the sliding one-cycle RMS and the THD.
 
     interruption if min RMS < 0.1 pu; sag if < 0.9 pu; swell if max RMS > 1.1 pu (either

@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import ClassifierMixin
 from sklearn.metrics import confusion_matrix
 from sklearn.tree import DecisionTreeClassifier, export_text
 
-from ..base import Dataset, GridModel, ModelSpec, feature_array, feature_frame
+from ..base import Baseline, Dataset, GridModel, ModelSpec, feature_array, feature_frame
 from ..serving import ServingAdapter, columns_scorer
 
 # --------------------------------------------------------------------------- m04
@@ -73,13 +73,29 @@ def _m04_design(X: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(_m04_design_array(A), columns=list(M04_DESIGN_COLUMNS), index=index)
 
 
-class PhaseImbalance(GridModel):
+class PhaseImbalance(ClassifierMixin, GridModel):
     """m04: cause of voltage unbalance per reading, a DecisionTree of depth <= 6.
 
     Input: the ``features.compute`` frame (columns :data:`M04_INPUT_COLUMNS`; V, A, W, %).
     Output: ``cause`` (one of :data:`UNBALANCE_CLASSES`). Why a shallow tree: its rules
     (:attr:`rules_`, ``sklearn.tree.export_text``) can be read and checked by an engineer,
     e.g. "phase c below 60 % of the phase mean -> open conductor".
+
+    Parameters
+    ----------
+    max_depth : int
+        Depth of the tree, 1..6 (readable rules).
+    min_samples_leaf, class_weight, random_state : int, str or None, int
+        Passed to :class:`sklearn.tree.DecisionTreeClassifier`.
+
+    Attributes
+    ----------
+    tree_ : DecisionTreeClassifier
+        Fitted on the design columns ``feature_names_`` (%, pu, kW).
+    classes_ : ndarray of str
+        The unbalance causes seen in training.
+    fill_ : Series
+        Training median per design column, used for NaN/inf inputs.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(
@@ -167,14 +183,14 @@ class PhaseImbalance(GridModel):
     def input_example(self, X):
         return feature_frame(X, self.input_columns).loc[:, list(self.input_columns)].head(5)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return cause_scores(y_true, y_pred)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return _m04_figures(self, dataset, predictions)
 
 
-class UnbalanceSeverityRule(BaseEstimator):
+class UnbalanceSeverityRule(Baseline):
     """Baseline of m04: severity bands of the voltage unbalance ratio, each mapped to the
     most frequent cause of the training rows in that band.
 

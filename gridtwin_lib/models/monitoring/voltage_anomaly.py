@@ -51,12 +51,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.ensemble import IsolationForest
 
 from ...config import NOMINAL_VOLTAGE_V
 from .._trees import FlatTrees
-from ..base import Dataset, GridModel, ModelSpec, feature_array, feature_frame
+from ..base import Baseline, Dataset, GridModel, ModelSpec, feature_array, feature_frame
 from ..serving import ServingAdapter, columns_scorer
 
 V_NOMINAL_V = NOMINAL_VOLTAGE_V  # [V] the feature catalogue's default site nominal (EN 50160 reference)
@@ -196,6 +195,26 @@ class VoltageAnomaly(GridModel):
     scores). Why an IsolationForest: no labels are needed, and it isolates readings that
     are extreme in *any* channel (current jumps, frequency, THD, unbalance), where the
     EN 50160 rule only looks at the voltage magnitude.
+
+    Parameters
+    ----------
+    n_estimators, max_samples, max_features : int, int or float, float
+        Passed to :class:`sklearn.ensemble.IsolationForest`.
+    contamination : float
+        Share of training readings flagged (0-0.5); sets ``threshold_``.
+    max_train_rows : int
+        Training readings kept at most (random subsample).
+    random_state : int
+        Seed of the subsample and the forest.
+
+    Attributes
+    ----------
+    forest_ : IsolationForest
+        The fitted forest on the design columns ``feature_names_``.
+    fill_ : ndarray
+        Training median per design column, used for NaN/inf inputs.
+    threshold_ : float
+        Anomaly score (1) above which ``is_anomaly`` is set.
     """
 
     spec: ClassVar[ModelSpec] = ModelSpec(
@@ -267,14 +286,14 @@ class VoltageAnomaly(GridModel):
     def input_example(self, X):
         return feature_frame(X, self.input_columns).loc[:, list(self.input_columns)].head(5)
 
-    def score(self, y_true, y_pred, meta=None) -> dict[str, float]:
+    def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         return event_scores(y_true, y_pred, meta)
 
     def figures(self, dataset: Dataset, predictions: dict[str, Any]) -> dict[str, Any]:
         return _m01_figures(dataset, predictions)
 
 
-class EN50160VoltageRule(BaseEstimator):
+class EN50160VoltageRule(Baseline):
     """Baseline of m01: a reading is anomalous when some phase deviates > 10 % from nominal.
 
     Input: the feature frame (``v_max_abs_dev_pct`` [%]); output like :class:`VoltageAnomaly`:

@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 
-from gridtwin_lib.models.base import Dataset, GridModel, ModelSpec
+from gridtwin_lib.models.base import Baseline, Dataset, GridModel, ModelSpec
 
 
-class Zero(GridModel):
+class Zero(Baseline):
     def fit(self, X, y=None):
         return self
 
@@ -29,7 +29,7 @@ class Toy(GridModel):
     def baseline(self):
         return Zero()
 
-    def score(self, y, p, meta=None):
+    def evaluate(self, y, p, meta=None):
         return {"mae": float(np.mean(np.abs(y - p)))}
 
 
