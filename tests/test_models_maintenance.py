@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.maintenance import equipment_failure as dsm_ef
 from gridtwin_lib.datasets.maintenance import overload_risk as dsm_or
@@ -33,7 +34,6 @@ from gridtwin_lib.models.maintenance.overload_risk import (
 )
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
-from ladder import ladder_scores, strongest
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.common import source_span
 from gridtwin_lib.datasets.maintenance import power_quality_index as dsm_pqi
@@ -32,7 +33,6 @@ from gridtwin_lib.models.maintenance.voltage_sag import (
 )
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
-from ladder import ladder_scores, strongest
 
 T0 = pd.Timestamp("2025-01-06 00:00:00", tz="UTC")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib import features
 from gridtwin_lib.datasets import common as D_c
@@ -20,7 +21,6 @@ from gridtwin_lib.models.monitoring import phase_imbalance as M_pi
 from gridtwin_lib.models.monitoring import voltage_anomaly as M_va
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
-from ladder import ladder_scores, strongest
 
 # --------------------------------------------------------------------------- fixtures
 

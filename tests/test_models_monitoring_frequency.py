@@ -8,6 +8,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.monitoring import frequency_stability as dsm_fs
 from gridtwin_lib.errors import InputError
@@ -25,7 +26,6 @@ from gridtwin_lib.models.monitoring.frequency_stability import (
 )
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
-from ladder import ladder_scores, strongest
 
 SOURCE = dsm_fs.FREQ_SOURCES[0]
 

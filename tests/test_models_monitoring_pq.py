@@ -8,6 +8,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm_ha
 from gridtwin_lib.errors import InputError
@@ -25,7 +26,6 @@ from gridtwin_lib.models.monitoring.harmonic_analysis import (
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.simulate.waveforms import generate_windows
 from gridtwin_lib.store import Store
-from ladder import ladder_scores, strongest
 
 A = 230.0 * math.sqrt(2.0)
 T = np.arange(640) / 3200.0
