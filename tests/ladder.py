@@ -8,6 +8,8 @@ into a test module: ``from ladder import ladder_scores``.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import GridModel, better
 
@@ -20,8 +22,15 @@ def ladder_scores(model: GridModel, dataset, *, fit_model: bool = True) -> tuple
         model.fit(dataset.X_train, dataset.y_train)
     scores = {}
     for cls in entry.baseline_classes():
+        assert isinstance(getattr(cls, "name", None), str) and cls.name, f"{cls.__name__} has no human name"
         baseline = cls().fit(dataset.X_train, dataset.y_train)
-        scores[cls.__name__] = model.evaluate(dataset.y_test, baseline.predict(dataset.X_test), dataset.meta_test)[key]
+        batch = baseline.predict(dataset.X_test)
+        # what the engine does when the baseline serves: one reading at a time, same columns as the model
+        one = baseline.predict(dataset.X_test.iloc[[len(batch) // 2]])
+        assert list(one.columns) == list(batch.columns) and set(model.spec.output_units) <= set(batch.columns), cls.__name__
+        pd.testing.assert_frame_equal(one.reset_index(drop=True), batch.iloc[[len(batch) // 2]].reset_index(drop=True),
+                                      check_exact=False, rtol=1e-12, obj=cls.__name__)  # BLAS may differ by an ulp
+        scores[cls.__name__] = model.evaluate(dataset.y_test, batch, dataset.meta_test)[key]
     return model.evaluate(dataset.y_test, model.predict(dataset.X_test), dataset.meta_test)[key], scores
 
 
