@@ -255,17 +255,17 @@ def test_m08_fit_evaluate_same_rows_units_and_pickle(m08_fitted, m08_data):
     assert 1 <= len(ev.figures) <= 3
 
 
-def test_m07_ladder_persistence_beats_the_mlp_on_small_data(m07_fitted, m07_data):
+def test_m07_ladder_the_mlp_loses_to_its_strongest_baseline_on_small_data(m07_fitted, m07_data):
     """Honest finding on this small data (291 training windows, seeded): the MLP's forecast of the next
-    window's index is worse than plain persistence, and so are the smoothed persistence and the linear
-    (Huber) regression on the same inputs; the gate serves persistence. If the MLP ever comes within
-    20 % of persistence's MAE, this test fails on purpose: turn it round."""
+    window's index is worse than plain persistence, the smoothed persistence and the linear (Huber)
+    regression on the same inputs; the gate serves the strongest of them. If the MLP ever comes within
+    20 % of the strongest baseline's MAE, this test fails on purpose: turn it round."""
     model = m07_fitted[0]
     mae, scores = ladder_scores(model, m07_data, fit_model=False)
     print(f"\nm07 mae [index points]: model {mae:.3f}; ladder {scores}")
     assert list(scores) == ["PersistencePQ", "RecentMeanPQ", "LinearPQ"]
-    assert strongest(model, scores)[0] == "PersistencePQ"
-    assert mae > 1.2 * scores["PersistencePQ"], (mae, scores)
+    # which baseline is strongest varies with the seed (persistence here, the Huber regression on another)
+    assert mae > 1.2 * strongest(model, scores)[1], (mae, scores)
 
 
 def test_m08_beats_the_strongest_baseline_of_its_ladder(m08_fitted, m08_data):
