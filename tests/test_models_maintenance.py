@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.maintenance import equipment_failure as dsm_ef
 from gridtwin_lib.datasets.maintenance import overload_risk as dsm_or
@@ -25,8 +26,10 @@ from gridtwin_lib.models.maintenance.equipment_failure import (
 )
 from gridtwin_lib.models.maintenance.overload_risk import (
     M06_INPUT_COLUMNS,
+    LoadTrendRule,
     OverloadRisk,
     PersistenceClass,
+    YesterdayPeakRule,
     loading_class,
 )
 from gridtwin_lib.simulate import run_scenario
@@ -59,6 +62,16 @@ def m05_fitted(m05_data):
 @pytest.fixture(scope="module")
 def m06_fitted(m06_data):
     return fit_and_evaluate(OverloadRisk(max_train_rows=1500, random_state=1), m06_data)
+
+
+@pytest.fixture(scope="module")
+def ladder_store(tmp_path_factory) -> Store:
+    """Larger fleets than the smoke runs, for the ladder tests: m05 200 days x 60 transformers (about
+    ten test failures), m06 30 days x 20 transformers at 15 min (about 5,000 test rows)."""
+    store = Store(tmp_path_factory.mktemp("m05m06_ladder") / "store")
+    for run in [*dsm_ef._m05_runs("200d", 60), *dsm_or._m06_runs("30d", 20)]:
+        run_scenario(**run, store=store, progress=False)
+    return store
 
 
 def _grouped_and_chronological(ds):
@@ -105,8 +118,7 @@ def test_m05_fit_evaluate_same_rows_and_units(m05_data, m05_fitted):
     assert pred["p_fail_7d"].between(0, 1).all() and pred["alarm"].dtype == bool
     for metrics in (ev.metrics, ev.baseline_metrics):
         assert {"pr_auc", "brier", "median_lead_days", "failures_alarmed"} <= set(metrics)
-        assert 0 <= metrics["pr_auc"] <= 1 and 0 <= metrics["brier"] <= 1
-    assert isinstance(base, AgeLoadingLogistic) and 0 < model.threshold_ < 1
+    assert isinstance(base, AgeLoadingLogistic)
     assert 1 <= len(model.figures(m05_data, ev.predictions)) <= 3
 
 
@@ -171,13 +183,52 @@ def test_m06_fit_evaluate_baseline_and_round_trip(m06_data, m06_fitted):
     bl = PersistenceClass().fit(m06_data.X_test).predict(m06_data.X_test)
     np.testing.assert_array_equal(bl["load_class"], loading_class(m06_data.X_test["load_pu"]))
     assert ev.baseline_metrics["macro_f1"] == pytest.approx(model.evaluate(m06_data.y_test, bl)["macro_f1"])
-    assert ev.metrics["macro_f1"] > 0.5
     again = cloudpickle.loads(cloudpickle.dumps(model))
     X = m06_data.X_test.head(40)
     pd.testing.assert_frame_equal(model.predict(X), again.predict(X))
     assert len(model.figures(m06_data, ev.predictions)) >= 1
     with pytest.raises(InputError):
         model.predict(X.iloc[:, :5].to_numpy())
+
+
+def test_m05_ladder_xgboost_does_not_beat_its_strongest_logistic_baseline(ladder_store):
+    """Honest finding, stable over the eight splits we tried (three fleet sizes, three asset draws): the
+    XGBoost never beats the strongest of its logistic baselines (age and loading; estimated equivalent
+    age; all 27 inputs) on PR-AUC; which baseline is strongest varies with the split. The gate then
+    serves that baseline. If XGBoost ever beats all three here, this test fails on purpose: turn it round."""
+    ds = dsm_ef.equipment_failure(ladder_store)
+    assert ds.meta_test["failures"].shape[0] >= 8  # failures in the test range, not one
+    model = EquipmentFailure(n_estimators=150, random_state=1)
+    pr_auc, scores = ladder_scores(model, ds)
+    print(f"\nm05 pr_auc (base rate {ds.y_test.mean():.3f}): model {pr_auc:.3f}; ladder {scores}")
+    assert list(scores) == ["AgeLoadingLogistic", "EquivalentAgeLogistic", "AllInputsLogistic"]
+    assert strongest(model, scores)[1] >= pr_auc, (pr_auc, scores)
+
+
+def test_m06_ladder_svm_beats_the_rules_not_the_logistic_regression(ladder_store):
+    """The SVM must beat every rule of its ladder (persistence of the class, the load trend carried one
+    hour ahead, the same hour yesterday) by 0.04 macro-F1 on held-out assets and hours. Honest finding:
+    a multinomial logistic regression on the same 14 inputs is as good or better (ahead by 0.03 on this
+    split, behind by 0.02 on another), so the SVM's edge over it is not established; the test checks
+    that the SVM is not ahead of it by more than 0.02."""
+    ds = dsm_or.overload_risk(ladder_store)
+    model = OverloadRisk(max_train_rows=3000, random_state=1)
+    f1, scores = ladder_scores(model, ds)
+    print(f"\nm06 macro_f1: model {f1:.3f}; ladder {scores}")
+    assert list(scores) == ["PersistenceClass", "LoadTrendRule", "YesterdayPeakRule", "InputLogistic"]
+    rules = {k: v for k, v in scores.items() if k != "InputLogistic"}
+    assert f1 > max(rules.values()) + 0.04, (f1, scores)
+    assert scores["LoadTrendRule"] > scores["PersistenceClass"]  # the trend carries information persistence lacks
+    assert f1 < scores["InputLogistic"] + 0.02, (f1, scores)
+
+
+def test_m06_rules_by_hand():
+    X = pd.DataFrame(np.zeros((3, len(M06_INPUT_COLUMNS))), columns=list(M06_INPUT_COLUMNS))
+    X["load_pu"] = [0.7, 0.9, 0.75]
+    X["load_lag4"] = [0.7, 0.7, 0.6]       # rising by 0.2 and 0.15 pu in the last hour
+    X["load_max_next1h_yday"] = [1.05, 0.5, 0.5]
+    assert LoadTrendRule().fit(X).predict(X)["load_class"].tolist() == [0, 2, 1]
+    assert YesterdayPeakRule().fit(X).predict(X)["load_class"].tolist() == [2, 1, 0]
 
 
 def test_input_errors_on_missing_source_and_window(tmp_path, store):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.common import source_span
 from gridtwin_lib.datasets.maintenance import power_quality_index as dsm_pqi
@@ -224,7 +225,7 @@ def test_m07_fit_evaluate_same_rows_units_and_pickle(m07_fitted, m07_data):
     model, bl, ev = m07_fitted
     assert isinstance(bl, PersistencePQ)
     assert ev.n_test == m07_data.n_test and ev.test_rows_digest == digest(m07_data.X_test)
-    assert set(ev.metrics) >= {"mae", "rmse", "bias"} and ev.metrics["mae"] >= 0
+    assert set(ev.metrics) >= {"mae", "rmse", "bias"}
     pred = model.predict(m07_data.X_test)
     assert list(pred.columns) == list(model.spec.output_units) and pred["pq_index_next"].between(0, 100).all()
     # persistence predicts the current index exactly
@@ -252,6 +253,31 @@ def test_m08_fit_evaluate_same_rows_units_and_pickle(m08_fitted, m08_data):
     again = cloudpickle.loads(cloudpickle.dumps(model))
     np.testing.assert_array_equal(again.predict(m08_data.X_test).to_numpy(), pred.to_numpy())
     assert 1 <= len(ev.figures) <= 3
+
+
+def test_m07_ladder_the_mlp_loses_to_its_strongest_baseline_on_small_data(m07_fitted, m07_data):
+    """Honest finding on this small data (291 training windows, seeded): the MLP's forecast of the next
+    window's index is worse than plain persistence, the smoothed persistence and the linear (Huber)
+    regression on the same inputs; the gate serves the strongest of them. If the MLP ever comes within
+    20 % of the strongest baseline's MAE, this test fails on purpose: turn it round."""
+    model = m07_fitted[0]
+    mae, scores = ladder_scores(model, m07_data, fit_model=False)
+    print(f"\nm07 mae [index points]: model {mae:.3f}; ladder {scores}")
+    assert list(scores) == ["PersistencePQ", "RecentMeanPQ", "LinearPQ"]
+    # which baseline is strongest varies with the seed (persistence here, the Huber regression on another)
+    assert mae > 1.2 * strongest(model, scores)[1], (mae, scores)
+
+
+def test_m08_beats_the_strongest_baseline_of_its_ladder(m08_fitted, m08_data):
+    """The forest must beat the hour-of-day rate, the recency of the last voltage events and a logistic
+    regression on all its inputs by 0.05 PR-AUC on the held-out range."""
+    model = m08_fitted[0]
+    pr_auc, scores = ladder_scores(model, m08_data, fit_model=False)
+    print(f"\nm08 pr_auc: model {pr_auc:.3f}; ladder {scores}")
+    assert list(scores) == ["HourlySagRate", "RecentEventsLogistic", "DesignLogistic"]
+    assert pr_auc > strongest(model, scores)[1] + 0.05, (pr_auc, scores)
+    # recency is a real signal: sags cluster, so it beats the hour-of-day rate
+    assert scores["RecentEventsLogistic"] > scores["HourlySagRate"] + 0.1
 
 
 def test_m08_score_is_right_on_known_predictions():

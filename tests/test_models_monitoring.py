@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib import features
 from gridtwin_lib.datasets import common as D_c
@@ -75,11 +76,44 @@ def test_m01_model_and_baseline_are_scored_on_the_same_rows(m01_data):
     assert ev.test_rows_digest == digest(m01_data.X_test)
     for metrics in (ev.metrics, ev.baseline_metrics):
         assert {"event_f1", "event_pr_auc", "median_delay_s", "event_recall"} <= set(metrics)
-        assert 0 <= metrics["event_f1"] <= 1
     assert ev.metrics["n_target_events"] == ev.baseline_metrics["n_target_events"] > 0
-    # the rule-defined intervals are the baseline's own crossings: it finds all of them
-    assert ev.baseline_metrics["recall_rule_defined"] == 1.0
     assert set(ev.figures) == {"pr_curve", "recall_by_event_type", "timeline"}
+
+
+def test_m01_is_judged_on_injected_drivers_only(m01_data):
+    events = m01_data.meta_test["events"]
+    targets = events[events["role"] == "target"]
+    assert len(targets) >= 10 and set(targets["type"]) <= set(M_va.DRIVER_EVENT_TYPES)
+    # threshold crossings of the input channels are no targets: their windows are left out of precision
+    crossings = events[events["type"].isin(M_va.OTHER_DISTURBANCE_TYPES)]
+    assert (crossings["role"] != "target").all()
+
+
+def test_m01_beats_the_strongest_rule_of_its_ladder(m01_data):
+    """The forest must beat every rule of the ladder (EN 50160 voltage and multi-channel limits, current
+    step, their union, robust z-scores) on the drivers of the held-out range by 0.15 event-F1."""
+    model = M_va.VoltageAnomaly(n_estimators=30, random_state=3)
+    f1, scores = ladder_scores(model, m01_data)
+    assert list(scores)[0] == "EN50160VoltageRule" and len(scores) == 5
+    name, best = strongest(model, scores)
+    print(f"\nm01 event_f1: model {f1:.3f}; ladder {scores}")
+    assert f1 > best + 0.15, (f1, scores)
+    # the multi-channel rule sees more than the voltage-only rule: a fairer, stronger baseline
+    assert scores["EN50160MultiChannelRule"] > scores["EN50160VoltageRule"]
+
+
+def test_m01_ladder_rules_flag_at_their_limits():
+    X = pd.DataFrame({c: np.zeros(5) for c in M_va.M01_INPUT_COLUMNS})
+    X["i_mean_15m"] = 10.0
+    X.loc[1, "v_unbalance_pct"] = 2.5        # above the EN 50160 unbalance limit (2 %)
+    X.loc[2, "freq_dev_hz"] = -0.6           # outside 50 Hz +- 0.5 Hz
+    X.loc[3, "thd_v_pct"] = 8.5              # above 8 % THD
+    X.loc[4, "i_max_a"] = 16.0               # a 60 % current step over the 15-min mean
+    X.loc[:3, "i_max_a"] = 10.0
+    multi = M_va.EN50160MultiChannelRule().fit(X).predict(X)["is_anomaly"].tolist()
+    step = M_va.CurrentStepRule().fit(X).predict(X)["is_anomaly"].tolist()
+    both = M_va.MultiChannelAndCurrentStepRule().fit(X).predict(X)["is_anomaly"].tolist()
+    assert multi == [False, True, True, True, False] and step == [False] * 4 + [True] and both == [False] + [True] * 4
 
 
 def test_m01_split_is_chronological(m01_data):
@@ -239,6 +273,34 @@ def test_m04_tree_beats_the_severity_rule_and_exports_rules(m04_data):
     assert "class: open_conductor" in model.rules_ and "|---" in model.rules_
     assert ev.metrics["macro_f1"] > ev.baseline_metrics["macro_f1"] + 0.3
     assert set(ev.figures) == {"confusion", "feature_importance", "f1_by_cause"}
+
+
+def test_m04_ladder_the_tree_beats_the_rules_but_not_the_logistic_regression(m04_data):
+    """Honest finding on this small data (seeded): the depth-6 tree beats the severity bands and the
+    phase-aware rule by a wide margin, but a multinomial logistic regression on the same design
+    columns beats the tree; the gate then serves the logistic regression. If the tree improves
+    past it, this test fails on purpose: turn it round."""
+    model = M_pi.PhaseImbalance(min_samples_leaf=10)
+    f1, scores = ladder_scores(model, m04_data)
+    print(f"\nm04 macro_f1: model {f1:.3f}; ladder {scores}")
+    assert list(scores) == ["UnbalanceSeverityRule", "PhaseAwareRule", "DesignLogistic"]
+    assert f1 > scores["PhaseAwareRule"] + 0.15 and scores["PhaseAwareRule"] > scores["UnbalanceSeverityRule"] + 0.2
+    assert strongest(model, scores)[0] == "DesignLogistic"
+    assert scores["DesignLogistic"] > f1 + 0.02
+
+
+def test_m04_phase_aware_rule_names_the_phase():
+    X = pd.DataFrame({c: np.zeros(4) for c in M_pi.M04_INPUT_COLUMNS})
+    X[["v_a", "v_b", "v_c", "v_mean_v"]] = 230.0
+    X[["i_a", "i_b", "i_c", "i_mean_a"]] = 10.0
+    X.loc[1, ["i_a", "i_b", "i_c"]] = [10.0, 18.0, 8.0]       # phase b carries 50 % of the current
+    X.loc[2, ["v_a", "v_b", "v_c"]] = [240.0, 240.0, 120.0]   # phase c far below the phase mean
+    X.loc[3, ["v_a", "v_b", "v_c"]] = [233.0, 229.0, 229.0]   # phase a pushed up while its current drops
+    X.loc[3, ["i_a", "i_b", "i_c"]] = [5.0, 12.0, 13.0]
+    X["v_mean_v"] = X[["v_a", "v_b", "v_c"]].mean(axis=1)
+    X["i_mean_a"] = X[["i_a", "i_b", "i_c"]].mean(axis=1)
+    rule = M_pi.PhaseAwareRule(search=False).fit(X, ["balanced"] * 4)
+    assert rule.predict(X)["cause"].tolist() == ["balanced", "single_phase_overload_b", "open_conductor", "unbalanced_pv"]
 
 
 def test_m04_refuses_deep_trees_and_survives_cloudpickle(m04_data):

@@ -8,6 +8,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm_ha
 from gridtwin_lib.errors import InputError
@@ -105,15 +106,36 @@ def test_fit_and_evaluate_scores_model_and_baseline_on_the_same_rows(fitted, dat
     assert isinstance(baseline, RmsThdRules)
     assert ev.n_test == dataset.n_test and ev.test_rows_digest == digest(dataset.X_test)
     for metrics in (ev.metrics, ev.baseline_metrics):
-        for key in ("macro_f1", "macro_f1_snr20", "macro_f1_snr30", "macro_f1_snr40", "accuracy", "thd_mae_pct"):
-            assert 0.0 <= metrics[key] <= (1.0 if key != "thd_mae_pct" else 100.0)
+        assert {"macro_f1", "macro_f1_snr20", "macro_f1_snr30", "macro_f1_snr40", "accuracy", "thd_mae_pct"} <= set(metrics)
+    # the FFT THD is close to the injected one (model and rules report the same FFT value)
+    assert ev.metrics["thd_mae_pct"] == ev.baseline_metrics["thd_mae_pct"] < 0.5
     assert set(ev.figures) == {"confusion_matrix", "macro_f1_by_snr", "f1_per_class"}
 
 
-def test_model_beats_rms_thd_rules(fitted):
-    _, _, ev = fitted
-    assert ev.metrics["macro_f1"] > ev.baseline_metrics["macro_f1"] + 0.15
-    assert ev.beats_baseline
+def test_model_beats_the_strongest_baseline_of_its_ladder(fitted, dataset):
+    """The forest must beat the IEEE 1159 RMS/THD rules by 0.3 macro-F1 and a logistic regression on
+    its own FFT features on held-out windows. Honest finding on this small data: the second gap is
+    thin (0.984 vs 0.971, two or three of 180 windows), not a margin an interval would confirm."""
+    model = fitted[0]
+    f1, scores = ladder_scores(model, dataset, fit_model=False)
+    print(f"\nm02 macro_f1: model {f1:.3f}; ladder {scores}")
+    assert list(scores) == ["RmsThdRules", "FftLogistic"]
+    assert strongest(model, scores)[0] == "FftLogistic"
+    assert f1 > scores["RmsThdRules"] + 0.3 and f1 > scores["FftLogistic"], (f1, scores)
+
+
+def test_macro_f1_falls_with_snr_outside_the_training_range(fitted, dataset):
+    """Out of distribution: fresh windows at 1-40 dB (trained at 20-40 dB). The curve is reported, and
+    it must fall: the model at 1 dB is far below itself at 40 dB."""
+    model = fitted[0]
+    rules = RmsThdRules().fit(dataset.X_train)
+    curve = dsm_ha.snr_curve({"model": model, "rules": rules}, snr_db=(1.0, 10.0, 40.0), n_per_class=8)
+    print("\nm02 macro-F1 against SNR:\n" + curve.pivot(index="snr_db", columns="estimator", values="macro_f1").round(3).to_string())
+    assert len(curve) == 6 and (curve["n_windows"] == 80).all()
+    f1 = curve[curve["estimator"] == "model"].set_index("snr_db")["macro_f1"]
+    assert f1[40.0] > f1[1.0] + 0.3
+    with pytest.raises(InputError, match="no estimator"):
+        dsm_ha.snr_curve({})
 
 
 def test_cloudpickle_round_trip(fitted, dataset):

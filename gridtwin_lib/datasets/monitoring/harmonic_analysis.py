@@ -101,3 +101,36 @@ def harmonic_analysis(store, *, sources: list[str] | tuple[str, ...] = PQ_SOURCE
         description="10-cycle 50 Hz voltage windows [V] (3.2 kHz) of the waveform twin; label = IEEE 1159 class; "
                     f"SNR levels {sorted(frame['snr_db'].unique().tolist())} dB",
     )
+
+
+#: SNR levels [dB] of :func:`snr_curve`: below, inside and above the training levels 20-40 dB
+SNR_CURVE_DB: tuple[float, ...] = (1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0)
+
+
+def snr_curve(estimators: dict, snr_db: tuple[float, ...] = SNR_CURVE_DB, n_per_class: int = 30, seed: int = 900) -> pd.DataFrame:
+    """Macro-F1 of fitted m02-style estimators against SNR, on fresh windows of the waveform twin.
+
+    Out of distribution on purpose: SNR levels outside the training range 20-40 dB (the twin
+    refuses 0 dB, so the sweep starts at 1 dB) and disturbance parameters drawn with another
+    seed than any training run. ``estimators``: name -> fitted estimator with ``predict(samples)``
+    returning a ``label`` column (the model and its baselines). Returns one row per
+    (estimator, snr_db) with ``macro_f1`` and ``n_windows``; every estimator sees the same windows.
+    """
+    from sklearn.metrics import f1_score
+
+    from ...models.monitoring.harmonic_analysis import CLASSES
+    from ...simulate.waveforms import generate_windows
+
+    if not estimators:
+        raise InputError("m02 snr_curve: no estimator given; pass {'model': fitted, ...}")
+    rows = []
+    for k, level in enumerate(snr_db):
+        samples, labels = generate_windows(n_per_class, float(level), seed + k)
+        X = pd.DataFrame(np.asarray(samples, dtype=float), columns=SAMPLE_COLUMNS)
+        y = labels["label"].to_numpy().astype(str)
+        present = [c for c in CLASSES if c in set(y)]
+        for name, est in estimators.items():
+            pred = est.predict(X)["label"].to_numpy().astype(str)
+            rows.append({"estimator": name, "snr_db": float(level), "n_windows": int(len(y)),
+                         "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0))})
+    return pd.DataFrame(rows)

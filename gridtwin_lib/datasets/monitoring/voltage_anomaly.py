@@ -26,7 +26,6 @@ from ...models.monitoring.voltage_anomaly import (
     DRIVER_EVENT_TYPES,
     M01_INPUT_COLUMNS,
     RULE_DEFINED_EVENT_TYPES,
-    TARGET_EVENT_TYPES,
 )
 from ...store import Store
 from ..common import (
@@ -61,7 +60,7 @@ def voltage_anomaly(
     tolerance_s: float = 60.0,
     onset_s: float = 60.0,
     merge_gap_s: float = 10.0,
-    target_types: tuple[str, ...] = TARGET_EVENT_TYPES,
+    target_types: tuple[str, ...] = DRIVER_EVENT_TYPES,
     start: datetime | str | None = None,
     end: datetime | str | None = None,
     site=None,
@@ -72,6 +71,11 @@ def voltage_anomaly(
     test readings are all kept. An event counts as detected by a flag in ``[start, end +
     tolerance_s)``; for precision only flags within ``onset_s`` of its start (plus the
     tolerance) are hits (see :func:`_window_labels`).
+
+    ``target_types``: the events m01 is judged on; by default the twin's injected drivers
+    only (:data:`DRIVER_EVENT_TYPES`), never the threshold crossings of m01's own input
+    channels (unbalance, overcurrent, frequency, harmonics), which a limit rule on those
+    channels finds by construction; their windows are left out of precision (label -1).
     """
     windows = tuple(windows)
     if test_days <= 0 or train_stride < 1 or tolerance_s < 0:

@@ -168,7 +168,15 @@ class EquipmentFailure(GridModel):
 
 
 class AgeLoadingLogistic(Baseline):
-    """m05 baseline: logistic regression on calendar age [years] and 30-day mean loading [pu]."""
+    """m05 baseline: logistic regression on calendar age [years] and 30-day mean loading [pu].
+
+    Its subclasses of the ladder differ only in ``columns`` (the inputs the regression reads);
+    each chooses its alarm threshold (best F1) on the last ``validation_fraction`` of the
+    training rows, then refits on all of them.
+    """
+
+    name = "logistic regression on age and mean loading"
+    columns: ClassVar[tuple[str, ...]] = M05_BASELINE_COLUMNS
 
     def __init__(self, validation_fraction: float = 0.25, C: float = 1.0):
         self.validation_fraction = validation_fraction
@@ -176,9 +184,9 @@ class AgeLoadingLogistic(Baseline):
 
     def _A(self, X) -> np.ndarray:
         if isinstance(X, pd.DataFrame):
-            return input_matrix(X, pd.Index(M05_BASELINE_COLUMNS), "m05 baseline", _M05_LAYOUT)
+            return input_matrix(X, pd.Index(self.columns), "m05 baseline", _M05_LAYOUT)
         A = input_matrix(X, pd.Index(M05_INPUT_COLUMNS), "m05 baseline", _M05_LAYOUT)
-        return A[:, [M05_INPUT_COLUMNS.index(c) for c in M05_BASELINE_COLUMNS]]
+        return A[:, [M05_INPUT_COLUMNS.index(c) for c in self.columns]]
 
     def _new(self):
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
@@ -196,6 +204,24 @@ class AgeLoadingLogistic(Baseline):
     def predict(self, X) -> pd.DataFrame:
         p = self.model_.predict_proba(self._A(X))[:, 1]
         return pd.DataFrame({"p_fail_7d": p, "alarm": p >= self.threshold_})
+
+
+class EquivalentAgeLogistic(AgeLoadingLogistic):
+    """m05 ladder: the thermal-ageing rule of thumb, calibrated: logistic regression on the
+    estimated equivalent age [years] alone: calendar age times the 30-day mean relative ageing
+    rate of the estimated hot spot (IEC 60076-7 doubling every 6 K above 98 degC), so the unit
+    that has consumed the most life is ranked first."""
+
+    name = "logistic regression on estimated equivalent age"
+    columns: ClassVar[tuple[str, ...]] = ("equivalent_age_est",)
+
+
+class AllInputsLogistic(AgeLoadingLogistic):
+    """m05 ladder: logistic regression (standardised, L2) on all of m05's 27 input columns:
+    the linear model on exactly the model's inputs."""
+
+    name = "logistic regression on all inputs"
+    columns: ClassVar[tuple[str, ...]] = M05_INPUT_COLUMNS
 
 
 def lead_times_days(alarm: np.ndarray, meta: dict[str, Any]) -> tuple[np.ndarray, int]:

@@ -136,6 +136,8 @@ class OverloadRisk(GridModel):
 class PersistenceClass(Baseline):
     """m06 baseline: the next hour's class is the class of the current measured loading ``load_pu``."""
 
+    name = "persistence of the current loading class"
+
     def fit(self, X, y=None):
         self.fitted_ = True
         return self
@@ -148,6 +150,77 @@ class PersistenceClass(Baseline):
         cls = loading_class(load)
         onehot = np.eye(3)[cls]
         return pd.DataFrame({"load_class": cls, "p_lt80": onehot[:, 0], "p_80_100": onehot[:, 1], "p_gt100": onehot[:, 2]})
+
+
+def _class_output(load_pu: np.ndarray) -> pd.DataFrame:
+    """A rule's output in :class:`OverloadRisk`'s columns: the class of ``load_pu`` [pu] and one-hot probabilities."""
+    cls = loading_class(load_pu)
+    onehot = np.eye(3)[cls]
+    return pd.DataFrame({"load_class": cls, "p_lt80": onehot[:, 0], "p_80_100": onehot[:, 1], "p_gt100": onehot[:, 2]})
+
+
+def _m06_columns(X, *names: str) -> list[np.ndarray]:
+    A = input_matrix(X, pd.Index(M06_INPUT_COLUMNS), "m06 baseline", _M06_LAYOUT)
+    return [A[:, M06_INPUT_COLUMNS.index(n)] for n in names]
+
+
+class LoadTrendRule(Baseline):
+    """m06 ladder: the load trend of the last hour carried one hour ahead.
+
+    Expected maximum of the next hour [pu] = max(load now, load now + (load now - load 1 h ago))
+    (``load_pu``, ``load_lag4`` at 15-min readings); its class. Learns nothing.
+    """
+
+    name = "load-trend rule (last hour's trend carried 1 h ahead)"
+
+    def fit(self, X, y=None):
+        _m06_columns(X, "load_pu")
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        now, hour_ago = _m06_columns(X, "load_pu", "load_lag4")
+        return _class_output(np.maximum(now, 2.0 * now - hour_ago))
+
+
+class YesterdayPeakRule(Baseline):
+    """m06 ladder: daily persistence: the class of max(load now, the maximum of the same next
+    hour yesterday) [pu] (``load_max_next1h_yday``): a feeder's evening peak recurs. Learns nothing."""
+
+    name = "max(load now, same next hour yesterday)"
+
+    def fit(self, X, y=None):
+        _m06_columns(X, "load_pu")
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        now, yday = _m06_columns(X, "load_pu", "load_max_next1h_yday")
+        return _class_output(np.maximum(now, yday))
+
+
+class InputLogistic(Baseline):
+    """m06 ladder: multinomial logistic regression (standardised, L2) on the model's 14 inputs.
+
+    Output like :class:`OverloadRisk` (most probable class, class probabilities; 0 for a
+    class unseen in training)."""
+
+    name = "logistic regression on all inputs"
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000):
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+
+        A = input_matrix(X, pd.Index(M06_INPUT_COLUMNS), "m06 baseline", _M06_LAYOUT)
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter)).fit(A, np.asarray(y, int))
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        A = input_matrix(X, pd.Index(M06_INPUT_COLUMNS), "m06 baseline", _M06_LAYOUT)
+        P = np.zeros((A.shape[0], 3))
+        P[:, self.model_.classes_] = self.model_.predict_proba(A)
+        return pd.DataFrame({"load_class": np.argmax(P, axis=1), "p_lt80": P[:, 0], "p_80_100": P[:, 1], "p_gt100": P[:, 2]})
 
 
 def _stratified_sample(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

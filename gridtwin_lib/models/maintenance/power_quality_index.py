@@ -42,6 +42,7 @@ def _pq_out(y: np.ndarray, index=None) -> pd.DataFrame:
 class PersistencePQ(Baseline):
     """Baseline of m07: the next window's index equals the current window's index."""
 
+    name = "persistence of the current window's index"
     spec = None  # set below (same spec as the model)
 
     def fit(self, X, y=None):
@@ -51,6 +52,52 @@ class PersistencePQ(Baseline):
     def predict(self, X):
         arr = input_matrix(X, M07_INPUT_COLUMNS, "m07 persistence", M07_LAYOUT)
         return _pq_out(arr[:, M07_INPUT_COLUMNS.get_loc("pq_index")], getattr(X, "index", None))
+
+
+class RecentMeanPQ(Baseline):
+    """m07 ladder: the mean index of the current and the two previous 10-min windows
+    (``pq_index``, ``pq_index_lag1``, ``pq_index_lag2``): persistence smoothed over 30 min."""
+
+    name = "mean index of the last three windows"
+
+    def fit(self, X, y=None):
+        input_matrix(X, M07_INPUT_COLUMNS, "m07 recent mean", M07_LAYOUT)
+        return self
+
+    def predict(self, X):
+        arr = input_matrix(X, M07_INPUT_COLUMNS, "m07 recent mean", M07_LAYOUT)
+        cols = [M07_INPUT_COLUMNS.get_loc(c) for c in ("pq_index", "pq_index_lag1", "pq_index_lag2")]
+        return _pq_out(arr[:, cols].mean(axis=1), getattr(X, "index", None))
+
+
+class LinearPQ(Baseline):
+    """m07 ladder: linear regression on the model's inputs, as the model predicting the change
+    from the current index (``sklearn.linear_model.HuberRegressor`` on standardised inputs:
+    robust to the rare deep dips, as the model's MAE loss). Output clipped to [0, 100]."""
+
+    name = "linear (Huber) regression on the same inputs"
+
+    def __init__(self, epsilon: float = 1.35, alpha: float = 1e-3, max_iter: int = 500):
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.max_iter = max_iter
+
+    def fit(self, X, y=None):
+        from sklearn.linear_model import HuberRegressor
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if y is None:
+            raise InputError("m07 linear baseline: fit needs y (the next window's pq_index)")
+        arr = input_matrix(X, M07_INPUT_COLUMNS, "m07 linear", M07_LAYOUT)
+        delta = np.asarray(y, float).ravel() - arr[:, M07_INPUT_COLUMNS.get_loc("pq_index")]
+        self.model_ = make_pipeline(StandardScaler(), HuberRegressor(epsilon=self.epsilon, alpha=self.alpha,
+                                                                     max_iter=self.max_iter)).fit(arr, delta)
+        return self
+
+    def predict(self, X):
+        arr = input_matrix(X, M07_INPUT_COLUMNS, "m07 linear", M07_LAYOUT)
+        return _pq_out(arr[:, M07_INPUT_COLUMNS.get_loc("pq_index")] + self.model_.predict(arr), getattr(X, "index", None))
 
 
 class PowerQualityIndex(GridModel):

@@ -48,6 +48,7 @@ def _prob_out(p: np.ndarray, index=None) -> pd.DataFrame:
 class HourlySagRate(Baseline):
     """Baseline of m08: the training rate of 'a sag starts within 15 min' per local hour of day."""
 
+    name = "hour-of-day base rate"
     spec = None  # set below
 
     def fit(self, X, y=None):
@@ -66,6 +67,54 @@ class HourlySagRate(Baseline):
         arr = input_matrix(X, M08_INPUT_COLUMNS, "m08 baseline", M08_LAYOUT)
         hour = np.floor(arr[:, M08_INPUT_COLUMNS.get_loc("hour")]).astype(int) % 24
         return _prob_out(self.rate_[hour], getattr(X, "index", None))
+
+
+#: the inputs of :class:`RecentEventsLogistic`: how many voltage flags the last minute, 15 min and hour held
+M08_RECENCY_COLUMNS = ("flag_voltage_count_1m", "flag_voltage_count_15m", "flag_voltage_count_1h")
+
+
+class _LogisticOn(Baseline):
+    """Logistic regression (standardised, L2) on ``columns`` of the m08 design; output ``p_sag_15m``."""
+
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000):
+        self.C = C
+        self.max_iter = max_iter
+
+    def _A(self, X) -> np.ndarray:
+        arr = input_matrix(X, M08_INPUT_COLUMNS, "m08 baseline", M08_LAYOUT)
+        return _m08_design(arr) if not self.columns else arr[:, [M08_INPUT_COLUMNS.get_loc(c) for c in self.columns]]
+
+    def fit(self, X, y=None):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        y = np.asarray(y, int).ravel()
+        if len(np.unique(y)) < 2:
+            raise InputError("m08 baseline: y must hold both classes (no sag in the training range?)")
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter)).fit(self._A(X), y)
+        return self
+
+    def predict(self, X):
+        return _prob_out(self.model_.predict_proba(self._A(X))[:, 1], getattr(X, "index", None))
+
+
+class RecentEventsLogistic(_LogisticOn):
+    """m08 ladder: recency of the last events: logistic regression on the counts of voltage
+    flags in the last 1 min, 15 min and 1 h (:data:`M08_RECENCY_COLUMNS`): sags cluster, so a
+    recent one raises the odds of the next."""
+
+    name = "recency of the last voltage events (logistic)"
+    columns = M08_RECENCY_COLUMNS
+
+
+class DesignLogistic(_LogisticOn):
+    """m08 ladder: logistic regression on the model's whole design (43 inputs plus its spike heights)."""
+
+    name = "logistic regression on all inputs"
+    columns = ()
 
 
 class VoltageSag(GridModel):

@@ -360,6 +360,8 @@ class LinearAR(Baseline):
     [Hz]; the probability of the most likely step to be outside the band.
     """
 
+    name = "linear AR on lags (direct multi-step)"
+
     def __init__(self, lag_choices: tuple[int, ...] = (2, 5, 10, 20, 50, 100), validation_fraction: float = 0.15):
         self.lag_choices = lag_choices
         self.validation_fraction = validation_fraction
@@ -411,6 +413,8 @@ class LinearAR(Baseline):
 class Persistence(Baseline):
     """f_t+h = f_t for every h; p_excursion = 1 if f_t is already outside the band, else 0."""
 
+    name = "persistence"
+
     def fit(self, X, y=None):
         _history(X)
         self.fitted_ = True
@@ -432,6 +436,8 @@ class PersistenceAndAR(Baseline):
     skill) and the linear AR forecast in extra columns ``ar_f_t+1`` .. ``ar_p_excursion``,
     so one call of the model's ``evaluate`` reports both (AR's metrics prefixed ``ar_``).
     """
+
+    name = "persistence (and the linear AR, reported apart)"
 
     def __init__(self, lag_choices: tuple[int, ...] = (2, 5, 10, 20, 50, 100)):
         self.lag_choices = lag_choices

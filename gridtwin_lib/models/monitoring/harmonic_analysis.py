@@ -331,6 +331,8 @@ class RmsThdRules(Baseline):
     harmonics when a notch raises the THD). Nothing is learned: ``fit`` only checks input.
     """
 
+    name = "IEEE 1159 rules on RMS and THD"
+
     def __init__(self, thd_limit_pct: float = 5.0, flicker_range_pu: float = 0.04):
         self.thd_limit_pct = thd_limit_pct
         self.flicker_range_pu = flicker_range_pu
@@ -355,6 +357,39 @@ class RmsThdRules(Baseline):
             ["interruption", "sag_harmonics", "sag", "swell_harmonics", "swell", "harmonics", "flicker"],
             default="normal",
         )
+        out = pd.DataFrame({"label": label.astype(str), "thd_pct": thd})
+        if isinstance(X, pd.DataFrame):
+            out.index = X.index
+        return out
+
+
+class FftLogistic(Baseline):
+    """m02 ladder: multinomial logistic regression (standardised, L2) on the model's own FFT
+    features (:func:`fft_features`): the linear classifier a practitioner fits before a forest.
+    Output like :class:`HarmonicAnalysis` (``label``, and ``thd_pct`` [%] from the FFT)."""
+
+    name = "logistic regression on the FFT features"
+
+    def __init__(self, C: float = 1.0, max_iter: int = 2000):
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        features, labels = fft_features(X), _labels(y)
+        if len(labels) != len(features):
+            raise InputError(f"m02: {len(features)} windows but {len(labels)} labels; pass one label per window")
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
+        self.model_.fit(features.to_numpy(), labels)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        v = _as_windows(X)
+        label = self.model_.predict(_feature_matrix(v)[0])
+        _, _, thd = _spectrum_arrays(v)
         out = pd.DataFrame({"label": label.astype(str), "thd_pct": thd})
         if isinstance(X, pd.DataFrame):
             out.index = X.index

@@ -199,6 +199,8 @@ class UnbalanceSeverityRule(Baseline):
     ``thresholds_pct`` (1 % / 2 % (EN 50160 limit) / 4 %). Output like :class:`PhaseImbalance`.
     """
 
+    name = "severity bands of the voltage unbalance ratio"
+
     def __init__(self, thresholds_pct: tuple[float, ...] = (1.0, 2.0, 4.0), column: str = "v_unbalance_mean_15m"):
         self.thresholds_pct = thresholds_pct
         self.column = column
@@ -217,6 +219,112 @@ class UnbalanceSeverityRule(Baseline):
     def predict(self, X) -> pd.DataFrame:
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.DataFrame({"cause": np.asarray(self.band_class_, dtype=object)[self._band(X)]}, index=index)
+
+
+class PhaseAwareRule(Baseline):
+    """m04 ladder: a phase-aware rule from per-phase current shares and voltages.
+
+    What an engineer reads off a three-phase meter, in this order (per reading, from
+    :func:`_m04_design_array`: phase voltage relative to the phase mean [%], phase current
+    share of the three-phase sum [1]):
+
+    1. some phase voltage more than ``open_v_pct`` below the phase mean: ``open_conductor``;
+    2. the phase with the smallest current share below ``pv_share`` AND holding the highest
+       voltage (a phase pushed up while its net current drops, in daylight):
+       ``unbalanced_pv``;
+    3. the largest current share above ``overload_share``: ``single_phase_overload_<phase>``;
+    4. voltage unbalance (``v_unbalance_mean_15m``) above ``hrc_unbalance_pct`` with
+       currents within the shares above: ``high_resistance_conductor``;
+    5. otherwise ``balanced``.
+
+    ``fit`` picks ``overload_share``, ``pv_share`` and ``hrc_unbalance_pct`` from small grids
+    around those defaults by macro-F1 on the training rows only (``open_v_pct`` stays fixed);
+    ``search=False`` keeps the given values.
+    """
+
+    name = "phase-aware rule (current shares, voltage minima)"
+
+    def __init__(self, open_v_pct: float = 20.0, overload_share: float = 0.42, pv_share: float = 0.27,
+                 hrc_unbalance_pct: float = 0.6, search: bool = True):
+        self.open_v_pct = open_v_pct
+        self.overload_share = overload_share
+        self.pv_share = pv_share
+        self.hrc_unbalance_pct = hrc_unbalance_pct
+        self.search = search
+
+    @staticmethod
+    def _parts(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        Z = _m04_design_array(feature_array(X, M04_INPUT_COLUMNS)[0])
+        v_rel = np.nan_to_num(Z[:, [0, 5, 10]], nan=0.0)
+        share = np.nan_to_num(Z[:, [1, 6, 11]], nan=1.0 / 3.0)
+        unb = np.nan_to_num(Z[:, M04_DESIGN_COLUMNS.index("v_unbalance_mean_15m")], nan=0.0)
+        return v_rel, share, unb
+
+    @staticmethod
+    def _rule(parts, open_v_pct, overload_share, pv_share, hrc_unbalance_pct) -> np.ndarray:
+        v_rel, share, unb = parts
+        out = np.full(v_rel.shape[0], "balanced", dtype=object)
+        hrc = unb > hrc_unbalance_pct
+        out[hrc] = "high_resistance_conductor"
+        top = np.argmax(share, axis=1)
+        over = np.take_along_axis(share, top[:, None], 1)[:, 0] > overload_share
+        out[over] = np.array([f"single_phase_overload_{p}" for p in "abc"], dtype=object)[top[over]]
+        low = np.argmin(share, axis=1)
+        pv = (np.take_along_axis(share, low[:, None], 1)[:, 0] < pv_share) & (low == np.argmax(v_rel, axis=1))
+        out[pv] = "unbalanced_pv"
+        out[np.min(v_rel, axis=1) < -open_v_pct] = "open_conductor"
+        return out
+
+    def fit(self, X, y):
+        parts, y = self._parts(X), np.asarray(y).astype(str)
+        best = (self.overload_share, self.pv_share, self.hrc_unbalance_pct)
+        if self.search:
+            grid = [(o, p, h) for o in (0.38, 0.40, 0.42, 0.45, 0.50) for p in (0.20, 0.24, 0.27, 0.30)
+                    for h in (0.4, 0.6, 0.8, 1.0, 1.5)]
+            f1 = [cause_scores(y, self._rule(parts, self.open_v_pct, *g))["macro_f1"] for g in grid]
+            best = grid[int(np.argmax(f1))]
+        self.overload_share_, self.pv_share_, self.hrc_unbalance_pct_ = best
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        cause = self._rule(self._parts(X), self.open_v_pct, self.overload_share_, self.pv_share_, self.hrc_unbalance_pct_)
+        return pd.DataFrame({"cause": cause}, index=index)
+
+
+class DesignLogistic(Baseline):
+    """m04 ladder: multinomial logistic regression on m04's own design columns (standardised).
+
+    The linear model a practitioner fits before a tree: the same inputs as
+    :class:`PhaseImbalance` (non-finite values -> training median), balanced class weights.
+    """
+
+    name = "logistic regression on the design columns"
+
+    def __init__(self, C: float = 1.0, max_iter: int = 500):
+        self.C = C
+        self.max_iter = max_iter
+
+    def _design(self, X) -> np.ndarray:
+        Z = _m04_design_array(feature_array(X, M04_INPUT_COLUMNS)[0])
+        return np.where(np.isfinite(Z), Z, self.fill_)
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        Z = _m04_design_array(feature_array(X, M04_INPUT_COLUMNS)[0])
+        with np.errstate(all="ignore"):
+            self.fill_ = np.nan_to_num(np.nanmedian(np.where(np.isfinite(Z), Z, np.nan), axis=0), nan=0.0)
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter,
+                                                                         class_weight="balanced"))
+        self.model_.fit(self._design(X), np.asarray(y).astype(str))
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        return pd.DataFrame({"cause": self.model_.predict(self._design(X)).astype(object)}, index=index)
 
 
 def _causes(y) -> np.ndarray:

@@ -14,15 +14,21 @@ The grid twin logs two kinds of events (``gridtwin_lib/simulate/grid.py``):
 ``frequency_excursion``, ``harmonics``). ``sag``/``swell``/``undervoltage``/
 ``interruption`` *are* the EN 50160 baseline rule (|dV| > 10 %) applied to the
 measurements, so the baseline finds them by construction. m01 is therefore scored on
-*target* events (roles set by ``gridtwin_lib.datasets.monitoring``):
+*target* events (roles set by ``gridtwin_lib.datasets.monitoring.voltage_anomaly``):
 
 * every driver starting in the test range, except one drawn while a rule-defined
-  interval is already open (a motor start during an outage cannot be told apart);
-* every other disturbance (:data:`OTHER_DISTURBANCE_TYPES`) whose interval does not
-  overlap a rule-defined one. One that does (the LVUR > 2 % interval that every
-  single-phase sag implies, the overcurrent of a locked rotor that also sags the
-  voltage) is the same measured crossing under another definition: role
-  ``cooccurring``, left out, its recall reported apart.
+  interval is already open (a motor start during an outage cannot be told apart).
+
+The other disturbances (:data:`OTHER_DISTURBANCE_TYPES`: unbalance, overcurrent,
+frequency excursion, harmonics) are threshold crossings of m01's own input channels: a
+limit rule on those channels (:class:`EN50160MultiChannelRule`) finds them by
+construction, so by default they are not targets (the builder's ``target_types``; with
+them included, one that overlaps a rule-defined interval is role ``cooccurring``, left
+out, its recall reported apart).
+
+Baseline ladder (all judged by :func:`event_scores` on the same rows): the catalogue's
+:class:`EN50160VoltageRule`, :class:`EN50160MultiChannelRule`, :class:`CurrentStepRule`,
+their union :class:`MultiChannelAndCurrentStepRule`, and :class:`RobustZScore`.
 
 Rule-defined readings are neither hits nor false alarms; recall on them is reported
 (``recall_rule_defined``: 1 for the baseline by construction). The twin does not log
@@ -222,8 +228,8 @@ class VoltageAnomaly(GridModel):
         module="monitoring",
         algorithm="IsolationForest",
         baseline="EN 50160 rule |dV| > 10 % of nominal",
-        target="anomaly score per reading, scored against the grid twin's event log (drivers and non-voltage-threshold "
-               "disturbances; rule-defined sag/swell/interruption intervals excluded)",
+        target="anomaly score per reading, scored against the grid twin's injected drivers (motor start, fault, "
+               "generator trip, frequency drift, PV drop, load step; threshold crossings of the input channels left out)",
         primary_metric="event_f1",
         greater_is_better=True,
         output_units={"anomaly_score": "1", "is_anomaly": "bool"},
@@ -300,6 +306,8 @@ class EN50160VoltageRule(Baseline):
     ``anomaly_score`` = max phase |V - V_nom| / V_nom [pu], ``is_anomaly`` = score > 0.10.
     """
 
+    name = "EN 50160 rule |dV| > 10 % of nominal"
+
     def __init__(self, limit_pct: float = 10.0):
         self.limit_pct = limit_pct
 
@@ -311,6 +319,135 @@ class EN50160VoltageRule(Baseline):
         dev = np.nan_to_num(dev, nan=0.0)
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.DataFrame({"anomaly_score": dev / 100.0, "is_anomaly": dev > self.limit_pct}, index=index)
+
+
+#: EN 50160 limits of the channels the multi-channel rule watches: supply voltage +-10 % of nominal,
+#: voltage unbalance 2 %, frequency 50 Hz +-1 % (+-0.5 Hz), voltage THD 8 %
+EN50160_LIMITS: dict[str, float] = {"v_max_abs_dev_pct": 10.0, "v_unbalance_pct": 2.0, "freq_dev_hz": 0.5, "thd_v_pct": 8.0}
+
+
+def _rule_output(score: np.ndarray, flag: np.ndarray, X) -> pd.DataFrame:
+    index = X.index if isinstance(X, pd.DataFrame) else None
+    return pd.DataFrame({"anomaly_score": score, "is_anomaly": flag}, index=index)
+
+
+def _limit_multiples(X) -> np.ndarray:
+    """Per reading, max over the EN 50160 channels of |value| / limit (1 = at a limit; NaN -> 0)."""
+    A, _ = feature_array(X, M01_INPUT_COLUMNS)
+    ratios = [np.abs(A[:, _M01_COL[c]]) / limit for c, limit in EN50160_LIMITS.items()]
+    return np.nan_to_num(np.max(ratios, axis=0), nan=0.0, posinf=1e6)
+
+
+def _current_step(X) -> np.ndarray:
+    """Per reading, the largest phase current above its trailing 15-min mean, relative to that mean (1; NaN -> 0)."""
+    return np.nan_to_num(_m01_design_array(feature_array(X, M01_INPUT_COLUMNS)[0])[:, 4], nan=0.0, posinf=1e6)
+
+
+class EN50160MultiChannelRule(Baseline):
+    """m01 ladder: the EN 50160 limits on every channel the meter reports, not only the voltage.
+
+    A reading is anomalous when any of :data:`EN50160_LIMITS` is exceeded: |dV| > 10 % of
+    nominal, voltage unbalance > 2 %, |f - 50 Hz| > 0.5 Hz, THD > 8 %. Output like
+    :class:`VoltageAnomaly`: ``anomaly_score`` = the largest multiple of a limit (1; 1 = at
+    the limit), ``is_anomaly`` = score > 1. Learns nothing.
+    """
+
+    name = "EN 50160 multi-channel limit rule"
+
+    def fit(self, X, y=None):
+        feature_array(X, M01_INPUT_COLUMNS)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        score = _limit_multiples(X)
+        return _rule_output(score, score > 1.0, X)
+
+
+class CurrentStepRule(Baseline):
+    """m01 ladder: a current step rule, as protection relays and motor-start detectors use.
+
+    ``anomaly_score`` = (largest phase current - its trailing 15-min mean) / that mean (1);
+    ``is_anomaly`` = score > ``step_rel`` (default 0.5: a 50 % step). Learns nothing.
+    """
+
+    name = "current step > 50 % of the 15-min mean"
+
+    def __init__(self, step_rel: float = 0.5):
+        self.step_rel = step_rel
+
+    def fit(self, X, y=None):
+        feature_array(X, M01_INPUT_COLUMNS)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        score = _current_step(X)
+        return _rule_output(score, score > self.step_rel, X)
+
+
+class MultiChannelAndCurrentStepRule(Baseline):
+    """m01 ladder: :class:`EN50160MultiChannelRule` OR :class:`CurrentStepRule`.
+
+    ``anomaly_score`` = max(limit multiple, current step / ``step_rel``) (1; 1 = at a limit),
+    ``is_anomaly`` = score > 1. Learns nothing.
+    """
+
+    name = "EN 50160 multi-channel + current step rule"
+
+    def __init__(self, step_rel: float = 0.5):
+        self.step_rel = step_rel
+
+    def fit(self, X, y=None):
+        feature_array(X, M01_INPUT_COLUMNS)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        score = np.maximum(_limit_multiples(X), _current_step(X) / self.step_rel)
+        return _rule_output(score, score > 1.0, X)
+
+
+class RobustZScore(Baseline):
+    """m01 ladder: the largest robust z-score over m01's own 13 design columns.
+
+    Fitted on the training readings (unsupervised, like the model): per design column the
+    median and the scaled median absolute deviation (``scipy.stats.median_abs_deviation``,
+    ``scale="normal"``). ``anomaly_score`` = max over columns of |x - median| / MAD (1);
+    ``is_anomaly`` = score above its ``1 - contamination`` training quantile (the model's
+    flag rate). The textbook per-channel statistical detector, on the model's inputs.
+    """
+
+    name = "robust z-score (median/MAD) on the design columns"
+
+    def __init__(self, contamination: float = 0.04, max_train_rows: int = 200_000, random_state: int = 0):
+        self.contamination = contamination
+        self.max_train_rows = max_train_rows
+        self.random_state = random_state
+
+    def _z(self, X) -> np.ndarray:
+        Z = _m01_design_array(feature_array(X, M01_INPUT_COLUMNS)[0])
+        Z = np.where(np.isfinite(Z), Z, self.median_)
+        return np.max(np.abs(Z - self.median_) / self.mad_, axis=1)
+
+    def fit(self, X, y=None):
+        from scipy.stats import median_abs_deviation
+
+        Z = _m01_design_array(feature_array(X, M01_INPUT_COLUMNS)[0])
+        if Z.shape[0] > self.max_train_rows:
+            rng = np.random.default_rng(self.random_state)
+            Z = Z[np.sort(rng.choice(Z.shape[0], self.max_train_rows, replace=False))]
+        Z = np.where(np.isfinite(Z), Z, np.nan)
+        with np.errstate(all="ignore"):
+            self.median_ = np.nan_to_num(np.nanmedian(Z, axis=0), nan=0.0)
+            mad = median_abs_deviation(Z, axis=0, scale="normal", nan_policy="omit")
+        # a column that never moves in training (MAD 0): scale by its mean absolute deviation, else 1
+        spread = np.nanmean(np.abs(Z - self.median_), axis=0)
+        self.mad_ = np.where(mad > 1e-12, mad, np.where(np.nan_to_num(spread) > 1e-12, spread, 1.0))
+        train_z = np.max(np.abs(np.where(np.isfinite(Z), Z, self.median_) - self.median_) / self.mad_, axis=1)
+        self.threshold_ = float(np.quantile(train_z, 1.0 - self.contamination))
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        score = self._z(X)
+        return _rule_output(score, score > self.threshold_, X)
 
 
 # ---- event-level scoring
