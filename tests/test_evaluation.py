@@ -192,3 +192,13 @@ def test_gate_decision_in_words():
     assert not ok and "member rf" in why
     assert gate_decision(_unc(-0.09, -0.01, gib=False), "base rate")[0]  # an error metric: below zero favours the model
     assert not gate_decision(None, None)[0]
+
+
+def test_roc_auc_by_block_pairs_equals_the_cumulative_path(data, monkeypatch):
+    from gridtwin_lib.evaluation import bootstrap as bs
+
+    ids, y, score = data[0], data[1], data[2]
+    codes, counts = block_counts(ids, 40, seed=2)
+    pairs = fast_replicates("roc_auc", y, score, codes, counts)
+    monkeypatch.setattr(bs, "_PAIR_BLOCKS", 0)  # as with more blocks than the pair matrix allows
+    np.testing.assert_allclose(pairs, fast_replicates("roc_auc", y, score, codes, counts), rtol=1e-12)

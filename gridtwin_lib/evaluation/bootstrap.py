@@ -349,9 +349,37 @@ def _ari_from_tables(tables: np.ndarray) -> np.ndarray:
     return np.where(maximum == expected, 1.0, ari)
 
 
+_PAIR_BLOCKS = 3000  # up to this many blocks, ROC-AUC uses the block-pair matrix (G × G floats)
+
+
+def _roc_auc_pairs(yb: np.ndarray, s: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC-AUC of every replicate as a quadratic form: ``C[g, h]`` = number of (positive of block g,
+    negative of block h) pairs ranked right (ties ½); replicate b: ``c_b·C·c_b / (P_b N_b)``
+    (Mann–Whitney: the same value as the area under the ROC curve, ties included)."""
+    g = counts.shape[1]
+    pos = yb > 0.5
+    s_pos, c_pos = s[pos], codes[pos]
+    pairs = np.zeros((g, g))
+    for h in range(g):
+        neg_h = np.sort(s[~pos & (codes == h)])
+        if neg_h.size == 0 or s_pos.size == 0:
+            continue
+        below = np.searchsorted(neg_h, s_pos, side="left")
+        ties = np.searchsorted(neg_h, s_pos, side="right") - below
+        pairs[:, h] = np.bincount(c_pos, weights=below + 0.5 * ties, minlength=g)
+    n_pos = np.bincount(codes, weights=pos.astype(float), minlength=g)
+    n_neg = np.bincount(codes, weights=(~pos).astype(float), minlength=g)
+    p, q = counts @ n_pos, counts @ n_neg
+    num = np.einsum("bg,bg->b", counts @ pairs, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((p > 0) & (q > 0), num / (p * q), np.nan)
+
+
 def _rank_metric(kind: str, y: np.ndarray, score: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
     yb = _binary(y).astype(float)
     s = np.asarray(score, float)
+    if kind == "roc_auc" and counts.shape[1] <= _PAIR_BLOCKS:
+        return _roc_auc_pairs(yb, s, codes, counts)
     order = np.argsort(-s, kind="mergesort")
     s_sorted, y_sorted, c_sorted = s[order], yb[order], codes[order]
     last = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]  # last row of each distinct score
