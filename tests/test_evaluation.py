@@ -204,3 +204,21 @@ def test_roc_auc_by_block_pairs_equals_the_cumulative_path(data, monkeypatch):
     pairs = fast_replicates("roc_auc", y, score, codes, counts)
     monkeypatch.setattr(bs, "_PAIR_BLOCKS", 0)  # as with more blocks than the pair matrix allows
     np.testing.assert_allclose(pairs, fast_replicates("roc_auc", y, score, codes, counts), rtol=1e-12)
+
+
+def test_a_mean_of_per_row_values_gets_block_replicates_equal_to_the_loop(forecast):
+    """A metric no fast path knows (mean of |error|^1.5, like a regret of a re-simulation) but that is a
+    mean over rows: one ``evaluate`` per block, then one matrix product, the same as the plain loop."""
+    ts, truth, preds = forecast
+
+    def regret(y, p, meta=None):
+        return {"regret": float(np.mean(np.abs(np.asarray(y, float) - np.asarray(p, float)) ** 1.5))}
+
+    values = {k: regret(truth, v)["regret"] for k, v in preds.items()}
+    kw = dict(block=block_ids(len(ts), pd.DataFrame({"ts": ts})), n_replicates=120, seed=4)
+    blocks = bootstrap(regret, "regret", False, truth, preds, values, **kw)
+    loop = bootstrap(regret, "regret", False, truth, preds, values, fast=False, time_budget_s=600, **kw)
+    assert blocks.method == "block-mean" and loop.method == "evaluate" and blocks.n_replicates == loop.n_replicates == 120
+    for name in ("other", "same"):
+        assert blocks.differences[name].low == pytest.approx(loop.differences[name].low, rel=1e-9)
+        assert blocks.baselines[name].high == pytest.approx(loop.baselines[name].high, rel=1e-9)

@@ -16,10 +16,13 @@ Replicates of the common metrics are vectorised (:func:`fast_replicates`):
 * the adjusted Rand index: per-block contingency tables, summed by one matrix product.
 
 Whether a fast path applies is **checked, not assumed**: its value on the full test set must
-equal the model's own ``evaluate``; otherwise (or for any other metric: event-level F1, regret
-of a re-simulation, MASE...) the generic fallback resamples the blocks' rows and calls
-``evaluate`` on each replicate (slower; the number of replicates is then limited by a time
-budget and logged).
+equal the model's own ``evaluate``. Otherwise, a metric that is a mean (or root mean square) of
+per-row values (a regret of a re-simulation, a cost per day) is found by calling ``evaluate``
+once per block and checking that the row-weighted mean of the blocks' values gives the
+full-sample value; its replicates are then again one matrix product (``block-mean`` /
+``block-rms``). Any other metric (event-level F1, a ratio of sums...) falls back to resampling
+the blocks' rows and calling ``evaluate`` on each replicate (slower; the number of replicates
+is then limited by a time budget and logged).
 
 Intervals are percentile intervals (default 95 %) of the replicates; the point value is the
 metric on the whole test set.
@@ -485,10 +488,7 @@ def take(obj: Any, idx: np.ndarray, n: int) -> Any:
 
 def _fallback(evaluate: Callable[[Any, Any, Any], Mapping[str, float]], metric: str, y_true: Any, preds: Mapping[str, Any],
               meta: Any, codes: np.ndarray, counts: np.ndarray, n: int, budget_s: float, min_replicates: int) -> dict[str, np.ndarray]:
-    g = counts.shape[1]
-    order = np.argsort(codes, kind="mergesort")
-    bounds = np.searchsorted(codes[order], np.arange(g + 1))
-    block_rows = [order[bounds[k]:bounds[k + 1]] for k in range(g)]
+    block_rows = _block_rows(codes, counts.shape[1])
     reps = {name: [] for name in preds}
     t0 = time.perf_counter()
     for b in range(counts.shape[0]):
@@ -502,6 +502,50 @@ def _fallback(evaluate: Callable[[Any, Any, Any], Mapping[str, float]], metric: 
         if b + 1 >= min_replicates and time.perf_counter() - t0 > budget_s:
             break
     return {name: np.asarray(v, float) for name, v in reps.items()}
+
+
+def _block_rows(codes: np.ndarray, g: int) -> list[np.ndarray]:
+    order = np.argsort(codes, kind="mergesort")
+    bounds = np.searchsorted(codes[order], np.arange(g + 1))
+    return [order[bounds[k]:bounds[k + 1]] for k in range(g)]
+
+
+def _block_plan(evaluate: Callable[[Any, Any, Any], Mapping[str, float]], metric: str, y_true: Any, preds: Mapping[str, Any],
+                values: Mapping[str, float], meta: Any, codes: np.ndarray, g: int, n: int,
+                budget_s: float) -> tuple[str, dict[str, np.ndarray], np.ndarray] | None:
+    """A metric that is a mean (or root mean square) of per-row values, found by calling ``evaluate``
+    once per block: checked on the full test set (the row-weighted mean of the blocks' values must
+    equal ``evaluate``'s value for every predictor). Returns (kind, per-block values, rows per
+    block) or None (not decomposable, a block ``evaluate`` cannot score, or over the time budget)."""
+    rows = _block_rows(codes, g)
+    sizes = np.array([r.size for r in rows], float)
+    t0 = time.perf_counter()
+    per_block: dict[str, np.ndarray] = {}
+    for name, pred in preds.items():
+        vals = np.empty(g)
+        for k, idx in enumerate(rows):
+            try:
+                vals[k] = float(evaluate(take(y_true, idx, n), take(pred, idx, n), take(meta, idx, n))[metric])
+            except Exception:  # noqa: BLE001 - a block on its own cannot be scored: not decomposable
+                return None
+            if time.perf_counter() - t0 > budget_s:
+                return None
+        if not np.isfinite(vals).all():
+            return None
+        per_block[name] = vals
+    for kind, combine in (("mean", lambda v: float(sizes @ v / sizes.sum())),
+                          ("rms", lambda v: float(np.sqrt(sizes @ v ** 2 / sizes.sum())))):
+        if all(math.isclose(combine(v), values[name], rel_tol=1e-7, abs_tol=1e-12) for name, v in per_block.items()):
+            return kind, per_block, sizes
+    return None
+
+
+def _block_replicates(kind: str, per_block: np.ndarray, sizes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    w = counts * sizes  # rows of each block in each replicate
+    total = w.sum(axis=1)
+    if kind == "mean":
+        return (w @ per_block) / total
+    return np.sqrt((w @ per_block ** 2) / total)
 
 
 # ----------------------------------------------------------------------------- the bootstrap
@@ -521,7 +565,7 @@ def bootstrap(
     seed: int = 0,
     preferred_columns: Sequence[str] = (),
     time_budget_s: float = 30.0,
-    min_replicates: int = 100,
+    min_replicates: int = 20,
     fast: bool = True,
 ) -> Uncertainty:
     """Paired block-bootstrap intervals of ``metric`` for every predictor and model − each other predictor.
@@ -547,10 +591,17 @@ def bootstrap(
     n = len(ids)
     codes, counts = block_counts(ids, n_replicates, seed)
     plan = _fast_plan(metric, y_true, predictions, values, preferred_columns, codes) if fast else None
+    blocks = None
+    if plan is None and fast:
+        blocks = _block_plan(evaluate, metric, y_true, predictions, values, meta, codes, counts.shape[1], n, time_budget_s / 2)
     if plan is not None:
         fast_kind, vectors = plan
         reps = {name: fast_replicates(fast_kind, _vector(y_true), vec, codes, counts) for name, vec in vectors.items()}
         method = f"fast:{fast_kind}"
+    elif blocks is not None:
+        kind_b, per_block, sizes = blocks
+        reps = {name: _block_replicates(kind_b, v, sizes, counts) for name, v in per_block.items()}
+        method = f"block-{kind_b}"
     else:
         reps = _fallback(evaluate, metric, y_true, predictions, meta, codes, counts, n, time_budget_s, min_replicates)
         method = "evaluate"
