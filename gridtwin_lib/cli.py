@@ -478,7 +478,7 @@ def models_list_cmd(as_json: JsonOpt = False):
     for r in board.itertuples():
         champ = f"champion v{r.champion_version}" if r.champion_version else "no champion"
         typer.echo(f"{r.model_id:<32} {r.primary_metric:<14} {r.model:>10.4g} vs baseline {r.baseline_value:<10.4g} "
-                   f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions)")
+                   f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions); {r.serving_text}")
     for m in untrained:
         typer.echo(f"{m:<32} not trained yet (run the pipeline that trains it)")
 

@@ -217,3 +217,29 @@ def test_models_report_writes_the_table_from_mlflow(toy, tmp_path):
     bare.write_text("no markers\n")
     bad = runner.invoke(app, ["models", "report", "--write-readme", str(bare)])
     assert bad.exit_code == 2 and "models-report:begin" in bad.output and bare.read_text() == "no markers\n"
+
+
+def test_comparison_views_show_intervals_and_what_serves(toy):
+    from gridtwin_lib import notebook as nb
+    from gridtwin_lib import tracking
+    from gridtwin_lib.dashboards import comparison
+
+    rec = _train(toy, skill=False).run
+    report = tracking.models_report()
+    row = report.set_index("model_id").loc[TOY_ID]
+    assert row["gate"] == "failed" and row["serves"] == rec.serves and row["n_test"] == 480 and row["block_kind"] == "day"
+    assert row["model_low"] <= row["model"] <= row["model_high"] and row["diff_low"] <= row["diff"] <= row["diff_high"]
+    assert [b["name"] for b in row["ladder"]] == ["training mean", "last training value"]
+    table = nb.interval_table(report)
+    assert table.loc[TOY_ID, "serves"] == f"m97: {rec.strongest_baseline} serves; the least squares did not beat it"
+    bars = nb.interval_figure(report)
+    (trace,) = bars.data
+    assert list(trace.x) == ["model", "training mean", "last training value"] and trace.error_y.array is not None
+    assert "serves" in bars.layout.annotations[0].text
+    gain = nb.difference_figure(report)
+    assert gain.data[0].error_y.arrayminus is not None
+    lb = tracking.leaderboard()
+    assert "served by the model" in comparison.summary_text(lb) and "did not beat it" in comparison.summary_text(lb)
+    shown = comparison.table(lb).set_index("model_id").loc[TOY_ID]
+    assert shown["gate"] == "failed" and shown["serves"] == rec.serves
+    assert "baseline's outputs" in comparison.champion_note(lb, TOY_ID)

@@ -116,8 +116,10 @@ def champion_note(lb: pd.DataFrame, model_id: str) -> str | None:
         return None
     vs = versions(model_id)
     reason = vs["decision"].iloc[-1] if len(vs) else "never registered"
-    return (f"{model_id} has no champion: its latest version {reason or 'was not promoted'}. The dashboards that "
-            "use it show a note instead of its outputs until a version beats its baseline.")
+    serves = row.get("serving_text") if "serving_text" in row else None
+    return (f"{model_id} has no champion: its latest version {reason or 'was not promoted'}. "
+            + (f"{serves}: the dashboards show the baseline's outputs in its place." if serves else
+               "The dashboards that use it show a note instead of its outputs."))
 
 
 def metrics_figure(lb: pd.DataFrame, model_id: str):
