@@ -222,3 +222,30 @@ def test_a_mean_of_per_row_values_gets_block_replicates_equal_to_the_loop(foreca
     for name in ("other", "same"):
         assert blocks.differences[name].low == pytest.approx(loop.differences[name].low, rel=1e-9)
         assert blocks.baselines[name].high == pytest.approx(loop.baselines[name].high, rel=1e-9)
+
+
+def test_a_models_own_terms_give_replicates_equal_to_the_loop():
+    """A ratio of sums (precision-recall F1 of flags, like an event-level F1) is no mean of rows: the
+    model's ``bootstrap_terms`` (per-row TP, FP, FN) make it one matrix product all the same."""
+    rng = np.random.default_rng(8)
+    n = 800
+    ids = np.repeat(np.arange(40), 20)
+    y = rng.random(n) < 0.2
+    preds = {"model": np.where(rng.random(n) < 0.8, y, ~y), "rule": np.where(rng.random(n) < 0.6, y, ~y)}
+
+    def f1(yt, yp, meta=None):
+        yt, yp = np.asarray(yt, bool), np.asarray(yp, bool)
+        tp, fp, fn = (yt & yp).sum(), (~yt & yp).sum(), (yt & ~yp).sum()
+        return {"flag_score": float(2 * tp / (2 * tp + fp + fn))}
+
+    def terms(p):
+        return np.column_stack([y & p, ~y & p, y & ~p]).astype(float), lambda s: 2 * s[:, 0] / (2 * s[:, 0] + s[:, 1] + s[:, 2])
+
+    values = {k: f1(y, v)["flag_score"] for k, v in preds.items()}
+    kw = dict(block=("device", ids), n_replicates=100, seed=1)
+    own = bootstrap(f1, "flag_score", True, y, preds, values, terms=terms, **kw)
+    loop = bootstrap(f1, "flag_score", True, y, preds, values, fast=False, time_budget_s=600, **kw)
+    assert own.method == "terms" and loop.method == "evaluate"
+    assert own.differences["rule"].low == pytest.approx(loop.differences["rule"].low, rel=1e-9)
+    wrong = bootstrap(f1, "flag_score", True, y, preds, values, terms=lambda p: (terms(p)[0], lambda s: s[:, 0]), **kw)
+    assert wrong.method != "terms"  # terms that do not reproduce evaluate are not used

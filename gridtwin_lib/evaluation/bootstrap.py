@@ -46,7 +46,7 @@ _COLUMNS = {
     "asset": ("asset_id", "asset"),
     "device": ("device_id", "device"),
 }
-_TIME_COLUMNS = ("ts", "timestamp", "time", "ts_us", "date", "day")
+_TIME_COLUMNS = ("ts", "timestamp", "time", "ts_us", "window_start", "start", "date", "day")
 MIN_BLOCKS = 10  # fewer blocks than this give unreliable intervals; the automatic choice looks further
 _CHUNK = 64  # replicates per chunk of the ranking metrics (weights: chunk × n_rows floats)
 
@@ -504,6 +504,24 @@ def _fallback(evaluate: Callable[[Any, Any, Any], Mapping[str, float]], metric: 
     return {name: np.asarray(v, float) for name, v in reps.items()}
 
 
+def _terms_plan(terms, preds: Mapping[str, Any], values: Mapping[str, float], codes: np.ndarray,
+                g: int) -> dict[str, tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]] | None:
+    """Per-block sums of the model's own per-row terms for every predictor, if they reproduce ``values``."""
+    out = {}
+    for name, pred in preds.items():
+        got = terms(pred)
+        if got is None:
+            return None
+        rows, combine = got
+        rows = np.asarray(rows, float).reshape(len(codes), -1)
+        sums = _sums(rows, codes, g)
+        full = float(np.asarray(combine(sums.sum(axis=0, keepdims=True)), float).reshape(-1)[0])
+        if not (math.isclose(full, values[name], rel_tol=1e-7, abs_tol=1e-12) or (math.isnan(full) and math.isnan(values[name]))):
+            return None
+        out[name] = (sums, combine)
+    return out
+
+
 def _block_rows(codes: np.ndarray, g: int) -> list[np.ndarray]:
     order = np.argsort(codes, kind="mergesort")
     bounds = np.searchsorted(codes[order], np.arange(g + 1))
@@ -567,6 +585,7 @@ def bootstrap(
     time_budget_s: float = 30.0,
     min_replicates: int = 20,
     fast: bool = True,
+    terms: Callable[[Any], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None] | None = None,
 ) -> Uncertainty:
     """Paired block-bootstrap intervals of ``metric`` for every predictor and model − each other predictor.
 
@@ -585,19 +604,27 @@ def bootstrap(
     time_budget_s, min_replicates : the fallback stops after ``time_budget_s`` [s] once it has
         ``min_replicates`` replicates (fast paths always do ``n_replicates``).
     fast : False forces the fallback (tests compare both).
+    terms : ``terms(y_pred) -> (T, combine)`` or None: the model's own sufficient statistics
+        (``GridModel.bootstrap_terms``): ``T`` (n × k) per-row additive terms and ``combine``
+        mapping their sums (B × k) to the metric (B,); used (``terms``) when ``combine`` of the
+        full sums equals ``values`` for every predictor.
     """
     t0 = time.perf_counter()
     kind, ids = block
     n = len(ids)
     codes, counts = block_counts(ids, n_replicates, seed)
     plan = _fast_plan(metric, y_true, predictions, values, preferred_columns, codes) if fast else None
+    own = _terms_plan(terms, predictions, values, codes, counts.shape[1]) if fast and plan is None and terms else None
     blocks = None
-    if plan is None and fast:
+    if plan is None and own is None and fast:
         blocks = _block_plan(evaluate, metric, y_true, predictions, values, meta, codes, counts.shape[1], n, time_budget_s / 2)
     if plan is not None:
         fast_kind, vectors = plan
         reps = {name: fast_replicates(fast_kind, _vector(y_true), vec, codes, counts) for name, vec in vectors.items()}
         method = f"fast:{fast_kind}"
+    elif own is not None:
+        reps = {name: combine(counts @ sums) for name, (sums, combine) in own.items()}
+        method = "terms"
     elif blocks is not None:
         kind_b, per_block, sizes = blocks
         reps = {name: _block_replicates(kind_b, v, sizes, counts) for name, v in per_block.items()}

@@ -307,6 +307,18 @@ class GridModel(BaseEstimator):
 
         return block_ids(dataset.n_test, dataset.meta_test, dataset.X_test, dataset.y_test, kind=self.spec.block)
 
+    def bootstrap_terms(self, y_true, y_pred, meta=None):
+        """Optional: the primary metric as a function of sums over rows, for a vectorised bootstrap.
+
+        Returns None (default: the bootstrap finds a fast path itself, or calls ``evaluate`` per
+        block or per replicate), or ``(terms, combine)``: ``terms`` an (n, k) array of per-row
+        additive terms of the test rows (e.g. for an event-level F1: detected events, events,
+        true flags, flags, each counted on the row where it falls) and ``combine(sums)`` mapping
+        their sums (B × k) to the metric (B,). Used only when ``combine`` of the full-sample sums
+        equals ``evaluate``'s value.
+        """
+        return None
+
     def member_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """The primary metric of each ensemble member, from ``evaluate``'s ``member_<name>_<primary>``
         keys (empty for a model that is not an ensemble). The champion gate requires the model to
@@ -430,7 +442,8 @@ def attach_uncertainty(model: GridModel, dataset: Dataset, ev: Evaluation, *, n_
     ev.uncertainty = bootstrap(
         lambda y, p, m: model.evaluate(y, p, m), primary, model.spec.greater_is_better, dataset.y_test, preds, values,
         meta=dataset.meta_test, block=model.bootstrap_blocks(dataset), n_replicates=n_replicates, seed=seed,
-        preferred_columns=list(model.spec.output_units), time_budget_s=budget)
+        preferred_columns=list(model.spec.output_units), time_budget_s=budget,
+        terms=lambda p: model.bootstrap_terms(dataset.y_test, p, dataset.meta_test))
     ev.timings_s["bootstrap_s"] = ev.uncertainty.seconds
 
 
