@@ -267,7 +267,8 @@ def log_model_run(
     })
     unc = evaluation.uncertainty
     if unc is not None:
-        run_tags.update({"gridtwin.bootstrap_block": unc.block_kind, "gridtwin.bootstrap_method": unc.method})
+        run_tags.update({"gridtwin.bootstrap_block": unc.block_kind, "gridtwin.bootstrap_method": unc.method,
+                         **({"gridtwin.bootstrap_note": unc.note[:4000]} if unc.note else {})})
 
     with mlflow.start_run(experiment_id=exp, run_name=spec.model_id, tags=run_tags) as run:
         mlflow.log_params({k: _param_value(v) for k, v in all_params.items()})

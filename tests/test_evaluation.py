@@ -249,3 +249,18 @@ def test_a_models_own_terms_give_replicates_equal_to_the_loop():
     assert own.differences["rule"].low == pytest.approx(loop.differences["rule"].low, rel=1e-9)
     wrong = bootstrap(f1, "flag_score", True, y, preds, values, terms=lambda p: (terms(p)[0], lambda s: s[:, 0]), **kw)
     assert wrong.method != "terms"  # terms that do not reproduce evaluate are not used
+
+
+def test_a_metric_biased_under_resampling_is_flagged():
+    """A metric of the rows' count (not of their values) resamples with bias: the point value falls
+    outside its own interval, and the gate's words say so."""
+    ids = np.arange(200)
+    y = np.zeros(200)
+
+    def distinct(yt, yp, meta=None):  # share of distinct rows: 1 on the test set, ~0.63 on any replicate
+        return {"share": float(len(np.unique(np.asarray(yp))) / len(yp))}
+
+    preds = {"model": np.arange(200.0), "b": np.arange(200.0) % 100}
+    unc = bootstrap(distinct, "share", True, y, preds, {"model": 1.0, "b": 0.5}, block=("row", ids), n_replicates=50, seed=0)
+    assert unc.method == "evaluate" and "point value outside its own interval" in unc.note
+    assert "caution" in gate_decision(unc, "b")[1]

@@ -646,8 +646,15 @@ def bootstrap(
         baselines={k: interval(k, reps[k], values[k]) for k in base_names},
         differences={k: interval(k, reps[model] - reps[k], values[model] - values[k]) for k in base_names},
     )
+    notes = []
     if counts.shape[1] < MIN_BLOCKS:
-        unc.note = f"only {counts.shape[1]} {kind} blocks: the intervals are rough"
+        notes.append(f"only {counts.shape[1]} {kind} blocks: the intervals are rough")
+    outside = [k for k, iv in {model: unc.model, **unc.baselines}.items()
+               if math.isfinite(iv.low) and not (iv.low - 1e-12 <= iv.value <= iv.high + 1e-12)]
+    if outside:  # the metric of resampled rows is biased (e.g. an event table that is not resampled with them)
+        notes.append(f"point value outside its own interval for {', '.join(outside)}: the metric does not resample by "
+                     "rows without bias; give the model bootstrap_terms")
+    unc.note = "; ".join(notes)
     unc.seconds = time.perf_counter() - t0
     return unc
 
@@ -661,6 +668,8 @@ def gate_decision(unc: Uncertainty | None, strongest: str | None, *, members: Ma
         return False, "no bootstrap interval of the difference to the baselines: not gated in"
     d = unc.differences[strongest]
     ci = f"{unc.metric} difference {d.value:+.4g} [{d.low:+.4g}, {d.high:+.4g}], {unc.n_blocks} {unc.block_kind} blocks"
+    if unc.note:
+        ci += f"; caution: {unc.note}"
     if not unc.favours_model(strongest):
         return False, f"{model_label} did not beat {strongest} ({ci})"
     value = unc.model.value if model_value is None else model_value
