@@ -478,9 +478,50 @@ def models_list_cmd(as_json: JsonOpt = False):
     for r in board.itertuples():
         champ = f"champion v{r.champion_version}" if r.champion_version else "no champion"
         typer.echo(f"{r.model_id:<32} {r.primary_metric:<14} {r.model:>10.4g} vs baseline {r.baseline_value:<10.4g} "
-                   f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions)")
+                   f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions); {r.serving_text}")
     for m in untrained:
         typer.echo(f"{m:<32} not trained yet (run the pipeline that trains it)")
+
+
+@models_app.command("report")
+@_guarded
+def models_report_cmd(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (the README's model table).")] = False,
+    as_json: JsonOpt = False,
+    write_readme: Annotated[Path | None, typer.Option("--write-readme", help="Rewrite the table between the "
+                                                      "'<!-- models-report:begin -->' and '<!-- models-report:end -->' markers of this file.")] = None,
+):
+    """The model table from MLflow: model and every baseline with 95 % block-bootstrap intervals, the difference
+    to the strongest baseline, test-set size and blocks, the champion gate's decision and what serves."""
+    from .tracking import models_report, report_markdown, write_readme_block
+
+    report = models_report()
+    if as_json:
+        _emit(report.to_dict(orient="records"), True)
+        return
+    table = report_markdown(report)
+    if write_readme is not None:
+        write_readme_block(write_readme, table)
+        typer.echo(f"wrote the model table of {len(report)} models into {write_readme}")
+        return
+    if markdown:
+        typer.echo(table, nl=False)
+        return
+    if report.empty:
+        typer.echo("no registered models yet; run `gridtwin pipeline run full`")
+        return
+    for r in report.itertuples():
+        typer.echo(f"{r.model_id:<32} {r.primary_metric:<22} model {_ci_text(r.model, r.model_low, r.model_high)}; "
+                   f"vs {r.strongest_baseline or '-'}: {_ci_text(r.diff, r.diff_low, r.diff_high)}; gate {r.gate or '-'}; "
+                   f"{r.serving_text}")
+
+
+def _ci_text(value, low, high) -> str:
+    import math
+
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.4g} [{low:.4g}, {high:.4g}]" if math.isfinite(low) and math.isfinite(high) else f"{value:.4g}"
 
 
 from .cli_collect import register as _register_collect  # noqa: E402  (uses this module's helpers)

@@ -39,8 +39,9 @@ class TrainResult:
         return {
             "model_id": ev.spec.model_id, "algorithm": ev.spec.algorithm, "baseline": ev.spec.baseline,
             "primary_metric": ev.spec.primary_metric, "model": ev.primary, "baseline_value": ev.baseline_primary,
-            "skill": ev.skill, "beats_baseline": ev.beats_baseline, "n_train": self.dataset.n_train,
-            "n_test": ev.n_test, "test": self.dataset.split.get("test"), "run_id": self.run.run_id,
+            "skill": ev.skill, "beats_baseline": ev.beats_baseline, "strongest_baseline": ev.strongest,
+            "gate": ev.gate()[1], "n_train": self.dataset.n_train,
+            "n_test": ev.n_test, "test": self.dataset.split.get("test"), "run_id": self.run.run_id if self.run else None,
         }
 
 
@@ -62,11 +63,12 @@ def setup() -> None:
 def train(model: GridModel, dataset: Dataset, *, seed: int | None = None, log: bool = True,
           register: bool | None = None, params: dict[str, Any] | None = None,
           extra_metrics: dict[str, float] | None = None) -> TrainResult:
-    """Fit model and baseline on the training range, judge both on the test range, log to MLflow.
+    """Fit the model and its baseline ladder on the training range, judge all on the test range
+    (with paired block-bootstrap intervals, seeded by ``seed``), log to MLflow.
 
     ``register=False`` logs the run without registering it (e.g. a secondary dataset).
     """
-    model, baseline, ev = fit_and_evaluate(model, dataset)
+    model, baseline, ev = fit_and_evaluate(model, dataset, seed=0 if seed is None else int(seed))
     run = None
     if log:
         from . import tracking
@@ -189,15 +191,22 @@ def route(params: dict[str, Any], *targets, prefix: str = "") -> list[dict[str, 
 
 
 def show(result: TrainResult) -> None:
-    """Metrics table (model vs baseline on the same rows) and the evaluation figures."""
+    """The gate's decision with intervals, the metrics table (model and every baseline on the same
+    rows) and the evaluation figures."""
     from IPython.display import Markdown, display
 
     ev = result.evaluation
-    verdict = "beats" if ev.beats_baseline else "does **not** beat"
     split = result.dataset.split
+    passed, reason = ev.gate()
+    unc = ev.uncertainty
+    ci = ""
+    if unc is not None:
+        ci = (f" Model {unc.model.text()}, strongest baseline **{ev.strongest}** {unc.baselines[ev.strongest].text()} "
+              f"({unc.level:.0%} intervals, {unc.n_replicates} replicates of {unc.n_blocks} {unc.block_kind} blocks, "
+              f"{unc.method}).")
     display(Markdown(
-        f"**{ev.spec.model_id}** ({ev.spec.algorithm}) {verdict} its baseline ({ev.spec.baseline}) on "
-        f"`{ev.spec.primary_metric}`: {ev.primary:.4g} vs {ev.baseline_primary:.4g} (skill {ev.skill:+.3f}); "
+        f"**{ev.spec.model_id}** ({ev.spec.algorithm}) on `{ev.spec.primary_metric}`: gate "
+        f"{'**passed**' if passed else '**refused**'}: {reason}.{ci} "
         f"{result.dataset.n_train:,} training and {ev.n_test:,} test rows; "
         f"train {_range(split.get('train'))}, test {_range(split.get('test'))}."
         + (f" MLflow run `{result.run.run_id}`." if result.run else "")))
@@ -255,6 +264,88 @@ def comparison_figure(leaderboard: pd.DataFrame):
                       yaxis_title="skill (1 − model/baseline for errors; model − baseline for scores)",
                       xaxis_title="model", height=450)
     fig.add_hline(y=0, line_color="grey")
+    return fig
+
+
+def interval_table(report: pd.DataFrame) -> pd.DataFrame:
+    """:func:`gridtwin_lib.tracking.models_report` as people read it: one row per model, values with
+    their 95 % intervals as text, the gate's decision and what serves."""
+    if report.empty:
+        return report
+
+    def ci(v, lo, hi):
+        import math
+
+        if v is None or not math.isfinite(v):
+            return "–"
+        return f"{v:.4g} [{lo:.4g}, {hi:.4g}]" if math.isfinite(lo) and math.isfinite(hi) else f"{v:.4g}"
+
+    return pd.DataFrame({
+        "model_id": report["model_id"], "primary metric": report["primary_metric"],
+        "model [95 % CI]": [ci(r.model, r.model_low, r.model_high) for r in report.itertuples()],
+        "baselines [95 % CI]": ["; ".join(f"{b['name']}: {ci(b['value'], b['low'], b['high'])}" for b in r.ladder)
+                                for r in report.itertuples()],
+        "strongest baseline": report["strongest_baseline"],
+        "model − strongest [95 % CI]": [ci(r.diff, r.diff_low, r.diff_high) for r in report.itertuples()],
+        "test rows": report["n_test"], "blocks": [f"{int(n)} {k}" if n == n else "–" for n, k in
+                                                  zip(report["n_blocks"], report["block_kind"], strict=True)],
+        "gate": report["gate"], "serves": report["serving_text"],
+    }).set_index("model_id")
+
+
+def interval_figure(report: pd.DataFrame):
+    """The primary metric of each model and of every baseline with 95 % bootstrap error bars, one
+    panel per model (each metric on its own scale); the title of a panel says what serves."""
+    import math
+
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows_ = report.reset_index(drop=True)
+    n = len(rows_)
+    cols = 2 if n > 1 else 1
+    rows = max(1, math.ceil(n / cols))
+    titles = [f"{r.model_id.split('_')[0]} {r.primary_metric} ({'model' if r.serves == 'model' else (r.serves or '–')} serves)"
+              for r in rows_.itertuples()]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.25 / rows if rows > 1 else 0.1)
+    for i, r in enumerate(rows_.itertuples()):
+        names = ["model", *(b["name"] for b in r.ladder)]
+        vals = [r.model, *(b["value"] for b in r.ladder)]
+        lows = [r.model_low, *(b["low"] for b in r.ladder)]
+        highs = [r.model_high, *(b["high"] for b in r.ladder)]
+        colours = ["#264653" if k == 0 else ("#e76f51" if nm == r.strongest_baseline else "#e9c46a")
+                   for k, nm in enumerate(names)]
+        fig.add_trace(go.Scatter(
+            x=names, y=vals, mode="markers", marker=dict(size=10, color=colours), showlegend=False,
+            error_y=dict(type="data", symmetric=False, array=[h - v for h, v in zip(highs, vals, strict=True)],
+                         arrayminus=[v - lo for v, lo in zip(vals, lows, strict=True)]),
+            hovertext=[f"{nm}: {v:.4g} [{lo:.4g}, {h:.4g}]" for nm, v, lo, h in zip(names, vals, lows, highs, strict=True)]),
+            row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(height=300 * rows + 80, title="Primary metric of model and baselines with 95 % block-bootstrap "
+                                                    "intervals (strongest baseline in red; same held-out rows)")
+    return fig
+
+
+def difference_figure(report: pd.DataFrame):
+    """Model − strongest baseline on the primary metric, relative to the baseline's value, with its
+    95 % interval; green when the gate passed (the interval excludes zero in the model's favour)."""
+    import plotly.graph_objects as go
+
+    r = report.reset_index(drop=True)
+    scale = r["ladder"].combine(r["strongest_baseline"], lambda lad, s: next((abs(b["value"]) for b in lad if b["name"] == s), float("nan")))
+    scale = scale.where(scale > 0)
+    sign = r["greater_is_better"].map(lambda g: 1.0 if g else -1.0)  # up = better for the model, for every metric
+    val, lo, hi = sign * r["diff"] / scale, sign * r["diff_low"] / scale, sign * r["diff_high"] / scale
+    low, high = pd.concat([lo, hi], axis=1).min(axis=1), pd.concat([lo, hi], axis=1).max(axis=1)
+    colours = ["#2a9d8f" if g == "passed" else "#e76f51" for g in r["gate"]]
+    fig = go.Figure(go.Scatter(
+        x=r["model_id"], y=val, mode="markers", marker=dict(size=11, color=colours),
+        error_y=dict(type="data", symmetric=False, array=high - val, arrayminus=val - low),
+        hovertext=[f"{t}; vs {s}" for t, s in zip(r["serving_text"], r["strongest_baseline"], strict=True)]))
+    fig.add_hline(y=0, line_color="grey")
+    fig.update_layout(title="Gain over the strongest baseline, relative to its value, with 95 % interval "
+                            "(above 0 = the model is better; green = gate passed, the model serves)",
+                      yaxis_title="relative gain [1]", xaxis_title="model", height=450)
     return fig
 
 

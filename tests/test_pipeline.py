@@ -83,7 +83,7 @@ def test_success_registers_and_champion_moves_only_on_improvement(home):
     arts = {a.path for a in tracking.client().list_artifacts(run.info.run_id, "notebook")}
     assert arts == {"notebook/01_toy.ipynb", "notebook/01_toy.html"}
     figs = tracking.client().list_artifacts(run.info.run_id, "evaluation")
-    assert {a.path for a in figs} == {"evaluation/metrics.csv", "evaluation/dataset.json"}
+    assert {a.path for a in figs} == {"evaluation/metrics.csv", "evaluation/dataset.json", "evaluation/uncertainty.json"}
 
     second = pipeline.run("worse", echo=None)
     assert second.status == "ok"

@@ -62,8 +62,10 @@ def test_smoke_pipeline_tracked_every_model(smoke_workspace):
         assert run.info.status == "FINISHED"
         assert run.info.artifact_uri.startswith(f"file://{home}/mlruns/workspaces/smoke/artifacts/")
         primary = run.data.tags["gridtwin.primary_metric"]
-        for key in (f"model/{primary}", f"baseline/{primary}", f"skill/{primary}", "beats_baseline"):
+        for key in (f"model/{primary}", f"baseline/{primary}", f"skill/{primary}", "beats_baseline",
+                    "ci/model/low", "ci/model/high", "bootstrap/n_blocks", "bootstrap/n_test", "gate_passed"):
             assert key in run.data.metrics, (model_id, key)
+        assert run.data.tags["gridtwin.strongest_baseline"] and run.data.tags["gridtwin.bootstrap_block"]
         assert run.data.params["seed"] == "7"
         assert run.data.tags["gridtwin.data_digest"] == run.data.params["data_digest"]
         notebook = {a.path for a in c.list_artifacts(rec["run_id"], "notebook")}
@@ -76,10 +78,13 @@ def test_smoke_pipeline_tracked_every_model(smoke_workspace):
         info = __import__("mlflow").models.get_model_info(f"models:/{name}/{version.version}")
         assert info.signature is not None and info.signature.inputs is not None
         champ = tracking.champion_version(name, c)
-        if rec["beats_baseline"]:
+        if rec["gate_passed"]:
             assert champ is not None and str(champ.version) == str(version.version)
         else:
-            assert champ is None, f"{model_id} became champion without beating its baseline"
+            assert champ is None, f"{model_id} became champion without passing the gate"
+        serving = tracking.serving_version(name, c)
+        assert str(serving.version) == str(version.version)
+        assert serving.tags["gridtwin.serves"] == ("model" if rec["gate_passed"] else f"baseline:{rec['strongest_baseline']}")
     board = tracking.leaderboard(c)
     assert set(board["model_id"]) == set(MODELS)
 

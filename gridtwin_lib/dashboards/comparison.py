@@ -1,7 +1,9 @@
-"""Dashboard 06: every registered model's champion against its baseline, from MLflow.
+"""Dashboard 06: every registered model against its baseline ladder, from MLflow, and what serves.
 
-Reuses :func:`gridtwin_lib.notebook.comparison_table` / :func:`comparison_figure` (the
-same view as notebook 20) and adds a per-model drill-down: every metric model vs
+Reuses :func:`gridtwin_lib.notebook.comparison_table` / :func:`comparison_figure` and the
+interval views :func:`~gridtwin_lib.notebook.difference_figure` / :func:`~gridtwin_lib.notebook.interval_figure`
+(the same views as notebook 20: 95 % block-bootstrap error bars, the champion gate, and whether
+the model or its strongest baseline serves) and adds a per-model drill-down: every metric model vs
 baseline, the registered versions with the champion decision of each, and the run links.
 """
 
@@ -12,7 +14,7 @@ from datetime import UTC
 import pandas as pd
 
 from .. import tracking
-from ..notebook import comparison_figure, comparison_table
+from ..notebook import comparison_figure, comparison_table, difference_figure, interval_figure
 from . import MissingData
 
 ALL_MODULES = "all modules"
@@ -37,9 +39,31 @@ def filtered(lb: pd.DataFrame, module: str) -> pd.DataFrame:
 
 def summary_text(lb: pd.DataFrame) -> str:
     champions = sum(_version(v) is not None for v in lb["champion_version"])
-    beats = int(lb["beats_baseline"].sum())
-    return (f"{len(lb)} registered models, {champions} with a champion; {beats} of the shown versions beat their "
-            f"named baseline on held-out data. Run links open the MLflow UI ({tracking.ui_url()}, `make mlflow`).")
+    serves = lb["serves"] if "serves" in lb else pd.Series(["model"] * len(lb))
+    by_baseline = [t for t, sv in zip(lb.get("serving_text", serves), serves, strict=True) if sv and sv != "model"]
+    return (f"{len(lb)} registered models, {champions} with a champion (the interval of the difference to the strongest "
+            f"baseline excludes zero in the model's favour); {len(lb) - len(by_baseline)} served by the model"
+            + (f", {len(by_baseline)} by a baseline: " + "; ".join(by_baseline) if by_baseline else "")
+            + f". Run links open the MLflow UI ({tracking.ui_url()}, `make mlflow`).")
+
+
+def served_text(lb: pd.DataFrame) -> str:
+    """One line per model saying what serves it (e.g. "m03: persistence serves; the LSTM did not beat it")."""
+    col = lb["serving_text"] if "serving_text" in lb else lb["model_id"]
+    return "<br>".join(str(t) for t in col)
+
+
+def intervals() -> pd.DataFrame:
+    """The model table with intervals (:func:`gridtwin_lib.tracking.models_report`)."""
+    return tracking.models_report()
+
+
+def model_interval_figure(report: pd.DataFrame, model_id: str):
+    """One model's primary metric and its baselines' with 95 % error bars."""
+    part = report[report["model_id"] == model_id]
+    if part.empty:
+        raise MissingData(f"{model_id}: no run with intervals logged yet")
+    return interval_figure(part)
 
 
 def table(lb: pd.DataFrame) -> pd.DataFrame:
@@ -48,8 +72,11 @@ def table(lb: pd.DataFrame) -> pd.DataFrame:
     t["champion_version"] = [f"v{_version(v)}" if _version(v) else "no champion" for v in t["champion_version"]]
     t["run"] = [u.rsplit("/", 1)[-1][:8] for u in t["run_url"]]
     t["test_range"] = [range_text(r) for r in t["test_range"]]
+    by_id = lb.set_index("model_id")
+    t["serves"] = [by_id["serves"].get(m) if "serves" in by_id else "model" for m in t["model_id"]]
+    t["gate"] = [by_id["gate"].get(m) if "gate" in by_id else None for m in t["model_id"]]
     return t[["model_id", "module", "algorithm", "primary_metric", "model", "baseline score", "skill", "beats_baseline",
-              "champion_version", "n_versions", "test_range", "run", "run_url"]]
+              "gate", "champion_version", "serves", "n_versions", "test_range", "run", "run_url"]]
 
 
 def skill_figure(lb: pd.DataFrame):
@@ -89,8 +116,10 @@ def champion_note(lb: pd.DataFrame, model_id: str) -> str | None:
         return None
     vs = versions(model_id)
     reason = vs["decision"].iloc[-1] if len(vs) else "never registered"
-    return (f"{model_id} has no champion: its latest version {reason or 'was not promoted'}. The dashboards that "
-            "use it show a note instead of its outputs until a version beats its baseline.")
+    serves = row.get("serving_text") if "serving_text" in row else None
+    return (f"{model_id} has no champion: its latest version {reason or 'was not promoted'}. "
+            + (f"{serves}: the dashboards show the baseline's outputs in its place." if serves else
+               "The dashboards that use it show a note instead of its outputs."))
 
 
 def metrics_figure(lb: pd.DataFrame, model_id: str):
@@ -166,18 +195,23 @@ def view(model_name: str | None = None):
     module = w.Dropdown(options=modules(lb), description="module")
     ids = list(lb["model_id"])
     model = w.Dropdown(options=ids, value=choose(ids, model_name, "model"), description="model")
+    report = intervals()
     skill = figure(skill_figure(lb))
+    gain = figure(difference_figure(report))
     table_box = w.HTML(table_html(table(lb), links={"run": "run_url"}))
     detail = figure(metrics_figure(lb, model.value))
+    bars = figure(model_interval_figure(report, model.value))
     note, history = w.VBox(), w.HTML()
 
     def show_module(_=None):
         shown = filtered(lb, module.value)
         refresh(skill, skill_figure(shown))
+        refresh(gain, difference_figure(report[report["model_id"].isin(shown["model_id"])]))
         table_box.value = table_html(table(shown), links={"run": "run_url"})
 
     def show_model(_=None):
         refresh(detail, metrics_figure(lb, model.value))
+        refresh(bars, model_interval_figure(report, model.value))
         text = champion_note(lb, model.value)
         note.children = [missing(text)] if text else []
         history.value = "<b>Registered versions</b>" + table_html(versions(model.value), links={"run": "run_url"})
@@ -185,5 +219,5 @@ def view(model_name: str | None = None):
     module.observe(show_module, "value")
     model.observe(show_model, "value")
     show_model()
-    return w.VBox([w.HTML(summary_text(lb)), module, skill, table_box, w.HTML("<h3>One model</h3>"), model, note,
-                   detail, history])
+    return w.VBox([w.HTML(summary_text(lb)), w.HTML("<b>What serves</b><br>" + served_text(lb)), module, gain, skill,
+                   table_box, w.HTML("<h3>One model</h3>"), model, note, bars, detail, history])

@@ -96,45 +96,61 @@ class Engine(OnDemandScoring):
         # the per-reading models (registry order) with their adapters, and the union of their windows
         self._adapters = {m: registry.get(m).serving_adapter() for m in registry.reading_ids()}
         self._windows = tuple(dict.fromkeys(w for a in self._adapters.values() for w in a.windows))
+        #: model id -> what serves it: "model" or "baseline:<name>" (set by from_registry)
+        self.serving: dict[str, str] = {m: "model" for m in self.estimators}
         self.units = {f"{m}.{out}": unit for m, est in self.estimators.items() for out, unit in est.spec.output_units.items()}
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_registry(cls, model_ids: Iterable[str] | None = None, *, alias: str = "champion", progress: bool = False,
+    def from_registry(cls, model_ids: Iterable[str] | None = None, *, alias: str = "serving", progress: bool = False,
                       **kwargs) -> Engine:
-        """Load each model's ``@alias`` version from the registry of the current workspace once.
+        """Load what serves each model from the registry of the current workspace, once.
 
-        A model without that alias (or that fails to load) is recorded in ``missing``, with
-        the reason, instead of failing the engine.
+        ``alias`` ``serving`` (default): the model where it passed the champion gate, else the
+        strongest baseline logged with its newest run (see :func:`gridtwin_lib.tracking.load_served`;
+        a registry from before the gate: its ``champion``). Another alias (``champion``) loads
+        that version's model. :attr:`serving` records what serves each model; :meth:`serving_lines`
+        says it in words. A model with nothing to serve (or that fails to load) is recorded in
+        ``missing``, with the reason, instead of failing the engine.
         """
         from .. import tracking
 
         client = tracking.client()
-        estimators, missing = {}, {}
+        estimators, missing, serving = {}, {}, {}
         ids = list(registry.ids() if model_ids is None else model_ids)
         it = ids
         if progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(ids, desc="loading champions", unit="model")
-        from mlflow.exceptions import MlflowException
-
-        def aliased(name: str):
-            try:
-                return client.get_model_version_by_alias(name, alias)
-            except MlflowException:
-                return None
-
+            it = tqdm(ids, desc="loading served models", unit="model")
         for model_id in it:
             name = f"gridtwin.{model_id}"
             try:
-                if aliased(name) is None:
-                    missing[model_id] = f"no @{alias} version of {name} in {tracking.tracking_uri()}; run the pipeline that trains it"
-                    continue
-                estimators[model_id] = tracking.load_estimator(f"models:/{name}@{alias}")
+                est, serves, version = tracking.load_served(model_id, alias, c=client)
+            except LookupError as exc:
+                missing[model_id] = str(exc)
+                continue
             except Exception as exc:  # noqa: BLE001 - a broken model must not take the others down
                 missing[model_id] = f"{name}@{alias} could not be loaded: {str(exc).splitlines()[0][:200]}"
-        return cls(estimators, missing=missing, **kwargs)
+                continue
+            estimators[model_id] = est
+            serving[model_id] = serves
+        engine = cls(estimators, missing=missing, **kwargs)
+        engine.serving = serving
+        return engine
+
+    def serving_lines(self) -> list[str]:
+        """What serves each model, in words (e.g. ``"m03: persistence serves; the LSTM did not beat it"``)."""
+        from ..tracking import serving_text
+
+        lines = []
+        for model_id in registry.ids():
+            if model_id in self.estimators:
+                serves = self.serving.get(model_id, "model")
+                lines.append(serving_text(model_id, serves, registry.get(model_id).estimator_class().spec.algorithm))
+            elif model_id in self.missing:
+                lines.append(f"{model_id.split('_')[0]}: nothing serves ({self.missing[model_id]})")
+        return lines
 
     def reset(self, device_id: str | None = None) -> None:
         """Forget the history of one device (or of all)."""

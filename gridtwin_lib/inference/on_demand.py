@@ -44,6 +44,22 @@ class OnDemandScoring:
     estimators: dict[str, Any]
     missing: dict[str, str]
     time_limit_s: float
+    serving: dict[str, str]
+
+    def _serve(self, model_id: str, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` (a serving function); when a baseline serves ``model_id`` and the
+        model's serving function cannot use it, one :class:`InputError` saying so (callers turn
+        it into a note) instead of an arbitrary exception."""
+        serves = getattr(self, "serving", {}).get(model_id, "model")
+        if serves == "model":
+            return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as one line naming the baseline
+            raise InputError(f"{model_id}: {serves.removeprefix('baseline:')} serves (the model did not beat it), but "
+                             f"the model's serving function cannot use it: {type(exc).__name__}: {str(exc)[:200]}") from None
 
     def score_assets(self, observations: pl.DataFrame, *, utc_offset_h: float = 10.0) -> pl.DataFrame:
         """The asset models for each asset at its latest observation.
@@ -72,7 +88,7 @@ class OnDemandScoring:
             if est is None:
                 out = out.with_columns(pl.lit(self.missing.get(entry.id, "not loaded")).alias(f"{entry.id}.status"))
                 continue
-            part = entry.serving_adapter()(est, obs, utc_offset_h=utc_offset_h)
+            part = self._serve(entry.id, entry.serving_adapter(), est, obs, utc_offset_h=utc_offset_h)
             part = part.rename({c: f"{entry.id}.{c}" for c in part.columns if c != "device_id"})
             out = out.join(part, on="device_id", how="left")
         return out
@@ -80,7 +96,7 @@ class OnDemandScoring:
     def score_waveforms(self, windows: pd.DataFrame) -> pd.DataFrame:
         """The waveform model's class and THD [%] of 10-cycle windows (columns ``v_000..v_639`` [V])."""
         entry = _role("waveforms")
-        pred = entry.serving_adapter()(self._require(entry.id), windows)
+        pred = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), windows)
         keep = [c for c in ("ts", "window_id", "source") if c in windows.columns]
         return pd.concat([windows[keep].reset_index(drop=True), pred.add_prefix(f"{entry.id}.").reset_index(drop=True)], axis=1)
 
@@ -89,7 +105,8 @@ class OnDemandScoring:
         """The 24 hourly loads [kW] of local ``day`` from meter readings before it
         (``datasets.energy.load_forecast.meter_load`` rows). Columns: hour (local start), load_kw."""
         entry = _role("day_ahead_load")
-        load = entry.serving_adapter()(self._require(entry.id), meter_readings, day, utc_offset_h=utc_offset_h, site=site)
+        load = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), meter_readings, day,
+                           utc_offset_h=utc_offset_h, site=site)
         start = pd.Timestamp(datetime(day.year, day.month, day.day))
         return pd.DataFrame({"hour": pd.date_range(start, periods=24, freq="h"), "load_kw": load})
 
@@ -109,9 +126,10 @@ class OnDemandScoring:
             raise InputError(f"plan_day: need 24 hourly values of load, PV and price (got {load.size}, {pv.size}, {price.size})")
         lp_entry = _role("day_plan")
         lp = self.estimators.get(lp_entry.id)
-        solve, soc0 = lp_entry.serving_adapter()(lp, load, pv, price)
+        solve, soc0 = self._serve(lp_entry.id, lp_entry.serving_adapter(), lp, load, pv, price)
         plan = on_demand(lp_entry.id, solve, limit)
-        out: dict[str, Any] = {lp_entry.id: plan, "lp_is_champion": lp is not None}
+        served = getattr(self, "serving", {}).get(lp_entry.id, "model")
+        out: dict[str, Any] = {lp_entry.id: plan, "lp_is_champion": lp is not None and served == "model", "lp_served_by": served}
         sp_entry = registry.by_role("dispatch")
         if sp_entry is None:
             return out
@@ -120,7 +138,7 @@ class OnDemandScoring:
             out[sp_entry.id] = {"status": "no_champion", "message": self.missing.get(sp_entry.id, "")}
             return out
         soc = float(soc_kwh) if soc_kwh is not None else soc0
-        out[sp_entry.id] = sp_entry.serving_adapter()(est, soc, load, pv, price)
+        out[sp_entry.id] = self._serve(sp_entry.id, sp_entry.serving_adapter(), est, soc, load, pv, price)
         if plan.status == "ok":
             first = plan.result.iloc[0]
             out[f"{sp_entry.id.split('_')[0]}_reference_battery_kw"] = float(first["battery_discharge_kw"] - first["battery_charge_kw"])
@@ -131,11 +149,13 @@ class OnDemandScoring:
         limited to ``time_limit_s`` [s]."""
         entry = _role("phase_move")
         est = self._require(entry.id)
-        return on_demand(entry.id, lambda: est.predict(X), self.time_limit_s if time_limit_s is None else float(time_limit_s))
+        return on_demand(entry.id, lambda: self._serve(entry.id, est.predict, X),
+                         self.time_limit_s if time_limit_s is None else float(time_limit_s))
 
     def segment(self, X) -> pd.DataFrame:
         """Archetype, peak share and flexible energy [kWh] per customer (rows as its dataset builder makes them)."""
-        return self._require(_role("segments").id).predict(X)
+        entry = _role("segments")
+        return self._serve(entry.id, self._require(entry.id).predict, X)
 
     def _require(self, model_id: str):
         est = self.estimators.get(model_id)

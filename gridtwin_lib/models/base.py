@@ -52,6 +52,12 @@ class ModelSpec:
     greater_is_better: bool
     output_units: dict[str, str]
     secondary_metrics: tuple[str, ...] = ()
+    #: bootstrap block of the test rows: "customer", "asset", "device", "day", "hour" or "row"
+    #: (see gridtwin_lib.evaluation.block_ids); None: chosen from the columns of meta_test / X_test
+    block: str | None = None
+    #: must the model be at least as good as each of its members (an ensemble) to become champion?
+    #: None: yes when ``evaluate`` reports ``member_<name>_<primary metric>`` values
+    must_beat_members: bool | None = None
 
     def __post_init__(self):
         if self.module not in MODULES:
@@ -107,7 +113,16 @@ class Dataset:
 
 @dataclass
 class Evaluation:
-    """Model and baseline judged on the same held-out rows."""
+    """Model and its baseline ladder judged on the same held-out rows.
+
+    ``baseline_metrics`` are the metrics of **the catalogue's named baseline** (the first of the
+    ladder, ``GridModel.baseline()``); ``ladder`` holds every baseline's metrics by its short
+    name (the named one first), ``strongest`` names the best of them on the primary metric, and
+    ``uncertainty`` holds the paired block-bootstrap intervals of the primary metric for the
+    model, each baseline and the model's difference to each
+    (:class:`gridtwin_lib.evaluation.Uncertainty`). ``members`` holds the primary metric of each
+    ensemble member where the model reports them (``member_<name>_<primary>``).
+    """
 
     spec: ModelSpec
     metrics: dict[str, float]
@@ -117,6 +132,11 @@ class Evaluation:
     figures: dict[str, Any] = field(default_factory=dict)
     predictions: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    ladder: dict[str, dict[str, float]] = field(default_factory=dict)
+    ladder_predictions: dict[str, Any] = field(default_factory=dict, repr=False)
+    fitted_baselines: dict[str, Any] = field(default_factory=dict, repr=False)
+    uncertainty: Any = None  # gridtwin_lib.evaluation.Uncertainty
+    members: dict[str, float] = field(default_factory=dict)
 
     @property
     def primary(self) -> float:
@@ -127,23 +147,57 @@ class Evaluation:
         return self.baseline_metrics[self.spec.primary_metric]
 
     @property
+    def baseline_name(self) -> str:
+        """Short name of the catalogue's named baseline (the first of the ladder)."""
+        return next(iter(self.ladder), self.spec.baseline)
+
+    @property
+    def strongest(self) -> str:
+        """Name of the ladder's best baseline on the primary metric (the named one on ties or NaN)."""
+        best, value = self.baseline_name, self.ladder.get(self.baseline_name, self.baseline_metrics).get(self.spec.primary_metric)
+        for name, metrics in self.ladder.items():
+            v = metrics.get(self.spec.primary_metric, float("nan"))
+            if better(v, value, self.spec.greater_is_better):
+                best, value = name, v
+        return best
+
+    @property
+    def strongest_primary(self) -> float:
+        return self.ladder.get(self.strongest, self.baseline_metrics)[self.spec.primary_metric]
+
+    @property
     def skill(self) -> float:
-        """Skill on the primary metric: ``1 - model/baseline`` for errors,
+        """Skill on the primary metric over the named baseline: ``1 - model/baseline`` for errors,
         ``model - baseline`` for scores where greater is better."""
         return skill(self.primary, self.baseline_primary, self.spec.greater_is_better)
 
     @property
     def beats_baseline(self) -> bool:
+        """Point estimate better than the named baseline's (the gate asks more: see :meth:`gate`)."""
         return better(self.primary, self.baseline_primary, self.spec.greater_is_better)
 
+    @property
+    def members_required(self) -> bool:
+        return bool(self.members) if self.spec.must_beat_members is None else bool(self.spec.must_beat_members)
+
+    def gate(self) -> tuple[bool, str]:
+        """Does the model earn ``champion``? The interval of its difference to the strongest
+        baseline must exclude zero in its favour (and, for ensembles, it must be at least as
+        good as each member). Returns (passed, the decision in words)."""
+        from ..evaluation import gate_decision
+
+        return gate_decision(self.uncertainty, self.strongest if self.ladder else None,
+                             members=self.members if self.members_required else None, model_value=self.primary,
+                             model_label=self.spec.algorithm)
+
     def table(self) -> pd.DataFrame:
-        """Metrics side by side (rows: metric; columns: model, baseline)."""
-        names = list(dict.fromkeys([*self.metrics, *self.baseline_metrics]))
-        return pd.DataFrame(
-            {"model": [self.metrics.get(n, np.nan) for n in names],
-             "baseline": [self.baseline_metrics.get(n, np.nan) for n in names]},
-            index=pd.Index(names, name="metric"),
-        )
+        """Metrics side by side (rows: metric; columns: model, then each baseline of the ladder)."""
+        ladder = self.ladder or {"baseline": self.baseline_metrics}
+        names = list(dict.fromkeys([*self.metrics, *(k for m in ladder.values() for k in m)]))
+        data = {"model": [self.metrics.get(n, np.nan) for n in names]}
+        for bname, metrics in ladder.items():
+            data[bname] = [metrics.get(n, np.nan) for n in names]
+        return pd.DataFrame(data, index=pd.Index(names, name="metric"))
 
 
 def skill(model: float, baseline: float, greater_is_better: bool) -> float:
@@ -224,6 +278,55 @@ class GridModel(BaseEstimator):
         """A few rows of ``X`` to store with the model (its signature is inferred from them)."""
         return X[:5] if not isinstance(X, pd.DataFrame) else X.head(5)
 
+    def ladder(self) -> list[Baseline]:
+        """Fresh, unfitted baselines of the model's ladder: ``baseline()`` (the catalogue's named
+        one) first, then each further class of the model's registry entry (``ModelEntry.baselines``),
+        made by ``cls.for_model(self)``."""
+        first = self.baseline()
+        ladder = [first]
+        try:
+            from . import registry
+
+            classes = registry.get(self.spec.model_id).baseline_classes()
+        except Exception:  # noqa: BLE001 - a model outside the registry has its named baseline only
+            classes = ()
+        for cls in classes:
+            if type(first) is cls:
+                continue
+            ladder.append(cls.for_model(self))
+        return ladder
+
+    def bootstrap_blocks(self, dataset: Dataset) -> tuple[str, np.ndarray]:
+        """The bootstrap block of each test row: ``(kind, ids)``.
+
+        Default: ``spec.block`` if set, else the first of customer, asset, device, day, hour found
+        in ``meta_test`` / ``X_test`` / ``y_test`` with at least 10 blocks
+        (:func:`gridtwin_lib.evaluation.block_ids`). Override for a task-specific block.
+        """
+        from ..evaluation import block_ids
+
+        return block_ids(dataset.n_test, dataset.meta_test, dataset.X_test, dataset.y_test, kind=self.spec.block)
+
+    def bootstrap_terms(self, y_true, y_pred, meta=None):
+        """Optional: the primary metric as a function of sums over rows, for a vectorised bootstrap.
+
+        Returns None (default: the bootstrap finds a fast path itself, or calls ``evaluate`` per
+        block or per replicate), or ``(terms, combine)``: ``terms`` an (n, k) array of per-row
+        additive terms of the test rows (e.g. for an event-level F1: detected events, events,
+        true flags, flags, each counted on the row where it falls) and ``combine(sums)`` mapping
+        their sums (B × k) to the metric (B,). Used only when ``combine`` of the full-sample sums
+        equals ``evaluate``'s value.
+        """
+        return None
+
+    def member_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The primary metric of each ensemble member, from ``evaluate``'s ``member_<name>_<primary>``
+        keys (empty for a model that is not an ensemble). The champion gate requires the model to
+        be at least as good as each (``spec.must_beat_members``)."""
+        prefix, suffix = "member_", f"_{self.spec.primary_metric}"
+        return {k[len(prefix):-len(suffix)]: float(v) for k, v in metrics.items()
+                if k.startswith(prefix) and k.endswith(suffix) and len(k) > len(prefix) + len(suffix)}
+
 
 class Baseline(BaseEstimator):
     """A baseline: the simple rule or reference a practitioner tries before any model.
@@ -245,9 +348,30 @@ class Baseline(BaseEstimator):
     ----------
     spec : ModelSpec or None
         Class attribute: the spec of the model the baseline is judged with, where set.
+    name : str or None
+        Class attribute: a short human name for tables and reports (e.g. ``"EN 50160
+        multi-channel rule"``); None: the catalogue's baseline name for the named baseline,
+        the class name otherwise.
+
+    Notes
+    -----
+    The ladder (:meth:`GridModel.ladder`) fits every baseline of a model on the same training
+    rows with ``fit(X, y)`` and predicts the same test rows with ``predict(X)``, so a baseline
+    sees exactly what the model sees. A baseline that needs per-task context ``fit(X, y)`` lacks
+    (the model's settings, a lag, a feeder's parameters) gets it through its constructor: the
+    ladder builds each further baseline with :meth:`for_model`, which a baseline overrides to copy
+    what it needs from the model's parameters. Context that depends on the rows must come with
+    the rows: add the column to the dataset's ``X`` (the model ignores columns it does not use).
     """
 
     spec: ClassVar[ModelSpec | None] = None
+    name: ClassVar[str | None] = None
+
+    @classmethod
+    def for_model(cls, model: GridModel) -> Baseline:
+        """A fresh baseline for ``model``'s ladder; default ``cls()``. Override to take settings
+        from the model (e.g. ``cls(lags=model.lags)``)."""
+        return cls()
 
     def fit(self, X, y=None):  # pragma: no cover - interface
         raise NotImplementedError
@@ -256,45 +380,114 @@ class Baseline(BaseEstimator):
         raise NotImplementedError
 
 
-def fit_and_evaluate(model: GridModel, dataset: Dataset) -> tuple[GridModel, Baseline, Evaluation]:
-    """Fit the model and its baseline on the training rows, score both on the test rows."""
+def baseline_names(baselines: list[Baseline], spec: ModelSpec) -> list[str]:
+    """Unique short names of a ladder: each class's ``name``; else the catalogue's baseline name
+    for the first and the class name for the others."""
+    names: list[str] = []
+    for k, bl in enumerate(baselines):
+        name = getattr(type(bl), "name", None)
+        if not isinstance(name, str) or not name:
+            name = spec.baseline if k == 0 else type(bl).__name__
+        base, i = name, 2
+        while name in names:
+            name, i = f"{base} #{i}", i + 1
+        names.append(name)
+    return names
+
+
+def fit_and_evaluate(model: GridModel, dataset: Dataset, *, baselines: list[Baseline] | None = None,
+                     bootstrap: bool = True, n_replicates: int = 1000, seed: int = 0,
+                     time_budget_s: float | None = None) -> tuple[GridModel, Baseline, Evaluation]:
+    """Fit the model and every baseline of its ladder on the training rows, score all on the test rows.
+
+    Parameters
+    ----------
+    model : the unfitted model.
+    dataset : its train/test split.
+    baselines : unfitted baselines (default ``model.ladder()``; the first is the catalogue's named one).
+    bootstrap : compute the paired block-bootstrap intervals of the primary metric (``ev.uncertainty``).
+    n_replicates, seed : B and the seed of the bootstrap draws.
+    time_budget_s : time limit [s] of the bootstrap's generic fallback (default
+        ``$GRIDTWIN_BOOTSTRAP_BUDGET_S`` or 20 s; the vectorised paths always do ``n_replicates``).
+
+    Returns
+    -------
+    The fitted model, the fitted named baseline, and the :class:`Evaluation`.
+    """
     t0 = time.perf_counter()
     model.fit(dataset.X_train, dataset.y_train)
     t1 = time.perf_counter()
-    bl = model.baseline().fit(dataset.X_train, dataset.y_train)
+    ladder = list(baselines) if baselines is not None else model.ladder()
+    fitted = [bl.fit(dataset.X_train, dataset.y_train) for bl in ladder]
     t2 = time.perf_counter()
-    ev = evaluate(model, dataset, bl)
+    ev = evaluate(model, dataset, fitted)
     ev.timings_s.update({"fit_s": t1 - t0, "baseline_fit_s": t2 - t1})
-    return model, bl, ev
+    if bootstrap:
+        attach_uncertainty(model, dataset, ev, n_replicates=n_replicates, seed=seed, time_budget_s=time_budget_s)
+    return model, fitted[0], ev
 
 
-def evaluate(model: GridModel, dataset: Dataset, baseline: Baseline) -> Evaluation:
-    """Predict the same test rows with model and baseline and score both the same way."""
+def attach_uncertainty(model: GridModel, dataset: Dataset, ev: Evaluation, *, n_replicates: int = 1000, seed: int = 0,
+                       time_budget_s: float | None = None) -> None:
+    """Set ``ev.uncertainty``: paired block-bootstrap intervals of the primary metric for the model,
+    every baseline of the ladder and the model's difference to each (same blocks for all)."""
+    import os
+
+    from ..evaluation import bootstrap
+
+    primary = model.spec.primary_metric
+    budget = float(os.environ.get("GRIDTWIN_BOOTSTRAP_BUDGET_S", "20")) if time_budget_s is None else float(time_budget_s)
+    preds = {"model": ev.predictions["model"], **ev.ladder_predictions}
+    values = {"model": ev.primary, **{k: m[primary] for k, m in ev.ladder.items()}}
+    ev.uncertainty = bootstrap(
+        lambda y, p, m: model.evaluate(y, p, m), primary, model.spec.greater_is_better, dataset.y_test, preds, values,
+        meta=dataset.meta_test, block=model.bootstrap_blocks(dataset), n_replicates=n_replicates, seed=seed,
+        preferred_columns=list(model.spec.output_units), time_budget_s=budget,
+        terms=lambda p: model.bootstrap_terms(dataset.y_test, p, dataset.meta_test))
+    ev.timings_s["bootstrap_s"] = ev.uncertainty.seconds
+
+
+def evaluate(model: GridModel, dataset: Dataset, baselines: Baseline | list[Baseline]) -> Evaluation:
+    """Predict the same test rows with the model and every fitted baseline and score all the same way."""
+    ladder = [baselines] if isinstance(baselines, Baseline) else list(baselines)
+    if not ladder:
+        raise ValueError(f"{model.spec.model_id}: no baseline to judge the model against")
+    names = baseline_names(ladder, model.spec)
     X = dataset.X_test
     rows = digest(X)
     t0 = time.perf_counter()
     y_model = model.predict(X)
     t1 = time.perf_counter()
-    y_base = baseline.predict(X)
-    if _n_rows(y_model) != _n_rows(X) or _n_rows(y_base) != _n_rows(X):
+    preds = {name: bl.predict(X) for name, bl in zip(names, ladder, strict=True)}
+    t2 = time.perf_counter()
+    short = {name: _n_rows(p) for name, p in preds.items() if _n_rows(p) != _n_rows(X)}
+    if _n_rows(y_model) != _n_rows(X) or short:
         raise ValueError(f"{model.spec.model_id}: predictions do not cover the {_n_rows(X)} test rows "
-                         f"(model {_n_rows(y_model)}, baseline {_n_rows(y_base)})")
+                         f"(model {_n_rows(y_model)}, baselines {short})")
+    if digest(X) != rows:
+        raise ValueError(f"{model.spec.model_id}: a predict() changed the test rows in place")
     metrics = model.evaluate(dataset.y_test, y_model, dataset.meta_test)
-    base_metrics = model.evaluate(dataset.y_test, y_base, dataset.meta_test)
-    predictions = {"model": y_model, "baseline": y_base}
+    ladder_metrics = {name: {k: float(v) for k, v in model.evaluate(dataset.y_test, p, dataset.meta_test).items()}
+                      for name, p in preds.items()}
+    first = names[0]
     ev = Evaluation(
         spec=model.spec,
         metrics={k: float(v) for k, v in metrics.items()},
-        baseline_metrics={k: float(v) for k, v in base_metrics.items()},
+        baseline_metrics=ladder_metrics[first],
         n_test=_n_rows(X),
         test_rows_digest=rows,
-        predictions=predictions,
-        timings_s={"predict_s": t1 - t0},
+        predictions={"model": y_model, "baseline": preds[first]},
+        timings_s={"predict_s": t1 - t0, "baseline_predict_s": t2 - t1},
+        ladder=ladder_metrics,
+        ladder_predictions=preds,
+        fitted_baselines=dict(zip(names, ladder, strict=True)),
     )
-    if model.spec.primary_metric not in ev.metrics:
+    missing = [n for n, m in {"model": ev.metrics, **ladder_metrics}.items() if model.spec.primary_metric not in m]
+    if missing:
         raise ValueError(f"{model.spec.model_id}: evaluate() did not return the primary metric "
-                         f"{model.spec.primary_metric!r}")
-    ev.figures = model.figures(dataset, predictions)
+                         f"{model.spec.primary_metric!r} for {missing}")
+    ev.members = model.member_metrics(ev.metrics)
+    ev.figures = model.figures(dataset, ev.predictions)
     return ev
 
 
