@@ -42,6 +42,7 @@ class DayScores:
     notes: list[str]
     missing: dict[str, str]
     alerts: pl.DataFrame | None = None  # gridtwin_lib.alerts.raise_alerts of readings and assets
+    serving: list[str] | None = None  # what serves each model, in words (Engine.serving_lines)
 
 
 def score_day(store, day: date | str | None = None, *, engine: Engine | None = None, sources: Iterable[str] | None = None,
@@ -85,6 +86,7 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
         today = raw.filter(pl.col("ts") >= s0)
         eng = Engine(engine.estimators, missing=engine.missing, site=engine.site, time_limit_s=engine.time_limit_s,
                      incremental=engine.incremental)
+        eng.serving = dict(engine.serving)  # what serves each model (the model, or its baseline when the gate refused it)
         if warm.height:
             eng.score(warm)  # history only: the day's outputs start at midnight
         batch = eng.score(today, with_features=ALERT_FEATURES)
@@ -120,7 +122,8 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
     from .alerts import raise_alerts
 
     alerts = raise_alerts(readings if readings.height else None, assets, rules=alert_rules)
-    return DayScores(day, readings, errors, engine.units, assets, waveforms, forecast, plan, pq, notes, dict(engine.missing), alerts)
+    return DayScores(day, readings, errors, engine.units, assets, waveforms, forecast, plan, pq, notes, dict(engine.missing), alerts,
+                     engine.serving_lines())
 
 
 def _assets_as_of(store, engine: Engine, end: datetime, notes: list[str]) -> pl.DataFrame | None:

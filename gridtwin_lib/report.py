@@ -54,7 +54,8 @@ class DailyReport:
         return {
             "day": s.day.isoformat(), "readings": n, "devices": int(s.readings["device_id"].n_unique()) if n else 0,
             "readings_fully_scored": ok, "alerts": alerts_lib.counts(s.alerts) if s.alerts is not None else {},
-            "assets": 0 if s.assets is None else s.assets.height, "models_without_champion": sorted(s.missing),
+            "assets": 0 if s.assets is None else s.assets.height, "models_not_served": sorted(s.missing),
+            "what_serves": s.serving or [],
         }
 
     def alerts(self) -> pl.DataFrame:

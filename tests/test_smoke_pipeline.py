@@ -44,7 +44,7 @@ def test_smoke_pipeline_writes_reports(smoke_home):
     daily = json.loads((out / "daily.json").read_text())
     assert daily["readings"] > 0 and set(daily["alerts"]) == {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
     assert (out / "alerts.csv").exists()
-    if "m09_load_forecast" not in daily["models_without_champion"]:  # tomorrow's plan needs m09's forecast
+    if "m09_load_forecast" not in daily["models_not_served"]:  # tomorrow's plan needs m09's forecast
         assert daily["plan"]["m11_status"] == "ok" and (out / "forecast_plan.csv").exists()
     # the workspace kept the smoke data and reports apart from the real ones
     assert (home / "data" / "workspaces" / "smoke" / "store").is_dir()
