@@ -64,7 +64,9 @@ def session(master: str = "local[2]", app_name: str = "gridtwin", shuffle_partit
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (SparkSession.builder.appName(app_name)
                .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               # workers forked from a daemon that imported the library already (see spark_daemon)
+               .config("spark.python.daemon.module", "gridtwin_lib.spark_daemon"))
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set by spark-submit, whose --master and conf then apply
         builder = builder.master(master)
         if master.startswith("local"):  # on a cluster, PYSPARK_PYTHON names the nodes' environment
