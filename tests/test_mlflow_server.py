@@ -73,7 +73,8 @@ def test_smoke_pipeline_registered_on_postgres_server_and_champion_read_back(ser
     monkeypatch.delenv("GRIDTWIN_WORKSPACE")
     for run in dsm.SIMULATIONS["smoke"]:  # what the smoke pipeline's 00_data simulates for m02
         run_scenario(**run, store=store, progress=False)
-    mlflow_server.wait_ready(proc, uri, log=tmp_path / "server.log")
+    # a fresh database is migrated first: slow on a loaded machine, so a generous wait
+    mlflow_server.wait_ready(proc, uri, timeout_s=600, log=tmp_path / "server.log")
 
     result = pipeline.run(str(path), jobs=1, echo=None, timeout_s=600)
     assert result.status == "ok", result.error
