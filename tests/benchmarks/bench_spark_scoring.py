@@ -117,7 +117,7 @@ def main() -> None:
         assert worst < 1e-6, worst
         report({
             "devices": args.devices, "hours": args.hours, "step_s": args.step_s, "readings": rows,
-            "models_served": len(champions.estimators), "master": args.master, "chunk": args.chunk,
+            "champions_loaded": len(champions.estimators), "master": args.master, "chunk": args.chunk,
             "local_s": round(local_s, 2), "local_rows_per_s": round(rows / local_s),
             "spark_s": round(spark_s, 2), "spark_rows_per_s": round(rows / spark_s),
             "spark_vs_local": round(local_s / spark_s, 2),
