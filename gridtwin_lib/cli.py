@@ -396,6 +396,10 @@ def score_cmd(
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Readings per engine call (memory bound).")] = 50_000,
     store: StoreOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    engine_name: Annotated[str, typer.Option("--engine", help="local (this process) or spark (the same engine per device-chunk on "
+                                                           "Spark; --from-store only; --out is then a directory).")] = "local",
+    master: Annotated[str, typer.Option(help="Spark master with --engine spark (local[2], spark://host:7077, ...).")] = "local[2]",
+    chunk: Annotated[str, typer.Option(help="Time chunk per Spark task group with --engine spark (memory bound).")] = "1d",
     as_json: JsonOpt = False,
 ):
     """Score readings through every champion (one inference engine) and write one row per reading.
@@ -416,6 +420,17 @@ def score_cmd(
         _fail("give exactly one of --input FILE or --from-store")
     if alerts_out is not None and alerts_out.suffix.lower() not in (".csv", ".parquet"):
         _fail(f"{alerts_out}: use a .csv or .parquet alerts file")
+    if engine_name not in ("local", "spark"):
+        _fail(f"unknown engine {engine_name!r}; choose local or spark")
+    if engine_name == "spark":
+        from .cli_scale import score_spark
+
+        if input_file is not None or alerts_out is not None:
+            _fail("--engine spark scores the store into a directory: use --from-store, without --input or --alerts")
+        summary = score_spark(_store(store), source, day, start, end, out, master, chunk)
+        _emit(summary, as_json, f"scored {summary['readings']:,} readings in {summary['seconds']} s on Spark -> {out}\n"
+                                f"status: {summary['status']}\nerrors ({summary['errors_dir']}): {summary['errors'] or 'none'}")
+        return
     rules = alerts_lib.load_rules(alert_rules) if alerts_out is not None else None  # a bad rules file fails before any work
     t0 = time.perf_counter()
     engine = inference.Engine.from_registry(progress=progress and not as_json)

@@ -49,7 +49,7 @@ def session(master: str = "local[2]", app_name: str = "gridtwin", shuffle_partit
     Parameters
     ----------
     master : Spark master URL (``local[2]``, ``spark://host:7077``, ``yarn``...); ignored when
-        a session already exists (e.g. under ``spark-submit``).
+        a session already exists, and under ``spark-submit`` (its ``--master`` wins).
     app_name : application name shown in the Spark UI.
     shuffle_partitions : ``spark.sql.shuffle.partitions`` (default: Spark's).
     conf : further Spark settings (dots written as ``__``: ``spark__ui__enabled="false"``).
@@ -62,11 +62,15 @@ def session(master: str = "local[2]", app_name: str = "gridtwin", shuffle_partit
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (SparkSession.builder.master(master).appName(app_name)
+    builder = (SparkSession.builder.appName(app_name)
                .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
-    if master.startswith("local"):  # on a cluster, PYSPARK_PYTHON names the nodes' environment
-        builder = builder.config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               # workers forked from a daemon that imported the library already (see spark_daemon)
+               .config("spark.python.daemon.module", "gridtwin_lib.spark_daemon"))
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set by spark-submit, whose --master and conf then apply
+        builder = builder.master(master)
+        if master.startswith("local"):  # on a cluster, PYSPARK_PYTHON names the nodes' environment
+            builder = builder.config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
     if shuffle_partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
     for key, value in conf.items():
@@ -229,6 +233,23 @@ def chunked(spark, files: Iterable[str | Path], kind: str, windows: tuple[str, .
     for bound, keep in ((start, lambda t: F.col("ts") >= t), (end, lambda t: F.col("ts") < t)):
         if bound is not None:
             df = df.filter(keep(F.lit(as_utc(bound))))
+    return with_chunks(df, chunk_us, reach_us)
+
+
+def with_chunks(df, chunk_us: int, reach_us: int):
+    """``df`` (a Spark DataFrame with ``ts``) with a ``_chunk`` column: each row once in its own
+    chunk (index of its ``chunk_us``-long interval since the epoch) and once more in every later
+    chunk whose first instant is at most ``reach_us`` after it (the overlap that feeds that
+    chunk's windows or history). Shared by the feature and the scoring jobs.
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame with a timestamp column ``ts``.
+    chunk_us : chunk length [µs].
+    reach_us : how far back a chunk's first reading looks [µs].
+    """
+    from pyspark.sql import functions as F
+
     ts_us = F.unix_micros(F.col("ts"))
     chunks = F.sequence(F.floor(ts_us / chunk_us), F.floor((ts_us + reach_us) / chunk_us)).cast("array<long>")
     return df.withColumn(_CHUNK_COLUMN, F.explode(chunks))

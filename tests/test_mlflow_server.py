@@ -1,26 +1,34 @@
-"""MLflow on a server: a PostgreSQL-backed tracking server, a one-model pipeline step
-against it, and the champion read back through the registry and the inference engine.
+"""MLflow on a server: a PostgreSQL-backed tracking server, a (reduced) smoke pipeline run
+against it through the real pipeline runner, and the champion read back through the
+registry and the inference engine.
 
-The server runs on a free 127.0.0.1 port with a throw-away PostgreSQL database and a
-temporary artifact directory (tests/services.py skips or, under CI=true, fails when
-PostgreSQL is absent).
+The pipeline is the smoke pipeline's ``10_monitoring`` notebook with the smoke parameters,
+restricted to m02 (``only``), on the smoke simulation of m02's data, run by
+:func:`gridtwin_lib.pipeline.run` (Papermill on the ``gridtwin`` kernel, the manifest, the
+champion rule at the end of the pipeline): the whole smoke pipeline trains 16 models and
+takes minutes, this one model in well under one. The server runs on a free 127.0.0.1 port
+with a throw-away PostgreSQL database and a temporary artifact directory
+(tests/services.py skips or, under CI=true, fails when PostgreSQL is absent).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import shutil
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
+import yaml
 from services import postgres_database, postgres_server  # noqa: F401
 
-from gridtwin_lib import mlflow_server, notebook, tracking
+from gridtwin_lib import config, mlflow_server, pipeline, tracking
 from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm
 from gridtwin_lib.inference import Engine
-from gridtwin_lib.models.monitoring.harmonic_analysis import HarmonicAnalysis
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
 MODEL = "m02_harmonic_analysis"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -40,18 +48,40 @@ def server(postgres_database, tmp_path, monkeypatch):
     proc.wait(timeout=30)
 
 
-def test_model_run_registered_on_postgres_server_and_champion_read_back(server, tmp_path):
-    proc, uri, backend, artifacts = server
-    assert tracking.tracking_uri() == uri
-    store = Store(tmp_path / "store")
-    for run in dsm.SIMULATIONS["smoke"]:  # the smoke pipeline's m02 data
-        run_scenario(**run, store=store, progress=False)
-    ds = dsm.harmonic_analysis(store, test_fraction=0.3)
-    mlflow_server.wait_ready(proc, uri, log=tmp_path / "server.log")
+def server_smoke_pipeline(home: Path) -> Path:
+    """The smoke pipeline's 10_monitoring step with its parameters, restricted to m02, in workspace ``server``."""
+    smoke = yaml.safe_load((ROOT / "pipelines" / "smoke.yaml").read_text())
+    step = next(s for s in smoke["notebooks"] if s["notebook"] == "10_monitoring.ipynb")
+    reduced = {"description": "smoke pipeline, m02 only, against the MLflow server", "workspace": "server",
+               "parameters": smoke["parameters"],
+               "notebooks": [{"notebook": "10_monitoring.ipynb",
+                              "parameters": {"overrides": {MODEL: step["parameters"]["overrides"][MODEL]}, "only": [MODEL]}}]}
+    (home / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / "notebooks" / "10_monitoring.ipynb", home / "notebooks")
+    path = home / "pipelines" / "server_smoke.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(reduced, sort_keys=False))
+    return path
 
-    # what notebooks/10_monitoring.ipynb does for m02, registering at once (no pipeline manifest)
-    result = notebook.train(HarmonicAnalysis(random_state=7, n_estimators=30), ds, seed=7)
-    assert result.run.beats_baseline and result.run.champion, result.run.champion_reason
+
+def test_smoke_pipeline_registered_on_postgres_server_and_champion_read_back(server, tmp_path, monkeypatch):
+    proc, uri, backend, artifacts = server
+    home = tmp_path / "home"
+    path = server_smoke_pipeline(home)
+    monkeypatch.setenv("GRIDTWIN_WORKSPACE", "server")  # where the pipeline's notebook finds its store
+    store = Store(config.store_dir())
+    monkeypatch.delenv("GRIDTWIN_WORKSPACE")
+    for run in dsm.SIMULATIONS["smoke"]:  # what the smoke pipeline's 00_data simulates for m02
+        run_scenario(**run, store=store, progress=False)
+    # a fresh database is migrated first: slow on a loaded machine, so a generous wait
+    mlflow_server.wait_ready(proc, uri, timeout_s=600, log=tmp_path / "server.log")
+
+    result = pipeline.run(str(path), jobs=1, echo=None, timeout_s=600)
+    assert result.status == "ok", result.error
+    (step,) = result.steps
+    (model_run,) = step.runs
+    assert model_run["model_id"] == MODEL and model_run["champion"], model_run
+    assert tracking.tracking_uri() == uri  # the runner, its notebook's kernel and this test all used the server
 
     # the registry lives in PostgreSQL ...
     engine = sa.create_engine(backend)
@@ -59,19 +89,21 @@ def test_model_run_registered_on_postgres_server_and_champion_read_back(server, 
         names = conn.execute(sa.text("SELECT name FROM registered_models")).scalars().all()
         alias = conn.execute(sa.text("SELECT version FROM registered_model_aliases WHERE name = :n AND alias = 'champion'"),
                              {"n": f"gridtwin.{MODEL}"}).scalar()
+        runs = conn.execute(sa.text("SELECT count(*) FROM runs WHERE status = 'FINISHED'")).scalar()
     engine.dispose()
-    assert names == [f"gridtwin.{MODEL}"] and str(alias) == result.run.registered_version
-    # ... the artifacts in the server's directory, served to the client over HTTP
-    assert any(p.name == "MLmodel" for p in artifacts.rglob("MLmodel"))
+    assert names == [f"gridtwin.{MODEL}"] and str(alias) == str(model_run["registered_version"]) and runs >= 1
+    # ... the artifacts (model, executed notebook, report) in the server's directory, served over HTTP
+    assert any(artifacts.rglob("MLmodel")) and any(artifacts.rglob("*.ipynb"))
+    assert not (home / "mlruns").exists()  # nothing fell back to a local store
 
     # the registry helpers and the inference engine read the champion back from the server
-    assert tracking.champion_version(f"gridtwin.{MODEL}").version == result.run.registered_version
+    assert str(tracking.champion_version(f"gridtwin.{MODEL}").version) == str(model_run["registered_version"])
     board = tracking.leaderboard()
     assert board.set_index("model_id").loc[MODEL, "champion_version"] is not None
     served = Engine.from_registry([MODEL])
     assert MODEL in served.estimators and MODEL not in served.missing
-    x = ds.X_test.head(20)
-    assert np.array_equal(np.asarray(served.estimators[MODEL].predict(x)), np.asarray(result.model.predict(x)))
+    ds = dsm.harmonic_analysis(store, test_fraction=0.3)
+    assert len(served.estimators[MODEL].predict(ds.X_test.head(20))) == 20
 
 
 def test_server_refuses_non_postgres_backend():

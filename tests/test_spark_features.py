@@ -1,21 +1,20 @@
 """The feature catalog on Spark (local mode) equals the local executor on the same rows.
 
 Multi-device, gappy data; chunks shorter than the longest window, so a reading is
-overlap for several later chunks. One Spark session for the module, 2 shuffle
-partitions, UI off. Needs Java (skipped with the reason without it, a failure
+overlap for several later chunks. One Spark session for the test run
+(tests/spark_session.py: 2 shuffle partitions, UI off). Needs Java (skipped with the reason without it, a failure
 under CI=true).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
+from spark_session import spark  # noqa: F401  (the fixture)
 
 from gridtwin_lib import features, spark_features
 from gridtwin_lib.config import SITES
@@ -23,19 +22,6 @@ from gridtwin_lib.store import Store
 
 WINDOWS = ("1m", "15m")
 T0 = datetime(2025, 6, 30, 23, 40, tzinfo=UTC)  # crosses a day (and partition) boundary
-
-
-@pytest.fixture(scope="module")
-def spark():
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        reason = "Java not found (apt-get install default-jdk-headless); Spark local mode needs it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    session = spark_features.session("local[2]", "gridtwin-tests", shuffle_partitions=2,
-                                      spark__ui__enabled="false", spark__sql__adaptive__enabled="false")
-    yield session
-    session.stop()
 
 
 def fleet(kind: str, devices: int = 3, hours: float = 1.0, step_s: float = 5.0, seed: int = 3) -> pl.DataFrame:
