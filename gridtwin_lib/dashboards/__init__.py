@@ -454,11 +454,12 @@ def output_column(spec_name: str, output: str) -> str:
     return f"{model_id(spec_name)}.{output}"
 
 
-def simulated_sources(spec_name: str, size: str = "full") -> tuple[str, ...]:
-    """The sources the simulations of the model named ``spec_name`` write (its dataset's SIMULATIONS), in order."""
+def simulated_sources(spec_name: str | None = None, *, role: str | None = None, size: str = "full") -> tuple[str, ...]:
+    """The sources the simulations of the model named ``spec_name`` (or serving ``role``) write (its dataset's
+    SIMULATIONS), in order."""
     from ..models import registry
 
-    runs = registry.get(model_id(spec_name)).simulation_runs(size)
+    runs = registry.get(model_id(spec_name, role=role)).simulation_runs(size)
     return tuple(dict.fromkeys(r["source"] for r in runs if r.get("source")))
 
 
