@@ -232,7 +232,7 @@ def test_pages_make_no_request_outside_the_machine(rendered, outside_requests):
 def test_closing_pages_gives_their_kernels_back(voila, browser, rendered, outside_requests):
     """Each page opened and closed several times: every visit renders (a page stuck on "Executing n of m" fails
     the test at once, as does a page showing an error), and the live kernel count (the server's GET /api/kernels)
-    returns to its floor once the page is left: the preheated kernel of each dashboard, nothing more (Voila's
+    returns to its floor once the page is left: the preheated kernel of each page, nothing more (Voila's
     shutdown-on-close call is accepted, and the pool's replacement is the only new kernel). Runs after the render
     tests have closed their pages."""
     from gridtwin_lib.dashboards.server import kernel_count
@@ -241,7 +241,7 @@ def test_closing_pages_gives_their_kernels_back(voila, browser, rendered, outsid
     for page in pages.values():
         _leave(page)
     pages.clear()
-    floor = len(dashboards.DASHBOARDS)  # one preheated kernel per dashboard; the landing page has none
+    floor = len(INTERACTIONS)  # one preheated kernel per dashboard and one for the landing page
     left = _wait_for_kernels(voila, floor, exact=True)
     assert left == floor, f"{left} kernels alive after every rendered page was closed; expected the {floor} preheated ones"
     seen = 0

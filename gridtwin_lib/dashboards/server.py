@@ -23,8 +23,8 @@ builds the line).
   keeps, per dashboard, one kernel that has already run the page (:data:`PREHEAT_POOL`); a visitor gets it at
   once (the first figure within about a second instead of a kernel start, the imports, loading the champions
   and scoring) and Voila starts the next one in the background. The cost: one idle kernel per dashboard
-  (the kernel count's floor), and a page shows the store as it was when its kernel ran it (at most since
-  the previous visit; 01's "follow newest" looks again every 10 s). The landing page is not preheated.
+  and the landing page (the kernel count's floor), and a page shows the store as it was when its kernel ran it (at most since
+  the previous visit; 01's "follow newest" looks again every 10 s). The landing page has its kernel too.
 - **Offline**: Font Awesome is served from the ``fontawesomefree`` package at ``/gridtwin/fontawesome/``;
   the ``gridtwin`` template (``share/voila/templates/gridtwin``) points the page at it instead of a CDN.
 """
@@ -51,7 +51,6 @@ def fontawesome_dir() -> Path:
 
 
 PREHEAT_POOL = 1  # kernels per dashboard kept ready, each having run its page
-PREHEAT_DENYLIST = [r"index\.ipynb"]  # the landing page renders in a second anyway
 
 
 def set_xsrf_cookie(request_handler, notebook=None, cwd=None):
@@ -163,7 +162,6 @@ def main(argv: list[str] | None = None) -> None:
     keep_page_tasks()
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), os.environ.get("JUPYTER_PATH", "")) if p)
     config = Config()
-    config.VoilaKernelManager.preheat_denylist = PREHEAT_DENYLIST
     config.VoilaConfiguration.template = TEMPLATE
     _app_class().launch_instance(argv=sys.argv[1:] if argv is None else argv, config=config)
 

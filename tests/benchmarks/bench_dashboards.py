@@ -77,7 +77,7 @@ def start_server(checkout: Path, home: Path, port: int, log: Path, extra_env: di
     code = ("from pathlib import Path; from gridtwin_lib import dashboards; "
             f"dashboards.serve({port}, '127.0.0.1', folder=Path({str(checkout / 'notebooks' / 'dashboards')!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, cwd=checkout)  # cwd: `python -c` puts it first on sys.path
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -181,7 +181,7 @@ def expected_figures(checkout: Path) -> dict[str, int]:
     """Each page's ``min_figures`` as that checkout declares it (read in a child process: its own library)."""
     code = "import json; from gridtwin_lib import dashboards as d; print(json.dumps({x.name: x.min_figures for x in d.DASHBOARDS}))"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(checkout)},
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, cwd=checkout).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
