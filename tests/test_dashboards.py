@@ -628,9 +628,9 @@ def test_make_lab_allows_root_only_as_root():
 
 def test_sources_are_offered_with_labels_for_people_and_keep_their_ids():
     opts = dashboards.labelled(["sim:m08_mixed", "sim:m04_open_conductor_0", "sim:m04_unbalanced_pv_1", "uci"])
-    assert opts == [("mixed (simulated for m08)", "sim:m08_mixed"),
-                    ("open conductor, run 1 (simulated for m04)", "sim:m04_open_conductor_0"),
-                    ("unbalanced PV, run 2 (simulated for m04)", "sim:m04_unbalanced_pv_1"), ("uci", "uci")]
+    assert opts == [("mixed (simulated for voltage sag)", "sim:m08_mixed"),
+                    ("open conductor, run 1 (simulated for phase imbalance)", "sim:m04_open_conductor_0"),
+                    ("unbalanced PV, run 2 (simulated for phase imbalance)", "sim:m04_unbalanced_pv_1"), ("uci", "uci")]
     assert dashboards.choose(opts, None, "source") == "sim:m08_mixed"
     assert dashboards.choose(opts, "uci", "source") == "uci"
 

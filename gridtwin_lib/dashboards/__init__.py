@@ -378,8 +378,9 @@ def replace_options(dropdown, options) -> None:
 
 
 def source_label(source: str) -> str:
-    """A stored source as people read it: ``sim:m04_open_conductor_1`` -> "open conductor, run 2 (simulated
-    for m04)"; other sources (``uci``, ``collector``) stay as they are. The id stays the dropdown's value."""
+    """A stored source as people read it: ``sim:m04_open_conductor_1`` -> "open conductor, run 2 (simulated for
+    phase imbalance)", naming the model it was simulated for by its catalogue name (from the registry); other
+    sources (``uci``, ``collector``) stay as they are. The id stays the dropdown's value."""
     if not source.startswith("sim:"):
         return source
     name = source[4:]
@@ -389,7 +390,17 @@ def source_label(source: str) -> str:
     if len(words) > 1 and words[-1].isdigit():
         run = f", run {int(words.pop()) + 1}"
     what = " ".join(words).replace("pv", "PV")
-    return f"{what}{run} (simulated for {model})" if rest else f"{what} (simulated)"
+    return f"{what}{run} (simulated for {_model_words(model)})" if rest else f"{what} (simulated)"
+
+
+def _model_words(prefix: str) -> str:
+    """The catalogue name, in words, of the registered model whose id starts with ``prefix + "_"`` (else ``prefix``)."""
+    from ..models import registry
+
+    for entry in registry.entries():
+        if entry.id.startswith(prefix + "_"):
+            return entry.spec_name.replace("_", " ")
+    return prefix
 
 
 def labelled(names) -> list[tuple[str, str]]:
