@@ -635,6 +635,12 @@ def test_sources_are_offered_with_labels_for_people_and_keep_their_ids():
     assert dashboards.choose(opts, "uci", "source") == "uci"
 
 
+def test_a_cut_table_says_so():
+    frame = pl.DataFrame({"n": list(range(120))})
+    assert "the first 100 of 120 rows are shown" in dashboards.table_html(frame, 100)
+    assert "rows are shown" not in dashboards.table_html(frame, 120)
+
+
 def test_tables_for_people_format_times_booleans_and_gaps():
     frame = pl.DataFrame({"ts": [datetime(2026, 1, 5, 23, tzinfo=UTC), None], "hit": [True, None],
                           "delay_s": [4.0, None], "note": ["x", None]})

@@ -410,7 +410,8 @@ def labelled(names) -> list[tuple[str, str]]:
 
 
 def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -> str:
-    """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL."""
+    """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL; a table longer
+    than ``max_rows`` says how many rows it shows of how many."""
     df = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
     df = for_people(df.head(max_rows).copy())
     for col, url_col in (links or {}).items():
@@ -418,8 +419,12 @@ def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -
             df[col] = [f"<a href='{html.escape(str(u))}' target='_blank'>{html.escape(str(v))}</a>" if u else html.escape(str(v))
                        for v, u in zip(df[col], df[url_col], strict=True)]
             df = df.drop(columns=[url_col])
-    return df.to_html(index=False, escape=False, float_format=lambda v: f"{v:.4g}", border=0,
+    body = df.to_html(index=False, escape=False, float_format=lambda v: f"{v:.4g}", border=0,
                       classes="gridtwin-table", na_rep="–")
+    total = frame.height if hasattr(frame, "height") else len(frame)
+    if total > max_rows:  # never cut a table silently
+        body += f"<div class='gridtwin-truncated'><i>the first {max_rows:,} of {total:,} rows are shown</i></div>"
+    return body
 
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
