@@ -94,6 +94,9 @@ def voila(smoke_home):
         proc.wait(timeout=20)
     except Exception:  # noqa: BLE001 - still running: stop it hard
         proc.kill()
+    log = Path(proc.log_path).read_text(errors="replace")
+    if "Error at server" in log or "Traceback" in log:  # a page failed on the server side: keep its traceback in view
+        print("\nVoila server log (errors):\n" + "\n".join(line for line in log.splitlines()[-400:])[-6000:])
     Path(proc.log_path).unlink(missing_ok=True)
 
 
