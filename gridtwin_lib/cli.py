@@ -15,22 +15,44 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_common import MARKUP_MODE
+
 app = typer.Typer(
     help="GridTwin: smart-grid digital-twin workbench. Ingest, simulate, compute features, query the store.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP_MODE,
 )
-ingest_app = typer.Typer(help="Bring measurements into the canonical store (validated, deduplicated).", no_args_is_help=True)
-store_app = typer.Typer(help="Inspect and query the canonical Parquet store.", no_args_is_help=True)
-pipeline_app = typer.Typer(help="Run notebook pipelines (Papermill + MLflow) and list them.", no_args_is_help=True)
-models_app = typer.Typer(help="Registered models and their champions (MLflow registry).", no_args_is_help=True)
+ingest_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Bring measurements into the canonical store (validated, deduplicated).", no_args_is_help=True)
+store_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Inspect and query the canonical Parquet store.", no_args_is_help=True)
+pipeline_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Run notebook pipelines (Papermill + MLflow) and list them.", no_args_is_help=True)
+models_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Registered models and their champions (MLflow registry).", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(store_app, name="store")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
 
-from .cli_common import DryRunOpt, JsonOpt, StoreOpt, _emit, _fail, _guarded, _store  # noqa: E402,F401
+from .cli_common import DryRunOpt, JsonOpt, StoreOpt, _emit, _fail, _guarded, _store, pairs_text, table_text  # noqa: E402,F401
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"gridtwin {version('gridtwin')}")
+        except PackageNotFoundError:  # a checkout used without installing it
+            typer.echo("gridtwin (not installed: version unknown)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """GridTwin: smart-grid digital-twin workbench. Ingest, simulate, compute features, query the store."""
 
 # ----------------------------------------------------------------- ingest
 
@@ -229,6 +251,11 @@ def features_cmd(
 # ----------------------------------------------------------------- store
 
 
+#: the store summary's columns and their headers
+SUMMARY_COLUMNS = {"kind": "kind", "source": "source", "rows": "rows", "devices": "devices", "first": "first reading",
+                   "last": "last reading", "flagged": "flagged rows"}
+
+
 @store_app.command("summary")
 @_guarded
 def store_summary_cmd(store: StoreOpt = None, as_json: JsonOpt = False):
@@ -243,9 +270,14 @@ def store_summary_cmd(store: StoreOpt = None, as_json: JsonOpt = False):
         _emit({"measurements": summary.to_dicts(), "rejects": rejects.to_dicts(), "truth": truth, "root": str(st.root)}, True)
         return
     typer.echo(f"store: {st.root}")
-    typer.echo(str(summary))
+    if summary.height == 0:
+        typer.echo("no measurements yet: ingest (`gridtwin ingest ...`) or simulate (`gridtwin simulate ...`) first")
+    else:
+        typer.echo(f"measurements: {summary.height} sources")
+        typer.echo(table_text(summary, SUMMARY_COLUMNS))
     if rejects.height:
-        typer.echo("rejects by rule:\n" + str(rejects))
+        typer.echo("rejected readings by rule:")
+        typer.echo(table_text(rejects, {"kind": "kind", "rule": "rule", "len": "rows"}))
     if truth:
         typer.echo("truth tables: " + ", ".join(f"{k} ({v:,} rows)" for k, v in truth.items()))
 
@@ -264,7 +296,7 @@ def store_sql_cmd(
         result = _store(store).sql(query)
     except duckdb.Error as exc:
         _fail(f"SQL failed: {str(exc).splitlines()[0]}")
-    _emit(result.to_dicts(), as_json, str(result))
+    _emit(result.to_dicts(), as_json, table_text(result, thousands=False) if result.width else "(no columns)")
 
 
 # ----------------------------------------------------------------- simulate
@@ -273,7 +305,7 @@ def store_sql_cmd(
 @app.command("simulate")
 @_guarded
 def simulate_cmd(
-    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="Scenario name (see --list).")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="Scenario name (see --list; with --list: only this one).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List scenarios with their parameters, units, ranges and defaults.")] = False,
     duration: Annotated[str, typer.Option(help="Simulated time, e.g. 90s, 6h, 7d, 2w.")] = "1d",
     resolution: Annotated[str, typer.Option(help="Time step, e.g. 1s, 10s, 1m, 1h.")] = "1s",
@@ -292,6 +324,10 @@ def simulate_cmd(
 
     if list_:
         scenarios = simulate.list_scenarios()
+        if scenario is not None:
+            scenarios = [s for s in scenarios if s["name"] == scenario]
+            if not scenarios:
+                _fail(f"unknown scenario {scenario!r}; `gridtwin simulate --list` shows them all")
         if as_json:
             _emit(scenarios, True)
             return
@@ -467,12 +503,17 @@ def score_cmd(
             (table.write_csv if alerts_out.suffix.lower() == ".csv" else table.write_parquet)(tmp)
         summary["alerts"] = {"file": str(alerts_out), **alerts_lib.counts(table)}
     text = [f"scored {summary['readings']:,} readings in {summary['seconds']} s -> {written['scores']}",
-            f"status: {summary['status']}", f"errors ({written['errors']}): {summary['errors'] or 'none'}"]
+            f"status: {pairs_text(summary['status'])}", f"errors ({written['errors']}): {pairs_text(summary['errors'])}"]
     if engine.missing:
         text.append(f"models without a champion: {', '.join(engine.missing)}")
     if "alerts" in summary:
-        text.append(f"alerts -> {alerts_out}: {summary['alerts']}")
+        text.append(f"alerts -> {alerts_out}: {pairs_text({k: v for k, v in summary['alerts'].items() if k != 'file'})}")
     _emit(summary, as_json, "\n".join(text))
+
+
+def versions_text(n: int) -> str:
+    """``1 version``, ``3 versions``."""
+    return f"{n} version" if n == 1 else f"{n} versions"
 
 
 @models_app.command("list")
@@ -490,12 +531,13 @@ def models_list_cmd(as_json: JsonOpt = False):
     if board.empty:
         typer.echo("no registered models yet; run `gridtwin pipeline run full`")
         return
-    for r in board.itertuples():
-        champ = f"champion v{r.champion_version}" if r.champion_version else "no champion"
-        typer.echo(f"{r.model_id:<32} {r.primary_metric:<14} {r.model:>10.4g} vs baseline {r.baseline_value:<10.4g} "
-                   f"skill {r.skill:+.3f}  {champ} ({r.n_versions} versions); {r.serving_text}")
-    for m in untrained:
-        typer.echo(f"{m:<32} not trained yet (run the pipeline that trains it)")
+    rows = [{"model": r.model_id, "metric": r.primary_metric, "model value": f"{r.model:.4g}",
+             "baseline value": f"{r.baseline_value:.4g}", "skill": f"{r.skill:+.3f}",
+             "champion": f"v{r.champion_version}" if r.champion_version else "none",
+             "versions": versions_text(r.n_versions), "what serves": r.serving_text} for r in board.itertuples()]
+    rows += [{"model": m, "metric": "–", "model value": "–", "baseline value": "–", "skill": "–", "champion": "–",
+              "versions": "not trained yet (run the pipeline that trains it)", "what serves": "–"} for m in untrained]
+    typer.echo(table_text(rows))
 
 
 @models_app.command("report")

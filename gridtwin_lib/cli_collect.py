@@ -11,13 +11,14 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import JsonOpt, StoreOpt, _emit, _guarded
+from .cli_common import MARKUP_MODE, JsonOpt, StoreOpt, _emit, _guarded
 
 collect_app = typer.Typer(
+    rich_markup_mode=MARKUP_MODE,
     help="Run the HTTP collector devices post readings to (durable log, compacted into the store).",
     invoke_without_command=True,
 )
-devices_app = typer.Typer(help="Devices allowed to post to the collector, and their API keys.", no_args_is_help=True)
+devices_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Devices allowed to post to the collector, and their API keys.", no_args_is_help=True)
 
 CollectorDirOpt = Annotated[
     Path | None,
@@ -128,6 +129,6 @@ def devices_revoke_cmd(
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m gridtwin_lib.cli_collect ...`
-    _app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    _app = typer.Typer(rich_markup_mode=MARKUP_MODE, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
     register(_app)
     _app()

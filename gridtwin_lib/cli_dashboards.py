@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
                                                "tunnel) in front to share; see README 'Dashboards'.")] = "127.0.0.1",
         token: Annotated[bool, typer.Option("--token", help="Require a generated token (printed in the URL Voila logs).")] = False,
         base_url: Annotated[str | None, typer.Option(help="URL prefix when served behind a reverse proxy, e.g. /grid/.")] = None,
+        preheat: Annotated[bool, typer.Option("--preheat/--no-preheat", help="Keep one kernel per dashboard that has "
+                                              "already run its page (fast first view; one idle kernel per dashboard).")] = True,
     ):
         """Serve the six stakeholder dashboards (notebooks/dashboards) with Voila, sources stripped.
 
@@ -30,4 +32,4 @@ def register(app: typer.Typer) -> None:
         dashboards.check_port(port)
         dashboards.check_exposure(host, token)  # beyond loopback only with a token
         typer.echo(f"dashboards: {dashboards.landing_url(port, host, base_url)}  ({dashboards.location_text()})")
-        dashboards.serve(port, host, token=token, base_url=base_url)
+        dashboards.serve(port, host, token=token, base_url=base_url, preheat=preheat)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,100 @@ def test_main_job_end_to_end(tmp_path):
     assert result["ingest"][0]["read"] == 2_075_259
     uci = result["features"][0]
     assert uci["rows"] == 2_075_259 and uci["features"] >= 40 and Path(uci["path"]).exists()
+
+
+# ----------------------------------------------------------------- output for people (issue 18)
+def _lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+def _simulated_store(tmp_path, sources: int) -> Path:
+    """A store with ``sources`` short simulated sources (more than a table repr would show)."""
+    store = tmp_path / "store"
+    for k in range(sources):
+        result = run("simulate", "--scenario", "normal", "--duration", "2m", "--seed", str(k), "--source", f"sim:run_{k:02d}",
+                     "--store", str(store))
+        assert result.exit_code == 0, result.output
+    return store
+
+
+def test_store_summary_is_a_table_with_a_header_and_every_source(tmp_path):
+    store = _simulated_store(tmp_path, 12)
+    result = run("store", "summary", "--store", str(store))
+    assert result.exit_code == 0, result.output
+    lines = _lines(result)
+    header = next(line for line in lines if "source" in line and "rows" in line)
+    assert "first reading" in header and "devices" in header
+    assert all(any(f"sim:run_{k:02d}" in line for line in lines) for k in range(12)), result.output
+    assert "shape:" not in result.output and "…" not in result.output and "datetime[" not in result.output
+    assert "+00:00" not in result.output and "UTC" in result.output
+    doc = json.loads(run("store", "summary", "--store", str(store), "--json").output)
+    assert sorted(m["source"] for m in doc["measurements"]) == [f"sim:run_{k:02d}" for k in range(12)]
+
+
+def test_store_sql_prints_a_table_not_a_repr(tmp_path):
+    store = _simulated_store(tmp_path, 1)
+    result = run("store", "sql", "SELECT source, count(*) AS n FROM three_phase GROUP BY 1", "--store", str(store))
+    assert result.exit_code == 0, result.output
+    assert "shape:" not in result.output and "| source" in result.output and "| 120" in result.output.replace(" |", "|")
+
+
+def test_simulate_list_honours_the_scenario_filter():
+    result = run("simulate", "--list", "--scenario", "mixed")
+    assert result.exit_code == 0, result.output
+    heads = [line for line in result.output.splitlines() if line and not line.startswith(" ")]
+    assert len(heads) == 1 and heads[0].startswith("mixed "), result.output
+    listed = json.loads(run("simulate", "--list", "--scenario", "mixed", "--json").output)
+    assert [s["name"] for s in listed] == ["mixed"]
+    bad = run("simulate", "--list", "--scenario", "no_such")
+    assert bad.exit_code == 2 and "unknown scenario 'no_such'" in bad.output
+
+
+def test_version_prints_the_package_version():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"gridtwin {version('gridtwin')}"
+
+
+@pytest.mark.parametrize("command", [[], ["simulate"], ["store", "summary"], ["score"], ["collect"], ["dashboards"],
+                                     ["models", "list"]])
+def test_help_has_no_type_labels_on_flags_and_keeps_bracketed_text(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert not re.search(r"\s\.(\s|$)", result.output), result.output  # a bracketed note eaten by markup left " ."
+    if command == ["simulate"]:
+        assert "[default 2025-01-06]" in " ".join(result.output.split())
+
+
+def test_models_list_has_a_header_and_counts_versions_in_words(monkeypatch):
+    import pandas as pd
+
+    from gridtwin_lib import tracking
+    from gridtwin_lib.cli import versions_text
+
+    board = pd.DataFrame([{"model_id": "m01_voltage_anomaly", "primary_metric": "event_f1", "model": 0.8, "baseline_value": 0.2,
+                           "skill": 0.6, "champion_version": 1, "n_versions": 1, "serving_text": "m01: the model serves"},
+                          {"model_id": "m02_harmonic_analysis", "primary_metric": "macro_f1", "model": 0.9, "baseline_value": 0.6,
+                           "skill": 0.3, "champion_version": None, "n_versions": 3,
+                           "serving_text": "m02: the rules serve; the forest did not beat them"}])
+    monkeypatch.setattr(tracking, "leaderboard", lambda: board)
+    result = run("models", "list")
+    assert result.exit_code == 0, result.output
+    lines = _lines(result)
+    assert lines[0].split("|")[1].strip() == "model" and "champion" in lines[0] and "versions" in lines[0]
+    assert "what serves" in lines[0] and any("the rules serve" in line for line in lines)
+    m01 = next(line for line in lines if "m01_voltage_anomaly" in line)
+    assert "| 1 version " in m01 and "versions" not in m01
+    assert "3 versions" in next(line for line in lines if "m02_harmonic_analysis" in line)
+    assert any("m03_frequency_stability" in line and "not trained yet" in line for line in lines)
+    assert versions_text(1) == "1 version" and versions_text(2) == "2 versions"
+
+
+def test_score_summary_prints_lines_not_python_dicts():
+    from gridtwin_lib.cli_common import pairs_text
+
+    assert pairs_text({"ok": 1200, "partial": 3}) == "ok 1,200, partial 3"
+    assert pairs_text({}) == "none"

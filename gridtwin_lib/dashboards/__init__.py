@@ -76,20 +76,20 @@ class Dashboard:
 
 DASHBOARDS: tuple[Dashboard, ...] = (
     Dashboard("01_realtime_monitoring", "Real-time monitoring",
-              "replay of a stored day at adjustable speed: three-phase traces, m01 anomaly score and flags, "
-              "m02 disturbance class and harmonic spectrum, m03 frequency forecast, m04 unbalance cause", 1),
+              "replay of a stored day at adjustable speed: three-phase traces, voltage anomaly score and flags, "
+              "disturbance class and harmonic spectrum, frequency forecast, cause of phase unbalance", 1),
     Dashboard("02_predictive_maintenance", "Predictive maintenance",
-              "asset fleet by m05 failure probability with health and lead time; m06 overload risk, "
-              "m07 next-window PQ index, m08 sag probability over time; one asset's history", 2),
+              "transformer fleet by failure probability with health, lead time and overload risk; power-quality "
+              "index ahead and voltage-sag risk over time; one asset's history", 2),
     Dashboard("03_energy_flow", "Energy flow",
-              "m09 load forecast against actual with its error, m10 losses, m11 optimal 24 h schedule against "
-              "the rule baseline, m12 archetypes with their demand-response potential", 4),
+              "day-ahead load forecast against what was measured, network losses, the optimal 24 h battery "
+              "schedule against the rule baseline, customer archetypes and their demand-response potential", 4),
     Dashboard("04_decision_making", "Decision making",
-              "m15 stability gauge with its drivers, m13 / m14 / m16 recommended actions with expected effects, "
-              "alerts by severity with the rule or model that raised each", 3),
+              "grid stability gauge with its drivers, recommended actions (reactive power, phase moves, battery "
+              "set-point) with expected effects, alerts by severity with the rule or model that raised each", 3),
     Dashboard("05_simulator", "Simulator",
               "pick a scenario and its parameters, run the twin, see the measurements, the ground-truth events "
-              "and how the m01 champion reacted (hits, misses, delays)", 2),
+              "and how the voltage-anomaly champion reacted (hits, misses, delays)", 2),
     Dashboard("06_model_comparison", "Model comparison",
               "every registered model's champion against its baseline from MLflow, with links to the runs", 2),
 )
@@ -114,8 +114,9 @@ def notebooks_dir() -> Path:
 
 # ----------------------------------------------------------------------------- serving
 def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, token: bool = False,
-                  base_url: str | None = None, cull_idle_s: int = CULL_IDLE_S) -> list[str]:
-    """The Voila command line: sources stripped, no browser, kernel ``gridtwin``, bound to ``host``."""
+                  base_url: str | None = None, cull_idle_s: int = CULL_IDLE_S, preheat: bool = True) -> list[str]:
+    """The Voila command line: sources stripped, no browser, kernel ``gridtwin``, bound to ``host``; with
+    ``preheat`` one kernel per dashboard has run its page before the visitor comes (:mod:`.server`)."""
     cmd = [sys.executable, "-m", "gridtwin_lib.dashboards.server", str(folder), "--no-browser", f"--port={port}",
            f"--Voila.ip={host}", "--strip_sources=True", f"--MappingKernelManager.default_kernel_name={KERNEL}",
            "--VoilaConfiguration.show_tracebacks=False",
@@ -125,6 +126,10 @@ def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HO
            "--MappingKernelManager.cull_connected=False",
            # a page whose code blocks shows a timeout error instead of "Running ..." forever
            f"--VoilaExecutor.timeout={CELL_TIMEOUT_S}"]
+    if preheat:
+        from .server import PREHEAT_POOL
+
+        cmd += ["--preheat_kernel=True", f"--pool_size={PREHEAT_POOL}"]
     if token:
         cmd.append("--token")  # Voila generates one and prints the URL carrying it
     if base_url:
@@ -134,7 +139,7 @@ def voila_command(folder: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HO
 
 def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | None = None, token: bool = False,
           base_url: str | None = None, env: dict[str, str] | None = None, block: bool = True, ready_timeout_s: float = 60.0,
-          cull_idle_s: int = CULL_IDLE_S) -> subprocess.Popen:
+          cull_idle_s: int = CULL_IDLE_S, preheat: bool = True) -> subprocess.Popen:
     """Serve the dashboards with Voila.
 
     ``block=True`` (the CLI) replaces this process with Voila (it runs until interrupted);
@@ -143,7 +148,7 @@ def serve(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, *, folder: Path | 
     """
     check_port(port)
     folder = Path(folder) if folder is not None else notebooks_dir()
-    cmd = voila_command(folder, port, host, token, base_url, cull_idle_s)
+    cmd = voila_command(folder, port, host, token, base_url, cull_idle_s, preheat)
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     if block:  # become Voila: Ctrl-C and kill reach the server itself, no orphan is left behind
         os.execve(cmd[0], cmd, full_env)
@@ -373,8 +378,9 @@ def replace_options(dropdown, options) -> None:
 
 
 def source_label(source: str) -> str:
-    """A stored source as people read it: ``sim:m04_open_conductor_1`` -> "open conductor, run 2 (simulated
-    for m04)"; other sources (``uci``, ``collector``) stay as they are. The id stays the dropdown's value."""
+    """A stored source as people read it: ``sim:m04_open_conductor_1`` -> "open conductor, run 2 (simulated for
+    phase imbalance)", naming the model it was simulated for by its catalogue name (from the registry); other
+    sources (``uci``, ``collector``) stay as they are. The id stays the dropdown's value."""
     if not source.startswith("sim:"):
         return source
     name = source[4:]
@@ -384,7 +390,17 @@ def source_label(source: str) -> str:
     if len(words) > 1 and words[-1].isdigit():
         run = f", run {int(words.pop()) + 1}"
     what = " ".join(words).replace("pv", "PV")
-    return f"{what}{run} (simulated for {model})" if rest else f"{what} (simulated)"
+    return f"{what}{run} (simulated for {_model_words(model)})" if rest else f"{what} (simulated)"
+
+
+def _model_words(prefix: str) -> str:
+    """The catalogue name, in words, of the registered model whose id starts with ``prefix + "_"`` (else ``prefix``)."""
+    from ..models import registry
+
+    for entry in registry.entries():
+        if entry.id.startswith(prefix + "_"):
+            return entry.spec_name.replace("_", " ")
+    return prefix
 
 
 def labelled(names) -> list[tuple[str, str]]:
@@ -394,7 +410,8 @@ def labelled(names) -> list[tuple[str, str]]:
 
 
 def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -> str:
-    """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL."""
+    """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL; a table longer
+    than ``max_rows`` says how many rows it shows of how many."""
     df = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
     df = for_people(df.head(max_rows).copy())
     for col, url_col in (links or {}).items():
@@ -402,8 +419,12 @@ def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -
             df[col] = [f"<a href='{html.escape(str(u))}' target='_blank'>{html.escape(str(v))}</a>" if u else html.escape(str(v))
                        for v, u in zip(df[col], df[url_col], strict=True)]
             df = df.drop(columns=[url_col])
-    return df.to_html(index=False, escape=False, float_format=lambda v: f"{v:.4g}", border=0,
+    body = df.to_html(index=False, escape=False, float_format=lambda v: f"{v:.4g}", border=0,
                       classes="gridtwin-table", na_rep="–")
+    total = frame.height if hasattr(frame, "height") else len(frame)
+    if total > max_rows:  # never cut a table silently
+        body += f"<div class='gridtwin-truncated'><i>the first {max_rows:,} of {total:,} rows are shown</i></div>"
+    return body
 
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
@@ -425,6 +446,37 @@ def for_people(df):
         elif values.dtype == object:
             df[col] = ["–" if v is None or (isinstance(v, float) and pd.isna(v)) else v for v in values]
     return df
+
+
+# ----------------------------------------------------------------------------- models, found in the registry
+def model_id(spec_name: str | None = None, *, role: str | None = None) -> str:
+    """The registry's id of the model the catalogue names ``spec_name`` (e.g. ``"power_quality_index"``), or of the
+    one serving ``role`` (e.g. ``"asset_failure"``): pages name models by what they do, never by id."""
+    from ..models import registry
+
+    if role is not None:
+        entry = registry.by_role(role)
+        if entry is None:
+            raise MissingData(f"no model serves {role.replace('_', ' ')} in the registry")
+        return entry.id
+    for entry in registry.entries():
+        if entry.spec_name == spec_name:
+            return entry.id
+    raise MissingData(f"no model named {spec_name!r} in the registry (gridtwin_lib.models.registry)")
+
+
+def output_column(spec_name: str, output: str) -> str:
+    """The engine's column ``<model id>.<output>`` of the model named ``spec_name``."""
+    return f"{model_id(spec_name)}.{output}"
+
+
+def simulated_sources(spec_name: str | None = None, *, role: str | None = None, size: str = "full") -> tuple[str, ...]:
+    """The sources the simulations of the model named ``spec_name`` (or serving ``role``) write (its dataset's
+    SIMULATIONS), in order."""
+    from ..models import registry
+
+    runs = registry.get(model_id(spec_name, role=role)).simulation_runs(size)
+    return tuple(dict.fromkeys(r["source"] for r in runs if r.get("source")))
 
 
 # ----------------------------------------------------------------------------- data helpers

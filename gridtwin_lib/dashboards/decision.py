@@ -1,15 +1,18 @@
 """Dashboard 04: how stable is the grid, what to do about it, and what is alarming.
 
-* m15: the stability score [0-100] of the latest reading of a three-phase source as a
-  gauge, with its drivers: the three ensemble members' disturbance probabilities and the
-  reading's deviations from nominal.
-* m13: reactive-power set-point per feeder head at the latest hour and the loss reduction
-  it is expected to bring; m14: the phase move for each feeder with the voltage unbalance
-  before and after; m16: the battery set-point for the next hour from the household's
-  latest day (persistence as the load forecast), with the LP's set-point as reference.
+* Grid stability (catalogue name ``grid_stability``): the stability score [0-100] of the latest
+  reading of a three-phase source as a gauge, with its drivers: the ensemble members'
+  disturbance probabilities and the reading's deviations from nominal.
+* Reactive power (``reactive_power_compensation``): the set-point per feeder head at the latest
+  hour and the loss reduction it is expected to bring; the phase move (role ``phase_move``) for
+  each feeder with the voltage unbalance before and after; the battery dispatch (role
+  ``dispatch``): the set-point for the next hour from the household's latest day (persistence as
+  the load forecast), with the LP's set-point as reference.
 * Alerts: :func:`gridtwin_lib.alerts.raise_alerts` over the shown readings' scores and the
   transformer fleet's asset scores, most severe first, each with the rule or model that
-  raised it.
+  raised it; the models scored for them are those the alert rules name.
+
+Models are found in the registry (:func:`gridtwin_lib.dashboards.model_id`); the page names none by id.
 """
 
 from __future__ import annotations
@@ -20,24 +23,43 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from . import MissingData, engine, score_range, store
+from . import MissingData, engine, model_id, score_range, simulated_sources, store
 from . import sources as shared_sources
 
-MODELS = ("m13_reactive_power_compensation", "m14_load_balancing", "m15_grid_stability", "m16_optimal_dispatch",
-          "m01_voltage_anomaly", "m04_phase_imbalance", "m05_equipment_failure", "m06_overload_risk", "m08_voltage_sag")
-PREFERRED = ("sim:m15_mixed", "sim:m15_voltage_sag", "sim:m15_frequency_drift")
-FEEDER_SOURCE = "sim:m13_feeder"
+STABILITY, REACTIVE = "grid_stability", "reactive_power_compensation"  # catalogue names of the per-reading models
+PHASE_MOVE_ROLE, DISPATCH_ROLE = "phase_move", "dispatch"  # the registry's roles of the two other advisers
 HOURS = (1, 3, 6)
 SEVERITY_COLOURS = {"CRITICAL": "#9d0208", "HIGH": "#e85d04", "MEDIUM": "#f4a261", "LOW": "#8ab17d"}
 ALL = "all severities"
 
 
+def models() -> dict[str, str]:
+    """The page's advisers' ids by what they do (from the registry)."""
+    return {"stability": model_id(STABILITY), "reactive": model_id(REACTIVE), "phase_move": model_id(role=PHASE_MOVE_ROLE),
+            "dispatch": model_id(role=DISPATCH_ROLE)}
+
+
+def alert_models() -> tuple[str, ...]:
+    """The registered models the alert rules read (``alerts.yaml``): scored so that their rules can fire."""
+    from ..alerts import load_rules
+    from ..models import registry
+
+    named = {rule.column.split(".")[0] for rule in load_rules().rules if "." in rule.column}
+    return tuple(m for m in registry.ids() if m in named)
+
+
 def _engine():
-    return engine(MODELS)
+    return engine(tuple(dict.fromkeys((*models().values(), *alert_models()))))
+
+
+def feeder_source() -> str:
+    """The feeder heads the reactive-power model was trained on."""
+    return simulated_sources(REACTIVE)[0]
 
 
 def sources() -> list[str]:
-    return shared_sources(PREFERRED)
+    """Three-phase sources, those the stability model was trained on first."""
+    return shared_sources(simulated_sources(STABILITY))
 
 
 def last_hours(source: str, hours: int) -> pl.DataFrame:
@@ -50,20 +72,23 @@ def last_hours(source: str, hours: int) -> pl.DataFrame:
 
 
 def gauge_figure(frame: pl.DataFrame, source: str):
-    """m15 stability score of the latest scored reading as a gauge (red below 40, amber below 70)."""
+    """The stability score of the latest scored reading as a gauge (red below 40, amber below 70)."""
     import plotly.graph_objects as go
 
-    col = "m15_grid_stability.stability_score"
+    from . import source_label
+
+    stability = models()["stability"]
+    col = f"{stability}.stability_score"
     eng = _engine()
-    if "m15_grid_stability" in eng.missing:
-        raise MissingData(f"m15_grid_stability: {eng.missing['m15_grid_stability']}")
+    if stability in eng.missing:
+        raise MissingData(f"{stability}: {eng.missing[stability]}")
     scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
     if scored.height == 0:
-        raise MissingData(f"{source}: m15 scored no reading in the range (it needs an hour of history)")
+        raise MissingData(f"{source}: the stability model scored no reading in the range (it needs an hour of history)")
     last = scored.tail(1).row(0, named=True)
     fig = go.Figure(go.Indicator(
         mode="gauge+number", value=last[col], number={"suffix": " / 100"},
-        title={"text": f"m15 stability, {source} {last['device_id']} at {last['ts']:%Y-%m-%d %H:%M} UTC"},
+        title={"text": f"grid stability, {source_label(source)} {last['device_id']} at {last['ts']:%Y-%m-%d %H:%M} UTC"},
         gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#264653"},
                "steps": [{"range": [0, 40], "color": "#f8d7da"}, {"range": [40, 70], "color": "#fff3cd"},
                          {"range": [70, 100], "color": "#d8f3dc"}]}))
@@ -80,12 +105,13 @@ def drivers_figure(frame: pl.DataFrame):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    col = "m15_grid_stability.stability_score"
+    stability = models()["stability"]
+    col = f"{stability}.stability_score"
     scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
     if scored.height == 0:
-        raise MissingData("m15 scored no reading in the range: no drivers to show")
+        raise MissingData("the stability model scored no reading in the range: no drivers to show")
     last = scored.sort("ts").tail(1).row(0, named=True)
-    members = {name: last.get(f"m15_grid_stability.p_member_{m}") for m, name in MEMBER_NAMES.items()}
+    members = {name: last.get(f"{stability}.p_member_{m}") for m, name in MEMBER_NAMES.items()}
     deviations = (("largest voltage deviation", "%", _abs(last.get("v_max_abs_dev_pct"))),
                   ("frequency deviation", "Hz", _abs(last.get("freq_dev_hz"))),
                   ("voltage THD", "%", last.get("thd_v_pct")))
@@ -109,15 +135,15 @@ def _abs(v):
 
 
 def stability_trend_figure(frame: pl.DataFrame, source: str):
-    """m15's stability score over the range, one time-sorted trace per device."""
+    """The stability score over the range, one time-sorted trace per device."""
     import plotly.graph_objects as go
 
     from . import decimate
 
-    col = "m15_grid_stability.stability_score"
+    col = f"{models()['stability']}.stability_score"
     scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
     if scored.height == 0:
-        raise MissingData("m15 scored no reading in the range")
+        raise MissingData("the stability model scored no reading in the range")
     fig = go.Figure()
     for device, one in sorted(scored.partition_by("device_id", as_dict=True).items()):
         df = decimate(one.sort("ts"), by=None).to_pandas()
@@ -128,39 +154,42 @@ def stability_trend_figure(frame: pl.DataFrame, source: str):
 
 
 def actions() -> tuple[pd.DataFrame, list[str]]:
-    """Recommended actions with their expected effect: m13 per feeder head, m14 per feeder, m16 for the next hour."""
+    """Recommended actions with their expected effect: reactive power per feeder head, a phase move per feeder, the
+    battery set-point for the next hour."""
     rows, notes = [], []
     eng = _engine()
-    for fn in (_m13_actions, _m14_actions, _m16_action):
+    for fn in (_reactive_actions, _phase_moves, _dispatch_action):
         try:
             rows += fn(eng)
         except MissingData as exc:
             notes.append(str(exc))
-    return pd.DataFrame(rows, columns=["model", "where", "action", "expected effect"]), notes
+    return pd.DataFrame(rows, columns=["adviser", "where", "action", "expected effect"]), notes
 
 
-def _m13_actions(eng) -> list[dict]:
-    if "m13_reactive_power_compensation" in eng.missing:
-        raise MissingData(f"m13_reactive_power_compensation: {eng.missing['m13_reactive_power_compensation']}")
+def _reactive_actions(eng) -> list[dict]:
+    reactive, source = models()["reactive"], feeder_source()
+    if reactive in eng.missing:
+        raise MissingData(f"{reactive}: {eng.missing[reactive]}")
     st = store()
-    last = st.scan("three_phase", source=FEEDER_SOURCE).select(pl.col("ts").max()).collect().item()
+    last = st.scan("three_phase", source=source).select(pl.col("ts").max()).collect().item()
     if last is None:
-        raise MissingData(f"m13: no feeder-head readings ({FEEDER_SOURCE}); run `make run`")
-    heads = st.scan("three_phase", source=FEEDER_SOURCE, start=last, end=last + timedelta(seconds=1)).collect()
+        raise MissingData(f"reactive power: no feeder-head readings ({source}); run `make run`")
+    heads = st.scan("three_phase", source=source, start=last, end=last + timedelta(seconds=1)).collect()
     eng.reset()
-    out = eng.score(heads).frame.filter(pl.col("m13_reactive_power_compensation.q_setpoint_kvar").is_not_null())
+    out = eng.score(heads).frame.filter(pl.col(f"{reactive}.q_setpoint_kvar").is_not_null())
     out = out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder"))  # one set-point per feeder
-    return [{"model": "m13 reactive power", "where": f"{r['feeder']} ({r['ts']:%Y-%m-%d %H:%M} UTC)",
-             "action": f"set the compensator to {r['m13_reactive_power_compensation.q_setpoint_kvar']:.0f} kvar",
-             "expected effect": f"−{r['m13_reactive_power_compensation.expected_loss_reduction_kw']:.2f} kW losses"}
+    return [{"adviser": "reactive power compensation", "where": f"{r['feeder']} ({r['ts']:%Y-%m-%d %H:%M} UTC)",
+             "action": f"set the compensator to {r[f'{reactive}.q_setpoint_kvar']:.0f} kvar",
+             "expected effect": f"−{r[f'{reactive}.expected_loss_reduction_kw']:.2f} kW losses"}
             for r in out.unique("feeder", keep="first", maintain_order=True).iter_rows(named=True)]
 
 
-def _m14_actions(eng) -> list[dict]:
+def _phase_moves(eng) -> list[dict]:
     from ..datasets.decision.load_balancing import load_balancing
 
-    if "m14_load_balancing" in eng.missing:
-        raise MissingData(f"m14_load_balancing: {eng.missing['m14_load_balancing']}")
+    mover = models()["phase_move"]
+    if mover in eng.missing:
+        raise MissingData(f"{mover}: {eng.missing[mover]}")
     ds = load_balancing(store())
     X, meta = ds.X_test.reset_index(drop=True), ds.meta_test.reset_index(drop=True)
     rows = []
@@ -168,29 +197,30 @@ def _m14_actions(eng) -> list[dict]:
         k = meta.index[meta["feeder"] == feeder][-1]
         res = eng.balance(X.iloc[[k]])
         if res.status != "ok":
-            rows.append({"model": "m14 load balancing", "where": feeder, "action": "no answer", "expected effect": res.message})
+            rows.append({"adviser": "load balancing", "where": feeder, "action": "no answer", "expected effect": res.message})
             continue
         r = res.result.iloc[0]
-        rows.append({"model": "m14 load balancing", "where": f"{feeder} ({meta['date'][k]})",
+        rows.append({"adviser": "load balancing", "where": f"{feeder} ({meta['date'][k]})",
                      "action": f"move {r['customer']} from phase {r['from_phase']} to {r['to_phase']}",
                      "expected effect": f"VUF {r['expected_vuf_before_pct']:.2f} % → {r['expected_vuf_after_pct']:.2f} %"})
     return rows
 
 
-def _m16_action(eng) -> list[dict]:
+def _dispatch_action(eng) -> list[dict]:
     from ..datasets.energy.power_flow_optimization import tou_price
     from .energy import TARIFF_EUR_PER_KWH
 
-    if "m16_optimal_dispatch" in eng.missing:
-        raise MissingData(f"m16_optimal_dispatch: {eng.missing['m16_optimal_dispatch']}")
+    dispatcher = models()["dispatch"]
+    if dispatcher in eng.missing:
+        raise MissingData(f"{dispatcher}: {eng.missing[dispatcher]}")
     load = _last_day_hourly_kw()
     plan = eng.plan_day(load, np.zeros(24), tou_price(np.arange(24), *TARIFF_EUR_PER_KWH))
-    m16 = plan["m16_optimal_dispatch"]
-    setpoint = next((v for k, v in m16.items() if k.endswith("_kw") and "battery" in k), None)
-    ref = plan.get("m16_reference_battery_kw")
+    dispatch = plan[dispatcher]
+    setpoint = next((v for k, v in dispatch.items() if k.endswith("_kw") and "battery" in k), None)
+    ref = plan.get(f"{dispatcher.split('_')[0]}_reference_battery_kw")  # the engine's key for the LP's own set-point
     text = f"battery set-point {setpoint:+.2f} kW for the next hour" if setpoint is not None else \
-        "battery set-point: " + ", ".join(f"{k} {v:.3g}" for k, v in m16.items() if isinstance(v, float))
-    return [{"model": "m16 optimal dispatch", "where": "household battery (UCI house, persistence forecast)",
+        "battery set-point: " + ", ".join(f"{k} {v:.3g}" for k, v in dispatch.items() if isinstance(v, float))
+    return [{"adviser": "battery dispatch", "where": "household battery (UCI house, persistence forecast)",
              "action": text, "expected effect": f"LP reference {ref:+.2f} kW" if ref is not None else "no LP reference"}]
 
 
@@ -198,7 +228,7 @@ def _last_day_hourly_kw() -> np.ndarray:
     st = store()
     meters = st.sources("meter")
     if not meters:
-        raise MissingData("m16: no household meter data to plan from; ingest UCI (gridtwin ingest uci)")
+        raise MissingData("battery dispatch: no household meter data to plan from; ingest UCI (gridtwin ingest uci)")
     src = "uci" if "uci" in meters else meters[0]
     last = st.scan("meter", source=src).select(pl.col("ts").max()).collect().item()
     day = st.scan("meter", source=src, start=last - timedelta(days=1), end=last + timedelta(seconds=1)).collect()
@@ -215,7 +245,7 @@ def alert_table(frame: pl.DataFrame) -> pl.DataFrame:
     assets = None
     fleets = store().truth_sources("asset_observations")
     eng = _engine()
-    if fleets and not {"m05_equipment_failure", "m06_overload_risk"} <= set(eng.missing):
+    if fleets and not {model_id(role="asset_failure"), model_id(role="asset_overload")} <= set(eng.missing):
         from .maintenance import observations
 
         assets = eng.score_assets(observations(fleets[0])).with_columns(pl.lit(fleets[0]).alias("source"))
@@ -273,9 +303,9 @@ def stability_view(source_name: str | None = None):
         frame = attempt(notes, lambda: last_hours(source.value, hours.value), "the readings")
         if frame is None:
             return
-        attempt(notes, lambda: refresh(gauge, gauge_figure(frame, source.value)), "the m15 gauge")
-        attempt(notes, lambda: refresh(drivers, drivers_figure(frame)), "the m15 drivers")
-        attempt(notes, lambda: refresh(trend, stability_trend_figure(frame, source.value)), "the m15 trend")
+        attempt(notes, lambda: refresh(gauge, gauge_figure(frame, source.value)), "the stability gauge")
+        attempt(notes, lambda: refresh(drivers, drivers_figure(frame)), "the stability drivers")
+        attempt(notes, lambda: refresh(trend, stability_trend_figure(frame, source.value)), "the stability trend")
         shown["alerts"] = alert_table(frame)
         counts.value = counts_html(shown["alerts"])
         show_alerts()
@@ -294,5 +324,5 @@ def actions_view():
     from . import missing, table_html
 
     found, notes = actions()
-    return w.VBox([w.HTML("<h3>Recommended actions (m13, m14, m16) and their expected effect</h3>"),
+    return w.VBox([w.HTML("<h3>Recommended actions and their expected effect</h3>"),
                    *[missing(m) for m in notes], w.HTML(table_html(found))])

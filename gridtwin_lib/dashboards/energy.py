@@ -1,15 +1,17 @@
 """Dashboard 03: load forecast, losses, the day's battery schedule and the customers' flexibility.
 
-* m09: the day-ahead hourly forecast of a household meter issued at local midnight
-  (:meth:`Engine.forecast_day`, only readings before that midnight) against what the meter
-  then measured, with the error per hour.
-* m11: the LP schedule for that day (:meth:`Engine.plan_day` on the m09 forecast, a
-  clear-sky PV forecast of the m11 site and the m11 time-of-use tariff) against the rule
-  baseline planned on the same forecast.
-* m10: the feeder-head readings of a day through the engine (losses [kW]), beside the
-  losses the feeder twin computed (power flow) for the same hours.
-* m12: the customers' daily profiles (the m12 dataset's rows) segmented into archetypes
-  with their peak share and flexible energy.
+* The day-ahead load model (the registry's role ``day_ahead_load``): the hourly forecast of a
+  household meter issued at local midnight (:meth:`Engine.forecast_day`, only readings before
+  that midnight) against what the meter then measured, with the error per hour.
+* The day planner (role ``day_plan``): the LP schedule for that day (:meth:`Engine.plan_day` on
+  that forecast, a clear-sky PV forecast of the planner's site and its time-of-use tariff)
+  against the rule baseline planned on the same forecast.
+* The energy-loss model (catalogue name ``energy_loss``): the feeder-head readings of a day
+  through the engine (losses [kW]), beside the losses the feeder twin computed (power flow).
+* The segmentation (role ``segments``): the customers' daily profiles (its dataset's rows)
+  segmented into archetypes with their peak share and flexible energy.
+
+Models are found in the registry (:func:`gridtwin_lib.dashboards.model_id`); the page names none by id.
 """
 
 from __future__ import annotations
@@ -20,20 +22,35 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from . import MissingData, days, engine, store
+from . import MissingData, days, engine, model_id, simulated_sources, store
 
-MODELS = ("m09_load_forecast", "m10_energy_loss", "m11_power_flow_optimization", "m12_demand_response")
+FORECAST_ROLE, PLAN_ROLE, SEGMENT_ROLE = "day_ahead_load", "day_plan", "segments"  # the registry's roles shown here
+LOSSES = "energy_loss"  # catalogue name of the per-reading losses model
 UCI_UTC_OFFSET_H = 1.0  # the UCI house's clock (Sceaux, no DST in the file)
 SIM_UTC_OFFSET_H = 10.0  # the default site's standard time
-TARIFF_EUR_PER_KWH = (0.16, 0.22, 0.34)  # off-peak, shoulder, peak: the m11 dataset's default tariff
+TARIFF_EUR_PER_KWH = (0.16, 0.22, 0.34)  # off-peak, shoulder, peak: the day planner's dataset's default tariff
 FORECAST_DAYS = 14  # days offered in the day selector
-LOSS_SOURCE = "sim:m10_feeder"
-SEGMENT_SOURCE = "sim:m12_meters"
 PLAN_TIME_LIMIT_S = 30.0  # [s] the LP solves a day in ~0.01 s; the limit only guards a stuck solver on a busy host
 
 
+def models() -> dict[str, str]:
+    """The page's model ids by what they do (from the registry)."""
+    return {"forecast": model_id(role=FORECAST_ROLE), "losses": model_id(LOSSES), "plan": model_id(role=PLAN_ROLE),
+            "segments": model_id(role=SEGMENT_ROLE)}
+
+
+def loss_source() -> str:
+    """The feeder source the losses model was trained on."""
+    return simulated_sources(LOSSES)[0]
+
+
+def segment_source() -> str:
+    """The customers' meter source the segmentation was trained on."""
+    return simulated_sources(role=SEGMENT_ROLE)[0]
+
+
 def _engine():
-    return engine(MODELS)
+    return engine(tuple(models().values()))
 
 
 def meter_sources() -> list[str]:
@@ -57,12 +74,13 @@ def forecast_days(source: str) -> list[date]:
 
 
 def forecast_vs_actual(source: str, day: date) -> pd.DataFrame:
-    """Hourly m09 forecast [kW] issued at local midnight of ``day`` and the measured hourly mean [kW]."""
+    """Hourly day-ahead forecast [kW] issued at local midnight of ``day`` and the measured hourly mean [kW]."""
     from ..datasets.energy.load_forecast import meter_load
 
     eng = _engine()
-    if "m09_load_forecast" not in eng.estimators:
-        raise MissingData(f"m09_load_forecast: {eng.missing['m09_load_forecast']}")
+    forecaster = models()["forecast"]
+    if forecaster not in eng.estimators:
+        raise MissingData(f"{forecaster}: {eng.missing[forecaster]}")
     off = _offset(source)
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=off)
     lf = store().scan("meter", source=source, start=midnight - timedelta(days=9), end=midnight + timedelta(days=1))
@@ -88,7 +106,7 @@ def forecast_figure(fc: pd.DataFrame, source: str):
     mae = float(np.nanmean(np.abs(fc["error_kw"])))
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
     fig.add_trace(go.Scatter(x=fc["hour"], y=fc["actual_kw"], name="measured", line=dict(color="#264653")), 1, 1)
-    fig.add_trace(go.Scatter(x=fc["hour"], y=fc["load_kw"], name="m09 forecast (issued at midnight)",
+    fig.add_trace(go.Scatter(x=fc["hour"], y=fc["load_kw"], name="forecast (issued at midnight)",
                              line=dict(color="#e76f51", dash="dash")), 1, 1)
     fig.add_trace(go.Bar(x=fc["hour"], y=fc["error_kw"], name="error (forecast − measured)", marker_color="#adb5bd"), 2, 1)
     fig.update_layout(height=420, title=f"{source}: day-ahead load forecast, MAE {mae:.2f} kW",
@@ -99,7 +117,7 @@ def forecast_figure(fc: pd.DataFrame, source: str):
 
 
 def schedule(fc: pd.DataFrame, source: str, day: date) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """m11's LP schedule and the rule baseline's, both planned on the m09 forecast; and a cost line."""
+    """The day planner's LP schedule and the rule baseline's, both planned on the forecast; and a cost line."""
     from ..daily import clear_sky_pv_kw
     from ..datasets.energy.power_flow_optimization import PV_AT_SCEAUX, tou_price
     from ..models.energy.power_flow_optimization import PowerFlowOptimization
@@ -110,23 +128,24 @@ def schedule(fc: pd.DataFrame, source: str, day: date) -> tuple[pd.DataFrame, pd
     pv = clear_sky_pv_kw(day, PV_AT_SCEAUX) if source == "uci" else np.zeros(24)
     price = tou_price(hours, *TARIFF_EUR_PER_KWH)
     plan = eng.plan_day(fc["load_kw"].to_numpy(), pv, price, time_limit_s=PLAN_TIME_LIMIT_S)
-    lp = plan["m11_power_flow_optimization"]
+    planner = models()["plan"]
+    lp = plan[planner]
     if lp.status != "ok":
-        raise MissingData(lp.message or "m11: no schedule")
-    est = eng.estimators.get("m11_power_flow_optimization") or PowerFlowOptimization()
+        raise MissingData(lp.message or "the day planner gave no schedule")
+    est = eng.estimators.get(planner) or PowerFlowOptimization()
     X = pd.DataFrame({"day": 0, "hour": hours, "load_kw": fc["load_kw"].to_numpy(), "pv_kw": pv, "price_per_kwh": price})
     rule = est.baseline().fit().predict(X)
     sched = lp.result.reset_index(drop=True).assign(hour=fc["hour"].to_numpy(), pv_kw=pv, price=price)
     rule = rule.reset_index(drop=True).assign(hour=fc["hour"].to_numpy())
     costs = [_cost(day_cost, est, s, price) for s in (sched, rule)]
-    who = "m11 champion" if plan["lp_is_champion"] else "the LP (m11 has no champion; shown with default parameters)"
+    who = "the planner's champion" if plan["lp_is_champion"] else "the LP (the planner has no champion; shown with default parameters)"
     text = (f"Planned cost on the forecast: {who} {costs[0]:.2f} €/day, rule baseline {costs[1]:.2f} €/day "
             f"(solved in {lp.seconds:.2f} s)." if None not in costs else f"Schedule by {who}, solved in {lp.seconds:.2f} s.")
     return sched, rule, text
 
 
 def _cost(day_cost, est, sched: pd.DataFrame, price: np.ndarray) -> float | None:
-    """The day's cost [€] of a schedule by m11's own cost function (None if it cannot be evaluated)."""
+    """The day's cost [€] of a schedule by the planner's own cost function (None if it cannot be evaluated)."""
     try:
         grid = sched["grid_import_kw"].to_numpy(float)[None, :]
         return float(day_cost(est.battery_site(), grid, sched["soc_kwh"].to_numpy(float)[-1:], np.asarray(price, float)[None, :])[0])
@@ -139,14 +158,14 @@ def schedule_figure(sched: pd.DataFrame, rule: pd.DataFrame):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=sched["hour"], y=sched["grid_import_kw"], name="import, m11 LP [kW]", marker_color="#264653"))
+    fig.add_trace(go.Bar(x=sched["hour"], y=sched["grid_import_kw"], name="import, optimal plan [kW]", marker_color="#264653"))
     fig.add_trace(go.Bar(x=rule["hour"], y=rule["grid_import_kw"], name="import, rule [kW]", marker_color="#e9c46a"))
     fig.add_trace(go.Scatter(x=sched["hour"], y=sched["pv_kw"], name="PV forecast [kW]", line=dict(color="#f4a261")))
-    fig.add_trace(go.Scatter(x=sched["hour"], y=sched["soc_kwh"], name="battery SoC, m11 [kWh]",
+    fig.add_trace(go.Scatter(x=sched["hour"], y=sched["soc_kwh"], name="battery SoC, optimal plan [kWh]",
                              line=dict(color="#2a9d8f", width=3)), secondary_y=True)
     fig.add_trace(go.Scatter(x=rule["hour"], y=rule["soc_kwh"], name="battery SoC, rule [kWh]",
                              line=dict(color="#2a9d8f", dash="dot")), secondary_y=True)
-    fig.update_layout(barmode="group", height=400, title="24 h schedule: m11 optimum against the rule baseline",
+    fig.update_layout(barmode="group", height=400, title="24 h schedule: optimal plan against the rule baseline",
                       legend=dict(orientation="h", y=-0.2))
     fig.update_yaxes(title_text="power [kW]", secondary_y=False)
     fig.update_yaxes(title_text="state of charge [kWh]", secondary_y=True)
@@ -154,46 +173,51 @@ def schedule_figure(sched: pd.DataFrame, rule: pd.DataFrame):
 
 
 def loss_days() -> list[date]:
-    return days(LOSS_SOURCE)
+    return days(loss_source())
 
 
 def losses_figure(day: date):
-    """m10 losses per feeder over the day, beside the twin's power-flow losses."""
+    """Estimated losses per feeder over the day, beside the twin's power-flow losses."""
     import plotly.graph_objects as go
 
+    from . import source_label
+
     eng = _engine()
-    if "m10_energy_loss" not in eng.estimators:
-        raise MissingData(f"m10_energy_loss: {eng.missing['m10_energy_loss']}")
+    losses_model, source = models()["losses"], loss_source()
+    column = f"{losses_model}.losses_kw"
+    if losses_model not in eng.estimators:
+        raise MissingData(f"{losses_model}: {eng.missing[losses_model]}")
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     st = store()
-    heads = st.scan("three_phase", source=LOSS_SOURCE, start=start, end=start + timedelta(days=1)).collect()
+    heads = st.scan("three_phase", source=source, start=start, end=start + timedelta(days=1)).collect()
     if heads.height == 0:
-        raise MissingData(f"no feeder-head readings of {LOSS_SOURCE} on {day}: run `make run` (the m10 simulation)")
+        raise MissingData(f"no feeder-head readings of {source} on {day}: run `make run` (the feeder simulation)")
     eng.reset()
-    out = eng.score(heads).frame.filter(pl.col("m10_energy_loss.losses_kw").is_not_null())
-    truth = st.scan_truth("feeder_losses", source=LOSS_SOURCE, start=start, end=start + timedelta(days=1)).collect()
+    out = eng.score(heads).frame.filter(pl.col(column).is_not_null())
+    truth = st.scan_truth("feeder_losses", source=source, start=start, end=start + timedelta(days=1)).collect()
     fig = go.Figure()
     for (feeder,), part in out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder")) \
             .group_by("feeder", maintain_order=True):
-        p = part.group_by("ts").agg(pl.col("m10_energy_loss.losses_kw").first()).sort("ts")
-        fig.add_trace(go.Scatter(x=p["ts"], y=p["m10_energy_loss.losses_kw"], name=f"{feeder}: m10 estimate", mode="lines+markers"))
+        p = part.group_by("ts").agg(pl.col(column).first()).sort("ts")
+        fig.add_trace(go.Scatter(x=p["ts"], y=p[column], name=f"{feeder}: model estimate", mode="lines+markers"))
     if truth.height:
         for (feeder,), part in truth.sort("ts").group_by("device_id", maintain_order=True):
             fig.add_trace(go.Scatter(x=part["ts"], y=part["losses_kw"], name=f"{feeder}: power flow (twin)",
                                      line=dict(dash="dot")))
-    fig.update_layout(height=360, title=f"{LOSS_SOURCE}: network losses on {day}", yaxis_title="losses [kW]",
+    fig.update_layout(height=360, title=f"{source_label(source)}: network losses on {day}", yaxis_title="losses [kW]",
                       xaxis_title="time (UTC)", legend=dict(orientation="h", y=-0.25))
     return fig
 
 
 def archetypes() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """m12 per customer-day and per archetype: customers, days, mean peak share, flexible energy [kWh/day]."""
+    """Archetype per customer-day and per archetype: customers, days, mean peak share, flexible energy [kWh/day]."""
     from ..datasets.energy.demand_response import demand_response
 
     eng = _engine()
-    if "m12_demand_response" not in eng.estimators:
-        raise MissingData(f"m12_demand_response: {eng.missing['m12_demand_response']}")
-    ds = demand_response(store(), source=SEGMENT_SOURCE, test_days=2)
+    segmenter = models()["segments"]
+    if segmenter not in eng.estimators:
+        raise MissingData(f"{segmenter}: {eng.missing[segmenter]}")
+    ds = demand_response(store(), source=segment_source(), test_days=2)
     X = pd.concat([ds.X_train, ds.X_test], ignore_index=True)
     meta = pd.concat([ds.meta_train, ds.meta_test], ignore_index=True)
     seg = eng.segment(X).reset_index(drop=True)
@@ -215,7 +239,7 @@ def archetype_figure(summary: pd.DataFrame, profiles: pd.DataFrame):
         fig.add_trace(go.Scatter(x=list(range(24)), y=row.to_numpy(), mode="lines",
                                  name=f"archetype {a}: {int(s['customers'])} customers, peak share {s['peak_share']:.0%}, "
                                       f"{s['flexible_kwh_per_day']:.1f} kWh/day flexible"))
-    fig.update_layout(height=380, title="m12 load archetypes: mean daily profile and demand-response potential",
+    fig.update_layout(height=380, title="load archetypes: mean daily profile and demand-response potential",
                       xaxis_title="local hour", yaxis_title="mean demand [kW]", legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -243,11 +267,11 @@ def forecast_view(meter: str | None = None):
 
     def show(_=None):
         notes.children, cost.value = [], ""
-        fc = attempt(notes, lambda: forecast_vs_actual(source.value, day.value), "the m09 forecast")
+        fc = attempt(notes, lambda: forecast_vs_actual(source.value, day.value), "the load forecast")
         if fc is None:
             return
         refresh(forecast, forecast_figure(fc, source.value))
-        planned = attempt(notes, lambda: schedule(fc, source.value, day.value), "the m11 schedule")
+        planned = attempt(notes, lambda: schedule(fc, source.value, day.value), "the day's schedule")
         if planned is not None:
             refresh(plan, schedule_figure(planned[0], planned[1]))
             cost.value = planned[2]
@@ -261,7 +285,7 @@ def forecast_view(meter: str | None = None):
     source.observe(pick_source, "value")
     day.observe(show_once, "value")
     show()
-    return w.VBox([w.HTML("<h3>Load forecast (m09) and the day's schedule (m11)</h3>"), row(source, day), notes,
+    return w.VBox([w.HTML("<h3>Day-ahead load forecast and the day's battery schedule</h3>"), row(source, day), notes,
                    forecast, cost, plan])
 
 
@@ -273,7 +297,7 @@ def losses_view():
     day = w.Dropdown(options=loss_days(), description="day (UTC)")
     losses = figure(losses_figure(day.value))
     day.observe(lambda _: refresh(losses, losses_figure(day.value)), "value")
-    return w.VBox([w.HTML("<h3>Network losses (m10)</h3>"), day, losses])
+    return w.VBox([w.HTML("<h3>Network losses</h3>"), day, losses])
 
 
 def archetype_view():
@@ -282,5 +306,5 @@ def archetype_view():
     from . import figure, table_html
 
     summary, profiles = archetypes()
-    return w.VBox([w.HTML("<h3>Customer archetypes and demand-response potential (m12)</h3>"),
+    return w.VBox([w.HTML("<h3>Customer archetypes and demand-response potential</h3>"),
                    figure(archetype_figure(summary, profiles)), w.HTML(table_html(summary))])

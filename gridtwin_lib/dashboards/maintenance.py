@@ -2,12 +2,15 @@
 
 Fleet: the transformer observations of a fleet source (``asset_observations``: measured
 load [pu], top-oil and ambient temperature [°C], age [a]) over the last 31 days, scored
-by :meth:`gridtwin_lib.inference.Engine.score_assets` (m05 failure probability within
-7 days, m06 overload class). Health is ``100 × (1 − p_fail_7d)``; the expected lead time
-assumes the hazard is constant over m05's 7-day horizon: ``7 d / −ln(1 − p)``.
+by :meth:`gridtwin_lib.inference.Engine.score_assets` (the models serving the registry's
+roles ``asset_failure``, failure probability within 7 days, and ``asset_overload``, the
+overload class). Health is ``100 × (1 − p_fail_7d)``; the expected lead time assumes the
+hazard is constant over the 7-day horizon: ``7 d / −ln(1 − p)``.
 
-Power quality over time: m07 (PQ index of the next 10-min window) and m08 (probability of
-a sag within 15 min) on a three-phase source, per reading, through the same engine.
+Power quality over time: the power-quality-index model (PQ index of the next 10-min window)
+and the voltage-sag model (probability of a sag within 15 min) on a three-phase source, per
+reading, through the same engine. Models are found in the registry by role or catalogue
+name (:func:`gridtwin_lib.dashboards.model_id`); the page names none by id.
 """
 
 from __future__ import annotations
@@ -17,21 +20,30 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
-from . import MissingData, days, decimate, engine, score_range, sources, store
+from . import MissingData, days, decimate, engine, model_id, score_range, simulated_sources, sources, store
 
-ASSET_MODELS = ("m05_equipment_failure", "m06_overload_risk")
-PQ_MODELS = ("m07_power_quality_index", "m08_voltage_sag")
-HORIZON_D = 7.0  # [d] m05's prediction horizon
-HISTORY_D = 31  # [d] observations m05's rolling features need
-PQ_PREFERRED = ("sim:m08_mixed", "sim:m07_mixed")
+FAILURE_ROLE, OVERLOAD_ROLE = "asset_failure", "asset_overload"  # the registry's roles of the fleet's two models
+PQ_INDEX, SAG = "power_quality_index", "voltage_sag"  # catalogue names of the two power-quality models
+HORIZON_D = 7.0  # [d] the failure model's prediction horizon
+HISTORY_D = 31  # [d] observations the failure model's rolling features need
 PQ_HOURS = (3, 6, 12, 24)
 OBSERVED = ("load_pu_measured", "top_oil_temp_c", "ambient_temp_c", "age_years")
+
+
+def asset_models() -> tuple[str, str]:
+    """Ids of the failure and the overload models (from the registry's roles)."""
+    return model_id(role=FAILURE_ROLE), model_id(role=OVERLOAD_ROLE)
+
+
+def pq_models() -> tuple[str, str]:
+    """Ids of the PQ-index and the sag models (from the registry's catalogue names)."""
+    return model_id(PQ_INDEX), model_id(SAG)
 
 
 def fleets() -> list[str]:
     found = store().truth_sources("asset_observations")
     if not found:
-        raise MissingData("No transformer fleet observations in the store: run `make run` (the m05/m06 simulations) first.")
+        raise MissingData("No transformer fleet observations in the store: run `make run` (its transformer-fleet simulations) first.")
     return found
 
 
@@ -45,16 +57,17 @@ def observations(fleet: str) -> pl.DataFrame:
 
 
 def fleet_table(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-    """One row per asset, riskiest first: m05 probability, health, lead time, the alarm the alert rules give
-    (``alerts.yaml``: m05_failure_risk, m06_overload; "none" below every level), m06 class; and notes on
+    """One row per asset, riskiest first: failure probability, health, lead time, the alarm the alert rules give
+    (``alerts.yaml``'s rules on the two fleet models; "none" below every level), overload class; and notes on
     missing champions."""
     from ..alerts import SEVERITIES, load_rules, raise_alerts
 
-    eng = engine(ASSET_MODELS)
+    failure, overload = asset_models()
+    eng = engine((failure, overload))
     scored = eng.score_assets(obs)
     latest = obs.group_by("device_id").agg(pl.all().sort_by("ts").last()).drop("ts")
     table = scored.join(latest, on="device_id", how="left")
-    notes = [f"{m}: {eng.missing[m]}" for m in ASSET_MODELS if m in eng.missing]
+    notes = [f"{m}: {eng.missing[m]}" for m in (failure, overload) if m in eng.missing]
     rules = load_rules()
     raised = raise_alerts(assets=scored, rules=rules)
     rank = {s: k for k, s in enumerate(SEVERITIES)}
@@ -64,7 +77,7 @@ def fleet_table(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
             worst[dev] = sev
     table = table.with_columns(pl.col("device_id").replace_strict(worst, default="none", return_dtype=pl.String)
                                .alias("alarm (alert rules)"))
-    p = "m05_equipment_failure.p_fail_7d"
+    p = f"{failure}.p_fail_7d"
     if p in table.columns:
         table = table.with_columns(
             (100.0 * (1.0 - pl.col(p))).alias("health [0-100]"),
@@ -73,21 +86,35 @@ def fleet_table(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     else:
         table = table.sort("load_pu_measured", descending=True)
     keep = [c for c in ("device_id", p, "health [0-100]", "expected lead time [d]", "alarm (alert rules)",
-                        "m06_overload_risk.load_class", "m06_overload_risk.p_gt100", *OBSERVED) if c in table.columns]
+                        f"{overload}.load_class", f"{overload}.p_gt100", *OBSERVED) if c in table.columns]
     return table.select(keep), notes
 
 
-#: the fleet table's columns as people read them (the internal names stay in ``fleet_table``'s frame)
-COLUMN_LABELS = {
-    "device_id": "asset",
-    "m05_equipment_failure.p_fail_7d": "failure probability within 7 days (m05)",
-    "m06_overload_risk.load_class": "load class, next hour (m06)",
-    "m06_overload_risk.p_gt100": "P(load > 100 % of rating), next hour (m06)",
-    "load_pu_measured": "load [pu]",
-    "top_oil_temp_c": "top-oil temperature [°C]",
-    "ambient_temp_c": "ambient temperature [°C]",
-    "age_years": "age [years]",
-}
+def column_labels() -> dict[str, str]:
+    """The fleet table's columns as people read them (the internal names stay in ``fleet_table``'s frame)."""
+    failure, overload = asset_models()
+    return {
+        "device_id": "asset",
+        f"{failure}.p_fail_7d": "failure probability within 7 days [%]",
+        f"{overload}.load_class": "load class, next hour",
+        f"{overload}.p_gt100": "P(load > 100 % of rating), next hour [%]",
+        "load_pu_measured": "load [pu]",
+        "top_oil_temp_c": "top-oil temperature [°C]",
+        "ambient_temp_c": "ambient temperature [°C]",
+        "age_years": "age [years]",
+    }
+
+
+def for_people(ranked: pl.DataFrame) -> pl.DataFrame:
+    """The fleet table as shown: probabilities in %, numbers rounded for reading, columns with units."""
+    failure, overload = asset_models()
+    pct = [c for c in (f"{failure}.p_fail_7d", f"{overload}.p_gt100") if c in ranked.columns]
+    shown = ranked.with_columns([(pl.col(c) * 100.0).round(1) for c in pct])
+    rounding = {"health [0-100]": 1, "expected lead time [d]": 1, "load_pu_measured": 2, "top_oil_temp_c": 1,
+                "ambient_temp_c": 1, "age_years": 0}
+    shown = shown.with_columns([pl.col(c).round(n) for c, n in rounding.items() if c in shown.columns])
+    labels = column_labels()
+    return shown.rename({k: v for k, v in labels.items() if k in shown.columns})
 
 
 def lead_time_expr(p_fail: pl.Expr) -> pl.Expr:
@@ -126,7 +153,8 @@ def asset_history_figure(obs: pl.DataFrame, device_id: str):
 
 
 def pq_sources() -> list[str]:
-    return sources(PQ_PREFERRED)
+    """Three-phase sources, those the two PQ models were trained on first."""
+    return sources((*simulated_sources(SAG), *simulated_sources(PQ_INDEX)))
 
 
 def pq_days(source: str) -> list[date]:
@@ -141,23 +169,28 @@ def pq_devices(source: str) -> list[str]:
 
 def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0], device_id: str | None = None
                  ) -> tuple[pl.DataFrame, list[str]]:
-    """m07 and m08 per reading of ``device_id`` (None: every device of the source) over ``hours`` from ``day``
-    06:00 UTC (16:00 at the default site). The page scores one device at a time: on the full store a source
-    holds several devices, and scoring them all on every change took minutes."""
-    eng = engine(PQ_MODELS)
+    """PQ index and sag probability per reading of ``device_id`` (None: every device of the source) over ``hours``
+    from ``day`` 06:00 UTC (16:00 at the default site). The page scores one device at a time: on the full store a
+    source holds several devices, and scoring them all on every change took minutes."""
+    models = pq_models()
+    eng = engine(models)
     start = datetime(day.year, day.month, day.day, 6, tzinfo=UTC)
     frame = score_range(eng, source, device_id, start, start + timedelta(hours=int(hours)))
-    return frame, [f"{m}: {eng.missing[m]}" for m in PQ_MODELS if m in eng.missing]
+    return frame, [f"{m}: {eng.missing[m]}" for m in models if m in eng.missing]
 
 
 def pq_figure(frame: pl.DataFrame, source: str):
-    """m07 and m08 over time: one trace per device and output, each sorted by time (a trace never steps back)."""
+    """PQ index and sag probability over time: one trace per device and output, each sorted by time (a trace
+    never steps back)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from . import source_label
+
+    pq_index, sag = pq_models()
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    outputs = (("m07_power_quality_index.pq_index_next", "PQ index, next 10 min", False, "solid"),
-               ("m08_voltage_sag.p_sag_15m", "P(sag within 15 min)", True, "dot"))
+    outputs = ((f"{pq_index}.pq_index_next", "PQ index, next 10 min", False, "solid"),
+               (f"{sag}.p_sag_15m", "P(sag within 15 min)", True, "dot"))
     palette = ("#2a9d8f", "#e63946", "#264653", "#e9c46a", "#8ab17d", "#6d597a", "#f4a261", "#457b9d")
     for k, (device, one) in enumerate(sorted(frame.partition_by("device_id", as_dict=True).items())):
         one = decimate(one.sort("ts"), by=None).to_pandas()
@@ -167,8 +200,10 @@ def pq_figure(frame: pl.DataFrame, source: str):
                                            line=dict(color=palette[k % len(palette)], dash=dash, width=1.5),
                                            connectgaps=True), secondary_y=secondary)
     if not fig.data:
-        raise MissingData("Neither m07 nor m08 has a champion: nothing to show over time.")
-    fig.update_layout(height=380, title=f"{source}: power quality ahead, per device", legend=dict(orientation="h", y=-0.2))
+        raise MissingData("Neither the PQ-index model nor the voltage-sag model has a champion: nothing to show over time.")
+    fig.update_layout(height=380, title=f"{source_label(source)}: power quality ahead, per device",
+                      legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title_text="time (UTC)")
     fig.update_yaxes(title_text="PQ index [0-100] (solid)", secondary_y=False)
     fig.update_yaxes(title_text="probability [0-1] (dotted)", range=[0, 1], secondary_y=True)
     return fig
@@ -204,14 +239,14 @@ def fleet_view(fleet_name: str | None = None):
         shown["frame"] = observations(fleet.value)
         ranked, missing_notes = fleet_table(shown["frame"])
         notes.children = [missing(m + " (its columns are left out)") for m in missing_notes]
-        table.value = table_html(ranked.rename({k: v for k, v in COLUMN_LABELS.items() if k in ranked.columns}), 50)
+        table.value = table_html(for_people(ranked), 50)
         replace_options(asset, ranked["device_id"].to_list())
         show_asset()
 
     fleet.observe(show_fleet, "value")
     asset.observe(show_asset, "value")
     show_fleet()
-    return w.VBox([w.HTML("<h3>Asset fleet, riskiest first (m05, m06)</h3>"), fleet, notes, table,
+    return w.VBox([w.HTML("<h3>Asset fleet, riskiest first (failure risk, overload risk)</h3>"), fleet, notes, table,
                    w.HTML("<h3>One asset's history</h3>"), asset, history])
 
 
@@ -247,5 +282,6 @@ def pq_view(source_name: str | None = None):
     for control in (device, day, hours):
         control.observe(show_once, "value")
     show()
-    return w.VBox([w.HTML("<h3>Power quality over time (m07, m08)</h3>"), row(source, device, day), row(hours), notes,
+    return w.VBox([w.HTML("<h3>Power quality over time (PQ index ahead, voltage-sag risk)</h3>"), row(source, device, day),
+                   row(hours), notes,
                    fig])

@@ -2,15 +2,18 @@
 
 :func:`load` reads one device's readings of a source and time range (with the engine's
 :data:`~gridtwin_lib.inference.HISTORY` before it, so the windows are warm at the first
-shown reading) and scores them once with m01, m03 and m04
-(:class:`gridtwin_lib.inference.Engine`). A :class:`Replay` then moves a clock through the
+shown reading) and scores them once with the voltage-anomaly, frequency-stability and
+phase-imbalance models (:class:`gridtwin_lib.inference.Engine`). A :class:`Replay` then moves a clock through the
 range: the ``FigureWidget`` traces grow up to the clock (no new widgets, one browser
-update per step), the m03 forecast is drawn ahead of it with the normal band, and the
-status line gives m04's unbalance cause and the m02 class of the latest waveform window
+update per step), the frequency forecast is drawn ahead of it with the normal band, and the
+status line gives the unbalance cause and the disturbance class (the registry's ``waveforms`` role)
+of the latest waveform window
 with its harmonic spectrum.
 
 The waveform windows come from the PQ recorder twin (``waveform_windows`` truth of the
-``sim:m02_*`` sources, their own 1 s timeline); the replay steps through them alongside.
+sources of the waveform model's simulations, their own 1 s timeline); the replay steps through them
+alongside. Models are found in the registry (:func:`gridtwin_lib.dashboards.model_id`); the page names
+none by id.
 """
 
 from __future__ import annotations
@@ -24,34 +27,44 @@ import polars as pl
 
 from ..models.monitoring.frequency_stability import BAND_HZ
 from . import days as shared_days
-from . import decimate, score_range, store
+from . import decimate, model_id, score_range, simulated_sources, store
 from . import engine as shared_engine
 from . import sources as shared_sources
 
 KIND = "three_phase"
-PREFERRED_SOURCE = "sim:m01_mixed"  # the m01 training run: a mixed-event feeder at 1 s
 WINDOW_HOURS = (1, 3, 6, 12)
 DEFAULT_HOURS = 1
 DEFAULT_START_HOUR = 6  # UTC: 16:00 at the default site, the evening ramp
 STEPS = 120  # replay steps per shown range
 SPEEDS = {"60× real time": 60, "300×": 300, "900×": 900, "3600×": 3600}
 FOLLOW_EVERY_S = 10  # [s] how often "follow newest" looks for new readings
-MODELS = ("m01_voltage_anomaly", "m03_frequency_stability", "m04_phase_imbalance")
-WAVEFORM_MODEL = "m02_harmonic_analysis"
+ANOMALY, FREQUENCY, IMBALANCE = "voltage_anomaly", "frequency_stability", "phase_imbalance"  # catalogue names
+WAVEFORM_ROLE = "waveforms"  # the registry's role of the waveform classifier
 MAX_WAVEFORM_WINDOWS = 240
 SAMPLES_PER_CYCLE = 64  # the waveform twin: 10 cycles of 64 samples per window
 MAX_HARMONIC = 25
 _CACHE: dict[str, Any] = {}
 
 
+def models() -> dict[str, str]:
+    """The page's model ids by what they do (from the registry)."""
+    return {"anomaly": model_id(ANOMALY), "frequency": model_id(FREQUENCY), "imbalance": model_id(IMBALANCE),
+            "waveforms": model_id(role=WAVEFORM_ROLE)}
+
+
+def col(what: str, output: str) -> str:
+    """The engine's column of ``output`` of the page's model ``what`` (a key of :func:`models`)."""
+    return f"{models()[what]}.{output}"
+
+
 def engine():
-    """The monitoring champions, loaded once per kernel (m03's network takes a few seconds)."""
-    return shared_engine((*MODELS, WAVEFORM_MODEL))
+    """The monitoring champions, loaded once per kernel (the frequency model's network takes a few seconds)."""
+    return shared_engine(tuple(models().values()))
 
 
 def sources() -> list[str]:
-    """Stored three-phase sources, the m01 run first."""
-    return shared_sources((PREFERRED_SOURCE,))
+    """Stored three-phase sources, the voltage-anomaly model's training run first (a mixed-event feeder at 1 s)."""
+    return shared_sources(simulated_sources(ANOMALY)[:1])
 
 
 def devices(source: str) -> list[str]:
@@ -81,7 +94,8 @@ def load(source: str, device_id: str, day: date, start_hour: int = DEFAULT_START
     end = start + timedelta(hours=int(hours))
     eng = engine()
     frame = score_range(eng, source, device_id, start, end)
-    return Window(source, device_id, start, end, frame, decimate(frame), {m: eng.missing[m] for m in MODELS if m in eng.missing})
+    shown = [m for k, m in models().items() if k != "waveforms"]
+    return Window(source, device_id, start, end, frame, decimate(frame), {m: eng.missing[m] for m in shown if m in eng.missing})
 
 
 def newest(source: str, device_id: str) -> datetime | None:
@@ -139,20 +153,22 @@ class Follower:
 
 
 def waveforms() -> Any:
-    """The latest PQ recorder windows (m02 class and THD per window, samples kept), or None without data or champion."""
+    """The latest PQ recorder windows (disturbance class and THD per window, samples kept), or None without data or
+    champion."""
     if "waveforms" not in _CACHE:
         from ..datasets.monitoring.harmonic_analysis import waveform_windows
 
         st = store()
         srcs = st.truth_sources("waveform_windows")
         eng = engine()
-        if not srcs or WAVEFORM_MODEL not in eng.estimators:
+        waveform_model = models()["waveforms"]
+        if not srcs or waveform_model not in eng.estimators:
             _CACHE["waveforms"] = None
         else:
             w = waveform_windows(st, srcs[-1]).sort_values("ts").tail(MAX_WAVEFORM_WINDOWS).reset_index(drop=True)
             scored = eng.score_waveforms(w)
-            _CACHE["waveforms"] = w.assign(label_m02=scored[f"{WAVEFORM_MODEL}.label"].to_numpy(),
-                                           thd_m02=scored[f"{WAVEFORM_MODEL}.thd_pct"].to_numpy(), source=srcs[-1])
+            _CACHE["waveforms"] = w.assign(disturbance_class=scored[f"{waveform_model}.label"].to_numpy(),
+                                           thd_pct=scored[f"{waveform_model}.thd_pct"].to_numpy(), source=srcs[-1])
     return _CACHE["waveforms"]
 
 
@@ -168,8 +184,8 @@ def spectrum(samples: np.ndarray, samples_per_cycle: int = SAMPLES_PER_CYCLE) ->
 class Replay:
     """One live ``FigureWidget`` over a :class:`Window` and the clock that moves through it.
 
-    Rows: phase voltages, currents, frequency with the m03 forecast and the normal band, and
-    the m01 anomaly score with its flags (one shared time axis), and the harmonic spectrum of
+    Rows: phase voltages, currents, frequency with its 10-s forecast and the normal band, and
+    the voltage anomaly score with its flags (one shared time axis), and the harmonic spectrum of
     the latest waveform window. The widget is built showing the whole range (plotly's
     FigureWidget drops changes made before display); :meth:`show` then moves the clock in place.
     """
@@ -197,15 +213,16 @@ class Replay:
         w = self.window
         fig = make_subplots(rows=5, cols=1, vertical_spacing=0.045, row_heights=[0.22, 0.18, 0.2, 0.16, 0.24],
                             subplot_titles=("phase voltage [V]", "phase current [A]",
-                                            f"frequency [Hz], m03 forecast (10 s), normal band {BAND_HZ[0]}–{BAND_HZ[1]} Hz",
-                                            "m01 anomaly score, flagged readings in red", "latest waveform window"))
+                                            f"frequency [Hz], forecast 10 s ahead, normal band {BAND_HZ[0]}–{BAND_HZ[1]} Hz",
+                                            "voltage anomaly score [0-1], flagged readings in red",
+                                            "latest waveform window"))
         for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
             fig.add_trace(go.Scattergl(name=f"V{p} / I{p}", legendgroup=p, line=dict(color=colour, width=1)), 1, 1)
             fig.add_trace(go.Scattergl(name=f"I{p}", legendgroup=p, showlegend=False, line=dict(color=colour, width=1)), 2, 1)
         fig.add_trace(go.Scattergl(name="f", line=dict(color="#6d597a", width=1)), 3, 1)
-        fig.add_trace(go.Scatter(name="m03 forecast", mode="lines+markers", line=dict(color="#f4a261", width=2)), 3, 1)
-        fig.add_trace(go.Scattergl(name="m01 score", line=dict(color="#264653", width=1)), 4, 1)
-        fig.add_trace(go.Scattergl(name="m01 flag", mode="markers", marker=dict(color="#e63946", size=5)), 4, 1)
+        fig.add_trace(go.Scatter(name="frequency forecast", mode="lines+markers", line=dict(color="#f4a261", width=2)), 3, 1)
+        fig.add_trace(go.Scattergl(name="anomaly score", line=dict(color="#264653", width=1)), 4, 1)
+        fig.add_trace(go.Scattergl(name="anomaly flag", mode="markers", marker=dict(color="#e63946", size=5)), 4, 1)
         fig.add_trace(go.Bar(name="harmonic RMS [V]", marker_color="#457b9d"), 5, 1)
         fig.add_hrect(y0=BAND_HZ[0], y1=BAND_HZ[1], fillcolor="#2a9d8f", opacity=0.1, line_width=0, row=3, col=1)
         for row in (1, 2, 3, 4):
@@ -231,9 +248,9 @@ class Replay:
         values.append(dict(x=x, y=upto["frequency"].to_list()))
         fx, fy = self._forecast(self._latest(t))
         values.append(dict(x=fx, y=fy))
-        score = "m01_voltage_anomaly.anomaly_score"
+        score = col("anomaly", "anomaly_score")
         if score in upto.columns:
-            flagged = upto.filter(pl.col("m01_voltage_anomaly.is_anomaly").fill_null(False))
+            flagged = upto.filter(pl.col(col("anomaly", "is_anomaly")).fill_null(False))
             values += [dict(x=x, y=upto[score].to_list()), dict(x=flagged["ts"].to_list(), y=flagged[score].to_list())]
         else:
             values += [dict(x=[], y=[]), dict(x=[], y=[])]
@@ -259,7 +276,7 @@ class Replay:
         return self.status
 
     def _forecast(self, latest: pl.DataFrame) -> tuple[list, list]:
-        cols = [f"m03_frequency_stability.f_t+{h}" for h in range(1, 11)]
+        cols = [col("frequency", f"f_t+{h}") for h in range(1, 11)]
         if latest.height == 0 or cols[0] not in latest.columns or latest[cols[0]][0] is None:
             return [], []
         t0 = latest["ts"][0]
@@ -267,18 +284,18 @@ class Replay:
                 [latest["frequency"][0], *[latest[c][0] for c in cols]])
 
     def _status(self, t: datetime, latest: pl.DataFrame, step: int) -> str:
-        def value(col: str, fmt: str = "{}") -> str:
-            if latest.height == 0 or col not in latest.columns or latest[col][0] is None:
+        def value(column: str, fmt: str = "{}") -> str:
+            if latest.height == 0 or column not in latest.columns or latest[column][0] is None:
                 return "–"
-            v = latest[col][0]
+            v = latest[column][0]
             if isinstance(v, bool):  # words, not Python's True / False
                 return "anomaly" if v else "normal"
             return fmt.format(v)
 
         parts = [f"<b>{t:%Y-%m-%d %H:%M:%S} UTC</b>",
-                 f"m04 unbalance cause: <b>{value('m04_phase_imbalance.cause')}</b>",
-                 f"m03 P(leave the band in 10 s): <b>{value('m03_frequency_stability.p_excursion', '{:.2f}')}</b>",
-                 f"m01 voltage: <b>{value('m01_voltage_anomaly.is_anomaly')}</b>", self._waveform(step)[2]]
+                 f"unbalance cause: <b>{value(col('imbalance', 'cause'))}</b>",
+                 f"P(frequency leaves the band in 10 s): <b>{value(col('frequency', 'p_excursion'), '{:.2f}')}</b>",
+                 f"voltage: <b>{value(col('anomaly', 'is_anomaly'))}</b>", self._waveform(step)[2]]
         parts += [f"<span style='color:#999'>{m}: {why[:120]}</span>" for m, why in self.window.missing.items()]
         return " · ".join(parts)
 
@@ -286,14 +303,15 @@ class Replay:
         """Harmonic orders, RMS [V] and a status text for the waveform window shown at ``step``."""
         wf = waveforms()
         if wf is None:
-            return [], [], "m02: no waveform windows or no champion"
+            return [], [], "waveform class: no waveform windows or no champion"
         from ..models.monitoring.harmonic_analysis import SAMPLE_COLUMNS
+        from . import source_label
 
         row = wf.iloc[step % len(wf)]
         orders, mags = spectrum(row[SAMPLE_COLUMNS].to_numpy(float))
         return (orders.tolist(), np.maximum(mags, 1e-3).tolist(),
-                f"waveform class (m02) at the separate PQ recorder {row['source']}, window {row['window_id']}, "
-                f"not this device: <b>{str(row['label_m02']).replace('_', ' ')}</b> (THD {row['thd_m02']:.1f} %)")
+                f"waveform class at the separate PQ recorder {source_label(row['source'])}, window {row['window_id']}, "
+                f"not this device: <b>{str(row['disturbance_class']).replace('_', ' ')}</b> (THD {row['thd_pct']:.1f} %)")
 
 
 def interval_ms(window: Window, speed: float) -> int:

@@ -6,20 +6,37 @@ builds the line).
 - **Kernels are shut down when a page closes.** Voila's page posts ``/voila/api/shutdown/<id>`` on
   ``beforeunload`` with the ``_xsrf`` value it reads from the ``_xsrf`` cookie, but Voila's render handler never
   sets that cookie, so the server refused every call (``403 '_xsrf' argument missing from POST``; voila issue
-  #1458) and every visit leaked a kernel. :func:`set_xsrf_cookie`, Voila's pre-launch hook, sets the cookie
-  on the page's response; the XSRF check stays on. Kernel culling (see ``voila_command``) is the safety net
+  #1458) and every visit leaked a kernel. The page handler here (:func:`_page_handler_class`) reads
+  ``xsrf_token`` before rendering, which makes tornado set the cookie on the page's response; the XSRF check
+  stays on. (It was a Voila pre-launch hook, which Voila refuses together with preheated kernels.) Kernel culling (see ``voila_command``) is the safety net
   for a browser that never sends the call (killed, offline).
 - **The live kernels can be counted**: ``GET /api/kernels`` (read-only; the same JSON as the Jupyter
   server's kernels API), for the browser test and for monitoring.
+- **No page stays on "Executing 1 of 2" forever** (issue 18): Voila's page handler runs the notebook in a
+  task started with a bare ``asyncio.ensure_future(put_html())`` and keeps no reference to it. asyncio keeps
+  only weak references to tasks, so that task, with the notebook client awaiting the kernel's reply inside it,
+  could be garbage-collected mid-flight: the kernel had finished and sat idle, the handler kept waiting on its
+  queue (sending heartbeats), the browser never got the rest of the page. :func:`keep_page_tasks` hands
+  Voila's handler an ``ensure_future`` that holds each task until it is done; a task that fails puts an
+  error on the page and ends it, instead of leaving the handler waiting for a snippet that never comes.
+- **Pages come preheated** (``--preheat``, the default of :func:`gridtwin_lib.dashboards.voila_command`): Voila
+  keeps, per dashboard, one kernel that has already run the page (:data:`PREHEAT_POOL`); a visitor gets it at
+  once (the first figure within about a second instead of a kernel start, the imports, loading the champions
+  and scoring) and Voila starts the next one in the background. The cost: one idle kernel per dashboard
+  and the landing page (the kernel count's floor), and a page shows the store as it was when its kernel ran it (at most since
+  the previous visit; 01's "follow newest" looks again every 10 s). The landing page has its kernel too.
 - **Offline**: Font Awesome is served from the ``fontawesomefree`` package at ``/gridtwin/fontawesome/``;
   the ``gridtwin`` template (``share/voila/templates/gridtwin``) points the page at it instead of a CDN.
 """
 
 from __future__ import annotations
 
+import asyncio
+import html
 import json
 import os
 import sys
+import types
 from pathlib import Path
 
 TEMPLATE = "gridtwin"
@@ -33,11 +50,74 @@ def fontawesome_dir() -> Path:
     return Path(fontawesomefree.__file__).resolve().parent / "static" / "fontawesomefree"
 
 
+PREHEAT_POOL = 1  # kernels per dashboard kept ready, each having run its page
+
+
 def set_xsrf_cookie(request_handler, notebook=None, cwd=None):
-    """Voila pre-launch hook: reading ``xsrf_token`` makes tornado set the ``_xsrf`` cookie on this response,
-    which the page sends back with its shutdown call. Returns None (the notebook is unchanged)."""
+    """Reading ``xsrf_token`` makes tornado set the ``_xsrf`` cookie on this response, which the page sends back
+    with its shutdown call. Returns None (the signature of a Voila pre-launch hook)."""
     request_handler.xsrf_token  # noqa: B018 - the property sets the cookie as a side effect
     return None
+
+
+def _page_handler_class():
+    from voila.tornado.handler import TornadoVoilaHandler
+
+    class GridTwinPageHandler(TornadoVoilaHandler):
+        """Voila's page handler, setting the ``_xsrf`` cookie first (preheated pages included)."""
+
+        async def prepare(self, *args, **kwargs):
+            await super().prepare(*args, **kwargs)
+            set_xsrf_cookie(self)
+
+    return GridTwinPageHandler
+
+
+#: tasks of page handlers still running: the strong references asyncio itself does not keep
+_PAGE_TASKS: set[asyncio.Future] = set()
+FAILED_CLASS = "gridtwin-failed"  # the error a page shows when the server could not compute it
+
+
+def _page_failed_html(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return (f'<div class="voila-error {FAILED_CLASS}" style="border-left:4px solid #9d0208;background:#fdecea;'
+            f'padding:8px 12px;margin:6px 0">This page could not be computed on the server ({html.escape(type(exc).__name__)}: '
+            f"{html.escape(first)}). Reload the page; if it fails again, the server log says more.</div>"
+            # the page's cells are hidden until Voila's end-of-page script, which will not come now: show them
+            "<script>(function () { var l = document.getElementById('loading'); if (l) { l.remove(); }"
+            " var r = document.getElementById('rendered_cells'); if (r) { r.style.display = ''; } })();</script>")
+
+
+def keep_task(awaitable) -> asyncio.Future:
+    """``asyncio.ensure_future`` for Voila's page handler: the task is held in :data:`_PAGE_TASKS` until it is done
+    (asyncio only holds tasks weakly). If it fails, and it is Voila's ``put_html`` (which feeds the page through
+    a queue and puts None at the end only when it succeeds), the error and the end marker go into that queue, so
+    the page shows the error at once instead of "Executing n of m" forever."""
+    queue = None
+    if getattr(awaitable, "__name__", "") == "put_html":  # the caller (Voila's handler) holds it as ``queue``
+        queue = sys._getframe(1).f_locals.get("queue")
+    task = asyncio.ensure_future(awaitable)
+    _PAGE_TASKS.add(task)
+
+    def done(t: asyncio.Future) -> None:
+        _PAGE_TASKS.discard(t)
+        if t.cancelled() or t.exception() is None or queue is None:
+            return
+        queue.put_nowait(_page_failed_html(t.exception()))
+        queue.put_nowait(None)
+
+    task.add_done_callback(done)
+    return task
+
+
+def keep_page_tasks() -> None:
+    """Give Voila's page handler :func:`keep_task` in place of its bare ``asyncio.ensure_future`` (only that
+    module's view of asyncio changes)."""
+    import voila.handler
+
+    view = types.SimpleNamespace(**{name: getattr(asyncio, name) for name in dir(asyncio) if not name.startswith("__")})
+    view.ensure_future = keep_task
+    voila.handler.asyncio = view
 
 
 def _kernel_list_handler():
@@ -62,7 +142,11 @@ def _app_class():
         """Voila plus the kernel list and the local Font Awesome (see the module docstring)."""
 
         def init_handlers(self):
-            handlers = super().init_handlers()
+            from voila.tornado.handler import TornadoVoilaHandler
+
+            page_handler = _page_handler_class()
+            handlers = [(h[0], page_handler, *h[2:]) if len(h) > 1 and h[1] is TornadoVoilaHandler else h
+                        for h in super().init_handlers()]
             return [(url_path_join(self.server_url, r"/api/kernels"), _kernel_list_handler()),
                     (url_path_join(self.server_url, r"/gridtwin/fontawesome/(.*)"), web.StaticFileHandler,
                      {"path": str(fontawesome_dir())}),
@@ -75,9 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     """Start the server with Voila's own command-line arguments (``argv``, default ``sys.argv[1:]``)."""
     from traitlets.config import Config
 
+    keep_page_tasks()
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), os.environ.get("JUPYTER_PATH", "")) if p)
     config = Config()
-    config.VoilaConfiguration.prelaunch_hook = set_xsrf_cookie
     config.VoilaConfiguration.template = TEMPLATE
     _app_class().launch_instance(argv=sys.argv[1:] if argv is None else argv, config=config)
 

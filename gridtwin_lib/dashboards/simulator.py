@@ -3,10 +3,11 @@
 The run goes through :func:`gridtwin_lib.simulate.run_scenario` (the same validation as
 ingested data) into a throw-away store under the system temp directory, so the project's
 store is never touched. The readings then go through the inference engine
-(:class:`gridtwin_lib.inference.Engine`, champions of the current registry) and m01's flags
-are matched to the twin's ground-truth events: an event is *hit* when a reading in
-``[start, end + tolerance)`` is flagged (m01's own recall rule, ``models.monitoring``),
-its *delay* is the first such flag minus the event start [s].
+(:class:`gridtwin_lib.inference.Engine`, champions of the current registry) and the voltage-anomaly
+model's flags are matched to the twin's ground-truth events: an event is *hit* when a reading in
+``[start, end + tolerance)`` is flagged (that model's own recall rule, ``models.monitoring``),
+its *delay* is the first such flag minus the event start [s]. Models are found in the registry
+by catalogue name (:func:`gridtwin_lib.dashboards.model_id`); the page names none by id.
 """
 
 from __future__ import annotations
@@ -23,22 +24,31 @@ from ..models.monitoring.voltage_anomaly import TARGET_EVENT_TYPES
 from ..simulate import DEFAULT_START, SCENARIOS
 from ..simulate.grid import BASE_PARAMS
 from ..store import Store
-from . import MissingData, engine, per_device
+from . import MissingData, engine, model_id, per_device
 
 DEFAULT_SCENARIO = "mixed"
 DURATIONS = ("1h", "3h", "6h", "12h")
 DEFAULT_DURATION = "3h"
 #: runs start at 16:00 local time of the default site (UTC+10): the evening peak, when events happen
 START_UTC = DEFAULT_START + timedelta(hours=6)
-TOLERANCE_S = 60.0  # [s] a flag up to this long after an event's end still counts (the smoke pipeline's m01 setting)
-REACTING_MODELS = ("m01_voltage_anomaly", "m15_grid_stability")
+TOLERANCE_S = 60.0  # [s] a flag up to this long after an event's end still counts (the anomaly model's smoke setting)
+ANOMALY, STABILITY = "voltage_anomaly", "grid_stability"  # catalogue names of the two models whose reaction is shown
 _FALLBACK_PARAMS = ("load_scale", "motor_starts_per_h", "sags_per_h", "faults_per_h")
 _MAX_PARAMS = 6
 _MAX_SHADED_EVENTS = 60  # event bands drawn on the traces (the table lists all)
 
 
+def reacting_models() -> tuple[str, str]:
+    """Ids of the voltage-anomaly and the grid-stability models (from the registry)."""
+    return model_id(ANOMALY), model_id(STABILITY)
+
+
+def anomaly_col(output: str) -> str:
+    return f"{model_id(ANOMALY)}.{output}"
+
+
 def scenarios() -> list[str]:
-    """The grid-twin scenarios (three-phase measurement points, what m01 watches)."""
+    """The grid-twin scenarios (three-phase measurement points, what the voltage-anomaly model watches)."""
     return sorted(name for name, s in SCENARIOS.items() if s.twin == "grid")
 
 
@@ -116,9 +126,10 @@ def _events(events: pl.DataFrame) -> pl.DataFrame:
 
 
 def _react(result: SimRun) -> None:
-    eng = engine(REACTING_MODELS)
-    if "m01_voltage_anomaly" not in eng.estimators:
-        result.notes.append(f"m01_voltage_anomaly: {eng.missing.get('m01_voltage_anomaly')}")
+    models = reacting_models()
+    eng = engine(models)
+    if models[0] not in eng.estimators:
+        result.notes.append(f"{models[0]}: {eng.missing.get(models[0])}")
         return
     t0 = time.perf_counter()
     eng.reset()
@@ -126,15 +137,15 @@ def _react(result: SimRun) -> None:
     result.score_seconds = time.perf_counter() - t0
     result.scores = batch.frame
     result.matched = match_events(result.events, batch.frame, TOLERANCE_S)
-    for m in REACTING_MODELS:
+    for m in models:
         if m in eng.missing:
             result.notes.append(f"{m}: {eng.missing[m]}")
 
 
 def match_events(events: pl.DataFrame, scores: pl.DataFrame, tolerance_s: float = TOLERANCE_S) -> pl.DataFrame:
-    """m01's reaction to each target event: hit when a reading in [start, end + tolerance) is flagged;
-    delay [s] from the event start to that first flag."""
-    flag_col = "m01_voltage_anomaly.is_anomaly"
+    """The anomaly model's reaction to each target event: hit when a reading in [start, end + tolerance) is
+    flagged; delay [s] from the event start to that first flag."""
+    flag_col = anomaly_col("is_anomaly")
     targets = events.filter(pl.col("type").is_in(TARGET_EVENT_TYPES)) if events.height else events
     if targets.height == 0 or flag_col not in scores.columns:
         return targets.with_columns(pl.lit(False).alias("hit"), pl.lit(None, pl.Float64).alias("delay_s"))
@@ -158,8 +169,9 @@ def reaction_text(result: SimRun) -> str:
     m = result.matched
     hits = int(m["hit"].sum()) if m.height else 0
     delay = m.filter(pl.col("hit"))["delay_s"].median() if hits else None
-    flagged = int(result.scores["m01_voltage_anomaly.is_anomaly"].fill_null(False).sum())
-    text = (f"{head}; champions scored it in {result.score_seconds:.1f} s. m01: {hits} of {m.height} target events hit, "
+    flagged = int(result.scores[anomaly_col("is_anomaly")].fill_null(False).sum())
+    text = (f"{head}; champions scored it in {result.score_seconds:.1f} s. Voltage-anomaly model: {hits} of {m.height} "
+            f"target events hit, "
             f"{m.height - hits} missed" + (f", median delay {delay:.0f} s" if delay is not None else "")
             + f"; {flagged:,} readings flagged.")
     return text + (" " + " ".join(result.notes) if result.notes else "")
@@ -190,26 +202,28 @@ def measurements_figure(result: SimRun):
 
 
 def reaction_figure(result: SimRun):
-    """m01 anomaly score (flags marked) and m15 stability score against the target events."""
+    """The anomaly score (flags marked) and the stability score against the target events."""
     import plotly.graph_objects as go
 
     if result.scores is None:
         raise MissingData("No champion reaction to show: " + (" ".join(result.notes) or "the engine did not run"))
-    scores = result.scores.select("ts", "device_id", *[c for c in result.scores.columns if c.startswith("m")])
+    score, flag = anomaly_col("anomaly_score"), anomaly_col("is_anomaly")
+    stability = f"{model_id(STABILITY)}.stability_score"
+    scores = result.scores.select("ts", "device_id", *[c for c in result.scores.columns if "." in c])
     several = scores["device_id"].n_unique() > 1
     fig = go.Figure()
     for device, rows in per_device(scores):
         df, tag = rows.to_pandas(), f" {device}" if several else ""
-        if "m01_voltage_anomaly.anomaly_score" in df:
-            fig.add_trace(go.Scattergl(x=df["ts"], y=df["m01_voltage_anomaly.anomaly_score"], name=f"m01 anomaly score{tag}",
+        if score in df:
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df[score], name=f"voltage anomaly score{tag}",
                                        line=dict(color="#264653", width=1)))
-            flagged = scores.filter(pl.col("m01_voltage_anomaly.is_anomaly").fill_null(False)
+            flagged = scores.filter(pl.col(flag).fill_null(False)
                                     & (pl.col("device_id") == device)).sort("ts").to_pandas()  # every flag, not thinned
-            fig.add_trace(go.Scattergl(x=flagged["ts"], y=flagged["m01_voltage_anomaly.anomaly_score"], mode="markers",
-                                       name=f"m01 flag{tag}", marker=dict(color="#e76f51", size=5)))
-        if "m15_grid_stability.stability_score" in df:
-            fig.add_trace(go.Scattergl(x=df["ts"], y=df["m15_grid_stability.stability_score"] / 100.0,
-                                       name=f"m15 stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
+            fig.add_trace(go.Scattergl(x=flagged["ts"], y=flagged[score], mode="markers",
+                                       name=f"anomaly flag{tag}", marker=dict(color="#e76f51", size=5)))
+        if stability in df:
+            fig.add_trace(go.Scattergl(x=df["ts"], y=df[stability] / 100.0,
+                                       name=f"stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
     if result.matched is not None and result.matched.height:
         m = result.matched.to_pandas()
         fig.add_trace(go.Scatter(x=m["ts"], y=[0.0] * len(m), mode="markers", name="target event (hit ● / miss ✕)",
@@ -223,7 +237,7 @@ def reaction_figure(result: SimRun):
 
 
 def events_table(result: SimRun) -> pl.DataFrame:
-    """Every truth event; target events with m01's hit and delay."""
+    """Every truth event; target events with the anomaly model's hit and delay."""
     ev = result.events
     if ev.height == 0:
         return ev
@@ -278,7 +292,7 @@ def page(scenario: str = DEFAULT_SCENARIO, duration: str = DEFAULT_DURATION, see
             shown = events_table(result)
             more = (f", the first {EVENT_ROWS} of {shown.height} shown" if shown.height > EVENT_ROWS
                     else f", all {shown.height} shown")
-            events.value = (f"<b>Ground-truth events</b> (hit / delay: m01 on target events{more})"
+            events.value = (f"<b>Ground-truth events</b> (hit / delay: the voltage-anomaly model on target events{more})"
                             + table_html(shown, EVENT_ROWS))
         else:
             status.value = ""
