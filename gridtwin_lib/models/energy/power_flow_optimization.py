@@ -275,8 +275,10 @@ def greedy_schedule(site: BatterySite, load: np.ndarray, pv: np.ndarray, dischar
 
     Every hour: charge from the PV surplus; in ``grid_charge_hours`` (bool, (days, 24)) also charge
     from the grid at full power up to the import limit; in ``discharge_hours`` discharge to cover
-    the load not covered by PV (never into export). Power and SoC limits of ``site``; PV beyond the
-    export limit is curtailed. Each hour reads only that hour's values (causal).
+    the load not covered by PV (never into export). Grid charging is spread evenly over the
+    charging hours left, so that it does not set a new daily import peak. Power and SoC limits of
+    ``site``; PV beyond the export limit is curtailed. Each hour reads only that hour's values and
+    the mask of hours (causal).
     """
     days = load.shape[0]
     soc = np.full(days, float(np.mean(site.s0)))
@@ -285,7 +287,9 @@ def greedy_schedule(site: BatterySite, load: np.ndarray, pv: np.ndarray, dischar
     for h in range(HOURS):
         surplus = pv[:, h] - load[:, h]
         room = (site.s_max - soc) / site.eta
-        from_grid = np.where(grid_charge_hours[:, h], np.clip(site.imp_lim - np.clip(-surplus, 0, None), 0, None), 0.0)
+        # grid charging spread evenly over the charging hours left (a flat night-time import, not a new daily peak)
+        left = np.maximum(grid_charge_hours[:, h:].sum(axis=1), 1)
+        from_grid = np.where(grid_charge_hours[:, h], np.clip(np.minimum(room / left, site.imp_lim - np.clip(-surplus, 0, None)), 0, None), 0.0)
         ch = np.clip(np.minimum.reduce([np.clip(surplus, 0, None) + from_grid, p_max, room]), 0, None)
         dis = np.where((surplus < 0) & discharge_hours[:, h] & ~grid_charge_hours[:, h],
                        np.minimum.reduce([-surplus, p_max, (soc - site.s_min) * site.eta]), 0.0)
@@ -321,9 +325,10 @@ class SelfConsumptionRule(_DispatchParams, Baseline):
 
 
 class TimeOfUseRule(_DispatchParams, Baseline):
-    """Ladder baseline of m11: time-of-use arbitrage: charge from the grid in the day's cheapest-price
-    hours and from any PV surplus, discharge to cover the load in every hour dearer than the cheapest
-    (planned on the same forecast as the LP); schedule in the LP's format. Same parameters as the LP."""
+    """Ladder baseline of m11: time-of-use arbitrage: charge from the grid in the night window of the
+    day's cheapest-price hours (those before the first dearer hour) and from any PV surplus,
+    discharge to cover the load in every hour dearer than the cheapest (planned on the same forecast
+    as the LP); schedule in the LP's format. Same parameters as the LP."""
 
     name = "time-of-use rule (grid-charge in the cheapest hours, discharge in the dearer ones)"
 
@@ -339,7 +344,9 @@ class TimeOfUseRule(_DispatchParams, Baseline):
         d = _days(X, "m11 time-of-use rule")
         price = d["price_per_kwh"]
         cheapest = price <= price.min(axis=1, keepdims=True) + 1e-9
-        sched = greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], ~cheapest, cheapest)
+        # grid-charge in the night window of cheapest hours that precedes the day's first dearer hour
+        night = cheapest & (np.arange(HOURS)[None, :] < np.argmax(~cheapest, axis=1)[:, None])
+        sched = greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], ~cheapest, night)
         return _schedule_frame(sched, getattr(X, "index", None), np.zeros(d["load_kw"].shape[0]))
 
 
