@@ -22,7 +22,11 @@ def ladder_scores(model: GridModel, dataset, *, fit_model: bool = True, metric: 
         baseline = cls.for_model(model) if hasattr(cls, "for_model") else cls()
         baseline.fit(dataset.X_train, dataset.y_train)
         scores[cls.__name__] = model.evaluate(dataset.y_test, baseline.predict(dataset.X_test), dataset.meta_test)[key]
-    return model.evaluate(dataset.y_test, model.predict(dataset.X_test), dataset.meta_test)[key], scores
+    value = model.evaluate(dataset.y_test, model.predict(dataset.X_test), dataset.meta_test)[key]
+    # one line per ladder (shown with pytest -s): the figures of the report
+    print(f"\nLADDER {model.spec.model_id} {key} (n_test={dataset.n_test}): model {value:.4g}; "
+          + "; ".join(f"{name} {v:.4g}" for name, v in scores.items()))
+    return value, scores
 
 
 def strongest(model: GridModel, scores: dict[str, float]) -> tuple[str, float]:
