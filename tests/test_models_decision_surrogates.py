@@ -7,6 +7,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+from ladder_dec import ladder_scores
 
 from gridtwin_lib.datasets.decision import optimal_dispatch as D_od
 from gridtwin_lib.datasets.decision import reactive_power_compensation as D_rpc
@@ -35,10 +36,10 @@ def feeder_ds(tmp_path_factory):
 def dispatch_ds(tmp_path_factory):
     """Meter twin as the load (local UTC+10) and the solar twin at its default Sydney site."""
     store = Store(tmp_path_factory.mktemp("m16") / "store")
-    _run(store, "meter", "sim:t_load", "12d", "15m", overrides={"base_kw": 1.0, "outages_per_day": 0.0})
-    _run(store, "pv_normal", "sim:t_pv", "13d", "1h")
+    _run(store, "meter", "sim:t_load", "22d", "15m", overrides={"base_kw": 1.0, "outages_per_day": 0.0})
+    _run(store, "pv_normal", "sim:t_pv", "23d", "1h")
     return D_od.optimal_dispatch(store, load_source="sim:t_load", pv_source="sim:t_pv", timezone_name="Etc/GMT-10",
-                              train_start="2025-01-14", test_start="2025-01-16", test_end="2025-01-17")
+                              train_start="2025-01-14", test_start="2025-01-21", test_end="2025-01-26")
 
 
 # --------------------------------------------------------------------------- m13
@@ -68,11 +69,20 @@ def test_m13_fit_evaluate_same_rows_and_pickle(feeder_ds):
     pred = ev.predictions["model"]
     assert list(pred.columns) == list(M_rpc.ReactivePowerCompensation.spec.output_units)
     assert pred["q_setpoint_kvar"].between(*M_rpc.Q_BOUNDS_KVAR).all()
-    for metrics in (ev.metrics, ev.baseline_metrics):
-        assert metrics["regret_kw"] >= -0.01  # nothing beats the optimiser (to its 2 kvar tolerance) at the same state
-    assert ev.baseline_metrics["setpoint_mae_kvar"] > 0
     clone = cloudpickle.loads(cloudpickle.dumps(model))
     np.testing.assert_array_equal(clone.predict(feeder_ds.X_test)["q_setpoint_kvar"], pred["q_setpoint_kvar"])
+
+
+def test_m13_against_its_ladder_on_held_out_hours(feeder_ds):
+    """The MLP's loss regret on later hours is 0.1 kW below the textbook PF correction and the
+    fixed set-point. It does NOT beat the linear surrogate on the same 12 inputs: least squares
+    has the lower regret here (the issue's finding: on these states the optimum is nearly linear
+    in the feeder-head readings), so the gate serves the linear surrogate."""
+    model = M_rpc.ReactivePowerCompensation(epochs=30)
+    regret, scores = ladder_scores(model, feeder_ds)
+    assert set(scores) == {"PowerFactorCorrection", "LinearSurrogate", "MedianSetpoint"}
+    assert regret < min(scores["PowerFactorCorrection"], scores["MedianSetpoint"]) - 0.1, (regret, scores)
+    assert scores["LinearSurrogate"] <= regret, (regret, scores)
 
 
 def test_m13_textbook_baseline():
@@ -126,10 +136,50 @@ def test_m16_fit_evaluate_same_rows_and_pickle(dispatch_ds):
     pred = ev.predictions["model"]
     assert list(pred.columns) == list(M_od.OptimalDispatch.spec.output_units)
     assert ev.metrics["violations"] == 0
-    # the LP's own set-points have zero regret by construction of the metric
-    assert model.evaluate(dispatch_ds.y_test, dispatch_ds.y_test.assign(compute_time_s=1.0), dispatch_ds.meta_test)["cost_regret_eur_per_day"] == 0
     clone = cloudpickle.loads(cloudpickle.dumps(model))
     np.testing.assert_array_equal(clone.predict(dispatch_ds.X_test)["battery_kw"], pred["battery_kw"])
+
+
+def test_m16_against_its_ladder_on_held_out_days(dispatch_ds):
+    """Open loop (each test hour from the LP's own SoC): the SVR's cost regret is 0.3 EUR/day below
+    the rule's. It does NOT beat the linear (ridge) surrogate on the same inputs, whose regret is
+    lower still: the gate serves the linear surrogate."""
+    model = M_od.OptimalDispatch()
+    regret, scores = ladder_scores(model, dispatch_ds)
+    assert set(scores) == {"RuleSetpoint", "LinearSetpoint"}
+    assert regret < scores["RuleSetpoint"] - 0.3, (regret, scores)
+    assert scores["LinearSetpoint"] <= regret, (regret, scores)
+
+
+def test_m16_closed_loop_runs_each_policy_from_its_own_state_of_charge(dispatch_ds):
+    """Closed loop: each policy drives the battery through the actual test days from its own SoC.
+    The SVR costs at least 0.3 EUR/day less than the rule run the same way; its SoC path is its own
+    (it differs from the LP's states the test rows carry)."""
+    model = M_od.OptimalDispatch().fit(dispatch_ds.X_train, dispatch_ds.y_train)
+    site = model.battery_site()
+    rule = M_od.RuleSetpoint().fit()
+    run = M_od.closed_loop(model, dispatch_ds.X_test, dispatch_ds.meta_test, site)
+    assert run["violations"] == 0
+    assert not np.allclose(run["soc_kwh"].ravel(), dispatch_ds.X_test["soc_kwh"].to_numpy())
+    # hour 0 of every day starts from the site's initial state; later hours from the policy's own
+    np.testing.assert_allclose(run["soc_kwh"][:, 0], site.s0)
+    costs = M_od.closed_loop_costs({"model": model, "rule": rule}, dispatch_ds, site)
+    assert list(costs.columns) == ["model", "rule", "lp", "idle"] and len(costs) == dispatch_ds.n_test // HOURS
+    print(f"\nCLOSED LOOP m16 cost EUR/day over {len(costs)} days: " + "; ".join(f"{k} {v:.4f}" for k, v in costs.mean().items()))
+    assert costs["model"].mean() < costs["rule"].mean() - 0.3, costs.mean()
+    assert costs["rule"].mean() < costs["idle"].mean()
+    # a policy that repeats the LP's labels in closed loop reproduces the LP's cost
+    labels = dispatch_ds.y_test["battery_kw"].to_numpy()
+
+    class Replay:
+        def __init__(self):
+            self.calls = 0
+
+        def predict(self, X):
+            self.calls += 1
+            return pd.DataFrame({"battery_kw": labels.reshape(-1, HOURS)[:, self.calls - 1]})
+
+    np.testing.assert_allclose(M_od.closed_loop(Replay(), dispatch_ds.X_test, dispatch_ds.meta_test, site)["cost_eur"], costs["lp"], atol=1e-9)
 
 
 def test_m16_input_errors(tmp_path, dispatch_ds):
@@ -165,8 +215,9 @@ def test_advice_effects_re_simulate_what_the_metrics_judge(feeder_ds, dispatch_d
     via_registry = advice.effects({"m16_optimal_dispatch": Trained(model, od_bl, dispatch_ds)})
     assert list(via_registry) == ["m16_optimal_dispatch"]
     assert via_registry["m16_optimal_dispatch"].frame.equals(e16)
-    assert e16["cost_advice_eur"].mean() == pytest.approx(ev.metrics["cost_eur_per_day"], rel=1e-9)
-    assert e16["cost_rule_eur"].mean() == pytest.approx(ev.baseline_metrics["cost_eur_per_day"], rel=1e-9)
+    closed = M_od.closed_loop_costs({"rule": od_bl, "advice": model}, dispatch_ds, model.battery_site())  # the policies from their own SoC
+    np.testing.assert_allclose(e16["cost_advice_eur"], closed["advice"], rtol=1e-12)
+    np.testing.assert_allclose(e16["cost_rule_eur"], closed["rule"], rtol=1e-12)
     assert e16["cost_lp_eur"].mean() == pytest.approx(ev.metrics["lp_cost_eur_per_day"], rel=1e-9)
     s = advice.summary(found)
     assert list(s["model"]) == ["m13_reactive_power_compensation: var set-point", "m16_optimal_dispatch: battery dispatch"]

@@ -64,9 +64,16 @@ def customer_types(store, source: str) -> dict[str, str] | None:
 
 
 def demand_response(store, *, source: str = M12_SOURCE, timezone_name: str = "Etc/GMT-10", test_days: int = 7,
+                    holdout_customer_fraction: float = 0.3, holdout_seed: int = 1212,
                     require_labels: bool = False, start: datetime | str | None = None,
                     end: datetime | str | None = None) -> Dataset:
-    """Daily load profiles per (meter, local day); the last ``test_days`` days are the test.
+    """Daily load profiles per (meter, local day); the test is the last ``test_days`` days of the
+    customers held out from training.
+
+    ``holdout_customer_fraction`` of the meters (at least one, drawn with ``holdout_seed`` from the
+    sorted ids) are never seen in training: training rows are the other meters' days before the
+    cut, test rows the held-out meters' days from the cut on (0: every meter in both, split by time
+    only).
 
     X: ``h00..h23`` mean demand of each local hour [kW], ``weekday`` (0 = Monday), ``month``;
     y: the meter's customer type from truth, or None when the twin recorded none (see
@@ -75,6 +82,8 @@ def demand_response(store, *, source: str = M12_SOURCE, timezone_name: str = "Et
     """
     if test_days < 1:
         raise InputError(f"m12 dataset: test_days must be >= 1 (got {test_days})")
+    if not 0.0 <= holdout_customer_fraction < 1.0:
+        raise InputError(f"m12 dataset: holdout_customer_fraction must be in [0, 1) (got {holdout_customer_fraction})")
     lf = store.scan("meter", source=source, start=start, end=end)
     valid = pl.col("voltage").is_null() | (pl.col("voltage") > 0)
     hourly = (
@@ -105,16 +114,29 @@ def demand_response(store, *, source: str = M12_SOURCE, timezone_name: str = "Et
     if days.size <= test_days:
         raise InputError(f"m12 dataset: {days.size} complete days in {source!r}, need more than test_days={test_days}")
     cut = days[-test_days]
-    is_test = (keys["date"] >= cut).to_numpy()
+    meters = np.array(sorted(keys["device_id"].unique()))
+    held = np.zeros(len(meters), bool)
+    if holdout_customer_fraction > 0:
+        if len(meters) < 2:
+            raise InputError(f"m12 dataset: {len(meters)} meter in {source!r} cannot be split into training and held-out "
+                             "customers; simulate more devices or pass holdout_customer_fraction=0")
+        k = min(len(meters) - 1, max(1, round(holdout_customer_fraction * len(meters))))
+        held[np.random.default_rng(holdout_seed).choice(len(meters), k, replace=False)] = True
+    held_out = set(meters[held])
+    late = (keys["date"] >= cut).to_numpy()
+    unseen = keys["device_id"].isin(held_out).to_numpy() if held_out else np.ones(len(keys), bool)
+    is_test, is_train = late & unseen, ~late & (~unseen if held_out else True)
     meta = keys
     sub = lambda f, m: None if f is None else f[m].reset_index(drop=True)  # noqa: E731
     return Dataset(
         name="m12_demand_response",
-        X_train=X[~is_test].reset_index(drop=True), y_train=sub(y, ~is_test),
+        X_train=X[is_train].reset_index(drop=True), y_train=sub(y, is_train),
         X_test=X[is_test].reset_index(drop=True), y_test=sub(y, is_test),
-        meta_train=meta[~is_test].reset_index(drop=True), meta_test=meta[is_test].reset_index(drop=True),
-        split={"train": [str(days[0]), str(days[-test_days - 1])], "test": [str(cut), str(days[-1])], "timezone": timezone_name},
-        params={"source": source, "test_days": test_days, "labelled": types is not None},
+        meta_train=meta[is_train].reset_index(drop=True), meta_test=meta[is_test].reset_index(drop=True),
+        split={"train": [str(days[0]), str(days[-test_days - 1])], "test": [str(cut), str(days[-1])], "timezone": timezone_name,
+               "held_out_customers": sorted(held_out)},
+        params={"source": source, "test_days": test_days, "holdout_customer_fraction": holdout_customer_fraction,
+                "holdout_seed": holdout_seed, "labelled": types is not None},
         description=("daily profiles per meter and local day -> archetypes; labels: "
                      + ("customer types from truth" if types is not None else "NONE (" + MISSING_TYPES + ")")),
     )

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InputError
-from ..base import Baseline, Dataset, GridModel, ModelSpec
+from ..base import Baseline, Dataset, GridModel, ModelSpec, input_matrix
 from ..serving import ServingAdapter, float_frame, prefixed
 
 # =========================================================================== m15
@@ -214,6 +214,7 @@ class Climatology(Baseline):
     """Baseline: the training base rate for every row."""
 
     spec = GridStability.spec
+    name = "climatology (training base rate)"
 
     def fit(self, X, y=None):
         if y is None:
@@ -229,6 +230,98 @@ class Climatology(Baseline):
         out = {"p_disturbance_30min": p, "stability_score": 100.0 * (1.0 - p)}
         out.update({f"p_member_{m}": np.full(n, np.nan) for m in MEMBERS})
         return pd.DataFrame(out)
+
+
+def _probability_frame(p: np.ndarray) -> pd.DataFrame:
+    """The model's output columns for one probability [1] per row (no member columns)."""
+    out = {"p_disturbance_30min": p, "stability_score": 100.0 * (1.0 - p)}
+    out.update({f"p_member_{m}": np.full(len(p), np.nan) for m in MEMBERS})
+    return pd.DataFrame(out)
+
+
+class BestSingleMember(Baseline):
+    """Ladder baseline of m15: the best single member of the ensemble, chosen on training rows only.
+
+    Each member (:class:`GridStability`'s RandomForest, XGBoost, logistic regression, with the
+    model's parameters) is fitted on the first ``1 - validation_fraction`` of the training rows
+    (chronological) and scored by ROC-AUC on the rest; the best is refitted on every training row.
+
+    Parameters
+    ----------
+    model_params : dict or None
+        :class:`GridStability` parameters of the members (None: its defaults).
+    validation_fraction : float
+        Last share of the training rows the member is chosen on.
+    """
+
+    spec = GridStability.spec
+    name = "best single member (chosen on a validation slice of training)"
+
+    def __init__(self, model_params: dict | None = None, validation_fraction: float = 0.25):
+        self.model_params = model_params
+        self.validation_fraction = validation_fraction
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(model_params=model.get_params())
+
+    def fit(self, X, y=None):
+        from sklearn.metrics import roc_auc_score
+
+        if y is None:
+            raise InputError("m15 best member: labels y are required")
+        if not 0 < self.validation_fraction < 1:
+            raise InputError(f"m15 best member: validation_fraction must be in (0, 1) (got {self.validation_fraction})")
+        ens = GridStability(**(self.model_params or {}))
+        A = input_matrix(X, pd.Index(X.columns), "m15 best member", "the feature columns of datasets.decision.grid_stability") \
+            if isinstance(X, pd.DataFrame) else np.asarray(X, float)
+        self.columns_ = list(X.columns) if isinstance(X, pd.DataFrame) else None
+        yy = np.asarray(y, dtype=int)
+        cut = int(len(A) * (1 - self.validation_fraction))
+        if len(np.unique(yy[:cut])) < 2 or len(np.unique(yy[cut:])) < 2:
+            raise InputError("m15 best member: the fitting or validation slice of training holds one class only; simulate longer")
+        self.validation_auc_ = {name: float(roc_auc_score(yy[cut:], est.fit(A[:cut], yy[:cut]).predict_proba(A[cut:])[:, 1]))
+                                for name, est in ens._members().items()}
+        self.member_ = max(self.validation_auc_, key=self.validation_auc_.get)
+        self.estimator_ = ens._members()[self.member_].fit(A, yy)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        if self.columns_ is not None:
+            A = input_matrix(X, pd.Index(self.columns_), "m15 best member", "the feature columns of datasets.decision.grid_stability")
+        else:
+            A = np.asarray(X, float)
+        return _probability_frame(self.estimator_.predict_proba(A)[:, 1])
+
+
+class RegimeBaseRate(Baseline):
+    """Ladder baseline of m15: the base rate per operating regime: a shallow decision tree
+    (scikit-learn, depth ``max_depth``, leaves of at least ``min_samples_leaf`` rows) on the same
+    features, whose leaf frequencies are the probability [1]. A practitioner's "which regime is the
+    grid in, and how often did trouble follow it" rule, fitted on training rows."""
+
+    spec = GridStability.spec
+    name = "base rate per regime (shallow decision tree)"
+
+    def __init__(self, max_depth: int = 3, min_samples_leaf: int = 200, random_state: int = 0):
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        from sklearn.tree import DecisionTreeClassifier
+
+        if y is None:
+            raise InputError("m15 regime base rate: labels y are required")
+        self.columns_ = list(X.columns)
+        A = input_matrix(X, pd.Index(self.columns_), "m15 regime base rate", "the feature columns of datasets.decision.grid_stability")
+        self.tree_ = DecisionTreeClassifier(max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
+                                            random_state=self.random_state).fit(A, np.asarray(y, dtype=int))
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        A = input_matrix(X, pd.Index(self.columns_), "m15 regime base rate", "the feature columns of datasets.decision.grid_stability")
+        return _probability_frame(self.tree_.predict_proba(A)[:, -1])
 
 
 # --------------------------------------------------------------------------- serving

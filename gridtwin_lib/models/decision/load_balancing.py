@@ -305,6 +305,11 @@ class LargestLoadHeuristic(_FeederParams, Baseline):
     """Baseline: move the largest expected load not on the lightest phase to the lightest phase."""
 
     spec = LoadBalancing.spec
+    name = "move the largest single-phase load to the lightest phase"
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(u0_v=model.u0_v, r_phase_ohm_per_km=model.r_phase_ohm_per_km, r_neutral_ohm_per_km=model.r_neutral_ohm_per_km)
 
     def __init__(self, u0_v: float = NOMINAL_VOLTAGE_V, r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32):
         self.u0_v, self.r_phase_ohm_per_km, self.r_neutral_ohm_per_km = u0_v, r_phase_ohm_per_km, r_neutral_ohm_per_km
@@ -320,6 +325,30 @@ class LargestLoadHeuristic(_FeederParams, Baseline):
         ph[k] = light
         after = float(feeder_state(loads, ph, pos, **self.feeder_params())["vuf_pct"].mean())
         return k, light, before, after
+
+    def predict(self, X) -> pd.DataFrame:
+        return self._out(X, self._choose)
+
+
+class BruteForceExpected(_FeederParams, Baseline):
+    """Ladder baseline of m14: brute force on the forecast: re-simulate every single move on the
+    expected loads (X, the same feeder model as the model) and take the largest expected VUF
+    reduction [pp], ignoring losses, customers affected and switching cost."""
+
+    spec = LoadBalancing.spec
+    name = "brute force on the expected (forecast) loads"
+
+    def __init__(self, u0_v: float = NOMINAL_VOLTAGE_V, r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32):
+        self.u0_v, self.r_phase_ohm_per_km, self.r_neutral_ohm_per_km = u0_v, r_phase_ohm_per_km, r_neutral_ohm_per_km
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(u0_v=model.u0_v, r_phase_ohm_per_km=model.r_phase_ohm_per_km, r_neutral_ohm_per_km=model.r_neutral_ohm_per_km)
+
+    def _choose(self, phases, pos, loads):
+        table = evaluate_moves(loads, phases, pos, candidate_moves(phases), **self.feeder_params())
+        best = table.iloc[int(np.argmax(table["unbalance_reduction_pp"].to_numpy()))]
+        return int(best["customer_index"]), int(best["to_phase"]), float(best["vuf_before_pct"]), float(best["vuf_after_pct"])
 
     def predict(self, X) -> pd.DataFrame:
         return self._out(X, self._choose)

@@ -188,8 +188,14 @@ class RuleSetpoint(_M16Params, Baseline):
 
     The rule needs the day's peak price: the maximum of the 24 prices ahead (the same tariff day)."""
 
+    name = "rule dispatch (charge on PV surplus, discharge in the peak-price hours)"
+
     def __init__(self, m11_params: dict | None = None):
         self.m11_params = m11_params
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(m11_params=model.m11_params)
 
     def fit(self, X=None, y=None):
         self.battery_site()
@@ -206,28 +212,113 @@ class RuleSetpoint(_M16Params, Baseline):
         return _m16_frame(b, A, getattr(X, "index", None), (time.perf_counter() - t0) / len(A), site)
 
 
+class LinearSetpoint(_M16Params, Baseline):
+    """Ladder baseline of m16: the linear surrogate of the LP on the model's inputs: ridge
+    regression (scikit-learn, standardised inputs) of the LP's first-hour battery power [kW] on
+    :func:`dispatch_features`, clipped to the battery's power; fitted on training rows.
+
+    Parameters
+    ----------
+    alpha : float
+        L2 penalty of the ridge regression.
+    m11_params : dict or None
+        Battery and tariff parameters of the day-ahead LP (None: its defaults).
+    """
+
+    name = "linear surrogate on the same inputs (ridge)"
+
+    def __init__(self, alpha: float = 1.0, m11_params: dict | None = None):
+        self.alpha = alpha
+        self.m11_params = m11_params
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(m11_params=model.m11_params)
+
+    def fit(self, X, y=None):
+        from sklearn.linear_model import Ridge
+
+        if y is None:
+            raise InputError("m16 linear surrogate: y (the LP's first-hour battery_kw) is required to fit")
+        A = _m16_X(X, "m16 linear surrogate fit")
+        yy = np.asarray(y["battery_kw"] if isinstance(y, pd.DataFrame) else y, float).ravel()
+        self.ridge_ = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha)).fit(A, yy)
+        return self
+
+    def predict(self, X):
+        t0 = time.perf_counter()
+        A = _m16_X(X, "m16 linear surrogate predict")
+        site = self.battery_site()
+        b = np.clip(self.ridge_.predict(A), -site.p_max, site.p_max)
+        return _m16_frame(b, A, getattr(X, "index", None), (time.perf_counter() - t0) / len(A), site)
+
+
+# --------------------------------------------------------------------------- closed loop
+
+
+def closed_loop(policy, X: pd.DataFrame, meta: pd.DataFrame, site: BatterySite) -> dict[str, np.ndarray]:
+    """Run a set-point policy through the battery day by day from ITS OWN state of charge.
+
+    Every held-out day starts at the site's initial SoC; at each hour h the policy sees the row's
+    forecast features with ``soc_kwh`` replaced by the SoC its own earlier set-points reached on
+    the actual day (:func:`execute`: physics and the safety layer), and its set-point is executed.
+    ``policy``: anything with ``predict(X)`` returning ``battery_kw`` (the model, a baseline).
+    ``X``, ``meta``: whole days of 24 rows (the builder's ``X_test``, ``meta_test``).
+
+    Returns
+    -------
+    dict
+        ``battery_kw`` (days, 24) set-points [kW, + = discharge] the policy chose, ``soc_kwh`` (days,
+        24) SoC at the start of each hour [kWh], ``cost_eur`` (days,) cost of each actual day [€]
+        (:func:`day_cost`), ``violations`` (number of hours outside a limit).
+    """
+    if len(X) % HOURS or len(meta) != len(X):
+        raise InputError(f"m16 closed loop: {len(X)} rows of X and {len(meta)} of meta are not the same whole days of 24 hours")
+    rs = lambda c: meta[c].to_numpy(float).reshape(-1, HOURS)  # noqa: E731
+    load, pv, price = rs("actual_load_kw"), rs("actual_pv_kw"), rs("price_per_kwh")
+    feats = X.reset_index(drop=True)
+    days = load.shape[0]
+    plan = np.zeros((days, HOURS))
+    soc = np.full((days, HOURS), float(np.mean(site.s0)))
+    for h in range(HOURS):
+        if h:
+            soc[:, h] = execute(site, plan, load, pv, price)["soc_kwh"][:, h - 1]
+        rows = feats.iloc[np.arange(days) * HOURS + h].copy()
+        rows["soc_kwh"] = soc[:, h]
+        plan[:, h] = np.clip(np.asarray(policy.predict(rows)["battery_kw"], float), -site.p_max, site.p_max)
+    r = execute(site, plan, load, pv, price)
+    return {"battery_kw": plan, "soc_kwh": soc, "cost_eur": day_cost(site, r["grid_import_kw"], r["soc_kwh"][:, -1], price),
+            "violations": float(r["violation"].sum())}
+
+
+def closed_loop_costs(policies: dict[str, Any], dataset: Dataset, site: BatterySite) -> pd.DataFrame:
+    """Cost of each held-out day [€] of each policy run in closed loop (:func:`closed_loop`), with
+    the rolling-horizon LP (column ``lp``: the dataset's labels, which the builder made in closed
+    loop from the LP's own SoC) and an idle battery (``idle``), all executed on the actual days."""
+    meta = dataset.meta_test
+    rs = lambda c: meta[c].to_numpy(float).reshape(-1, HOURS)  # noqa: E731
+    load, pv, price = rs("actual_load_kw"), rs("actual_pv_kw"), rs("price_per_kwh")
+    out = {name: closed_loop(p, dataset.X_test, meta, site)["cost_eur"] for name, p in policies.items()}
+    for name, plan in (("lp", np.asarray(dataset.y_test["battery_kw"], float).reshape(-1, HOURS)), ("idle", np.zeros_like(load))):
+        r = execute(site, plan, load, pv, price)
+        out[name] = day_cost(site, r["grid_import_kw"], r["soc_kwh"][:, -1], price)
+    return pd.DataFrame(out)
+
+
 # --------------------------------------------------------------------------- advice
 
 
 def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
-    """Per held-out day: cost [€] of the actual day with an idle battery, the rule's
-    set-points, the model's advice and the LP's, each executed on the actual load and PV."""
+    """Per held-out day: cost [€] of the actual day with an idle battery, the rule and the model's
+    advice each run in closed loop from their own state of charge (:func:`closed_loop`), and the
+    rolling-horizon LP's (the dataset's labels, made the same way)."""
     meta = dataset.meta_test.reset_index(drop=True)
-    rs = lambda c: meta[c].to_numpy(float).reshape(-1, HOURS)  # noqa: E731
-    load, pv, price = rs("actual_load_kw"), rs("actual_pv_kw"), rs("price_per_kwh")
-    site = model.battery_site()
-    plans = {
-        "idle": np.zeros_like(load),
-        "rule": np.asarray(baseline.predict(dataset.X_test)["battery_kw"], float).reshape(-1, HOURS),
-        "advice": np.asarray(model.predict(dataset.X_test)["battery_kw"], float).reshape(-1, HOURS),
-        "lp": np.asarray(dataset.y_test["battery_kw"], float).reshape(-1, HOURS),
-    }
+    costs = closed_loop_costs({"rule": baseline, "advice": model}, dataset, model.battery_site())
     days = pd.to_datetime(meta["date"] if "date" in meta else meta["ts"]).dt.date.to_numpy().reshape(-1, HOURS)[:, 0]
     out = pd.DataFrame({"day": days})
-    for name, b in plans.items():
-        r = execute(site, b, load, pv, price)
-        out[f"cost_{name}_eur"] = day_cost(site, r["grid_import_kw"], r["soc_kwh"][:, -1], price)
-    return AdviceEffects(out, "battery dispatch", "cost of the actual day [€]", "cost_{}_eur", ("idle", "rule", "advice", "lp"))
+    for name in ("idle", "rule", "advice", "lp"):
+        out[f"cost_{name}_eur"] = costs[name].to_numpy()
+    return AdviceEffects(out, "battery dispatch", "cost of the actual day in closed loop [€]", "cost_{}_eur", ("idle", "rule", "advice", "lp"))
 
 
 # --------------------------------------------------------------------------- serving

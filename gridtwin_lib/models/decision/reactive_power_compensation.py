@@ -276,6 +276,12 @@ class PowerFactorCorrection(Baseline):
     ``k`` [kW/kvar²] fitted by least squares on the training labels.
     """
 
+    name = "textbook power-factor correction to cos phi 0.95"
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(q_bounds_kvar=model.q_bounds_kvar)
+
     def __init__(self, pf_target: float = PF_TARGET, q_bounds_kvar: tuple[float, float] = Q_BOUNDS_KVAR):
         self.pf_target = pf_target
         self.q_bounds_kvar = q_bounds_kvar
@@ -299,6 +305,57 @@ class PowerFactorCorrection(Baseline):
         A = _m13_X(X, "m13 baseline predict")
         qc, q = self._q(A)
         return _m13_frame(qc, self.k_ * (q**2 - (q - qc) ** 2), getattr(X, "index", None), (time.perf_counter() - t0) / len(A))
+
+
+class LinearSurrogate(Baseline):
+    """Ladder baseline of m13: ordinary least squares on the model's 12 inputs (scikit-learn
+    ``LinearRegression``), one equation for the set-point [kvar] (clipped to the bounds) and one
+    for the loss reduction [kW]: the linear surrogate of the optimiser, fitted on training rows."""
+
+    name = "linear surrogate on the same inputs"
+
+    def __init__(self, q_bounds_kvar: tuple[float, float] = Q_BOUNDS_KVAR):
+        self.q_bounds_kvar = q_bounds_kvar
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(q_bounds_kvar=model.q_bounds_kvar)
+
+    def fit(self, X, y=None):
+        from sklearn.linear_model import LinearRegression
+
+        if y is None:
+            raise InputError("m13 linear surrogate: y (the optimiser's set-points) is required to fit")
+        A = _m13_X(X, "m13 linear surrogate fit")
+        self.lr_ = LinearRegression().fit(A, np.column_stack(_m13_y(y)))
+        return self
+
+    def predict(self, X):
+        t0 = time.perf_counter()
+        A = _m13_X(X, "m13 linear surrogate predict")
+        out = self.lr_.predict(A)
+        return _m13_frame(np.clip(out[:, 0], *self.q_bounds_kvar), out[:, 1], getattr(X, "index", None),
+                          (time.perf_counter() - t0) / len(A))
+
+
+class MedianSetpoint(Baseline):
+    """Ladder baseline of m13: one fixed set-point for every state, the median of the optimiser's
+    set-points over the training states [kvar], with their median loss reduction [kW]: what an
+    operator configures once when the inverters take a constant var command."""
+
+    name = "fixed set-point (training median of the optimiser)"
+
+    def fit(self, X, y=None):
+        if y is None:
+            raise InputError("m13 fixed set-point: y (the optimiser's set-points) is required to fit")
+        _m13_X(X, "m13 fixed set-point fit")
+        q, red = _m13_y(y)
+        self.q_kvar_, self.reduction_kw_ = float(np.median(q)), float(np.median(red))
+        return self
+
+    def predict(self, X):
+        A = _m13_X(X, "m13 fixed set-point predict")
+        return _m13_frame(np.full(len(A), self.q_kvar_), np.full(len(A), self.reduction_kw_), getattr(X, "index", None), 0.0)
 
 
 # --------------------------------------------------------------------------- serving

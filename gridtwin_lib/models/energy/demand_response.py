@@ -215,6 +215,12 @@ class CalendarGrouping(Baseline):
     Needs ``weekday`` (0 = Monday) and ``month`` columns. Deterministic, so its bootstrap ARI is 1.
     """
 
+    name = "calendar grouping (weekday/weekend x season)"
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(peak_hours=model.peak_hours)
+
     def __init__(self, peak_hours: tuple[int, int] = (17, 21)):
         self.peak_hours = peak_hours
 
@@ -238,3 +244,86 @@ class CalendarGrouping(Baseline):
         nxt = len(self.order_)
         arch = np.array([self.order_.get(int(v), nxt + int(v)) for v in g])  # unseen groups get their own label
         return _dr_frame(X.index, arch, self.archetypes_, 1.0)
+
+
+class RawProfileKMeans(Baseline):
+    """Ladder baseline of m12: plain KMeans on the raw daily profile [kW] (not normalised by the
+    day's energy), archetypes ordered by peak share like the model's; ``bootstrap_ari`` from
+    ``n_bootstrap`` refits on resampled training days, as the model's.
+
+    Parameters
+    ----------
+    n_clusters, peak_hours, n_bootstrap, n_init, random_state
+        As :class:`DemandResponse` (``for_model`` copies them from the model).
+    """
+
+    name = "KMeans on the raw daily profile (kW)"
+
+    def __init__(self, n_clusters: int = 4, peak_hours: tuple[int, int] = (17, 21), n_bootstrap: int = 10,
+                 n_init: int = 10, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.peak_hours = peak_hours
+        self.n_bootstrap = n_bootstrap
+        self.n_init = n_init
+        self.random_state = random_state
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(n_clusters=model.n_clusters, peak_hours=model.peak_hours, n_bootstrap=model.n_bootstrap,
+                   n_init=model.n_init, random_state=model.random_state)
+
+    def fit(self, X, y=None):
+        P = _profiles(X, "m12 raw-profile KMeans fit")
+        if len(P) < self.n_clusters:
+            raise InputError(f"m12 raw-profile KMeans: {len(P)} training days for {self.n_clusters} clusters; simulate more")
+        km = KMeans(self.n_clusters, n_init=self.n_init, random_state=self.random_state).fit(P)
+        table = _archetype_table(P, km.labels_, _peak_mask(self.peak_hours))
+        order = table.sort_values("peak_share", ascending=False)["label"].to_numpy()
+        relabel = np.empty(self.n_clusters, int)
+        relabel[order] = np.arange(len(order))
+        self.centers_ = km.cluster_centers_[order]
+        self.archetypes_ = table.assign(archetype=relabel[table["label"]]).sort_values("archetype").drop(columns="label").reset_index(drop=True)
+        rng = np.random.default_rng(self.random_state)
+        self.bootstrap_centers_ = [
+            KMeans(self.n_clusters, n_init=self.n_init, random_state=self.random_state + 1 + b).fit(P[rng.integers(0, len(P), len(P))]).cluster_centers_
+            for b in range(self.n_bootstrap)]
+        return self
+
+    def predict(self, X):
+        P = _profiles(X, "m12 raw-profile KMeans predict")
+        archetype = DemandResponse._nearest(P, self.centers_)
+        stability = _mean_pairwise_ari([DemandResponse._nearest(P, c) for c in self.bootstrap_centers_])
+        return _dr_frame(X.index, archetype, self.archetypes_, stability)
+
+
+class PeakShareBands(Baseline):
+    """Ladder baseline of m12: the rule a tariff analyst applies: band each day by its share of
+    energy in the peak window [1], at the training days' quantiles (``n_clusters`` equal-count
+    bands; band 0 = largest peak share). Deterministic, so its bootstrap ARI is 1."""
+
+    name = "peak-share bands (quantiles of the day's energy share in the peak window)"
+
+    def __init__(self, n_clusters: int = 4, peak_hours: tuple[int, int] = (17, 21)):
+        self.n_clusters = n_clusters
+        self.peak_hours = peak_hours
+
+    @classmethod
+    def for_model(cls, model):
+        return cls(n_clusters=model.n_clusters, peak_hours=model.peak_hours)
+
+    def _share(self, P: np.ndarray) -> np.ndarray:
+        return _shape(P)[:, _peak_mask(self.peak_hours)].sum(axis=1)
+
+    def _band(self, share: np.ndarray) -> np.ndarray:
+        return (self.n_clusters - 1 - np.searchsorted(self.edges_, share, side="right")).astype(int)
+
+    def fit(self, X, y=None):
+        P = _profiles(X, "m12 peak-share bands fit")
+        share = self._share(P)
+        self.edges_ = np.quantile(share, np.linspace(0, 1, self.n_clusters + 1)[1:-1])
+        self.archetypes_ = _archetype_table(P, self._band(share), _peak_mask(self.peak_hours)).rename(columns={"label": "archetype"})
+        return self
+
+    def predict(self, X):
+        P = _profiles(X, "m12 peak-share bands predict")
+        return _dr_frame(X.index, self._band(self._share(P)), self.archetypes_, 1.0)

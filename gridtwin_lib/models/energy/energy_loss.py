@@ -186,6 +186,8 @@ class FixedLossFactor(Baseline):
     the "x % of delivered energy" a utility books when it has no loss model.
     """
 
+    name = "fixed loss factor (share of delivered energy)"
+
     def fit(self, X, y=None):
         self.subnets_ = _head_subnets(X)
         delivered = _delivered_kw(X, self.subnets_)
@@ -194,6 +196,44 @@ class FixedLossFactor(Baseline):
 
     def predict(self, X):
         return pd.DataFrame({"losses_kw": self.loss_factor_ * _delivered_kw(X, self.subnets_)}, index=X.index)
+
+
+class QuadraticLossFactor(Baseline):
+    """Ladder baseline of m10: the quadratic loss-factor fit ``losses = c0 + c1 P + c2 P²`` [kW] on
+    the power through the feeder head ``P`` [kW] (Σ|P| of the transformers), least squares on the
+    training rows (``numpy.polynomial.Polynomial.fit``). What a planner fits from one metered total
+    when losses are known to grow with the square of the load."""
+
+    name = "quadratic loss-factor fit on delivered power"
+
+    def fit(self, X, y=None):
+        if y is None:
+            raise InputError("m10 quadratic loss factor: y (losses_kw) is required to fit")
+        self.subnets_ = _head_subnets(X)
+        self.poly_ = np.polynomial.Polynomial.fit(_delivered_kw(X, self.subnets_), _loss_frame(y), deg=2)
+        return self
+
+    def predict(self, X):
+        return pd.DataFrame({"losses_kw": self.poly_(_delivered_kw(X, self.subnets_))}, index=X.index)
+
+
+class LinearOnHeadReadings(Baseline):
+    """Ladder baseline of m10: ordinary least squares of the losses [kW] on the raw feeder-head
+    readings themselves (I [A], P [W], Q [var], V [V] of each transformer, not their squares):
+    the generic regression a data scientist tries before any physics."""
+
+    name = "linear regression on the raw feeder-head readings"
+
+    def fit(self, X, y=None):
+        if y is None:
+            raise InputError("m10 linear baseline: y (losses_kw) is required to fit")
+        self.subnets_ = _head_subnets(X)
+        self.columns_ = [f"{s}_{f}" for s in self.subnets_ for f in HEAD_FEATURES]
+        self.lr_ = LinearRegression().fit(X[self.columns_].to_numpy(float), _loss_frame(y))
+        return self
+
+    def predict(self, X):
+        return pd.DataFrame({"losses_kw": self.lr_.predict(X[self.columns_].to_numpy(float))}, index=X.index)
 
 
 # --------------------------------------------------------------------------- serving

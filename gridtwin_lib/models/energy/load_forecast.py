@@ -221,6 +221,8 @@ class NaiveLoad(Baseline):
     same 48 columns as :class:`LoadForecast`.
     """
 
+    name = "seasonal naive (same hour last week)"
+
     def __init__(self, lag_h: int = WEEK_H):
         self.lag_h = lag_h
 
@@ -235,6 +237,112 @@ class NaiveLoad(Baseline):
         day = X[[f"lag_kw_{self.lag_h - h:03d}" for h in range(HOURS)]].to_numpy(dtype=float)
         one = np.column_stack([X["lag_kw_001"].to_numpy(dtype=float), _obs(X)])
         return pd.DataFrame(np.hstack([day, one]), columns=[*OUT_COLS, *ONESTEP_COLS], index=X.index)
+
+
+class YesterdayLoad(NaiveLoad):
+    """Persistence of yesterday: day-ahead hour h = the same hour of the day before (lag 24 h);
+    one-step = the previous hour's load. Outputs in kW, the 48 columns of :class:`LoadForecast`."""
+
+    name = "persistence of yesterday (lag 24 h)"
+
+    def __init__(self, lag_h: int = HOURS):
+        super().__init__(lag_h=lag_h)
+
+
+class SameHourMean7d(Baseline):
+    """Same-hour mean of the last 7 days: hour h of the target day = mean of hour h over the 7
+    days before the issue (kW). No intraday information: the one-step columns carry the same
+    values. Learns nothing (``fit`` checks the layout)."""
+
+    name = "same-hour mean of the last 7 days"
+
+    def fit(self, X, y=None):
+        _check_X(X)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        X = _check_X(X)
+        days = [X[[f"lag_kw_{HOURS * k - h:03d}" for h in range(HOURS)]].to_numpy(dtype=float) for k in range(1, 8)]
+        day = np.nanmean(np.stack(days), axis=0)
+        return pd.DataFrame(np.hstack([day, day]), columns=[*OUT_COLS, *ONESTEP_COLS], index=X.index)
+
+
+def _ar_inputs(X: pd.DataFrame, order_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-step regressors of each target hour, flat row-major (n x 24 samples): the ``order_h``
+    hourly loads before the hour (up to h-1) and the same hour one week earlier (t - 168 h) [kW];
+    and which samples are complete."""
+    full = np.hstack([_history(X), _obs(X)])  # (n, 191): hours -168 .. +22
+    win = np.lib.stride_tricks.sliding_window_view(full, order_h, axis=1)[:, WEEK_H - order_h: WEEK_H - order_h + HOURS]
+    A = np.concatenate([win, full[:, :HOURS, None]], axis=2).reshape(len(X) * HOURS, order_h + 1)
+    return A, np.isfinite(A).all(axis=1)
+
+
+def _day_ahead_inputs(X: pd.DataFrame) -> np.ndarray:
+    """Day-ahead regressors of a row: the 168 hourly lags [kW], the weekday one-hot and the holiday flag."""
+    times = _issue_times(X)
+    return np.hstack([_history(X), np.eye(7)[times.dayofweek.to_numpy()], X[[HOLIDAY_COL]].to_numpy(dtype=float)])
+
+
+class LinearARLoad(Baseline):
+    """Linear autoregression by ordinary least squares (scikit-learn ``LinearRegression``).
+
+    One-step: AR(``order_h``) + lag-168, hour h of the target day from the ``order_h`` loads up to
+    hour h-1 and the same hour a week earlier (one equation for every hour of the day).
+    Day-ahead: a direct linear model of the 24 hours of the target day on the week of hourly lags
+    before the issue, the weekday (one-hot) and the holiday flag (ridge with a small penalty, as the
+    lags are collinear). Fitted on the training rows only; kW in and out.
+
+    Parameters
+    ----------
+    order_h : int
+        Autoregressive order of the one-step model [h].
+    ridge_alpha : float
+        L2 penalty of the day-ahead model (inputs standardised).
+    """
+
+    name = "linear AR(24) + lag-168 (one-step) and linear regression on the last week (day-ahead)"
+
+    def __init__(self, order_h: int = 24, ridge_alpha: float = 1.0):
+        self.order_h = order_h
+        self.ridge_alpha = ridge_alpha
+
+    def fit(self, X, y=None):
+        from sklearn.linear_model import LinearRegression, Ridge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if not 1 <= int(self.order_h) <= WEEK_H:
+            raise InputError(f"LinearARLoad: order_h must be within 1..168 hours (got {self.order_h})")
+        X = _check_X(X)
+        Y = _targets(y, len(X))
+        A, ok = _ar_inputs(X, int(self.order_h))
+        t = Y.reshape(-1)
+        ok &= np.isfinite(t)
+        if ok.sum() < 2 * (int(self.order_h) + 1):
+            raise InputError(f"LinearARLoad: {int(ok.sum())} complete training hours are too few for an AR({self.order_h}); "
+                             "extend the training range")
+        self.onestep_ = LinearRegression().fit(A[ok], t[ok])
+        D = _day_ahead_inputs(X)
+        rows = np.isfinite(D).all(axis=1) & np.isfinite(Y).all(axis=1)
+        if rows.sum() < 2:
+            raise InputError("LinearARLoad: fewer than two training days with complete lags and labels")
+        self.day_ahead_ = make_pipeline(StandardScaler(), Ridge(alpha=self.ridge_alpha)).fit(D[rows], Y[rows])
+        self.fallback_kw_ = np.nanmean(Y[rows], axis=0)
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        X = _check_X(X)
+        A, ok = _ar_inputs(X, int(self.order_h))
+        one = np.full(len(X) * HOURS, np.nan)
+        if ok.any():
+            one[ok] = self.onestep_.predict(A[ok])
+        D = _day_ahead_inputs(X)
+        rows = np.isfinite(D).all(axis=1)
+        day = np.tile(self.fallback_kw_, (len(X), 1))
+        if rows.any():
+            day[rows] = self.day_ahead_.predict(D[rows])
+        out = np.hstack([np.clip(day, 0.0, None), np.clip(one.reshape(len(X), HOURS), 0.0, None)])
+        return pd.DataFrame(out, columns=[*OUT_COLS, *ONESTEP_COLS], index=X.index)
 
 
 # --------------------------------------------------------------------------- the model
