@@ -217,7 +217,7 @@ def archetypes() -> tuple[pd.DataFrame, pd.DataFrame]:
     segmenter = models()["segments"]
     if segmenter not in eng.estimators:
         raise MissingData(f"{segmenter}: {eng.missing[segmenter]}")
-    ds = demand_response(store(), source=segment_source(), test_days=2)
+    ds = demand_response(store(), source=segment_source(), test_days=2, holdout_customer_fraction=0.0)  # every customer-day
     X = pd.concat([ds.X_train, ds.X_test], ignore_index=True)
     meta = pd.concat([ds.meta_train, ds.meta_test], ignore_index=True)
     seg = eng.segment(X).reset_index(drop=True)
