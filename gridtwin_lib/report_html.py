@@ -14,6 +14,7 @@ through require.js. :func:`notebook_html` instead:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -79,7 +80,8 @@ def notebook_html(nb_path: str | Path, out: str | Path | None = None, *, inline_
     else:
         shared = out.parent / PLOTLY_JS
         if not shared.exists():
-            tmp = shared.with_suffix(".tmp")
+            # a temporary name of this process: notebooks of one run (--jobs 2) write the same folder at once
+            tmp = shared.with_name(f".{PLOTLY_JS}.{os.getpid()}.tmp")
             shutil.copyfile(plotly_js_path(), tmp)
             tmp.replace(shared)
         script = f'<script src="{PLOTLY_JS}"></script>'
