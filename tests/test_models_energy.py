@@ -337,3 +337,18 @@ def test_m12_reads_customer_types_when_a_twin_records_them(meter_store, tmp_path
     ds = D_dr.demand_response(store, source="sim:t_meters", test_days=2, require_labels=True, holdout_customer_fraction=0)
     assert set(ds.y_test) == {"a", "b", "c"}
     assert (ds.y_test.to_numpy() == ds.meta_test["device_id"].map(dict(zip(types["device_id"], types["customer_type"]))).to_numpy()).all()
+
+
+def test_m11_bootstrap_terms_reproduce_the_saving_and_take_the_terms_path(pfo_dataset):
+    """(a) the per-day cost terms give evaluate's saving on the full sample; (b) the bootstrap uses
+    them (method "terms", day blocks) and the point value lies inside its own interval."""
+    ds = pfo_dataset
+    model, _, ev = fit_and_evaluate(M_pfo.PowerFlowOptimization(), ds, n_replicates=200)
+    for pred in [ev.predictions["model"], *ev.ladder_predictions.values()]:
+        terms, combine = model.bootstrap_terms(ds.y_test, pred, ds.meta_test)
+        assert terms.shape == (ds.n_test, 2)
+        want = model.evaluate(ds.y_test, pred, ds.meta_test)["cost_saving_vs_rule"]
+        assert combine(terms.sum(axis=0, keepdims=True))[0] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    unc = ev.uncertainty
+    assert unc.method == "terms" and unc.block_kind == "day" and unc.n_replicates == 200
+    assert unc.model.low - 1e-12 <= unc.model.value <= unc.model.high + 1e-12

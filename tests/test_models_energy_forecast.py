@@ -299,3 +299,21 @@ def test_mase_scale_by_hand():
     assert seasonal_naive_scale(X, y) == pytest.approx(np.mean(np.abs(load[168:] - load[:-168])[keep]))
     with pytest.raises(InputError, match="8 days"):
         seasonal_naive_scale(X.head(7), y.head(7))
+
+
+def test_mase_bootstrap_terms_reproduce_evaluate_and_take_the_terms_path(sim):
+    """(a) per-row |error| sums and scored-hour counts give evaluate's MASE on the full sample,
+    also with hours masked out (NaN truth); (b) the bootstrap uses them (method "terms") and the
+    point value lies inside its own interval."""
+    _, data = sim
+    model, _, ev = fit_and_evaluate(LoadForecast(algorithm="prophet", **TINY), data, n_replicates=200)
+    y_masked = data.y_test.copy()
+    y_masked.iloc[::5, ::3] = np.nan
+    for y in (data.y_test, y_masked):
+        for pred in [ev.predictions["model"], *ev.ladder_predictions.values()]:
+            terms, combine = model.bootstrap_terms(y, pred, data.meta_test)
+            want = model.evaluate(y, pred, data.meta_test)["mase"]
+            assert np.isfinite(want) and combine(terms.sum(axis=0, keepdims=True))[0] == pytest.approx(want, rel=1e-9)
+    unc = ev.uncertainty
+    assert unc.method == "terms" and unc.n_replicates == 200
+    assert unc.model.low - 1e-12 <= unc.model.value <= unc.model.high + 1e-12

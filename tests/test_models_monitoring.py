@@ -367,3 +367,20 @@ def test_simulations_and_params_are_well_formed():
             args = {k: v for k, v in run.items() if k != "source"}
             prepare(**args)  # valid scenario, durations and overrides
         assert set(D_pi.M04_SOURCES) <= set(sources)
+
+
+def test_m01_bootstrap_terms_reproduce_event_f1_and_take_the_terms_path(m01_data):
+    """(a) per-row counts (detected events and events on their onset row, hit and miss flags)
+    give evaluate's event F1 on the full sample for the model and every rule; (b) the bootstrap
+    uses them (method "terms"), so events are resampled with their rows and the point value lies
+    inside its own interval."""
+    model, _, ev = fit_and_evaluate(M_va.VoltageAnomaly(n_estimators=30, random_state=3), m01_data, n_replicates=200)
+    for pred in [ev.predictions["model"], *ev.ladder_predictions.values()]:
+        terms, combine = model.bootstrap_terms(m01_data.y_test, pred, m01_data.meta_test)
+        assert terms.shape == (m01_data.n_test, 4)
+        assert terms[:, 1].sum() == model.evaluate(m01_data.y_test, pred, m01_data.meta_test)["n_target_events"] > 0
+        want = model.evaluate(m01_data.y_test, pred, m01_data.meta_test)["event_f1"]
+        assert combine(terms.sum(axis=0, keepdims=True))[0] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    unc = ev.uncertainty
+    assert unc.method == "terms" and unc.n_replicates == 200
+    assert unc.model.low - 1e-12 <= unc.model.value <= unc.model.high + 1e-12
