@@ -277,11 +277,11 @@ class PowerFlowOptimization(_DispatchParams, GridModel):
         return {"cumulative_saving": daily, "example_day": day}
 
 
-class RuleDispatch(_DispatchParams, Baseline):
-    """Baseline of m11: :func:`rule_dispatch` applied to the rows it is given (the same forecast
-    the LP sees), returning a schedule in the LP's format. Same parameters as the LP."""
+class _RuleSchedule(_DispatchParams, Baseline):
+    """What m11's rule baselines share: the LP's parameters (``for_model``), nothing to learn, and
+    a schedule in the LP's format from :meth:`schedule` on the same forecast the LP sees."""
 
-    name = "rule: charge on PV surplus, discharge in the peak-price hours"
+    what = "m11 rule"
 
     @classmethod
     def for_model(cls, model):
@@ -291,10 +291,22 @@ class RuleDispatch(_DispatchParams, Baseline):
         self.battery_site()
         return self
 
+    def schedule(self, d: dict[str, np.ndarray]):  # pragma: no cover - interface
+        raise NotImplementedError
+
     def predict(self, X):
-        d = _days(X, "m11 rule")
-        sched = rule_dispatch(self.battery_site(), d["load_kw"], d["pv_kw"], d["price_per_kwh"])
-        return _schedule_frame(sched, getattr(X, "index", None), np.zeros(d["load_kw"].shape[0]))
+        d = _days(X, self.what)
+        return _schedule_frame(self.schedule(d), getattr(X, "index", None), np.zeros(d["load_kw"].shape[0]))
+
+
+class RuleDispatch(_RuleSchedule):
+    """Baseline of m11: :func:`rule_dispatch` applied to the rows it is given (the same forecast
+    the LP sees), returning a schedule in the LP's format. Same parameters as the LP."""
+
+    name = "rule: charge on PV surplus, discharge in the peak-price hours"
+
+    def schedule(self, d):
+        return rule_dispatch(self.battery_site(), d["load_kw"], d["pv_kw"], d["price_per_kwh"])
 
 
 def greedy_schedule(site: BatterySite, load: np.ndarray, pv: np.ndarray, discharge_hours: np.ndarray,
@@ -330,29 +342,21 @@ def greedy_schedule(site: BatterySite, load: np.ndarray, pv: np.ndarray, dischar
     return out
 
 
-class SelfConsumptionRule(_DispatchParams, Baseline):
+class SelfConsumptionRule(_RuleSchedule):
     """Ladder baseline of m11: the factory default of home batteries, maximise self-consumption:
     charge from the PV surplus, discharge whenever the load exceeds PV (any hour), on the same
     forecast the LP sees; schedule in the LP's format. Same parameters as the LP."""
 
     name = "self-consumption rule (charge on PV surplus, discharge whenever load > PV)"
 
-    @classmethod
-    def for_model(cls, model):
-        return cls(**model.get_params())
+    what = "m11 self-consumption rule"
 
-    def fit(self, X=None, y=None):
-        self.battery_site()
-        return self
-
-    def predict(self, X):
-        d = _days(X, "m11 self-consumption rule")
+    def schedule(self, d):
         always = np.ones_like(d["load_kw"], bool)
-        sched = greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], always, ~always)
-        return _schedule_frame(sched, getattr(X, "index", None), np.zeros(d["load_kw"].shape[0]))
+        return greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], always, ~always)
 
 
-class TimeOfUseRule(_DispatchParams, Baseline):
+class TimeOfUseRule(_RuleSchedule):
     """Ladder baseline of m11: time-of-use arbitrage: charge from the grid in the night window of the
     day's cheapest-price hours (those before the first dearer hour) and from any PV surplus,
     discharge to cover the load in every hour dearer than the cheapest (planned on the same forecast
@@ -360,22 +364,14 @@ class TimeOfUseRule(_DispatchParams, Baseline):
 
     name = "time-of-use rule (grid-charge in the cheapest hours, discharge in the dearer ones)"
 
-    @classmethod
-    def for_model(cls, model):
-        return cls(**model.get_params())
+    what = "m11 time-of-use rule"
 
-    def fit(self, X=None, y=None):
-        self.battery_site()
-        return self
-
-    def predict(self, X):
-        d = _days(X, "m11 time-of-use rule")
+    def schedule(self, d):
         price = d["price_per_kwh"]
         cheapest = price <= price.min(axis=1, keepdims=True) + 1e-9
         # grid-charge in the night window of cheapest hours that precedes the day's first dearer hour
         night = cheapest & (np.arange(HOURS)[None, :] < np.argmax(~cheapest, axis=1)[:, None])
-        sched = greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], ~cheapest, night)
-        return _schedule_frame(sched, getattr(X, "index", None), np.zeros(d["load_kw"].shape[0]))
+        return greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], ~cheapest, night)
 
 
 # --------------------------------------------------------------------------- serving
