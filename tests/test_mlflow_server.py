@@ -16,6 +16,7 @@ from services import postgres_database, postgres_server  # noqa: F401
 from gridtwin_lib import mlflow_server, notebook, tracking
 from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm
 from gridtwin_lib.inference import Engine
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.monitoring.harmonic_analysis import HarmonicAnalysis
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
@@ -44,7 +45,7 @@ def test_model_run_registered_on_postgres_server_and_champion_read_back(server, 
     proc, uri, backend, artifacts = server
     assert tracking.tracking_uri() == uri
     store = Store(tmp_path / "store")
-    for run in dsm.SIMULATIONS["smoke"]:  # the smoke pipeline's m02 data
+    for run in registry.get("m02_harmonic_analysis").simulation_runs("smoke"):  # the smoke pipeline's m02 data
         run_scenario(**run, store=store, progress=False)
     ds = dsm.harmonic_analysis(store, test_fraction=0.3)
     mlflow_server.wait_ready(proc, uri, log=tmp_path / "server.log")

@@ -112,7 +112,7 @@ def test_catalogue_entries_resolve():
         if entry.role is None and served is not None:
             assert served.outputs and callable(served.score)
         accepted = set(inspect.signature(cls).parameters) | set(inspect.signature(entry.dataset_builder()).parameters)
-        for name in entry.defaults:  # every default goes somewhere
+        for name in entry.parameters("full"):  # every configured parameter goes somewhere
             assert name in accepted or name.startswith((entry.dataset_prefix or "\0", *(v.prefix for v in entry.variants))), (entry.id, name)
     assert set(registry.reading_ids()) < set(registry.ids())
     assert registry.simulations("smoke") and registry.by_role("day_plan") is not None
