@@ -317,27 +317,6 @@ def simulate_cmd(
     _emit(summary.to_dict(), as_json, str(summary))
 
 
-# ----------------------------------------------------------------- main job
-
-
-@app.command("run")
-@_guarded
-def run_cmd(
-    store: StoreOpt = None,
-    skip_simulation: Annotated[bool, typer.Option(help="Only ingest and featurise the real UCI data.")] = False,
-    as_json: JsonOpt = False,
-):
-    """The main job: ingest the real UCI data, simulate the default scenarios, compute features, summarise.
-
-    What it runs is configured in pipelines/main.yaml; results go to data/store and data/features.
-    """
-    from .jobs import main_job
-
-    result = main_job(_store(store), simulate=not skip_simulation, echo=None if as_json else typer.echo)
-    if as_json:
-        _emit(result, True)
-
-
 # ----------------------------------------------------------------- pipelines and models
 
 
