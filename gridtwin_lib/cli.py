@@ -371,7 +371,7 @@ def score_cmd(
     start: Annotated[str | None, typer.Option("--start", help="Start (UTC, ISO) instead of --day.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="End (UTC, ISO, exclusive) with --start.")] = None,
     alerts_out: Annotated[Path | None, typer.Option("--alerts", help="Also write the alerts raised (.csv or .parquet).")] = None,
-    alert_rules: Annotated[Path | None, typer.Option("--alert-rules", help="Alert rules YAML [default: gridtwin_lib/alerts.yaml or $GRIDTWIN_ALERTS].")] = None,
+    alert_rules: Annotated[Path | None, typer.Option("--alert-rules", help="Alert rules YAML [default: conf/base/alerts.yaml, conf/local/ if there, or $GRIDTWIN_ALERTS].")] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Readings per engine call (memory bound).")] = 50_000,
     store: StoreOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,

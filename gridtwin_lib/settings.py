@@ -5,12 +5,13 @@ Layout (Kedro's ``conf/base`` + ``conf/local`` idea)::
 
     conf/
       base/                              the defaults, kept in the repository
+        alerts.yaml                      alert rules (read by gridtwin_lib.alerts; local/ replaces it whole)
         sites.yaml                       sites, sources with a known site and clock, PV plants
         tariffs.yaml                     electricity tariffs
         models/<module>/<name>.yaml      one file per registry model: parameters, sizes, simulations
       local/                             optional, not committed: same file names, read over base
 
-A file of ``local/`` is merged into its ``base/`` namesake key by key (mappings merge, any other
+A file of ``local/`` (except ``alerts.yaml``, replaced whole) is merged into its ``base/`` namesake key by key (mappings merge, any other
 value replaces); a ``local/`` file with no ``base/`` namesake is an error, so a misspelt file
 name cannot be ignored silently.
 
@@ -107,6 +108,14 @@ def _read(root: str, relative: str) -> tuple[Any, str]:
 def _document(relative: str) -> tuple[Any, str]:
     doc, where = _read(str(conf_dir()), relative)
     return copy.deepcopy(doc), where
+
+
+def conf_file(relative: str) -> Path:
+    """``local/<relative>`` if there is one (it replaces the whole file), else ``base/<relative>``; for
+    files read elsewhere as a whole (the alert rules, :func:`gridtwin_lib.alerts.default_rules`)."""
+    root = conf_dir()
+    local = root / "local" / relative
+    return local if local.is_file() else root / "base" / relative
 
 
 def _check_local_names() -> None:
@@ -386,5 +395,5 @@ def _run(run: Any, where: str, key: str) -> dict[str, Any]:
     return run
 
 
-__all__ = ["ENV", "SIZES", "ModelConf", "SourceProfile", "Tariff", "conf_dir", "default_site_name", "model", "model_files",
+__all__ = ["ENV", "SIZES", "ModelConf", "SourceProfile", "Tariff", "conf_dir", "conf_file", "default_site_name", "model", "model_files",
            "pv_plant", "reload", "sites", "source_profile", "source_sites", "tariff"]
