@@ -1,8 +1,9 @@
 """The model registry: the one place that lists GridTwin's models.
 
 Each :class:`ModelEntry` names a model's catalogue module, its estimator and baselines, its
-dataset builder, and how it is served (a per-reading :class:`~gridtwin_lib.models.serving.ServingAdapter`, or the ``role`` of
-the engine entry point that serves it). Pipelines, notebooks, the inference engine, the CLI,
+dataset builder, and how it is served (a per-reading
+:class:`~gridtwin_lib.models.serving.ServingAdapter`, or the ``role`` of the engine entry point
+that serves it). Pipelines, notebooks, the inference engine, the CLI,
 alerts, advice and the model comparison read this registry; none lists model ids of its own.
 
 Its parameters and the simulations its dataset needs, per pipeline size, are configuration:
