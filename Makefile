@@ -9,7 +9,7 @@ export MLFLOW_PORT  # MLflow links in reports and dashboards follow it (tracking
 JOBS   ?= 2
 DASH_PORT ?= 8866
 
-.PHONY: install lint run daily dashboards main-job test bench lab mlflow mlflow-server kernel clean distclean help
+.PHONY: install lint run daily dashboards test bench lab mlflow mlflow-server kernel clean distclean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,9 +33,6 @@ run: install  ## the full pipeline: data, 16 models trained and judged, MLflow r
 daily: install  ## the daily operations report on the store's most recent day (pipelines/daily.yaml)
 	$(BIN)/gridtwin pipeline run daily
 	@echo "report: data/reports/daily/latest/index.html"
-
-main-job: install  ## only ingest, simulate and featurise (pipelines/main.yaml), no models
-	$(BIN)/gridtwin run
 
 lint: install  ## ruff and the import-linter layer contracts (pyproject.toml)
 	$(BIN)/ruff check .

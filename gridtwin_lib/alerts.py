@@ -1,6 +1,6 @@
 """Alerts from model outputs and rule checks, merged so a condition is one alert, not a flood.
 
-Rules live in YAML (:file:`gridtwin_lib/alerts.yaml` by default; ``GRIDTWIN_ALERTS`` or
+Rules live in YAML (the configuration folder's ``alerts.yaml`` by default, :func:`default_rules`; ``GRIDTWIN_ALERTS`` or
 an explicit path overrides it): each reads one column of the engine's per-reading scores
 or of its asset scores and maps the value to a severity (CRITICAL, HIGH, MEDIUM, LOW)
 with a message and a suggested action. Thresholds are therefore configuration, not code.
@@ -26,7 +26,6 @@ from .errors import InputError
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 _RANK = {s: k for k, s in enumerate(SEVERITIES)}
-DEFAULT_RULES = Path(__file__).with_name("alerts.yaml")
 INPUTS = ("scores", "assets")
 ALERT_SCHEMA = {
     "severity": pl.String, "raised_by": pl.String, "rule": pl.String, "device_id": pl.String, "source": pl.String,
@@ -69,14 +68,22 @@ class RuleSet:
     path: str
 
 
+def default_rules() -> Path:
+    """The rules file of the configuration folder: ``conf/local/alerts.yaml`` when there is one (it
+    replaces the whole file: rules are a list), else ``conf/base/alerts.yaml`` (:mod:`gridtwin_lib.settings`)."""
+    from . import settings
+
+    return settings.conf_file("alerts.yaml")
+
+
 def load_rules(path: str | os.PathLike | None = None) -> RuleSet:
     """Rules from ``path``, else ``$GRIDTWIN_ALERTS``, else the packaged defaults; one clear line on a bad file."""
-    p = Path(path or os.environ.get("GRIDTWIN_ALERTS") or DEFAULT_RULES)
+    p = Path(path or os.environ.get("GRIDTWIN_ALERTS") or default_rules())
     where = str(p)
     try:
         doc = yaml.safe_load(p.read_text())
     except FileNotFoundError:
-        raise InputError(f"alert rules {where}: no such file; pass an existing YAML file (see {DEFAULT_RULES})") from None
+        raise InputError(f"alert rules {where}: no such file; pass an existing YAML file (see {default_rules()})") from None
     except yaml.YAMLError as exc:
         raise InputError(f"alert rules {where}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
@@ -247,4 +254,4 @@ def counts(alerts: pl.DataFrame) -> dict[str, int]:
 
 
 __all__ = ["AlertBook", "RuleSet", "Rule", "Level", "load_rules", "raise_alerts", "firings", "counts", "SEVERITIES",
-           "DEFAULT_RULES", "ALERT_SCHEMA"]
+           "default_rules", "ALERT_SCHEMA"]

@@ -353,27 +353,6 @@ def simulate_cmd(
     _emit(summary.to_dict(), as_json, str(summary))
 
 
-# ----------------------------------------------------------------- main job
-
-
-@app.command("run")
-@_guarded
-def run_cmd(
-    store: StoreOpt = None,
-    skip_simulation: Annotated[bool, typer.Option(help="Only ingest and featurise the real UCI data.")] = False,
-    as_json: JsonOpt = False,
-):
-    """The main job: ingest the real UCI data, simulate the default scenarios, compute features, summarise.
-
-    What it runs is configured in pipelines/main.yaml; results go to data/store and data/features.
-    """
-    from .jobs import main_job
-
-    result = main_job(_store(store), simulate=not skip_simulation, echo=None if as_json else typer.echo)
-    if as_json:
-        _emit(result, True)
-
-
 # ----------------------------------------------------------------- pipelines and models
 
 
@@ -428,7 +407,7 @@ def score_cmd(
     start: Annotated[str | None, typer.Option("--start", help="Start (UTC, ISO) instead of --day.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="End (UTC, ISO, exclusive) with --start.")] = None,
     alerts_out: Annotated[Path | None, typer.Option("--alerts", help="Also write the alerts raised (.csv or .parquet).")] = None,
-    alert_rules: Annotated[Path | None, typer.Option("--alert-rules", help="Alert rules YAML [default: gridtwin_lib/alerts.yaml or $GRIDTWIN_ALERTS].")] = None,
+    alert_rules: Annotated[Path | None, typer.Option("--alert-rules", help="Alert rules YAML [default: conf/base/alerts.yaml, conf/local/ if there, or $GRIDTWIN_ALERTS].")] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Readings per engine call (memory bound).")] = 50_000,
     store: StoreOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,

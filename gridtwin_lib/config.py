@@ -1,4 +1,4 @@
-"""Where GridTwin keeps things: project root, data store, reports, MLflow.
+"""Where GridTwin keeps things: project root, data store, reports, MLflow; what a site is.
 
 Every path can be overridden from the environment so that notebooks run by
 Papermill (which changes the working directory), CI and scheduled jobs all find
@@ -7,7 +7,8 @@ the same store:
 ``GRIDTWIN_HOME``   project root (default: the checkout that holds this package,
                     else the current directory)
 ``GRIDTWIN_STORE``  canonical Parquet store (default ``$GRIDTWIN_HOME/data/store``)
-``GRIDTWIN_SITE``   name of the default site profile (default ``au_sydney``)
+``GRIDTWIN_SITE``   name of the default site profile (default: ``default_site`` of ``conf/base/sites.yaml``)
+``GRIDTWIN_CONF``   the configuration folder (sites, tariffs, model parameters; see :mod:`gridtwin_lib.settings`)
 ``GRIDTWIN_WORKSPACE``  a named, separate store, registry and reports (e.g. ``smoke``):
                     ``data/workspaces/<name>/{store,reports}`` and ``mlruns/workspaces/<name>``, so
                     small test runs never mix with the real data or move its champions
@@ -91,26 +92,32 @@ class Site:
     nominal_frequency_hz: float = NOMINAL_FREQUENCY_HZ
 
 
-SITES: dict[str, Site] = {
-    # Default: the reference twin is an Australian LV network (230 V, 50 Hz).
-    "au_sydney": Site("au_sydney", "Australia/Sydney", "AU", "NSW", -33.8688, 151.2093),
-    # The UCI household (Sceaux, near Paris), 230 V / 50 Hz.
-    "fr_sceaux": Site("fr_sceaux", "Europe/Paris", "FR", None, 48.7786, 2.2906),
-}
+def __getattr__(name: str):
+    """``SITES`` (name -> :class:`Site`) and ``SOURCE_SITES`` (source -> site name), read from the
+    configuration folder's ``sites.yaml`` when first asked for (:mod:`gridtwin_lib.settings`)."""
+    from . import settings
+
+    if name == "SITES":
+        return settings.sites()
+    if name == "SOURCE_SITES":
+        return settings.source_sites()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_site() -> Site:
-    name = os.environ.get("GRIDTWIN_SITE", "au_sydney")
-    if name not in SITES:
-        raise KeyError(f"GRIDTWIN_SITE={name!r} is not a known site; choose one of {sorted(SITES)}")
-    return SITES[name]
+    """The site of ``$GRIDTWIN_SITE``, else ``default_site`` of the configuration's ``sites.yaml``."""
+    from . import settings
 
-
-#: sources whose site is known (the UCI house is in Sceaux); others use the default site
-SOURCE_SITES: dict[str, str] = {"uci": "fr_sceaux"}
+    sites = settings.sites()
+    name = os.environ.get("GRIDTWIN_SITE") or settings.default_site_name()
+    if name not in sites:
+        raise KeyError(f"GRIDTWIN_SITE={name!r} is not a known site; choose one of {sorted(sites)}")
+    return sites[name]
 
 
 def site_for_source(source: str | None) -> Site:
-    """The site profile of a source: its known site, else :func:`default_site`."""
-    name = SOURCE_SITES.get(source or "")
-    return SITES[name] if name else default_site()
+    """The site profile of a source: its known site (``sources`` of ``sites.yaml``), else :func:`default_site`."""
+    from . import settings
+
+    name = settings.source_sites().get(source or "")
+    return settings.sites()[name] if name else default_site()

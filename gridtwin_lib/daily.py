@@ -150,8 +150,9 @@ def _assets_as_of(store, engine: Engine, end: datetime, notes: list[str]) -> pl.
 
 def _tomorrow(store, engine: Engine, notes: list[str]):
     """Tomorrow's load forecast for the household meter with the most recent data, and its plan."""
+    from . import settings
     from .datasets.energy.load_forecast import meter_load
-    from .datasets.energy.power_flow_optimization import PV_AT_SCEAUX, tou_price
+    from .datasets.energy.power_flow_optimization import tou_price
 
     meters = store.sources("meter")
     if not meters:
@@ -159,24 +160,28 @@ def _tomorrow(store, engine: Engine, notes: list[str]):
         return None, None
     src = "uci" if "uci" in meters else meters[0]
     last = store.scan("meter", source=src).select(pl.col("ts").max()).collect().item()
-    forecaster, planner = registry.by_role("day_ahead_load"), registry.by_role("day_plan")
+    forecaster = registry.by_role("day_ahead_load")
     if forecaster is None or forecaster.id not in engine.estimators:
         notes.append(f"{forecaster.id}: {engine.missing.get(forecaster.id)}" if forecaster else "no day-ahead load model registered")
         return None, None
     lf = store.scan("meter", source=src, start=last - timedelta(days=9))
     readings = meter_load(lf).collect()
-    offset = 1.0 if src == "uci" else 10.0
+    meter = settings.source_profile(src)  # its clock, holiday site and PV plant (conf/base/sites.yaml)
+    offset = meter.utc_offset_h
     tomorrow = (last + timedelta(hours=offset)).date() + timedelta(days=1)
-    fc = engine.forecast_day(readings, tomorrow, utc_offset_h=offset, site="fr_sceaux" if src == "uci" else None)
+    fc = engine.forecast_day(readings, tomorrow, utc_offset_h=offset, site=meter.site)
     fc.insert(0, "source", src)
     hours = np.arange(24)
-    pv = clear_sky_pv_kw(tomorrow, PV_AT_SCEAUX) if src == "uci" else np.zeros(24)
-    price = tou_price(hours, 0.16, 0.22, 0.34)  # the day-plan dataset's default tariff
+    plant = settings.pv_plant(meter.pv_plant) if meter.pv_plant else None
+    pv = clear_sky_pv_kw(tomorrow, plant) if plant else np.zeros(24)
+    tariff = settings.tariff()  # the day-plan dataset's default tariff (conf/base/tariffs.yaml)
+    price = tou_price(hours, tariff.offpeak, tariff.shoulder, tariff.peak, tariff.peak_hours, tariff.offpeak_hours)
     plan = engine.plan_day(fc["load_kw"].to_numpy(), pv, price)
     plan["pv_kw"], plan["price_per_kwh"] = pv, price
+    pv_note = (f"PV is a clear-sky forecast of its plant {meter.pv_plant} ({plant['pv_kw']:g} kWp)" if plant
+               else "no PV plant configured for it (sources in conf/base/sites.yaml): PV 0")
     notes.append(f"load forecast for {tomorrow} from meter source {src!r} (data until {last:%Y-%m-%d %H:%M} UTC); "
-                 f"PV is a clear-sky forecast of the {planner.id if planner else 'day-plan'} site ({PV_AT_SCEAUX['pv_kw']:g} kWp); "
-                 "tariff: its dataset's time-of-use prices")
+                 f"{pv_note}; tariff {tariff.name} (time-of-use prices, conf/base/tariffs.yaml)")
     return fc, plan
 
 
@@ -188,8 +193,9 @@ def clear_sky_pv_kw(day: date, site: Mapping[str, float]) -> np.ndarray:
     ----------
     day : the local day (24 hours from its midnight, UTC+1).
     site : the plant as a solar-twin parameter set (latitude, longitude [deg], altitude [m],
-        tilt_deg, azimuth_deg [deg], pv_kw [kWp], inverter_kw [kW], mean_temp_c [°C]; e.g.
-        the day-plan dataset's ``PV_AT_SCEAUX``); the other parameters take the solar twin's defaults.
+        tilt_deg, azimuth_deg [deg], pv_kw [kWp], inverter_kw [kW], mean_temp_c [°C]; e.g. a plant
+        of ``conf/base/sites.yaml`` as :func:`gridtwin_lib.settings.pv_plant` gives it); the other
+        parameters take the solar twin's defaults.
 
     Returns
     -------

@@ -1,10 +1,10 @@
 """Small helpers that keep the notebooks thin: set-up, train-judge-log, show.
 
 A model notebook trains the registry's models of one catalogue module
-(:mod:`gridtwin_lib.models.registry`) with their default parameters and the pipeline's
-overrides::
+(:mod:`gridtwin_lib.models.registry`) with their configured parameters for the pipeline's size
+(``conf/base/models/<module>/<model>.yaml``) and the pipeline's overrides::
 
-    results = nb.train_module("monitoring", store, seed=seed, overrides=overrides)
+    results = nb.train_module("monitoring", store, size=size, seed=seed, overrides=overrides)
 
 and one model by hand is three lines::
 
@@ -87,16 +87,17 @@ def estimator(cls: type, seed: int | None, params: dict[str, Any]):
     return cls(**params)
 
 
-def train_model(model_id: str, store, *, seed: int | None = None, overrides: dict[str, Any] | None = None,
-                log: bool = True) -> list[TrainResult]:
+def train_model(model_id: str, store, *, size: str = "full", seed: int | None = None,
+                overrides: dict[str, Any] | None = None, log: bool = True) -> list[TrainResult]:
     """Build the registry model's dataset, train and judge it (and its variants, not registered).
 
     Parameters
     ----------
     model_id : a registry id.
     store : the :class:`~gridtwin_lib.store.Store` the dataset builders read.
+    size : pipeline size (``full``, ``smoke``): which of the model's configured parameter sets.
     seed : seeds the estimator (``random_state``) and is logged with the run.
-    overrides : parameters replacing the entry's defaults (``ModelEntry.defaults``); each goes to
+    overrides : parameters replacing the configured ones (``ModelEntry.parameters(size)``); each goes to
         the dataset builder or the estimator, whichever accepts it (a name neither accepts is an error).
     log : log the runs to MLflow.
 
@@ -107,7 +108,7 @@ def train_model(model_id: str, store, *, seed: int | None = None, overrides: dic
     from .models import registry
 
     entry = registry.get(model_id)
-    params = {**entry.defaults, **(overrides or {})}
+    params = {**entry.parameters(size), **(overrides or {})}
     cls, builder = entry.estimator_class(), entry.dataset_builder()
     prefixes = tuple(v.prefix for v in entry.variants) + ((entry.dataset_prefix,) if entry.dataset_prefix else ())
     rest = {k: v for k, v in params.items() if not k.startswith(prefixes)} if prefixes else params
@@ -123,14 +124,15 @@ def train_model(model_id: str, store, *, seed: int | None = None, overrides: dic
     return results
 
 
-def train_module(module: str, store, *, seed: int | None = None, overrides: dict[str, dict[str, Any]] | None = None,
-                 only: list[str] | tuple[str, ...] = (), display: bool = True, log: bool = True) -> dict[str, TrainResult]:
+def train_module(module: str, store, *, size: str = "full", seed: int | None = None,
+                 overrides: dict[str, dict[str, Any]] | None = None, only: list[str] | tuple[str, ...] = (),
+                 display: bool = True, log: bool = True) -> dict[str, TrainResult]:
     """Train, judge and show every registry model of a catalogue ``module``, in registry order.
 
     Parameters
     ----------
     module : catalogue module (monitoring, maintenance, energy, decision).
-    store, seed, log : as :func:`train_model`.
+    store, size, seed, log : as :func:`train_model`.
     overrides : model id -> its parameter overrides; ids of other modules are ignored, unknown ids are an error.
     only : if given, the ids to train (the others of the module are skipped).
     display : show each result (:func:`show`) as it is trained.
@@ -142,6 +144,7 @@ def train_module(module: str, store, *, seed: int | None = None, overrides: dict
     from .errors import InputError
     from .models import registry
 
+    registry.check_configuration()
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(registry.ids())) + sorted(set(only) - set(registry.ids()))
     if unknown:
@@ -150,7 +153,7 @@ def train_module(module: str, store, *, seed: int | None = None, overrides: dict
     for model_id in registry.ids(module):
         if only and model_id not in only:
             continue
-        trained = train_model(model_id, store, seed=seed, overrides=overrides.get(model_id), log=log)
+        trained = train_model(model_id, store, size=size, seed=seed, overrides=overrides.get(model_id), log=log)
         results[model_id] = trained[0]
         if display:
             for r in trained:
@@ -186,7 +189,7 @@ def route(params: dict[str, Any], *targets, prefix: str = "") -> list[dict[str, 
 
         names = ", ".join(getattr(t, "__name__", str(t)) for t in targets)
         raise InputError(f"parameter(s) {', '.join(prefix + u for u in unused)} are not accepted by {names}; "
-                         "check the spelling in the notebook's parameters or the pipeline file")
+                         "check the spelling in the model's configuration (conf/), the pipeline file or the notebook's parameters")
     return routed
 
 

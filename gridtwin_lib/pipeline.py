@@ -4,13 +4,13 @@ A pipeline file ``pipelines/<name>.yaml``::
 
     description: what it is for
     workspace: smoke                  # optional: a separate store and MLflow registry
-    parameters: {seed: 42}            # passed to every notebook that declares them
+    parameters: {size: full, seed: 42}   # passed to every notebook that declares them
     notebooks:
       - notebook: 00_data.ipynb
         parameters: {size: full}
       - notebook: 10_monitoring.ipynb
         after: [00_data]              # runs once 00_data has succeeded
-        parameters: {overrides: {<model id>: {test_days: 7}}}   # changes to the registry's defaults
+        parameters: {overrides: {<model id>: {test_days: 7}}}   # changes to the configured parameters
 
 Each notebook runs in its own Papermill process on the ``gridtwin`` kernel (so
 independent notebooks can run in parallel, ``jobs`` > 1). Parameters are checked
@@ -152,6 +152,7 @@ def load(name: str) -> Pipeline:
     if ws is not None and (not isinstance(ws, str) or not ws.replace("-", "").replace("_", "").isalnum()):
         raise InputError(f"{path}: workspace {ws!r} must be a simple name (letters, digits, '-', '_')")
     common = raw.get("parameters") or {}
+    _check_configuration()
     steps: list[Step] = []
     for i, item in enumerate(raw["notebooks"], 1):
         if isinstance(item, str):
@@ -222,6 +223,17 @@ def _check_parameters(path: Path, nb: Path, params: dict[str, Any], declared: di
                              f"(default {declared[key]['default']}), got {type(value).__name__} {value!r}")
 
 
+def _check_configuration() -> None:
+    """The configuration folder reads (every file checked) and names only registered models, before anything runs."""
+    from .models import registry
+
+    registry.check_configuration()
+    for entry in registry.entries():
+        for size in registry.SIZES:
+            entry.parameters(size)
+            entry.simulation_runs(size)
+
+
 def _check_overrides(path: Path, nb: Path, overrides: Any) -> None:
     """A notebook's ``overrides`` name registry models and parameters their builder or estimator accepts."""
     import inspect
@@ -244,7 +256,7 @@ def _check_overrides(path: Path, nb: Path, overrides: Any) -> None:
                 next((pre for pre, b in prefixes if b == builder and pre), "")) in inspect.signature(registry.load(builder)).parameters)
             if not ok:
                 raise InputError(f"{path}: {nb.name} overrides {model_id}.{name}, a parameter neither its dataset builder "
-                                 f"nor its estimator accepts; check the spelling (defaults: gridtwin_lib.models.registry)")
+                                 f"nor its estimator accepts; check the spelling (its parameters: conf/base/models/)")
 
 
 def _read_yaml(path: Path) -> Any:

@@ -446,7 +446,7 @@ def register_run(record: RunRecord | dict[str, Any]) -> RunRecord:
 
 
 def serving_text(model_id: str, serves: str | None, algorithm: str | None = None) -> str:
-    """What serves a model, in words: ``"m03_...: AR serves; the LSTM did not beat it"``."""
+    """What serves a model, in words: e.g. "AR serves; the LSTM did not beat it"."""
     short = model_id.split("_")[0]
     if not serves:
         return f"{short}: nothing serves (no registered version)"

@@ -24,6 +24,7 @@ from services import postgres_database, postgres_server  # noqa: F401
 from gridtwin_lib import config, mlflow_server, pipeline, tracking
 from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm
 from gridtwin_lib.inference import Engine
+from gridtwin_lib.models import registry
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -71,7 +72,7 @@ def test_smoke_pipeline_registered_on_postgres_server_and_champion_read_back(ser
     monkeypatch.setenv("GRIDTWIN_WORKSPACE", "server")  # where the pipeline's notebook finds its store
     store = Store(config.store_dir())
     monkeypatch.delenv("GRIDTWIN_WORKSPACE")
-    for run in dsm.SIMULATIONS["smoke"]:  # what the smoke pipeline's 00_data simulates for m02
+    for run in registry.get(MODEL).simulation_runs("smoke"):  # what the smoke pipeline's 00_data simulates for m02
         run_scenario(**run, store=store, progress=False)
     # a fresh database is migrated first: slow on a loaded machine, so a generous wait
     mlflow_server.wait_ready(proc, uri, timeout_s=600, log=tmp_path / "server.log")

@@ -13,6 +13,7 @@ from ladder_dec import ladder_scores, strongest
 
 from gridtwin_lib.datasets.energy import load_forecast as dsm
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.energy.load_forecast import (
     LAG_COLS,
@@ -67,7 +68,7 @@ def uci(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("sim") / "store")
-    run = dict(dsm.SIMULATIONS["smoke"][0])
+    run = registry.get("m09_load_forecast").simulation_runs("smoke")[0]
     run_scenario(**run, store=store, progress=False)
     data = dsm.load_forecast_sim(store, source=run["source"], test_days=7)
     return store, data

@@ -16,6 +16,7 @@ from gridtwin_lib.datasets.maintenance import equipment_failure as dsm_ef
 from gridtwin_lib.datasets.maintenance import overload_risk as dsm_or
 from gridtwin_lib.datasets.maintenance import transformer_fleet as dsm_tf
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.maintenance.equipment_failure import (
     M05_INPUT_COLUMNS,
@@ -39,7 +40,7 @@ from gridtwin_lib.store import Store
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m05m06") / "store")
-    for run in [*dsm_ef.SIMULATIONS["smoke"], *dsm_or.SIMULATIONS["smoke"]]:
+    for run in [*registry.get("m05_equipment_failure").simulation_runs("smoke"), *registry.get("m06_overload_risk").simulation_runs("smoke")]:
         run_scenario(**run, store=store, progress=False)
     return store
 

@@ -15,6 +15,7 @@ from gridtwin_lib.datasets.common import source_span
 from gridtwin_lib.datasets.maintenance import power_quality_index as dsm_pqi
 from gridtwin_lib.datasets.maintenance import voltage_sag as dsm_vs
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.maintenance.power_quality_index import (
     M07_INPUT_COLUMNS,
@@ -112,7 +113,7 @@ def test_pq_index_refuses_bad_input():
 @pytest.fixture(scope="module")
 def sim_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m0708") / "store")
-    for run in [*dsm_pqi.SIMULATIONS["smoke"], *dsm_vs.SIMULATIONS["smoke"]]:
+    for run in [*registry.get("m07_power_quality_index").simulation_runs("smoke"), *registry.get("m08_voltage_sag").simulation_runs("smoke")]:
         run_scenario(**run, store=store, progress=False)
     return store
 
@@ -129,7 +130,7 @@ def m08_data(sim_store):
 
 def test_sources_are_unique_to_these_models():
     for size in ("full", "smoke"):
-        sources = [r["source"] for r in [*dsm_pqi.SIMULATIONS[size], *dsm_vs.SIMULATIONS[size]]]
+        sources = [r["source"] for r in [*registry.get("m07_power_quality_index").simulation_runs(size), *registry.get("m08_voltage_sag").simulation_runs(size)]]
         assert len(set(sources)) == len(sources)
         assert all(s.startswith(("sim:m07_", "sim:m08_")) for s in sources)
 

@@ -16,6 +16,7 @@ from gridtwin_lib.datasets import common as D_c
 from gridtwin_lib.datasets.monitoring import phase_imbalance as D_pi
 from gridtwin_lib.datasets.monitoring import voltage_anomaly as D_va
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.monitoring import phase_imbalance as M_pi
 from gridtwin_lib.models.monitoring import voltage_anomaly as M_va
@@ -45,7 +46,7 @@ def m01_fitted(m01_data):
 @pytest.fixture(scope="module")
 def m04_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m04") / "store")
-    for run in D_pi._m04_runs("3d", "5m", 2):
+    for run in ({**run, "devices": 2} for run in registry.get("m04_phase_imbalance").simulation_runs("smoke")):
         run_scenario(**run, store=store, progress=False)
     return store
 
@@ -361,9 +362,9 @@ def test_simulations_and_params_are_well_formed():
     from gridtwin_lib.simulate import prepare
 
     for size in ("full", "smoke"):
-        sources = [r["source"] for r in [*D_va.SIMULATIONS[size], *D_pi.SIMULATIONS[size]]]
+        sources = [r["source"] for r in [*registry.get("m01_voltage_anomaly").simulation_runs(size), *registry.get("m04_phase_imbalance").simulation_runs(size)]]
         assert len(sources) == len(set(sources)) and all(s.startswith("sim:m0") for s in sources)
-        for run in [*D_va.SIMULATIONS[size], *D_pi.SIMULATIONS[size]]:
+        for run in [*registry.get("m01_voltage_anomaly").simulation_runs(size), *registry.get("m04_phase_imbalance").simulation_runs(size)]:
             args = {k: v for k, v in run.items() if k != "source"}
             prepare(**args)  # valid scenario, durations and overrides
         assert set(D_pi.M04_SOURCES) <= set(sources)

@@ -12,6 +12,7 @@ from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.monitoring import frequency_stability as dsm_fs
 from gridtwin_lib.errors import InputError
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.monitoring import frequency_stability as mfr_fs
 from gridtwin_lib.models.monitoring.frequency_stability import (
@@ -33,7 +34,7 @@ SOURCE = dsm_fs.FREQ_SOURCES[0]
 @pytest.fixture(scope="module")
 def freq_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m03") / "store")
-    run = {**dsm_fs.SIMULATIONS["smoke"][0], "duration": "4h", "seed": 32}  # seed 32: a drift leaves the band in hour 3
+    run = {**registry.get("m03_frequency_stability").simulation_runs("smoke")[0], "duration": "4h", "seed": 32}  # seed 32: a drift leaves the band in hour 3
     run_scenario(**run, store=store, progress=False)
     return store
 

@@ -13,6 +13,7 @@ from ladder import ladder_scores, strongest
 from gridtwin_lib.datasets.monitoring import harmonic_analysis as dsm_ha
 from gridtwin_lib.errors import InputError
 from gridtwin_lib.models import _trees as trees
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.monitoring import harmonic_analysis as mpq
 from gridtwin_lib.models.monitoring.harmonic_analysis import (
@@ -34,7 +35,7 @@ T = np.arange(640) / 3200.0
 @pytest.fixture(scope="module")
 def pq_store(tmp_path_factory) -> Store:
     store = Store(tmp_path_factory.mktemp("m02") / "store")
-    for run in dsm_ha.SIMULATIONS["smoke"]:
+    for run in registry.get("m02_harmonic_analysis").simulation_runs("smoke"):
         run_scenario(**run, store=store, progress=False)
     return store
 

@@ -472,7 +472,7 @@ def output_column(spec_name: str, output: str) -> str:
 
 def simulated_sources(spec_name: str | None = None, *, role: str | None = None, size: str = "full") -> tuple[str, ...]:
     """The sources the simulations of the model named ``spec_name`` (or serving ``role``) write (its dataset's
-    SIMULATIONS), in order."""
+    configured simulator runs), in order."""
     from ..models import registry
 
     runs = registry.get(model_id(spec_name, role=role)).simulation_runs(size)

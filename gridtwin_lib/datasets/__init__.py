@@ -7,9 +7,9 @@ never read the store themselves.
 
 One module per model, in folders by catalogue module (``monitoring``, ``maintenance``,
 ``energy``, ``decision``), named as the model's module under :mod:`gridtwin_lib.models`;
-each has ``SIMULATIONS = {"full": [...], "smoke": [...]}``, the simulator runs it needs. The
-registry (:mod:`gridtwin_lib.models.registry`) names each model's builder and simulations;
-:func:`simulations` collects them. Helpers several builders share: :mod:`.common`
+the simulator runs each needs, per pipeline size, are configuration
+(``conf/base/models/<module>/<model>.yaml``, read by :mod:`gridtwin_lib.settings`). The registry
+(:mod:`gridtwin_lib.models.registry`) names each model's builder; :func:`simulations` collects the runs. Helpers several builders share: :mod:`.common`
 (grid readings) and :mod:`.maintenance.transformer_fleet`.
 """
 

@@ -24,7 +24,7 @@ def iso_utc(t: datetime) -> str:
 def require_source(store: Store, source: str, model: str, scenario_hint: str) -> None:
     if source not in store.sources(KIND):
         raise InputError(f"{model}: no {KIND} measurements from source {source!r} in {store.root}; simulate them first, "
-                         f"e.g. run_scenario({scenario_hint}, source={source!r}) (see SIMULATIONS of the model's dataset module)")
+                         f"e.g. run_scenario({scenario_hint}, source={source!r}) (see the model's simulations in conf/base/models/)")
 
 
 def time_range(store: Store, source: str, start=None, end=None) -> tuple[datetime, datetime, int]:
@@ -77,7 +77,7 @@ def source_span(store: Store, source: str, model: str) -> tuple[datetime, dateti
     """First and last reading [UTC] of ``source``; InputError naming ``model`` when it has none."""
     if source not in store.sources(KIND):
         raise InputError(f"{model}: no {KIND} measurements from source {source!r} in {store.root}; simulate them first "
-                         f"(SIMULATIONS of the model's dataset module)")
+                         f"(see the model's simulations in conf/base/models/)")
     r = store.scan(KIND, source=source).select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"),
                                                pl.len().alias("n")).collect()
     if int(r["n"][0]) == 0:

@@ -140,7 +140,7 @@ class Engine(OnDemandScoring):
         return engine
 
     def serving_lines(self) -> list[str]:
-        """What serves each model, in words (e.g. ``"m03: persistence serves; the LSTM did not beat it"``)."""
+        """What serves each model, in words (e.g. "persistence serves; the LSTM did not beat it")."""
         from ..tracking import serving_text
 
         lines = []

@@ -12,6 +12,7 @@ from pathlib import Path
 from gridtwin_lib.datasets.energy import load_forecast as dsm
 from gridtwin_lib.datasets.energy import power_flow_optimization as D_pfo
 from gridtwin_lib.datasets.monitoring import voltage_anomaly as D_va
+from gridtwin_lib.models import registry
 from gridtwin_lib.models.base import GridModel, attach_uncertainty, fit_and_evaluate
 from gridtwin_lib.models.energy import power_flow_optimization as M_pfo
 from gridtwin_lib.models.energy.load_forecast import LoadForecast
@@ -30,7 +31,7 @@ def m01():
 
 def m09():
     s = Store(tmp / "m09")
-    run = dict(dsm.SIMULATIONS["smoke"][0])
+    run = dict(registry.get("m09_load_forecast").simulation_runs("smoke")[0])
     run_scenario(**run, store=s, progress=False)
     return LoadForecast(algorithm="prophet", lstm_units=8, lstm_epochs=2, onestep_units=4, onestep_epochs=1, prophet_yearly=False, random_state=3), dsm.load_forecast_sim(s, source=run["source"], test_days=7)
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,26 +22,13 @@ from ...errors import InputError
 from ...features import compute
 from ...models.base import Dataset
 
-M15_SCENARIOS = ("mixed", "voltage_sag", "frequency_drift", "normal")
 DISTURBANCE_TYPES = ("sag", "swell", "undervoltage", "interruption", "overcurrent", "overload", "frequency_excursion",
                      "unbalance", "harmonics")
 M15_WINDOWS = ("1m", "15m", "1h")
 
 
-def _m15_source(scenario: str) -> str:
-    return f"sim:m15_{scenario}"
-
-
-M15_SOURCES = tuple(_m15_source(s) for s in M15_SCENARIOS)
-
-
-def _m15_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario=s, duration=duration, resolution="10s", seed=1500 + i, devices=devices if s == "mixed" else 1,
-                 overrides={}, source=_m15_source(s)) for i, s in enumerate(M15_SCENARIOS)]
-
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m15_runs("10d", 1), "smoke": _m15_runs("2d", 1)}
+#: the grid-twin runs it reads by default, one per scenario (runs per size: ``conf/base/models/decision/grid_stability.yaml``)
+M15_SOURCES = tuple(f"sim:m15_{s}" for s in ("mixed", "voltage_sag", "frequency_drift", "normal"))
 
 
 
@@ -81,13 +67,13 @@ def grid_stability(store, *, sources: tuple[str, ...] = M15_SOURCES, horizon_min
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"m15 dataset: test_fraction must be in (0, 1) (got {test_fraction})")
     if not sources:
-        raise InputError("m15 dataset: no sources given; pass the grid runs of datasets.decision.SIMULATIONS")
+        raise InputError("m15 dataset: no sources given; pass the grid runs of conf/base/models/decision/grid_stability.yaml")
     parts = []
     for src in sources:
         raw = store.scan("three_phase", source=src, start=start, end=end).collect()
         if raw.height == 0:
             raise InputError(f"m15 dataset: no three_phase readings of source {src!r} in {store}; simulate it first "
-                             f"(datasets.decision.SIMULATIONS)")
+                             f"(conf/base/models/decision/grid_stability.yaml)")
         feats = compute(raw, "three_phase", windows=tuple(windows), keep_inputs=False)
         feats = feats.filter((pl.col("ts").dt.epoch("us") % 60_000_000) == 0).with_columns(
             (pl.col("ts").dt.epoch("ms") / 1000.0).alias("t_s"))

@@ -28,14 +28,10 @@ from ...errors import InputError
 from ...models.base import Dataset
 from ...models.decision.load_balancing import HOURS, PHASES, feeder_columns
 
+#: the meter run it reads by default (runs per size: ``conf/base/models/decision/load_balancing.yaml``); the
+#: phase assignment is drawn with that run's seed unless ``phase_seed`` says otherwise
 M14_SOURCE = "sim:m14_meters"
 M14_SEED = 1401
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {
-    "full": [dict(scenario="meter", duration="42d", resolution="15m", seed=M14_SEED, devices=48, overrides={}, source=M14_SOURCE)],
-    "smoke": [dict(scenario="meter", duration="18d", resolution="1h", seed=M14_SEED, devices=12, overrides={}, source=M14_SOURCE)],
-}
 
 
 def _iso(x) -> str:
@@ -62,7 +58,7 @@ def load_balancing(store, *, source: str = M14_SOURCE, feeders: int = 2, phase_s
               .drop_nulls("kw").group_by("device_id", "t").agg(pl.col("kw").mean()).collect())
     if hourly.height == 0:
         raise InputError(f"m14 dataset: no meter readings of source {source!r} in {store}; simulate them first, e.g. "
-                         f"run_scenario('meter', source={source!r}, devices=48, resolution='15m', duration='42d') (datasets.decision.SIMULATIONS)")
+                         f"run_scenario('meter', source={source!r}, devices=48, resolution='15m', duration='42d') (conf/base/models/decision/load_balancing.yaml)")
     devices = sorted(hourly["device_id"].unique().to_list())
     per = len(devices) // feeders
     if per < 3:

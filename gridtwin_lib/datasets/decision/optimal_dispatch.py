@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -21,13 +19,11 @@ from ...models.energy.power_flow_optimization import PowerFlowOptimization
 from ...physics.battery import HOURS, BatterySite
 from ..energy import power_flow_optimization as E
 
-#: the day-ahead LP's PV twin at the UCI house (the same runs, same source, as the LP's dataset)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {size: list(runs) for size, runs in E.SIMULATIONS.items()}
-
+#: builders that also need the UCI data ingested (``gridtwin ingest uci``): not a simulation. Its simulator
+#: runs are the day plan's (``conf/base/models/decision/optimal_dispatch.yaml``)
 NEEDS_UCI = ("optimal_dispatch",)
-#: m16 date ranges (local days) for full and smoke size
+#: m16 date ranges (local days) by default; per size: its configuration file
 M16_FULL = {"train_start": "2009-03-01", "test_start": "2009-09-01", "test_end": "2009-10-31"}
-M16_SMOKE = {"train_start": "2009-01-14", "test_start": "2009-01-29", "test_end": "2009-02-03"}
 
 
 

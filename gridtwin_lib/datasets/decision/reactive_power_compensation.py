@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,15 +23,8 @@ from ...models.base import Dataset
 from ...models.decision import reactive_power_compensation as M
 from ..energy import energy_loss as E
 
+#: the feeder run it reads by default (runs per size: ``conf/base/models/decision/reactive_power_compensation.yaml``)
 M13_SOURCE = "sim:m13_feeder"
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {
-    "full": [{"scenario": "feeder_timeseries", "duration": "6d", "resolution": "1h", "seed": 1313, "devices": 1,
-              "overrides": {}, "source": M13_SOURCE}],
-    "smoke": [{"scenario": "feeder_timeseries", "duration": "1d", "resolution": "1h", "seed": 1313, "devices": 1,
-              "overrides": {}, "source": M13_SOURCE}],
-}
 
 
 

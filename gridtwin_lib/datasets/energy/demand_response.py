@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,15 +20,8 @@ from ...models.base import Dataset
 from ...models.energy.demand_response import PROFILE_COLUMNS
 from ...models.energy.power_flow_optimization import HOURS
 
+#: the meter run it reads by default (runs per size: ``conf/base/models/energy/demand_response.yaml``)
 M12_SOURCE = "sim:m12_meters"
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {
-    "full": [{"scenario": "meter", "duration": "28d", "resolution": "15m", "seed": 1012, "devices": 30,
-              "overrides": {}, "source": M12_SOURCE}],
-    "smoke": [{"scenario": "meter", "duration": "8d", "resolution": "15m", "seed": 1012, "devices": 6,
-              "overrides": {}, "source": M12_SOURCE}],
-}
 
 
 def _iso(x) -> str:
@@ -96,7 +88,7 @@ def demand_response(store, *, source: str = M12_SOURCE, timezone_name: str = "Et
     )
     if hourly.height == 0:
         raise InputError(f"m12 dataset: no meter readings of source {source!r} in {store}; simulate them first, e.g. "
-                         f"run_scenario('meter', source={source!r}, devices=30, resolution='15m', duration='28d') (datasets.energy.SIMULATIONS)")
+                         f"run_scenario('meter', source={source!r}, devices=30, resolution='15m', duration='28d') (conf/base/models/energy/demand_response.yaml)")
     complete = hourly.group_by("device_id", "date").agg(pl.len().alias("k")).filter(pl.col("k") == HOURS).select("device_id", "date")
     hourly = hourly.join(complete, on=["device_id", "date"]).sort("device_id", "date", "hour")
     if hourly.height == 0:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,15 +20,8 @@ from ...errors import InputError
 from ...models.base import Dataset
 from ...models.energy.energy_loss import feeder_head_frame
 
+#: the feeder run it reads by default (runs per size: ``conf/base/models/energy/energy_loss.yaml``)
 M10_SOURCE = "sim:m10_feeder"
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {
-    "full": [{"scenario": "feeder_timeseries", "duration": "14d", "resolution": "30m", "seed": 1010, "devices": 1,
-              "overrides": {}, "source": M10_SOURCE}],
-    "smoke": [{"scenario": "feeder_timeseries", "duration": "1d", "resolution": "1h", "seed": 1010, "devices": 1,
-              "overrides": {}, "source": M10_SOURCE}],
-}
 
 
 def _iso(x) -> str:

@@ -54,18 +54,8 @@ from ...models.energy.load_forecast import (
 from ...schema import flag_mask
 from ...store import Store
 
+#: the simulated feeder it reads by default (runs per size: ``conf/base/models/energy/load_forecast.yaml``)
 SIM_SOURCE = "sim:m09_meter_feeder"
-
-SIMULATIONS = {
-    "full": [
-        {"scenario": "meter", "duration": "112d", "resolution": "300s", "seed": 9, "devices": 5,
-         "overrides": {"utc_offset_h": 10.0}, "source": SIM_SOURCE},
-    ],
-    "smoke": [
-        {"scenario": "meter", "duration": "30d", "resolution": "300s", "seed": 9, "devices": 2,
-         "overrides": {"utc_offset_h": 10.0}, "source": SIM_SOURCE},
-    ],
-}
 
 
 _IMPUTED = flag_mask("soft.suspected_imputed")
@@ -135,8 +125,8 @@ def load_forecast_sim(
             .select("ts", "device_id", pl.col("power").alias("value"),
                     (pl.col("power").is_not_null() & (pl.col("voltage") > 0)).alias("valid"))
             .collect())
-    hint = (f"simulate it first: run_scenario(**SIMULATIONS['full'][0]) from gridtwin_lib.datasets.energy.load_forecast "
-            f"(scenario 'meter', source {source!r})")
+    hint = (f"simulate it first: the runs of conf/base/models/energy/load_forecast.yaml (scenario 'meter', source {source!r}; "
+            "notebook 00 runs them)")
     if meas.height == 0:
         raise InputError(f"{name}: no meter readings of source {source!r} in {store!r}; {hint}")
     truth = (store.scan_truth("meter_state", source=source)

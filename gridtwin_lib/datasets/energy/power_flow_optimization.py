@@ -10,15 +10,15 @@
     ``load_forecast`` ``mean_7d`` (mean of the same hour over D-7..D-1, default), ``last_week``
     (same hour of D-7) or ``previous_day``; ``pv_forecast`` ``mean_7d`` (default) or
     ``previous_day``. ``y`` is the actual load and PV of D, used only to re-simulate.
-    Tariff (time of use, local hours): off-peak ``price_offpeak`` €/kWh in ``offpeak_hours``
-    (default 23-07 h, 0.16), peak ``price_peak`` in ``peak_hours`` (17-21 h, 0.34), shoulder
-    ``price_shoulder`` otherwise (0.22); feed-in, demand charge and battery are model parameters.
+    Tariff (time of use, local hours): off-peak ``price_offpeak`` €/kWh in ``offpeak_hours``,
+    peak ``price_peak`` in ``peak_hours``, shoulder ``price_shoulder`` otherwise; each left None
+    comes from the configuration's default tariff (``conf/base/tariffs.yaml``). Feed-in, demand
+    charge and battery are model parameters.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,21 +28,22 @@ from ...errors import InputError
 from ...models.base import Dataset
 from ...models.energy.power_flow_optimization import FORECAST_COLUMNS, HOURS
 
+#: the solar-twin run it reads by default: the UCI house's PV plant (runs per size:
+#: ``conf/base/models/energy/power_flow_optimization.yaml``; the plant: ``pv_plants`` of ``conf/base/sites.yaml``)
 PV_SOURCE = "sim:m11_pv"
 UCI = "uci"
 
-#: the solar twin at the UCI house (Sceaux): a 4 kWp south-facing roof, 3.6 kW inverter, Paris weather-ish clouds
-PV_AT_SCEAUX = {"latitude": 48.7786, "longitude": 2.2906, "altitude": 100.0, "mean_temp_c": 12.0, "tilt_deg": 35.0,
-                "azimuth_deg": 180.0, "pv_kw": 4.0, "inverter_kw": 3.6, "cloudiness": 0.5, "cloud_persistence_h": 6.0}
+
+def __getattr__(name: str):
+    """``PV_AT_SCEAUX``: the UCI house's PV plant as solar-twin parameters, from the configuration
+    (``sources.uci.pv_plant`` of ``sites.yaml``); read when first asked for."""
+    if name == "PV_AT_SCEAUX":
+        from ... import settings
+
+        return settings.pv_plant(settings.source_profile(UCI).pv_plant)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {
-    "full": [{"scenario": "pv_normal", "duration": "366d", "resolution": "30m", "seed": 1011, "devices": 1,
-              "overrides": PV_AT_SCEAUX, "source": PV_SOURCE}],
-    "smoke": [{"scenario": "pv_normal", "duration": "30d", "resolution": "30m", "seed": 1011, "devices": 1,
-              "overrides": PV_AT_SCEAUX, "source": PV_SOURCE}],
-}
 #: builders that also need the UCI data ingested (``gridtwin ingest uci``): not a simulation
 NEEDS_UCI = ("power_flow_optimization",)
 
@@ -95,8 +96,8 @@ def power_flow_optimization(
     store, *, load_source: str = UCI, pv_source: str = PV_SOURCE, timezone_name: str = "Etc/GMT-1",
     train_start: str = "2009-01-01", test_start: str = "2010-01-01", test_end: str = "2010-11-25",
     load_forecast: str = "mean_7d", pv_forecast: str = "mean_7d", pv_scale: float = 1.0,
-    price_offpeak: float = 0.16, price_shoulder: float = 0.22, price_peak: float = 0.34,
-    peak_hours: tuple[int, int] = (17, 21), offpeak_hours: tuple[int, int] = (23, 7),
+    price_offpeak: float | None = None, price_shoulder: float | None = None, price_peak: float | None = None,
+    peak_hours: tuple[int, int] | None = None, offpeak_hours: tuple[int, int] | None = None,
 ) -> Dataset:
     """Days of forecast (X) and actual (y) household load and PV, 24 local hours per day.
 
@@ -104,7 +105,16 @@ def power_flow_optimization(
     y: actual ``load_kw``, ``pv_kw``; meta: date, hour, price_per_kwh, forecast columns.
     Train days in [train_start, test_start), test days in [test_start, test_end] (dates, local).
     Needs the UCI data ingested (``gridtwin ingest uci``) when ``load_source='uci'``.
+    Prices [€/kWh] and hour windows [h] left None are the default tariff's (``conf/base/tariffs.yaml``).
     """
+    from ... import settings
+
+    tariff = settings.tariff()
+    price_offpeak = tariff.offpeak if price_offpeak is None else price_offpeak
+    price_shoulder = tariff.shoulder if price_shoulder is None else price_shoulder
+    price_peak = tariff.peak if price_peak is None else price_peak
+    peak_hours = tariff.peak_hours if peak_hours is None else tuple(peak_hours)
+    offpeak_hours = tariff.offpeak_hours if offpeak_hours is None else tuple(offpeak_hours)
     d_train, d_test, d_end = (date.fromisoformat(str(x)) for x in (train_start, test_start, test_end))
     if not d_train < d_test <= d_end:
         raise InputError(f"m11 dataset: need train_start < test_start <= test_end (got {train_start}, {test_start}, {test_end})")
@@ -121,7 +131,7 @@ def power_flow_optimization(
     first = pv_lf.select(pl.col("device_id").min()).collect()
     if first.height == 0 or first.item() is None:
         raise InputError(f"m11 dataset: no pv readings of source {pv_source!r} in {store}; simulate them first, e.g. "
-                         f"run_scenario('pv_normal', source={pv_source!r}, overrides=PV_AT_SCEAUX, ...) (datasets.energy.SIMULATIONS)")
+                         f"run_scenario('pv_normal', source={pv_source!r}, ...): the runs of conf/base/models/energy/power_flow_optimization.yaml")
     pv_days = _complete_days(_hourly_local(pv_lf.filter(pl.col("device_id") == first.item()),
                                            pl.col("ac_power") / 1000.0 * pv_scale, timezone_name))
     by_calendar: dict[tuple[int, int], np.ndarray] = {}

@@ -27,7 +27,6 @@ the last part). ``meta_test`` carries ts, device_id and the test assets' failure
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
 
@@ -37,20 +36,8 @@ from ...models.maintenance.equipment_failure import M05_INPUT_COLUMNS
 from ...store import Store
 from .transformer_fleet import asset_split, fleet_observations, iso_utc, time_cut
 
+#: the fleet it reads by default (its accelerated-life runs per size: ``conf/base/models/maintenance/equipment_failure.yaml``)
 M05_SOURCE = "sim:m05_transformers"
-
-#: accelerated-life settings of the m05 fleet (documented, not defaults of the twin): hotter and
-#: more heavily loaded units with a shorter insulation life, so one simulated year holds ~100 failures
-M05_OVERRIDES: dict[str, Any] = {"weibull_scale_years": 10.0, "thermal_hazard_per_h": 0.05, "overload_days_per_year": 3.0,
-                                 "load_max_pu": 1.2, "heatwaves_per_year": 10.0}
-
-def _m05_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario="transformer_fleet", duration=duration, resolution="1h", seed=5, devices=devices,
-                 overrides=dict(M05_OVERRIDES), source=M05_SOURCE)]
-
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m05_runs("365d", 150), "smoke": _m05_runs("120d", 40)}
 
 
 # --------------------------------------------------------------------------- m05
@@ -120,7 +107,7 @@ def equipment_failure(
     failures = store.scan_truth("failures", source=source).collect()
     if failures.height == 0:
         raise InputError(f"m05: no failures in truth table 'failures' of {source!r}: nothing to learn; simulate a longer run, "
-                         "more devices or the accelerated settings M05_OVERRIDES")
+                         "more devices or the accelerated-life settings of conf/base/models/maintenance/equipment_failure.yaml")
     failures = failures.select("ts", "device_id", "cause").sort("device_id", "ts")
     daily = m05_daily_features(obs).filter(pl.col("n") >= 12)  # a day with at least half its readings
     lo, hi = obs["ts"].min(), obs["ts"].max() + timedelta(hours=1)

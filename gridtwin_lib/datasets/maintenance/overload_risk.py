@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
 
@@ -30,17 +29,8 @@ from ...models.maintenance.overload_risk import M06_INPUT_COLUMNS, loading_class
 from ...store import Store
 from .transformer_fleet import asset_split, fleet_observations, iso_utc, time_cut
 
+#: the fleet it reads by default (runs per size: ``conf/base/models/maintenance/overload_risk.yaml``)
 M06_SOURCE = "sim:m06_transformers"
-
-M06_OVERRIDES: dict[str, Any] = {"load_max_pu": 1.1, "overload_days_per_year": 10.0}
-
-def _m06_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario="transformer_fleet", duration=duration, resolution="15m", seed=6, devices=devices,
-                 overrides=dict(M06_OVERRIDES), source=M06_SOURCE)]
-
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m06_runs("60d", 30), "smoke": _m06_runs("14d", 8)}
 
 
 # --------------------------------------------------------------------------- m06

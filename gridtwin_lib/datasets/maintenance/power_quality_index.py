@@ -18,7 +18,6 @@ with a missing input (supply interruptions: no frequency, no power factor) are d
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,15 +31,8 @@ from ...physics.pq import SUBSCORES, WINDOW_S, pq_window_table
 from ...store import Store
 from ..common import KIND, iso_or_none, round_cut, source_span
 
+#: the runs it reads by default (runs per size: ``conf/base/models/maintenance/power_quality_index.yaml``)
 M07_SOURCES = ("sim:m07_mixed", "sim:m07_harmonics", "sim:m07_peak_load")
-
-def _m07_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario=sc, duration=duration, resolution="1s", seed=700 + 10 * k, devices=devices, overrides={}, source=src)
-            for k, (sc, src) in enumerate(zip(("mixed", "harmonic_distortion", "peak_load"), M07_SOURCES))]
-
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m07_runs("5d", 2), "smoke": _m07_runs("1d", 1)}
 
 
 # --------------------------------------------------------------------------- m07

@@ -23,7 +23,7 @@ def fleet_observations(store: Store, source: str, model: str, start=None, end=No
     """The observable columns of ``source``'s asset observations in [start, end), by device and time."""
     obs = store.scan_truth("asset_observations", source=source, start=start, end=end).collect()
     if obs.height == 0:
-        hint = "SIMULATIONS of the model's dataset module"
+        hint = "the model's simulations in conf/base/models/maintenance/"
         raise InputError(f"{model}: no asset_observations from source {source!r} in {store.root} in [{start}, {end}); "
                          f"simulate the transformer_fleet twin first (see {hint})")
     need = {"ts", "device_id", "load_pu_measured", "top_oil_temp_c", "ambient_temp_c", "age_years"}

@@ -16,7 +16,6 @@ with a missing input (supply interruptions: no frequency, no power factor) are d
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,17 +27,8 @@ from ...models.maintenance.voltage_sag import M08_HORIZON_S, M08_INPUT_COLUMNS
 from ...store import Store
 from ..common import features_by_day, iso_or_none, round_cut, source_span
 
+#: the runs it reads by default (runs per size: ``conf/base/models/maintenance/voltage_sag.yaml``)
 M08_SOURCES = ("sim:m08_mixed", "sim:m08_voltage_sag")
-M08_SAG_OVERRIDES = {"sags_per_h": 0.1, "sag_excitation_per_h": 6.0, "motor_starts_per_h": 1.0}
-
-def _m08_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario="mixed", duration=duration, resolution="1s", seed=800, devices=devices, overrides={}, source=M08_SOURCES[0]),
-            dict(scenario="voltage_sag", duration=duration, resolution="1s", seed=810, devices=devices,
-                 overrides=dict(M08_SAG_OVERRIDES), source=M08_SOURCES[1])]
-
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m08_runs("5d", 2), "smoke": _m08_runs("1d", 1)}
 
 
 

@@ -35,15 +35,8 @@ from ...models.monitoring.frequency_stability import (
     INPUT_COLUMNS,
 )
 
+#: the run it reads by default (runs per size: ``conf/base/models/monitoring/frequency_stability.yaml``)
 FREQ_SOURCES = ("sim:m03_frequency_drift",)
-_DRIFT = {"drift_pu_per_h": 0.15}
-
-SIMULATIONS = {
-    "full": [{"scenario": "frequency_drift", "duration": "3d", "resolution": "1s", "seed": 31, "devices": 1,
-              "overrides": _DRIFT, "source": FREQ_SOURCES[0]}],
-    "smoke": [{"scenario": "frequency_drift", "duration": "6h", "resolution": "1s", "seed": 31, "devices": 1,
-               "overrides": _DRIFT, "source": FREQ_SOURCES[0]}],
-}
 
 
 def _series(store, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -53,7 +46,7 @@ def _series(store, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
     if frame.height == 0:
         raise InputError(f"m03 dataset: no three_phase readings of source {source!r} in {store}; simulate it first, "
                          "e.g. run_scenario('frequency_drift', resolution='1s', source=...) "
-                         "(datasets.monitoring_frequency.SIMULATIONS)")
+                         "(conf/base/models/monitoring/frequency_stability.yaml)")
     out = []
     for (device,), part in frame.partition_by("device_id", as_dict=True, maintain_order=True).items():
         us = part["ts"].dt.epoch("us").to_numpy()

@@ -22,19 +22,8 @@ from ...errors import InputError
 from ...models.base import Dataset
 from ...models.monitoring.harmonic_analysis import N_SAMPLES, SAMPLE_COLUMNS
 
+#: the waveform-twin runs it reads by default (runs per size: ``conf/base/models/monitoring/harmonic_analysis.yaml``)
 PQ_SOURCES = ("sim:m02_pq_snr20", "sim:m02_pq_snr30", "sim:m02_pq_snr40")
-
-
-def _run(snr: float, source: str, n_per_class: int, seed: int) -> dict:
-    # duration is only validated by the twin (it emits 10 * n_per_class windows, one per second)
-    return {"scenario": "pq_waveforms", "duration": f"{10 * n_per_class}s", "resolution": "1s", "seed": seed,
-            "devices": 1, "overrides": {"n_per_class": n_per_class, "snr_db": snr}, "source": source}
-
-
-SIMULATIONS = {
-    "full": [_run(snr, src, 400, 200 + k) for k, (snr, src) in enumerate(zip((20.0, 30.0, 40.0), PQ_SOURCES))],
-    "smoke": [_run(snr, src, 20, 200 + k) for k, (snr, src) in enumerate(zip((20.0, 30.0, 40.0), PQ_SOURCES))],
-}
 
 
 def waveform_windows(store, source: str) -> pd.DataFrame:
@@ -44,7 +33,7 @@ def waveform_windows(store, source: str) -> pd.DataFrame:
     if w.height == 0:
         raise InputError(
             f"m02 dataset: no waveform windows of source {source!r} in {store}; simulate them first, "
-            f"e.g. run_scenario('pq_waveforms', source={source!r}, ...) (datasets.monitoring.harmonic_analysis.SIMULATIONS)"
+            f"e.g. run_scenario('pq_waveforms', source={source!r}, ...) (conf/base/models/monitoring/harmonic_analysis.yaml)"
         )
     s = store.scan_truth("waveform_samples", source=source).select("window_id", "sample", "volts").collect()
     s = s.sort("window_id", "sample")

@@ -22,7 +22,6 @@ and no measurement can show the cause (the twin keeps the cause label regardless
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import pandas as pd
 import polars as pl
@@ -39,32 +38,8 @@ from ..common import (
     time_range,
 )
 
-M04_STRENGTHS: tuple[float, ...] = (0.6, 1.4)  # unbalance_strength of the two runs of each cause
-
-
-def _m04_source(cause: str, k: int) -> str:
-    return f"sim:m04_{cause}_{k}"
-
-
-M04_SOURCES: tuple[str, ...] = tuple(_m04_source(c, k) for c in UNBALANCE_CLASSES for k in range(len(M04_STRENGTHS)))
-
-
-
-def _m04_runs(duration: str, resolution: str, devices: int) -> list[dict[str, Any]]:
-    """Two runs (strengths 0.6 and 1.4) per cause, and two that never reach their onset. Seeds are 10
-    apart: the twin seeds device d of a run with seed + d, so runs never share a device."""
-    runs = []
-    for j, cause in enumerate(UNBALANCE_CLASSES):
-        for k, strength in enumerate(M04_STRENGTHS):
-            overrides = ({"cause": "single_phase_overload_a", "onset_fraction": 1.0} if cause == "balanced"
-                         else {"cause": cause, "onset_fraction": 0.25, "unbalance_strength": strength})
-            runs.append(dict(scenario="phase_unbalance", duration=duration, resolution=resolution, seed=40 + 20 * j + 10 * k,
-                             devices=devices, overrides=overrides, source=_m04_source(cause, k)))
-    return runs
-
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m04_runs("21d", "1m", 2), "smoke": _m04_runs("3d", "5m", 1)}
+#: the runs it reads by default, two per cause (runs per size: ``conf/base/models/monitoring/phase_imbalance.yaml``)
+M04_SOURCES: tuple[str, ...] = tuple(f"sim:m04_{c}_{k}" for c in UNBALANCE_CLASSES for k in range(2))
 
 
 
@@ -96,7 +71,7 @@ def phase_imbalance(
     if not {"1m", "15m"} <= set(windows):
         raise InputError(f"m04: windows must include 1m and 15m (the model's inputs), got {list(windows)}")
     if not sources:
-        raise InputError("m04: no sources given; pass the phase_unbalance runs of SIMULATIONS_BY_MODEL['m04_phase_imbalance']")
+        raise InputError("m04: no sources given; pass the phase_unbalance runs of conf/base/models/monitoring/phase_imbalance.yaml")
     for s in sources:
         require_source(store, s, "m04", "'phase_unbalance', overrides={'cause': ...}")
     ranges = [time_range(store, s, start, end) for s in sources]

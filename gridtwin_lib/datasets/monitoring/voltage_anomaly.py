@@ -14,7 +14,6 @@ themselves travel in ``meta_test`` (see :mod:`gridtwin_lib.models.monitoring.vol
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,15 +35,8 @@ from ..common import (
     time_range,
 )
 
+#: the grid-twin run it reads by default (its runs per size: ``conf/base/models/monitoring/voltage_anomaly.yaml``)
 M01_SOURCE = "sim:m01_mixed"
-
-def _m01_runs(duration: str, devices: int) -> list[dict[str, Any]]:
-    return [dict(scenario="mixed", duration=duration, resolution="1s", seed=11, devices=devices, overrides={},
-                 source=M01_SOURCE)]
-
-
-#: simulator runs per size (keyword arguments of ``simulate.run_scenario``)
-SIMULATIONS: dict[str, list[dict[str, Any]]] = {"full": _m01_runs("10d", 2), "smoke": _m01_runs("2d", 1)}
 
 
 # --------------------------------------------------------------------------- m01
