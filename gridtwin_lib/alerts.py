@@ -52,6 +52,27 @@ class Level:
 
 
 @dataclass(frozen=True)
+class TruthMatch:
+    """What a rule is meant to catch, for judging it against the twin's truth
+    (:mod:`gridtwin_lib.alert_quality`).
+
+    Parameters
+    ----------
+    table : truth table of the events (``events`` for the grid twins, ``failures`` for asset fleets).
+    types : event types that count (empty: every row of the table).
+    horizon_s : an alert is explained by an event starting up to this long after its last firing [s]
+        (the rule's forecast horizon; 0 for a rule that detects rather than predicts).
+    tolerance_s : ... or by one that ended at most this long before its first firing [s]
+        (the readings' resolution and averaging windows).
+    """
+
+    table: str
+    types: tuple[str, ...] = ()
+    horizon_s: float = 0.0
+    tolerance_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     raised_by: str
@@ -60,6 +81,7 @@ class Rule:
     levels: tuple[Level, ...]
     message: str
     action: str
+    truth: TruthMatch | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +131,29 @@ def load_rules(path: str | os.PathLike | None = None) -> RuleSet:
             raise InputError(f"{at} ({r['id']}): no levels")
         _check_model(at, r)
         rules.append(Rule(str(r["id"]), str(r["raised_by"]), r["input"], str(r["column"]), tuple(levels),
-                          str(r["message"]), str(r["action"])))
+                          str(r["message"]), str(r["action"]), _truth(f"{at} ({r['id']})", r.get("truth"))))
     return RuleSet(tuple(rules), float(gap), where)
+
+
+def _truth(at: str, doc: Any) -> TruthMatch | None:
+    """A rule's optional ``truth`` entry: {table, types, horizon_s, tolerance_s}."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("table"), str):
+        raise InputError(f"{at}: truth must be a mapping with a 'table' name (e.g. {{table: events, types: [sag]}})")
+    unknown = set(doc) - {"table", "types", "horizon_s", "tolerance_s"}
+    if unknown:
+        raise InputError(f"{at}: truth has unknown key(s) {', '.join(sorted(unknown))}; use table, types, horizon_s, tolerance_s")
+    types = doc.get("types") or []
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise InputError(f"{at}: truth.types must be a list of event type names (got {types!r})")
+    out = {}
+    for key in ("horizon_s", "tolerance_s"):
+        v = doc.get(key, 0.0 if key == "horizon_s" else 60.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise InputError(f"{at}: truth.{key} must be a number of seconds >= 0 (got {v!r})")
+        out[key] = float(v)
+    return TruthMatch(doc["table"], tuple(types), **out)
 
 
 def _check_model(at: str, r: dict) -> None:
@@ -246,5 +289,5 @@ def counts(alerts: pl.DataFrame) -> dict[str, int]:
     return {s: int(got.get(s, 0)) for s in SEVERITIES}
 
 
-__all__ = ["AlertBook", "RuleSet", "Rule", "Level", "load_rules", "raise_alerts", "firings", "counts", "SEVERITIES",
+__all__ = ["AlertBook", "RuleSet", "Rule", "Level", "TruthMatch", "load_rules", "raise_alerts", "firings", "counts", "SEVERITIES",
            "DEFAULT_RULES", "ALERT_SCHEMA"]
