@@ -65,17 +65,19 @@ def truth_events(store, truth: TruthMatch, coverage: Coverage) -> pl.DataFrame:
     """Truth events of ``truth``'s table and types on the scored devices, overlapping their scored span.
 
     Returns ``device_id``, ``ts``, ``end`` (UTC; ``end`` = ``ts`` for instantaneous truth such as
-    a failure), ``type``. A source without that truth table contributes no events.
+    a failure), ``type``. A source without that truth table contributes no events. One scan per
+    source; each device keeps the events its own scored span could have caught (onset before the
+    span's end plus the horizon, end after the span's start).
     """
     out = []
     srcs = set(store.truth_sources(truth.table)) if truth.table in store.truth_tables() else set()
-    for row in coverage.devices.iter_rows(named=True):
-        src = row.get("source")
+    cov = coverage.devices.with_columns(pl.col("device_id").cast(pl.String))
+    for (src,), spans in cov.group_by(["source"] if "source" in cov.columns else [pl.lit(None).alias("source")]):
         if src not in srcs:
             continue
-        lo, hi = row["start"], row["end"]
-        frame = (store.scan_truth(truth.table, source=src, start=lo - _td(truth.tolerance_s), end=hi + _td(truth.horizon_s + 1))
-                 .filter(pl.col("device_id").cast(pl.String) == str(row["device_id"])).collect())
+        lo, hi = spans["start"].min(), spans["end"].max()
+        frame = store.scan_truth(truth.table, source=src, start=lo - _td(truth.tolerance_s),
+                                 end=hi + _td(truth.horizon_s + 1)).collect()
         if not frame.height:
             continue
         end = pl.col("end") if "end" in frame.columns else pl.col("ts")
@@ -84,11 +86,12 @@ def truth_events(store, truth: TruthMatch, coverage: Coverage) -> pl.DataFrame:
                              end.cast(pl.Datetime("us", "UTC")).alias("end"), kind.cast(pl.String).alias("type"))
         if truth.types:
             frame = frame.filter(pl.col("type").is_in(list(truth.types)))
-        # only events the scored span could have caught: onset before the span's end plus the horizon
-        out.append(frame.filter((pl.col("ts") <= hi + _td(truth.horizon_s)) & (pl.col("end") >= lo)))
+        frame = (frame.join(spans.select("device_id", "start", "end").rename({"end": "_span_end"}), on="device_id", how="inner")
+                 .filter((pl.col("ts") <= pl.col("_span_end") + _td(truth.horizon_s)) & (pl.col("end") >= pl.col("start")))
+                 .drop("start", "_span_end"))
+        out.append(frame)
     if not out:
-        return pl.DataFrame(schema={"device_id": pl.String, "ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"),
-                                    "type": pl.String})
+        return truth_events_empty()
     return pl.concat(out).unique(maintain_order=True)
 
 
