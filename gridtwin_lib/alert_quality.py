@@ -65,7 +65,7 @@ def truth_events(store, truth: TruthMatch, coverage: Coverage) -> pl.DataFrame:
     """Truth events of ``truth``'s table and types on the scored devices, overlapping their scored span.
 
     Returns ``device_id``, ``ts``, ``end`` (UTC; ``end`` = ``ts`` for instantaneous truth such as
-    a failure), ``type``. A source without that truth table contributes no events. One scan per
+    a failure), ``type``, ``severity`` and ``cause``. A source without that truth table contributes no events. One scan per
     source; each device keeps the events its own scored span could have caught (onset before the
     span's end plus the horizon, end after the span's start).
     """
@@ -82,10 +82,15 @@ def truth_events(store, truth: TruthMatch, coverage: Coverage) -> pl.DataFrame:
             continue
         end = pl.col("end") if "end" in frame.columns else pl.col("ts")
         kind = pl.col("type") if "type" in frame.columns else pl.lit(truth.table)
+        sev = pl.col("severity").cast(pl.Float64) if "severity" in frame.columns else pl.lit(1.0)
+        cause = pl.col("cause").cast(pl.String) if "cause" in frame.columns else pl.lit(None, pl.String)
         frame = frame.select(pl.col("device_id").cast(pl.String), pl.col("ts").cast(pl.Datetime("us", "UTC")),
-                             end.cast(pl.Datetime("us", "UTC")).alias("end"), kind.cast(pl.String).alias("type"))
+                             end.cast(pl.Datetime("us", "UTC")).alias("end"), kind.cast(pl.String).alias("type"),
+                             sev.alias("severity"), cause.alias("cause"))
         if truth.types:
             frame = frame.filter(pl.col("type").is_in(list(truth.types)))
+        if truth.min_severity > 0:
+            frame = frame.filter(pl.col("severity") >= truth.min_severity)
         frame = (frame.join(spans.select("device_id", "start", "end").rename({"end": "_span_end"}), on="device_id", how="inner")
                  .filter((pl.col("ts") <= pl.col("_span_end") + _td(truth.horizon_s)) & (pl.col("end") >= pl.col("start")))
                  .drop("start", "_span_end"))
@@ -100,7 +105,8 @@ def match(alerts: pl.DataFrame, events: pl.DataFrame, truth: TruthMatch) -> tupl
 
     Parameters
     ----------
-    alerts : ``device_id``, ``first_utc``, ``last_utc`` (one rule's alerts).
+    alerts : ``device_id``, ``first_utc``, ``last_utc`` (one rule's alerts), and ``value`` when
+        ``truth.same_cause`` (the diagnosis the alert names).
     events : :func:`truth_events` output.
     truth : the matching window.
 
@@ -109,14 +115,17 @@ def match(alerts: pl.DataFrame, events: pl.DataFrame, truth: TruthMatch) -> tupl
     alerts with a boolean ``explained``; events with ``caught`` and ``lead_s`` [s] (onset minus
     the first catching alert's first firing; null when not caught).
     """
-    a = alerts.select(pl.col("device_id").cast(pl.String), "first_utc", "last_utc").with_row_index("_a")
+    value = pl.col("value").cast(pl.String) if "value" in alerts.columns else pl.lit(None, pl.String)
+    a = alerts.select(pl.col("device_id").cast(pl.String), "first_utc", "last_utc", value.alias("_value")).with_row_index("_a")
     e = events.with_row_index("_e")
-    pairs = (a.join(e, on="device_id", how="inner")
-             .filter((pl.col("ts") <= pl.col("last_utc") + _td(truth.horizon_s))
-                     & (pl.col("end") >= pl.col("first_utc") - _td(truth.tolerance_s))))
+    inside = ((pl.col("ts") <= pl.col("last_utc") + _td(truth.horizon_s))
+              & (pl.col("end") >= pl.col("first_utc") - _td(truth.tolerance_s)))
+    if truth.same_cause:
+        inside = inside & (pl.col("_value") == pl.col("cause"))
+    pairs = a.join(e, on="device_id", how="inner").filter(inside)
     hit_a = set(pairs["_a"].to_list())
     lead = pairs.group_by("_e").agg(((pl.col("ts") - pl.col("first_utc")).dt.total_microseconds() / 1e6).max().alias("lead_s"))
-    a_out = a.with_columns(pl.col("_a").is_in(list(hit_a)).alias("explained")).drop("_a")
+    a_out = a.with_columns(pl.col("_a").is_in(list(hit_a)).alias("explained")).drop("_a", "_value")
     e_out = (e.join(lead, on="_e", how="left").with_columns(pl.col("lead_s").is_not_null().alias("caught"))
              .sort("_e").drop("_e"))
     return a_out, e_out
@@ -149,7 +158,7 @@ def judge(alerts: pl.DataFrame, events: dict[str, pl.DataFrame], rules: RuleSet,
 
 def truth_events_empty() -> pl.DataFrame:
     return pl.DataFrame(schema={"device_id": pl.String, "ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"),
-                                "type": pl.String})
+                                "type": pl.String, "severity": pl.Float64, "cause": pl.String})
 
 
 def episodes(fired: pl.DataFrame, merge_gap_s: float) -> pl.DataFrame:
@@ -173,7 +182,8 @@ def tradeoff(scores: pl.DataFrame, rule: Rule, events: pl.DataFrame, coverage: C
     """Precision, recall and alerts per device-day of ``rule`` fired at each of ``thresholds``.
 
     The rule's first level gives the comparison (``above`` or ``below``); the default thresholds
-    are 25 quantiles of the scored values. One row per threshold: ``threshold`` and the
+    are 25 quantiles of the scored values' tail that fires (upper for ``above``, lower for
+    ``below``) and the rule's own threshold. One row per threshold: ``threshold`` and the
     :data:`QUALITY_COLUMNS` figures, so the curve can be drawn and a threshold chosen.
     """
     op = rule.levels[0].op
@@ -182,8 +192,10 @@ def tradeoff(scores: pl.DataFrame, rule: Rule, events: pl.DataFrame, coverage: C
     if rule.column not in scores.columns:
         raise ValueError(f"rule {rule.id}: the scores have no column {rule.column!r}")
     values = scores.select(pl.col(rule.column).cast(pl.Float64)).drop_nulls().to_series()
-    if thresholds is None:
-        thresholds = np.unique(np.quantile(values.to_numpy(), np.linspace(0.5, 0.999, 25))) if values.len() else []
+    if thresholds is None:  # the upper (above) or lower (below) tail, and the rules file's own threshold
+        q = np.linspace(0.5, 0.999, 25) if op == "above" else np.linspace(0.001, 0.5, 25)
+        grid = np.quantile(values.to_numpy(), q) if values.len() else np.array([])
+        thresholds = np.unique(np.append(grid, float(rule.levels[0].arg)))
     rows = []
     for t in thresholds:
         probe = Rule(rule.id, rule.raised_by, rule.input, rule.column, (Level("HIGH", op, float(t)),), rule.message,

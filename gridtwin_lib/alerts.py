@@ -64,12 +64,18 @@ class TruthMatch:
         (the rule's forecast horizon; 0 for a rule that detects rather than predicts).
     tolerance_s : ... or by one that ended at most this long before its first firing [s]
         (the readings' resolution and averaging windows).
+    min_severity : only events of at least this truth ``severity`` count (a number in [0, 1];
+        e.g. 0.5 for frequency excursions beyond the EN 50160 band of 0.5 Hz).
+    same_cause : the alert's value must name the event's ``cause`` (a rule whose value is a
+        diagnosis, such as the unbalance cause).
     """
 
     table: str
     types: tuple[str, ...] = ()
     horizon_s: float = 0.0
     tolerance_s: float = 60.0
+    min_severity: float = 0.0
+    same_cause: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,19 +147,24 @@ def _truth(at: str, doc: Any) -> TruthMatch | None:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("table"), str):
         raise InputError(f"{at}: truth must be a mapping with a 'table' name (e.g. {{table: events, types: [sag]}})")
-    unknown = set(doc) - {"table", "types", "horizon_s", "tolerance_s"}
+    keys = ("table", "types", "horizon_s", "tolerance_s", "min_severity", "same_cause")
+    unknown = set(doc) - set(keys)
     if unknown:
-        raise InputError(f"{at}: truth has unknown key(s) {', '.join(sorted(unknown))}; use table, types, horizon_s, tolerance_s")
+        raise InputError(f"{at}: truth has unknown key(s) {', '.join(sorted(unknown))}; use {', '.join(keys)}")
     types = doc.get("types") or []
     if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
         raise InputError(f"{at}: truth.types must be a list of event type names (got {types!r})")
-    out = {}
-    for key in ("horizon_s", "tolerance_s"):
-        v = doc.get(key, 0.0 if key == "horizon_s" else 60.0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise InputError(f"{at}: truth.{key} must be a number of seconds >= 0 (got {v!r})")
+    out: dict[str, Any] = {}
+    for key, default, what in (("horizon_s", 0.0, "a number of seconds >= 0"), ("tolerance_s", 60.0, "a number of seconds >= 0"),
+                               ("min_severity", 0.0, "a number in [0, 1]")):
+        v = doc.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key == "min_severity" and v > 1):
+            raise InputError(f"{at}: truth.{key} must be {what} (got {v!r})")
         out[key] = float(v)
-    return TruthMatch(doc["table"], tuple(types), **out)
+    same = doc.get("same_cause", False)
+    if not isinstance(same, bool):
+        raise InputError(f"{at}: truth.same_cause must be true or false (got {same!r})")
+    return TruthMatch(doc["table"], tuple(types), same_cause=same, **out)
 
 
 def _check_model(at: str, r: dict) -> None:

@@ -58,6 +58,24 @@ def test_an_alert_is_explained_by_an_event_inside_its_window_and_the_lead_time_i
     assert a0["explained"].to_list() == [False, False, False]
 
 
+def test_a_diagnosis_is_right_only_when_it_names_the_cause_and_weak_events_can_be_left_out():
+    alerts = _alerts([("d1", 0, 5), ("d1", 0, 5)]).with_columns(pl.Series("value", ["open_conductor", "unbalanced_pv"]))
+    events = _events([("d1", 1, 2, "unbalance")]).with_columns(pl.lit(0.3).alias("severity"), pl.lit("open_conductor").alias("cause"))
+    a, e = aq.match(alerts, events, TruthMatch("events", ("unbalance",), same_cause=True))
+    assert a["explained"].to_list() == [True, False]
+    a, _ = aq.match(alerts, events, TruthMatch("events", ("unbalance",)))
+    assert a["explained"].to_list() == [True, True]
+
+
+def test_min_severity_keeps_only_the_events_the_rule_is_meant_for(store):
+    store.write_truth("events", pl.DataFrame({
+        "ts": [_t(5), _t(6)], "end": [_t(5.5), _t(6.5)], "device_id": ["d1", "d1"], "type": ["frequency_excursion"] * 2,
+        "severity": [0.2, 0.6], "cause": ["gen_trip", "gen_trip"], "source": "sim:x"}))
+    cov = aq.Coverage(pl.DataFrame({"source": ["sim:x"], "device_id": ["d1"], "start": [_t(0)], "end": [_t(60)]}))
+    ev = aq.truth_events(store, TruthMatch("events", ("frequency_excursion",), min_severity=0.5), cov)
+    assert ev["ts"].to_list() == [_t(6)]
+
+
 def test_episodes_merge_firings_exactly_as_the_alert_book_does(tmp_path):
     rules = _rules(tmp_path)
     ts = [0, 1, 2, 9, 10, 30, 31]  # minutes; gap 5 min: three alerts on d1
@@ -131,6 +149,8 @@ def test_truth_events_come_from_the_store_for_the_scored_devices_and_types_only(
     ("{table: events, types: sag}", "truth.types must be a list"),
     ("{table: events, horizon_s: -1}", "truth.horizon_s must be a number"),
     ("{table: events, horizn_s: 5}", "unknown key(s) horizn_s"),
+    ("{table: events, min_severity: 2}", "truth.min_severity must be a number in [0, 1]"),
+    ("{table: events, same_cause: yes please}", "truth.same_cause must be true or false"),
 ])
 def test_a_bad_truth_entry_gets_one_line_naming_the_rule(tmp_path, truth, says):
     p = tmp_path / "bad.yaml"
