@@ -8,31 +8,37 @@ figures a model gets:
 * **recall**: the share of truth events (of the kinds the rule is meant to catch, on the devices
   and hours that were scored) that at least one of its alerts caught;
 * **lead time**: event onset minus the first alert that caught it [s] (positive: warned ahead);
-* **alerts per device-day**: what the rule costs the operator's attention.
+* **alerts per device-day**: what the rule costs the operator's attention, and the **share of
+  device time in alarm** (an alert that never closes explains everything and tells nothing).
 
 What a rule is meant to catch is configuration: its ``truth`` entry in the rules file
 (:mod:`gridtwin_lib.alerts`) names the truth table, the event types and the matching window.
-An alert ``[first, last]`` is explained by an event ``[ts, end]`` of the right type on the same
-device when ``ts <= last + horizon_s`` (the event starts no later than the rule's forecast
-horizon after the alert) and ``end >= first - tolerance_s`` (it had not ended well before the
-alert). :func:`tradeoff` sweeps a rule's threshold and gives the precision/recall curve that
+An alert is judged when it is raised: an alert first fired at ``first`` is **explained** by an
+event ``[ts, end]`` of the right type on the same device when
+``ts <= first + horizon_s + tolerance_s`` (the event starts within the rule's forecast horizon)
+and ``end >= first - tolerance_s`` (it had not ended before the alert). An event is **caught**
+when an alert is open over it: ``ts <= last + horizon_s`` and ``end >= first - tolerance_s``. :func:`tradeoff` sweeps a rule's threshold and gives the precision/recall curve that
 the default thresholds are tuned on (on another day than the one they are reported on).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from .alerts import SEVERITIES, Level, Rule, RuleSet, TruthMatch, firings
+from .errors import InputError
+from .fileio import atomic_write
 
 #: the columns of :func:`judge`'s result, one row per rule (and severity, when split)
 QUALITY_COLUMNS = ("rule", "severity", "alerts", "explained", "precision", "events", "caught", "recall",
-                   "median_lead_s", "alerts_per_device_day", "device_days")
+                   "median_lead_s", "alerts_per_device_day", "alarm_share", "device_days")
 
 
 @dataclass(frozen=True)
@@ -112,20 +118,24 @@ def match(alerts: pl.DataFrame, events: pl.DataFrame, truth: TruthMatch) -> tupl
 
     Returns
     -------
-    alerts with a boolean ``explained``; events with ``caught`` and ``lead_s`` [s] (onset minus
-    the first catching alert's first firing; null when not caught).
+    alerts with a boolean ``explained`` (judged at the alert's first firing); events with
+    ``caught`` (an alert open over them) and ``lead_s`` [s] (onset minus the first catching
+    alert's first firing; null when not caught). See the module docstring for the windows.
     """
     value = pl.col("value").cast(pl.String) if "value" in alerts.columns else pl.lit(None, pl.String)
     a = alerts.select(pl.col("device_id").cast(pl.String), "first_utc", "last_utc", value.alias("_value")).with_row_index("_a")
     e = events.with_row_index("_e")
-    inside = ((pl.col("ts") <= pl.col("last_utc") + _td(truth.horizon_s))
-              & (pl.col("end") >= pl.col("first_utc") - _td(truth.tolerance_s)))
+    not_over = pl.col("end") >= pl.col("first_utc") - _td(truth.tolerance_s)
+    covers = (pl.col("ts") <= pl.col("last_utc") + _td(truth.horizon_s)) & not_over
+    at_onset = (pl.col("ts") <= pl.col("first_utc") + _td(truth.horizon_s + truth.tolerance_s)) & not_over
     if truth.same_cause:
-        inside = inside & (pl.col("_value") == pl.col("cause"))
-    pairs = a.join(e, on="device_id", how="inner").filter(inside)
-    hit_a = set(pairs["_a"].to_list())
+        same = pl.col("_value") == pl.col("cause")
+        covers, at_onset = covers & same, at_onset & same
+    pairs = a.join(e, on="device_id", how="inner").filter(covers)
+    hit_a = set(pairs.filter(at_onset)["_a"].to_list())
     lead = pairs.group_by("_e").agg(((pl.col("ts") - pl.col("first_utc")).dt.total_microseconds() / 1e6).max().alias("lead_s"))
     a_out = a.with_columns(pl.col("_a").is_in(list(hit_a)).alias("explained")).drop("_a", "_value")
+    a_out = a_out.with_columns(((pl.col("last_utc") - pl.col("first_utc")).dt.total_microseconds() / 1e6).alias("open_s"))
     e_out = (e.join(lead, on="_e", how="left").with_columns(pl.col("lead_s").is_not_null().alias("caught"))
              .sort("_e").drop("_e"))
     return a_out, e_out
@@ -265,18 +275,41 @@ class DayQuality:
 
 
 def judge_day(store, *, rules: RuleSet, days_back: int = 0, sweep: bool = False, min_precision: float = 0.6,
-              engine=None, sources=None, max_devices: int | None = None, progress: bool = False) -> DayQuality:
+              engine=None, sources=None, max_devices: int | None = None, progress: bool = False,
+              keep: str | os.PathLike | None = None, replay: str | os.PathLike | None = None) -> DayQuality:
     """Score each source's most recent day (``days_back`` days earlier) through the champions, raise
     the alerts of ``rules`` and judge each rule against the truth; with ``sweep``, also the
-    precision/recall curve of each numeric rule's most severe threshold (tune on one day, judge on another)."""
-    from .daily import score_day
+    precision/recall curve of each numeric rule's most severe threshold (tune on one day, judge on another).
 
-    day = score_day(store, engine=engine, sources=sources, progress=progress, max_devices=max_devices, alert_rules=rules,
-                    days_back=days_back)
-    scores = day.readings
+    ``keep``: a directory to write the scored day to (``readings.parquet``, ``assets.parquet``);
+    ``replay``: such a directory to judge instead of scoring again (e.g. the same day under
+    other rules: scoring takes minutes, judging seconds).
+    """
+    from .alerts import raise_alerts
+
+    if replay is not None:
+        d = Path(replay)
+        if not (d / "readings.parquet").is_file():
+            raise InputError(f"{d}: no readings.parquet; write one with --keep {d} first")
+        scores = pl.read_parquet(d / "readings.parquet")
+        assets = pl.read_parquet(d / "assets.parquet") if (d / "assets.parquet").is_file() else None
+        alerts = raise_alerts(scores, assets, rules=rules)
+    else:
+        from .daily import score_day
+
+        day = score_day(store, engine=engine, sources=sources, progress=progress, max_devices=max_devices,
+                        alert_rules=rules, days_back=days_back)
+        scores, assets, alerts = day.readings, day.assets, day.alerts
+        if keep is not None:
+            d = Path(keep)
+            d.mkdir(parents=True, exist_ok=True)
+            parts = [(scores, d / "readings.parquet")] + ([(assets, d / "assets.parquet")] if assets is not None else [])
+            with atomic_write(*[p for _, p in parts]) as tmp:
+                for (frame, _), t in zip(parts, tmp if isinstance(tmp, list) else [tmp], strict=True):
+                    frame.write_parquet(t)
     if not scores.height:
-        raise ValueError("no readings were scored; nothing to judge (score a day with readings: make run, then retry)")
-    table, events = judge_scores(store, scores, rules, assets=day.assets, alerts=day.alerts)
+        raise InputError("no readings were scored; nothing to judge (score a day with readings: make run, then retry)")
+    table, events = judge_scores(store, scores, rules, assets=assets, alerts=alerts)
     days = {} if "day" not in scores.columns else {
         s: str(d) for s, d in scores.select("source", "day").unique().sort("source").iter_rows()}
     curves, current, suggested = {}, {}, {}
@@ -313,7 +346,7 @@ def tradeoff_figure(quality: DayQuality):
 
 _QUALITY_TYPES = {"rule": pl.String, "severity": pl.String, "alerts": pl.Int64, "explained": pl.Int64, "precision": pl.Float64,
                   "events": pl.Int64, "caught": pl.Int64, "recall": pl.Float64, "median_lead_s": pl.Float64,
-                  "alerts_per_device_day": pl.Float64, "device_days": pl.Float64}
+                  "alerts_per_device_day": pl.Float64, "alarm_share": pl.Float64, "device_days": pl.Float64}
 
 
 def _quality_row(rule_id: str, severity: str, a_m: pl.DataFrame, e_m: pl.DataFrame, device_days: float) -> dict:
@@ -321,10 +354,12 @@ def _quality_row(rule_id: str, severity: str, a_m: pl.DataFrame, e_m: pl.DataFra
     hit = int(a_m["explained"].sum()) if n_a else 0
     caught = int(e_m["caught"].sum()) if n_e else 0
     lead = e_m.filter(pl.col("caught"))["lead_s"].median() if caught else None
+    open_s = float(a_m["open_s"].sum()) if n_a else 0.0
     return {"rule": rule_id, "severity": severity, "alerts": n_a, "explained": hit, "precision": hit / n_a if n_a else None,
             "events": n_e, "caught": caught, "recall": caught / n_e if n_e else None,
             "median_lead_s": None if lead is None else float(lead),
-            "alerts_per_device_day": n_a / device_days if device_days else None, "device_days": device_days}
+            "alerts_per_device_day": n_a / device_days if device_days else None,
+            "alarm_share": open_s / (device_days * 86_400.0) if device_days else None, "device_days": device_days}
 
 
 def _td(seconds: float) -> timedelta:

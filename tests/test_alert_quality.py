@@ -45,17 +45,19 @@ rules:
 
 def test_an_alert_is_explained_by_an_event_inside_its_window_and_the_lead_time_is_onset_minus_first_firing():
     truth = TruthMatch("events", ("sag",), horizon_s=900, tolerance_s=0)
-    alerts = _alerts([("d1", 0, 5), ("d1", 60, 61), ("d2", 0, 5)])
-    events = _events([("d1", 18, 19, "sag"),   # 13 min after the first alert's last firing: inside the 15-min horizon
+    alerts = _alerts([("d1", 0, 5), ("d1", 60, 61), ("d2", 0, 5), ("d3", 0, 100)])
+    events = _events([("d1", 12, 13, "sag"),   # 12 min after the first alert was raised: inside the 15-min horizon
                       ("d1", 200, 201, "sag"),  # nobody warned
-                      ("d2", -10, -1, "sag")])  # ended before d2's alert, tolerance 0: not explained
+                      ("d2", -10, -1, "sag"),   # ended before d2's alert, tolerance 0: not explained
+                      ("d3", 50, 51, "sag")])   # d3's alert was open over it (caught) but raised 50 min before (not explained)
     a, e = aq.match(alerts, events, truth)
-    assert a["explained"].to_list() == [True, False, False]
-    assert e["caught"].to_list() == [True, False, False]
-    assert e["lead_s"][0] == pytest.approx(18 * 60)
-    # with no horizon the same alert no longer explains the later sag
+    assert a["explained"].to_list() == [True, False, False, False]
+    assert e["caught"].to_list() == [True, False, False, True]
+    assert e["lead_s"][0] == pytest.approx(12 * 60)
+    assert a["open_s"].to_list() == [300.0, 60.0, 300.0, 6000.0]
+    # with no horizon the first alert no longer explains the later sag
     a0, _ = aq.match(alerts, events, TruthMatch("events", ("sag",), horizon_s=0, tolerance_s=0))
-    assert a0["explained"].to_list() == [False, False, False]
+    assert a0["explained"].to_list() == [False, False, False, False]
 
 
 def test_a_diagnosis_is_right_only_when_it_names_the_cause_and_weak_events_can_be_left_out():
@@ -108,6 +110,7 @@ def test_judge_counts_precision_recall_and_alerts_per_device_day(tmp_path):
     assert row["all"]["alerts"] == 2 and row["all"]["explained"] == 1 and row["all"]["precision"] == 0.5
     assert row["all"]["events"] == 2 and row["all"]["caught"] == 1 and row["all"]["recall"] == 0.5
     assert row["all"]["alerts_per_device_day"] == pytest.approx(1.0)
+    assert row["all"]["alarm_share"] == pytest.approx(60 / (2 * 86_400))  # the HIGH alert was open 1 min, the MEDIUM 0
     assert row["all"]["median_lead_s"] == pytest.approx(300.0)
     assert row["HIGH"]["precision"] == 1.0 and row["MEDIUM"]["precision"] == 0.0
     assert row["HIGH"]["recall"] == 0.5  # HIGH or worse caught d1's sag
