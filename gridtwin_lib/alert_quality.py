@@ -82,8 +82,8 @@ def truth_events(store, truth: TruthMatch, coverage: Coverage) -> pl.DataFrame:
         if src not in srcs:
             continue
         lo, hi = spans["start"].min(), spans["end"].max()
-        frame = store.scan_truth(truth.table, source=src, start=lo - _td(truth.tolerance_s),
-                                 end=hi + _td(truth.horizon_s + 1)).collect()
+        # no lower bound on the onset: an event that began days before (an open conductor) may still be on
+        frame = store.scan_truth(truth.table, source=src, end=hi + _td(truth.horizon_s + 1)).collect()
         if not frame.height:
             continue
         end = pl.col("end") if "end" in frame.columns else pl.col("ts")

@@ -143,6 +143,8 @@ def test_truth_events_come_from_the_store_for_the_scored_devices_and_types_only(
     ev = aq.truth_events(store, TruthMatch("events", ("sag",), horizon_s=0), cov)
     assert ev["ts"].to_list() == [_t(5)]  # not the motor start, not device d9, not the sag two days later
     assert aq.truth_events(store, TruthMatch("failures"), cov).height == 0  # no such truth table: no events, no error
+    ongoing = aq.Coverage(pl.DataFrame({"source": ["sim:x"], "device_id": ["d1"], "start": [_t(3000.5)], "end": [_t(3100)]}))
+    assert aq.truth_events(store, TruthMatch("events", ("sag",)), ongoing)["ts"].to_list() == [_t(3000)]  # began before, still on
     later = aq.Coverage(pl.DataFrame({"source": ["sim:x"], "device_id": ["d1"], "start": [_t(90_000)], "end": [_t(90_060)]}))
     assert aq.truth_events(store, TruthMatch("events", ("sag",)), later).height == 0  # no truth file in that range
 
