@@ -51,6 +51,33 @@ class Level:
 
 
 @dataclass(frozen=True)
+class TruthMatch:
+    """What a rule is meant to catch, for judging it against the twin's truth
+    (:mod:`gridtwin_lib.alert_quality`).
+
+    Parameters
+    ----------
+    table : truth table of the events (``events`` for the grid twins, ``failures`` for asset fleets).
+    types : event types that count (empty: every row of the table).
+    horizon_s : an alert is explained by an event starting up to this long after its last firing [s]
+        (the rule's forecast horizon; 0 for a rule that detects rather than predicts).
+    tolerance_s : ... or by one that ended at most this long before its first firing [s]
+        (the readings' resolution and averaging windows).
+    min_severity : only events of at least this truth ``severity`` count (a number in [0, 1];
+        e.g. 0.5 for frequency excursions beyond the EN 50160 band of 0.5 Hz).
+    same_cause : the alert's value must name the event's ``cause`` (a rule whose value is a
+        diagnosis, such as the unbalance cause).
+    """
+
+    table: str
+    types: tuple[str, ...] = ()
+    horizon_s: float = 0.0
+    tolerance_s: float = 60.0
+    min_severity: float = 0.0
+    same_cause: bool = False
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     raised_by: str
@@ -59,6 +86,7 @@ class Rule:
     levels: tuple[Level, ...]
     message: str
     action: str
+    truth: TruthMatch | None = None
 
 
 @dataclass(frozen=True)
@@ -116,8 +144,34 @@ def load_rules(path: str | os.PathLike | None = None) -> RuleSet:
             raise InputError(f"{at} ({r['id']}): no levels")
         _check_model(at, r)
         rules.append(Rule(str(r["id"]), str(r["raised_by"]), r["input"], str(r["column"]), tuple(levels),
-                          str(r["message"]), str(r["action"])))
+                          str(r["message"]), str(r["action"]), _truth(f"{at} ({r['id']})", r.get("truth"))))
     return RuleSet(tuple(rules), float(gap), where)
+
+
+def _truth(at: str, doc: Any) -> TruthMatch | None:
+    """A rule's optional ``truth`` entry: {table, types, horizon_s, tolerance_s}."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("table"), str):
+        raise InputError(f"{at}: truth must be a mapping with a 'table' name (e.g. {{table: events, types: [sag]}})")
+    keys = ("table", "types", "horizon_s", "tolerance_s", "min_severity", "same_cause")
+    unknown = set(doc) - set(keys)
+    if unknown:
+        raise InputError(f"{at}: truth has unknown key(s) {', '.join(sorted(unknown))}; use {', '.join(keys)}")
+    types = doc.get("types") or []
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise InputError(f"{at}: truth.types must be a list of event type names (got {types!r})")
+    out: dict[str, Any] = {}
+    for key, default, what in (("horizon_s", 0.0, "a number of seconds >= 0"), ("tolerance_s", 60.0, "a number of seconds >= 0"),
+                               ("min_severity", 0.0, "a number in [0, 1]")):
+        v = doc.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key == "min_severity" and v > 1):
+            raise InputError(f"{at}: truth.{key} must be {what} (got {v!r})")
+        out[key] = float(v)
+    same = doc.get("same_cause", False)
+    if not isinstance(same, bool):
+        raise InputError(f"{at}: truth.same_cause must be true or false (got {same!r})")
+    return TruthMatch(doc["table"], tuple(types), same_cause=same, **out)
 
 
 def _check_model(at: str, r: dict) -> None:
@@ -253,5 +307,5 @@ def counts(alerts: pl.DataFrame) -> dict[str, int]:
     return {s: int(got.get(s, 0)) for s in SEVERITIES}
 
 
-__all__ = ["AlertBook", "RuleSet", "Rule", "Level", "load_rules", "raise_alerts", "firings", "counts", "SEVERITIES",
-           "default_rules", "ALERT_SCHEMA"]
+__all__ = ["AlertBook", "RuleSet", "Rule", "Level", "TruthMatch", "load_rules", "raise_alerts", "firings", "counts",
+           "SEVERITIES", "default_rules", "ALERT_SCHEMA"]

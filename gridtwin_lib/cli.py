@@ -572,6 +572,10 @@ from .cli_scale import register as _register_scale  # noqa: E402
 
 _register_scale(app)
 
+from .cli_alerts import register as _register_alerts  # noqa: E402
+
+_register_alerts(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

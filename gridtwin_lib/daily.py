@@ -46,7 +46,7 @@ class DayScores:
 
 
 def score_day(store, day: date | str | None = None, *, engine: Engine | None = None, sources: Iterable[str] | None = None,
-              progress: bool = False, max_devices: int | None = None, alert_rules=None) -> DayScores:
+              progress: bool = False, max_devices: int | None = None, alert_rules=None, days_back: int = 0) -> DayScores:
     """Score one UTC day of the store through every champion.
 
     ``day`` None scores **each source's own most recent day** (simulated runs cover
@@ -58,13 +58,18 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
     else the meter twin) give tomorrow's load forecast, which with a PV forecast and the tariff
     gives the day plan and the dispatch set-point (models found by role in the registry). Each part that has no data or no champion adds a line to ``notes``
     instead of failing. ``alert_rules``: a path or :class:`~gridtwin_lib.alerts.RuleSet`.
+    ``days_back``: with ``day`` None, score each source's day that many days before its most
+    recent one (e.g. tune alert thresholds on one day, judge them on the next).
     """
     from tqdm.auto import tqdm
 
     engine = engine or Engine.from_registry(progress=progress)
     srcs = list(sources) if sources is not None else store.sources("three_phase")
     fixed = as_date(day) if day is not None else None
-    days = {s: fixed or latest_day(store, "three_phase", [s]) for s in srcs if fixed or store.scan("three_phase", source=s).head(1).collect().height}
+    if days_back < 0:
+        raise InputError(f"days_back must be >= 0 (got {days_back})")
+    days = {s: fixed or latest_day(store, "three_phase", [s]) - timedelta(days=days_back)
+            for s in srcs if fixed or store.scan("three_phase", source=s).head(1).collect().height}
     if not days:
         raise InputError(f"no three_phase readings of {srcs or 'any source'} in {store}; simulate or ingest some first (make run)")
     day = fixed or max(days.values())

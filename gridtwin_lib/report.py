@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,13 @@ def _short(role: str) -> str:
 
 @dataclass
 class DailyReport:
+    """The daily report of a scored day; ``store`` and ``alert_rules`` (when given) let it judge
+    the day's alerts against the twin's truth (:meth:`alert_quality`)."""
+
     scores: DayScores
+    store: Any = None
+    alert_rules: Any = None
+    _quality: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def day(self) -> date:
@@ -69,6 +75,22 @@ class DailyReport:
             rows.append({"severity": sev, "alerts": part.height, "open": int((part["status"] == "open").sum()) if part.height else 0,
                          "raised_by": ", ".join(sorted(set(part["raised_by"]))) if part.height else ""})
         return pd.DataFrame(rows)
+
+    def alert_quality(self) -> pd.DataFrame:
+        """Each rule's alerts of the day against the twin's truth: precision, recall, median lead
+        time [s] and alerts per device-day, per severity (:mod:`gridtwin_lib.alert_quality`).
+        Empty without a store, alerts or any truth (measured sources have none)."""
+        from . import alert_quality as aq
+
+        s = self.scores
+        if self._quality is None:
+            self._quality = pd.DataFrame()
+            if self.store is not None and s.alerts is not None and s.readings.height:
+                rules = self.alert_rules if isinstance(self.alert_rules, alerts_lib.RuleSet) else alerts_lib.load_rules(self.alert_rules)
+                table, events = aq.judge_scores(self.store, s.readings, rules, assets=s.assets, alerts=s.alerts)
+                if sum(e.height for e in events.values()):
+                    self._quality = table.to_pandas()
+        return self._quality
 
     def assets_ranked(self, top: int = 20) -> pd.DataFrame:
         """Assets by failure probability (7 days), with the overload model's class and probability."""
@@ -177,7 +199,8 @@ class DailyReport:
         d.mkdir(parents=True, exist_ok=True)
         self.alerts().write_csv(d / "alerts.csv")
         for name, frame in (("assets_ranked", self.assets_ranked(10_000)), ("pq_en50160", self.pq()),
-                            ("forecast_plan", self.forecast_and_plan()), ("coverage", self.coverage())):
+                            ("forecast_plan", self.forecast_and_plan()), ("coverage", self.coverage()),
+                            ("alert_quality", self.alert_quality())):
             if not frame.empty:
                 frame.to_csv(d / f"{name}.csv", index=False)
         doc = {**self.headline(), "plan": self.plan_summary(), "notes": self.scores.notes}
@@ -191,9 +214,10 @@ def daily(store=None, day: date | str | None = None, *, sources=None, engine: En
     from .store import Store
 
     store = store if store is not None else Store()
+    rules = alerts_lib.load_rules(alert_rules) if not isinstance(alert_rules, alerts_lib.RuleSet) else alert_rules
     scores = score_day(store, day, engine=engine, sources=sources or None, progress=progress, max_devices=max_devices,
-                       alert_rules=alert_rules)
-    return DailyReport(scores)
+                       alert_rules=rules)
+    return DailyReport(scores, store=store, alert_rules=rules)
 
 
 __all__ = ["DailyReport", "daily"]
