@@ -406,6 +406,16 @@ def test_voila_command_culls_idle_kernels_and_bounds_cell_time():
     assert "--preheat_kernel=True" not in " ".join(dashboards.voila_command(Path("/x"), 9999, preheat=False))
 
 
+def _run_in_own_loop(handler):
+    """``asyncio.run(handler())`` in a thread of its own: Playwright's sync API leaves an event loop running in
+    this thread once a browser test has run in the same worker, and asyncio.run refuses to nest."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, handler()).result(timeout=60)
+
+
 def test_page_tasks_are_held_until_done_even_when_nothing_else_holds_them():
     """Voila's page handler starts the notebook's execution with a bare ensure_future; a task that only a future
     nobody else holds can wake is garbage: collected mid-flight, its page waits forever ("Executing 1 of 2").
@@ -435,7 +445,7 @@ def test_page_tasks_are_held_until_done_even_when_nothing_else_holds_them():
             got.append(snippet)
         return got
 
-    assert asyncio.run(handler()) == ["<div>cell</div>"]
+    assert _run_in_own_loop(handler) == ["<div>cell</div>"]
     assert not server._PAGE_TASKS
 
 
@@ -459,7 +469,7 @@ def test_a_page_whose_execution_fails_shows_the_error_and_ends():
             got.append(snippet)
         return got
 
-    got = asyncio.run(handler())
+    got = _run_in_own_loop(handler)
     assert len(got) == 1 and server.FAILED_CLASS in got[0] and "Kernel didn&#x27;t respond in 60 seconds" in got[0]
 
 
