@@ -416,6 +416,46 @@ def _run_in_own_loop(handler):
         return pool.submit(asyncio.run, handler()).result(timeout=60)
 
 
+def test_a_preheated_kernel_is_not_culled_as_it_is_handed_to_a_page():
+    """The culler shut down a preheated kernel in the seconds between a page taking it from Voila's pool and the
+    browser connecting ("Culling 'idle' kernel ... 0 connections due to 75 seconds of inactivity", then "Kernel
+    died" on the page). The hand-over counts as activity, and a kernel whose page is still computed is spared;
+    once the page is done, the culler decides as before."""
+    import asyncio
+    import types
+    from datetime import datetime
+
+    from gridtwin_lib.dashboards import server
+
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    culled = []
+
+    class VoilaLikeManager:  # the two methods of Voila's kernel manager the guard wraps
+        def __init__(self):
+            self._kernels = {"k1": types.SimpleNamespace(last_activity=long_ago)}
+
+        async def get_rendered_notebook(self, notebook_name):
+            return self.render_task, [], "k1"
+
+        async def cull_kernel_if_idle(self, kernel_id):
+            culled.append(kernel_id)
+
+    manager_class = server._guard_handed_over_kernels(lambda: VoilaLikeManager)()
+
+    async def scenario():
+        manager = manager_class()
+        manager.render_task = asyncio.get_running_loop().create_future()
+        await manager.get_rendered_notebook("02_predictive_maintenance.ipynb")
+        touched = manager._kernels["k1"].last_activity > long_ago
+        await manager.cull_kernel_if_idle("k1")  # page still being computed: spared
+        spared = list(culled)
+        manager.render_task.set_result(None)
+        await manager.cull_kernel_if_idle("k1")  # page done: the culler decides (connections, idle time)
+        return touched, spared, list(culled)
+
+    assert _run_in_own_loop(scenario) == (True, [], ["k1"])
+
+
 def test_page_tasks_are_held_until_done_even_when_nothing_else_holds_them():
     """Voila's page handler starts the notebook's execution with a bare ensure_future; a task that only a future
     nobody else holds can wake is garbage: collected mid-flight, its page waits forever ("Executing 1 of 2").

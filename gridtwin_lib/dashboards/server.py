@@ -1,4 +1,4 @@
-"""The Voila server behind ``gridtwin dashboards``: Voila with three fixes for a long-running service.
+"""The Voila server behind ``gridtwin dashboards``: Voila with fixes for a long-running service.
 
 Run as ``python -m gridtwin_lib.dashboards.server <voila arguments>`` (:func:`gridtwin_lib.dashboards.voila_command`
 builds the line).
@@ -25,6 +25,8 @@ builds the line).
   and scoring) and Voila starts the next one in the background. The cost: one idle kernel per dashboard
   and the landing page (the kernel count's floor), and a page shows the store as it was when its kernel ran it (at most since
   the previous visit; 01's "follow newest" looks again every 10 s). The landing page has its kernel too.
+- **A preheated kernel is not culled as it is handed to a page** (:func:`guard_handed_over_kernels`): it left
+  Voila's pool, where the culler spares it, before the browser connected, with the idle time of its preheat.
 - **Offline**: Font Awesome is served from the ``fontawesomefree`` package at ``/gridtwin/fontawesome/``;
   the ``gridtwin`` template (``share/voila/templates/gridtwin``) points the page at it instead of a CDN.
 """
@@ -120,6 +122,61 @@ def keep_page_tasks() -> None:
     voila.handler.asyncio = view
 
 
+def _guard_handed_over_kernels(factory):
+    """Wrap Voila's ``voila_kernel_manager_factory`` so that the culler never takes a preheated kernel in the
+    moment it is handed to a page.
+
+    A preheated kernel sits in Voila's pool without a connection; Voila keeps the culler off it only while it is
+    in the pool. When a page takes it, it leaves the pool before the browser connects (seconds on a loaded
+    machine) while its ``last_activity`` is still that of its preheat, maybe long ago: a cull pass in between
+    shut it down ("Culling 'idle' kernel ... with 0 connections due to 75 seconds of inactivity", then "Kernel
+    died" on the page). Here the hand-over counts as activity, and a kernel whose page is still being computed
+    is not culled; once the page is connected, ``cull_connected=False`` keeps it."""
+    def guarded(*args, **kwargs):
+        base = factory(*args, **kwargs)
+
+        class HandOverKernelManager(base):
+            async def get_rendered_notebook(self, *a, **kw):
+                result = await super().get_rendered_notebook(*a, **kw)
+                render_task, _, kernel_id = result
+                self._page_renders = {k: t for k, t in getattr(self, "_page_renders", {}).items() if not t.done()}
+                self._page_renders[kernel_id] = render_task
+                _touch(self, kernel_id)
+                return result
+
+            async def cull_kernel_if_idle(self, kernel_id: str):
+                task = getattr(self, "_page_renders", {}).get(kernel_id)
+                if task is not None and not task.done():  # its page is still being computed
+                    _touch(self, kernel_id)
+                    return None
+                return await super().cull_kernel_if_idle(kernel_id)
+
+        HandOverKernelManager.__name__ = base.__name__
+        return HandOverKernelManager
+
+    return guarded
+
+
+def _touch(manager, kernel_id: str) -> None:
+    """Mark ``kernel_id`` active now (what the culler measures idleness from)."""
+    from jupyter_server._tz import utcnow
+
+    kernel = manager._kernels.get(kernel_id)
+    if kernel is not None:
+        kernel.last_activity = utcnow()
+
+
+def guard_handed_over_kernels() -> None:
+    """Install :func:`_guard_handed_over_kernels` in Voila's app module (before the app builds its kernel
+    manager)."""
+    import voila.app
+
+    if not getattr(voila.app.voila_kernel_manager_factory, "_gridtwin_guarded", False):
+        guarded = _guard_handed_over_kernels(voila.app.voila_kernel_manager_factory)
+        guarded._gridtwin_guarded = True
+        voila.app.voila_kernel_manager_factory = guarded
+
+
 def _kernel_list_handler():
     from jupyter_server.services.kernels.handlers import MainKernelHandler
     from tornado import web
@@ -160,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     from traitlets.config import Config
 
     keep_page_tasks()
+    guard_handed_over_kernels()
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), os.environ.get("JUPYTER_PATH", "")) if p)
     config = Config()
     config.VoilaConfiguration.template = TEMPLATE
