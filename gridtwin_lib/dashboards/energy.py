@@ -22,12 +22,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from .. import settings
 from . import MissingData, days, engine, model_id, simulated_sources, store
 
 FORECAST_ROLE, PLAN_ROLE, SEGMENT_ROLE = "day_ahead_load", "day_plan", "segments"  # the registry's roles shown here
 LOSSES = "energy_loss"  # catalogue name of the per-reading losses model
-UCI_UTC_OFFSET_H = 1.0  # the UCI house's clock (Sceaux, no DST in the file)
-SIM_UTC_OFFSET_H = 10.0  # the default site's standard time
 TARIFF_EUR_PER_KWH = (0.16, 0.22, 0.34)  # off-peak, shoulder, peak: the day planner's dataset's default tariff
 FORECAST_DAYS = 14  # days offered in the day selector
 PLAN_TIME_LIMIT_S = 30.0  # [s] the LP solves a day in ~0.01 s; the limit only guards a stuck solver on a busy host
@@ -61,7 +60,8 @@ def meter_sources() -> list[str]:
 
 
 def _offset(source: str) -> float:
-    return UCI_UTC_OFFSET_H if source == "uci" else SIM_UTC_OFFSET_H
+    """The source's meter clock [h from UTC] (conf/base/sites.yaml: ``sources``, else ``other_sources``)."""
+    return settings.source_profile(source).utc_offset_h
 
 
 def forecast_days(source: str) -> list[date]:
