@@ -388,21 +388,15 @@ class CurrentStepRule(Baseline):
         return _rule_output(score, score > self.step_rel, X)
 
 
-class MultiChannelAndCurrentStepRule(Baseline):
-    """m01 ladder: :class:`EN50160MultiChannelRule` OR :class:`CurrentStepRule`.
+class MultiChannelAndCurrentStepRule(CurrentStepRule):
+    """m01 ladder: :class:`EN50160MultiChannelRule` OR :class:`CurrentStepRule` (whose parameter and checks it
+    shares).
 
     ``anomaly_score`` = max(limit multiple, current step / ``step_rel``) (1; 1 = at a limit),
     ``is_anomaly`` = score > 1. Learns nothing.
     """
 
     name = "EN 50160 multi-channel + current step rule"
-
-    def __init__(self, step_rel: float = 0.5):
-        self.step_rel = step_rel
-
-    def fit(self, X, y=None):
-        feature_array(X, M01_INPUT_COLUMNS)
-        return self
 
     def predict(self, X) -> pd.DataFrame:
         score = np.maximum(_limit_multiples(X), _current_step(X) / self.step_rel)
