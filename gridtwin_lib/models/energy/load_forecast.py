@@ -394,7 +394,7 @@ class SeasonalETSLoad(Baseline):
         if int(self.history_weeks) < 1:
             raise InputError(f"SeasonalETSLoad: history_weeks must be >= 1 (got {self.history_weeks})")
         form = str(self.ets_model)
-        if len(form) != 3 or form[0] not in "AMZ" or form[1] not in "ANZ" or form[2] not in "ANMZ":
+        if len(form) != 3 or form[0] not in "AMZ" or form[1] not in "ANMZ" or form[2] not in "ANMZ":
             raise InputError(f"SeasonalETSLoad: ets_model={self.ets_model!r} is not an ETS form; write error, trend, "
                              "season as three letters, e.g. ZNZ (A additive, M multiplicative, N none, Z chosen by AICc)")
         X = _check_X(X)
