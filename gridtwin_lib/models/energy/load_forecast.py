@@ -354,7 +354,9 @@ class SeasonalETSLoad(Baseline):
     ahead is not what a household's load has, and the trend candidates triple the fit time) and
     its smoothing parameters by AICc, on the last ``history_weeks`` weeks of the training range
     only (the hourly inputs the training rows carry: what the meter delivered, gaps filled
-    causally by the dataset builder). Four weeks: with two or three, AICc can drop the daily
+    causally by the dataset builder; the labels are not read), from a local midnight on: the
+    forward pass keeps the fitted initial states, whose daily phase must be that of the rows' weeks
+    (each starts at midnight, 168 h before the issue). Four weeks: with two or three, AICc can drop the daily
     season on the UCI household; a longer window costs about a second per week. ``predict``: for each row, the fitted model is run over the row's own 168 hourly lags
     (``AutoETS.forward``: the same parameters, states filtered again on that week) and forecasts
     the 24 hours of the target day, issued at midnight exactly like the model. A row carries
@@ -398,9 +400,12 @@ class SeasonalETSLoad(Baseline):
             raise InputError(f"SeasonalETSLoad: ets_model={self.ets_model!r} is not an ETS form; write error, trend, "
                              "season as three letters, e.g. ZNZ (A additive, M multiplicative, N none, Z chosen by AICc)")
         X = _check_X(X)
-        order = np.argsort(_issue_times(X).values, kind="stable")
-        series = hourly_series(X.iloc[order], _targets(y, len(X))[order] if y is not None else None)["filled"]
-        series = series.ffill().dropna().to_numpy()[-int(self.history_weeks) * WEEK_H:]
+        series = hourly_series(X)["filled"]  # the inputs only: labels (a twin's truth) are not what serving sees
+        series = series.loc[:series.last_valid_index()].ffill().dropna()
+        series = series[series.index >= series.index[-1] - pd.Timedelta(hours=int(self.history_weeks) * WEEK_H - 1)]
+        midnight = np.flatnonzero(series.index.hour == 0)
+        # AutoETS.forward keeps the fitted initial states: the window starts at a local midnight, like every row's week
+        series = series.iloc[midnight[0]:].to_numpy() if midnight.size else series.iloc[:0].to_numpy()
         if len(series) < 2 * int(self.season_length_h) + 2:
             raise InputError(f"SeasonalETSLoad: {len(series)} training hours are too few for a season of "
                              f"{self.season_length_h} h; extend the training range")
