@@ -271,6 +271,7 @@ def test_statsforecast_baseline_forecasts_every_test_hour_from_the_past_only(sim
     pd.testing.assert_frame_equal(refit.predict(data.X_test), p)
     one = b.predict(data.X_test.iloc[[4]])
     pd.testing.assert_frame_equal(one, p.iloc[[4]])
+    pd.testing.assert_frame_equal(cloudpickle.loads(cloudpickle.dumps(b)).predict(data.X_test), p)  # as logged to serve
     assert np.ptp(day, axis=1).min() > 0  # a daily shape, not a flat line
 
     X, y = _periodic_rows(40, noise_kw=0.05, weekly_kw=0.0)  # a daily season in noise: what it models
