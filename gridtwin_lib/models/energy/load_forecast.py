@@ -30,6 +30,9 @@ the in-sample MAE of the seasonal-naive (same hour last week, 168 h) forecast on
 training range (:func:`seasonal_naive_scale`); MAE and RMSE [kW]; one-step MAE and
 RMSE [kW]; lag-24 persistence MASE/MAE/RMSE as a reference. Hours whose target is
 NaN (too few valid readings) are left out of every metric, for every forecast alike.
+The one-step table (:meth:`LoadForecast.supplementary_metrics`, :func:`onestep_comparison`):
+the one-step head against persistence and AR(24) + lag-168 on identical hours, RMSE [kW] with
+paired day-block bootstrap intervals on the differences.
 """
 
 from __future__ import annotations
