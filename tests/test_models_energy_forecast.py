@@ -22,6 +22,9 @@ from gridtwin_lib.models.energy.load_forecast import (
     OUT_COLS,
     LoadForecast,
     NaiveLoad,
+    SeasonalETSLoad,
+    onestep_comparison,
+    onestep_table,
     seasonal_naive_scale,
 )
 from gridtwin_lib.schema import flag_mask
@@ -193,10 +196,11 @@ def test_fit_and_evaluate_scores_model_and_baseline_on_the_same_rows(fitted):
 
 def test_model_beats_every_baseline_of_its_ladder_on_the_simulated_feeder(fitted):
     """Day-ahead MASE on the held-out week: below the strongest of seasonal naive, yesterday's
-    load, the same-hour mean of the last 7 days and the linear regression on the last week, by 0.02."""
+    load, the same-hour mean of the last 7 days, the linear regression on the last week and
+    statsforecast's AutoETS with a daily season, by 0.02."""
     data, model, _, _ = fitted
     mase, scores = ladder_scores(model, data, fit_model=False)
-    assert set(scores) == {"NaiveLoad", "YesterdayLoad", "SameHourMean7d", "LinearARLoad"}
+    assert set(scores) == {"NaiveLoad", "YesterdayLoad", "SameHourMean7d", "LinearARLoad", "SeasonalETSLoad"}
     name, best = strongest(model, scores)
     assert mase < best - 0.02, (mase, scores)
 
@@ -227,6 +231,95 @@ def test_linear_ar_baseline_is_causal_and_learns_the_series():
     q = b.predict(changed)
     pd.testing.assert_frame_equal(q[ONESTEP_COLS[:11]], p[ONESTEP_COLS[:11]])
     pd.testing.assert_frame_equal(q[OUT_COLS], p[OUT_COLS])
+
+
+def _periodic_rows(days: int, noise_kw: float = 0.0, weekly_kw: float = 0.2, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Day-ahead rows (168 lags, the day's 23 observed hours) of a daily + weekly periodic load [kW]."""
+    t = np.arange((days + 7) * 24)
+    load = 1.0 + 0.5 * np.sin(2 * np.pi * t / 24) + weekly_kw * np.sin(2 * np.pi * t / 168)
+    load = load + noise_kw * np.random.default_rng(seed).standard_normal(len(t))
+    rows, ys = [], []
+    for d in range(7, days + 7):
+        h0 = d * 24
+        rows.append([*load[h0 - np.arange(1, 169)], *load[h0:h0 + 23]])
+        ys.append(load[h0:h0 + 24])
+    X = pd.DataFrame(rows, columns=[*LAG_COLS, *OBS_COLS])
+    X.insert(0, "holiday", 0.0)
+    X.insert(0, "issue_time_local", pd.date_range("2010-01-08", periods=days, freq="D"))
+    return X, pd.DataFrame(ys, columns=OUT_COLS)
+
+
+def test_statsforecast_baseline_forecasts_every_test_hour_from_the_past_only(sim):
+    """AutoETS (statsforecast) fitted on the training rows forecasts all 24 hours of every test day;
+    its forecasts do not move when the future changes (the target day's own hours, the labels,
+    later rows), one row alone gets its batch forecast, and it is a forecaster, not a constant."""
+    _, data = sim
+    b = SeasonalETSLoad().fit(data.X_train, data.y_train)
+    assert b.form_.startswith("ETS(")
+    p = b.predict(data.X_test)
+    assert list(p.columns) == [*OUT_COLS, *ONESTEP_COLS] and len(p) == data.n_test
+    day = p[OUT_COLS].to_numpy()
+    assert np.isfinite(day).all() and (day >= 0).all()
+    np.testing.assert_array_equal(p[ONESTEP_COLS].to_numpy(), day)  # no intraday update
+    future = data.X_test.copy()
+    future[OBS_COLS] = future[OBS_COLS] * 3 + 1  # the target day's own measurements
+    pd.testing.assert_frame_equal(b.predict(future), p)
+    later = data.X_test.copy()
+    later.loc[later.index[3:], LAG_COLS] = later.loc[later.index[3:], LAG_COLS] * 3 + 1  # what follows day 3's issue
+    pd.testing.assert_frame_equal(b.predict(later).iloc[:3], p.iloc[:3])
+    refit = SeasonalETSLoad().fit(data.X_train, data.y_train * 0 + 5.0)  # it is fitted on the inputs, not the labels
+    pd.testing.assert_frame_equal(refit.predict(data.X_test), p)
+    one = b.predict(data.X_test.iloc[[4]])
+    pd.testing.assert_frame_equal(one, p.iloc[[4]])
+    pd.testing.assert_frame_equal(cloudpickle.loads(cloudpickle.dumps(b)).predict(data.X_test), p)  # as logged to serve
+    assert np.ptp(day, axis=1).min() > 0  # a daily shape, not a flat line
+
+    X, y = _periodic_rows(40, noise_kw=0.05, weekly_kw=0.0)  # a daily season in noise: what it models
+    q = SeasonalETSLoad().fit(X.iloc[:30], y.iloc[:30]).predict(X.iloc[30:])
+    err = np.abs(q[OUT_COLS].to_numpy() - y.iloc[30:].to_numpy()).mean()
+    naive = np.abs(X.iloc[30:][[f"lag_kw_{168 - h:03d}" for h in range(24)]].to_numpy() - y.iloc[30:].to_numpy()).mean()
+    assert err < naive, (err, naive)  # smoothing the season beats last week's noisy copy of it
+    with pytest.raises(InputError, match="ets_model"):
+        SeasonalETSLoad(ets_model="XYZ").fit(X, y)
+    with pytest.raises(InputError, match="too few"):
+        SeasonalETSLoad().fit(X.head(1).assign(**{c: np.nan for c in LAG_COLS[24:]}), y.head(1))  # 47 hours
+
+
+def test_onestep_table_compares_head_persistence_and_ar_on_identical_hours(fitted):
+    """The run's one-step metrics: the head, persistence (previous hour) and AR(24) + lag-168 on the
+    same hours, each RMSE recomputed here from the ladder's own predictions; the differences are
+    model - reference with intervals around them; a forecast missing for an hour drops that hour
+    for all three."""
+    data, _, _, ev = fitted
+    m = ev.metrics
+    names = dict(zip(map(type, ev.fitted_baselines.values()), ev.fitted_baselines, strict=True))
+    from gridtwin_lib.models.energy.load_forecast import LinearARLoad
+
+    Y = data.y_test.to_numpy(float)
+    one = {"model": ev.predictions["model"][ONESTEP_COLS].to_numpy(float),
+           "persistence": ev.ladder_predictions[names[NaiveLoad]][ONESTEP_COLS].to_numpy(float),
+           "ar24_168": ev.ladder_predictions[names[LinearARLoad]][ONESTEP_COLS].to_numpy(float)}
+    np.testing.assert_array_equal(one["persistence"][:, 1:], data.X_test[OBS_COLS].to_numpy(float))
+    mask = np.isfinite(Y) & np.logical_and.reduce([np.isfinite(v) for v in one.values()])
+    assert m["onestep_n_hours_compared"] == mask.sum() == 7 * 24
+    for k, v in one.items():
+        assert m[f"onestep_rmse_kw_{k}"] == pytest.approx(np.sqrt(np.mean((Y[mask] - v[mask]) ** 2)), rel=1e-12)
+        assert m[f"ci_onestep_rmse_kw_{k}_low"] <= m[f"onestep_rmse_kw_{k}"] <= m[f"ci_onestep_rmse_kw_{k}_high"]
+    for k in ("persistence", "ar24_168"):
+        d = m[f"ci_onestep_diff_{k}_value"]
+        assert d == pytest.approx(m["onestep_rmse_kw_model"] - m[f"onestep_rmse_kw_{k}"], rel=1e-12)
+        assert m[f"ci_onestep_diff_{k}_low"] <= d <= m[f"ci_onestep_diff_{k}_high"]
+    table = onestep_table(m)
+    assert list(table.index) == ["one-step head (LSTM)", "persistence (previous hour)", "AR(24) + lag-168 (least squares)"]
+    assert table["hours"].eq(7 * 24).all() and table["rmse_kw"].notna().all()
+
+    gap = {k: v.copy() for k, v in one.items()}
+    gap["ar24_168"][2, 5:9] = np.nan  # an hour the AR cannot forecast is left out for every forecaster
+    out = onestep_comparison(data.y_test, gap, n_replicates=0)
+    keep = mask.copy()
+    keep[2, 5:9] = False
+    assert out["onestep_n_hours_compared"] == keep.sum() == 7 * 24 - 4 and not any(k.startswith("ci_") for k in out)
+    assert out["onestep_rmse_kw_persistence"] == pytest.approx(np.sqrt(np.mean((Y[keep] - one["persistence"][keep]) ** 2)))
 
 
 def test_baseline_is_the_lagged_load():

@@ -12,7 +12,9 @@ contract that lets one piece of code train, judge, track and serve all 16 of the
   predictions (named so that scikit-learn's ``score(X, y)`` is not shadowed); called
   with the model's and the baseline's predictions on exactly
   the same held-out rows (:func:`fit_and_evaluate` guarantees it);
-* ``figures(dataset, predictions)``: plotly figures of the evaluation.
+* ``figures(dataset, predictions)``: plotly figures of the evaluation;
+* ``supplementary_metrics(dataset, ev, ...)`` (optional): metrics comparing predictors on the
+  same rows beyond the primary metric (e.g. a secondary output's table), added to ``ev.metrics``.
 
 Models get frames (or arrays), never paths; they never talk to MLflow
 (``gridtwin_lib.tracking`` does) and never see ground truth except as ``y``.
@@ -319,6 +321,16 @@ class GridModel(BaseEstimator):
         """
         return None
 
+    def supplementary_metrics(self, dataset: Dataset, ev: Evaluation, *, n_replicates: int, seed: int) -> dict[str, float]:
+        """Optional: metrics that need more than one predictor's output, computed once every
+        baseline has predicted the test rows (e.g. a secondary output of the model against two
+        baselines on identical rows, with paired bootstrap intervals on the differences).
+
+        ``fit_and_evaluate`` adds them to ``ev.metrics`` (so a run logs them as ``model/<name>``);
+        ``n_replicates`` is 0 when no bootstrap is asked for, ``seed`` is the bootstrap's. Default: none.
+        """
+        return {}
+
     def member_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """The primary metric of each ensemble member, from ``evaluate``'s ``member_<name>_<primary>``
         keys (empty for a model that is not an ensemble). The champion gate requires the model to
@@ -424,6 +436,11 @@ def fit_and_evaluate(model: GridModel, dataset: Dataset, *, baselines: list[Base
     ev.timings_s.update({"fit_s": t1 - t0, "baseline_fit_s": t2 - t1})
     if bootstrap:
         attach_uncertainty(model, dataset, ev, n_replicates=n_replicates, seed=seed, time_budget_s=time_budget_s)
+    t3 = time.perf_counter()
+    extra = model.supplementary_metrics(dataset, ev, n_replicates=n_replicates if bootstrap else 0, seed=seed)
+    if extra:
+        ev.metrics.update({k: float(v) for k, v in extra.items()})
+        ev.timings_s["supplementary_s"] = time.perf_counter() - t3
     return model, fitted[0], ev
 
 

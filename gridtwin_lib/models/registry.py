@@ -196,7 +196,8 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
     _entry("m08_voltage_sag", "maintenance", "voltage_sag", "VoltageSag", ("HourlySagRate", "RecentEventsLogistic", "DesignLogistic"),
            serving=_m("maintenance", "voltage_sag", "SERVING")),
     # ------------------------------------------------------------------ energy
-    _entry("m09_load_forecast", "energy", "load_forecast", "LoadForecast", ("NaiveLoad", "YesterdayLoad", "SameHourMean7d", "LinearARLoad"),
+    _entry("m09_load_forecast", "energy", "load_forecast", "LoadForecast",
+           ("NaiveLoad", "YesterdayLoad", "SameHourMean7d", "LinearARLoad", "SeasonalETSLoad"),
            dataset=_d("energy", "load_forecast", "load_forecast_uci"), dataset_prefix="uci_",
            variants=(Variant("sim", _d("energy", "load_forecast", "load_forecast_sim"), "sim_"),), role="day_ahead_load", serving=_m("energy", "load_forecast", "SERVING")),
     _entry("m10_energy_loss", "energy", "energy_loss", "EnergyLoss", ("FixedLossFactor", "QuadraticLossFactor", "LinearOnHeadReadings"),

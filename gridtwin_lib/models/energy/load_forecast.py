@@ -30,6 +30,9 @@ the in-sample MAE of the seasonal-naive (same hour last week, 168 h) forecast on
 training range (:func:`seasonal_naive_scale`); MAE and RMSE [kW]; one-step MAE and
 RMSE [kW]; lag-24 persistence MASE/MAE/RMSE as a reference. Hours whose target is
 NaN (too few valid readings) are left out of every metric, for every forecast alike.
+The one-step table (:meth:`LoadForecast.supplementary_metrics`, :func:`onestep_comparison`):
+the one-step head against persistence and AR(24) + lag-168 on identical hours, RMSE [kW] with
+paired day-block bootstrap intervals on the differences.
 """
 
 from __future__ import annotations
@@ -343,6 +346,90 @@ class LinearARLoad(Baseline):
             day[rows] = self.day_ahead_.predict(D[rows])
         out = np.hstack([np.clip(day, 0.0, None), np.clip(one.reshape(len(X), HOURS), 0.0, None)])
         return pd.DataFrame(out, columns=[*OUT_COLS, *ONESTEP_COLS], index=X.index)
+
+
+class SeasonalETSLoad(Baseline):
+    """Exponential smoothing with a daily season, statsforecast's ``AutoETS(season_length=24)``.
+
+    The statistical forecaster a practitioner tries first on hourly load, from a maintained
+    library rather than written here. ``fit``: AutoETS picks the ETS form among ``ets_model``
+    (error and season additive or multiplicative; no trend by default: a trend over the one day
+    ahead is not what a household's load has, and the trend candidates triple the fit time) and
+    its smoothing parameters by AICc, on the last ``history_weeks`` weeks of the training range
+    only (the hourly inputs the training rows carry: what the meter delivered, gaps filled
+    causally by the dataset builder; the labels are not read), from a local midnight on: the
+    forward pass keeps the fitted initial states, whose daily phase must be that of the rows' weeks
+    (each starts at midnight, 168 h before the issue). Four weeks: with two or three, AICc can drop the daily
+    season on the UCI household; a longer window costs about a second per week. ``predict``: for each row, the fitted model is run over the row's own 168 hourly lags
+    (``AutoETS.forward``: the same parameters, states filtered again on that week) and forecasts
+    the 24 hours of the target day, issued at midnight exactly like the model. A row carries
+    all it needs, so one row alone gets the forecast it gets in a batch (what the engine
+    serves). The target day's own hours (``obs_kw_*``) are never read: the one-step columns
+    carry the day-ahead values. A row whose forecast is not finite (a multiplicative form run
+    on a week holding a zero load) gets yesterday's load instead. kW in and out.
+
+    Parameters
+    ----------
+    season_length_h : int
+        Season of the ETS model [h].
+    history_weeks : int
+        Training weeks [wk] (the last ones) the ETS form and parameters are chosen on.
+    ets_model : str
+        statsforecast's three-letter ETS form to search (``Z``: chosen by AICc; ``N``: none).
+
+    Attributes
+    ----------
+    ets_ : statsforecast.models.AutoETS
+        The fitted model (``ets_.model_["method"]`` names the chosen form, e.g. ``ETS(M,Ad,M)``).
+    """
+
+    name = "exponential smoothing, daily season (statsforecast AutoETS)"
+
+    def __init__(self, season_length_h: int = HOURS, history_weeks: int = 4, ets_model: str = "ZNZ"):
+        self.season_length_h = season_length_h
+        self.history_weeks = history_weeks
+        self.ets_model = ets_model
+
+    def fit(self, X, y=None):
+        from statsforecast.models import AutoETS
+
+        if not 1 <= int(self.season_length_h) <= WEEK_H // 2:
+            raise InputError(f"SeasonalETSLoad: season_length_h must be within 1..84 hours, a week holds two seasons "
+                             f"(got {self.season_length_h})")
+        if int(self.history_weeks) < 1:
+            raise InputError(f"SeasonalETSLoad: history_weeks must be >= 1 (got {self.history_weeks})")
+        form = str(self.ets_model)
+        if len(form) != 3 or form[0] not in "AMZ" or form[1] not in "ANMZ" or form[2] not in "ANMZ":
+            raise InputError(f"SeasonalETSLoad: ets_model={self.ets_model!r} is not an ETS form; write error, trend, "
+                             "season as three letters, e.g. ZNZ (A additive, M multiplicative, N none, Z chosen by AICc)")
+        X = _check_X(X)
+        series = hourly_series(X)["filled"]  # the inputs only: labels (a twin's truth) are not what serving sees
+        series = series.loc[:series.last_valid_index()].ffill().dropna()
+        series = series[series.index >= series.index[-1] - pd.Timedelta(hours=int(self.history_weeks) * WEEK_H - 1)]
+        midnight = np.flatnonzero(series.index.hour == 0)
+        # AutoETS.forward keeps the fitted initial states: the window starts at a local midnight, like every row's week
+        series = series.iloc[midnight[0]:].to_numpy() if midnight.size else series.iloc[:0].to_numpy()
+        if len(series) < 2 * int(self.season_length_h) + 2:
+            raise InputError(f"SeasonalETSLoad: {len(series)} training hours are too few for a season of "
+                             f"{self.season_length_h} h; extend the training range")
+        self.ets_ = AutoETS(season_length=int(self.season_length_h), model=self.ets_model).fit(series)
+        self.form_ = str(self.ets_.model_.get("method", ""))
+        return self
+
+    def predict(self, X) -> pd.DataFrame:
+        if not hasattr(self, "ets_"):
+            raise InputError("SeasonalETSLoad: the baseline is not fitted; call fit first")
+        X = _check_X(X)
+        hist = _history(X)
+        day = np.full((len(X), HOURS), np.nan)
+        for i, week in enumerate(hist):
+            if np.isfinite(week).all():
+                with np.errstate(all="ignore"):
+                    day[i] = self.ets_.forward(y=week, h=HOURS)["mean"]
+        bad = ~np.isfinite(day).all(axis=1)
+        day[bad] = hist[bad][:, -HOURS:]  # yesterday's load (lag 24 h)
+        day = np.clip(day, 0.0, None)
+        return pd.DataFrame(np.hstack([day, day]), columns=[*OUT_COLS, *ONESTEP_COLS], index=X.index)
 
 
 # --------------------------------------------------------------------------- the model
@@ -673,6 +760,25 @@ class LoadForecast(GridModel):
         out.update(mase_scale_kw=scale, n_hours_scored=float(mask.sum()))
         return out
 
+    def supplementary_metrics(self, dataset, ev, *, n_replicates: int, seed: int) -> dict[str, float]:
+        """The one-step table: the one-step head against persistence and AR(24) + lag-168 on the same hours.
+
+        Persistence (the previous hour's load) is the one-step output of the ladder's
+        :class:`NaiveLoad`, AR(24) + lag-168 that of its :class:`LinearARLoad` (order 24), both
+        fitted on the training rows only (a fresh one when the ladder lacks it). See
+        :func:`onestep_comparison` for the metrics' names; intervals when ``n_replicates`` > 0.
+        """
+        preds = {"model": _pred_array(ev.predictions["model"], ONESTEP_COLS)}
+        for key, cls, wanted in (("persistence", NaiveLoad, lambda b: True),
+                                 ("ar24_168", LinearARLoad, lambda b: int(b.order_h) == ONESTEP_WINDOW_H)):
+            name = next((n for n, b in ev.fitted_baselines.items() if type(b) is cls and wanted(b)), None)
+            if name is not None:
+                preds[key] = _pred_array(ev.ladder_predictions[name], ONESTEP_COLS)
+            else:
+                fresh = cls().fit(dataset.X_train, dataset.y_train)
+                preds[key] = _pred_array(fresh.predict(dataset.X_test), ONESTEP_COLS)
+        return onestep_comparison(dataset.y_test, preds, n_replicates=n_replicates, seed=seed)
+
     def bootstrap_terms(self, y_true, y_pred, meta=None):
         """Per-row terms of the day-ahead MASE for the vectorised bootstrap.
 
@@ -767,6 +873,72 @@ class LoadForecast(GridModel):
 
             state["prophet_"] = model_from_json(v[1])
         super().__setstate__(state)
+
+
+ONESTEP_REFERENCES = ("persistence", "ar24_168")
+
+
+def onestep_comparison(y_true, onestep: dict[str, np.ndarray], *, n_replicates: int = 1000, seed: int = 0) -> dict[str, float]:
+    """One-step-ahead hourly RMSE [kW] of several forecasters on identical hours, with paired intervals.
+
+    Parameters
+    ----------
+    y_true : the test rows' 24 hourly loads [kW] (NaN: no valid label).
+    onestep : forecaster -> its (n, 24) one-step forecasts [kW] of the same rows; ``"model"`` and
+        the references of :data:`ONESTEP_REFERENCES`.
+    n_replicates, seed : the paired day-block bootstrap (0 replicates: point values only).
+
+    Returns
+    -------
+    dict of str to float
+        ``onestep_n_hours_compared`` (hours with a label and every forecast finite),
+        ``onestep_rmse_kw_model`` and ``onestep_rmse_kw_<reference>`` on those hours [kW]; with
+        replicates also ``ci_onestep_rmse_kw_<name>_{low,high}`` and, per reference,
+        ``ci_onestep_diff_<reference>_{value,low,high}`` (model - reference [kW]; below 0 favours
+        the model). The bootstrap resamples whole target days (one day: one block), the same
+        draws for every forecaster.
+    """
+    from ...evaluation import bootstrap
+
+    Y = _targets(y_true, len(y_true))
+    P = {k: np.asarray(v, dtype=float).reshape(Y.shape) for k, v in onestep.items()}
+    mask = np.isfinite(Y) & np.logical_and.reduce([np.isfinite(p) for p in P.values()])
+    out: dict[str, float] = {"onestep_n_hours_compared": float(mask.sum())}
+    values = {k: _rmse(Y, p, mask) for k, p in P.items()}
+    out.update({f"onestep_rmse_kw_{k}": v for k, v in values.items()})
+    days = np.nonzero(mask)[0]
+    if n_replicates <= 0 or len(np.unique(days)) < 2:
+        return out
+    flat = {k: p[mask] for k, p in P.items()}
+    unc = bootstrap(lambda y, p, m: {"onestep_rmse_kw": float(np.sqrt(np.mean((y - p) ** 2)))}, "onestep_rmse_kw",
+                    False, Y[mask], flat, values, block=("day", days), n_replicates=n_replicates, seed=seed)
+    for k, iv in {"model": unc.model, **unc.baselines}.items():
+        out.update({f"ci_onestep_rmse_kw_{k}_low": iv.low, f"ci_onestep_rmse_kw_{k}_high": iv.high})
+    for k, iv in unc.differences.items():
+        out.update({f"ci_onestep_diff_{k}_value": iv.value, f"ci_onestep_diff_{k}_low": iv.low,
+                    f"ci_onestep_diff_{k}_high": iv.high})
+    return out
+
+
+def onestep_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """The one-step table from a run's model metrics (``ev.metrics``, or MLflow's ``model/*`` without
+    the prefix): one row per forecaster, RMSE [kW] with its interval and, for the references, the
+    model's difference to it [kW] with its interval, all on ``onestep_n_hours_compared`` hours."""
+    nan = float("nan")
+    rows = []
+    for k in ("model", *ONESTEP_REFERENCES):
+        rows.append({
+            "forecaster": {"model": "one-step head (LSTM)", "persistence": "persistence (previous hour)",
+                           "ar24_168": "AR(24) + lag-168 (least squares)"}[k],
+            "rmse_kw": metrics.get(f"onestep_rmse_kw_{k}", nan),
+            "rmse_low": metrics.get(f"ci_onestep_rmse_kw_{k}_low", nan),
+            "rmse_high": metrics.get(f"ci_onestep_rmse_kw_{k}_high", nan),
+            "model_minus_kw": metrics.get(f"ci_onestep_diff_{k}_value", nan),
+            "diff_low": metrics.get(f"ci_onestep_diff_{k}_low", nan),
+            "diff_high": metrics.get(f"ci_onestep_diff_{k}_high", nan),
+            "hours": metrics.get("onestep_n_hours_compared", nan),
+        })
+    return pd.DataFrame(rows).set_index("forecaster")
 
 
 @contextlib.contextmanager
