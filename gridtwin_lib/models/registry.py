@@ -216,6 +216,9 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
     _entry("m16_optimal_dispatch", "decision", "optimal_dispatch", "OptimalDispatch", ("RuleSetpoint", "LinearSetpoint"),
            role="dispatch", serving=_m("decision", "optimal_dispatch", "SERVING"),
            advice=_m("decision", "optimal_dispatch", "advice_effects"), uses=("m11_power_flow_optimization",)),
+    # ------------------------------------------------------------------ solar asset health (catalogue module: maintenance)
+    _entry("m18_pv_forecast", "maintenance", "pv_forecast", "PvForecast",
+           ("SmartPersistence", "PowerPersistence", "SeasonalNaive", "IndexRegressionToMean")),
 )
 
 _ENTRIES: dict[str, ModelEntry] = {e.id: e for e in _CATALOGUE}
