@@ -57,6 +57,13 @@ def hourly_power(readings: pl.DataFrame) -> pd.DataFrame:
     return hourly.to_pandas()
 
 
+def _shifted(a: np.ndarray, n: int, by: int) -> np.ndarray:
+    """``a[i + by]`` for the first ``n`` positions i (NaN outside ``a``)."""
+    idx = np.arange(n) + by
+    ok = (idx >= 0) & (idx < len(a))
+    return np.where(ok, a[np.clip(idx, 0, len(a) - 1)], np.nan)
+
+
 def pv_forecast_rows(hourly: pd.DataFrame, plant: Mapping[str, Any], *, utc_offset_h: float,
                      min_clear_sky_fraction: float = 0.05, reference_temp_c: float = 20.0,
                      targets: bool = True) -> pd.DataFrame:
@@ -82,14 +89,11 @@ def pv_forecast_rows(hourly: pd.DataFrame, plant: Mapping[str, Any], *, utc_offs
         grid = pd.date_range(ts.min(), ts.max() + max(HORIZONS) * HOUR, freq="h")
         p = pd.Series(g["p_kw"].to_numpy(float), index=ts).reindex(grid).to_numpy()
         pcs = clear_sky_ac_power(grid, temp_air_c=reference_temp_c, **phys)
-        k = clear_sky_index(np.nan_to_num(p, nan=np.nan), pcs, floor_kw=floor_kw)
-        k[np.isnan(p)] = np.nan
+        k = clear_sky_index(p, pcs, floor_kw=floor_kw)  # NaN where the hour is missing
         n = len(grid) - max(HORIZONS)  # issue times with clear-sky power known at every lead time
 
-        def shifted(a: np.ndarray, by: int) -> np.ndarray:  # a[i + by] for issue i (NaN outside)
-            idx = np.arange(n) + by
-            ok = (idx >= 0) & (idx < len(a))
-            return np.where(ok, a[np.clip(idx, 0, len(a) - 1)], np.nan)
+        def shifted(a: np.ndarray, by: int, n: int = n) -> np.ndarray:
+            return _shifted(a, n, by)
 
         cols: dict[str, np.ndarray] = {}
         for lag in LAGS:
