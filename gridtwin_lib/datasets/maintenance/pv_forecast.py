@@ -120,7 +120,8 @@ def pv_forecast_rows(hourly: pd.DataFrame, plant: Mapping[str, Any], *, utc_offs
         for h in HORIZONS:
             frame[f"hour_h{h}"] = ((local + h * HOUR).hour).astype(int)
             frame[f"daylight_h{h}"] = shifted(pcs, h) > 0
-        keep = (pcs[:n] >= floor_kw) & np.isfinite(frame[list(PV_INPUT_COLUMNS)].to_numpy()).all(axis=1)
+        # daylight issue times with at least one daylight target (the last light of a day forecasts the night)
+        keep = (pcs[:n] >= floor_kw) & (_shifted(pcs, n, 1) > 0) & np.isfinite(frame[list(PV_INPUT_COLUMNS)].to_numpy()).all(axis=1)
         if targets:
             keep &= np.isfinite(frame[list(PV_OUTPUTS)].to_numpy()).all(axis=1)
         parts.append(frame[keep])
