@@ -7,6 +7,7 @@ from __future__ import annotations
 import cloudpickle
 import numpy as np
 import pandas as pd
+import polars as pl
 import pvlib
 import pytest
 from ladder import ladder_scores
@@ -163,3 +164,23 @@ def test_pickles_and_refuses_bad_input(fitted, data, tmp_path):
         PvForecast().fit(data.X_train)
     with pytest.raises(InputError, match="no pv measurements"):
         dpv.pv_forecast(Store(tmp_path / "empty"), plant=PLANT)
+
+
+def test_the_engine_serves_the_forecast_from_the_training_rows(fitted, store, data):
+    """``Engine.forecast_pv`` issues at the latest hour of the readings it is given and gives what the
+    model predicts on the dataset's row of that issue time; a baseline serving in its place works too."""
+    from gridtwin_lib.inference import Engine
+
+    model = fitted[0]
+    issued = data.meta_test["issued_at"].iloc[40]
+    readings = store.scan("pv", source=SOURCE).collect().filter(
+        pl.col("ts") <= issued.to_pydatetime(), pl.col("ts") > (issued - pd.Timedelta(hours=30)).to_pydatetime())
+    settings = {k: PARAMS[k] for k in ("min_clear_sky_fraction", "reference_temp_c")}
+    for est in (model, SmartPersistence().fit(data.X_train)):
+        out = Engine({ENTRY.id: est}).forecast_pv(readings, PLANT, utc_offset_h=PARAMS["utc_offset_h"], **settings)
+        assert len(out) == 1 and out["issued_at"].iloc[0] == issued
+        expected = est.predict(data.X_test.iloc[[40]]).to_numpy()[0]
+        np.testing.assert_allclose(out[[f"{ENTRY.id}.{c}" for c in PV_OUTPUTS]].to_numpy()[0], expected, rtol=1e-9)
+    two_am = issued.normalize() + pd.Timedelta(hours=2 - PARAMS["utc_offset_h"])  # 02:00 local standard time
+    night = store.scan("pv", source=SOURCE).collect().filter(pl.col("ts") <= two_am.to_pydatetime())
+    assert Engine({ENTRY.id: model}).forecast_pv(night, PLANT, utc_offset_h=PARAMS["utc_offset_h"]).empty

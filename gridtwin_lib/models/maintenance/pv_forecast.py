@@ -291,3 +291,44 @@ def skill_by_hour(y_true, y_model, y_reference, meta) -> pd.DataFrame:
         rows.append({"hour": int(hour), "n_targets": int(sel.sum()), "rmse_model_kw": float(rm),
                      "rmse_smart_persistence_kw": float(rr), "skill": float(1 - rm / rr) if rr > 0 else float("nan")})
     return pd.DataFrame(rows, columns=["hour", "n_targets", "rmse_model_kw", "rmse_smart_persistence_kw", "skill"])
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve_pv(est, readings, plant, *, utc_offset_h: float, min_clear_sky_fraction: float = 0.05,
+             reference_temp_c: float = 20.0) -> pd.DataFrame:
+    """How the inference engine serves this model (role ``pv_forecast``): the forecast issued at each
+    device's latest full hour of readings, from the training builder's rows.
+
+    Parameters
+    ----------
+    est : the fitted :class:`PvForecast` (or the baseline that serves in its place).
+    readings : pv readings (polars or pandas: ts [UTC], device_id, ac_power [W]), at least the
+        last 24 h before the issue time.
+    plant : the plant's solar-twin parameters (position, orientation, ratings; see
+        :func:`gridtwin_lib.datasets.maintenance.pv_forecast.pv_forecast_rows`).
+    utc_offset_h, min_clear_sky_fraction, reference_temp_c : as the dataset's (its configuration).
+
+    Returns
+    -------
+    DataFrame
+        One row per device: ``device_id``, ``issued_at`` [UTC] and ``p_kw_h1..p_kw_h6`` [kW]; an
+        empty frame when no device's latest hour is a daylight hour with 24 h of history.
+    """
+    import polars as pl
+
+    from ...datasets.maintenance.pv_forecast import hourly_power, pv_forecast_rows
+
+    frame = readings if isinstance(readings, pl.DataFrame) else pl.from_pandas(readings)
+    hourly = hourly_power(frame.select("ts", "device_id", "ac_power"))
+    rows = pv_forecast_rows(hourly, plant, utc_offset_h=utc_offset_h, min_clear_sky_fraction=min_clear_sky_fraction,
+                            reference_temp_c=reference_temp_c, targets=False)
+    latest = hourly.groupby("device_id")["ts"].max()
+    rows = rows[pd.to_datetime(rows["issued_at"], utc=True).to_numpy() == latest.reindex(rows["device_id"]).to_numpy()]
+    out = est.predict(rows[list(PV_INPUT_COLUMNS)].reset_index(drop=True)) if len(rows) else pd.DataFrame(columns=list(PV_OUTPUTS))
+    return pd.concat([rows[["device_id", "issued_at"]].reset_index(drop=True), out[list(PV_OUTPUTS)].reset_index(drop=True)], axis=1)
+
+
+#: how the inference engine serves m18 (role ``pv_forecast``)
+SERVING = serve_pv
