@@ -55,7 +55,9 @@ def test_every_model_resolves_the_parameters_and_runs_of_before(size):
         assert entry.configuration() is not None, entry.id  # read from conf/, not from code
         assert canonical(entry.parameters(size)) == canonical(before["parameters"]), entry.id
         assert canonical(entry.simulation_runs(size)) == canonical(before["simulations"]), entry.id
-    assert canonical(registry.simulations(size)) == canonical(SNAPSHOT["simulations"][size])
+    # the runs of the snapshot's models (a model added since, e.g. m18, brings runs of its own)
+    before = tuple(m for m in registry.ids() if m in SNAPSHOT["models"])
+    assert canonical(registry.simulations(size, before)) == canonical(SNAPSHOT["simulations"][size])
 
 
 def test_sites_plant_tariff_and_meter_clock_are_those_of_before():

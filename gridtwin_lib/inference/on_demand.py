@@ -10,6 +10,7 @@ entry point        role(s)                        output
 score_assets       asset_failure, asset_overload  one row per transformer, ``<id>.<output>``
 score_waveforms    waveforms                      one row per 10-cycle window
 forecast_day       day_ahead_load                 24 hourly loads [kW]
+forecast_pv        pv_forecast                    per PV plant, hourly AC power 1-6 h ahead [kW]
 plan_day           day_plan, dispatch             the LP's schedule and the set-point
 balance            phase_move                     the recommended phase move (time-limited)
 segment            segments                       archetype per customer
@@ -109,6 +110,19 @@ class OnDemandScoring:
                            utc_offset_h=utc_offset_h, site=site)
         start = pd.Timestamp(datetime(day.year, day.month, day.day))
         return pd.DataFrame({"hour": pd.date_range(start, periods=24, freq="h"), "load_kw": load})
+
+    def forecast_pv(self, readings, plant: dict[str, Any], *, utc_offset_h: float, **settings) -> pd.DataFrame:
+        """Hourly AC power [kW] 1-6 h ahead of each PV device, issued at its latest full hour of
+        ``readings`` (kind ``pv``: ts, device_id, ac_power [W]; at least the last 24 h).
+
+        ``plant``: the plant's solar-twin parameters (position, orientation, ratings);
+        ``utc_offset_h`` and ``settings`` (``min_clear_sky_fraction``, ``reference_temp_c``): as the
+        model's dataset was built (its configuration). Columns: device_id, issued_at, ``<id>.p_kw_h1..6``.
+        """
+        entry = _role("pv_forecast")
+        out = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), readings, plant,
+                          utc_offset_h=utc_offset_h, **settings)
+        return out.rename(columns={c: f"{entry.id}.{c}" for c in out.columns if c not in ("device_id", "issued_at")})
 
     def plan_day(self, load_kw: np.ndarray, pv_kw: np.ndarray, price_per_kwh: np.ndarray, *, soc_kwh: float | None = None,
                  time_limit_s: float | None = None) -> dict[str, Any]:

@@ -35,7 +35,8 @@ from .base import MODULES
 #: pipeline sizes (each model's configuration has parameters and simulations per size)
 SIZES = settings.SIZES
 #: the engine entry points that serve models other than per reading (see gridtwin_lib.inference.Engine)
-ROLES = ("waveforms", "asset_failure", "asset_overload", "day_ahead_load", "day_plan", "segments", "phase_move", "dispatch")
+ROLES = ("waveforms", "asset_failure", "asset_overload", "day_ahead_load", "day_plan", "segments", "phase_move", "dispatch",
+         "pv_forecast")
 
 
 def load(path: str) -> Any:
@@ -217,6 +218,10 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
     _entry("m16_optimal_dispatch", "decision", "optimal_dispatch", "OptimalDispatch", ("RuleSetpoint", "LinearSetpoint"),
            role="dispatch", serving=_m("decision", "optimal_dispatch", "SERVING"),
            advice=_m("decision", "optimal_dispatch", "advice_effects"), uses=("m11_power_flow_optimization",)),
+    # ------------------------------------------------------------------ solar asset health (catalogue module: maintenance)
+    _entry("m18_pv_forecast", "maintenance", "pv_forecast", "PvForecast",
+           ("SmartPersistence", "PowerPersistence", "SeasonalNaive", "IndexRegressionToMean"),
+           role="pv_forecast", serving=_m("maintenance", "pv_forecast", "SERVING")),
 )
 
 _ENTRIES: dict[str, ModelEntry] = {e.id: e for e in _CATALOGUE}
