@@ -20,7 +20,8 @@ constant-power (not constant-current) loads, a Newton-Raphson solution of the po
 network with current injection in the negative- and zero-sequence networks.
 
 Speed: ``runpp_3ph`` costs a fixed overhead per call (about 0.2-0.4 s), and builds a dense
-admittance matrix (quadratic in buses). :class:`UnbalancedFeeder` therefore solves ``batch``
+admittance matrix (quadratic in buses), whose products run on one BLAS thread (two threads
+tripled the CPU time on a busy 2-core machine). :class:`UnbalancedFeeder` therefore solves ``batch``
 feeder-hours in one call, as that many disconnected copies of the feeder (each with its own MV
 source) in one network, built once per (layout, copies) and reused: only the loads change.
 Results are memoised per (layout, phase map, hourly loads).
@@ -135,6 +136,7 @@ def solve_copies(net: pp.pandapowerNet, end_bus: np.ndarray, line_copy: np.ndarr
         The power flow did not converge.
     """
     from pandapower.pf.runpp_3ph import runpp_3ph
+    from threadpoolctl import threadpool_limits
 
     kw = np.asarray(loads_kw, float).ravel()
     ph = np.asarray(phases, int).ravel()
@@ -143,7 +145,8 @@ def solve_copies(net: pp.pandapowerNet, end_bus: np.ndarray, line_copy: np.ndarr
         p_mw = np.where(ph == k, kw, 0.0) / 1000.0
         net.asymmetric_load[f"p_{col}_mw"] = p_mw
         net.asymmetric_load[f"q_{col}_mvar"] = p_mw * tan_phi
-    runpp_3ph(net, numba=False)
+    with threadpool_limits(limits=1, user_api="blas"):  # its dense matrix-vector products: threads only contend
+        runpp_3ph(net, numba=False)
     if not net.converged:
         raise RuntimeError(f"unbalanced feeder: runpp_3ph did not converge (largest load {kw.max():.3g} kW)")
     res = net.res_bus_3ph

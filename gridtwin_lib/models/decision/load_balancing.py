@@ -181,7 +181,7 @@ class _FeederParams:
         return pd.DataFrame(rows, columns=list(M14_OUTPUTS))
 
 
-def judged_outcomes(y_true: pd.DataFrame, y_pred: pd.DataFrame, meta: pd.DataFrame, *, truth_candidates: int = 2,
+def judged_outcomes(y_true: pd.DataFrame, y_pred: pd.DataFrame, meta: pd.DataFrame, *, truth_candidates: int = 1,
                     **feeder) -> pd.DataFrame:
     """Each held-out row's chosen move judged on the realised loads by the independent unbalanced power flow.
 
@@ -288,7 +288,7 @@ class LoadBalancing(_FeederParams, GridModel):
     def __init__(self, w_unbalance: float = 0.5, w_losses: float = 0.2, w_customers: float = 0.15, w_cost: float = 0.15,
                  pillar_size: int = 4, cost_fixed_eur: float = 250.0, cost_per_m_eur: float = 0.5,
                  u0_v: float = NOMINAL_VOLTAGE_V, r_phase_ohm_per_km: float = 0.32, r_neutral_ohm_per_km: float = 0.32,
-                 truth_candidates: int = 2):
+                 truth_candidates: int = 1):
         self.w_unbalance, self.w_losses, self.w_customers, self.w_cost = w_unbalance, w_losses, w_customers, w_cost
         self.truth_candidates = truth_candidates
         self.pillar_size, self.cost_fixed_eur, self.cost_per_m_eur = pillar_size, cost_fixed_eur, cost_per_m_eur
