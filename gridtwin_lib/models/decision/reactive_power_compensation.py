@@ -429,7 +429,8 @@ SERVING = ServingAdapter(score=serve_feeder_head, outputs=("q_setpoint_kvar", "e
 def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
     """Per held-out day: feeder losses [kWh] with no var support, the PF-0.95 rule, the model's
     advice and the optimiser (AC power flow at each hourly state with the set-point applied);
-    hours with a bus outside the voltage limits under each."""
+    hours with a bus outside the voltage limits under each, and the optimiser's objective (losses
+    + the violation penalty) [kWh]: where a limit binds, the optimiser gives up losses to keep it."""
     meta, y = dataset.meta_test.reset_index(drop=True), dataset.y_test.reset_index(drop=True)
     advice = np.asarray(model.predict(dataset.X_test)["q_setpoint_kvar"], float)
     rule = np.asarray(baseline.predict(dataset.X_test)["q_setpoint_kvar"], float)
@@ -441,8 +442,10 @@ def advice_effects(model, baseline, dataset: Dataset) -> AdviceEffects:
         row = {"day": pd.Timestamp(meta.at[k, "ts"]).date()}
         for name, q in (("no_action", 0.0), ("rule", rule[k]), ("advice", advice[k]), ("optimiser", float(y.at[k, "q_opt_kvar"]))):
             losses, vmin, vmax = power_flow(*state, q)
+            violation = voltage_violation_pu(vmin, vmax, limits)
             row[f"losses_{name}_kwh"] = losses * step_h
-            row[f"violation_h_{name}"] = float(voltage_violation_pu(vmin, vmax, limits) > 1e-9) * step_h
+            row[f"violation_h_{name}"] = float(violation > 1e-9) * step_h
+            row[f"objective_{name}_kwh"] = (losses + VIOLATION_PENALTY_KW_PER_PU * violation) * step_h
         rows.append(row)
     frame = pd.DataFrame(rows).groupby("day", as_index=False).sum()
     return AdviceEffects(frame, "var set-point", "feeder losses [kWh per day]", "losses_{}_kwh",
