@@ -16,7 +16,8 @@ from gridtwin_lib.models.base import digest, fit_and_evaluate
 from gridtwin_lib.models.decision import optimal_dispatch as M_od
 from gridtwin_lib.models.decision import reactive_power_compensation as M_rpc
 from gridtwin_lib.models.energy.power_flow_optimization import HOURS
-from gridtwin_lib.simulate import run_scenario
+from gridtwin_lib.physics.powerflow import voltage_violation_pu
+from gridtwin_lib.simulate import run_scenario, simulate
 from gridtwin_lib.store import Store
 
 
@@ -25,10 +26,16 @@ def _run(store, scenario, source, duration, resolution, devices=1, seed=5, overr
                  overrides=overrides or {}, store=store, progress=False, source=source)
 
 
+#: stressed feeder days (PV export at noon, heavy evening), as m13's configured runs
+STRESS = {"stress_pv_share": 3.0, "stress_evening_scale": 2.2}
+
+
 @pytest.fixture(scope="module")
 def feeder_ds(tmp_path_factory):
+    """36 hourly states from 10 h local, every local day stressed: training holds a stressed noon and
+    evening, the held-out last 30 % (11 h to 21 h of the next day) another."""
     store = Store(tmp_path_factory.mktemp("m13") / "store")
-    _run(store, "feeder_timeseries", "sim:t_m13", "20h", "1h")
+    _run(store, "feeder_timeseries", "sim:t_m13", "36h", "1h", overrides={"stress_every_days": 1, **STRESS})
     return D_rpc.reactive_power_compensation(store, source="sim:t_m13")
 
 
@@ -54,13 +61,45 @@ def test_m13_optimiser_finds_the_grid_minimum():
     assert r["n_power_flows"] <= 5
 
 
+@pytest.mark.parametrize("state", [(14.0, 546.0, 1684.0), (13.0, 460.0, 2000.0), (19.0, 1156.0, 0.0)],
+                         ids=["noon-export-at-1.10pu", "noon-export-past-bound", "evening-past-bound"])
+def test_m13_optimiser_where_limits_bind(state):
+    """PV export at noon and a heavy evening: the optimiser's objective (losses + voltage penalty) is no
+    worse than a 10-kvar grid over the whole range, including absorption (negative set-points)."""
+    r = M_rpc.optimise_q(*state)
+    objective = lambda v: v[0] + M_rpc.VIOLATION_PENALTY_KW_PER_PU * voltage_violation_pu(v[1], v[2], M_rpc.V_LIMITS_PU)  # noqa: E731
+    grid = min(objective(M_rpc.power_flow(*state, q)) for q in np.arange(M_rpc.Q_BOUNDS_KVAR[0], M_rpc.Q_BOUNDS_KVAR[1] + 1, 10.0))
+    assert objective((r["losses_opt_kw"], r["vmin_opt_pu"], r["vmax_opt_pu"])) <= grid + 1e-3
+    assert M_rpc.limits_bind([r["q_opt_kvar"]], [r["vmin_opt_pu"]], [r["vmax_opt_pu"]])[0]
+
+
+def test_m13_stressed_days_bind_and_normal_days_do_not():
+    """The stressed feeder day puts the optimum on a limit (a bound, or a bus at 0.90 / 1.10 pu) in a
+    third or more of its daytime and evening hours; the normal day after it, never."""
+    run = simulate("feeder_timeseries", duration="2d", resolution="1h", seed=5, overrides={"stress_every_days": 2, **STRESS})
+    truth = run.truth["feeder_losses"].sort("ts").to_pandas()
+    since = (truth["ts"] - truth["ts"].min()) / pd.Timedelta(hours=1)
+    local = since.to_numpy() + 10.0  # the twin's default UTC+10, the run starting at 00 UTC
+    day, hour = local // 24, local % 24
+    share = {}
+    for d in (0, 1):  # local day 0 (from 10 h) is stressed, local day 1 normal
+        rows = truth[(day == d) & (hour >= 10) & (hour <= 21)]
+        opt = pd.DataFrame([M_rpc.optimise_q(h, lk, pk) for h, lk, pk in zip(hour[rows.index], rows["load_kw"], rows["pv_kw"])])
+        share[d] = M_rpc.limits_bind(opt["q_opt_kvar"], opt["vmin_opt_pu"], opt["vmax_opt_pu"]).mean()
+    assert share[0] >= 1 / 3 and share[1] == 0.0, share
+
+
 def test_m13_dataset_split_and_labels(feeder_ds):
     ds = feeder_ds
     assert list(ds.X_train.columns) == list(M_rpc.M13_COLUMNS)
     assert ds.meta_train["ts"].max() < ds.meta_test["ts"].min()
-    assert (ds.y_train["loss_reduction_kw"] >= -1e-9).all()
+    free = ~ds.meta_train["binding"].to_numpy(bool)
+    assert (ds.y_train["loss_reduction_kw"][free] >= -1e-9).all()  # a binding voltage limit may cost losses
     lo, hi = M_rpc.Q_BOUNDS_KVAR
     assert ds.y_train["q_opt_kvar"].between(lo, hi).all()
+    # both sides hold rows where a limit binds (the stressed noon and evening) and rows where none does
+    for meta in (ds.meta_train, ds.meta_test):
+        assert 0.15 <= meta["binding"].mean() <= 0.85, meta["binding"].mean()
 
 
 def test_m13_fit_evaluate_same_rows_and_pickle(feeder_ds):
@@ -74,15 +113,22 @@ def test_m13_fit_evaluate_same_rows_and_pickle(feeder_ds):
 
 
 def test_m13_against_its_ladder_on_held_out_hours(feeder_ds):
-    """The MLP's loss regret on later hours is 0.1 kW below the textbook PF correction and the
-    fixed set-point. It does NOT beat the linear surrogate on the same 12 inputs: least squares
-    has the lower regret here (the issue's finding: on these states the optimum is nearly linear
-    in the feeder-head readings), so the gate serves the linear surrogate."""
+    """On 11 held-out hours of a stressed day (9 where a limit binds), the MLP's regret is far below
+    the textbook PF correction's and the fixed set-point's (PV export needs absorption, which neither
+    gives). It does NOT beat the linear surrogate here: trained on 25 states, least squares clipped
+    to the bounds has the lower regret (1.25 vs 1.74 kW; the interval of the difference,
+    -0.05..1.18 kW, includes zero), so the gate serves the linear surrogate. On the full-size run
+    (two stressed days in training) the MLP is ahead of it, but not beyond its interval either."""
     model = M_rpc.ReactivePowerCompensation(epochs=30)
     regret, scores = ladder_scores(model, feeder_ds)
     assert set(scores) == {"PowerFactorCorrection", "LinearSurrogate", "MedianSetpoint"}
-    assert regret < min(scores["PowerFactorCorrection"], scores["MedianSetpoint"]) - 0.1, (regret, scores)
+    assert regret < min(scores["PowerFactorCorrection"], scores["MedianSetpoint"]) - 5.0, (regret, scores)
     assert scores["LinearSurrogate"] <= regret, (regret, scores)
+    # where a limit binds, the regret is larger than where none does, for the model and the strongest baseline
+    linear = M_rpc.LinearSurrogate().fit(feeder_ds.X_train, feeder_ds.y_train)
+    for predictor in (model, linear):
+        m = model.evaluate(feeder_ds.y_test, predictor.predict(feeder_ds.X_test), feeder_ds.meta_test)
+        assert m["binding_rows"] >= 5 and m["regret_binding_kw"] > 10 * m["regret_free_kw"], m
 
 
 def test_m13_textbook_baseline():
@@ -205,7 +251,9 @@ def test_advice_effects_re_simulate_what_the_metrics_judge(feeder_ds, dispatch_d
     n = len(feeder_ds.X_test)  # hourly states: kWh per state = kW
     assert (e13["losses_no_action_kwh"] - e13["losses_advice_kwh"]).sum() / n == pytest.approx(ev.metrics["loss_reduction_kw"], rel=1e-9)
     assert (e13["losses_no_action_kwh"] - e13["losses_rule_kwh"]).sum() / n == pytest.approx(ev.baseline_metrics["loss_reduction_kw"], rel=1e-9)
-    assert (e13["losses_optimiser_kwh"] <= e13["losses_advice_kwh"] + 0.05).all()
+    # where a voltage limit binds the optimiser gives up losses to keep it: it is best on its objective, not on losses
+    assert (e13["objective_optimiser_kwh"] <= e13["objective_advice_kwh"] + 0.05).all()
+    assert (e13["losses_optimiser_kwh"] > e13["losses_advice_kwh"]).any()
 
     model, od_bl, ev = fit_and_evaluate(M_od.OptimalDispatch(), dispatch_ds)
     found["m16_optimal_dispatch"] = M_od.advice_effects(model, od_bl, dispatch_ds)

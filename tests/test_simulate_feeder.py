@@ -68,6 +68,25 @@ def test_measurements_are_the_transformer_flows(run):
     np.testing.assert_allclose(delivered, expected.to_numpy(), rtol=1e-6, atol=1e-3)
 
 
+def test_stressed_days_leave_the_other_days_alone():
+    """Local day 0 (from 10 h) stressed, day 1 normal: day 1 is the unstressed run bit for bit; day 0
+    has more PV at noon and more load in the evening, and its buses reach the EN 50160 limits."""
+    kw = {"duration": "36h", "resolution": "1h", "seed": 4}
+    plain = simulate("feeder_timeseries", **kw).truth["feeder_losses"].sort("ts")
+    stress = simulate("feeder_timeseries", overrides={"stress_every_days": 2, "stress_pv_share": 3.0, "stress_evening_scale": 2.2},
+                      **kw)
+    st = stress.truth["feeder_losses"].sort("ts")
+    local_h = np.arange(plain.height) + 10.0  # UTC+10, the run starts at 00 UTC
+    normal, day0 = local_h >= 24, local_h < 24
+    assert st.filter(pl.Series(normal)).equals(plain.filter(pl.Series(normal)))
+    noon, evening = day0 & (local_h % 24 >= 11) & (local_h % 24 <= 14), day0 & (local_h % 24 >= 18) & (local_h % 24 <= 20)
+    ratio_pv = st["pv_kw"].to_numpy()[noon] / plain["pv_kw"].to_numpy()[noon]
+    np.testing.assert_allclose(ratio_pv, 3.0 / 0.5)  # same clouds, 6x the PV
+    assert (st["load_kw"].to_numpy()[evening] > 1.8 * plain["load_kw"].to_numpy()[evening]).all()
+    vm = stress.truth["feeder_buses"]
+    assert vm["vm_pu"].max() > 1.10 and vm["vm_pu"].min() < 0.90
+
+
 def test_parameters_checked():
     with pytest.raises(SimulationError, match="resolution"):
         prepare("feeder_timeseries", resolution="1s")

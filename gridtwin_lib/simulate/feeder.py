@@ -12,6 +12,14 @@ commercial office hours, industrial two shifts) times its nominal power, ``load_
 lognormal per-load noise; its Q keeps the network's power factor. Optional rooftop PV at
 every load bus: ``pv_share`` x the load's nominal kW as kWp, a clear-sky bell between 6 and 19 h
 local time times a clear-sky index drawn per step (``cloudiness``), at unity power factor.
+
+Stressed days (``stress_every_days`` = n > 0: local day ``stress_first_day`` of the run, counted
+from the day it starts in, and every n-th local day after it): PV is sized ``stress_pv_share`` instead of ``pv_share`` (export at noon
+lifts the residential buses toward 1.10 pu), and every load is multiplied by a bump of peak
+``stress_evening_scale`` around 19 h local (width 4 h: a cold or EV-charging evening that
+pulls the far buses toward 0.90 pu). The other days are normal; the random draws are the same
+either way, so a run with ``stress_every_days = 0`` is the unstressed run, bit for bit.
+
 Every step is one :func:`pandapower.runpp` (about 40 ms), so keep the resolution coarse.
 
 Measurements: ``three_phase`` per transformer (device ``<feeder>_<R|I|C>``). Truth tables:
@@ -44,7 +52,38 @@ PARAMS = {
     "pv_share": Param(0.5, "kWp/kW", "rooftop PV size per kW of nominal load at the same bus", 0, 5),
     "cloudiness": Param(0.3, "1", "depth of random cloud attenuation of PV (0 = clear)", 0, 0.95),
     "utc_offset_h": Param(10.0, "h", "local time offset from UTC for the daily profiles", -12, 14),
+    "stress_every_days": Param(0, "d", "every n-th local day is stressed (PV export at noon, heavy evening load); 0 = none", 0, 365),
+    "stress_first_day": Param(0, "d", "the first stressed local day (0 = the day the run starts in)", 0, 365),
+    "stress_pv_share": Param(3.0, "kWp/kW", "rooftop PV size per kW of nominal load on stressed days", 0, 5),
+    "stress_evening_scale": Param(2.2, "1", "peak multiplier on every load around 19 h local on stressed days", 1, 3),
 }
+
+#: centre and width [h, local] of the heavy-evening bump of stressed days (the residential evening peak)
+STRESS_EVENING_H, STRESS_WIDTH_H = 19.0, 4.0
+
+
+def stressed_days(hours_since_start: np.ndarray, start_local_hour: float, every: int, first: int = 0) -> np.ndarray:
+    """Whether each step falls on a stressed local day.
+
+    Parameters
+    ----------
+    hours_since_start : ndarray
+        Time since the run's start [h].
+    start_local_hour : float
+        Local clock hour of the run's start [h]; local day 0 is the day it falls in.
+    every : int
+        Every n-th local day from ``first`` (first, first + n, ...) is stressed; 0: none.
+    first : int
+        The first stressed local day.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    if every <= 0:
+        return np.zeros(np.shape(hours_since_start), dtype=bool)
+    day = np.floor((np.asarray(hours_since_start, float) + start_local_hour) / 24).astype(int) - first
+    return (day >= 0) & (day % every == 0)
 
 
 def _run(run: RunSpec, p: dict[str, Any]) -> Iterator[SimChunk]:
@@ -59,15 +98,20 @@ def _run(run: RunSpec, p: dict[str, Any]) -> Iterator[SimChunk]:
         steps = np.arange(c0, min(run.n_steps, c0 + steps_per_chunk))
         seconds = steps * run.resolution_s
         hour = (seconds / 3600 + run.start.hour + run.start.minute / 60 + p["utc_offset_h"]) % 24
+        start_local_h = (run.start.hour + run.start.minute / 60 + p["utc_offset_h"]) % 24
+        stressed = stressed_days(seconds / 3600, start_local_h, p["stress_every_days"], p["stress_first_day"])
+        evening = np.where(stressed, 1 + (p["stress_evening_scale"] - 1) * np.exp(-(((hour - STRESS_EVENING_H) / STRESS_WIDTH_H) ** 2)), 1.0)
+        pv_share = np.where(stressed, p["stress_pv_share"], p["pv_share"])
         ts = [run.start + timedelta(seconds=float(s)) for s in seconds]
         measurements, buses, lines, losses = [], [], [], []
         for d in range(run.devices):
             rng = np.random.default_rng([run.seed, d, c0])
             shape = np.column_stack([load_profile(s, hour) for s in subnet])
             load_p = nominal_p * p["load_scale"] * shape * rng.lognormal(0, p["load_noise_pct"] / 100, shape.shape)
+            load_p = load_p * evening[:, None]
             sun = np.clip(np.sin(math.pi * (hour - 6) / 13), 0, None) ** 1.5
             clear_index = 1 - p["cloudiness"] * rng.random(len(steps))
-            pv = (sun * clear_index)[:, None] * nominal_p * p["pv_share"]
+            pv = (sun * clear_index)[:, None] * nominal_p * pv_share[:, None]
             feeder = f"feeder{d}"
             for k, result in enumerate(run_time_series(net, load_p, load_p * tan_phi, pv)):
                 v = result["lv_vm_pu"] * LV_KV * 1000 / math.sqrt(3)

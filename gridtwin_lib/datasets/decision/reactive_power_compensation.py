@@ -9,6 +9,10 @@
     :func:`~gridtwin_lib.models.decision.reactive_power_compensation.feeder_state`), and the label is what the
     optimiser :func:`~gridtwin_lib.models.decision.reactive_power_compensation.optimise_q` (AC power flows of the
     same network) picks for it. PV output is not an input: the twin records it only as truth.
+    The configured runs have stressed days (``stress_every_days``), so that on part of the states a
+    voltage limit or a set-point bound binds; ``meta.binding`` marks those rows
+    (:func:`~gridtwin_lib.models.decision.reactive_power_compensation.limits_bind`) and ``params``
+    logs their share in training and test.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ def reactive_power_compensation(store, *, source: str = M13_SOURCE, test_fractio
 
     ``utc_offset_h`` must be the twin's (local hour of its load profiles, default 10).
     y: q_opt_kvar, loss_reduction_kw, losses_opt_kw, losses_noq_kw, violation_opt_pu;
-    meta: ts, feeder, local_hour, load_kw, pv_kw (the state), solve_s, n_power_flows, v limits.
+    meta: ts, feeder, local_hour, load_kw, pv_kw (the state), solve_s, n_power_flows, v limits,
+    binding (the optimum sits on a voltage limit or a set-point bound).
     """
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"m13 dataset: test_fraction must be in (0, 1) (got {test_fraction})")
@@ -56,11 +61,12 @@ def reactive_power_compensation(store, *, source: str = M13_SOURCE, test_fractio
     data = pd.concat([data, opt], axis=1)
     data["loss_reduction_kw"] = data["losses_noq_kw"] - data["losses_opt_kw"]
     data["v_min_pu"], data["v_max_pu"] = v_limits_pu
+    data["binding"] = M.limits_bind(data["q_opt_kvar"], data["vmin_opt_pu"], data["vmax_opt_pu"], q_bounds_kvar, v_limits_pu)
     times = np.sort(data["ts"].unique())
     cut = times[int(np.floor((1 - test_fraction) * times.size))]
     train, test = data[data["ts"] < cut], data[data["ts"] >= cut]
     ycols = ["q_opt_kvar", "loss_reduction_kw", "losses_opt_kw", "losses_noq_kw", "violation_opt_pu"]
-    mcols = ["ts", "feeder", "local_hour", "load_kw", "pv_kw", "solve_s", "n_power_flows", "v_min_pu", "v_max_pu"]
+    mcols = ["ts", "feeder", "local_hour", "load_kw", "pv_kw", "solve_s", "n_power_flows", "v_min_pu", "v_max_pu", "binding"]
     part = lambda f, c: f[c].reset_index(drop=True)  # noqa: E731
     return Dataset(
         name="m13_reactive_power_compensation",
@@ -69,6 +75,7 @@ def reactive_power_compensation(store, *, source: str = M13_SOURCE, test_fractio
         split={"train": [_iso(train["ts"].min()), _iso(train["ts"].max())], "test": [_iso(test["ts"].min()), _iso(test["ts"].max())],
                "feeders": sorted(data["feeder"].unique().tolist())},
         params={"source": source, "test_fraction": test_fraction, "utc_offset_h": utc_offset_h, "q_bounds_kvar": list(q_bounds_kvar),
-                "v_limits_pu": list(v_limits_pu), "power_flows": int(data["n_power_flows"].sum())},
+                "v_limits_pu": list(v_limits_pu), "power_flows": int(data["n_power_flows"].sum()),
+                "binding_share_train": float(train["binding"].mean()), "binding_share_test": float(test["binding"].mean())},
         description="uncompensated feeder-head I, P, Q, V -> loss-minimising PV-inverter var set-point (power-flow 1-D search) under voltage limits",
     )
