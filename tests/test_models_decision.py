@@ -8,7 +8,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
-from ladder_dec import ladder_scores, strongest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.decision import grid_stability as D_gs
 from gridtwin_lib.datasets.decision import load_balancing as D_lb
@@ -131,7 +131,7 @@ def test_lb_against_its_ladder_on_held_out_days(lb_dataset):
     simplified model that ranked the moves), TOPSIS's top move has a lower unbalance regret than the
     largest-load heuristic (by 0.01 pp of VUF) and no higher than the brute force on the forecast loads."""
     model = M_lb.LoadBalancing()
-    regret, scores = ladder_scores(model, lb_dataset)
+    regret, scores = ladder_scores(model, lb_dataset, per_reading=False)
     assert set(scores) == {"LargestLoadHeuristic", "BruteForceExpected"}
     assert regret < scores["LargestLoadHeuristic"] - 0.01, (regret, scores)
     name, best = strongest(model, scores)
@@ -143,8 +143,8 @@ def test_lb_metric_regression(lb_dataset):
     under the simplified model, as measured when the independent judge was introduced (meter twin
     seed 5, 12 customers, 3 test days; 2 % tolerance for solver and BLAS rounding)."""
     model = M_lb.LoadBalancing()
-    regret, scores = ladder_scores(model, lb_dataset)
-    simplified, simple_scores = ladder_scores(model, lb_dataset, metric="simplified_regret")
+    regret, scores = ladder_scores(model, lb_dataset, per_reading=False)
+    simplified, simple_scores = ladder_scores(model, lb_dataset, metric="simplified_regret", per_reading=False)
     assert regret == pytest.approx(0.002377, rel=0.02) and simplified == pytest.approx(0.002249, rel=0.02)
     assert scores["LargestLoadHeuristic"] == pytest.approx(0.01784, rel=0.02)
     assert scores["BruteForceExpected"] == pytest.approx(0.005935, rel=0.02)
@@ -231,7 +231,7 @@ def test_gs_beats_every_baseline_of_its_ladder_and_each_member(gs_fitted, gs_dat
     best single member chosen on training rows, the regime base rate, climatology) and at least
     as high as each of its own members' (the catalogue's rule)."""
     model = gs_fitted
-    auc, scores = ladder_scores(model, gs_dataset, fit_model=False)
+    auc, scores = ladder_scores(model, gs_dataset, fit_model=False, per_reading=False)
     assert set(scores) == {"Climatology", "BestSingleMember", "RegimeBaseRate"}
     name, best = strongest(model, scores)
     assert auc > best + 0.03, (auc, scores)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from ladder_dec import ladder_scores, strongest
+from ladder import ladder_scores, strongest
 
 from gridtwin_lib.datasets.energy import demand_response as D_dr
 from gridtwin_lib.datasets.energy import energy_loss as D_el
@@ -82,7 +82,7 @@ def test_m10_beats_every_baseline_of_its_ladder_on_held_out_hours(feeder_store):
     the raw readings, on later hours: MAE at most 60 % of the strongest baseline's."""
     ds = D_el.energy_loss(feeder_store, source="sim:t_feeder", test_fraction=0.3)
     model = M_el.EnergyLoss()
-    mae, scores = ladder_scores(model, ds)
+    mae, scores = ladder_scores(model, ds, per_reading=False)
     assert set(scores) == {"FixedLossFactor", "QuadraticLossFactor", "LinearOnHeadReadings"}
     name, best = strongest(model, scores)
     assert mae < 0.6 * best, (mae, scores)
@@ -215,7 +215,7 @@ def test_m11_beats_every_baseline_of_its_ladder_on_held_out_days(pfo_dataset):
     """The LP on the 7-day-mean forecast saves more than the peak rule, the self-consumption rule
     and the time-of-use rule planned on the same forecast, re-simulated on the actual test days."""
     model = M_pfo.PowerFlowOptimization()
-    saving, scores = ladder_scores(model, pfo_dataset)
+    saving, scores = ladder_scores(model, pfo_dataset, per_reading=False)
     assert set(scores) == {"RuleDispatch", "SelfConsumptionRule", "TimeOfUseRule"}
     name, best = strongest(model, scores)
     assert saving > best + 0.02, (saving, scores)
@@ -321,7 +321,7 @@ def test_m12_beats_every_baseline_of_its_ladder_on_held_out_customers(meter_stor
     the calendar grouping, KMeans on the raw kW profile and peak-share bands (ARI, 0.2 above)."""
     ds = D_dr.demand_response(meter_store, source="sim:t_meters", test_days=2, require_labels=True)
     model = M_dr.DemandResponse(n_clusters=4, n_bootstrap=3)
-    ari, scores = ladder_scores(model, ds)
+    ari, scores = ladder_scores(model, ds, per_reading=False)
     assert set(scores) == {"CalendarGrouping", "RawProfileKMeans", "PeakShareBands"}
     name, best = strongest(model, scores)
     assert ari > best + 0.2, (ari, scores)

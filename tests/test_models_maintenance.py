@@ -70,8 +70,9 @@ def ladder_store(tmp_path_factory) -> Store:
     """Larger fleets than the smoke runs, for the ladder tests: m05 200 days x 60 transformers (about
     ten test failures), m06 30 days x 20 transformers at 15 min (about 5,000 test rows)."""
     store = Store(tmp_path_factory.mktemp("m05m06_ladder") / "store")
-    for run in [*dsm_ef._m05_runs("200d", 60), *dsm_or._m06_runs("30d", 20)]:
-        run_scenario(**run, store=store, progress=False)
+    for model_id, duration, devices in (("m05_equipment_failure", "200d", 60), ("m06_overload_risk", "30d", 20)):
+        for run in registry.get(model_id).simulation_runs("full"):  # the configured runs, resized
+            run_scenario(**{**run, "duration": duration, "devices": devices}, store=store, progress=False)
     return store
 
 
