@@ -681,16 +681,21 @@ def report_markdown(report: pd.DataFrame) -> str:
     lines = []
     for r in report.itertuples():
         arrow = "↑" if r.greater_is_better else "↓"
-        ladder = "<br>".join(f"{'**' if b['name'] == r.strongest_baseline else ''}{b['name']}"
+        ladder = "<br>".join(f"{'**' if b['name'] == r.strongest_baseline else ''}{_cell(b['name'])}"
                              f"{'**' if b['name'] == r.strongest_baseline else ''}: {_ci(b['value'], b['low'], b['high'])}"
                              for b in r.ladder) or "–"
         blocks = f"{r.n_test:,} / {int(r.n_blocks)} {r.block_kind}" if r.n_test and math.isfinite(r.n_blocks) else (
             f"{r.n_test:,}" if r.n_test else "–")
         gate = {"passed": "passed", "failed": "refused"}.get(r.gate or "", "–")
-        serves = "model" if r.serves == "model" else (r.serves or "–").replace("baseline:", "baseline: ")
-        lines.append(f"| {r.model_id} ({r.algorithm}) | {r.primary_metric} {arrow} | {_ci(r.model, r.model_low, r.model_high)} "
+        serves = _cell("model" if r.serves == "model" else (r.serves or "–").replace("baseline:", "baseline: "))
+        lines.append(f"| {r.model_id} ({_cell(r.algorithm)}) | {r.primary_metric} {arrow} | {_ci(r.model, r.model_low, r.model_high)} "
                      f"| {ladder} | {_ci(r.diff, r.diff_low, r.diff_high)} | {blocks} | {gate} | {serves} |")
     return head + "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """``text`` safe in a Markdown table cell (a name such as "|dV| > 10 %" would end the cell)."""
+    return str(text).replace("|", "\\|")
 
 
 README_BEGIN = "<!-- models-report:begin -->"

@@ -243,3 +243,22 @@ def test_comparison_views_show_intervals_and_what_serves(toy):
     shown = comparison.table(lb).set_index("model_id").loc[TOY_ID]
     assert shown["gate"] == "failed" and shown["serves"] == rec.serves
     assert "baseline's outputs" in comparison.champion_note(lb, TOY_ID)
+
+
+def test_model_table_cells_escape_the_pipe_of_a_name():
+    """A baseline named "|dV| > 10 %" must not split the Markdown row (the README's table broke on m01)."""
+    import re
+
+    import pandas as pd
+
+    from gridtwin_lib import tracking
+
+    report = pd.DataFrame([{
+        "model_id": "m01_x", "algorithm": "forest | trees", "primary_metric": "f1", "greater_is_better": True,
+        "model": 0.8, "model_low": 0.7, "model_high": 0.9, "diff": 0.3, "diff_low": 0.2, "diff_high": 0.4,
+        "strongest_baseline": "rule |dV| > 10 %", "n_test": 100, "n_blocks": 10, "block_kind": "hour", "gate": "passed",
+        "serves": "model", "ladder": [{"name": "rule |dV| > 10 %", "value": 0.5, "low": 0.4, "high": 0.6}],
+    }])
+    row = tracking.report_markdown(report).splitlines()[2]
+    assert len(re.findall(r"(?<!\\)\|", row)) == 9, row  # 8 cells
+    assert "**rule \\|dV\\| > 10 %**: 0.5" in row and "forest \\| trees" in row
