@@ -235,18 +235,37 @@ def rule_dispatch(site: BatterySite, load: np.ndarray, pv: np.ndarray, price: np
     """The rule, hour by hour on (days, 24) arrays: charge from PV surplus; discharge to cover the
     load in the peak-price hours (price = the day's highest); PV beyond the export limit is curtailed.
     It is causal: each hour uses only that hour's values, so run on actual data it is a real-time
-    controller."""
+    controller. (:func:`greedy_dispatch` with the peak-price hours as discharge hours.)"""
+    return greedy_dispatch(site, load, pv, price >= price.max(axis=1, keepdims=True) - 1e-9)
+
+
+def greedy_dispatch(site: BatterySite, load: np.ndarray, pv: np.ndarray, discharge_hours: np.ndarray,
+                    grid_charge_hours: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A greedy battery rule on (days, 24) arrays [kW], in the LP's schedule format.
+
+    Every hour: charge from the PV surplus; in ``grid_charge_hours`` (bool, (days, 24); default none)
+    also charge from the grid up to the import limit; in ``discharge_hours`` (bool, (days, 24))
+    discharge to cover the load not covered by PV (never into export). Grid charging is spread evenly
+    over the charging hours left, so that it does not set a new daily import peak. Power and SoC limits
+    of ``site`` (``s0`` [kWh] a float or one per day); PV beyond the export limit is curtailed. Each hour
+    reads only that hour's values and the masks (causal).
+    """
     days = load.shape[0]
-    soc = np.full(days, site.s0)
+    if grid_charge_hours is None:
+        grid_charge_hours = np.zeros(load.shape, dtype=bool)
+    soc = np.broadcast_to(np.asarray(site.s0, dtype=float), (days,)).copy()
     out = {k: np.zeros((days, HOURS)) for k in SCHEDULE_COLUMNS}
-    is_peak = price >= price.max(axis=1, keepdims=True) - 1e-9
+    p_max = np.full(days, site.p_max)
     for h in range(HOURS):
         surplus = pv[:, h] - load[:, h]
-        ch = np.where(surplus > 0, np.minimum.reduce([np.clip(surplus, 0, None), np.full(days, site.p_max),
-                                                      (site.s_max - soc) / site.eta]), 0.0)
-        dis = np.where((surplus < 0) & is_peak[:, h], np.minimum.reduce([-surplus, np.full(days, site.p_max),
-                                                                          (soc - site.s_min) * site.eta]), 0.0)
-        ch, dis = np.clip(ch, 0, None), np.clip(dis, 0, None)
+        room = (site.s_max - soc) / site.eta
+        # grid charging spread evenly over the charging hours left (a flat night-time import, not a new daily peak)
+        left = np.maximum(grid_charge_hours[:, h:].sum(axis=1), 1)
+        from_grid = np.where(grid_charge_hours[:, h], np.clip(np.minimum(room / left, site.imp_lim - np.clip(-surplus, 0, None)), 0, None), 0.0)
+        ch = np.clip(np.minimum.reduce([np.clip(surplus, 0, None) + from_grid, p_max, room]), 0, None)
+        dis = np.where((surplus < 0) & discharge_hours[:, h] & ~grid_charge_hours[:, h],
+                       np.minimum.reduce([-surplus, p_max, (soc - site.s_min) * site.eta]), 0.0)
+        dis = np.clip(dis, 0, None)
         net = load[:, h] - pv[:, h] + ch - dis
         cur = np.minimum(pv[:, h], np.clip(-site.exp_lim - net, 0, None))
         soc = soc + site.eta * ch - dis / site.eta

@@ -16,7 +16,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ...errors import InputError
-from ...physics.battery import HOURS, SCHEDULE_COLUMNS, BatterySite, day_cost, resimulate, rule_dispatch, solve_day_lp
+from ...physics.battery import (
+    HOURS,
+    SCHEDULE_COLUMNS,
+    BatterySite,
+    day_cost,
+    greedy_dispatch,
+    resimulate,
+    rule_dispatch,
+    solve_day_lp,
+)
 from ..base import Baseline, Dataset, GridModel, ModelSpec
 
 FORECAST_COLUMNS = ("load_kw", "pv_kw", "price_per_kwh")
@@ -309,39 +318,6 @@ class RuleDispatch(_RuleSchedule):
         return rule_dispatch(self.battery_site(), d["load_kw"], d["pv_kw"], d["price_per_kwh"])
 
 
-def greedy_schedule(site: BatterySite, load: np.ndarray, pv: np.ndarray, discharge_hours: np.ndarray,
-                    grid_charge_hours: np.ndarray) -> dict[str, np.ndarray]:
-    """A greedy battery rule on (days, 24) arrays [kW], in the LP's schedule format.
-
-    Every hour: charge from the PV surplus; in ``grid_charge_hours`` (bool, (days, 24)) also charge
-    from the grid at full power up to the import limit; in ``discharge_hours`` discharge to cover
-    the load not covered by PV (never into export). Grid charging is spread evenly over the
-    charging hours left, so that it does not set a new daily import peak. Power and SoC limits of
-    ``site``; PV beyond the export limit is curtailed. Each hour reads only that hour's values and
-    the mask of hours (causal).
-    """
-    days = load.shape[0]
-    soc = np.full(days, float(np.mean(site.s0)))
-    out = {k: np.zeros((days, HOURS)) for k in SCHEDULE_COLUMNS}
-    p_max = np.full(days, site.p_max)
-    for h in range(HOURS):
-        surplus = pv[:, h] - load[:, h]
-        room = (site.s_max - soc) / site.eta
-        # grid charging spread evenly over the charging hours left (a flat night-time import, not a new daily peak)
-        left = np.maximum(grid_charge_hours[:, h:].sum(axis=1), 1)
-        from_grid = np.where(grid_charge_hours[:, h], np.clip(np.minimum(room / left, site.imp_lim - np.clip(-surplus, 0, None)), 0, None), 0.0)
-        ch = np.clip(np.minimum.reduce([np.clip(surplus, 0, None) + from_grid, p_max, room]), 0, None)
-        dis = np.where((surplus < 0) & discharge_hours[:, h] & ~grid_charge_hours[:, h],
-                       np.minimum.reduce([-surplus, p_max, (soc - site.s_min) * site.eta]), 0.0)
-        dis = np.clip(dis, 0, None)
-        net = load[:, h] - pv[:, h] + ch - dis
-        cur = np.minimum(pv[:, h], np.clip(-site.exp_lim - net, 0, None))
-        soc = soc + site.eta * ch - dis / site.eta
-        for k, v in zip(SCHEDULE_COLUMNS, (net + cur, cur, ch, dis, soc)):
-            out[k][:, h] = v
-    return out
-
-
 class SelfConsumptionRule(_RuleSchedule):
     """Ladder baseline of m11: the factory default of home batteries, maximise self-consumption:
     charge from the PV surplus, discharge whenever the load exceeds PV (any hour), on the same
@@ -353,7 +329,7 @@ class SelfConsumptionRule(_RuleSchedule):
 
     def schedule(self, d):
         always = np.ones_like(d["load_kw"], bool)
-        return greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], always, ~always)
+        return greedy_dispatch(self.battery_site(), d["load_kw"], d["pv_kw"], always, ~always)
 
 
 class TimeOfUseRule(_RuleSchedule):
@@ -371,7 +347,7 @@ class TimeOfUseRule(_RuleSchedule):
         cheapest = price <= price.min(axis=1, keepdims=True) + 1e-9
         # grid-charge in the night window of cheapest hours that precedes the day's first dearer hour
         night = cheapest & (np.arange(HOURS)[None, :] < np.argmax(~cheapest, axis=1)[:, None])
-        return greedy_schedule(self.battery_site(), d["load_kw"], d["pv_kw"], ~cheapest, night)
+        return greedy_dispatch(self.battery_site(), d["load_kw"], d["pv_kw"], ~cheapest, night)
 
 
 # --------------------------------------------------------------------------- serving

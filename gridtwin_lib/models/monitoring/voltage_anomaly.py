@@ -553,12 +553,7 @@ def event_f1_terms(y_true, y_pred, meta: dict[str, Any]) -> tuple[np.ndarray, An
     (``y_true`` = 1) and as misses (``y_true`` = 0); ``combine(sums)`` (B × 4 → B) gives recall,
     point precision and F1 exactly as :func:`event_scores` does on the full sample.
     """
-    if meta is None or "events" not in meta:
-        raise ValueError("m01 scoring needs meta with the test rows' ts_us, device_id and the events table")
-    idx = meta.get("_index")
-    if idx is None or idx.n != len(y_true):
-        idx = _EventIndex(y_true, meta)
-        meta["_index"] = idx
+    idx = _event_index(y_true, meta)
     _, flag = _prediction_columns(y_pred)
     det = idx.detected(flag)
     dev = np.asarray(meta["device_id"])
@@ -602,14 +597,21 @@ def _average_precision(rec: np.ndarray, prec: np.ndarray) -> float:
     return float(np.sum(np.diff(np.concatenate([[0.0], r])) * prec))
 
 
-def event_scores(y_true, y_pred, meta: dict[str, Any]) -> dict[str, float]:
-    """Event-level scores of m01-style predictions (see the module docstring)."""
+def _event_index(y_true, meta: dict[str, Any] | None) -> _EventIndex:
+    """The test rows' event index, built once per ``meta`` (kept in it: every rung of the ladder and every
+    bootstrap call scores the same rows)."""
     if meta is None or "events" not in meta:
         raise ValueError("m01 scoring needs meta with the test rows' ts_us, device_id and the events table")
     idx = meta.get("_index")
     if idx is None or idx.n != len(y_true):
         idx = _EventIndex(y_true, meta)
         meta["_index"] = idx
+    return idx
+
+
+def event_scores(y_true, y_pred, meta: dict[str, Any]) -> dict[str, float]:
+    """Event-level scores of m01-style predictions (see the module docstring)."""
+    idx = _event_index(y_true, meta)
     score, flag = _prediction_columns(y_pred)
     det = idx.detected(flag)
     n_ev = idx.ev_start.size
