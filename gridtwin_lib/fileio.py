@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,7 +69,7 @@ def atomic_write(*paths: str | os.PathLike, fsync: bool = True) -> Iterator[Path
     if not paths:
         raise ValueError("atomic_write needs at least one path")
     targets = [Path(p) for p in paths]
-    tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
+    tmps = [_temporary_name(t) for t in targets]
     try:
         yield tmps[0] if len(tmps) == 1 else list(tmps)
         for tmp in tmps:
@@ -87,10 +88,16 @@ def atomic_write(*paths: str | os.PathLike, fsync: bool = True) -> Iterator[Path
             tmp.unlink(missing_ok=True)
 
 
+def _temporary_name(target: Path) -> Path:
+    """A hidden name beside ``target`` that no other writer uses: the process id alone was not enough,
+    since threads of one process (a pipeline's parallel notebooks) write the same file at once."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
 def write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> Path:
     """``text`` written to ``path`` through :func:`atomic_write`; returns the path."""
     with atomic_write(path, fsync=fsync) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -110,7 +117,7 @@ def file_lock(path: str | os.PathLike) -> Iterator[Path]:
 def replace_symlink(link: str | os.PathLike, target: str) -> None:
     """Make ``link`` a symlink to ``target`` (relative text kept as is) in one atomic rename."""
     link = Path(link)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp = _temporary_name(link)
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     tmp.symlink_to(target)

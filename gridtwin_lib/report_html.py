@@ -14,10 +14,11 @@ through require.js. :func:`notebook_html` instead:
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
+
+from .fileio import atomic_write, write_text
 
 PLOTLY_JS = "plotly.min.js"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -79,17 +80,13 @@ def notebook_html(nb_path: str | Path, out: str | Path | None = None, *, inline_
         script = "<script>" + plotly_js_path().read_text(encoding="utf-8").replace("</script", "<\\/script") + "</script>"
     else:
         shared = out.parent / PLOTLY_JS
-        if not shared.exists():
-            # a temporary name of this process: notebooks of one run (--jobs 2) write the same folder at once
-            tmp = shared.with_name(f".{PLOTLY_JS}.{os.getpid()}.tmp")
-            shutil.copyfile(plotly_js_path(), tmp)
-            tmp.replace(shared)
+        if not shared.exists():  # notebooks of one run (--jobs 2, threads) may both write it: each its own temporary
+            with atomic_write(shared, fsync=False) as tmp:
+                shutil.copyfile(plotly_js_path(), tmp)
         script = f'<script src="{PLOTLY_JS}"></script>'
     head_end = body.index("</head>")
     body = body[:head_end] + script + "\n" + body[head_end:]
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, body, fsync=False)
     return out
 
 
