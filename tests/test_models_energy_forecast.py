@@ -208,18 +208,7 @@ def test_model_beats_every_baseline_of_its_ladder_on_the_simulated_feeder(fitted
 def test_linear_ar_baseline_is_causal_and_learns_the_series():
     """AR(24) + lag-168 on a noiseless periodic series forecasts it (one-step and day-ahead), and
     changing the target day's later hours never changes an earlier hour's one-step forecast."""
-    days = 40
-    t = np.arange((days + 7) * 24)
-    load = 1.0 + 0.5 * np.sin(2 * np.pi * t / 24) + 0.2 * np.sin(2 * np.pi * t / 168)
-    rows, ys = [], []
-    for d in range(7, days + 7):
-        h0 = d * 24
-        rows.append([*load[h0 - np.arange(1, 169)], *load[h0:h0 + 23]])
-        ys.append(load[h0:h0 + 24])
-    X = pd.DataFrame(rows, columns=[*LAG_COLS, *OBS_COLS])
-    X.insert(0, "holiday", 0.0)
-    X.insert(0, "issue_time_local", pd.date_range("2010-01-08", periods=days, freq="D"))
-    y = pd.DataFrame(ys, columns=OUT_COLS)
+    X, y = _periodic_rows(40)
     from gridtwin_lib.models.energy.load_forecast import LinearARLoad
 
     b = LinearARLoad().fit(X.iloc[:30], y.iloc[:30])
