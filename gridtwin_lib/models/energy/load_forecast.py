@@ -732,6 +732,12 @@ class LoadForecast(GridModel):
 
     # ------------------------------------------------------------------ score & figures
 
+    def _mase_scale(self, meta) -> float:
+        """The MASE denominator [kW]: the builder's ``mase_scale_kw`` (meta), else the fitted one, else NaN."""
+        if isinstance(meta, pd.DataFrame) and "mase_scale_kw" in meta.columns:
+            return float(meta["mase_scale_kw"].iloc[0])
+        return float(getattr(self, "mase_scale_kw_", float("nan")))
+
     def evaluate(self, y_true, y_pred, meta=None) -> dict[str, float]:
         """MASE / MAE / RMSE of the day-ahead forecast, one-step MAE / RMSE, lag-24 reference.
 
@@ -740,11 +746,7 @@ class LoadForecast(GridModel):
         """
         Y = _targets(y_true, len(y_true))
         mask = np.isfinite(Y)
-        scale = float("nan")
-        if isinstance(meta, pd.DataFrame) and "mase_scale_kw" in meta.columns:
-            scale = float(meta["mase_scale_kw"].iloc[0])
-        elif hasattr(self, "mase_scale_kw_"):
-            scale = self.mase_scale_kw_
+        scale = self._mase_scale(meta)
         day = _pred_array(y_pred, OUT_COLS)
         one = _pred_array(y_pred, ONESTEP_COLS)
         out = {
@@ -789,11 +791,7 @@ class LoadForecast(GridModel):
         """
         Y = _targets(y_true, len(y_true))
         mask = np.isfinite(Y)
-        scale = float("nan")
-        if isinstance(meta, pd.DataFrame) and "mase_scale_kw" in meta.columns:
-            scale = float(meta["mase_scale_kw"].iloc[0])
-        elif hasattr(self, "mase_scale_kw_"):
-            scale = self.mase_scale_kw_
+        scale = self._mase_scale(meta)
         err = np.where(mask, np.abs(np.where(mask, Y, 0.0) - _pred_array(y_pred, OUT_COLS)), 0.0)
         terms = np.column_stack([err.reshape(len(Y), -1).sum(axis=1), mask.reshape(len(Y), -1).sum(axis=1)])
 
