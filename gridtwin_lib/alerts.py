@@ -2,7 +2,7 @@
 
 Rules live in YAML (the configuration folder's ``alerts.yaml`` by default, :func:`default_rules`; ``GRIDTWIN_ALERTS`` or
 an explicit path overrides it): each reads one column of the engine's per-reading scores
-or of its asset scores and maps the value to a severity (CRITICAL, HIGH, MEDIUM, LOW)
+or asset scores, or of the solar-asset models' outputs on PV readings, and maps the value to a severity (CRITICAL, HIGH, MEDIUM, LOW)
 with a message and a suggested action. Thresholds are therefore configuration, not code.
 
 An :class:`AlertBook` keeps alerts open across calls: a rule that fires again on the same
@@ -26,7 +26,7 @@ from .errors import InputError
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 _RANK = {s: k for k, s in enumerate(SEVERITIES)}
-INPUTS = ("scores", "assets")
+INPUTS = ("scores", "assets", "pv")  # per-reading scores, per-asset scores, solar-asset outputs on PV readings
 ALERT_SCHEMA = {
     "severity": pl.String, "raised_by": pl.String, "rule": pl.String, "device_id": pl.String, "source": pl.String,
     "first_utc": pl.Datetime("us", "UTC"), "last_utc": pl.Datetime("us", "UTC"), "count": pl.Int64,
@@ -228,10 +228,11 @@ class AlertBook:
     _open: dict[tuple[str, str | None, str], _Open] = field(default_factory=dict)
     _closed: list[_Open] = field(default_factory=list)
 
-    def update(self, scores: pl.DataFrame | None = None, assets: pl.DataFrame | None = None) -> None:
-        """Feed newly scored rows (time-ordered per device across calls)."""
+    def update(self, scores: pl.DataFrame | None = None, assets: pl.DataFrame | None = None,
+               pv: pl.DataFrame | None = None) -> None:
+        """Feed newly scored rows (time-ordered per device across calls), one frame per rule input (:data:`INPUTS`)."""
         gap = timedelta(seconds=self.rules.merge_gap_s)
-        frames = {"scores": scores, "assets": assets}
+        frames = {"scores": scores, "assets": assets, "pv": pv}
         for rule in self.rules.rules:
             frame = frames.get(rule.input)
             if frame is None:
@@ -293,11 +294,12 @@ def _worse(rule: Rule, value, current) -> bool:
 
 
 def raise_alerts(scores: pl.DataFrame | None = None, assets: pl.DataFrame | None = None,
-                 rules: RuleSet | str | os.PathLike | None = None) -> pl.DataFrame:
-    """Alerts of one batch of per-reading ``scores`` and ``assets`` scores (see :class:`AlertBook`)."""
+                 rules: RuleSet | str | os.PathLike | None = None, pv: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Alerts of one batch of per-reading ``scores``, ``assets`` scores and solar-asset outputs ``pv``
+    (see :class:`AlertBook`)."""
     rs = rules if isinstance(rules, RuleSet) else load_rules(rules)
     book = AlertBook(rs)
-    book.update(scores=scores, assets=assets)
+    book.update(scores=scores, assets=assets, pv=pv)
     return book.table()
 
 

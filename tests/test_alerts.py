@@ -134,6 +134,26 @@ def test_asset_alerts():
         ("m05_failure_risk", "t1", "CRITICAL"), ("m06_overload", "t2", "MEDIUM")}
 
 
+def test_rules_on_pv_outputs_read_only_the_pv_frame(tmp_path):
+    """A rule whose input is ``pv`` fires on the solar-asset outputs and ignores a per-reading frame that happens
+    to carry the same column."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("""
+rules:
+  - id: pv_low
+    raised_by: rule on PV output
+    input: pv
+    column: pr
+    levels: [{severity: HIGH, below: 0.5}]
+    message: "performance ratio {value:.2f}"
+    action: "inspect"
+""")
+    frame = scores([0.3, 0.9], column="pr")
+    assert alerts.raise_alerts(frame, rules=rules).height == 0
+    t = alerts.raise_alerts(pv=frame, rules=rules)
+    assert t.select("rule", "severity", "message").rows() == [("pv_low", "HIGH", "performance ratio 0.30")]
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("rules: 3", "'rules' list"),
     ("rules:\n  - {id: a}", "missing raised_by"),
