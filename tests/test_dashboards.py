@@ -569,10 +569,13 @@ def test_follow_newest_tracks_what_the_collector_adds(tmp_path, monkeypatch):
     assert mon.follow_range("collector", "gw-1") is None  # nothing stored yet: nothing to follow
     post(range(0, 60))
     assert mon.newest("collector", "gw-1") == t0 + timedelta(seconds=59)
-    assert mon.follow_range("collector", "gw-1", hours=1) == (t0.date(), 9)
-    post(range(60, 300))  # crosses 10:00
-    assert mon.follow_range("collector", "gw-1", hours=1) == (t0.date(), 10)
-    assert mon.follow_range("collector", "gw-1", hours=3) == (t0.date(), 8)
+    # the range is local time at the collector's site (the default, Sydney: 09:58 UTC is 20:58 AEDT)
+    assert dashboards.timezone_of("collector") == "Australia/Sydney"
+    assert mon.follow_range("collector", "gw-1", hours=1) == (t0.date(), 20)
+    post(range(60, 300))  # crosses 10:00 UTC, 21:00 local
+    assert mon.follow_range("collector", "gw-1", hours=1) == (t0.date(), 21)
+    assert mon.follow_range("collector", "gw-1", hours=3) == (t0.date(), 19)
+    assert dashboards.local_start(t0.date(), 21, "collector") == datetime(2025, 3, 4, 10, tzinfo=UTC)
 
 
 def test_follower_jumps_only_when_newer_readings_arrive(tmp_path, monkeypatch):
@@ -599,11 +602,11 @@ def test_follower_jumps_only_when_newer_readings_arrive(tmp_path, monkeypatch):
 
     f = mon.Follower(Toggle(), lambda: ("collector", "gw-1", 1), jump, lambda fn, what: fn())
     assert f.check() is False and jumps == []  # nothing stored yet
-    latest["t"] = datetime(2025, 3, 4, 10, 2, tzinfo=UTC)
-    assert f.check() is True and jumps == [(latest["t"].date(), 10)]
+    latest["t"] = datetime(2025, 3, 4, 10, 2, tzinfo=UTC)  # 21:02 at the collector's site (Sydney, AEDT)
+    assert f.check() is True and jumps == [(latest["t"].date(), 21)]
     assert f.check() is False  # no newer reading: no second jump
     latest["t"] += timedelta(hours=1)
-    assert f.check() is True and jumps[-1] == (latest["t"].date(), 11)
+    assert f.check() is True and jumps[-1] == (latest["t"].date(), 22)
     assert reloads == [1, 1]  # one reload per jump
 
 
@@ -700,6 +703,23 @@ def test_tables_for_people_format_times_booleans_and_gaps():
     html = dashboards.table_html(frame)
     assert "2026-01-05 23:00 UTC" in html and "+00:00" not in html
     assert "yes" in html and not re.search(r"\b(None|True|False|nan|NaT)\b", html)
+
+
+def test_times_are_shown_in_the_local_time_of_the_source_with_its_zone():
+    """Pages show the site's local time named by its zone (Sydney for the simulated and collector sources, Paris for
+    the UCI household); a local day's start is the right UTC instant, across a daylight-saving change."""
+    import pandas as pd
+
+    t = datetime(2026, 1, 5, 23, tzinfo=UTC)
+    assert dashboards.local_text(t, "sim:m01_mixed") == "2026-01-06 10:00 AEDT"
+    assert dashboards.local_text(t, "uci") == "2026-01-06 00:00 CET"
+    frame = pd.DataFrame({"first": [pd.Timestamp(t)]})
+    assert dashboards.for_people(frame.copy(), "Australia/Sydney")["first"][0] == "2026-01-06 10:00 AEDT"
+    assert list(dashboards.to_local(pd.Series([pd.Timestamp(t)]), "uci")) == [pd.Timestamp(2026, 1, 6, 0)]
+    assert dashboards.time_axis("uci") == "local time (Europe/Paris)"
+    # Sydney leaves daylight saving on 2026-04-05: local midnight is 13:00 UTC before, 14:00 UTC after
+    assert dashboards.local_start(datetime(2026, 4, 4).date(), 0, "collector") == datetime(2026, 4, 3, 13, tzinfo=UTC)
+    assert dashboards.local_start(datetime(2026, 4, 6).date(), 0, "collector") == datetime(2026, 4, 5, 14, tzinfo=UTC)
 
 
 def test_serving_beyond_loopback_needs_a_token():

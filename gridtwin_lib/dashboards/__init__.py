@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -410,11 +411,11 @@ def labelled(names) -> list[tuple[str, str]]:
     return [(source_label(n), n) for n in names]
 
 
-def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -> str:
-    """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL; a table longer
-    than ``max_rows`` says how many rows it shows of how many."""
+def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None, zone: str | None = None) -> str:
+    """A small HTML table (pandas or polars); ``links`` maps a column to the column holding its URL; times in ``zone``
+    (IANA name; None: as stored); a table longer than ``max_rows`` says how many rows it shows of how many."""
     df = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
-    df = for_people(df.head(max_rows).copy())
+    df = for_people(df.head(max_rows).copy(), zone)
     for col, url_col in (links or {}).items():
         if col in df.columns and url_col in df.columns:
             df[col] = [f"<a href='{html.escape(str(u))}' target='_blank'>{html.escape(str(v))}</a>" if u else html.escape(str(v))
@@ -431,16 +432,60 @@ def table_html(frame, max_rows: int = 50, links: dict[str, str] | None = None) -
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
-def for_people(df):
-    """A pandas frame as people read it: timestamps as ``2026-01-05 23:00 UTC`` (no ``+00:00``), booleans as
-    yes / no, missing values as "–" (never Python's None / True / False)."""
+# ----------------------------------------------------------------------------- local time
+# Pages show the time of the place a source measures (its site in sites.yaml, else the default site), with the
+# zone's abbreviation; the store and the engine stay in UTC.
+def timezone_of(source: str | None) -> str:
+    """IANA time zone of the site of ``source`` (``sites.yaml``; unknown sources: the default site's)."""
+    return config.site_for_source(source).timezone
+
+
+def local_text(ts, source: str | None, fmt: str = TIME_FORMAT) -> str:
+    """An instant (timezone-aware, or naive UTC) as local time of ``source`` with its zone: ``2025-01-07 16:00 AEDT``."""
+    from zoneinfo import ZoneInfo
+
+    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+    local = ts.astimezone(ZoneInfo(timezone_of(source)))
+    return f"{local:{fmt}} {local:%Z}"
+
+
+def to_local(values, source: str | None):
+    """Instants (a pandas Series or DatetimeIndex; naive values are UTC) as naive local times of ``source``,
+    for plotting on an axis titled :func:`time_axis`."""
+    import pandas as pd
+
+    index = pd.DatetimeIndex(values)
+    index = index.tz_localize("UTC") if index.tz is None else index
+    local = index.tz_convert(timezone_of(source)).tz_localize(None)
+    return pd.Series(local, index=values.index) if isinstance(values, pd.Series) else local
+
+
+def time_axis(source: str | None) -> str:
+    """Axis title of :func:`to_local` times: ``local time (Australia/Sydney)``."""
+    return f"local time ({timezone_of(source)})"
+
+
+def local_start(day: date, hour: int, source: str | None) -> datetime:
+    """The UTC instant of local ``hour`` of local ``day`` at the site of ``source``."""
+    from zoneinfo import ZoneInfo
+
+    return datetime(day.year, day.month, day.day, int(hour), tzinfo=ZoneInfo(timezone_of(source))).astimezone(UTC)
+
+
+def for_people(df, zone: str | None = None):
+    """A pandas frame as people read it: timestamps as ``2026-01-05 23:00 UTC`` (in ``zone``, an IANA name, with its
+    abbreviation, when given), booleans as yes / no, missing values as "–" (never Python's None / True / False)."""
     import pandas as pd
 
     for col in df.columns:
         values = df[col]
         if pd.api.types.is_datetime64_any_dtype(values):
-            zone = f" {values.dt.tz}" if getattr(values.dt, "tz", None) is not None else ""
-            df[col] = [f"{v:{TIME_FORMAT}}{zone}" if not pd.isna(v) else "–" for v in values]
+            if zone is not None:
+                aware = values.dt.tz_localize("UTC") if values.dt.tz is None else values
+                df[col] = [f"{v:{TIME_FORMAT} %Z}" if not pd.isna(v) else "–" for v in aware.dt.tz_convert(zone)]
+                continue
+            zone_name = f" {values.dt.tz}" if getattr(values.dt, "tz", None) is not None else ""
+            df[col] = [f"{v:{TIME_FORMAT}}{zone_name}" if not pd.isna(v) else "–" for v in values]
         elif pd.api.types.is_bool_dtype(values) or (values.dtype == object and values.map(
                 lambda v: v is None or isinstance(v, bool)).all() and values.map(lambda v: isinstance(v, bool)).any()):
             df[col] = ["–" if v is None or (not isinstance(v, bool) and pd.isna(v)) else ("yes" if v else "no") for v in values]
@@ -565,6 +610,7 @@ def sources(preferred: tuple[str, ...] = (), kind: str = "three_phase") -> list[
 
 
 def days(source: str, kind: str = "three_phase") -> list:
-    """The UTC days holding readings of ``source``, oldest first."""
-    return (store().scan(kind, source=source).select(pl.col("ts").dt.date().unique().sort())
+    """The local days (at the site of ``source``) holding readings of ``source``, oldest first."""
+    local = pl.col("ts").dt.convert_time_zone(timezone_of(source)).dt.date()
+    return (store().scan(kind, source=source).select(local.unique().sort())
             .collect()["ts"].to_list())

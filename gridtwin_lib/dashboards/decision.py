@@ -75,7 +75,7 @@ def gauge_figure(frame: pl.DataFrame, source: str):
     """The stability score of the latest scored reading as a gauge (red below 40, amber below 70)."""
     import plotly.graph_objects as go
 
-    from . import source_label
+    from . import local_text, source_label
 
     stability = models()["stability"]
     col = f"{stability}.stability_score"
@@ -88,7 +88,7 @@ def gauge_figure(frame: pl.DataFrame, source: str):
     last = scored.tail(1).row(0, named=True)
     fig = go.Figure(go.Indicator(
         mode="gauge+number", value=last[col], number={"suffix": " / 100"},
-        title={"text": f"grid stability, {source_label(source)} {last['device_id']} at {last['ts']:%Y-%m-%d %H:%M} UTC"},
+        title={"text": f"grid stability, {source_label(source)} {last['device_id']} at {local_text(last['ts'], source)}"},
         gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#264653"},
                "steps": [{"range": [0, 40], "color": "#f8d7da"}, {"range": [40, 70], "color": "#fff3cd"},
                          {"range": [70, 100], "color": "#d8f3dc"}]}))
@@ -99,11 +99,13 @@ def gauge_figure(frame: pl.DataFrame, source: str):
 MEMBER_NAMES = {"rf": "random forest", "xgb": "gradient boosting (XGBoost)", "logit": "logistic regression"}
 
 
-def drivers_figure(frame: pl.DataFrame):
+def drivers_figure(frame: pl.DataFrame, source: str | None = None):
     """What drives the latest score: each ensemble member's P(disturbance within 30 min), then the reading's
-    deviations, each in its own panel with its own unit."""
+    deviations, each in its own panel with its own unit (the time: local at the ``source``'s site)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    from . import local_text
 
     stability = models()["stability"]
     col = f"{stability}.stability_score"
@@ -124,7 +126,7 @@ def drivers_figure(frame: pl.DataFrame):
                              text=[f"{value:.3g} {unit}" if value is not None else "–"], textposition="auto"), 1, k + 2)
         fig.update_xaxes(showticklabels=False, row=1, col=k + 2)
     fig.update_layout(height=320, showlegend=False,
-                      title=f"drivers of the stability score at {last['ts']:%Y-%m-%d %H:%M:%S} UTC")
+                      title=f"drivers of the stability score at {local_text(last['ts'], source, '%Y-%m-%d %H:%M:%S')}")
     fig.update_yaxes(range=[0, 1], title_text="probability [0-1]", row=1, col=1)
     fig.update_annotations(font_size=11)
     return fig
@@ -138,7 +140,7 @@ def stability_trend_figure(frame: pl.DataFrame, source: str):
     """The stability score over the range, one time-sorted trace per device."""
     import plotly.graph_objects as go
 
-    from . import decimate
+    from . import decimate, source_label, time_axis, to_local
 
     col = f"{models()['stability']}.stability_score"
     scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
@@ -147,9 +149,9 @@ def stability_trend_figure(frame: pl.DataFrame, source: str):
     fig = go.Figure()
     for device, one in sorted(scored.partition_by("device_id", as_dict=True).items()):
         df = decimate(one.sort("ts"), by=None).to_pandas()
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df[col], name=str(device[0]), mode="lines"))
-    fig.update_layout(height=280, title=f"{source}: stability score over the range, per device",
-                      yaxis=dict(range=[0, 100], title="stability score [0-100]"), xaxis_title="time (UTC)")
+        fig.add_trace(go.Scattergl(x=to_local(df["ts"], source), y=df[col], name=str(device[0]), mode="lines"))
+    fig.update_layout(height=280, title=f"{source_label(source)}: stability score over the range, per device",
+                      yaxis=dict(range=[0, 100], title="stability score [0-100]"), xaxis_title=time_axis(source))
     return fig
 
 
@@ -178,7 +180,9 @@ def _reactive_actions(eng) -> list[dict]:
     eng.reset()
     out = eng.score(heads).frame.filter(pl.col(f"{reactive}.q_setpoint_kvar").is_not_null())
     out = out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder"))  # one set-point per feeder
-    return [{"adviser": "reactive power compensation", "where": f"{r['feeder']} ({r['ts']:%Y-%m-%d %H:%M} UTC)",
+    from . import local_text
+
+    return [{"adviser": "reactive power compensation", "where": f"{r['feeder']} ({local_text(r['ts'], source)})",
              "action": f"set the compensator to {r[f'{reactive}.q_setpoint_kvar']:.0f} kvar",
              "expected effect": f"−{r[f'{reactive}.expected_loss_reduction_kw']:.2f} kW losses"}
             for r in out.unique("feeder", keep="first", maintain_order=True).iter_rows(named=True)]
@@ -269,7 +273,9 @@ def counts_html(table: pl.DataFrame) -> str:
 def alerts_shown(table: pl.DataFrame, severity: str) -> pl.DataFrame:
     shown = table if severity == ALL else table.filter(pl.col("severity") == severity)
     keep = ["severity", "raised_by", "device_id", "first_utc", "last_utc", "count", "message", "suggested_action"]
-    return shown.select([c for c in keep if c in shown.columns])
+    words = {"raised_by": "raised by", "device_id": "device", "first_utc": "first", "last_utc": "last",
+             "count": "firings", "suggested_action": "suggested action"}  # times are shown in local time (table_html)
+    return shown.select([c for c in keep if c in shown.columns]).rename(lambda c: words.get(c, c))
 
 
 def page(source: str | None = None):
@@ -285,7 +291,7 @@ def page(source: str | None = None):
 def stability_view(source_name: str | None = None):
     import ipywidgets as w
 
-    from . import attempt, choose, figure, labelled, refresh, row, table_html
+    from . import attempt, choose, figure, labelled, refresh, row, table_html, timezone_of
 
     names = sources()
     source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
@@ -296,7 +302,7 @@ def stability_view(source_name: str | None = None):
     shown = {}
 
     def show_alerts(_=None):
-        table.value = table_html(alerts_shown(shown["alerts"], severity.value), 100)
+        table.value = table_html(alerts_shown(shown["alerts"], severity.value), 100, zone=timezone_of(source.value))
 
     def show(_=None):
         notes.children = []
@@ -304,7 +310,7 @@ def stability_view(source_name: str | None = None):
         if frame is None:
             return
         attempt(notes, lambda: refresh(gauge, gauge_figure(frame, source.value)), "the stability gauge")
-        attempt(notes, lambda: refresh(drivers, drivers_figure(frame)), "the stability drivers")
+        attempt(notes, lambda: refresh(drivers, drivers_figure(frame, source.value)), "the stability drivers")
         attempt(notes, lambda: refresh(trend, stability_trend_figure(frame, source.value)), "the stability trend")
         shown["alerts"] = alert_table(frame)
         counts.value = counts_html(shown["alerts"])

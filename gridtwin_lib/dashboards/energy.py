@@ -180,32 +180,33 @@ def losses_figure(day: date):
     """Estimated losses per feeder over the day, beside the twin's power-flow losses."""
     import plotly.graph_objects as go
 
-    from . import source_label
+    from . import local_start, source_label, time_axis, to_local
 
     eng = _engine()
     losses_model, source = models()["losses"], loss_source()
     column = f"{losses_model}.losses_kw"
     if losses_model not in eng.estimators:
         raise MissingData(f"{losses_model}: {eng.missing[losses_model]}")
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start, end = local_start(day, 0, source), local_start(day + timedelta(days=1), 0, source)  # the local day
     st = store()
-    heads = st.scan("three_phase", source=source, start=start, end=start + timedelta(days=1)).collect()
+    heads = st.scan("three_phase", source=source, start=start, end=end).collect()
     if heads.height == 0:
         raise MissingData(f"no feeder-head readings of {source} on {day}: run `make run` (the feeder simulation)")
     eng.reset()
     out = eng.score(heads).frame.filter(pl.col(column).is_not_null())
-    truth = st.scan_truth("feeder_losses", source=source, start=start, end=start + timedelta(days=1)).collect()
+    truth = st.scan_truth("feeder_losses", source=source, start=start, end=end).collect()
     fig = go.Figure()
     for (feeder,), part in out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder")) \
             .group_by("feeder", maintain_order=True):
         p = part.group_by("ts").agg(pl.col(column).first()).sort("ts")
-        fig.add_trace(go.Scatter(x=p["ts"], y=p[column], name=f"{feeder}: model estimate", mode="lines+markers"))
+        fig.add_trace(go.Scatter(x=to_local(p["ts"].to_pandas(), source), y=p[column], name=f"{feeder}: model estimate",
+                                 mode="lines+markers"))
     if truth.height:
         for (feeder,), part in truth.sort("ts").group_by("device_id", maintain_order=True):
-            fig.add_trace(go.Scatter(x=part["ts"], y=part["losses_kw"], name=f"{feeder}: power flow (twin)",
+            fig.add_trace(go.Scatter(x=to_local(part["ts"].to_pandas(), source), y=part["losses_kw"], name=f"{feeder}: power flow (twin)",
                                      line=dict(dash="dot")))
     fig.update_layout(height=360, title=f"{source_label(source)}: network losses on {day}", yaxis_title="losses [kW]",
-                      xaxis_title="time (UTC)", legend=dict(orientation="h", y=-0.25))
+                      xaxis_title=time_axis(source), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -294,7 +295,7 @@ def losses_view():
 
     from . import figure, refresh
 
-    day = w.Dropdown(options=loss_days(), description="day (UTC)")
+    day = w.Dropdown(options=loss_days(), description="day (local)")
     losses = figure(losses_figure(day.value))
     day.observe(lambda _: refresh(losses, losses_figure(day.value)), "value")
     return w.VBox([w.HTML("<h3>Network losses</h3>"), day, losses])

@@ -16,17 +16,31 @@ name (:func:`gridtwin_lib.dashboards.model_id`); the page names none by id.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import polars as pl
 
-from . import MissingData, days, decimate, engine, model_id, score_range, simulated_sources, sources, store
+from . import (
+    MissingData,
+    days,
+    decimate,
+    engine,
+    local_start,
+    model_id,
+    score_range,
+    simulated_sources,
+    sources,
+    store,
+    time_axis,
+    to_local,
+)
 
 FAILURE_ROLE, OVERLOAD_ROLE = "asset_failure", "asset_overload"  # the registry's roles of the fleet's two models
 PQ_INDEX, SAG = "power_quality_index", "voltage_sag"  # catalogue names of the two power-quality models
 HORIZON_D = 7.0  # [d] the failure model's prediction horizon
 HISTORY_D = 31  # [d] observations the failure model's rolling features need
 PQ_HOURS = (3, 6, 12, 24)
+PQ_START_HOUR = 16  # [local h] the PQ outlook starts at the evening ramp
 OBSERVED = ("load_pu_measured", "top_oil_temp_c", "ambient_temp_c", "age_years")
 
 
@@ -132,8 +146,8 @@ def lead_time_d(p_fail: float | None) -> float | None:
     return HORIZON_D / -math.log(1.0 - p_fail)
 
 
-def asset_history_figure(obs: pl.DataFrame, device_id: str):
-    """One asset's measured load and temperatures over the observed days."""
+def asset_history_figure(obs: pl.DataFrame, device_id: str, fleet: str | None = None):
+    """One asset's measured load and temperatures over the observed days (local time at the ``fleet``'s site)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -141,12 +155,14 @@ def asset_history_figure(obs: pl.DataFrame, device_id: str):
     if one.height == 0:
         raise MissingData(f"asset {device_id}: no observations")
     df = decimate(one).to_pandas()
+    df["ts"] = to_local(df["ts"], fleet)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Scattergl(x=df["ts"], y=df["load_pu_measured"], name="load [pu]", line=dict(color="#264653")), secondary_y=False)
     fig.add_trace(go.Scattergl(x=df["ts"], y=df["top_oil_temp_c"], name="top-oil [°C]", line=dict(color="#e76f51")), secondary_y=True)
     fig.add_trace(go.Scattergl(x=df["ts"], y=df["ambient_temp_c"], name="ambient [°C]", line=dict(color="#8ab17d")), secondary_y=True)
     fig.add_hline(y=1.0, line_dash="dot", line_color="grey", secondary_y=False)
     fig.update_layout(height=360, title=f"asset {device_id}: last {HISTORY_D} days", legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title_text=time_axis(fleet))
     fig.update_yaxes(title_text="load [pu]", secondary_y=False)
     fig.update_yaxes(title_text="temperature [°C]", secondary_y=True)
     return fig
@@ -170,11 +186,11 @@ def pq_devices(source: str) -> list[str]:
 def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0], device_id: str | None = None
                  ) -> tuple[pl.DataFrame, list[str]]:
     """PQ index and sag probability per reading of ``device_id`` (None: every device of the source) over ``hours``
-    from ``day`` 06:00 UTC (16:00 at the default site). The page scores one device at a time: on the full store a
+    from local ``day`` 16:00 at the source's site. The page scores one device at a time: on the full store a
     source holds several devices, and scoring them all on every change took minutes."""
     models = pq_models()
     eng = engine(models)
-    start = datetime(day.year, day.month, day.day, 6, tzinfo=UTC)
+    start = local_start(day, PQ_START_HOUR, source)
     frame = score_range(eng, source, device_id, start, start + timedelta(hours=int(hours)))
     return frame, [f"{m}: {eng.missing[m]}" for m in models if m in eng.missing]
 
@@ -194,16 +210,17 @@ def pq_figure(frame: pl.DataFrame, source: str):
     palette = ("#2a9d8f", "#e63946", "#264653", "#e9c46a", "#8ab17d", "#6d597a", "#f4a261", "#457b9d")
     for k, (device, one) in enumerate(sorted(frame.partition_by("device_id", as_dict=True).items())):
         one = decimate(one.sort("ts"), by=None).to_pandas()
+        x = to_local(one["ts"], source)
         for col, label, secondary, dash in outputs:
             if col in one:
-                fig.add_trace(go.Scattergl(x=one["ts"], y=one[col], name=f"{device[0]}: {label}", legendgroup=str(device[0]),
+                fig.add_trace(go.Scattergl(x=x, y=one[col], name=f"{device[0]}: {label}", legendgroup=str(device[0]),
                                            line=dict(color=palette[k % len(palette)], dash=dash, width=1.5),
                                            connectgaps=True), secondary_y=secondary)
     if not fig.data:
         raise MissingData("Neither the PQ-index model nor the voltage-sag model has a champion: nothing to show over time.")
     fig.update_layout(height=380, title=f"{source_label(source)}: power quality ahead, per device",
                       legend=dict(orientation="h", y=-0.2))
-    fig.update_xaxes(title_text="time (UTC)")
+    fig.update_xaxes(title_text=time_axis(source))
     fig.update_yaxes(title_text="PQ index [0-100] (solid)", secondary_y=False)
     fig.update_yaxes(title_text="probability [0-1] (dotted)", range=[0, 1], secondary_y=True)
     return fig
@@ -236,7 +253,7 @@ def fleet_view(fleet_name: str | None = None):
 
     def show_asset(_=None):
         if asset.value is not None:
-            refresh(history, asset_history_figure(shown["frame"], asset.value))
+            refresh(history, asset_history_figure(shown["frame"], asset.value, fleet.value))
 
     def show_fleet(_=None):
         shown["frame"] = observations(fleet.value)
@@ -261,8 +278,8 @@ def pq_view(source_name: str | None = None):
     names = pq_sources()
     source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
     device = w.Dropdown(options=pq_devices(source.value), description="device")
-    day = w.Dropdown(options=pq_days(source.value), description="day (UTC)")
-    hours = w.Dropdown(options=PQ_HOURS, description="hours from 06:00")
+    day = w.Dropdown(options=pq_days(source.value), description="day (local)")
+    hours = w.Dropdown(options=PQ_HOURS, description=f"hours from {PQ_START_HOUR}:00")
     notes, fig = w.VBox(), figure()
 
     def show(_=None):

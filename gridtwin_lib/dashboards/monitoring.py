@@ -19,7 +19,7 @@ none by id.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,14 +27,25 @@ import polars as pl
 
 from ..models.monitoring.frequency_stability import BAND_HZ
 from . import days as shared_days
-from . import decimate, model_id, score_range, simulated_sources, store
+from . import (
+    decimate,
+    local_start,
+    local_text,
+    model_id,
+    score_range,
+    simulated_sources,
+    source_label,
+    store,
+    time_axis,
+    timezone_of,
+)
 from . import engine as shared_engine
 from . import sources as shared_sources
 
 KIND = "three_phase"
 WINDOW_HOURS = (1, 3, 6, 12)
 DEFAULT_HOURS = 1
-DEFAULT_START_HOUR = 6  # UTC: 16:00 at the default site, the evening ramp
+DEFAULT_START_HOUR = 16  # local time at the source's site: the evening ramp
 STEPS = 120  # replay steps per shown range
 SPEEDS = {"60× real time": 60, "300×": 300, "900×": 900, "3600×": 3600}
 FOLLOW_EVERY_S = 10  # [s] how often "follow newest" looks for new readings
@@ -84,18 +95,29 @@ class Window:
     start: datetime
     end: datetime
     frame: pl.DataFrame  # readings and ``<model_id>.<output>`` columns
-    plot: pl.DataFrame  # decimated for drawing
+    plot: pl.DataFrame  # decimated for drawing, with ``t_local`` (naive local time of the source's site)
     missing: dict[str, str]
 
 
 def load(source: str, device_id: str, day: date, start_hour: int = DEFAULT_START_HOUR, hours: int = DEFAULT_HOURS) -> Window:
-    """Score ``hours`` of one device from ``day`` ``start_hour`` UTC (after a warm-up of the engine's history)."""
-    start = datetime(day.year, day.month, day.day, int(start_hour), tzinfo=UTC)
+    """Score ``hours`` of one device from local ``day`` ``start_hour`` at the source's site (after a warm-up of
+    the engine's history)."""
+    start = local_start(day, start_hour, source)
     end = start + timedelta(hours=int(hours))
     eng = engine()
     frame = score_range(eng, source, device_id, start, end)
     shown = [m for k, m in models().items() if k != "waveforms"]
-    return Window(source, device_id, start, end, frame, decimate(frame), {m: eng.missing[m] for m in shown if m in eng.missing})
+    plot = decimate(frame).with_columns(_local(pl.col("ts"), source).alias("t_local"))
+    return Window(source, device_id, start, end, frame, plot, {m: eng.missing[m] for m in shown if m in eng.missing})
+
+
+def _local(ts: pl.Expr, source: str) -> pl.Expr:
+    """UTC instants as naive local times of the source's site (what the figure's time axis shows)."""
+    return ts.dt.convert_time_zone(timezone_of(source)).dt.replace_time_zone(None)
+
+
+def _local_value(t: datetime, source: str) -> datetime:
+    return pl.select(_local(pl.lit(t).cast(pl.Datetime("us", "UTC")), source)).item()
 
 
 def newest(source: str, device_id: str) -> datetime | None:
@@ -105,12 +127,13 @@ def newest(source: str, device_id: str) -> datetime | None:
 
 
 def follow_range(source: str, device_id: str, hours: int = DEFAULT_HOURS) -> tuple[date, int] | None:
-    """(day, start hour) UTC of the ``hours``-long range that ends with the newest reading's hour
-    (clipped to that day), or None when the device has no readings."""
+    """(day, start hour), local at the source's site, of the ``hours``-long range that ends with the newest
+    reading's hour (clipped to that day), or None when the device has no readings."""
     t = newest(source, device_id)
     if t is None:
         return None
-    return t.date(), max(0, t.hour - int(hours) + 1)
+    local = _local_value(t, source)
+    return local.date(), max(0, local.hour - int(hours) + 1)
 
 
 class Follower:
@@ -226,10 +249,11 @@ class Replay:
         fig.add_trace(go.Bar(name="harmonic RMS [V]", marker_color="#457b9d"), 5, 1)
         fig.add_hrect(y0=BAND_HZ[0], y1=BAND_HZ[1], fillcolor="#2a9d8f", opacity=0.1, line_width=0, row=3, col=1)
         for row in (1, 2, 3, 4):
-            fig.update_xaxes(range=[w.start, w.end], matches="x", row=row, col=1)
+            fig.update_xaxes(range=[_local_value(w.start, w.source), _local_value(w.end, w.source)], matches="x", row=row, col=1)
+        fig.update_xaxes(title_text=time_axis(w.source), row=4, col=1)
         fig.update_xaxes(title_text="harmonic order", row=5, col=1)
         fig.update_yaxes(type="log", title_text="RMS [V]", row=5, col=1)
-        title = f"{w.source} / {w.device_id}: {w.start:%Y-%m-%d %H:%M}–{w.end:%H:%M} UTC"
+        title = f"{source_label(w.source)} / {w.device_id}: {local_text(w.start, w.source)} – {local_text(w.end, w.source, '%H:%M')}"
         if w.missing:
             title += " (no output from " + ", ".join(sorted(w.missing)) + ")"
         fig.update_layout(height=980, title=title, legend=dict(orientation="h", y=1.04, x=0.4))
@@ -241,7 +265,7 @@ class Replay:
         """x/y of every trace at clock ``step`` (same order as the figure's traces)."""
         t = self.clock(step)
         upto = self.window.plot.filter(pl.col("ts") <= t)
-        x = upto["ts"].to_list()
+        x = upto["t_local"].to_list()
         values = []
         for p in "abc":
             values += [dict(x=x, y=upto[f"v_{p}"].to_list()), dict(x=x, y=upto[f"i_{p}"].to_list())]
@@ -251,7 +275,7 @@ class Replay:
         score = col("anomaly", "anomaly_score")
         if score in upto.columns:
             flagged = upto.filter(pl.col(col("anomaly", "is_anomaly")).fill_null(False))
-            values += [dict(x=x, y=upto[score].to_list()), dict(x=flagged["ts"].to_list(), y=flagged[score].to_list())]
+            values += [dict(x=x, y=upto[score].to_list()), dict(x=flagged["t_local"].to_list(), y=flagged[score].to_list())]
         else:
             values += [dict(x=[], y=[]), dict(x=[], y=[])]
         orders, mags, _ = self._waveform(step)
@@ -279,7 +303,7 @@ class Replay:
         cols = [col("frequency", f"f_t+{h}") for h in range(1, 11)]
         if latest.height == 0 or cols[0] not in latest.columns or latest[cols[0]][0] is None:
             return [], []
-        t0 = latest["ts"][0]
+        t0 = _local_value(latest["ts"][0], self.window.source)
         return ([t0, *[t0 + timedelta(seconds=h) for h in range(1, 11)]],
                 [latest["frequency"][0], *[latest[c][0] for c in cols]])
 
@@ -292,7 +316,7 @@ class Replay:
                 return "anomaly" if v else "normal"
             return fmt.format(v)
 
-        parts = [f"<b>{t:%Y-%m-%d %H:%M:%S} UTC</b>",
+        parts = [f"<b>{local_text(t, self.window.source, '%Y-%m-%d %H:%M:%S')}</b>",
                  f"unbalance cause: <b>{value(col('imbalance', 'cause'))}</b>",
                  f"P(frequency leaves the band in 10 s): <b>{value(col('frequency', 'p_excursion'), '{:.2f}')}</b>",
                  f"voltage: <b>{value(col('anomaly', 'is_anomaly'))}</b>", self._waveform(step)[2]]
@@ -338,8 +362,8 @@ def view(source_name: str | None = None, device_name: str | None = None):
     source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
     device_names = devices(source.value)
     device = w.Dropdown(options=device_names, value=choose(device_names, device_name, "device"), description="device")
-    day = w.Dropdown(options=days(source.value), description="day (UTC)")
-    start_hour = w.IntSlider(value=DEFAULT_START_HOUR, min=0, max=23, description="from hour (UTC)")
+    day = w.Dropdown(options=days(source.value), description="day (local)")
+    start_hour = w.IntSlider(value=DEFAULT_START_HOUR, min=0, max=23, description="from hour (local)")
     hours = w.Dropdown(options=WINDOW_HOURS, value=DEFAULT_HOURS, description="hours")
     speed = w.Dropdown(options=SPEEDS, value=300, description="speed")
     play = w.Play(value=STEPS - 1, min=0, max=STEPS - 1, step=1, description="replay")

@@ -24,7 +24,7 @@ from ..models.monitoring.voltage_anomaly import TARGET_EVENT_TYPES
 from ..simulate import DEFAULT_START, SCENARIOS
 from ..simulate.grid import BASE_PARAMS
 from ..store import Store
-from . import MissingData, engine, model_id, per_device
+from . import MissingData, engine, model_id, per_device, time_axis, to_local
 
 DEFAULT_SCENARIO = "mixed"
 DURATIONS = ("1h", "3h", "6h", "12h")
@@ -189,15 +189,16 @@ def measurements_figure(result: SimRun):
     for device, rows in per_device(result.readings):
         df, tag = rows.to_pandas(), f" {device}" if several else ""
         for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
-            fig.add_trace(go.Scattergl(x=df["ts"], y=df[f"v_{p}"], name=f"V{p}{tag} [V]", line=dict(color=colour, width=1)),
+            fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df[f"v_{p}"], name=f"V{p}{tag} [V]", line=dict(color=colour, width=1)),
                           1, 1)
-        fig.add_trace(go.Scattergl(x=df["ts"], y=df["frequency"], name=f"f{tag} [Hz]", line=dict(color="#6d597a", width=1)),
+        fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df["frequency"], name=f"f{tag} [Hz]", line=dict(color="#6d597a", width=1)),
                       2, 1)
     _shade_events(fig, result.events)
     fig.update_layout(title=f"{result.scenario}: measurements and ground-truth events", height=460,
                       legend=dict(orientation="h", y=-0.12))
     fig.update_yaxes(title_text="voltage [V]", row=1, col=1)
     fig.update_yaxes(title_text="frequency [Hz]", row=2, col=1)
+    fig.update_xaxes(title_text=time_axis(None), row=2, col=1)
     return fig
 
 
@@ -215,25 +216,30 @@ def reaction_figure(result: SimRun):
     for device, rows in per_device(scores):
         df, tag = rows.to_pandas(), f" {device}" if several else ""
         if score in df:
-            fig.add_trace(go.Scattergl(x=df["ts"], y=df[score], name=f"voltage anomaly score{tag}",
+            fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df[score], name=f"voltage anomaly score{tag}",
                                        line=dict(color="#264653", width=1)))
             flagged = scores.filter(pl.col(flag).fill_null(False)
                                     & (pl.col("device_id") == device)).sort("ts").to_pandas()  # every flag, not thinned
-            fig.add_trace(go.Scattergl(x=flagged["ts"], y=flagged[score], mode="markers",
+            fig.add_trace(go.Scattergl(x=_local(flagged["ts"]), y=flagged[score], mode="markers",
                                        name=f"anomaly flag{tag}", marker=dict(color="#e76f51", size=5)))
         if stability in df:
-            fig.add_trace(go.Scattergl(x=df["ts"], y=df[stability] / 100.0,
+            fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df[stability] / 100.0,
                                        name=f"stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
     if result.matched is not None and result.matched.height:
         m = result.matched.to_pandas()
-        fig.add_trace(go.Scatter(x=m["ts"], y=[0.0] * len(m), mode="markers", name="target event (hit ● / miss ✕)",
+        fig.add_trace(go.Scatter(x=_local(m["ts"]), y=[0.0] * len(m), mode="markers", name="target event (hit ● / miss ✕)",
                                  marker=dict(symbol=["circle" if h else "x" for h in m["hit"]], size=10,
                                              color=["#2a9d8f" if h else "#e63946" for h in m["hit"]]),
                                  text=[f"{t}: {'hit' if h else 'missed'}" + (f", delay {d:.0f} s" if h and d == d else "")
                                        for t, h, d in zip(m["type"], m["hit"], m["delay_s"], strict=True)]))
-    fig.update_layout(title="How the champions reacted", height=360, xaxis_title="time (UTC)", yaxis_title="score [1]",
+    fig.update_layout(title="How the champions reacted", height=360, xaxis_title=time_axis(None), yaxis_title="score [1]",
                       legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def _local(values):
+    """Times of a run as local times of the default site, where the simulator's runs stand (:data:`START_UTC`)."""
+    return to_local(values, None)
 
 
 def events_table(result: SimRun) -> pl.DataFrame:
@@ -253,7 +259,8 @@ def _shade_events(fig, events: pl.DataFrame) -> None:
     for ev in events.head(_MAX_SHADED_EVENTS).iter_rows(named=True):
         target = ev["type"] in TARGET_EVENT_TYPES
         end = max(ev["end"], ev["ts"] + timedelta(seconds=1))  # instant events get a visible band
-        fig.add_vrect(x0=ev["ts"], x1=end, fillcolor="#e63946" if target else "#adb5bd", opacity=0.18, line_width=0,
+        x0, x1 = _local([ev["ts"], end])
+        fig.add_vrect(x0=x0, x1=x1, fillcolor="#e63946" if target else "#adb5bd", opacity=0.18, line_width=0,
                       row="all", col=1)
 
 
@@ -264,7 +271,7 @@ def page(scenario: str = DEFAULT_SCENARIO, duration: str = DEFAULT_DURATION, see
     """The whole dashboard, run once with ``scenario`` / ``duration`` / ``seed`` on load."""
     import ipywidgets as w
 
-    from . import attempt, choose, dashboard, figure, refresh, row, table_html
+    from . import attempt, choose, dashboard, figure, refresh, row, table_html, timezone_of
     from . import page as layout
 
     scenario_w = w.Dropdown(options=scenarios(), value=choose(scenarios(), scenario, "scenario"), description="scenario")
@@ -293,7 +300,7 @@ def page(scenario: str = DEFAULT_SCENARIO, duration: str = DEFAULT_DURATION, see
             more = (f", the first {EVENT_ROWS} of {shown.height} shown" if shown.height > EVENT_ROWS
                     else f", all {shown.height} shown")
             events.value = (f"<b>Ground-truth events</b> (hit / delay: the voltage-anomaly model on target events{more})"
-                            + table_html(shown, EVENT_ROWS))
+                            + table_html(shown, EVENT_ROWS, zone=timezone_of(None)))
         else:
             status.value = ""
         run_button.disabled = False
