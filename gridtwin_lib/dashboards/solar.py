@@ -38,15 +38,12 @@ def pv_sources() -> list[str]:
 
 
 def plant_of(source: str) -> dict[str, Any]:
-    """The solar-twin parameters the simulation of ``source`` ran with (the first registry run writing it)."""
+    """The solar-twin parameters the simulation of ``source`` ran with (its configured run)."""
     from ..models import registry
-    from ..settings import SIZES
 
-    for entry in registry.entries():
-        for size in SIZES:
-            for run in entry.simulation_runs(size):
-                if run.get("source") == source and run.get("overrides"):
-                    return dict(run["overrides"])
+    plant = registry.simulated_with(source)
+    if plant:
+        return plant
     raise MissingData(f"{source}: no configured simulation writes this PV source, so its plant (position, ratings) "
                       "is unknown; forecasts are shown for the registry's simulated plants")
 

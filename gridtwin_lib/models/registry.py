@@ -290,6 +290,16 @@ def simulations(size: str, model_ids: tuple[str, ...] | None = None) -> list[dic
     return list(runs.values())
 
 
+def simulated_with(source: str) -> dict[str, Any] | None:
+    """The simulator parameters (``overrides``) of the configured run that writes ``source`` (e.g. a PV plant's
+    position and ratings, which its readings do not carry), or None when no configured run writes it."""
+    for size in SIZES:
+        for run in simulations(size):
+            if run.get("source") == source:
+                return dict(run.get("overrides") or {})
+    return None
+
+
 def check_configuration() -> None:
     """Every model file of the configuration folder belongs to a registered model (a misspelt
     file name would otherwise be ignored); :class:`~gridtwin_lib.errors.InputError` if not."""
