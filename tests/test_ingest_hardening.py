@@ -225,3 +225,45 @@ def test_the_cli_exits_2_when_every_row_was_rejected(tmp_path):
                                  "--store", str(tmp_path / "store")])
     assert result.exit_code == 2
     assert "all 2 rows were rejected (hard.voltage_range 2)" in result.output
+
+
+def test_a_timestamp_reject_names_the_text_and_what_it_is_not(tmp_path, store):
+    """Item 7: ``detail`` says which value broke which rule, also for the timestamp rules
+    (it once only repeated the rule name)."""
+    path = _csv(tmp_path, "time,V\n2024-10-27 01:00:00,230\nnot-a-date,231\n,232\n2024-03-31 02:30:00,233\n"
+                          "2024-10-27 02:30:00,234\n2024-10-27 03:00:00,235\n")
+    ingest_file(path, _meter("Europe/Paris"), store=store)
+    detail = dict(store.scan_rejects().collect().select(pl.col("location").str.extract(r":(\d+)$"), "detail").iter_rows())
+    assert detail["3"] == "hard.timestamp_parseable: time='not-a-date' is not an ISO 8601 time"
+    assert detail["4"] == "hard.timestamp_parseable: time is empty"
+    assert detail["5"] == "hard.timestamp_nonexistent: time='2024-03-31 02:30:00' is in Europe/Paris's spring-forward gap"
+    assert detail["6"] == ("hard.timestamp_ambiguous: time='2024-10-27 02:30:00' is in Europe/Paris's repeated hour "
+                           "and the row order cannot tell which pass")
+
+
+def test_a_timestamp_reject_names_the_format_or_epoch_limit_it_broke(tmp_path, store):
+    path = _csv(tmp_path, "day,clock,V\n01/06/2024,00:00:00,230\n2024-06-01,00:01:00,231\n")
+    mapping = ColumnMapping("meter", {"voltage": Column("V", "V")}, ["day", "clock"], timestamp_format="%d/%m/%Y %H:%M:%S",
+                            device_id="m1")
+    ingest_file(path, mapping, store=store)
+    assert store.scan_rejects().collect()["detail"].to_list() == [
+        "hard.timestamp_parseable: day+clock='2024-06-01 00:01:00' does not match '%d/%m/%Y %H:%M:%S'"]
+    epoch = _parquet(tmp_path, pl.DataFrame({"time": [1.7e9, 1e20], "V": [230.0, 231.0]}))
+    ingest_file(epoch, _meter(), store=store)
+    assert store.scan_rejects().collect().filter(pl.col("location").str.contains("parquet"))["detail"].to_list() == [
+        "hard.timestamp_parseable: time=1e+20 is not Unix seconds within +-1e+11 s"]
+
+
+def test_a_firmware_timestamp_reject_names_the_value(tmp_path, store):
+    from gridtwin_lib.ingest.firmware import ingest_ndjson
+
+    lines = ['{"v":1,"device_id":"d1","ts":1732300000,"voltage":230}', '{"v":1,"device_id":"d1","ts":"230","voltage":230}',
+             '{"v":1,"device_id":"d1","ts":1e20,"voltage":230}', '{"v":1,"device_id":"d1","ts":"2024-11-22T18:28:10","voltage":230}']
+    path = tmp_path / "fw.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    ingest_ndjson(path, store=store)
+    assert store.scan_rejects().collect().sort("location")["detail"].to_list() == [
+        'hard.timestamp_parseable: ts="230" is neither Unix seconds nor ISO 8601 text with a UTC offset',
+        "hard.timestamp_parseable: ts=1e+20 is neither Unix seconds nor ISO 8601 text with a UTC offset",
+        'hard.timestamp_parseable: ts="2024-11-22T18:28:10" is neither Unix seconds nor ISO 8601 text with a UTC offset',
+    ]

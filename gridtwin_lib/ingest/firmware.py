@@ -71,7 +71,7 @@ FIRMWARE_MAPPING = ColumnMapping(
 
 _RAW_SCHEMA = {
     "line": pl.Int64, "payload": pl.String, "device_id": pl.String, "seq": pl.Int64, "ts": POLARS_TS,
-    **{name: pl.String for name in _VALUES},
+    **{name: pl.String for name in _VALUES}, "_ts_detail": pl.String,
 }
 _REJECT_SCHEMA = {
     "device_id": pl.String, "ts": POLARS_TS, "rule": pl.String, "detail": pl.String,
@@ -84,7 +84,8 @@ def parse_payload_lines(lines: Iterable[str | bytes], where: str = "<lines>") ->
 
     The raw frame holds ``line`` (1-based), ``payload`` (the verbatim line),
     ``device_id``, ``seq``, ``ts`` (UTC, null when unparseable) and the value
-    fields as text (numbers as written, for ``hard.value_parseable``). Rejects
+    fields as text (numbers as written, for ``hard.value_parseable``) and ``_ts_detail``
+    (why ``ts`` is null, naming the value, for its reject's detail). Rejects
     carry ``rule``, ``detail``, ``location`` (``<where>:<line>``) and ``raw``.
     """
     rows: list[dict] = []
@@ -104,13 +105,15 @@ def parse_payload_lines(lines: Iterable[str | bytes], where: str = "<lines>") ->
             rejects.append(_reject(n, text, problem, where, obj))
             continue
         seq = obj.get("seq")
+        ts = _timestamp(obj["ts"])
         rows.append({
             "line": n,
             "payload": text,
             "device_id": obj["device_id"],
             "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-            "ts": _timestamp(obj["ts"]),
+            "ts": ts,
             **{name: _text(obj.get(name)) for name in _VALUES},
+            "_ts_detail": None if ts else f"ts={json.dumps(obj['ts'])} is neither Unix seconds nor ISO 8601 text with a UTC offset",
         })
     return pl.DataFrame(rows, schema=_RAW_SCHEMA), pl.DataFrame(rejects, schema=_REJECT_SCHEMA)
 
