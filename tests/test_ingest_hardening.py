@@ -267,3 +267,41 @@ def test_a_firmware_timestamp_reject_names_the_value(tmp_path, store):
         "hard.timestamp_parseable: ts=1e+20 is neither Unix seconds nor ISO 8601 text with a UTC offset",
         'hard.timestamp_parseable: ts="2024-11-22T18:28:10" is neither Unix seconds nor ISO 8601 text with a UTC offset',
     ]
+
+
+def test_a_reactive_power_beyond_the_apparent_power_is_rejected(tmp_path, store):
+    path = _csv(tmp_path, "time,V,I,Q\n2024-06-01 00:00:00,230,5,500\n2024-06-01 00:01:00,230,5,5000\n")
+    mapping = _meter(voltage=Column("V", "V"), current=Column("I", "A"), reactive_power=Column("Q", "var"))
+    s = ingest_file(path, mapping, store=store)
+    assert (s.accepted, s.rejected_by_rule) == (1, {"hard.reactive_within_apparent": 1})
+    assert store.scan_rejects().collect()["detail"][0].startswith("hard.reactive_within_apparent: reactive_power=5000.0 exceeds")
+
+
+def test_a_power_factor_that_disagrees_with_p_and_s_is_flagged(tmp_path, store):
+    # 230 V x 5 A = 1,150 VA: P 1,035 W is a power factor of 0.9; a reported 0.5 is not it
+    rows = ["2024-06-01 00:00:00,230,5,1035,0.9", "2024-06-01 00:01:00,230,5,1035,0.5", "2024-06-01 00:02:00,230,0.1,5,0.2"]
+    path = _csv(tmp_path, "time,V,I,P,PF\n" + "\n".join(rows) + "\n")
+    mapping = _meter(voltage=Column("V", "V"), current=Column("I", "A"), power=Column("P", "W"),
+                     power_factor=Column("PF", "1"))
+    s = ingest_file(path, mapping, store=store)
+    assert (s.accepted, s.hits_by_rule) == (3, {"soft.power_factor_mismatch": 1})  # 23 VA: too small to judge
+    flags = store.scan("meter").collect().sort("ts")["quality_flags"].to_list()
+    assert [decode_flags(f) for f in flags] == [[], ["soft.power_factor_mismatch"], []]
+
+
+def test_a_lone_implausibly_small_power_is_flagged_not_refused(tmp_path, store):
+    """One row implying a power factor of 0.001 is kept with a flag; most rows so is a unit mistake (above)."""
+    path = _power_file(tmp_path, [1000, 1.15, 1100, 1050])
+    s = ingest_file(path, _meter(voltage=Column("V", "V"), current=Column("I", "A"), power=Column("P", "W")), store=store)
+    assert (s.accepted, s.hits_by_rule) == (4, {"soft.power_factor_implausible": 1})
+
+
+def test_a_three_phase_kw_column_mapped_as_mw_fails_naming_kw(store, three_phase_sample, three_phase_mapping, stored_files):
+    """Issue 14, item 5: a three-phase P mapped in MW (P >> V*I per phase)."""
+    cols = dict(three_phase_mapping.columns)
+    cols |= {f"p_{p}": Column(f"P{p}_kW", "MW") for p in "abc"}
+    mapping = ColumnMapping("three_phase", cols, three_phase_mapping.timestamp, device_column=three_phase_mapping.device_column)
+    with pytest.raises(IngestError) as err:
+        ingest_file(three_phase_sample, mapping, store=store)
+    assert "\n" not in str(err.value) and "p_a <- Pa_kW (MW)" in str(err.value) and "set its unit to kW" in str(err.value)
+    assert stored_files(store) == []
