@@ -305,3 +305,35 @@ def test_a_three_phase_kw_column_mapped_as_mw_fails_naming_kw(store, three_phase
         ingest_file(three_phase_sample, mapping, store=store)
     assert "\n" not in str(err.value) and "p_a <- Pa_kW (MW)" in str(err.value) and "set its unit to kW" in str(err.value)
     assert stored_files(store) == []
+
+
+def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
+    """Issue 14's whole-file inputs: (CLI arguments, what the one line says)."""
+    listed = _parquet(tmp_path, pl.DataFrame({"time": ["2024-06-01T00:00:00Z"], "V": [[230.0, 231.0]]}))
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("time,V,Ort\n2024-06-01 00:00:00,230,Zürich\n".encode("latin-1"))
+    kw = _power_file(tmp_path, [1.15, 1.02, 0.98, 1.1])
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(listed.read_bytes()[:100])
+    empty = _csv(tmp_path, "", "empty.csv")
+    meter = ["--kind", "meter", "--timestamp", "time", "--map", "voltage=V"]
+    return {
+        "list column": ([str(listed), *meter], "holds List(Float64) values"),
+        "latin-1": ([str(latin1), *meter], "not UTF-8 text"),
+        "kW as W": ([str(kw), *meter, "--map", "current=I", "--map", "power=P:W"], "set its unit to kW"),
+        "truncated parquet": ([str(truncated), *meter], "truncated or corrupt"),
+        "empty file": ([str(empty), *meter], "empty"),
+    }
+
+
+@pytest.mark.parametrize("case", ["list column", "latin-1", "kW as W", "truncated parquet", "empty file"])
+def test_the_cli_answers_each_bad_file_in_one_line_with_status_2_and_writes_nothing(tmp_path, case):
+    from gridtwin_lib.cli import app
+
+    args, message = _bad_inputs(tmp_path)[case]
+    store = tmp_path / "store"
+    result = runner.invoke(app, ["ingest", "file", *args, "--store", str(store)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    written = [p for p in store.rglob("*") if p.is_file() and p.name != ".lock"] if store.exists() else []
+    assert written == []
