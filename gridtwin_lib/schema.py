@@ -12,6 +12,7 @@ the reading and sets its bit in ``quality_flags``. Adding a rule is adding a row
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -27,6 +28,11 @@ Kind = Literal["three_phase", "meter", "pv"]
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 POLARS_TS = pl.Datetime("us", "UTC")
+
+#: what a device that names itself (firmware, collector registry) may be called; use ``fullmatch``
+#: (``re.match`` with ``$`` would let a trailing newline through)
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+DEVICE_NAME_RULE = "1-64 letters, digits, '.', '_', ':' or '-' starting with a letter or digit"
 
 
 @dataclass(frozen=True)

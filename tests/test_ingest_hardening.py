@@ -337,3 +337,20 @@ def test_the_cli_answers_each_bad_file_in_one_line_with_status_2_and_writes_noth
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
     written = [p for p in store.rglob("*") if p.is_file() and p.name != ".lock"] if store.exists() else []
     assert written == []
+
+
+def test_firmware_payloads_are_strict_about_types_and_device_names(tmp_path, store):
+    """The NDJSON reader holds the collector's line (issue 14, items 5 and 8): a number sent as
+    text is not a number, and a device_id the registry would refuse ("d1\\n") is no device."""
+    from gridtwin_lib.ingest.firmware import ingest_ndjson
+
+    lines = ['{"v":1,"device_id":"d1","ts":1732300000,"voltage":230}', '{"v":1,"device_id":"d1","ts":1732300010,"voltage":"230"}',
+             '{"v":1,"device_id":"d1\\n","ts":1732300020,"voltage":230}', '{"v":1,"device_id":"d 1","ts":1732300030,"voltage":230}']
+    path = tmp_path / "fw.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    s = ingest_ndjson(path, store=store)
+    assert (s.accepted, s.rejected_by_rule) == (1, {"hard.payload_parseable": 2, "hard.value_parseable": 1})
+    assert store.scan("meter").collect()["device_id"].to_list() == ["d1"]
+    detail = store.scan_rejects().collect().sort("location")["detail"].to_list()
+    assert detail[0] == 'hard.value_parseable: voltage="230"'
+    assert detail[1].startswith("device_id 'd1\\n' is not a valid device name")
