@@ -354,3 +354,18 @@ def test_firmware_payloads_are_strict_about_types_and_device_names(tmp_path, sto
     detail = store.scan_rejects().collect().sort("location")["detail"].to_list()
     assert detail[0] == 'hard.value_parseable: voltage="230"'
     assert detail[1].startswith("device_id 'd1\\n' is not a valid device name")
+
+
+def test_a_grid_power_of_1e9_w_is_beyond_any_feeder_with_or_without_its_current(tmp_path, store):
+    """Issue 14, item 5: grid P = 1e9 W at 230 V / 5 A; a file without the current still hits the magnitude rule."""
+    path = _csv(tmp_path, "timestamp,Ua,Ia,Pa\n2024-06-01T00:00:00Z,230,5,1e9\n2024-06-01T00:01:00Z,230,5,1000\n")
+    with_current = ColumnMapping("three_phase", {"v_a": Column("Ua", "V"), "i_a": Column("Ia", "A"), "p_a": Column("Pa", "W")},
+                                 device_id="g1")
+    s = ingest_file(path, with_current, store=store)
+    assert (s.accepted, s.rejected, s.hits_by_rule) == (1, 1, {"hard.power_range": 1, "hard.power_within_apparent": 1})
+    no_current = ColumnMapping("three_phase", {"v_a": Column("Ua", "V"), "p_a": Column("Pa", "W")}, device_id="g2")
+    s = ingest_file(_csv(tmp_path, "timestamp,Ua,Pa\n2024-06-01T00:00:00Z,230,1e9\n2024-06-01T00:01:00Z,230,1000\n", "p.csv"),
+                    no_current, store=store)
+    assert (s.accepted, s.rejected_by_rule) == (1, {"hard.power_range": 1})
+    detail = store.scan_rejects().collect().filter(pl.col("device_id") == "g2")["detail"].to_list()
+    assert detail == ["hard.power_range: p_a=1000000000.0 outside [-3e+06, 3e+06]"]
