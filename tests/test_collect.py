@@ -188,6 +188,7 @@ def test_a_revoked_device_gets_403_from_its_next_request(server):
     (reading(312, _T0 + 312, voltage=True), "hard.value_parseable", "voltage"),
     (reading(313, _T0 + 313, voltage="230"), "hard.value_parseable", "voltage"),
     (reading(314, _T0 + 314, power=1e400), "hard.value_finite", "power"),
+    (reading(318, _T0 + 318, voltage=float("nan")), "hard.value_finite", "voltage"),  # a NaN literal: JSON has none
     (reading(True, _T0 + 315), "hard.payload_parseable", "seq"),
     # physically impossible readings (issue 14, item 5): refused at the API, never acknowledged then dropped
     (reading(316, _T0 + 316, current=1e308), "hard.current_range", "current"),

@@ -369,3 +369,16 @@ def test_a_grid_power_of_1e9_w_is_beyond_any_feeder_with_or_without_its_current(
     assert (s.accepted, s.rejected_by_rule) == (1, {"hard.power_range": 1})
     detail = store.scan_rejects().collect().filter(pl.col("device_id") == "g2")["detail"].to_list()
     assert detail == ["hard.power_range: p_a=1000000000.0 outside [-3e+06, 3e+06]"]
+
+
+def test_firmware_payloads_hold_the_finite_number_rule(tmp_path, store):
+    """Issue 14, item 3 on the NDJSON path: NaN is missing, Infinity and 1e309 are refused."""
+    from gridtwin_lib.ingest.firmware import ingest_ndjson
+
+    lines = ['{"v":1,"device_id":"d1","ts":1732300000,"voltage":NaN}', '{"v":1,"device_id":"d1","ts":1732300010,"voltage":Infinity}',
+             '{"v":1,"device_id":"d1","ts":1732300020,"power":1e309}', '{"v":1,"device_id":"d1","ts":1732300030,"power":-Infinity}']
+    path = tmp_path / "fw.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    s = ingest_ndjson(path, store=store)
+    assert (s.accepted, s.missing_values["voltage"], s.rejected_by_rule) == (1, 1, {"hard.value_finite": 3})
+    assert store.scan("meter").collect()["voltage"].to_list() == [None]
