@@ -758,6 +758,21 @@ def test_binding_beyond_loopback_says_so(host, warns):
         assert "\n" not in message and host in message and "TLS" in message
 
 
+@pytest.mark.parametrize("host, warns", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_serve_prints_the_exposure_warning_before_it_binds(tmp_path, monkeypatch, capsys, host, warns):
+    """End to end for item 8: the warning is printed by serve() (uvicorn.run stubbed: nothing binds)."""
+    import uvicorn
+
+    from gridtwin_lib.collect.server import serve
+
+    bound: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: bound.append(kw["host"]))
+    serve(host, 0, tmp_path / "s", tmp_path / "c")
+    err = capsys.readouterr().err
+    assert bound == [host]
+    assert (host in err and "TLS" in err) if warns else err == ""
+
+
 def test_compaction_is_not_stopped_by_readings_whose_power_looks_mis_scaled(server):
     """The file ingest's unit check ("is it in kW?") is per mapping; the API's units are fixed, so
     a feeder at near-zero net power (P 1 W at 230 V x 1 A, every row) is stored, not a failed compaction."""

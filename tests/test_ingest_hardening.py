@@ -382,3 +382,15 @@ def test_firmware_payloads_hold_the_finite_number_rule(tmp_path, store):
     s = ingest_ndjson(path, store=store)
     assert (s.accepted, s.missing_values["voltage"], s.rejected_by_rule) == (1, 1, {"hard.value_finite": 3})
     assert store.scan("meter").collect()["voltage"].to_list() == [None]
+
+
+def test_the_uci_reader_holds_the_finite_number_rule(tmp_path, store, uci_sample):
+    """Issue 14, item 3 on the UCI path: ``nan`` is missing, ``inf`` and ``1e309`` (kW, so inf W) are refused."""
+    lines = uci_sample.read_text().splitlines()
+    for k, text in ((1, "inf"), (2, "nan"), (3, "1e309")):
+        fields = lines[k].split(";")
+        fields[2] = text
+        lines[k] = ";".join(fields)
+    path = _csv(tmp_path, "\n".join(lines[:5]) + "\n", "household_power_consumption.txt")
+    s = ingest_uci(path, store=store)
+    assert (s.accepted, s.rejected_by_rule, s.missing_values.get("power")) == (2, {"hard.value_finite": 2}, 1)
