@@ -48,6 +48,7 @@ bench: install  ## benchmarks: they print their figures (see README "Performance
 	$(BIN)/python tests/benchmarks/bench_pipeline.py --jobs $(JOBS)
 	$(BIN)/python tests/benchmarks/bench_models.py
 	$(BIN)/python tests/benchmarks/bench_collect.py
+	$(BIN)/python tests/benchmarks/bench_collect_flood.py
 
 lab: install  ## JupyterLab on 127.0.0.1 with the gridtwin kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/

@@ -12,6 +12,7 @@ the reading and sets its bit in ``quality_flags``. Adding a rule is adding a row
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -27,6 +28,11 @@ Kind = Literal["three_phase", "meter", "pv"]
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 POLARS_TS = pl.Datetime("us", "UTC")
+
+#: what a device that names itself (firmware, collector registry) may be called; use ``fullmatch``
+#: (``re.match`` with ``$`` would let a trailing newline through)
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+DEVICE_NAME_RULE = "1-64 letters, digits, '.', '_', ':' or '-' starting with a letter or digit"
 
 
 @dataclass(frozen=True)
@@ -391,7 +397,8 @@ def validate(
     df
         Canonical column names and types (``ts`` as UTC, nullable when it could not be
         parsed). Optional reader columns: ``_parse_error`` (text), ``_extra_flags`` (bits),
-        ``_ts_rule`` (a :data:`TS_RULES` name why ``ts`` is null).
+        ``_ts_rule`` (a :data:`TS_RULES` name why ``ts`` is null), ``_ts_detail`` (the
+        timestamp text and what it is not, the detail of a timestamp reject).
     kind, site, now
         Record kind; nominal values for relative rules; "now" for the future rule [UTC].
     consumption_only
@@ -416,12 +423,13 @@ def validate(
 
     checks: list[tuple[str, pl.Expr, pl.Expr | None]] = []  # (rule, violation, detail)
     ts_null = pl.col("ts").is_null()
+    ts_detail = pl.col("_ts_detail") if "_ts_detail" in present else None  # the reader's words: text and format
     if "_ts_rule" in present:
         ts_null = ts_null & pl.col("_ts_rule").is_null()
         for name in TS_RULES:
-            checks.append((name, (pl.col("_ts_rule") == name).fill_null(False), None))
+            checks.append((name, (pl.col("_ts_rule") == name).fill_null(False), ts_detail))
     checks += [
-        ("hard.timestamp_parseable", ts_null, None),
+        ("hard.timestamp_parseable", ts_null, ts_detail),
         ("hard.timestamp_not_future", (pl.col("ts") > pl.lit(now + FUTURE_TOLERANCE)).fill_null(False),
          pl.concat_str([pl.lit("ts="), pl.col("ts").cast(pl.String), pl.lit(f" after now+{FUTURE_TOLERANCE}")])),
         ("hard.timestamp_plausible", (pl.col("ts") < pl.lit(EARLIEST_TS)).fill_null(False),
@@ -458,14 +466,15 @@ def validate(
     if "_extra_flags" in present:  # flags a reader determined (e.g. values copied by a data publisher)
         flags = flags | pl.col("_extra_flags").cast(pl.UInt32).fill_null(0)
 
-    drop = [*hit_cols, "_reject", *[c for c in ("_parse_error", "_extra_flags", "_ts_rule") if c in present]]
+    drop = [*hit_cols, "_reject", *[c for c in ("_parse_error", "_extra_flags", "_ts_rule", "_ts_detail") if c in present]]
     n_rejected = int(marked["_reject"].sum())
     kept = marked.filter(~pl.col("_reject")) if n_rejected else marked
     accepted = kept.with_columns(flags.alias("quality_flags")).drop(drop)
 
     named = [pl.when(pl.col(c)).then(pl.lit(name)) for c, (name, _, _) in zip(hit_cols, checks)]
     explained = [
-        pl.when(pl.col(c)).then(pl.concat_str([pl.lit(name), pl.lit(": "), detail]) if detail is not None else pl.lit(name))
+        pl.when(pl.col(c)).then(pl.coalesce(pl.concat_str([pl.lit(name), pl.lit(": "), detail]), pl.lit(name))
+                                if detail is not None else pl.lit(name))
         for c, (name, _, detail) in zip(hit_cols, checks)
     ]
     rejected = (

@@ -272,6 +272,33 @@ def test_bad_items_are_rejected_by_rule_and_kept_good_ones_stored(tmp_path, brok
     run_collector(tmp_path, broker, body)
 
 
+def test_issue_14_bounds_hold_over_mqtt_too(tmp_path, broker):
+    """The item cap (413 before any parse), one reject row per rule for a junk batch, and a new
+    seq at a used ts refused (hard.timestamp_conflict), not acknowledged and then dropped."""
+    from gridtwin_lib.collect.app import MAX_ITEMS
+
+    async def body(app, devices):
+        d = devices["m1"]
+        coll = app.state.collector.collector_dir
+        d.publish(b"[" + b",".join([b"{}"] * (MAX_ITEMS + 1)) + b"]")
+        capped = await asyncio.to_thread(d.result, 1)
+        assert (capped["status"], capped["rejected"][0]["rule"]) == (413, "size.items")
+        assert logged_rejects(coll) == []
+        d.publish([{}] * (MAX_ITEMS - 1) + [reading(1, _T0 + 60, voltage=999.0)])
+        junk = await asyncio.to_thread(d.result, 2)
+        assert junk["status"] == 422 and len(junk["rejected"]) == MAX_ITEMS
+        assert sorted(rule for _, rule, _ in logged_rejects(coll)) == ["hard.payload_parseable", "hard.voltage_range"]
+        d.publish(reading(2, _T0 + 61))
+        assert (await asyncio.to_thread(d.result, 3))["stored"] == 1
+        d.publish(reading(3, _T0 + 61, voltage=231.0))
+        clash = await asyncio.to_thread(d.result, 4)
+        assert (clash["status"], clash["stored"], clash["rejected"][0]["rule"]) == (422, 0, "hard.timestamp_conflict")
+        assert logged(coll) == [(d.name, 1, 2, 230.0)]
+        assert [rule for _, rule, _ in logged_rejects(coll)][-1] == "hard.timestamp_conflict"
+
+    run_collector(tmp_path, broker, body)
+
+
 def test_grid_topic_takes_three_phase_readings(tmp_path, broker):
     from gridtwin_lib.collect.payloads import GRID_PAYLOAD_NAMES
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import sqlite3
 import time
@@ -28,8 +27,8 @@ from pathlib import Path
 
 from .. import config
 from ..errors import InputError
+from ..schema import DEVICE_NAME, DEVICE_NAME_RULE
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # 16 MiB, ~70 ms per derivation
 _CACHE_MAX = 10_000  # verified keys kept in memory
 
@@ -101,10 +100,8 @@ class DeviceRegistry:
 
     def add(self, name: str) -> str:
         """Register ``name`` and return its API key (shown once; only a salted hash is kept)."""
-        if not _NAME_RE.fullmatch(name or ""):  # fullmatch: "$" would let a trailing newline through
-            raise InputError(
-                f"device name {name!r} is not valid; use 1-64 letters, digits, '.', '_', ':' or '-' starting with a letter or digit"
-            )
+        if not DEVICE_NAME.fullmatch(name or ""):
+            raise InputError(f"device name {name!r} is not valid; use {DEVICE_NAME_RULE}")
         key_id, secret = secrets.token_urlsafe(6), secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
         try:

@@ -322,6 +322,42 @@ def localise(naive: pl.Series, zone: str, devices: pl.Series | None = None) -> t
     return out["ts"], out["_ts_rule"]
 
 
+def timestamp_details(raw: pl.DataFrame, mapping: ColumnMapping, ts: pl.Series, ts_rule: pl.Series) -> pl.Series:
+    """Why each null ``ts`` is null, naming the source text (null where ``ts`` is set).
+
+    The detail of a ``hard.timestamp_*`` reject: the column(s), the text as read and what it
+    is not (ISO 8601, the mapping's format, Unix seconds, a time that happened once). A
+    reader that parses times itself may give its own in a ``_ts_detail`` column of ``raw``.
+    """
+    cols = mapping.timestamp
+    label = "+".join(cols)
+    if "_ts_detail" in raw.columns:
+        return raw["_ts_detail"].cast(pl.String).alias("_ts_detail")
+    dtype = raw.schema[cols[0]]
+    numeric = len(cols) == 1 and dtype.is_numeric()
+    if len(cols) == 1 and not isinstance(dtype, pl.String):
+        text = raw.select(pl.col(cols[0]).cast(pl.String).alias("t")).to_series()
+    else:
+        text = raw.select(pl.concat_str([pl.col(c).cast(pl.String) for c in cols], separator=" ").str.strip_chars().alias("t")).to_series()
+    if numeric:
+        expected = f"is not Unix seconds within +-{_MAX_EPOCH_S:g} s"
+    elif mapping.timestamp_format:
+        expected = f"does not match {mapping.timestamp_format!r}"
+    else:
+        expected = "is not an ISO 8601 time"
+    shown = pl.lit(f"{label}=") + (pl.col("t") if numeric else pl.lit("'") + pl.col("t") + pl.lit("'"))
+    zone = mapping.timezone
+    return pl.DataFrame({"ts": ts, "rule": ts_rule, "t": text}).select(
+        pl.when(pl.col("ts").is_not_null()).then(None)
+        .when(pl.col("rule") == "hard.timestamp_nonexistent").then(shown + pl.lit(f" is in {zone}'s spring-forward gap"))
+        .when(pl.col("rule") == "hard.timestamp_ambiguous")
+        .then(shown + pl.lit(f" is in {zone}'s repeated hour and the row order cannot tell which pass"))
+        .when(pl.col("t").is_null() | (pl.col("t") == "")).then(pl.lit(f"{label} is empty"))
+        .otherwise(shown + pl.lit(f" {expected}"))
+        .alias("_ts_detail")
+    ).to_series()
+
+
 def _fixed_offset(zone: str) -> timedelta | None:
     """The UTC offset of a zone that never changes it (UTC, Etc/*), else None."""
     if zone != "UTC" and not zone.startswith("Etc/"):
@@ -340,6 +376,7 @@ def canonicalise(raw: pl.DataFrame, mapping: ColumnMapping, source: str, where: 
     exprs: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row")]
     exprs.append(pl.lit(ts).alias("ts"))
     exprs.append(pl.lit(ts_rule).alias("_ts_rule"))
+    exprs.append(pl.lit(timestamp_details(raw, mapping, ts, ts_rule)).alias("_ts_detail"))
     exprs.append(pl.lit(source).alias("source"))
     if mapping.device_column:
         exprs.append(pl.col(mapping.device_column).cast(pl.String).alias("device_id"))

@@ -10,7 +10,7 @@ Payload v1 -- the contract the firmware and the HTTP collector follow::
 field      type            unit     meaning
 =========  ==============  =======  =================================================
 v          int             --       payload version, must be 1 (required)
-device_id  string          --       meter identifier, non-empty (required)
+device_id  string          --       device name as registered at the collector (required)
 seq        int             --       message counter, wraps; informational, not stored
 ts         number|string   s / --   Unix seconds (int or float, UTC), or ISO 8601
                                     text *with* offset (``...Z``, ``...+10:00``) (required)
@@ -29,9 +29,10 @@ reading, so NDJSON files read here must carry ``ts`` (the collector writes it).
 Value fields may be absent or ``null`` (stored as null). Unknown fields are
 ignored, so later firmware may add fields without breaking this reader. Blank
 lines are skipped. A line that is not UTF-8 JSON, not an object, not version 1
-or lacks ``device_id``/``ts`` is rejected with ``hard.payload_parseable``; an
+or lacks ``device_id``/``ts``, or whose ``device_id`` the collector's registry would refuse
+(:data:`~gridtwin_lib.schema.DEVICE_NAME`), is rejected with ``hard.payload_parseable``; an
 ISO ``ts`` without an offset is rejected with ``hard.timestamp_parseable``; a
-value that is not a number with ``hard.value_parseable``. Every reject keeps the
+value that is not a JSON number (also a number in text, ``"230"``) with ``hard.value_parseable``. Every reject keeps the
 verbatim line and ``<file>:<line>``. A delivery repeated by the firmware (same
 ``device_id`` and ``ts``) is stored once and counted in ``duplicates``.
 """
@@ -46,7 +47,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..schema import POLARS_TS
+from ..schema import DEVICE_NAME, DEVICE_NAME_RULE, POLARS_TS
 from ..store import Store
 from .core import Column, ColumnMapping, IngestSummary, ingest_frame
 from .files import _check_file
@@ -71,7 +72,7 @@ FIRMWARE_MAPPING = ColumnMapping(
 
 _RAW_SCHEMA = {
     "line": pl.Int64, "payload": pl.String, "device_id": pl.String, "seq": pl.Int64, "ts": POLARS_TS,
-    **{name: pl.String for name in _VALUES},
+    **{name: pl.String for name in _VALUES}, "_ts_detail": pl.String,
 }
 _REJECT_SCHEMA = {
     "device_id": pl.String, "ts": POLARS_TS, "rule": pl.String, "detail": pl.String,
@@ -84,7 +85,8 @@ def parse_payload_lines(lines: Iterable[str | bytes], where: str = "<lines>") ->
 
     The raw frame holds ``line`` (1-based), ``payload`` (the verbatim line),
     ``device_id``, ``seq``, ``ts`` (UTC, null when unparseable) and the value
-    fields as text (numbers as written, for ``hard.value_parseable``). Rejects
+    fields as text (numbers as written, for ``hard.value_parseable``) and ``_ts_detail``
+    (why ``ts`` is null, naming the value, for its reject's detail). Rejects
     carry ``rule``, ``detail``, ``location`` (``<where>:<line>``) and ``raw``.
     """
     rows: list[dict] = []
@@ -104,13 +106,15 @@ def parse_payload_lines(lines: Iterable[str | bytes], where: str = "<lines>") ->
             rejects.append(_reject(n, text, problem, where, obj))
             continue
         seq = obj.get("seq")
+        ts = _timestamp(obj["ts"])
         rows.append({
             "line": n,
             "payload": text,
             "device_id": obj["device_id"],
             "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-            "ts": _timestamp(obj["ts"]),
+            "ts": ts,
             **{name: _text(obj.get(name)) for name in _VALUES},
+            "_ts_detail": None if ts else f"ts={json.dumps(obj['ts'])} is neither Unix seconds nor ISO 8601 text with a UTC offset",
         })
     return pl.DataFrame(rows, schema=_RAW_SCHEMA), pl.DataFrame(rejects, schema=_REJECT_SCHEMA)
 
@@ -146,6 +150,8 @@ def _decode(text: str) -> tuple[dict | None, str | None]:
         return obj, f"payload version {obj.get('v')!r} is not {PAYLOAD_VERSION}"
     if not isinstance(obj.get("device_id"), str) or not obj["device_id"]:
         return obj, "device_id missing or not a non-empty string"
+    if not DEVICE_NAME.fullmatch(obj["device_id"]):  # the collector's registry would refuse it too
+        return obj, f"device_id {obj['device_id']!r} is not a valid device name; use {DEVICE_NAME_RULE}"
     if obj.get("ts") is None or isinstance(obj["ts"], (bool, list, dict)):
         return obj, "ts missing or not a number/string"
     return obj, None
@@ -171,7 +177,11 @@ def _timestamp(value: int | float | str) -> datetime | None:
 
 
 def _text(value) -> str | None:
-    """A JSON value as text: numbers as written, null as None, anything else verbatim JSON."""
-    if value is None or isinstance(value, str):
-        return value
+    """A JSON value as text: numbers as written, null as None, anything else verbatim JSON.
+
+    A string stays quoted (``"230"``), so a number sent as text is ``hard.value_parseable``,
+    as at the collector's API, not read as a number.
+    """
+    if value is None:
+        return None
     return json.dumps(value)
