@@ -39,7 +39,7 @@ from gridtwin_lib.store import Store
 
 ENERGY, GRID = "/api/energy-data/", "/api/grid/data"
 FUZZ_DEVICES = 3  # per endpoint, so 150 fuzzed requests stay within each device's burst of 100
-DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001", "junk", "clash", "grid-idle", "neighbour", "flood",
+DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001", "junk", "clash", "grid-idle",
            *(f"fuzz-{e}{k}" for e in "eg" for k in range(FUZZ_DEVICES)))
 runner = CliRunner()
 
@@ -639,50 +639,6 @@ def test_another_devices_post_is_answered_while_a_junk_batch_is_being_validated(
     neighbour, flood = asyncio.run(run())
     assert (neighbour.status_code, flood.status_code) == (200, 422)
     assert finished == ["neighbour", "flood"]
-
-
-def test_a_neighbours_p99_stays_within_a_few_times_its_own_while_a_device_floods_worst_case_bodies(server):
-    """Issue 14's fairness test, in time: a neighbour posts single readings one after another,
-    alone and then while a flood device posts the worst bodies back to back (an array of
-    ``{}`` just under the 4 MiB limit, and one of ``MAX_ITEMS`` junk items; at most 90, within
-    its burst of 100, so no 429 makes the flood cheap). The bound is loose for a shared
-    2-core machine (5x the p99 alone + 0.5 s); before the fix one 4 MiB body held the event
-    loop for 48-83 s. The figures themselves: tests/benchmarks/bench_collect_flood.py."""
-    from gridtwin_lib.collect.app import MAX_BODY_BYTES, MAX_ITEMS
-
-    bodies = [b"[" + b",".join([b"{}"] * ((MAX_BODY_BYTES - 2) // 3)) + b"]", json.dumps([{}] * MAX_ITEMS).encode()]
-    seq = iter(range(100))
-
-    def neighbour_p99(n: int = 40) -> float:
-        latencies = []
-        with server.client("neighbour") as c:
-            for _ in range(n):
-                k = next(seq)
-                t0 = time.perf_counter()
-                assert c.post(ENERGY, json=reading(k, _T0 + 20_000 + k)).status_code == 200
-                latencies.append(time.perf_counter() - t0)
-        return sorted(latencies)[int(0.99 * (n - 1))]
-
-    stop, flood_statuses = threading.Event(), []
-
-    def flood():
-        with server.client("flood") as c:
-            while not stop.is_set() and len(flood_statuses) < 90:
-                flood_statuses.append(c.post(ENERGY, content=bodies[len(flood_statuses) % 2]).status_code)
-
-    neighbour_p99(5)  # warm-up: the key is verified (scrypt) and cached
-    alone = neighbour_p99()
-    flooder = threading.Thread(target=flood)
-    flooder.start()
-    try:
-        while not flood_statuses and flooder.is_alive():
-            time.sleep(0.01)
-        flooded = neighbour_p99()
-    finally:
-        stop.set()
-        flooder.join()
-    assert set(flood_statuses) == {413, 422}
-    assert flooded <= 5 * alone + 0.5, f"neighbour p99 {flooded * 1e3:.0f} ms under the flood, {alone * 1e3:.0f} ms alone"
 
 
 def test_a_new_seq_at_a_used_ts_is_refused_not_acknowledged_and_dropped(server):
