@@ -290,13 +290,14 @@ def simulations(size: str, model_ids: tuple[str, ...] | None = None) -> list[dic
     return list(runs.values())
 
 
-def simulated_with(source: str) -> dict[str, Any] | None:
-    """The simulator parameters (``overrides``) of the configured run that writes ``source`` (e.g. a PV plant's
-    position and ratings, which its readings do not carry), or None when no configured run writes it."""
+def simulation_of(source: str) -> dict[str, Any] | None:
+    """The configured simulator run (``simulate.run_scenario`` keyword arguments) that writes ``source``: its
+    scenario and overrides say what the readings do not carry (e.g. a PV plant's position and ratings); None
+    when no configured run writes it."""
     for size in SIZES:
         for run in simulations(size):
             if run.get("source") == source:
-                return dict(run.get("overrides") or {})
+                return dict(run)
     return None
 
 
