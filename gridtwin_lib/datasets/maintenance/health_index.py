@@ -161,6 +161,7 @@ def daily_features(readings: pl.DataFrame, plant: Mapping[str, Any], *, utc_offs
     lit = pl.col("pac_exp_kw") > 0.05 * inv
     bright = pl.col("pac_exp_kw") > 0.2 * inv
     producing = bright & (pl.col("ac_kw") > 0.02 * pl.col("pac_exp_kw"))
+    # a derating inverter moves the array off its maximum power point: hot readings say nothing of the array
     cool = pl.col("ambient_temperature") < HOT_AMBIENT_C
     charging = (pl.col("dsoc") > 0.05) & (pl.col("ac_kw") > battery_min_pv_kw) & (pl.col("soc_before") < 90.0)
     daily = r.group_by("device_id", "date").agg(
@@ -170,7 +171,6 @@ def daily_features(readings: pl.DataFrame, plant: Mapping[str, Any], *, utc_offs
         (pl.col("inverter_efficiency").filter(producing) / p["eta_inv_nom"]).median().alias("efficiency_ratio"),
         producing.cast(pl.Float64).filter(bright).mean().alias("availability"),
         pl.col("module_temperature").filter(lit).quantile(0.95).alias("module_temp_p95_c"),
-        (~cool).cast(pl.Float64).filter(lit).mean().alias("heat_derate_fraction"),
         (pl.col("ac_kw") * pl.col("dt_h") / (pl.col("dsoc") / 100)).filter(charging).median().alias("capacity_kwh"),
         pl.col("dsoc").abs().max().alias("max_soc_step"))
     # a pack that never moves all day is isolated: no usable capacity
@@ -178,10 +178,9 @@ def daily_features(readings: pl.DataFrame, plant: Mapping[str, Any], *, utc_offs
         pl.when(pl.col("max_soc_step").fill_null(0.0) < 0.01).then(0.0)
         .otherwise(pl.col("capacity_kwh") / p["battery_kwh"]).alias("battery_capacity_ratio"))
     frame = daily.sort("device_id", "date").to_pandas()
-    raw = ["performance_ratio", "dc_ratio", "efficiency_ratio", "availability", "module_temp_p95_c", "heat_derate_fraction",
-           "battery_capacity_ratio"]
+    raw = ["performance_ratio", "dc_ratio", "efficiency_ratio", "availability", "module_temp_p95_c", "battery_capacity_ratio"]
     neutral = {"performance_ratio": 1.0, "dc_ratio": 1.0, "efficiency_ratio": 1.0, "availability": 1.0,
-               "module_temp_p95_c": 25.0, "heat_derate_fraction": 0.0, "battery_capacity_ratio": 1.0}
+               "module_temp_p95_c": 25.0, "battery_capacity_ratio": 1.0}
     frame[raw] = frame.groupby("device_id")[raw].ffill().fillna(neutral)
     # each device against its own commissioning days (its rating spread, its household's load)
     whole = frame["n_readings"] >= 0.9 * frame.groupby("device_id")["n_readings"].transform("max")

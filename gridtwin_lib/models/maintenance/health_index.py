@@ -4,7 +4,7 @@ One row per device and local day. Inputs (:data:`HEALTH_INPUT_COLUMNS`, built fr
 :func:`gridtwin_lib.datasets.maintenance.health_index.daily_features`): performance ratio and DC ratio
 against pvlib's expected output at the measured irradiance and temperature, the inverter's measured
 efficiency (relative to nominal) and availability, the 95th percentile of the module temperature,
-the share of lit readings above the derating ambient, and the battery's usable capacity estimated
+and the battery's usable capacity estimated
 from its state-of-charge swings (relative to nominal); the performance ratio, DC ratio and battery
 capacity also relative to the device's own commissioning days (``*_vs_commissioning``). Truth (``y``, :data:`HEALTH_TRUTH_COLUMNS`):
 the twin's hidden health and its parts (:func:`gridtwin_lib.datasets.maintenance.health_index.hidden_health`).
@@ -49,13 +49,13 @@ from ...errors import InputError
 from ..base import Baseline, GridModel, ModelSpec, input_matrix
 
 HEALTH_INPUT_COLUMNS = pd.Index(["performance_ratio", "dc_ratio", "efficiency_ratio", "availability", "module_temp_p95_c",
-                                 "heat_derate_fraction", "battery_capacity_ratio", "performance_vs_commissioning",
+                                 "battery_capacity_ratio", "performance_vs_commissioning",
                                  "dc_vs_commissioning", "battery_capacity_vs_commissioning"])
 HEALTH_TRUTH_COLUMNS: tuple[str, ...] = ("health", "truth_power", "truth_inverter", "truth_battery")
 COMPONENTS: tuple[str, ...] = ("power", "temperature", "battery", "inverter")
 HEALTH_OUTPUTS: tuple[str, ...] = ("health_index", *[f"component_{c}" for c in COMPONENTS])
 HEALTH_LAYOUT = ("m20 inputs per device-day: performance_ratio, dc_ratio, efficiency_ratio, availability [1], "
-                 "module_temp_p95_c [degC], heat_derate_fraction, battery_capacity_ratio, performance_vs_commissioning, "
+                 "module_temp_p95_c [degC], battery_capacity_ratio, performance_vs_commissioning, "
                  "dc_vs_commissioning, battery_capacity_vs_commissioning [1] "
                  "(datasets.maintenance.health_index.daily_features)")
 #: the reference system's fixed weights (power first, the three others equal)
