@@ -169,6 +169,10 @@ def test_index_beats_the_reference_score_with_an_interval(fitted, data):
     assert value > max(scores.values())
     # monotone decline before failures: the index falls over every decline episode of the test
     assert ev.metrics["n_decline_episodes"] >= 3 and ev.metrics["decline_fraction"] == 1.0
+    for name, fitted_baseline in ev.fitted_baselines.items():  # paired by episode, model - baseline
+        key = f"decline_fraction_diff_{type(fitted_baseline).__name__}"
+        assert ev.metrics[key] == pytest.approx(ev.metrics["decline_fraction"] - ev.ladder[name]["decline_fraction"])
+        assert ev.metrics[f"{key}_low"] <= ev.metrics[key] <= ev.metrics[f"{key}_high"]
 
 
 def test_evaluate_counts_declines_and_ranks(fitted, data):

@@ -247,18 +247,36 @@ class HealthIndex(GridModel):
         for c in ("power", "inverter", "battery"):
             out[f"spearman_{c}"] = _spearman(pred[:, HEALTH_OUTPUTS.index(f"component_{c}")], truth[:, HEALTH_TRUTH_COLUMNS.index(f"truth_{c}")])
         if meta is not None and "decline_episode" in meta and "day" in meta:
-            episode = np.asarray(meta["decline_episode"], object)
-            day = np.asarray(meta["day"], float)
-            index = pred[:, 0]
-            declines = []
-            for ep in sorted(set(episode[episode != ""])):
-                sel = episode == ep
-                days, values = day[sel], index[sel]
-                if np.unique(days).size < 3:
-                    continue
-                declines.append(_kendall_sign(days, values) < 0)
+            declines = np.array(list(_declines(pred[:, 0], meta).values()), float)
             out["n_decline_episodes"] = float(len(declines))
-            out["decline_fraction"] = float(np.mean(declines)) if declines else float("nan")
+            out["decline_fraction"] = float(np.mean(declines)) if declines.size else float("nan")
+        return out
+
+    def supplementary_metrics(self, dataset, ev, *, n_replicates: int, seed: int) -> dict[str, float]:
+        """The decline before failures against each baseline, with a paired bootstrap by episode (each
+        episode is one held-out device): ``decline_fraction_diff_<Baseline>`` (model − baseline, share
+        of episodes [1]) and its ``_low``/``_high`` 95 % percentile bounds when ``n_replicates`` > 0."""
+        from ...evaluation import block_counts, percentile_interval
+
+        meta = dataset.meta_test
+        if meta is None or "decline_episode" not in meta:
+            return {}
+        model = _declines(np.asarray(ev.predictions["model"]["health_index"], float), meta)
+        if not model:
+            return {}
+        names = list(model)
+        m = np.array([model[e] for e in names], float)
+        codes, counts = block_counts(np.array(names), max(int(n_replicates), 1), seed)
+        out = {}
+        for name, fitted in ev.fitted_baselines.items():
+            base = _declines(np.asarray(ev.ladder_predictions[name]["health_index"], float), meta)
+            diff = m - np.array([base[e] for e in names], float)
+            key = f"decline_fraction_diff_{type(fitted).__name__}"
+            out[key] = float(diff.mean())
+            if n_replicates > 0:
+                per_block = np.bincount(codes, weights=diff, minlength=counts.shape[1])
+                low, high = percentile_interval(counts @ per_block / counts.sum(axis=1))
+                out[f"{key}_low"], out[f"{key}_high"] = float(low), float(high)
         return out
 
     def figures(self, dataset, predictions) -> dict[str, Any]:
@@ -297,6 +315,18 @@ def _spearman(a, b) -> float:
     ra, rb = _average_ranks(a), _average_ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float(ra @ rb / np.sqrt((ra @ ra) * (rb @ rb)))
+
+
+def _declines(index: np.ndarray, meta) -> dict[str, bool]:
+    """Per decline episode of ``meta`` (3 days or more): does the index fall over its days (Kendall tau < 0)?"""
+    episode = np.asarray(meta["decline_episode"], object)
+    day = np.asarray(meta["day"], float)
+    out = {}
+    for ep in sorted(set(episode[episode != ""])):
+        sel = episode == ep
+        if np.unique(day[sel]).size >= 3:
+            out[ep] = _kendall_sign(day[sel], index[sel]) < 0
+    return out
 
 
 def _kendall_sign(x, y) -> int:
