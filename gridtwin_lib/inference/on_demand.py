@@ -11,6 +11,7 @@ score_assets       asset_failure, asset_overload  one row per transformer, ``<id
 score_waveforms    waveforms                      one row per 10-cycle window
 forecast_day       day_ahead_load                 24 hourly loads [kW]
 forecast_pv        pv_forecast                    per PV plant, hourly AC power 1-6 h ahead [kW]
+pv_health          pv_health                      per PV device and day, health index and components [0-100]
 plan_day           day_plan, dispatch             the LP's schedule and the set-point
 balance            phase_move                     the recommended phase move (time-limited)
 segment            segments                       archetype per customer
@@ -123,6 +124,19 @@ class OnDemandScoring:
         out = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), readings, plant,
                           utc_offset_h=utc_offset_h, **settings)
         return out.rename(columns={c: f"{entry.id}.{c}" for c in out.columns if c not in ("device_id", "issued_at")})
+
+    def pv_health(self, readings, plant: dict[str, Any], **settings) -> pd.DataFrame:
+        """The health index [0-100] of each PV device and local day of ``readings`` (kind ``pv``, from the
+        devices' commissioning on: their first whole days are their reference), with its breakdown.
+
+        ``plant``: the plant's solar-twin parameters (pv_kw, inverter_kw [kW], battery_kwh [kWh], ...);
+        ``settings`` (``utc_offset_h``, ``battery_min_pv_kw``, ``reference_days``): as the model's dataset
+        was built (its configuration). Columns: device_id, date, ``<id>.health_index`` and
+        ``<id>.component_<power|temperature|battery|inverter>``; the index is the components' weighted sum.
+        """
+        entry = _role("pv_health")
+        out = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), readings, plant, **settings)
+        return out.rename(columns={c: f"{entry.id}.{c}" for c in out.columns if c not in ("device_id", "date")})
 
     def plan_day(self, load_kw: np.ndarray, pv_kw: np.ndarray, price_per_kwh: np.ndarray, *, soc_kwh: float | None = None,
                  time_limit_s: float | None = None) -> dict[str, Any]:

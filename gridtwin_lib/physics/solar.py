@@ -88,4 +88,36 @@ def clear_sky_index(power_kw, clear_sky_kw, *, floor_kw: float, k_max: float = 1
     return np.clip(p / np.maximum(cs, floor_kw), 0.0, k_max)
 
 
-__all__ = ["clear_sky_ac_power", "clear_sky_index"]
+def expected_power_at_measured_irradiance(poa_w_m2, temp_air_c, wind_speed_m_s, *, pv_kw: float, inverter_kw: float,
+                                          gamma_pdc: float = -0.0037, eta_inv_nom: float = 0.96) -> dict[str, np.ndarray]:
+    """Expected DC and AC power [kW] of a healthy plant at the measured plane-of-array irradiance.
+
+    The reference of a performance ratio: the twin's chain from the irradiance on (Faiman cell
+    temperature, PVWatts DC at the nominal rating, PVWatts inverter), so a measured power below it
+    is a loss of the asset (soiling, degradation, inverter) rather than of the weather.
+
+    Parameters
+    ----------
+    poa_w_m2 : array_like
+        Measured plane-of-array irradiance [W/m2].
+    temp_air_c, wind_speed_m_s : array_like
+        Measured ambient temperature [degC] and wind speed [m/s].
+    pv_kw, inverter_kw : float
+        Nominal DC rating at STC and inverter AC rating [kW].
+    gamma_pdc, eta_inv_nom : float
+        DC power temperature coefficient [1/K] and inverter nominal efficiency [1].
+
+    Returns
+    -------
+    dict
+        ``cell_temp_c`` [degC], ``pdc_kw`` and ``pac_kw`` [kW] (0 without irradiance).
+    """
+    poa = np.clip(np.nan_to_num(np.asarray(poa_w_m2, float)), 0.0, None)
+    cell = np.asarray(pvlib.temperature.faiman(poa, np.asarray(temp_air_c, float), np.asarray(wind_speed_m_s, float)))
+    pdc = np.asarray(pvlib.pvsystem.pvwatts_dc(poa, cell, pv_kw * 1000.0, gamma_pdc))
+    pac = np.asarray(pvlib.inverter.pvwatts(pdc, inverter_kw * 1000.0 / eta_inv_nom, eta_inv_nom))
+    return {"cell_temp_c": cell, "pdc_kw": np.clip(np.nan_to_num(pdc), 0.0, None) / 1000.0,
+            "pac_kw": np.clip(np.nan_to_num(pac), 0.0, None) / 1000.0}
+
+
+__all__ = ["clear_sky_ac_power", "clear_sky_index", "expected_power_at_measured_irradiance"]
