@@ -229,15 +229,14 @@ def pq_figure(frame: pl.DataFrame, source: str):
 def page(fleet: str | None = None, pq_source: str | None = None, pv_source: str | None = None):
     """The whole dashboard: the asset fleet (``fleet``: a fleet source, None = the first stored), power
     quality over time (``pq_source``: a three-phase source, None = the preferred one) and the solar assets
-    (``pv_source``: a PV source, None = the one the PV forecast was trained on; :mod:`.solar`)."""
-    from . import dashboard, guarded
+    (``pv_source``: a PV fleet source, None = the health index's first; :mod:`.solar`)."""
+    from . import dashboard, guarded, solar
     from . import page as layout
-    from .solar import solar_view
 
     info = dashboard("02_predictive_maintenance")
     return layout(info.title, info.summary, guarded(lambda: fleet_view(fleet), "the asset fleet"),
                   guarded(lambda: pq_view(pq_source), "the PQ outlook"),
-                  guarded(lambda: solar_view(pv_source), "the solar assets"))
+                  guarded(lambda: solar.view(pv_source), "the solar assets"))
 
 
 def fleet_view(fleet_name: str | None = None):

@@ -1,4 +1,11 @@
-"""Dashboard 02, solar assets: the PV forecast hours ahead against what the plant then produced.
+"""Dashboard 02, solar assets: the PV fleet's health and faults, the inverters' remaining life, and the PV
+forecast hours ahead against what the plant then produced.
+
+The fleet of a PV source: each device's health index of its latest day with its breakdown (the registry's role
+``pv_health``, :meth:`~gridtwin_lib.inference.Engine.pv_health`, from the device's commissioning on) and the fault
+events of its last :data:`ANOMALY_DAYS` days (role ``pv_anomaly``, runs of flagged readings); the alarm is the worst
+severity the alert rules give (``alerts.yaml``, input ``pv``). The inverters: median remaining life with its
+10-90 % interval and the survival curve (role ``asset_rul``, from the inverter fleet's observations and readings).
 
 The PV forecast (the registry's role ``pv_forecast``) is issued at a chosen local hour from the
 readings before it only (:meth:`gridtwin_lib.inference.Engine.forecast_pv`), and drawn against the
@@ -22,7 +29,11 @@ import polars as pl
 
 from . import MissingData, engine, model_id, simulated_sources, sources, store
 
-FORECAST_ROLE = "pv_forecast"
+FORECAST_ROLE, HEALTH_ROLE, ANOMALY_ROLE, RUL_ROLE = "pv_forecast", "pv_health", "pv_anomaly", "asset_rul"
+COMPONENTS = ("power", "temperature", "battery", "inverter")  # the health index's breakdown (m20)
+ANOMALY_DAYS = 7  # [d] fault flags shown per device
+ANOMALY_HISTORY_D = 10  # [d] readings before those the anomaly model's trailing features read
+RUL_HISTORY_D = 31  # [d] inverter observations the remaining-life model's daily features read
 ISSUE_HOURS = tuple(range(6, 15))  # [local h] issue times offered: the 6 hours after them hold daylight
 HISTORY_H = 48  # [h] readings fed to the forecast (it needs the last 24 h)
 SETTINGS = ("min_clear_sky_fraction", "reference_temp_c")  # the forecast's settings from its configuration
@@ -132,7 +143,18 @@ def forecast_figure(frame: pd.DataFrame, device_id: str, zone: str):
     return fig
 
 
-def solar_view(source_name: str | None = None):
+def view(pv_source: str | None = None):
+    """The solar part of dashboard 02: the PV fleet (``pv_source``: a PV source, None = the health index's first),
+    the inverters' remaining life and the PV forecast, each shown or explained on its own."""
+    import ipywidgets as w
+
+    from . import guarded
+
+    return w.VBox([guarded(lambda: fleet_view(pv_source), "the PV fleet"), guarded(rul_view, "the inverters' remaining life"),
+                   guarded(forecast_view, "the PV forecast")])
+
+
+def forecast_view(source_name: str | None = None):
     import ipywidgets as w
 
     from . import Quiet, attempt, choose, figure, labelled, refresh, replace_options, row
@@ -164,3 +186,246 @@ def solar_view(source_name: str | None = None):
     show()
     return w.VBox([w.HTML("<h3>Solar assets: AC power forecast 1-6 h ahead against the measured power</h3>"),
                    row(source, device), row(day, hour), notes, fig])
+
+
+# ----------------------------------------------------------------------------- the PV fleet: health and faults
+def _settings(role: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    from ..models import registry
+
+    params = registry.get(model_id(role=role)).parameters("full")
+    return {k: params[k] for k in keys if k in params}
+
+
+def fleet_sources() -> list[str]:
+    """Stored PV sources, those the health index was trained on first, then the anomaly model's."""
+    return sources((*simulated_sources(role=HEALTH_ROLE), *simulated_sources(role=ANOMALY_ROLE)), kind="pv")
+
+
+def _events(flags: pd.DataFrame, flag_col: str, gap_s: float) -> pd.DataFrame:
+    """Runs of flagged readings per device (flags closer than ``gap_s`` join): device_id, events, last_flag."""
+    hit = flags[flags[flag_col].fillna(False).astype(bool)].sort_values(["device_id", "ts"])
+    if hit.empty:
+        return pd.DataFrame({"device_id": pd.Series(dtype=str), "events": pd.Series(dtype=int),
+                             "last_flag": pd.Series(dtype="datetime64[ns, UTC]")})
+    new = hit.groupby("device_id")["ts"].diff().dt.total_seconds().fillna(np.inf) > gap_s
+    return (hit.assign(new=new).groupby("device_id")
+            .agg(events=("new", "sum"), last_flag=("ts", "max")).reset_index())
+
+
+def solar_fleet(source: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The fleet table of a PV source (one row per device, least healthy first), the daily health of every device
+    (for the gauge and its trend) and notes on what is missing.
+
+    Table columns: device_id, health_index and ``component_<c>`` [0-100] of the latest local day, fault_events
+    (runs of flags in the last :data:`ANOMALY_DAYS` days), last_flag [UTC], alarm (the alert rules' worst severity).
+    """
+    from ..alerts import SEVERITIES, raise_alerts
+
+    health_id, anomaly_id = model_id(role=HEALTH_ROLE), model_id(role=ANOMALY_ROLE)
+    eng = engine((health_id, anomaly_id))
+    notes = [f"{m}: {eng.missing[m]}" for m in (health_id, anomaly_id) if m in eng.missing]
+    plant = plant_of(source)
+    readings = store().scan("pv", source=source).collect()
+    if readings.height == 0:
+        raise MissingData(f"{source}: no PV readings")
+    devices = pd.DataFrame({"device_id": sorted(readings["device_id"].unique().to_list())})
+    daily = pd.DataFrame(columns=["device_id", "date"])
+    table = devices
+    if health_id in eng.estimators:
+        daily = eng.pv_health(readings, plant, **_settings(HEALTH_ROLE, ("utc_offset_h", "battery_min_pv_kw", "reference_days")))
+        latest = daily.sort_values("date").groupby("device_id").tail(1)
+        cols = {f"{health_id}.health_index": "health_index", **{f"{health_id}.component_{c}": f"component_{c}" for c in COMPONENTS}}
+        table = table.merge(latest[["device_id", "date", *cols]].rename(columns=cols), on="device_id", how="left")
+    pv_frames = []
+    if health_id in eng.estimators and len(daily):  # a day's index is raised at the end of the local day
+        off = pd.Timedelta(hours=float(_settings(HEALTH_ROLE, ("utc_offset_h",)).get("utc_offset_h", 0.0)))
+        ends = pd.to_datetime(daily["date"]) + pd.Timedelta(days=1) - off
+        pv_frames.append(pl.from_pandas(daily.assign(ts=ends.dt.tz_localize("UTC")).drop(columns="date")))
+    if anomaly_id in eng.estimators:
+        last = readings["ts"].max()
+        since = last - timedelta(days=ANOMALY_DAYS)
+        recent = readings.filter(pl.col("ts") >= since - timedelta(days=ANOMALY_HISTORY_D))
+        flags = eng.detect_pv_anomalies(recent, plant, since=since)
+        flags["ts"] = pd.to_datetime(flags["ts"], utc=True)
+        gap = float(_settings(ANOMALY_ROLE, ("merge_gap_s",)).get("merge_gap_s", 3600.0))
+        table = table.merge(_events(flags, f"{anomaly_id}.flag", gap), on="device_id", how="left")
+        table["events"] = table["events"].fillna(0).astype(int)
+        table = table.rename(columns={"events": "fault_events"})
+        pv_frames.append(pl.from_pandas(flags))
+    raised = raise_alerts(pv=pl.concat(pv_frames, how="diagonal_relaxed") if pv_frames else None)
+    rank = {sev: k for k, sev in enumerate(SEVERITIES)}
+    worst: dict[str, str] = {}
+    for dev, sev in raised.select("device_id", "severity").iter_rows():
+        if dev not in worst or rank[sev] < rank[worst[dev]]:
+            worst[dev] = sev
+    table["alarm"] = table["device_id"].map(worst).fillna("none")
+    if "health_index" in table:
+        table = table.sort_values("health_index", kind="stable", na_position="last")
+    return table.reset_index(drop=True), daily, notes
+
+
+def fleet_for_people(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The fleet table as shown: rounded, with units, times local at the source's site."""
+    from . import local_text
+
+    shown = table.copy()
+    for c in ("health_index", *[f"component_{c}" for c in COMPONENTS]):
+        if c in shown:
+            shown[c] = shown[c].round(0)
+    if "last_flag" in shown:
+        shown["last_flag"] = [local_text(t, source) if not pd.isna(t) else "–" for t in shown["last_flag"]]
+    labels = {"device_id": "device", "date": "day (local)", "health_index": "health index [0-100]",
+              **{f"component_{c}": f"{c} [0-100]" for c in COMPONENTS},
+              "fault_events": f"fault events, last {ANOMALY_DAYS} days", "last_flag": "last fault flag",
+              "alarm": "alarm (alert rules)"}
+    return shown.rename(columns=labels)
+
+
+def health_figure(daily: pd.DataFrame, device_id: str):
+    """One device's health: a gauge of its latest day, the breakdown into components, and the index over its days."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    health_id = model_id(role=HEALTH_ROLE)
+    one = daily[daily["device_id"] == device_id].sort_values("date") if len(daily) else daily
+    if one is None or len(one) == 0:
+        raise MissingData(f"{device_id}: no health index (no champion of the health index, or no whole day of readings)")
+    last = one.iloc[-1]
+    fig = make_subplots(rows=1, cols=3, specs=[[{"type": "indicator"}, {"type": "xy"}, {"type": "xy"}]],
+                        column_widths=[0.3, 0.3, 0.4], subplot_titles=("", "components [0-100]", "health index over the days"))
+    fig.add_trace(go.Indicator(mode="gauge+number", value=float(last[f"{health_id}.health_index"]), number={"suffix": " / 100"},
+                               gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#264653"},
+                                      "steps": [{"range": [0, 60], "color": "#f8d7da"}, {"range": [60, 80], "color": "#fff3cd"},
+                                                {"range": [80, 100], "color": "#d8f3dc"}]}), 1, 1)
+    values = [float(last[f"{health_id}.component_{c}"]) for c in COMPONENTS]
+    fig.add_trace(go.Bar(x=list(COMPONENTS), y=values, marker_color="#457b9d", text=[f"{v:.0f}" for v in values],
+                         textposition="auto", name="component"), 1, 2)
+    fig.add_trace(go.Scatter(x=pd.to_datetime(one["date"]), y=one[f"{health_id}.health_index"], mode="lines+markers",
+                             line=dict(color="#264653"), name="health index"), 1, 3)
+    fig.update_yaxes(range=[0, 100], row=1, col=2)
+    fig.update_yaxes(range=[0, 100], title_text="[0-100]", row=1, col=3)
+    fig.update_xaxes(title_text="local day", row=1, col=3)
+    fig.update_layout(height=320, showlegend=False, title=f"{device_id}: health on {last['date']} (local day)")
+    return fig
+
+
+def fleet_view(source_name: str | None = None):
+    import ipywidgets as w
+
+    from . import Quiet, attempt, choose, figure, labelled, missing, refresh, replace_options, row, table_html
+
+    names = fleet_sources()
+    source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="PV fleet")
+    device = w.Dropdown(description="device")
+    notes, table, gauge = w.VBox(), w.HTML(), figure()
+    shown: dict[str, Any] = {}
+
+    def show_device(_=None):
+        if device.value is not None and "daily" in shown:
+            attempt(notes, lambda: refresh(gauge, health_figure(shown["daily"], device.value)), "the health index")
+
+    show_once = Quiet(show_device)
+
+    def show_fleet(_=None):
+        notes.children = []
+        got = attempt(notes, lambda: solar_fleet(source.value), "the PV fleet")
+        if got is None:
+            return
+        ranked, shown["daily"], missing_notes = got
+        notes.children = [missing(m) for m in missing_notes]
+        table.value = table_html(fleet_for_people(ranked, source.value), 50)
+        with show_once.setting():
+            replace_options(device, ranked["device_id"].tolist())
+        show_device()
+
+    source.observe(show_fleet, "value")
+    device.observe(show_once, "value")
+    show_fleet()
+    return w.VBox([w.HTML("<h3>PV fleet, least healthy first (health index, fault events)</h3>"), source, notes, table,
+                   row(device), gauge])
+
+
+# ----------------------------------------------------------------------------- inverters: remaining useful life
+def rul_source() -> str:
+    found = simulated_sources(role=RUL_ROLE)
+    if not found:
+        raise MissingData("no inverter fleet is configured for the remaining-life model")
+    return found[0]
+
+
+def remaining_life(source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Each inverter's remaining life at the end of its latest day: the engine's ``<id>.median_days``,
+    ``p10_days``, ``p90_days`` [days], ``risk`` and survival columns, riskiest first."""
+    rul_id = model_id(role=RUL_ROLE)
+    eng = engine((rul_id,))
+    if rul_id not in eng.estimators:
+        raise MissingData(f"the remaining-life model: {eng.missing[rul_id]}")
+    st = store()
+    last = st.scan_truth("asset_observations", source=source).select(pl.col("ts").max()).collect().item()
+    if last is None:
+        raise MissingData(f"{source}: no inverter observations; run `make run` (the inverter fleet simulation)")
+    start, end = last - timedelta(days=RUL_HISTORY_D), last + timedelta(seconds=1)
+    obs = st.scan_truth("asset_observations", source=source, start=start, end=end).collect()
+    readings = st.scan("pv", source=source, start=start, end=end).collect()
+    out = eng.remaining_life(obs, readings)
+    return out.sort_values(f"{rul_id}.p10_days", kind="stable").reset_index(drop=True), []
+
+
+def rul_for_people(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The remaining-life table as shown: days rounded, the interval in one column, the issue time local."""
+    from . import local_text
+
+    rul_id = model_id(role=RUL_ROLE)
+    cap = max(int(c.rsplit("_s_", 1)[-1].rstrip("d")) for c in frame.columns if ".s_" in c) if any(".s_" in c for c in frame.columns) else None
+
+    def days(v: float) -> str:
+        return f"≥ {cap}" if cap is not None and v >= cap else f"{v:.0f}"
+
+    return pd.DataFrame({
+        "inverter": frame["device_id"],
+        "median remaining life [days]": [days(v) for v in frame[f"{rul_id}.median_days"]],
+        "10-90 % interval [days]": [f"{days(a)} – {days(b)}" for a, b in zip(frame[f"{rul_id}.p10_days"], frame[f"{rul_id}.p90_days"], strict=True)],
+        "as of": [local_text(t, source) for t in pd.to_datetime(frame["issued_at"], utc=True)],
+    })
+
+
+def survival_figure(frame: pd.DataFrame, device_id: str):
+    """One inverter's survival curve: P(still working after d days), with its median and 10-90 % interval."""
+    import plotly.graph_objects as go
+
+    rul_id = model_id(role=RUL_ROLE)
+    one = frame[frame["device_id"] == device_id]
+    if one.empty:
+        raise MissingData(f"{device_id}: no remaining-life estimate")
+    curve = [c for c in frame.columns if c.startswith(f"{rul_id}.s_")]
+    grid = [int(c.rsplit("_s_", 1)[-1].rstrip("d")) for c in curve]
+    r = one.iloc[0]
+    fig = go.Figure(go.Scatter(x=[0, *grid], y=[1.0, *r[curve].astype(float)], mode="lines", line=dict(color="#264653", shape="hv"),
+                               name="P(working after d days)"))
+    fig.add_vrect(x0=float(r[f"{rul_id}.p10_days"]), x1=float(r[f"{rul_id}.p90_days"]), fillcolor="#e9c46a", opacity=0.2,
+                  line_width=0, annotation_text="10-90 %", annotation_position="top left")
+    fig.add_vline(x=float(r[f"{rul_id}.median_days"]), line_dash="dash", line_color="#e76f51", annotation_text="median")
+    fig.update_layout(height=320, title=f"inverter {device_id}: survival from now", legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title_text="days from now")
+    fig.update_yaxes(title_text="probability still working [0-1]", range=[0, 1.02])
+    return fig
+
+
+def rul_view():
+    import ipywidgets as w
+
+    from . import attempt, figure, missing, refresh, row, table_html
+
+    source = rul_source()
+    frame, notes_text = remaining_life(source)
+    device = w.Dropdown(options=frame["device_id"].tolist(), description="inverter")
+    notes, curve = w.VBox([missing(m) for m in notes_text]), figure()
+
+    def show(_=None):
+        if device.value is not None:
+            attempt(notes, lambda: refresh(curve, survival_figure(frame, device.value)), "the survival curve")
+
+    device.observe(show, "value")
+    show()
+    return w.VBox([w.HTML("<h3>Inverters: remaining useful life, shortest first (10th percentile)</h3>"), notes,
+                   w.HTML(table_html(rul_for_people(frame, source), 20)), row(device), curve])
