@@ -52,11 +52,11 @@ def plant_of(source: str) -> dict[str, Any]:
     """The solar-twin parameters the simulation of ``source`` ran with: its scenario's defaults with its configured
     run's overrides."""
     from ..models import registry
-    from ..simulate import SCENARIOS
+    from ..simulate import run_parameters
 
     run = registry.simulation_of(source)
     if run is not None:
-        return SCENARIOS[run["scenario"]].resolve(dict(run.get("overrides") or {}))
+        return run_parameters(run)
     raise MissingData(f"{source}: no configured simulation writes this PV source, so its plant (position, ratings) "
                       "is unknown; forecasts are shown for the registry's simulated plants")
 

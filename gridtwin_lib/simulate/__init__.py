@@ -45,7 +45,7 @@ _UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400
 
 __all__ = [
     "SCENARIOS", "Param", "RunSpec", "Scenario", "SimChunk", "SimulationError", "SimulationSummary",
-    "parse_duration", "list_scenarios", "run_scenario", "simulate", "register",
+    "parse_duration", "list_scenarios", "run_parameters", "run_scenario", "simulate", "register",
 ]
 
 
@@ -104,6 +104,14 @@ class SimulationSummary:
         ) or "no measurements"
         truth = ", ".join(f"{k} {v:,}" for k, v in self.truth_rows.items()) or "none"
         return f"{self.source}: {rows}; truth: {truth}; {self.seconds:.1f} s"
+
+
+def run_parameters(run: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter a configured run (``run_scenario`` keyword arguments) simulates with: its scenario's
+    defaults with the run's ``overrides`` (e.g. a PV plant's position and ratings, which its readings do not carry)."""
+    if run.get("scenario") not in SCENARIOS:
+        raise SimulationError(f"unknown scenario {run.get('scenario')!r}; choose one of {', '.join(sorted(SCENARIOS))}")
+    return SCENARIOS[run["scenario"]].resolve(dict(run.get("overrides") or {}))
 
 
 def prepare(
