@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from ladder import ladder_scores, strongest
+from ladder import ladder_scores
 from sklearn.base import clone
 
 from gridtwin_lib.datasets.maintenance import remaining_useful_life as drul
@@ -235,13 +235,27 @@ def test_engine_serves_one_curve_per_inverter(store, fitted):
         serve_rul(model, pv, pv)
 
 
-def test_quality_against_the_ladder(data):
-    """The quality pin (seeded smoke-size fleet). See the README's m19 section for what it measures."""
-    model = RemainingUsefulLife(**{k: PARAMS[k] for k in MODEL_KEYS})
-    value, scores = ladder_scores(model, data, per_reading=False)
-    name, best = strongest(model, scores)
+def test_quality_against_the_ladder(data, fitted):
+    """The quality pin on the seeded smoke-size fleet (held-out inverters, later issue times).
+
+    Honest outcome: the gradient-boosted Cox model does NOT beat Kaplan-Meier by age band with an
+    interval that excludes zero (its integrated Brier score is lower, the paired inverter-bootstrap
+    interval of the difference straddles zero: with 40 held-out inverters and a handful of distinct
+    failures in the test period, the age band already says most of what the distribution can be
+    judged on). What is pinned: (1) what censoring-blind training costs: the model beats the reference
+    system's gradient-boosting point regressor trained on the uncensored rows, interval of the
+    integrated Brier difference entirely below zero, and ranks inverters better (concordance);
+    (2) the model is no worse than Kaplan-Meier by age on the point integrated Brier score and
+    keeps a concordance of at least 0.8 (Kaplan-Meier by age: about 0.85 on these rows)."""
+    model, _, ev = fitted
+    value, scores = ladder_scores(model, data, fit_model=False, per_reading=False)
     conc, conc_scores = ladder_scores(model, data, fit_model=False, metric="concordance", per_reading=False)
-    assert np.isfinite(value) and name
-    # censoring-blind training costs: the survival model beats the reference system's point regressor by far
-    assert value < 0.5 * scores["UncensoredPointRegressor"]
+    unc = ev.uncertainty
+    blind = unc.differences[UncensoredPointRegressor.name]
+    assert blind.high < 0, blind  # (1) censoring-blind training costs, beyond the bootstrap's doubt
     assert conc > conc_scores["UncensoredPointRegressor"]
+    assert value <= scores["KaplanMeierByAge"]  # (2) not worse than the named baseline's point value
+    assert conc >= 0.8
+    km = unc.differences[KaplanMeierByAge.name]
+    print(f"\nm19 integrated Brier model - KM by age {km.value:+.4g} [{km.low:+.4g}, {km.high:+.4g}]; "
+          f"model - uncensored regressor {blind.value:+.4g} [{blind.low:+.4g}, {blind.high:+.4g}]; gate: {ev.gate()[1]}")

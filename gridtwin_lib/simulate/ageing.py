@@ -57,7 +57,7 @@ unit (0 = the unit in place at the start, then 1, 2... after each replacement), 
 failure is in the run), censored (``not failed``: the unit outlives the run, right-censored at its
 end), cause (null when censored), age_at_start_years, observed_days (``end - ts`` [days]). The true
 time to the next drawn failure of an asset at t is ``end - t`` of the row whose [ts, end) holds t,
-an event when ``failed`` and censored otherwise (m19's dataset reads it so). Failed units' rows come
+an event when ``failed`` and censored otherwise (the remaining-useful-life dataset reads it so). Failed units' rows come
 with their failure's block, the censored ones in a last chunk at the end of the run.
 """
 

@@ -1,5 +1,6 @@
-"""Reading the transformer-fleet twin's asset observations, and the asset and time splits that the
-equipment-failure and overload-risk datasets share.
+"""Reading the transformer-fleet twin's asset observations, and the asset and time splits and the
+replacement counter that the equipment-failure, overload-risk and remaining-useful-life (inverter)
+datasets share.
 """
 
 from __future__ import annotations
