@@ -221,8 +221,9 @@ def test_fit_evaluate_same_rows_and_the_survival_curve_of_one_asset(data, fitted
     assert set(model.figures(data, {"model": ev.predictions["model"], "baseline": ev.predictions["baseline"]})) == {"m19_survival_curve"}
 
 
-def test_engine_serves_one_curve_per_inverter(store, fitted):
+def test_engine_serves_one_curve_per_inverter(store, data, fitted):
     model, _, _ = fitted
+
     end = store.scan_truth("asset_observations", source=SOURCE).select(pl.col("ts").max()).collect().item()
     start = end - timedelta(days=40)
     obs = store.scan_truth("asset_observations", source=SOURCE, start=start).collect()
@@ -233,6 +234,14 @@ def test_engine_serves_one_curve_per_inverter(store, fitted):
     assert set(SURVIVAL_COLUMNS) <= set(out.columns) and (pd.to_datetime(out["issued_at"], utc=True) <= end + timedelta(days=1)).all()
     with pytest.raises(InputError, match="heatsink|observations"):
         serve_rul(model, pv, pv)
+    # the engine's entry point serves the same rows, its columns prefixed by the model id; a baseline serves alike
+    from gridtwin_lib.inference import Engine
+
+    served = Engine({ENTRY.id: model}).remaining_life(obs, pv)
+    np.testing.assert_allclose(served[f"{ENTRY.id}.median_days"], out["median_days"])
+    assert list(served.columns[:2]) == ["device_id", "issued_at"] and f"{ENTRY.id}.s_364d" in served.columns
+    km = KaplanMeierByAge().fit(data.X_train, data.y_train)
+    assert Engine({ENTRY.id: km}).remaining_life(obs, pv)[f"{ENTRY.id}.p90_days"].notna().all()
 
 
 def test_quality_against_the_ladder(data, fitted):
