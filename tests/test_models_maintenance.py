@@ -109,7 +109,7 @@ def test_m05_features_are_causal(store, m05_data):
     b = part.filter(pl.col("ts") < cut).sort("device_id", "ts").select(M05_INPUT_COLUMNS)
     assert a.height == b.height > 0
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy())
-    assert "rul_days" not in m05_data.X_train.columns and "consumed_life_years" not in m05_data.X_train.columns
+    assert "median_life_constant_hazard_days" not in m05_data.X_train.columns and "consumed_life_years" not in m05_data.X_train.columns
 
 
 def test_m05_fit_evaluate_same_rows_and_units(m05_data, m05_fitted):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -71,7 +72,7 @@ def test_transformer_fleet_outputs_and_failures():
     assert m.height == 120 * 24 * 12
     obs, state, failures = truth["asset_observations"], truth["asset_state"], truth["failures"]
     assert {"top_oil_temp_c", "load_pu_measured", "ambient_temp_c", "age_years"} <= set(obs.columns)
-    assert not {"hot_spot_temp_c", "health", "rul_days"} & set(obs.columns)  # hidden state stays hidden
+    assert not {"hot_spot_temp_c", "health", "median_life_constant_hazard_days"} & set(obs.columns)  # hidden state stays hidden
     assert state["hot_spot_temp_c"].max() > 120 and state["health"].is_between(0, 1).all()
     assert failures.height > 0
     assert set(failures["cause"]) <= {"insulation_ageing", "hot_spot_overtemperature", "external_damage"}
@@ -96,6 +97,27 @@ def test_inverter_fleet_degrades_and_fails():
     assert state["true_efficiency"].max() < 0.97  # every unit is years into its efficiency decline
     assert out.truth["failures"].height > 0
     assert set(out.truth["failures"]["cause"]) <= {"capacitor_wearout", "igbt_thermal", "external_damage"}
+
+
+def test_lifetimes_hold_each_drawn_failure_and_censor_the_rest_at_the_end_of_the_run():
+    """Truth ``lifetimes``: every failure ends one unit's lifetime at its instant and starts the next unit
+    there; every asset's last unit is censored at the end of the run; the spans tile the run."""
+    out = simulate("inverter_fleet", duration="60d", resolution="1h", seed=1, devices=20,
+                   overrides={"age_min_years": 10.0, "age_max_years": 12.0, "capacitor_life_years": 3.0})
+    lifetimes, failures = out.truth["lifetimes"].sort("device_id", "unit"), out.truth["failures"]
+    start, end = out.truth["asset_state"]["ts"].min(), out.truth["asset_state"]["ts"].max() + timedelta(hours=1)
+    assert failures.height > 0 and lifetimes.height == 20 + failures.height
+    failed = lifetimes.filter(pl.col("failed"))
+    assert sorted(zip(failed["device_id"], failed["end"], strict=True)) == sorted(zip(failures["device_id"], failures["ts"], strict=True))
+    assert (failed["cause"] == failures.sort("device_id", "ts")["cause"]).all() and not failed["censored"].any()
+    last = lifetimes.group_by("device_id").agg(pl.all().last())
+    assert last["censored"].all() and (last["end"] == end).all() and last["cause"].is_null().all()
+    for _, unit in lifetimes.group_by("device_id"):
+        assert unit["ts"][0] == start and (unit["ts"][1:] == unit["end"][:-1]).all()  # replaced at the failure's instant
+        assert (unit["age_at_start_years"][1:] == 0).all()
+    np.testing.assert_allclose(lifetimes["observed_days"], (lifetimes["end"] - lifetimes["ts"]).dt.total_seconds() / 86_400)
+    # the renamed constant-hazard figure is hidden state, and it is not the time to the drawn failure
+    assert "median_life_constant_hazard_days" in out.truth["asset_state"].columns and "rul_days" not in out.truth["asset_state"].columns
 
 
 def test_impossible_parameters_are_refused():

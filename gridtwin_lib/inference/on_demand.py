@@ -11,6 +11,7 @@ score_assets       asset_failure, asset_overload  one row per transformer, ``<id
 score_waveforms    waveforms                      one row per 10-cycle window
 forecast_day       day_ahead_load                 24 hourly loads [kW]
 forecast_pv        pv_forecast                    per PV plant, hourly AC power 1-6 h ahead [kW]
+remaining_life     asset_rul                      per PV inverter, remaining life [days] and survival curve
 pv_health          pv_health                      per PV device and day, health index and components [0-100]
 plan_day           day_plan, dispatch             the LP's schedule and the set-point
 balance            phase_move                     the recommended phase move (time-limited)
@@ -123,6 +124,26 @@ class OnDemandScoring:
         entry = _role("pv_forecast")
         out = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), readings, plant,
                           utc_offset_h=utc_offset_h, **settings)
+        return out.rename(columns={c: f"{entry.id}.{c}" for c in out.columns if c not in ("device_id", "issued_at")})
+
+    def remaining_life(self, observations, readings) -> pd.DataFrame:
+        """Each PV inverter's remaining useful life at the end of its latest day of readings.
+
+        Parameters
+        ----------
+        observations : the inverters' asset observations (ts [UTC], device_id, heatsink_temp_c,
+            ambient_temp_c [degC], age_years [years], rating_kva [kW]), 30 days or more.
+        readings : their ``pv`` readings (ts, device_id, ac_power [W], inverter_efficiency [1]).
+
+        Returns
+        -------
+        One row per inverter: device_id, issued_at [UTC] and ``<id>.median_days``, ``<id>.p10_days``,
+        ``<id>.p90_days`` (the 10th-90th percentile interval of the time to failure), ``<id>.rmst_days``
+        [days], ``<id>.risk`` and the survival curve ``<id>.s_<d>d`` [1] at days 7, 14, ... 364 (a
+        percentile at 364 days reads "at least 364 days").
+        """
+        entry = _role("asset_rul")
+        out = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), observations, readings)
         return out.rename(columns={c: f"{entry.id}.{c}" for c in out.columns if c not in ("device_id", "issued_at")})
 
     def pv_health(self, readings, plant: dict[str, Any], **settings) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from .base import MODULES
 SIZES = settings.SIZES
 #: the engine entry points that serve models other than per reading (see gridtwin_lib.inference.Engine)
 ROLES = ("waveforms", "asset_failure", "asset_overload", "day_ahead_load", "day_plan", "segments", "phase_move", "dispatch",
-         "pv_forecast", "pv_health")
+         "pv_forecast", "asset_rul", "pv_health")
 
 
 def load(path: str) -> Any:
@@ -222,6 +222,9 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
     _entry("m18_pv_forecast", "maintenance", "pv_forecast", "PvForecast",
            ("SmartPersistence", "PowerPersistence", "SeasonalNaive", "IndexRegressionToMean"),
            role="pv_forecast", serving=_m("maintenance", "pv_forecast", "SERVING")),
+    _entry("m19_remaining_useful_life", "maintenance", "remaining_useful_life", "RemainingUsefulLife",
+           ("KaplanMeierByAge", "UncensoredPointRegressor", "CoxLinear"),
+           role="asset_rul", serving=_m("maintenance", "remaining_useful_life", "SERVING")),
     _entry("m20_health_index", "maintenance", "health_index", "HealthIndex", ("FixedWeightedScore", "PerformanceRatioIndex"),
            role="pv_health", serving=_m("maintenance", "health_index", "SERVING")),
 )

@@ -47,10 +47,18 @@ Outputs. Measurements: transformers ``three_phase`` at the LV terminals (balance
 ``asset_observations`` -- **observable sensor readings, safe as model inputs** (measured load,
 top-oil / heatsink temperature, ambient, calendar age, rating); ``asset_state`` -- hidden
 (hot spot, ageing rate, consumed life, health = Weibull reliability ``exp(-(A/eta)^b)``,
-``rul_days`` = ``ln 2 / (day's mean hazard)``, the median life if that hazard persisted, capped at
-1e5 days; hazard per day);
+``median_life_constant_hazard_days`` = ``ln 2 / (day's mean hazard)``, the median life if that day's
+hazard persisted, capped at 1e5 days -- *not* the time to the failure the twin draws; hazard per day);
 ``failures`` (ts, device_id, asset_type, cause, age_years, consumed_life_years);
-``stress_events`` (ts, end, device_id, type, magnitude).
+``stress_events`` (ts, end, device_id, type, magnitude);
+``lifetimes`` -- one row per unit and observed life: ts (observed from: the run's start or the
+replacement instant [UTC]), end (the drawn failure, or the end of the run [UTC]), device_id, asset_type,
+unit (0 = the unit in place at the start, then 1, 2... after each replacement), failed (the drawn
+failure is in the run), censored (``not failed``: the unit outlives the run, right-censored at its
+end), cause (null when censored), age_at_start_years, observed_days (``end - ts`` [days]). The true
+time to the next drawn failure of an asset at t is ``end - t`` of the row whose [ts, end) holds t,
+an event when ``failed`` and censored otherwise (the remaining-useful-life dataset reads it so). Failed units' rows come
+with their failure's block, the censored ones in a last chunk at the end of the run.
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ HOURS_PER_YEAR = 8766.0
 V_NOMINAL = NOMINAL_VOLTAGE_V  # [V]
 POWER_FACTOR = 0.95
 SENSOR_NOISE = 0.005
-MAX_RUL_DAYS = 1e5
+MAX_MEDIAN_LIFE_DAYS = 1e5  # cap of median_life_constant_hazard_days [days]
 
 
 @dataclass(frozen=True)
@@ -198,11 +206,12 @@ class _Hazards:
                 start += k + 1
         return age_out, calendar_out, hazard_out, failures
 
-    def health_and_rul(self, age: np.ndarray, hazard_per_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Weibull reliability at the equivalent age [0-1] and median life [days] if the day's mean hazard persisted."""
+    def health_and_median_life(self, age: np.ndarray, hazard_per_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weibull reliability at the equivalent age [0-1] and median life [days] if the day's mean
+        hazard persisted (a constant-hazard figure, not the time to the drawn failure)."""
         health = np.exp(-((age / self.scale) ** self.shape))
-        rul = np.minimum(math.log(2) / np.maximum(hazard_per_h.mean(axis=0) * 24, 1e-12), MAX_RUL_DAYS)
-        return health, np.broadcast_to(rul, age.shape)
+        median_life = np.minimum(math.log(2) / np.maximum(hazard_per_h.mean(axis=0) * 24, 1e-12), MAX_MEDIAN_LIFE_DAYS)
+        return health, np.broadcast_to(median_life, age.shape)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -282,6 +291,10 @@ class _Fleet:
         self.ambient_offset = self.rng0.normal(0, 1.0, run.devices)
         self.noise_state = np.zeros(run.devices)
         self.heatwave_until_s, self.heatwave_delta = -1.0, 0.0
+        # the unit each asset has now: its number, observed-from instant and calendar age then (truth ``lifetimes``)
+        self.unit = np.zeros(run.devices, int)
+        self.unit_from = [run.start] * run.devices
+        self.unit_age_at_start = self.age0.copy()
 
     def _calendar(self, t_s: np.ndarray, rng: np.random.Generator, stress: list[dict[str, Any]]):
         """Ambient [degC] (steps, assets) and the heat-wave load factor (steps, 1)."""
@@ -310,6 +323,33 @@ class _Fleet:
         schema = {"ts": pl.Datetime("us", "UTC"), "device_id": pl.String, "asset_type": pl.String, "cause": pl.String,
                   "age_years": pl.Float64, "consumed_life_years": pl.Float64}
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+
+
+LIFETIME_SCHEMA = {"ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "device_id": pl.String, "asset_type": pl.String,
+                   "unit": pl.Int32, "failed": pl.Boolean, "censored": pl.Boolean, "cause": pl.String,
+                   "age_at_start_years": pl.Float64, "observed_days": pl.Float64}
+
+
+def _lifetime_row(fleet: _Fleet, j: int, end, cause: str | None) -> dict[str, Any]:
+    return {"ts": fleet.unit_from[j], "end": end, "device_id": fleet.devices[j], "asset_type": fleet.asset_type,
+            "unit": int(fleet.unit[j]), "failed": cause is not None, "censored": cause is None, "cause": cause,
+            "age_at_start_years": float(fleet.unit_age_at_start[j]), "observed_days": (end - fleet.unit_from[j]).total_seconds() / 86_400}
+
+
+def _closed_lifetimes(fleet: _Fleet, failures, t_s: np.ndarray) -> pl.DataFrame:
+    """The lifetimes ended by this block's failures (a replacement unit starts at each failure's instant)."""
+    rows = []
+    for k, j, cause, *_ in sorted(failures, key=lambda f: f[0]):
+        end = fleet.run.start + timedelta(seconds=float(t_s[k]))
+        rows.append(_lifetime_row(fleet, j, end, cause))
+        fleet.unit[j] += 1
+        fleet.unit_from[j], fleet.unit_age_at_start[j] = end, 0.0
+    return pl.DataFrame(rows, schema=LIFETIME_SCHEMA, orient="row") if rows else pl.DataFrame(schema=LIFETIME_SCHEMA)
+
+
+def censored_lifetimes(fleet: _Fleet, end) -> pl.DataFrame:
+    """The lifetimes still running at ``end`` (the end of the run [UTC]): right-censored there."""
+    return pl.DataFrame([_lifetime_row(fleet, j, end, None) for j in range(len(fleet.devices))], schema=LIFETIME_SCHEMA, orient="row")
 
 
 def _stress_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -347,7 +387,7 @@ class _TransformerFleet(_Fleet):
         thermal = p["thermal_hazard_per_h"] * np.exp2((hot_spot - 140) / 6) * (hot_spot > 120)
         external = np.full_like(thermal, p["external_rate_per_year"] / HOURS_PER_YEAR)
         age, calendar, hazard, failures = self.hazards.advance(v * step_h / HOURS_PER_YEAR, np.stack([thermal, external], axis=2), step_h, self.causes)
-        health, rul = self.hazards.health_and_rul(age, hazard)
+        health, median_life = self.hazards.health_and_median_life(age, hazard)
 
         ts = _utc_series(run.start, t_s)
         noisy = lambda x: x * (1 + SENSOR_NOISE * rng.standard_normal(x.shape))  # noqa: E731
@@ -365,11 +405,11 @@ class _TransformerFleet(_Fleet):
         )
         state = _long(
             ts, self.devices, load_pu=load, top_oil_temp_c=top_oil, hot_spot_temp_c=hot_spot, ageing_rate=v,
-            consumed_life_years=age, health=health, rul_days=rul,
+            consumed_life_years=age, health=health, median_life_constant_hazard_days=median_life,
             hazard_per_day=hazard * 24,
         )
         truth = {"asset_observations": observations, "asset_state": state, "failures": self._failures_frame(failures, t_s, self.asset_type),
-                 "stress_events": _stress_frame(stress)}
+                 "stress_events": _stress_frame(stress), "lifetimes": _closed_lifetimes(self, failures, t_s)}
         return {"three_phase": three_phase}, truth
 
 
@@ -420,7 +460,7 @@ class _InverterFleet(_Fleet):
         efficiency = np.clip(p["eta0"] - p["degradation_pct_per_year"] / 100 * calendar - 0.02 * np.clip(wear, 0, 1) - 0.01 * fan_failed, 0.5, 1)
         pac = available
         pdc = np.where(pac > 0, pac / efficiency, 0.0)
-        health, rul = self.hazards.health_and_rul(wear, hazard)
+        health, median_life = self.hazards.health_and_median_life(wear, hazard)
 
         ts = _utc_series(run.start, t_s)
         noisy = lambda x: x * (1 + SENSOR_NOISE * rng.standard_normal(x.shape))  # noqa: E731
@@ -437,11 +477,15 @@ class _InverterFleet(_Fleet):
         )
         state = _long(
             ts, self.devices, true_efficiency=efficiency, capacitor_wear=wear, fan_failed=fan_failed, health=health,
-            rul_days=rul, hazard_per_day=hazard * 24,
+            median_life_constant_hazard_days=median_life, hazard_per_day=hazard * 24,
         )
         truth = {"asset_observations": observations, "asset_state": state, "failures": self._failures_frame(failures, t_s, self.asset_type),
-                 "stress_events": _stress_frame(stress)}
+                 "stress_events": _stress_frame(stress), "lifetimes": _closed_lifetimes(self, failures, t_s)}
         return {"pv": pv}, truth
+
+
+#: truth tables written whole with the first chunk of their block (not cut by the chunk's time range)
+EVENT_TABLES = ("failures", "stress_events", "lifetimes")
 
 
 def _runner(fleet_class):
@@ -458,9 +502,10 @@ def _runner(fleet_class):
                 first = c0 == k0
                 yield SimChunk(
                     measurements={k: v.filter(pl.col("ts").is_between(lo, hi, closed="left")) for k, v in measurements.items()},
-                    truth={k: v if k in ("failures", "stress_events") and first else v.filter(pl.col("ts").is_between(lo, hi, closed="left"))
-                           for k, v in truth.items() if first or k not in ("failures", "stress_events")},
+                    truth={k: v if k in EVENT_TABLES and first else v.filter(pl.col("ts").is_between(lo, hi, closed="left"))
+                           for k, v in truth.items() if first or k not in EVENT_TABLES},
                 )
+        yield SimChunk(truth={"lifetimes": censored_lifetimes(fleet, spec.start + timedelta(seconds=spec.n_steps * spec.resolution_s))})
     return run
 
 

@@ -34,7 +34,7 @@ from ...errors import InputError
 from ...models.base import Dataset
 from ...models.maintenance.equipment_failure import M05_INPUT_COLUMNS
 from ...store import Store
-from .transformer_fleet import asset_split, fleet_observations, iso_utc, time_cut
+from .transformer_fleet import asset_split, fleet_observations, iso_utc, replacement_unit, time_cut
 
 #: the fleet it reads by default (its accelerated-life runs per size: ``conf/base/models/maintenance/equipment_failure.yaml``)
 M05_SOURCE = "sim:m05_transformers"
@@ -63,9 +63,7 @@ def m05_daily_features(obs: pl.DataFrame) -> pl.DataFrame:
                   pl.col("age_years").last().alias("age_years"), pl.col("age_years").min().alias("age_min"), pl.len().alias("n"))
              .sort("device_id", "day"))
     # a replacement (age drops within or between days) starts a new unit: rolling and cumulative stress restart
-    prev_age = pl.col("age_years").shift(1).over("device_id")
-    daily = daily.with_columns(((pl.col("age_min") < prev_age - 1e-6) | (pl.col("age_years") < pl.col("age_min") - 1e-6))
-                               .fill_null(False).cast(pl.Int32).cum_sum().over("device_id").alias("unit"))
+    daily = daily.with_columns(replacement_unit())
     g = ["device_id", "unit"]
     roll = []
     for w in (7, 30):

@@ -1,5 +1,6 @@
-"""Reading the transformer-fleet twin's asset observations, and the asset and time splits that the
-equipment-failure and overload-risk datasets share.
+"""Reading the transformer-fleet twin's asset observations, and the asset and time splits and the
+replacement counter that the equipment-failure, overload-risk and remaining-useful-life (inverter)
+datasets share.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ def fleet_observations(store: Store, source: str, model: str, start=None, end=No
     if not need <= set(obs.columns):
         raise InputError(f"{model}: source {source!r} lacks {sorted(need - set(obs.columns))[:3]}; use a transformer_fleet source")
     return obs.select(sorted(need)).sort("device_id", "ts")
+
+
+def replacement_unit(age: str = "age_years", age_min: str = "age_min") -> pl.Expr:
+    """The unit number of each daily row (0, then +1 at each replacement), per ``device_id`` in day order.
+
+    A replacement shows as a calendar age that drops: the day's minimum ``age_min`` below the previous
+    day's last ``age``, or the day's last age below its minimum. Rolling and cumulative windows restart with it.
+    """
+    prev_age = pl.col(age).shift(1).over("device_id")
+    return (((pl.col(age_min) < prev_age - 1e-6) | (pl.col(age) < pl.col(age_min) - 1e-6))
+            .fill_null(False).cast(pl.Int32).cum_sum().over("device_id").alias("unit"))
 
 
 def asset_split(devices: list[str], fraction: float, seed: int, model: str) -> set[str]:
