@@ -102,7 +102,7 @@ ENTRY = ModelEntry(id="m99_toy_voltage_level", spec_name="toy_voltage_level", mo
 def test_catalogue_entries_resolve():
     """Every entry names an estimator whose spec agrees with it, importable baselines, a builder
     and simulations for each size, and a serving path that is an adapter or its role's function."""
-    assert len(registry.ids()) == len(set(registry.ids())) >= 17
+    assert len(registry.ids()) == len(set(registry.ids())) >= 18
     for entry in registry.entries():
         cls = entry.estimator_class()
         assert cls.spec.model_id == entry.id and cls.spec.module == entry.module in MODULES
