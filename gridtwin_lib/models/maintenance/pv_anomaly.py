@@ -94,6 +94,13 @@ def _labels(y, n: int, who: str) -> np.ndarray:
     return arr.astype(int)
 
 
+def _subsample(n: int, max_rows: int, seed: int) -> np.ndarray:
+    """Row positions of at most ``max_rows`` of ``n`` training rows (a seeded random subsample, in order)."""
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+
+
 class PerformanceRatioRule(Baseline):
     """Named baseline of m17: a daylight reading whose AC power is below ``pr_threshold`` of the
     power a healthy plant gives for the measured irradiance and weather (pvlib) is a fault.
@@ -142,8 +149,7 @@ class _IsolationForestOn(Baseline):
         if not 0 < self.contamination < 0.5:
             raise InputError(f"m17 {self.name}: contamination must be in (0, 0.5), got {self.contamination}")
         Z = _matrix(X, f"m17 {self.name}")[:, self.columns]
-        if Z.shape[0] > self.max_train_rows:
-            Z = Z[np.sort(np.random.default_rng(self.random_state).choice(Z.shape[0], self.max_train_rows, replace=False))]
+        Z = Z[_subsample(Z.shape[0], self.max_train_rows, self.random_state)]
         self.forest_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state, n_jobs=1).fit(Z)
         self.threshold_ = float(np.quantile(-self.forest_.score_samples(Z), 1.0 - self.contamination))
         return self
@@ -229,10 +235,8 @@ class PvAnomaly(GridModel):
             raise InputError(f"m17: threshold must be a probability in (0, 1), got {self.threshold}")
         arr = _matrix(X, "m17")
         label = _labels(y, arr.shape[0], "m17")
-        Z = arr[:, _MODEL]
-        if Z.shape[0] > self.max_train_rows:
-            keep = np.sort(np.random.default_rng(self.random_state).choice(Z.shape[0], self.max_train_rows, replace=False))
-            Z, label = Z[keep], label[keep]
+        keep = _subsample(arr.shape[0], self.max_train_rows, self.random_state)
+        Z, label = arr[keep][:, _MODEL], label[keep]
         self.classifier_ = HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
