@@ -150,3 +150,30 @@ def test_refuses_bad_input(fitted, data, store):
         PvAnomaly().fit(data.X_train.head(50), np.zeros(50))
     with pytest.raises(InputError, match="lacks columns"):
         model.predict(data.X_test.drop(columns=["pr_vs_own"]))
+
+
+def test_event_scores_by_hand():
+    """Two devices, hourly readings: recall, point precision, delay and runs as counted by hand, and
+    the bootstrap's per-row terms give the same F1."""
+    from gridtwin_lib.models.maintenance.pv_anomaly import event_f1_terms
+
+    t0 = pd.Timestamp("2025-01-01", tz="UTC").value // 1000
+    hour = 3_600_000_000
+    ts = np.concatenate([t0 + hour * np.arange(10), t0 + hour * np.arange(10)])
+    dev = np.array(["a/pv0"] * 10 + ["a/pv1"] * 10)
+    events = pd.DataFrame({"ts_us": [t0 + 2 * hour, t0 + 7 * hour, t0 + 4 * hour],
+                           "end_us": [t0 + 4 * hour, t0 + 8 * hour, t0 + 5 * hour],
+                           "device_id": ["a/pv0", "a/pv0", "a/pv1"], "type": ["x", "x", "y"]})
+    flag = np.zeros(20, bool)
+    flag[[3, 4]] = True   # pv0: event 1 found 1 h late (hour 3), hour 4 is inside its 1-h tolerance
+    flag[[0]] = True      # pv0: a false alarm
+    flag[[10 + 9]] = True  # pv1: a false alarm; its event (hour 4) is missed
+    meta = {"ts_us": ts, "device_id": dev, "events": events, "merge_gap_s": 3600.0, "tolerance_s": 3600.0}
+    pred = pd.DataFrame({"score": flag.astype(float), "flag": flag})
+    y = np.zeros(20)
+    s = event_scores(y, pred, meta)
+    assert s["event_recall"] == pytest.approx(1 / 3) and s["point_precision"] == pytest.approx(2 / 4)
+    assert s["median_delay_h"] == pytest.approx(1.0) and s["recall_y"] == 0.0
+    assert s["n_detected_events"] == 3 and s["run_precision"] == pytest.approx(1 / 3)
+    terms, combine = event_f1_terms(y, pred, meta)
+    assert combine(terms.sum(axis=0))[0] == pytest.approx(s["event_f1"]) == pytest.approx(2 * 0.5 / 3 / (0.5 + 1 / 3))
