@@ -25,7 +25,7 @@ from gridtwin_lib.models.maintenance.health_index import (
     HealthIndex,
     PerformanceRatioIndex,
 )
-from gridtwin_lib.physics.solar import expected_power_at_measured_irradiance
+from gridtwin_lib.physics.solar import expected_ac_power
 from gridtwin_lib.simulate import run_scenario
 from gridtwin_lib.store import Store
 
@@ -63,10 +63,10 @@ def test_expected_power_is_the_twins_healthy_output_at_the_measured_weather(tmp_
                  overrides={**PLANT, "sensor_noise_pct": 0.0, "fleet_spread_pct": 0.0})
     pv = store.scan("pv", source="sim:m20_clean").sort("ts").collect().to_pandas()
     truth = store.scan_truth("pv_state", source="sim:m20_clean").sort("ts").collect().to_pandas()
-    exp = expected_power_at_measured_irradiance(pv["irradiance"], pv["ambient_temperature"], pv["wind_speed"],
-                                                pv_kw=PLANT["pv_kw"], inverter_kw=PLANT["inverter_kw"])
-    np.testing.assert_allclose(exp["pac_kw"], truth["true_ac_power"].to_numpy() / 1000.0, rtol=1e-6, atol=1e-9)
-    assert exp["pac_kw"].max() > 2.0 and (exp["pac_kw"] == 0).any()
+    exp = expected_ac_power(pv["irradiance"], pv["ambient_temperature"], pv["wind_speed"],
+                            pv_kw=PLANT["pv_kw"], inverter_kw=PLANT["inverter_kw"])
+    np.testing.assert_allclose(exp["ac_kw"], truth["true_ac_power"].to_numpy() / 1000.0, rtol=1e-6, atol=1e-9)
+    assert exp["ac_kw"].max() > 2.0 and (exp["ac_kw"] == 0).any()
 
 
 def test_hidden_health_is_the_twins_state_by_its_documented_formula():

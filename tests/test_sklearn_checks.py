@@ -33,6 +33,8 @@ from gridtwin_lib.models.base import Baseline, GridModel
 from gridtwin_lib.models.maintenance.equipment_failure import M05_INPUT_COLUMNS, AgeLoadingLogistic, EquipmentFailure
 from gridtwin_lib.models.maintenance.overload_risk import M06_INPUT_COLUMNS, OverloadRisk, PersistenceClass
 from gridtwin_lib.models.maintenance.power_quality_index import M07_INPUT_COLUMNS, PersistencePQ, PowerQualityIndex
+from gridtwin_lib.models.maintenance.pv_anomaly import INPUT_COLUMNS as M17_INPUT_COLUMNS
+from gridtwin_lib.models.maintenance.pv_anomaly import PerformanceRatioRule, PvAnomaly
 from gridtwin_lib.models.maintenance.voltage_sag import M08_INPUT_COLUMNS, HourlySagRate, VoltageSag
 from gridtwin_lib.models.monitoring.harmonic_analysis import CLASSES, N_SAMPLES, HarmonicAnalysis, RmsThdRules
 from gridtwin_lib.models.monitoring.phase_imbalance import M04_INPUT_COLUMNS, PhaseImbalance
@@ -50,12 +52,15 @@ CHECKED = [
     PersistencePQ(),
     VoltageSag(n_estimators=5, min_samples_leaf=2),
     HourlySagRate(),
+    PvAnomaly(max_iter=5, min_samples_leaf=2),
+    PerformanceRatioRule(),
 ]
 
 _WIDTH = {HarmonicAnalysis: N_SAMPLES, RmsThdRules: N_SAMPLES, PhaseImbalance: len(M04_INPUT_COLUMNS), EquipmentFailure: len(M05_INPUT_COLUMNS),
           AgeLoadingLogistic: len(M05_INPUT_COLUMNS), OverloadRisk: len(M06_INPUT_COLUMNS),
           PersistenceClass: len(M06_INPUT_COLUMNS), PowerQualityIndex: len(M07_INPUT_COLUMNS),
-          PersistencePQ: len(M07_INPUT_COLUMNS), VoltageSag: len(M08_INPUT_COLUMNS), HourlySagRate: len(M08_INPUT_COLUMNS)}
+          PersistencePQ: len(M07_INPUT_COLUMNS), VoltageSag: len(M08_INPUT_COLUMNS), HourlySagRate: len(M08_INPUT_COLUMNS),
+          PvAnomaly: len(M17_INPUT_COLUMNS), PerformanceRatioRule: len(M17_INPUT_COLUMNS)}
 
 #: checks that feed random data of 1-10 columns (or 1-D data) to fit/predict
 _RANDOM_WIDTH = (

@@ -23,7 +23,7 @@ MODELS = ("m01_voltage_anomaly", "m02_harmonic_analysis", "m03_frequency_stabili
           "m05_equipment_failure", "m06_overload_risk", "m07_power_quality_index", "m08_voltage_sag",
           "m09_load_forecast", "m10_energy_loss", "m11_power_flow_optimization", "m12_demand_response",
           "m13_reactive_power_compensation", "m14_load_balancing", "m15_grid_stability", "m16_optimal_dispatch",
-          "m18_pv_forecast", "m19_remaining_useful_life", "m20_health_index")
+          "m17_pv_anomaly", "m18_pv_forecast", "m19_remaining_useful_life", "m20_health_index")
 NOTEBOOKS = ("00_data", "10_monitoring", "11_maintenance", "12_energy_flow", "13_decision", "20_model_comparison", "30_daily_report")
 
 pytestmark = pytest.mark.slow

@@ -4,19 +4,20 @@ Each entry point serves the registry model of one *role* (:data:`gridtwin_lib.mo
 through the serving function the model's module defines (the entry's ``serving``), so this
 module names no model: it finds them with :func:`~gridtwin_lib.models.registry.by_role`.
 
-=================  =============================  ==========================================
-entry point        role(s)                        output
-=================  =============================  ==========================================
-score_assets       asset_failure, asset_overload  one row per transformer, ``<id>.<output>``
-score_waveforms    waveforms                      one row per 10-cycle window
-forecast_day       day_ahead_load                 24 hourly loads [kW]
-forecast_pv        pv_forecast                    per PV plant, hourly AC power 1-6 h ahead [kW]
-remaining_life     asset_rul                      per PV inverter, remaining life [days] and survival curve
-pv_health          pv_health                      per PV device and day, health index and components [0-100]
-plan_day           day_plan, dispatch             the LP's schedule and the set-point
-balance            phase_move                     the recommended phase move (time-limited)
-segment            segments                       archetype per customer
-=================  =============================  ==========================================
+===================  =============================  ==========================================
+entry point          role(s)                        output
+===================  =============================  ==========================================
+score_assets         asset_failure, asset_overload  one row per transformer, ``<id>.<output>``
+score_waveforms      waveforms                      one row per 10-cycle window
+forecast_day         day_ahead_load                 24 hourly loads [kW]
+forecast_pv          pv_forecast                    per PV plant, hourly AC power 1-6 h ahead [kW]
+detect_pv_anomalies  pv_anomaly                     per PV reading, fault score and flag
+remaining_life       asset_rul                      per PV inverter, remaining life [days] and survival curve
+pv_health            pv_health                      per PV device and day, health index and components [0-100]
+plan_day             day_plan, dispatch             the LP's schedule and the set-point
+balance              phase_move                     the recommended phase move (time-limited)
+segment              segments                       archetype per customer
+===================  =============================  ==========================================
 """
 
 from __future__ import annotations
@@ -125,6 +126,18 @@ class OnDemandScoring:
         out = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), readings, plant,
                           utc_offset_h=utc_offset_h, **settings)
         return out.rename(columns={c: f"{entry.id}.{c}" for c in out.columns if c not in ("device_id", "issued_at")})
+
+    def detect_pv_anomalies(self, readings, plant: dict[str, Any], **settings) -> pd.DataFrame:
+        """Fault score [1] and flag of each PV reading (kind ``pv``: ts, device_id and the telemetry;
+        include the 10 days before the readings to score: the residual features read the device's past).
+
+        ``plant``: the plant's ratings (pv_kw, inverter_kw [kW]; optionally gamma_pdc, eta_inv_nom);
+        ``settings``: ``since`` (only readings from then are returned). Columns: device_id, ts,
+        ``<id>.score``, ``<id>.flag``; a detected event is a run of flagged readings of a device.
+        """
+        entry = _role("pv_anomaly")
+        out = self._serve(entry.id, entry.serving_adapter(), self._require(entry.id), readings, plant, **settings)
+        return out.rename(columns={c: f"{entry.id}.{c}" for c in out.columns if c not in ("device_id", "ts")})
 
     def remaining_life(self, observations, readings) -> pd.DataFrame:
         """Each PV inverter's remaining useful life at the end of its latest day of readings.

@@ -36,7 +36,7 @@ from .base import MODULES
 SIZES = settings.SIZES
 #: the engine entry points that serve models other than per reading (see gridtwin_lib.inference.Engine)
 ROLES = ("waveforms", "asset_failure", "asset_overload", "day_ahead_load", "day_plan", "segments", "phase_move", "dispatch",
-         "pv_forecast", "asset_rul", "pv_health")
+         "pv_anomaly", "pv_forecast", "asset_rul", "pv_health")
 
 
 def load(path: str) -> Any:
@@ -219,6 +219,9 @@ _CATALOGUE: tuple[ModelEntry, ...] = (
            role="dispatch", serving=_m("decision", "optimal_dispatch", "SERVING"),
            advice=_m("decision", "optimal_dispatch", "advice_effects"), uses=("m11_power_flow_optimization",)),
     # ------------------------------------------------------------------ solar asset health (catalogue module: maintenance)
+    _entry("m17_pv_anomaly", "maintenance", "pv_anomaly", "PvAnomaly",
+           ("PerformanceRatioRule", "RawTelemetryIsolationForest", "ResidualIsolationForest"),
+           role="pv_anomaly", serving=_m("maintenance", "pv_anomaly", "SERVING")),
     _entry("m18_pv_forecast", "maintenance", "pv_forecast", "PvForecast",
            ("SmartPersistence", "PowerPersistence", "SeasonalNaive", "IndexRegressionToMean"),
            role="pv_forecast", serving=_m("maintenance", "pv_forecast", "SERVING")),

@@ -57,10 +57,55 @@ def clear_sky_ac_power(times: pd.DatetimeIndex, *, latitude: float, longitude: f
     poa = pvlib.irradiance.get_total_irradiance(tilt_deg, azimuth_deg, sun["apparent_zenith"], sun["azimuth"],
                                                 sky["dni"], sky["ghi"], sky["dhi"], albedo=0.2)["poa_global"]
     poa = poa.fillna(0.0).clip(lower=0.0).to_numpy()
-    cell = np.asarray(pvlib.temperature.faiman(poa, temp_air_c, wind_speed_m_s))
-    pdc = np.asarray(pvlib.pvsystem.pvwatts_dc(poa, cell, pv_kw * 1000.0, gamma_pdc))
-    pac = np.asarray(pvlib.inverter.pvwatts(pdc, inverter_kw * 1000.0 / eta_inv_nom, eta_inv_nom))
-    return np.clip(np.nan_to_num(pac), 0.0, None) / 1000.0
+    pac = pv_power(poa, temp_air_c, wind_speed_m_s, pv_kw * 1000.0, gamma_pdc, inverter_kw * 1000.0, eta_inv_nom)["pac"]
+    return np.nan_to_num(pac) / 1000.0
+
+
+def pv_power(
+    poa: np.ndarray, temp_air: np.ndarray, wind_speed: np.ndarray, pdc0_w: np.ndarray | float, gamma_pdc: float,
+    inverter_ac_w: float, eta_inv_nom: float, soiling_loss: np.ndarray | float = 0.0,
+) -> dict[str, np.ndarray]:
+    """Cell temperature [degC] (faiman), DC [W] (pvwatts_dc) and AC power [W] (pvwatts inverter).
+
+    The solar twin's chain (``gridtwin_lib.simulate.solar`` calls it). Arrays broadcast (steps,
+    devices); ``poa`` [W/m2], ``temp_air`` [degC], ``wind_speed`` [m/s]; ``pdc0_w`` [W] is the DC
+    rating, already degraded if it is; ``soiling_loss`` [1] the share of irradiance lost to dirt.
+    """
+    cell = np.asarray(pvlib.temperature.faiman(poa, temp_air, wind_speed))
+    pdc = np.asarray(pvlib.pvsystem.pvwatts_dc(poa * (1 - soiling_loss), cell, pdc0_w, gamma_pdc))
+    pac = np.asarray(pvlib.inverter.pvwatts(pdc, inverter_ac_w / eta_inv_nom, eta_inv_nom))
+    return {"cell_temp": cell, "pdc": pdc, "pac": np.clip(pac, 0.0, None)}
+
+
+def expected_ac_power(poa_w_m2, temp_air_c, wind_speed_m_s, *, pv_kw: float, inverter_kw: float,
+                      gamma_pdc: float = -0.0037, eta_inv_nom: float = 0.96) -> dict[str, np.ndarray]:
+    """What a healthy, clean plant produces for the **measured** irradiance and weather: the reference
+    of a performance ratio and of the residuals of PV fault detection.
+
+    Parameters
+    ----------
+    poa_w_m2 : array_like
+        Measured plane-of-array irradiance [W/m2].
+    temp_air_c, wind_speed_m_s : array_like
+        Measured ambient temperature [degC] and wind speed [m/s].
+    pv_kw, inverter_kw : float
+        Nameplate DC rating at STC and inverter AC rating [kW].
+    gamma_pdc, eta_inv_nom : float
+        DC temperature coefficient [1/K] and inverter nominal efficiency [1].
+
+    Returns
+    -------
+    dict of ndarray
+        ``ac_kw`` and ``dc_kw`` [kW], ``cell_temp_c`` [degC] (Faiman) and ``efficiency`` [1]
+        (AC / DC, NaN where the expected DC power is 0).
+    """
+    poa = np.clip(np.nan_to_num(np.asarray(poa_w_m2, float)), 0.0, None)
+    power = pv_power(poa, np.asarray(temp_air_c, float), np.asarray(wind_speed_m_s, float), pv_kw * 1000.0, gamma_pdc,
+                     inverter_kw * 1000.0, eta_inv_nom)
+    pac, pdc = np.nan_to_num(power["pac"]), np.clip(np.nan_to_num(power["pdc"]), 0.0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        efficiency = np.where(pdc > 0, pac / np.where(pdc > 0, pdc, 1.0), np.nan)
+    return {"ac_kw": pac / 1000.0, "dc_kw": pdc / 1000.0, "cell_temp_c": power["cell_temp"], "efficiency": efficiency}
 
 
 def clear_sky_index(power_kw, clear_sky_kw, *, floor_kw: float, k_max: float = 1.5) -> np.ndarray:
@@ -88,36 +133,4 @@ def clear_sky_index(power_kw, clear_sky_kw, *, floor_kw: float, k_max: float = 1
     return np.clip(p / np.maximum(cs, floor_kw), 0.0, k_max)
 
 
-def expected_power_at_measured_irradiance(poa_w_m2, temp_air_c, wind_speed_m_s, *, pv_kw: float, inverter_kw: float,
-                                          gamma_pdc: float = -0.0037, eta_inv_nom: float = 0.96) -> dict[str, np.ndarray]:
-    """Expected DC and AC power [kW] of a healthy plant at the measured plane-of-array irradiance.
-
-    The reference of a performance ratio: the twin's chain from the irradiance on (Faiman cell
-    temperature, PVWatts DC at the nominal rating, PVWatts inverter), so a measured power below it
-    is a loss of the asset (soiling, degradation, inverter) rather than of the weather.
-
-    Parameters
-    ----------
-    poa_w_m2 : array_like
-        Measured plane-of-array irradiance [W/m2].
-    temp_air_c, wind_speed_m_s : array_like
-        Measured ambient temperature [degC] and wind speed [m/s].
-    pv_kw, inverter_kw : float
-        Nominal DC rating at STC and inverter AC rating [kW].
-    gamma_pdc, eta_inv_nom : float
-        DC power temperature coefficient [1/K] and inverter nominal efficiency [1].
-
-    Returns
-    -------
-    dict
-        ``cell_temp_c`` [degC], ``pdc_kw`` and ``pac_kw`` [kW] (0 without irradiance).
-    """
-    poa = np.clip(np.nan_to_num(np.asarray(poa_w_m2, float)), 0.0, None)
-    cell = np.asarray(pvlib.temperature.faiman(poa, np.asarray(temp_air_c, float), np.asarray(wind_speed_m_s, float)))
-    pdc = np.asarray(pvlib.pvsystem.pvwatts_dc(poa, cell, pv_kw * 1000.0, gamma_pdc))
-    pac = np.asarray(pvlib.inverter.pvwatts(pdc, inverter_kw * 1000.0 / eta_inv_nom, eta_inv_nom))
-    return {"cell_temp_c": cell, "pdc_kw": np.clip(np.nan_to_num(pdc), 0.0, None) / 1000.0,
-            "pac_kw": np.clip(np.nan_to_num(pac), 0.0, None) / 1000.0}
-
-
-__all__ = ["clear_sky_ac_power", "clear_sky_index", "expected_power_at_measured_irradiance"]
+__all__ = ["clear_sky_ac_power", "clear_sky_index", "expected_ac_power", "pv_power"]

@@ -58,6 +58,7 @@ import pandas as pd
 import polars as pl
 import pvlib
 
+from ..physics.solar import pv_power
 from .registry import Param, RunSpec, Scenario, SimChunk, register
 
 BLOCK_S = 86_400.0  # internal block: one simulated day
@@ -87,20 +88,6 @@ def plane_of_array(weather: pd.DataFrame, tilt_deg: float, azimuth_deg: float) -
         weather["dni"], weather["ghi"], weather["dhi"], albedo=0.2,
     )["poa_global"]
     return poa.fillna(0.0).clip(lower=0.0).to_numpy()
-
-
-def pv_power(
-    poa: np.ndarray, temp_air: np.ndarray, wind_speed: np.ndarray, pdc0_w: np.ndarray | float, gamma_pdc: float,
-    inverter_ac_w: float, eta_inv_nom: float, soiling_loss: np.ndarray | float = 0.0,
-) -> dict[str, np.ndarray]:
-    """Cell temperature [degC] (faiman), DC [W] (pvwatts_dc) and AC power [W] (pvwatts inverter).
-
-    Arrays broadcast (steps, devices); ``pdc0_w`` [W] is the DC rating, already degraded if it is.
-    """
-    cell = np.asarray(pvlib.temperature.faiman(poa, temp_air, wind_speed))
-    pdc = np.asarray(pvlib.pvsystem.pvwatts_dc(poa * (1 - soiling_loss), cell, pdc0_w, gamma_pdc))
-    pac = np.asarray(pvlib.inverter.pvwatts(pdc, inverter_ac_w / eta_inv_nom, eta_inv_nom))
-    return {"cell_temp": cell, "pdc": pdc, "pac": np.clip(pac, 0.0, None)}
 
 
 @lru_cache(maxsize=1)

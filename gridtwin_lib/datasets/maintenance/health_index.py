@@ -2,7 +2,7 @@
 
 One row per device and local day. The **features** (:func:`daily_features`) come from the pv
 readings only: the performance ratio against pvlib's expected output at the measured irradiance,
-ambient temperature and wind (:func:`gridtwin_lib.physics.solar.expected_power_at_measured_irradiance`),
+ambient temperature and wind (:func:`gridtwin_lib.physics.solar.expected_ac_power`),
 the DC ratio, the inverter's measured efficiency and availability, the module temperature and the
 battery's usable capacity estimated from its state-of-charge swings. The **truth**
 (:func:`hidden_health`) comes from the twin's hidden ``pv_state`` table only and is defined once,
@@ -33,7 +33,7 @@ import pvlib
 from ...errors import InputError
 from ...models.base import Dataset
 from ...models.maintenance.health_index import HEALTH_INPUT_COLUMNS, HEALTH_TRUTH_COLUMNS
-from ...physics.solar import expected_power_at_measured_irradiance
+from ...physics.solar import expected_ac_power
 
 #: the twin's runs (one per fault scenario; runs per size: conf/base/models/maintenance/health_index.yaml)
 PV_HEALTH_SOURCES = tuple(f"sim:m20_{s}" for s in ("pv_normal", "pv_degradation", "pv_battery_failure", "pv_soiling",
@@ -146,12 +146,12 @@ def daily_features(readings: pl.DataFrame, plant: Mapping[str, Any], *, utc_offs
         raise InputError(f"m20 features: the pv readings lack {', '.join(missing)} (kind 'pv' of the solar twin)")
     p = _plant(plant)
     r = readings.select(need).sort("device_id", "ts")
-    exp = expected_power_at_measured_irradiance(
+    exp = expected_ac_power(
         r["irradiance"].to_numpy(), r["ambient_temperature"].to_numpy(), r["wind_speed"].to_numpy(),
         pv_kw=p["pv_kw"], inverter_kw=p["inverter_kw"], gamma_pdc=p["gamma_pdc"], eta_inv_nom=p["eta_inv_nom"])
     dt_h = (r["ts"].diff().dt.total_seconds() / 3600).fill_null(0.0)
     r = r.with_columns(
-        pl.Series("pac_exp_kw", exp["pac_kw"]), pl.Series("pdc_exp_kw", exp["pdc_kw"]),
+        pl.Series("pac_exp_kw", exp["ac_kw"]), pl.Series("pdc_exp_kw", exp["dc_kw"]),
         (pl.col("ac_power") / 1000).alias("ac_kw"), (pl.col("dc_voltage") * pl.col("dc_current") / 1000).alias("dc_kw"),
         _local_day(pl.col("ts"), utc_offset_h).alias("date"),
         pl.col("battery_soc").diff().over("device_id").alias("dsoc"),
