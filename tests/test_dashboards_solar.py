@@ -9,8 +9,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from gridtwin_lib.dashboards import MissingData, solar
+from gridtwin_lib.dashboards import solar
 from gridtwin_lib.datasets.maintenance import pv_forecast as dpv
+from gridtwin_lib.errors import InputError
 from gridtwin_lib.inference import Engine
 from gridtwin_lib.models import registry
 from gridtwin_lib.models.maintenance.pv_forecast import PvForecast
@@ -74,14 +75,14 @@ def test_forecast_sees_only_readings_before_its_issue_time_and_actuals_are_hourl
 
 def test_a_night_issue_time_is_a_message_not_a_forecast(page_data):
     day = solar.forecast_days(SOURCE)[3]
-    with pytest.raises(MissingData, match="no forecast issued at 02:00"):
+    with pytest.raises(InputError, match="no forecast issued at 02:00"):
         solar.forecast_against_actual(SOURCE, solar.pv_devices(SOURCE)[0], day, 2)
 
 
 def test_the_plant_is_the_simulations_and_an_unknown_source_says_so():
     plant = solar.plant_of(SOURCE)
     assert plant.items() >= PARAMS["plant"].items() and "gamma_pdc" in plant  # the run's overrides on the twin's defaults
-    with pytest.raises(MissingData, match="no configured simulation writes"):
+    with pytest.raises(InputError, match="no configured simulation writes"):
         solar.plant_of("sim:nobody")
 
 
@@ -95,3 +96,51 @@ def test_the_figure_draws_clear_sky_measured_and_forecast(page_data):
     fig = solar.forecast_figure(frame, "inv", "UTC−5")
     assert [t.name for t in fig.data] == ["clear sky", "measured", "forecast"]
     assert "UTC−5" in fig.layout.xaxis.title.text
+
+
+# ----------------------------------------------------------------------------- the PV fleet (m17 + m20 outputs)
+class FleetEngine:
+    """Stands in for the engine with canned outputs of the two fleet models: device pv001 is the least healthy
+    (index 35, CRITICAL by the shipped m20 rule) and has two runs of fault flags more than an hour apart."""
+
+    def __init__(self):
+        self.health, self.anomaly = registry.by_role("pv_health").id, registry.by_role("pv_anomaly").id
+        self.estimators, self.missing, self.given = {self.health: object(), self.anomaly: object()}, {}, {}
+
+    def pv_health(self, readings, plant, **settings):
+        self.given["health"] = (readings, plant, settings)
+        devices = sorted(readings["device_id"].unique().to_list())
+        rows = [{"device_id": d, "date": day, f"{self.health}.health_index": (35.0 if d == "pv001" else 90.0) + k,
+                 **{f"{self.health}.component_{c}": 50.0 for c in ("power", "temperature", "battery", "inverter")}}
+                for d in devices for k, day in enumerate(pd.date_range("2025-01-08", periods=2).date)]
+        return pd.DataFrame(rows)
+
+    def detect_pv_anomalies(self, readings, plant, since=None):
+        self.given["anomaly"] = (readings, since)
+        frame = readings.filter(pl.col("ts") >= since).select("device_id", "ts").to_pandas()
+        flag = (frame["device_id"] == "pv001") & frame["ts"].isin(sorted(frame["ts"].unique())[-5:])
+        flag |= (frame["device_id"] == "pv001") & frame["ts"].isin(sorted(frame["ts"].unique())[:1])
+        return frame.assign(**{f"{self.anomaly}.score": flag.astype(float), f"{self.anomaly}.flag": flag})
+
+
+def test_the_fleet_table_ranks_by_health_counts_fault_runs_and_takes_the_alarm_from_the_rules(tmp_path, monkeypatch):
+    source = registry.get("m20_health_index").parameters("full")["sources"][1]  # a configured PV fleet source
+    run = registry.simulation_of(source)
+    store = Store(tmp_path / "store")
+    run_scenario(**{**run, "duration": "3d", "devices": 3, "resolution": "1h"}, store=store, progress=False)
+    monkeypatch.setenv("GRIDTWIN_STORE", str(store.root))
+    fake = FleetEngine()
+    monkeypatch.setattr(solar, "engine", lambda ids: fake)
+
+    table, daily, notes = solar.solar_fleet(source)
+    assert notes == [] and list(table["device_id"])[0] == "pv001"  # least healthy first
+    assert table.loc[0, "health_index"] == 36.0 and table.loc[0, "alarm"] == "CRITICAL"  # its latest day, by the rules
+    assert (table.loc[1:, "alarm"] == "none").all()
+    assert table.set_index("device_id")["fault_events"].to_dict() == {"pv001": 2, "pv000": 0, "pv002": 0}
+    readings, plant, settings = fake.given["health"]
+    assert readings["ts"].min() == store.scan("pv", source=source).select(pl.col("ts").min()).collect().item()  # from commissioning
+    assert plant.items() >= run["overrides"].items() and set(settings) == {"utc_offset_h", "battery_min_pv_kw", "reference_days"}
+    shown = solar.fleet_for_people(table, source)
+    assert "health index [0-100]" in shown.columns and shown.loc[0, "last fault flag"].endswith(("AEDT", "AEST"))
+    fig = solar.health_figure(daily, "pv001")
+    assert fig.data[0].value == 36.0 and list(fig.data[1].y) == [50.0] * 4

@@ -20,23 +20,20 @@ time, named with its offset from UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
 
+from ..inference import solar_assets as sa
+from ..inference.solar_assets import COMPONENTS
 from . import MissingData, engine, model_id, simulated_sources, sources, store
 
-FORECAST_ROLE, HEALTH_ROLE, ANOMALY_ROLE, RUL_ROLE = "pv_forecast", "pv_health", "pv_anomaly", "asset_rul"
-COMPONENTS = ("power", "temperature", "battery", "inverter")  # the health index's breakdown (m20)
-ANOMALY_DAYS = 7  # [d] fault flags shown per device
-ANOMALY_HISTORY_D = 10  # [d] readings before those the anomaly model's trailing features read
-RUL_HISTORY_D = 31  # [d] inverter observations the remaining-life model's daily features read
+FORECAST_ROLE, HEALTH_ROLE, ANOMALY_ROLE, RUL_ROLE = sa.FORECAST_ROLE, sa.HEALTH_ROLE, sa.ANOMALY_ROLE, sa.RUL_ROLE
 ISSUE_HOURS = tuple(range(6, 15))  # [local h] issue times offered: the 6 hours after them hold daylight
-HISTORY_H = 48  # [h] readings fed to the forecast (it needs the last 24 h)
-SETTINGS = ("min_clear_sky_fraction", "reference_temp_c")  # the forecast's settings from its configuration
+ANOMALY_DAYS = 7  # [d] fault flags shown per device
 
 
 def forecaster() -> str:
@@ -49,24 +46,13 @@ def pv_sources() -> list[str]:
 
 
 def plant_of(source: str) -> dict[str, Any]:
-    """The solar-twin parameters the simulation of ``source`` ran with: its scenario's defaults with its configured
-    run's overrides."""
-    from ..models import registry
-    from ..simulate import run_parameters
-
-    run = registry.simulation_of(source)
-    if run is not None:
-        return run_parameters(run)
-    raise MissingData(f"{source}: no configured simulation writes this PV source, so its plant (position, ratings) "
-                      "is unknown; forecasts are shown for the registry's simulated plants")
+    """The solar-twin parameters the simulation of ``source`` ran with (:func:`~gridtwin_lib.inference.solar_assets.plant_of`)."""
+    return sa.plant_of(source)
 
 
 def model_settings() -> dict[str, Any]:
     """The forecast's clock [h from UTC] and settings, as its dataset was built (its configuration)."""
-    from ..models import registry
-
-    params = registry.get(forecaster()).parameters("full")
-    return {"utc_offset_h": float(params["utc_offset_h"]), **{k: params[k] for k in SETTINGS if k in params}}
+    return sa.settings_of(FORECAST_ROLE, ("utc_offset_h", *sa.FORECAST_SETTINGS))
 
 
 def zone_label(utc_offset_h: float) -> str:
@@ -90,41 +76,10 @@ def forecast_days(source: str) -> list[date]:
 
 
 def forecast_against_actual(source: str, device_id: str, day: date, issue_hour: int) -> pd.DataFrame:
-    """The forecast issued at local ``issue_hour`` of ``day`` from earlier readings only, hour by hour ahead.
-
-    Returns
-    -------
-    DataFrame
-        ``lead_h`` (1-6), ``hour`` (local start of the target hour), ``forecast_kw``, ``actual_kw``
-        (measured hourly mean AC power) and ``clear_sky_kw`` [kW].
-    """
-    from ..datasets.maintenance.pv_forecast import hourly_power
-    from ..physics.solar import clear_sky_ac_power
-
-    m18, cfg = forecaster(), model_settings()
-    eng = engine((m18,))
-    if m18 not in eng.estimators:
-        raise MissingData(f"the PV forecast: {eng.missing[m18]}")
-    off = cfg.pop("utc_offset_h")
-    plant = plant_of(source)
-    issued = datetime(day.year, day.month, day.day, int(issue_hour), tzinfo=UTC) - timedelta(hours=off)
-    readings = store().scan("pv", source=source, device_id=device_id, start=issued - timedelta(hours=HISTORY_H),
-                            end=issued + timedelta(hours=6, seconds=1)).select("ts", "device_id", "ac_power").collect()
-    # hourly means are labelled by the hour's end (hourly_power, as the model's rows): a reading at the issue time
-    # closes the issue hour, so it is seen; lead h is the hour ending issued + h
-    fc = eng.forecast_pv(readings.filter(pl.col("ts") <= issued), plant, utc_offset_h=off, **cfg)
-    if fc.empty:
-        raise MissingData(f"{device_id}: no forecast issued at {issue_hour:02d}:00 on {day} (no daylight that hour, "
-                          "or less than 24 h of readings before it)")
-    ends = pd.DatetimeIndex([pd.Timestamp(issued) + pd.Timedelta(hours=h) for h in range(1, 7)])
-    hourly = hourly_power(readings)
-    actual = pd.Series(hourly["p_kw"].to_numpy(), index=pd.DatetimeIndex(hourly["ts"]))
-    physical = {k: plant[k] for k in ("latitude", "longitude", "altitude", "tilt_deg", "azimuth_deg", "pv_kw", "inverter_kw")}
-    starts = ends - pd.Timedelta(hours=1)
-    return pd.DataFrame({"lead_h": range(1, 7), "hour": (starts + pd.Timedelta(hours=off)).tz_localize(None),
-                         "forecast_kw": [float(fc[f"{m18}.p_kw_h{h}"].iloc[0]) for h in range(1, 7)],
-                         "actual_kw": actual.reindex(ends).to_numpy(dtype=float),
-                         "clear_sky_kw": clear_sky_ac_power(starts + pd.Timedelta(minutes=30), **physical)})
+    """The forecast issued at local ``issue_hour`` of ``day`` from earlier readings only, against the measured power
+    (:func:`~gridtwin_lib.inference.solar_assets.forecast_against_actual`)."""
+    m18 = forecaster()
+    return sa.forecast_against_actual(store(), engine((m18,)), source, device_id, day, issue_hour)
 
 
 def forecast_figure(frame: pd.DataFrame, device_id: str, zone: str):
@@ -189,70 +144,35 @@ def forecast_view(source_name: str | None = None):
 
 
 # ----------------------------------------------------------------------------- the PV fleet: health and faults
-def _settings(role: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    from ..models import registry
-
-    params = registry.get(model_id(role=role)).parameters("full")
-    return {k: params[k] for k in keys if k in params}
-
-
 def fleet_sources() -> list[str]:
     """Stored PV sources, those the health index was trained on first, then the anomaly model's."""
     return sources((*simulated_sources(role=HEALTH_ROLE), *simulated_sources(role=ANOMALY_ROLE)), kind="pv")
-
-
-def _events(flags: pd.DataFrame, flag_col: str, gap_s: float) -> pd.DataFrame:
-    """Runs of flagged readings per device (flags closer than ``gap_s`` join): device_id, events, last_flag."""
-    hit = flags[flags[flag_col].fillna(False).astype(bool)].sort_values(["device_id", "ts"])
-    if hit.empty:
-        return pd.DataFrame({"device_id": pd.Series(dtype=str), "events": pd.Series(dtype=int),
-                             "last_flag": pd.Series(dtype="datetime64[ns, UTC]")})
-    new = hit.groupby("device_id")["ts"].diff().dt.total_seconds().fillna(np.inf) > gap_s
-    return (hit.assign(new=new).groupby("device_id")
-            .agg(events=("new", "sum"), last_flag=("ts", "max")).reset_index())
 
 
 def solar_fleet(source: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """The fleet table of a PV source (one row per device, least healthy first), the daily health of every device
     (for the gauge and its trend) and notes on what is missing.
 
-    Table columns: device_id, health_index and ``component_<c>`` [0-100] of the latest local day, fault_events
-    (runs of flags in the last :data:`ANOMALY_DAYS` days), last_flag [UTC], alarm (the alert rules' worst severity).
+    Table columns: device_id, date, health_index and ``component_<c>`` [0-100] of the latest local day,
+    fault_events (runs of flags in the last :data:`ANOMALY_DAYS` days), last_flag [UTC], alarm (the alert rules'
+    worst severity on the two models' outputs).
     """
     from ..alerts import SEVERITIES, raise_alerts
 
     health_id, anomaly_id = model_id(role=HEALTH_ROLE), model_id(role=ANOMALY_ROLE)
     eng = engine((health_id, anomaly_id))
-    notes = [f"{m}: {eng.missing[m]}" for m in (health_id, anomaly_id) if m in eng.missing]
-    plant = plant_of(source)
-    readings = store().scan("pv", source=source).collect()
-    if readings.height == 0:
-        raise MissingData(f"{source}: no PV readings")
-    devices = pd.DataFrame({"device_id": sorted(readings["device_id"].unique().to_list())})
-    daily = pd.DataFrame(columns=["device_id", "date"])
-    table = devices
-    if health_id in eng.estimators:
-        daily = eng.pv_health(readings, plant, **_settings(HEALTH_ROLE, ("utc_offset_h", "battery_min_pv_kw", "reference_days")))
+    plant_of(source)  # a clear message for a source whose plant is unknown
+    daily, flags, notes = sa.fleet_outputs(store(), eng, source, anomaly_days=ANOMALY_DAYS)
+    ids = store().scan("pv", source=source).select(pl.col("device_id").unique().sort()).collect()["device_id"].to_list()
+    table = pd.DataFrame({"device_id": ids})
+    if daily is not None and len(daily):
         latest = daily.sort_values("date").groupby("device_id").tail(1)
         cols = {f"{health_id}.health_index": "health_index", **{f"{health_id}.component_{c}": f"component_{c}" for c in COMPONENTS}}
         table = table.merge(latest[["device_id", "date", *cols]].rename(columns=cols), on="device_id", how="left")
-    pv_frames = []
-    if health_id in eng.estimators and len(daily):  # a day's index is raised at the end of the local day
-        off = pd.Timedelta(hours=float(_settings(HEALTH_ROLE, ("utc_offset_h",)).get("utc_offset_h", 0.0)))
-        ends = pd.to_datetime(daily["date"]) + pd.Timedelta(days=1) - off
-        pv_frames.append(pl.from_pandas(daily.assign(ts=ends.dt.tz_localize("UTC")).drop(columns="date")))
-    if anomaly_id in eng.estimators:
-        last = readings["ts"].max()
-        since = last - timedelta(days=ANOMALY_DAYS)
-        recent = readings.filter(pl.col("ts") >= since - timedelta(days=ANOMALY_HISTORY_D))
-        flags = eng.detect_pv_anomalies(recent, plant, since=since)
-        flags["ts"] = pd.to_datetime(flags["ts"], utc=True)
-        gap = float(_settings(ANOMALY_ROLE, ("merge_gap_s",)).get("merge_gap_s", 3600.0))
-        table = table.merge(_events(flags, f"{anomaly_id}.flag", gap), on="device_id", how="left")
-        table["events"] = table["events"].fillna(0).astype(int)
-        table = table.rename(columns={"events": "fault_events"})
-        pv_frames.append(pl.from_pandas(flags))
-    raised = raise_alerts(pv=pl.concat(pv_frames, how="diagonal_relaxed") if pv_frames else None)
+    if flags is not None:
+        table = table.merge(sa.fault_events(flags), on="device_id", how="left")
+        table["fault_events"] = table.pop("events").fillna(0).astype(int)
+    raised = raise_alerts(pv=sa.pv_alert_frame(daily, flags, source))
     rank = {sev: k for k, sev in enumerate(SEVERITIES)}
     worst: dict[str, str] = {}
     for dev, sev in raised.select("device_id", "severity").iter_rows():
@@ -261,7 +181,7 @@ def solar_fleet(source: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     table["alarm"] = table["device_id"].map(worst).fillna("none")
     if "health_index" in table:
         table = table.sort_values("health_index", kind="stable", na_position="last")
-    return table.reset_index(drop=True), daily, notes
+    return table.reset_index(drop=True), daily if daily is not None else pd.DataFrame(columns=["device_id", "date"]), notes
 
 
 def fleet_for_people(table: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -353,22 +273,11 @@ def rul_source() -> str:
     return found[0]
 
 
-def remaining_life(source: str) -> tuple[pd.DataFrame, list[str]]:
-    """Each inverter's remaining life at the end of its latest day: the engine's ``<id>.median_days``,
-    ``p10_days``, ``p90_days`` [days], ``risk`` and survival columns, riskiest first."""
+def remaining_life(source: str) -> pd.DataFrame:
+    """Each inverter's remaining life at the end of its latest day, riskiest first
+    (:func:`~gridtwin_lib.inference.solar_assets.fleet_remaining_life`)."""
     rul_id = model_id(role=RUL_ROLE)
-    eng = engine((rul_id,))
-    if rul_id not in eng.estimators:
-        raise MissingData(f"the remaining-life model: {eng.missing[rul_id]}")
-    st = store()
-    last = st.scan_truth("asset_observations", source=source).select(pl.col("ts").max()).collect().item()
-    if last is None:
-        raise MissingData(f"{source}: no inverter observations; run `make run` (the inverter fleet simulation)")
-    start, end = last - timedelta(days=RUL_HISTORY_D), last + timedelta(seconds=1)
-    obs = st.scan_truth("asset_observations", source=source, start=start, end=end).collect()
-    readings = st.scan("pv", source=source, start=start, end=end).collect()
-    out = eng.remaining_life(obs, readings)
-    return out.sort_values(f"{rul_id}.p10_days", kind="stable").reset_index(drop=True), []
+    return sa.fleet_remaining_life(store(), engine((rul_id,)), source)
 
 
 def rul_for_people(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -414,12 +323,12 @@ def survival_figure(frame: pd.DataFrame, device_id: str):
 def rul_view():
     import ipywidgets as w
 
-    from . import attempt, figure, missing, refresh, row, table_html
+    from . import attempt, figure, refresh, row, table_html
 
     source = rul_source()
-    frame, notes_text = remaining_life(source)
+    frame = remaining_life(source)
     device = w.Dropdown(options=frame["device_id"].tolist(), description="inverter")
-    notes, curve = w.VBox([missing(m) for m in notes_text]), figure()
+    notes, curve = w.VBox(), figure()
 
     def show(_=None):
         if device.value is not None:
