@@ -142,18 +142,19 @@ def match(alerts: pl.DataFrame, events: pl.DataFrame, truth: TruthMatch) -> tupl
 
 
 def judge(alerts: pl.DataFrame, events: dict[str, pl.DataFrame], rules: RuleSet, coverage: Coverage, *,
-          by_severity: bool = False) -> pl.DataFrame:
+          by_severity: bool = False, coverages: dict[str, Coverage] | None = None) -> pl.DataFrame:
     """Precision, recall, lead time and alerts per device-day of each rule that names its truth.
 
     ``events`` maps a rule id to its :func:`truth_events`. With ``by_severity``, each rule also
     gets one row per severity it raised (precision and alert counts of that severity alone;
-    recall of the alerts of that severity or worse).
+    recall of the alerts of that severity or worse). ``coverages``: what was scored per rule input
+    (``scores``, ``assets``, ``pv``), for each rule's alerts per device-day; ``coverage`` otherwise.
     """
     rows = []
-    dd = coverage.device_days
     for rule in rules.rules:
         if rule.truth is None:
             continue
+        dd = (coverages or {}).get(rule.input, coverage).device_days
         mine = alerts.filter(pl.col("rule") == rule.id) if alerts.height else alerts
         ev = events.get(rule.id, truth_events_empty())
         levels = [None, *[s for s in SEVERITIES if by_severity and s in set(mine["severity"].to_list())]]
@@ -227,24 +228,27 @@ def pick_threshold(curve: pl.DataFrame, min_precision: float) -> float | None:
 
 
 def judge_scores(store, scores: pl.DataFrame, rules: RuleSet, *, assets: pl.DataFrame | None = None,
-                 alerts: pl.DataFrame | None = None, by_severity: bool = True) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-    """Raise (or take) the alerts of ``scores`` and judge every rule with a ``truth`` entry.
+                 alerts: pl.DataFrame | None = None, by_severity: bool = True,
+                 pv: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """Raise (or take) the alerts of ``scores`` (and ``assets``, ``pv``) and judge every rule with a ``truth`` entry
+    on what its own input covered.
 
     Returns the quality table (:func:`judge`) and each rule's truth events.
     """
     from .alerts import raise_alerts
 
     if alerts is None:
-        alerts = raise_alerts(scores, assets, rules=rules)
+        alerts = raise_alerts(scores, assets, rules=rules, pv=pv)
     cov = Coverage.of_scores(scores)
-    cov_assets = Coverage.of_scores(assets) if assets is not None and assets.height else None
+    coverages = {"scores": cov, **{name: Coverage.of_scores(frame) for name, frame in (("assets", assets), ("pv", pv))
+                                   if frame is not None and frame.height}}
     events = {}
     for rule in rules.rules:
         if rule.truth is None:
             continue
-        c = cov_assets if rule.input == "assets" else cov
+        c = coverages.get(rule.input)
         events[rule.id] = truth_events(store, rule.truth, c) if c is not None else truth_events_empty()
-    return judge(alerts, events, rules, cov, by_severity=by_severity), events
+    return judge(alerts, events, rules, cov, by_severity=by_severity, coverages=coverages), events
 
 
 @dataclass
@@ -293,23 +297,25 @@ def judge_day(store, *, rules: RuleSet, days_back: int = 0, sweep: bool = False,
             raise InputError(f"{d}: no readings.parquet; write one with --keep {d} first")
         scores = pl.read_parquet(d / "readings.parquet")
         assets = pl.read_parquet(d / "assets.parquet") if (d / "assets.parquet").is_file() else None
-        alerts = raise_alerts(scores, assets, rules=rules)
+        pv = pl.read_parquet(d / "pv.parquet") if (d / "pv.parquet").is_file() else None
+        alerts = raise_alerts(scores, assets, rules=rules, pv=pv)
     else:
         from .daily import score_day
 
         day = score_day(store, engine=engine, sources=sources, progress=progress, max_devices=max_devices,
                         alert_rules=rules, days_back=days_back)
-        scores, assets, alerts = day.readings, day.assets, day.alerts
+        scores, assets, pv, alerts = day.readings, day.all_assets, day.pv, day.alerts
         if keep is not None:
             d = Path(keep)
             d.mkdir(parents=True, exist_ok=True)
-            parts = [(scores, d / "readings.parquet")] + ([(assets, d / "assets.parquet")] if assets is not None else [])
+            parts = [(scores, d / "readings.parquet")] + [(f, d / name) for f, name in ((assets, "assets.parquet"), (pv, "pv.parquet"))
+                                                          if f is not None]
             with atomic_write(*[p for _, p in parts]) as tmp:
                 for (frame, _), t in zip(parts, tmp if isinstance(tmp, list) else [tmp], strict=True):
                     frame.write_parquet(t)
     if not scores.height:
         raise InputError("no readings were scored; nothing to judge (score a day with readings: make run, then retry)")
-    table, events = judge_scores(store, scores, rules, assets=assets, alerts=alerts)
+    table, events = judge_scores(store, scores, rules, assets=assets, alerts=alerts, pv=pv)
     days = {} if "day" not in scores.columns else {
         s: str(d) for s, d in scores.select("source", "day").unique().sort("source").iter_rows()}
     curves, current, suggested = {}, {}, {}

@@ -3,7 +3,8 @@
 :func:`score_day` runs a day of the store through the inference engine
 (:class:`~gridtwin_lib.inference.Engine`): grid readings per reading, transformer observations
 through the asset models, waveform windows through the waveform model, and the household meter
-data into tomorrow's load forecast and plan. :func:`pq_summary` gives the EN 50160 checks of the
+data into tomorrow's load forecast and plan, and the PV fleets and inverter fleets through the solar-asset
+models (:mod:`gridtwin_lib.inference.solar_assets`). :func:`pq_summary` gives the EN 50160 checks of the
 day per device. :mod:`gridtwin_lib.report` shapes the result into the daily report.
 """
 
@@ -41,8 +42,16 @@ class DayScores:
     pq_summary: pl.DataFrame  # EN 50160 checks per device
     notes: list[str]
     missing: dict[str, str]
-    alerts: pl.DataFrame | None = None  # gridtwin_lib.alerts.raise_alerts of readings and assets
+    alerts: pl.DataFrame | None = None  # gridtwin_lib.alerts.raise_alerts of readings, assets, inverters and pv
     serving: list[str] | None = None  # what serves each model, in words (Engine.serving_lines)
+    pv: pl.DataFrame | None = None  # PV fleets: fault flags of the day's readings and the day's health index (source column)
+    inverters: pl.DataFrame | None = None  # inverter fleets: remaining life per inverter at its latest day (source column)
+
+    @property
+    def all_assets(self) -> pl.DataFrame | None:
+        """Transformers and inverters in one frame (the alert rules' ``assets`` input)."""
+        parts = [f for f in (self.assets, self.inverters) if f is not None and f.height]
+        return pl.concat(parts, how="diagonal_relaxed") if parts else None
 
 
 def score_day(store, day: date | str | None = None, *, engine: Engine | None = None, sources: Iterable[str] | None = None,
@@ -124,11 +133,55 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
     except InputError as exc:
         notes.append(str(exc))
     pq = pq_summary(store, start, end, srcs)
+    pv, inverters = _solar(store, engine, notes)
     from .alerts import raise_alerts
 
-    alerts = raise_alerts(readings if readings.height else None, assets, rules=alert_rules)
-    return DayScores(day, readings, errors, engine.units, assets, waveforms, forecast, plan, pq, notes, dict(engine.missing), alerts,
-                     engine.serving_lines())
+    out = DayScores(day, readings, errors, engine.units, assets, waveforms, forecast, plan, pq, notes, dict(engine.missing),
+                    None, engine.serving_lines(), pv, inverters)
+    out.alerts = raise_alerts(readings if readings.height else None, out.all_assets, rules=alert_rules, pv=pv)
+    return out
+
+
+def _solar(store, engine: Engine, notes: list[str]) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """The solar-asset models on each PV source's most recent UTC day (fault flags of the day's readings, the day's
+    health index) and on each inverter fleet at its latest day (remaining life); sources whose plant is unknown and
+    models without a champion add a note."""
+    from .inference import solar_assets as sa
+
+    pv_parts, skipped = [], []
+    fleet_models = [registry.by_role(r) for r in (sa.HEALTH_ROLE, sa.ANOMALY_ROLE)]
+    for src in store.sources("pv") if all(fleet_models) else []:
+        if registry.simulation_of(src) is None:
+            skipped.append(src)
+            continue
+        last = store.scan("pv", source=src).select(pl.col("ts").max()).collect().item()
+        day_start = datetime(last.year, last.month, last.day, tzinfo=UTC)
+        try:
+            daily, flags, missing = sa.fleet_outputs(store, engine, src, anomaly_days=(last - day_start).total_seconds() / 86_400)
+        except InputError as exc:
+            notes.append(f"PV fleet {src}: {exc}")
+            continue
+        notes.extend(m for m in missing if m not in notes)
+        if daily is not None and len(daily):
+            daily = daily[daily["date"] == daily["date"].max()]
+        frame = sa.pv_alert_frame(daily, flags, src)
+        if frame is not None:
+            pv_parts.append(frame)
+    if skipped:
+        notes.append(f"PV sources with no known plant (not scored by the solar-asset models): {', '.join(sorted(skipped))}")
+    inverter_parts = []
+    if registry.by_role(sa.RUL_ROLE) is not None:
+        for src in sa.inverter_fleets(store):
+            try:
+                rul = sa.fleet_remaining_life(store, engine, src)
+            except InputError as exc:
+                notes.append(f"inverters of {src}: {exc}")
+                continue
+            inverter_parts.append(pl.from_pandas(rul.rename(columns={"issued_at": "ts"})).with_columns(
+                pl.lit(src).alias("source"), pl.col("ts").cast(pl.Datetime("us", "UTC"))))
+    pv = pl.concat(pv_parts, how="diagonal_relaxed") if pv_parts else None
+    inverters = pl.concat(inverter_parts, how="diagonal_relaxed") if inverter_parts else None
+    return pv, inverters
 
 
 def _assets_as_of(store, engine: Engine, end: datetime, notes: list[str]) -> pl.DataFrame | None:

@@ -60,7 +60,9 @@ class DailyReport:
         return {
             "day": s.day.isoformat(), "readings": n, "devices": int(s.readings["device_id"].n_unique()) if n else 0,
             "readings_fully_scored": ok, "alerts": alerts_lib.counts(s.alerts) if s.alerts is not None else {},
-            "assets": 0 if s.assets is None else s.assets.height, "models_not_served": sorted(s.missing),
+            "assets": 0 if s.assets is None else s.assets.height,
+            "pv_devices": 0 if s.pv is None else s.pv.select("source", "device_id").n_unique(),
+            "inverters": 0 if s.inverters is None else s.inverters.height, "models_not_served": sorted(s.missing),
             "what_serves": s.serving or [],
         }
 
@@ -87,7 +89,7 @@ class DailyReport:
             self._quality = pd.DataFrame()
             if self.store is not None and s.alerts is not None and s.readings.height:
                 rules = self.alert_rules if isinstance(self.alert_rules, alerts_lib.RuleSet) else alerts_lib.load_rules(self.alert_rules)
-                table, events = aq.judge_scores(self.store, s.readings, rules, assets=s.assets, alerts=s.alerts)
+                table, events = aq.judge_scores(self.store, s.readings, rules, assets=s.all_assets, alerts=s.alerts, pv=s.pv)
                 if sum(e.height for e in events.values()):
                     self._quality = table.to_pandas()
         return self._quality
@@ -102,6 +104,37 @@ class DailyReport:
         keep = [c for c in ("source", "device_id", "ts", col, f"{fail}.alarm", f"{over}.load_class", f"{over}.p_gt100")
                 if c in a.columns]
         return a.select(keep).sort(col, descending=True).head(top).to_pandas()
+
+    def pv_fleet(self) -> pd.DataFrame:
+        """Each PV device of the day: its health index and breakdown [0-100] and its fault flags (readings flagged
+        by the anomaly model), least healthy first."""
+        from .inference.solar_assets import COMPONENTS
+
+        pv = self.scores.pv
+        if pv is None or not pv.height:
+            return pd.DataFrame()
+        health, anomaly = _id("pv_health"), _id("pv_anomaly")
+        agg = []
+        if f"{health}.health_index" in pv.columns:
+            agg += [pl.col(f"{health}.health_index").drop_nulls().last().alias("health_index"),
+                    *[pl.col(f"{health}.component_{c}").drop_nulls().last().alias(c) for c in COMPONENTS]]
+        if f"{anomaly}.flag" in pv.columns:
+            agg += [pl.col(f"{anomaly}.flag").fill_null(False).sum().alias("flagged_readings"),
+                    pl.col(f"{anomaly}.flag").is_not_null().sum().alias("readings")]
+        if not agg:
+            return pd.DataFrame()
+        out = pv.sort("ts").group_by("source", "device_id").agg(agg)
+        order = "health_index" if "health_index" in out.columns else "flagged_readings"
+        return out.sort(order, descending=order != "health_index", nulls_last=True).to_pandas()
+
+    def inverters_ranked(self, top: int = 20) -> pd.DataFrame:
+        """Inverters by the 10th percentile of their remaining life [days] (1 chance in 10 of failing sooner), with the
+        median and the 90th percentile."""
+        inv, rul = self.scores.inverters, _id("asset_rul")
+        if inv is None or f"{rul}.p10_days" not in inv.columns:
+            return pd.DataFrame()
+        keep = ["source", "device_id", "ts", *[f"{rul}.{c}" for c in ("p10_days", "median_days", "p90_days")]]
+        return inv.select(keep).sort(f"{rul}.p10_days").head(top).to_pandas()
 
     def forecast_and_plan(self) -> pd.DataFrame:
         """Tomorrow hour by hour: the load forecast, PV, price and the LP schedule."""
@@ -200,7 +233,8 @@ class DailyReport:
         self.alerts().write_csv(d / "alerts.csv")
         for name, frame in (("assets_ranked", self.assets_ranked(10_000)), ("pq_en50160", self.pq()),
                             ("forecast_plan", self.forecast_and_plan()), ("coverage", self.coverage()),
-                            ("alert_quality", self.alert_quality())):
+                            ("alert_quality", self.alert_quality()), ("pv_fleet", self.pv_fleet()),
+                            ("inverters_ranked", self.inverters_ranked(10_000))):
             if not frame.empty:
                 frame.to_csv(d / f"{name}.csv", index=False)
         doc = {**self.headline(), "plan": self.plan_summary(), "notes": self.scores.notes}

@@ -47,6 +47,9 @@ def test_smoke_pipeline_writes_reports(smoke_home):
     assert (out / "alerts.csv").exists()
     if "m09_load_forecast" not in daily["models_not_served"]:  # tomorrow's plan needs m09's forecast
         assert daily["plan"]["m11_status"] == "ok" and (out / "forecast_plan.csv").exists()
+    # the solar assets: every simulated PV fleet's devices (health index, fault flags) and the inverter fleet
+    assert daily["pv_devices"] > 0 and (out / "pv_fleet.csv").exists()
+    assert daily["inverters"] > 0 and (out / "inverters_ranked.csv").exists()
     # the workspace kept the smoke data and reports apart from the real ones
     assert (home / "data" / "workspaces" / "smoke" / "store").is_dir()
     assert not (home / "data" / "store").exists() and not (home / "data" / "reports").exists()
