@@ -81,8 +81,9 @@ DASHBOARDS: tuple[Dashboard, ...] = (
               "disturbance class and harmonic spectrum, frequency forecast, cause of phase unbalance", 1),
     Dashboard("02_predictive_maintenance", "Predictive maintenance",
               "transformer fleet by failure probability with health, lead time and overload risk; power-quality "
-              "index ahead and voltage-sag risk over time; one asset's history; a PV plant's forecast 1-6 h ahead "
-              "against the measured power", 3),
+              "index ahead and voltage-sag risk over time; one asset's history; the PV fleet's health index with its "
+              "breakdown and fault events, the inverters' remaining life with its interval, and the PV forecast "
+              "1-6 h ahead against the measured power", 5),
     Dashboard("03_energy_flow", "Energy flow",
               "day-ahead load forecast against what was measured, network losses, the optimal 24 h battery "
               "schedule against the rule baseline, customer archetypes and their demand-response potential", 4),
