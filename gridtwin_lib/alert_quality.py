@@ -48,22 +48,25 @@ class Coverage:
     Parameters
     ----------
     devices : frame of ``source``, ``device_id``, ``start``, ``end`` (UTC) per scored device.
+    min_span_s : a device counts at least this long in :attr:`device_days` [s].
     """
 
     devices: pl.DataFrame
+    min_span_s: float = 1.0
 
     @classmethod
-    def of_scores(cls, scores: pl.DataFrame) -> Coverage:
-        """The devices and time range of a per-reading scores frame (``source``, ``device_id``, ``ts``)."""
+    def of_scores(cls, scores: pl.DataFrame, min_span_s: float = 1.0) -> Coverage:
+        """The devices and time range of a scores frame (``source``, ``device_id``, ``ts``); ``min_span_s``: what one
+        device counts at least in :attr:`device_days` (an asset scored once a day: a day)."""
         keys = [c for c in ("source", "device_id") if c in scores.columns]
-        return cls(scores.group_by(keys).agg(pl.col("ts").min().alias("start"), pl.col("ts").max().alias("end")))
+        return cls(scores.group_by(keys).agg(pl.col("ts").min().alias("start"), pl.col("ts").max().alias("end")), min_span_s)
 
     @property
     def device_days(self) -> float:
         """Scored device-days (the sum over devices of their scored span, at least one second each)."""
         if not self.devices.height:
             return 0.0
-        span = (self.devices["end"] - self.devices["start"]).dt.total_seconds().clip(lower_bound=1.0)
+        span = (self.devices["end"] - self.devices["start"]).dt.total_seconds().clip(lower_bound=self.min_span_s)
         return float(span.sum()) / 86_400.0
 
 
@@ -240,8 +243,9 @@ def judge_scores(store, scores: pl.DataFrame, rules: RuleSet, *, assets: pl.Data
     if alerts is None:
         alerts = raise_alerts(scores, assets, rules=rules, pv=pv)
     cov = Coverage.of_scores(scores)
-    coverages = {"scores": cov, **{name: Coverage.of_scores(frame) for name, frame in (("assets", assets), ("pv", pv))
-                                   if frame is not None and frame.height}}
+    # an asset scored once (its latest day's features) counts as a device-day in the alerts per device-day
+    coverages = {"scores": cov, **{name: Coverage.of_scores(frame, span) for name, frame, span in
+                                   (("assets", assets, 86_400.0), ("pv", pv, 1.0)) if frame is not None and frame.height}}
     events = {}
     for rule in rules.rules:
         if rule.truth is None:

@@ -143,17 +143,14 @@ def score_day(store, day: date | str | None = None, *, engine: Engine | None = N
 
 
 def _solar(store, engine: Engine, notes: list[str]) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
-    """The solar-asset models on each PV source's most recent UTC day (fault flags of the day's readings, the day's
-    health index) and on each inverter fleet at its latest day (remaining life); sources whose plant is unknown and
-    models without a champion add a note."""
+    """The solar-asset models on each PV fleet's most recent UTC day (fault flags of the day's readings, the day's
+    health index; the fleets the models were configured on) and on each inverter fleet at its latest day (remaining
+    life); models without a champion add a note."""
     from .inference import solar_assets as sa
 
-    pv_parts, skipped = [], []
-    fleet_models = [registry.by_role(r) for r in (sa.HEALTH_ROLE, sa.ANOMALY_ROLE)]
-    for src in store.sources("pv") if all(fleet_models) else []:
-        if registry.simulation_of(src) is None:
-            skipped.append(src)
-            continue
+    pv_parts = []
+    fleets = set(sa.fleet_sources()) if all(registry.by_role(r) for r in (sa.HEALTH_ROLE, sa.ANOMALY_ROLE)) else set()
+    for src in sorted(fleets & set(store.sources("pv"))):
         last = store.scan("pv", source=src).select(pl.col("ts").max()).collect().item()
         day_start = datetime(last.year, last.month, last.day, tzinfo=UTC)
         try:
@@ -167,8 +164,6 @@ def _solar(store, engine: Engine, notes: list[str]) -> tuple[pl.DataFrame | None
         frame = sa.pv_alert_frame(daily, flags, src)
         if frame is not None:
             pv_parts.append(frame)
-    if skipped:
-        notes.append(f"PV sources with no known plant (not scored by the solar-asset models): {', '.join(sorted(skipped))}")
     inverter_parts = []
     if registry.by_role(sa.RUL_ROLE) is not None:
         for src in sa.inverter_fleets(store):

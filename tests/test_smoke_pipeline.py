@@ -47,12 +47,34 @@ def test_smoke_pipeline_writes_reports(smoke_home):
     assert (out / "alerts.csv").exists()
     if "m09_load_forecast" not in daily["models_not_served"]:  # tomorrow's plan needs m09's forecast
         assert daily["plan"]["m11_status"] == "ok" and (out / "forecast_plan.csv").exists()
-    # the solar assets: every simulated PV fleet's devices (health index, fault flags) and the inverter fleet
-    assert daily["pv_devices"] > 0 and (out / "pv_fleet.csv").exists()
-    assert daily["inverters"] > 0 and (out / "inverters_ranked.csv").exists()
     # the workspace kept the smoke data and reports apart from the real ones
     assert (home / "data" / "workspaces" / "smoke" / "store").is_dir()
     assert not (home / "data" / "store").exists() and not (home / "data" / "reports").exists()
+
+
+def test_the_daily_report_scores_the_solar_assets_with_what_serves(smoke_workspace):
+    """After the run (its aliases are set when every notebook has succeeded), the daily report scores every
+    simulated PV fleet (the day's fault flags, the day's health index) and the inverter fleet (remaining life), and
+    judges their alert rules on what the PV and inverter fleets covered."""
+    from gridtwin_lib import report
+    from gridtwin_lib.models import registry
+
+    rep = report.daily(max_devices=1, progress=False)
+    pv, inverters = rep.scores.pv, rep.scores.inverters
+    fleets = {s for e in ("m17_pv_anomaly", "m20_health_index") for s in
+              [r["source"] for r in registry.get(e).simulation_runs("smoke")]}
+    assert set(pv["source"].unique()) == fleets  # every configured PV fleet, nothing else
+    assert pv["m20_health_index.health_index"].drop_nulls().is_between(0, 100).all()
+    assert pv["m17_pv_anomaly.flag"].drop_nulls().len() > 0
+    table = rep.pv_fleet()
+    assert len(table) == pv.select("source", "device_id").n_unique() and table["health_index"].notna().all()
+    rul = "m19_remaining_useful_life"
+    assert inverters.height == 100 and set(inverters["source"]) == {"sim:m19_inverters"}
+    assert ((inverters[f"{rul}.p10_days"] <= inverters[f"{rul}.median_days"])
+            & (inverters[f"{rul}.median_days"] <= inverters[f"{rul}.p90_days"])).all()
+    quality = rep.alert_quality()
+    judged = set(quality["rule"]) if len(quality) else set()
+    assert {"m17_pv_fault", "m20_pv_health", "m19_inverter_life"} <= judged
 
 
 def test_smoke_pipeline_tracked_every_model(smoke_workspace):

@@ -145,8 +145,12 @@ def forecast_view(source_name: str | None = None):
 
 # ----------------------------------------------------------------------------- the PV fleet: health and faults
 def fleet_sources() -> list[str]:
-    """Stored PV sources, those the health index was trained on first, then the anomaly model's."""
-    return sources((*simulated_sources(role=HEALTH_ROLE), *simulated_sources(role=ANOMALY_ROLE)), kind="pv")
+    """The stored PV fleets the fleet models were configured on (:func:`~gridtwin_lib.inference.solar_assets.fleet_sources`),
+    the health index's first."""
+    found = [s for s in sources(sa.fleet_sources(), kind="pv") if s in sa.fleet_sources()]
+    if not found:
+        raise MissingData("No PV fleet in the store: run `make run` (the PV fleet simulations) first.")
+    return found
 
 
 def solar_fleet(source: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:

@@ -6,6 +6,7 @@ One place turns stored PV readings and inverter observations into the outputs of
 ======================  ==========================================================================
 function                what it gives
 ======================  ==========================================================================
+fleet_sources           the PV fleets the fleet models (health, faults) were configured on
 plant_of                a simulated source's plant: its scenario's defaults with its run's overrides
 forecast_against_actual the PV forecast issued at a local hour from earlier readings, against the
                         measured hourly power and the clear sky (role ``pv_forecast``)
@@ -51,6 +52,18 @@ def settings_of(role: str, keys: tuple[str, ...]) -> dict[str, Any]:
     """The configured parameters ``keys`` of the model serving ``role`` (as its dataset was built)."""
     params = registry.get(model_of(role)).parameters("full")
     return {k: params[k] for k in keys if k in params}
+
+
+def fleet_sources() -> tuple[str, ...]:
+    """The PV fleets the health index and the anomaly model were configured on (their simulated sources, every size):
+    the fleet models score these. Another PV plant would need its clock and ratings configured (the models' local
+    days are their own site's)."""
+    out: dict[str, None] = {}
+    for role in (HEALTH_ROLE, ANOMALY_ROLE):
+        entry = registry.by_role(role)
+        for size in (registry.SIZES if entry is not None else ()):
+            out.update({r["source"]: None for r in entry.simulation_runs(size) if r.get("source")})
+    return tuple(out)
 
 
 def plant_of(source: str) -> dict[str, Any]:
@@ -195,5 +208,5 @@ def fleet_remaining_life(store, engine, source: str, end: datetime | None = None
     return out.sort_values(f"{model}.p10_days", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["plant_of", "forecast_against_actual", "fleet_outputs", "fault_events", "pv_alert_frame", "inverter_fleets",
+__all__ = ["fleet_sources", "plant_of", "forecast_against_actual", "fleet_outputs", "fault_events", "pv_alert_frame", "inverter_fleets",
            "fleet_remaining_life", "model_of", "settings_of", "COMPONENTS"]
