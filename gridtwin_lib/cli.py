@@ -552,6 +552,26 @@ def models_report_cmd(
                    f"{r.serving_text}")
 
 
+@models_app.command("figures")
+@_guarded
+def models_figures_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the figures to (created if needed).")] = Path("docs/figures"),
+    name: Annotated[list[str] | None, typer.Option("--name", help="A figure to export, e.g. m19_survival_curve "
+                                                   "(repeat for more); none: every figure.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Export the evaluation figures of the registered models' latest runs (PNG where Chromium made one, else the
+    offline HTML), e.g. for the README."""
+    from .tracking import export_figures
+
+    files = export_figures(out, name or None)
+    if as_json:
+        _emit([str(f) for f in files], True)
+        return
+    for f in files:
+        typer.echo(str(f))
+
+
 def _ci_text(value, low, high) -> str:
     import math
 

@@ -698,6 +698,39 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+def export_figures(out_dir: str | Path, names: list[str] | None = None, c=None) -> list[Path]:
+    """Copy the evaluation figures (PNG, else the offline HTML) of each registered model's latest version run into
+    ``out_dir``: only those named ``names`` (e.g. ``m19_survival_curve``), else all. Returns the files written;
+    InputError naming the figures available when a named one is in no run."""
+    import shutil
+    import tempfile
+
+    c = c or client()
+    out = Path(out_dir)
+    wanted = set(names or ())
+    written, seen = [], set()
+    for rm in c.search_registered_models(filter_string="name LIKE 'gridtwin.%'"):
+        versions = c.search_model_versions(f"name = '{rm.name}'")
+        if not versions:
+            continue
+        latest = max(versions, key=lambda v: int(v.version))
+        run_id = (latest.tags or {}).get("gridtwin.run_id") or latest.run_id
+        files = {Path(a.path).name for a in c.list_artifacts(run_id, "figures")}
+        for stem in sorted({Path(f).stem for f in files}):
+            seen.add(stem)
+            if wanted and stem not in wanted:
+                continue
+            name = f"{stem}.png" if f"{stem}.png" in files else f"{stem}.html"
+            with tempfile.TemporaryDirectory() as tmp:
+                got = Path(c.download_artifacts(run_id, f"figures/{name}", tmp))
+                out.mkdir(parents=True, exist_ok=True)
+                written.append(Path(shutil.copyfile(got, out / name)))
+    missing = sorted(wanted - seen)
+    if missing:
+        raise InputError(f"no registered run has the figure(s) {', '.join(missing)}; available: {', '.join(sorted(seen)) or 'none'}")
+    return written
+
+
 README_BEGIN = "<!-- models-report:begin -->"
 README_END = "<!-- models-report:end -->"
 

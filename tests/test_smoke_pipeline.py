@@ -138,3 +138,13 @@ def test_every_notebook_runs_under_nbval(smoke_home, tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_figures_of_the_registered_runs_are_exported_by_name(smoke_workspace, tmp_path):
+    from gridtwin_lib.errors import InputError
+    from gridtwin_lib.tracking import export_figures
+
+    (written,) = export_figures(tmp_path, ["m19_survival_curve"])
+    assert written.parent == tmp_path and written.stem == "m19_survival_curve" and written.stat().st_size > 1000
+    with pytest.raises(InputError, match="no registered run has the figure.*available: .*m18_skill_by_hour"):
+        export_figures(tmp_path, ["no_such_figure"])
