@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install GridTwin with its test extras, register the gridtwin kernel
 
-run: install  ## the full pipeline: data, 18 models trained and judged, MLflow runs and registry, reports
+run: install  ## the full pipeline: data, 20 models trained and judged, MLflow runs and registry, reports
 	$(BIN)/gridtwin pipeline run full --jobs $(JOBS)
 	@echo "reports: data/reports/full/latest/index.html   models: make mlflow (http://127.0.0.1:$(MLFLOW_PORT))"
 

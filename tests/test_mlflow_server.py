@@ -5,7 +5,7 @@ registry and the inference engine.
 The pipeline is the smoke pipeline's ``10_monitoring`` notebook with the smoke parameters,
 restricted to m02 (``only``), on the smoke simulation of m02's data, run by
 :func:`gridtwin_lib.pipeline.run` (Papermill on the ``gridtwin`` kernel, the manifest, the
-champion rule at the end of the pipeline): the whole smoke pipeline trains 18 models and
+champion rule at the end of the pipeline): the whole smoke pipeline trains 20 models and
 takes minutes, this one model in well under one. The server runs on a free 127.0.0.1 port
 with a throw-away PostgreSQL database and a temporary artifact directory
 (tests/services.py skips or, under CI=true, fails when PostgreSQL is absent).
