@@ -556,7 +556,7 @@ def models_report_cmd(
 @_guarded
 def models_figures_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the figures to (created if needed).")] = Path("docs/figures"),
-    name: Annotated[list[str] | None, typer.Option("--name", help="A figure to export, e.g. m19_survival_curve "
+    name: Annotated[list[str] | None, typer.Option("--name", help="A figure to export, e.g. survival_curve "
                                                    "(repeat for more); none: every figure.")] = None,
     as_json: JsonOpt = False,
 ):

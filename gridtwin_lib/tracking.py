@@ -700,7 +700,7 @@ def _cell(text: str) -> str:
 
 def export_figures(out_dir: str | Path, names: list[str] | None = None, c=None) -> list[Path]:
     """Copy the evaluation figures (PNG, else the offline HTML) of each registered model's latest version run into
-    ``out_dir``: only those named ``names`` (e.g. ``m19_survival_curve``), else all. Returns the files written;
+    ``out_dir``: only those named ``names`` (a figure file name without its extension), else all. Returns the files written;
     InputError naming the figures available when a named one is in no run."""
     import shutil
     import tempfile

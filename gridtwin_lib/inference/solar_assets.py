@@ -83,7 +83,7 @@ def _require(engine, model: str, what: str) -> None:
         raise InputError(f"{what}: {engine.missing.get(model, 'not loaded')}")
 
 
-# ----------------------------------------------------------------------------- the PV forecast (m18)
+# ----------------------------------------------------------------------------- the PV forecast
 def forecast_against_actual(store, engine, source: str, device_id: str, day: date, issue_hour: int) -> pd.DataFrame:
     """The forecast issued at local ``issue_hour`` of ``day`` (the model's clock) from the readings up to then,
     hour by hour ahead, against what the plant then measured.
@@ -122,7 +122,7 @@ def forecast_against_actual(store, engine, source: str, device_id: str, day: dat
                          "clear_sky_kw": clear_sky_ac_power(starts + pd.Timedelta(minutes=30), **physical)})
 
 
-# ----------------------------------------------------------------------------- health (m20) and faults (m17)
+# ----------------------------------------------------------------------------- health and faults
 def fleet_outputs(store, engine, source: str, *, anomaly_days: float = 7.0, end: datetime | None = None
                   ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]:
     """The health index of every device and local day (from commissioning to ``end``), the fault score and flag of
@@ -180,7 +180,7 @@ def pv_alert_frame(daily: pd.DataFrame | None, flags: pd.DataFrame | None, sourc
                                                                  pl.col("ts").cast(pl.Datetime("us", "UTC")))
 
 
-# ----------------------------------------------------------------------------- inverters (m19)
+# ----------------------------------------------------------------------------- inverters: remaining life
 def inverter_fleets(store) -> list[str]:
     """Sources of asset observations from inverters (their heatsink temperature marks them)."""
     out = []
