@@ -556,8 +556,8 @@ def models_report_cmd(
 @_guarded
 def models_figures_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the figures to (created if needed).")] = Path("docs/figures"),
-    name: Annotated[list[str] | None, typer.Option("--name", help="A figure to export, e.g. survival_curve "
-                                                   "(repeat for more); none: every figure.")] = None,
+    name: Annotated[list[str] | None, typer.Option("--name", help="A figure to export by name (an unknown name lists those there are; "
+                                                   "repeat for more); none: every figure.")] = None,
     as_json: JsonOpt = False,
 ):
     """Export the evaluation figures of the registered models' latest runs (PNG where Chromium made one, else the
