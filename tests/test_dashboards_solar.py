@@ -144,3 +144,19 @@ def test_the_fleet_table_ranks_by_health_counts_fault_runs_and_takes_the_alarm_f
     assert "health index [0-100]" in shown.columns and shown.loc[0, "last fault flag"].endswith(("AEDT", "AEST"))
     fig = solar.health_figure(daily, "pv001")
     assert fig.data[0].value == 36.0 and list(fig.data[1].y) == [50.0] * 4
+
+
+def test_the_inverter_table_and_survival_curve_read_the_engines_columns():
+    """The engine's remaining-life columns (``<id>.s_<d>d`` on a weekly grid, percentiles capped at the grid's end) as
+    the page shows them: the interval in one column, "≥ 364" for a life beyond the grid, the curve from 1 at day 0."""
+    rul = registry.by_role("asset_rul").id
+    grid = list(range(7, 365, 7))
+    surv = {f"{rul}.s_{d:03d}d": [1 - d / 1000, 1 - d / 400] for d in grid}
+    frame = pd.DataFrame({"device_id": ["inv001", "inv002"], "issued_at": pd.to_datetime(["2025-01-06"] * 2, utc=True),
+                          f"{rul}.median_days": [364.0, 210.0], f"{rul}.p10_days": [100.0, 35.0], f"{rul}.p90_days": [364.0, 364.0],
+                          f"{rul}.risk": [0.1, 0.9], **surv})
+    shown = solar.rul_for_people(frame, "sim:x")
+    assert shown["median remaining life [days]"].tolist() == ["≥ 364", "210"]
+    assert shown["10-90 % interval [days]"].tolist() == ["100 – ≥ 364", "35 – ≥ 364"]
+    fig = solar.survival_figure(frame, "inv002")
+    assert list(fig.data[0].x) == [0, *grid] and fig.data[0].y[0] == 1.0 and fig.data[0].y[-1] == pytest.approx(1 - 364 / 400)

@@ -55,7 +55,12 @@ def pq_models() -> tuple[str, str]:
 
 
 def fleets() -> list[str]:
-    found = store().truth_sources("asset_observations")
+    """The transformer fleets of the store (the inverter fleets have their own view: :mod:`.solar`)."""
+    from ..inference.solar_assets import inverter_fleets
+
+    st = store()
+    inverters = set(inverter_fleets(st))
+    found = [s for s in st.truth_sources("asset_observations") if s not in inverters]
     if not found:
         raise MissingData("No transformer fleet observations in the store: run `make run` (its transformer-fleet simulations) first.")
     return found

@@ -20,6 +20,7 @@ time, named with its offset from UTC.
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -284,12 +285,19 @@ def remaining_life(source: str) -> pd.DataFrame:
     return sa.fleet_remaining_life(store(), engine((rul_id,)), source)
 
 
+def _survival_grid(frame: pd.DataFrame, rul_id: str) -> list[tuple[str, int]]:
+    """The survival columns ``<id>.s_<d>d`` with their day ``d``, in order of ``d``."""
+    found = [(c, re.fullmatch(rf"{re.escape(rul_id)}\.s_(\d+)d", c)) for c in frame.columns]
+    return sorted(((c, int(m.group(1))) for c, m in found if m), key=lambda cd: cd[1])
+
+
 def rul_for_people(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """The remaining-life table as shown: days rounded, the interval in one column, the issue time local."""
     from . import local_text
 
     rul_id = model_id(role=RUL_ROLE)
-    cap = max(int(c.rsplit("_s_", 1)[-1].rstrip("d")) for c in frame.columns if ".s_" in c) if any(".s_" in c for c in frame.columns) else None
+    grid = _survival_grid(frame, rul_id)
+    cap = grid[-1][1] if grid else None
 
     def days(v: float) -> str:
         return f"≥ {cap}" if cap is not None and v >= cap else f"{v:.0f}"
@@ -310,8 +318,8 @@ def survival_figure(frame: pd.DataFrame, device_id: str):
     one = frame[frame["device_id"] == device_id]
     if one.empty:
         raise MissingData(f"{device_id}: no remaining-life estimate")
-    curve = [c for c in frame.columns if c.startswith(f"{rul_id}.s_")]
-    grid = [int(c.rsplit("_s_", 1)[-1].rstrip("d")) for c in curve]
+    columns = _survival_grid(frame, rul_id)
+    curve, grid = [c for c, _ in columns], [d for _, d in columns]
     r = one.iloc[0]
     fig = go.Figure(go.Scatter(x=[0, *grid], y=[1.0, *r[curve].astype(float)], mode="lines", line=dict(color="#264653", shape="hv"),
                                name="P(working after d days)"))
