@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -66,12 +67,16 @@ def stored_files():
 def smoke_home(tmp_path_factory):
     """The smoke pipeline run once per session in a throw-away project home.
 
-    Returns ``(home, result)``. Tests that need a store with simulated data and a registry
+    Returns ``(home, result)``; with ``GRIDTWIN_TEST_SMOKE_HOME`` set, that finished run's home and no result (to
+    iterate on the dashboards without running the pipeline again). Tests that need a store with simulated data and a registry
     with champions (notebooks, dashboards, the daily report) share it instead of paying
     again; use ``smoke_workspace`` to point the library at it for one test.
     """
     from gridtwin_lib import pipeline
 
+    reuse = os.environ.get("GRIDTWIN_TEST_SMOKE_HOME")  # iterate on dashboards against a finished run's home
+    if reuse:
+        return Path(reuse), None
     home = tmp_path_factory.mktemp("home")
     shutil.copytree(ROOT / "notebooks", home / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copytree(ROOT / "pipelines", home / "pipelines")
