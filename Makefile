@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 PORT   ?= 8888
 MLFLOW_PORT ?= 5000
 export MLFLOW_PORT  # MLflow links in reports and dashboards follow it (tracking.ui_url)
@@ -14,12 +14,13 @@ DASH_PORT ?= 8866
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-# The environment is rebuilt only when pyproject.toml changes (the stamp carries its hash).
-$(STAMP): pyproject.toml
+# The environment is rebuilt only when pyproject.toml or constraints.txt changes (the stamp carries their hash);
+# constraints.txt pins every version, so two machines install the same numbers.
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "GridTwin needs python3 >= 3.11 (set PYTHON=...)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name gridtwin --display-name "GridTwin (.venv)" >/dev/null
 	rm -f $(VENV)/.installed-*
 	touch $@
