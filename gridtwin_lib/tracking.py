@@ -630,6 +630,15 @@ def _serving_columns(name: str, tags: dict[str, str], c) -> dict[str, Any]:
             "serving_text": serving_text(model_id, serves, tags.get("gridtwin.algorithm"))}
 
 
+def _latest_versions(c):
+    """Each registered GridTwin model with its latest version and that version's run id."""
+    for rm in c.search_registered_models(filter_string="name LIKE 'gridtwin.%'"):
+        versions = c.search_model_versions(f"name = '{rm.name}'")
+        if versions:
+            latest = max(versions, key=lambda v: int(v.version))
+            yield rm, latest, (latest.tags or {}).get("gridtwin.run_id") or latest.run_id
+
+
 def models_report(c=None) -> pd.DataFrame:
     """The model table from MLflow: per registered model (registry order), its latest version's run:
     primary metric of the model and of every baseline with their bootstrap intervals, the
@@ -637,12 +646,7 @@ def models_report(c=None) -> pd.DataFrame:
     decision and what serves (the ``serving`` alias). Empty when nothing is registered."""
     c = c or client()
     rows = []
-    for rm in c.search_registered_models(filter_string="name LIKE 'gridtwin.%'"):
-        versions = c.search_model_versions(f"name = '{rm.name}'")
-        if not versions:
-            continue
-        latest = max(versions, key=lambda v: int(v.version))
-        run_id = (latest.tags or {}).get("gridtwin.run_id") or latest.run_id
+    for rm, latest, run_id in _latest_versions(c):
         run = c.get_run(run_id)
         tags, m = run.data.tags, run.data.metrics
         primary = tags.get("gridtwin.primary_metric", "")
@@ -709,12 +713,7 @@ def export_figures(out_dir: str | Path, names: list[str] | None = None, c=None) 
     out = Path(out_dir)
     wanted = set(names or ())
     written, seen = [], set()
-    for rm in c.search_registered_models(filter_string="name LIKE 'gridtwin.%'"):
-        versions = c.search_model_versions(f"name = '{rm.name}'")
-        if not versions:
-            continue
-        latest = max(versions, key=lambda v: int(v.version))
-        run_id = (latest.tags or {}).get("gridtwin.run_id") or latest.run_id
+    for _, _, run_id in _latest_versions(c):
         files = {Path(a.path).name for a in c.list_artifacts(run_id, "figures")}
         for stem in sorted({Path(f).stem for f in files}):
             seen.add(stem)

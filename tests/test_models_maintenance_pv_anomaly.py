@@ -112,6 +112,7 @@ def test_model_beats_the_raw_telemetry_isolation_forest_with_an_interval(fitted)
     assert raw.low > 0, raw
     passed, decision = ev.gate()  # and the strongest rung of the ladder, with an interval above zero
     assert passed, decision
+    assert ev.primary > ev.baseline_primary  # the named baseline, the performance-ratio rule
     assert ev.primary >= 0.9 and ev.metrics["event_recall"] >= 0.95, ev.metrics
     for name, metrics in ev.ladder.items():
         assert ev.primary > metrics["event_f1"], (name, metrics["event_f1"], ev.primary)
