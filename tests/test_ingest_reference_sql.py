@@ -150,3 +150,24 @@ def _text_file(tmp_path) -> str:
     path = tmp_path / "notes.db"
     path.write_text("this is not a database\n" * 100)
     return f"sqlite:///{path}"
+
+
+def test_nan_is_missing_and_infinities_are_refused_from_sql_too(tmp_path, store):
+    """The SQL reader holds the finite-number rule of the file readers (issue 14, item 3): a NaN frequency is a
+    missing value stored as null and counted, an infinite active power is refused with its own rule."""
+    url = f"sqlite:///{tmp_path / 'nan.db'}"
+    engine = sa.create_engine(url)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        for k, (freq, p_a) in enumerate([(50.0, 2300.0), (float("nan"), 2300.0), (50.0, float("inf"))], start=1):
+            conn.execute(sa.insert(datetime_table).values(id=k, timestamp=T0 + timedelta(seconds=k), is_simulation=False))
+            conn.execute(sa.insert(voltage_table).values(timestamp_id=k, phaseA=230.0, phaseB=231.0, phaseC=229.5, average=230.2))
+            conn.execute(sa.insert(current_table).values(timestamp_id=k, phaseA=10.0, phaseB=11.0, phaseC=12.5, average=11.2))
+            conn.execute(sa.insert(frequency_table).values(timestamp_id=k, frequency_value=freq))
+            conn.execute(sa.insert(active_power_table).values(timestamp_id=k, phaseA=p_a, phaseB=2530.0, phaseC=2868.75, total=7698.75))
+            conn.execute(sa.insert(reactive_power_table).values(timestamp_id=k, phaseA=400.0, phaseB=-120.5, phaseC=310.0, total=589.5))
+    engine.dispose()
+    s = ingest_reference_sql(url, store=store, device_id="site-1")
+    assert (s.accepted, s.rejected_by_rule) == (2, {"hard.value_finite": 1})
+    assert s.missing_values == {"frequency": 1}
+    assert store.scan("three_phase").collect().sort("ts")["frequency"].to_list() == [50.0, None]
