@@ -86,6 +86,15 @@ def test_the_plant_is_the_simulations_and_an_unknown_source_says_so():
         solar.plant_of("sim:nobody")
 
 
+def test_the_forecast_refuses_a_plant_on_another_clock(page_data):
+    """A PV fleet simulated at another site (Sydney) would get hour-of-day inputs on the forecast's clock: refused in
+    one line, and the view offers only the forecast's own plants."""
+    other = registry.get("m20_health_index").parameters("full")["sources"][0]
+    with pytest.raises(InputError, match="runs on the plants it was configured on"):
+        solar.forecast_against_actual(other, "pv000", solar.forecast_days(SOURCE)[3], 9)
+    assert solar.pv_sources() == [SOURCE]
+
+
 def test_zones_are_named_by_their_offset():
     assert [solar.zone_label(h) for h in (-5.0, 0.0, 10.0, 5.5)] == ["UTC−5", "UTC+0", "UTC+10", "UTC+5:30"]
 

@@ -42,8 +42,11 @@ def forecaster() -> str:
 
 
 def pv_sources() -> list[str]:
-    """Stored PV sources, those the forecast was trained on first."""
-    return sources(simulated_sources(role=FORECAST_ROLE), kind="pv")
+    """The stored PV plants the forecast was configured on (:func:`~gridtwin_lib.inference.solar_assets.forecast_sources`)."""
+    found = [s for s in sources(sa.forecast_sources(), kind="pv") if s in sa.forecast_sources()]
+    if not found:
+        raise MissingData("No PV plant of the forecast in the store: run `make run` (its TMY3 simulation) first.")
+    return found
 
 
 def plant_of(source: str) -> dict[str, Any]:

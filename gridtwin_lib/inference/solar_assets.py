@@ -54,6 +54,14 @@ def settings_of(role: str, keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: params[k] for k in keys if k in params}
 
 
+def forecast_sources() -> tuple[str, ...]:
+    """The PV plants the forecast was configured on (its simulated sources, every size): its hour-of-day inputs are
+    on its own site's clock, so another plant would get a forecast on the wrong hours."""
+    entry = registry.by_role(FORECAST_ROLE)
+    runs = [r for size in registry.SIZES for r in entry.simulation_runs(size)] if entry is not None else []
+    return tuple(dict.fromkeys(r["source"] for r in runs if r.get("source")))
+
+
 def fleet_sources() -> tuple[str, ...]:
     """The PV fleets the health index and the anomaly model were configured on (their simulated sources, every size):
     the fleet models score these. Another PV plant would need its clock and ratings configured (the models' local
@@ -99,6 +107,9 @@ def forecast_against_actual(store, engine, source: str, device_id: str, day: dat
 
     model = model_of(FORECAST_ROLE)
     _require(engine, model, "the PV forecast")
+    if source not in forecast_sources():
+        raise InputError(f"{source}: the PV forecast runs on the plants it was configured on ({', '.join(forecast_sources())}); "
+                         "its hour-of-day inputs are on their clock")
     off = float(settings_of(FORECAST_ROLE, ("utc_offset_h",))["utc_offset_h"])
     plant = plant_of(source)
     issued = datetime(day.year, day.month, day.day, int(issue_hour), tzinfo=UTC) - timedelta(hours=off)
@@ -208,5 +219,5 @@ def fleet_remaining_life(store, engine, source: str, end: datetime | None = None
     return out.sort_values(f"{model}.p10_days", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["fleet_sources", "plant_of", "forecast_against_actual", "fleet_outputs", "fault_events", "pv_alert_frame", "inverter_fleets",
+__all__ = ["forecast_sources", "fleet_sources", "plant_of", "forecast_against_actual", "fleet_outputs", "fault_events", "pv_alert_frame", "inverter_fleets",
            "fleet_remaining_life", "model_of", "settings_of", "COMPONENTS"]
