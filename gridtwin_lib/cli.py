@@ -28,10 +28,13 @@ ingest_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Bring measurements 
 store_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Inspect and query the canonical Parquet store.", no_args_is_help=True)
 pipeline_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Run notebook pipelines (Papermill + MLflow) and list them.", no_args_is_help=True)
 models_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="Registered models and their champions (MLflow registry).", no_args_is_help=True)
+scores_app = typer.Typer(rich_markup_mode=MARKUP_MODE, help="The served models' stored scores of the store's readings (what the dashboards read).",
+                         no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(store_app, name="store")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
+app.add_typer(scores_app, name="scores")
 
 from .cli_common import DryRunOpt, JsonOpt, StoreOpt, _emit, _fail, _guarded, _store, pairs_text, table_text  # noqa: E402,F401
 
@@ -488,6 +491,40 @@ def score_cmd(
     if "alerts" in summary:
         text.append(f"alerts -> {alerts_out}: {pairs_text({k: v for k, v in summary['alerts'].items() if k != 'file'})}")
     _emit(summary, as_json, "\n".join(text))
+
+
+@scores_app.command("refresh")
+@_guarded
+def scores_refresh_cmd(
+    source: Annotated[list[str] | None, typer.Option("--source", help="Three-phase source to score (repeatable) [default: every one].")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Score again even where the stored scores are current.")] = False,
+    store: StoreOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    as_json: JsonOpt = False,
+):
+    """Store what the served models say about every stored three-phase reading.
+
+    Scores each source whose stored scores are not current (another version serves a model now,
+    or the store holds readings they lack) through the inference engine, as one stream per source,
+    into <store>/scores/, which the dashboards read instead of loading the models on every page
+    view. The full, smoke and daily pipelines run it once their models are registered. Example:
+
+        gridtwin scores refresh --source sim:grid_mixed_0
+    """
+    from .inference import stored
+
+    st = _store(store)
+    t0 = time.perf_counter()
+    lines: list[str] = []
+    done = stored.refresh(st, sources=source or None, force=force, progress=progress and not as_json,
+                          say=None if as_json else lines.append)
+    scored = [d for d in done if d["status"] == "scored"]
+    summary = {"sources": done, "scored": len(scored), "current": len(done) - len(scored),
+               "readings_scored": sum(d["readings"] for d in scored), "seconds": round(time.perf_counter() - t0, 2),
+               "scores_dir": str(stored.scores_dir(st))}
+    _emit(summary, as_json, "\n".join([*lines, f"{len(scored)} of {len(done)} sources scored "
+                                       f"({summary['readings_scored']:,} readings) in {summary['seconds']} s; "
+                                       f"{summary['current']} already current -> {summary['scores_dir']}"]))
 
 
 def versions_text(n: int) -> str:

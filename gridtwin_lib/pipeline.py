@@ -11,6 +11,8 @@ A pipeline file ``pipelines/<name>.yaml``::
       - notebook: 10_monitoring.ipynb
         after: [00_data]              # runs once 00_data has succeeded
         parameters: {overrides: {<model id>: {test_days: 7}}}   # changes to the configured parameters
+    then:                             # optional: gridtwin commands run once the run's models are registered
+      - gridtwin scores refresh
 
 Each notebook runs in its own Papermill process on the ``gridtwin`` kernel (so
 independent notebooks can run in parallel, ``jobs`` > 1). Parameters are checked
@@ -72,6 +74,7 @@ class Pipeline:
     description: str
     steps: list[Step]
     workspace: str | None = None
+    then: list[list[str]] = field(default_factory=list)  # gridtwin commands run once the run's models are registered
 
     def order(self) -> list[Step]:
         """Steps in a dependency-respecting order (as listed, when the file respects it)."""
@@ -144,10 +147,10 @@ def load(name: str) -> Pipeline:
     raw = _read_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("notebooks"), list) or not raw["notebooks"]:
         raise InputError(f"{path}: expected a mapping with a non-empty 'notebooks' list")
-    unknown = set(raw) - {"description", "workspace", "parameters", "notebooks"}
+    unknown = set(raw) - {"description", "workspace", "parameters", "notebooks", "then"}
     if unknown:
         raise InputError(f"{path}: unknown key(s) {sorted(unknown)}; "
-                         "allowed: description, workspace, parameters, notebooks")
+                         "allowed: description, workspace, parameters, notebooks, then")
     ws = raw.get("workspace")
     if ws is not None and (not isinstance(ws, str) or not ws.replace("-", "").replace("_", "").isalnum()):
         raise InputError(f"{path}: workspace {ws!r} must be a simple name (letters, digits, '-', '_')")
@@ -177,9 +180,22 @@ def load(name: str) -> Pipeline:
         missing = set(s.after) - names
         if missing:
             raise InputError(f"{path}: {s.name} runs after {sorted(missing)}, which the pipeline does not list")
-    pipe = Pipeline(path.stem, path, raw.get("description", ""), steps, ws)
+    pipe = Pipeline(path.stem, path, raw.get("description", ""), steps, ws, _then_commands(path, raw.get("then") or []))
     pipe.order()  # cycles
     return pipe
+
+
+def _then_commands(path: Path, then: Any) -> list[list[str]]:
+    """The ``then`` list: ``gridtwin`` commands (e.g. ``gridtwin scores refresh``), as argument lists."""
+    import shlex
+
+    if not isinstance(then, list) or not all(isinstance(c, str) for c in then):
+        raise InputError(f"{path}: 'then' must be a list of commands such as 'gridtwin scores refresh'")
+    commands = [shlex.split(c) for c in then]
+    for c, text in zip(commands, then, strict=True):
+        if len(c) < 2 or c[0] != "gridtwin":
+            raise InputError(f"{path}: then: {text!r} is not a gridtwin command; write e.g. 'gridtwin scores refresh'")
+    return commands
 
 
 def notebook_parameters(nb: Path) -> dict[str, dict[str, Any]]:
@@ -307,6 +323,8 @@ def _run(pipe: Pipeline, jobs: int, dry_run: bool, say: Callable[[str], None], t
             shown = json.dumps(s.parameters, default=str)
             shown = shown if len(shown) <= 160 else f"{len(s.parameters)} parameters: {', '.join(s.parameters)}"[:160] + "…"
             say(f"[{i}/{len(order)}] {s.notebook.name}{deps} {shown}")
+        for c in pipe.then:
+            say(f"then: {' '.join(c)}")
         say(f"dry run: nothing executed; reports would go to {out_dir}")
         return PipelineResult(pipe.name, out_dir.name, str(out_dir), "planned", 0.0, steps)
 
@@ -362,9 +380,15 @@ def _execute(pipe: Pipeline, order: list[Step], base: Path, out_dir: Path, jobs:
         failure = _register_all(order, results, say)
     else:
         _fail_finished(order, results, failure)
+    after = []
+    for command in pipe.then if failure is None else []:
+        after.append(_run_command(command, out_dir, say))
+        if after[-1].status != "ok":
+            failure = f"{after[-1].name} failed (the models are registered): {after[-1].error}"
+            break
 
     result = PipelineResult(pipe.name, out_dir.name, str(out_dir), "failed" if failure else "ok",
-                            round(time.perf_counter() - t0, 1), [results[s.name] for s in order], failure)
+                            round(time.perf_counter() - t0, 1), [*(results[s.name] for s in order), *after], failure)
     (out_dir / "pipeline.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     _write_index(out_dir, pipe, result)
     _point_latest(base, out_dir)
@@ -391,6 +415,23 @@ def _register_all(order: list[Step], results: dict[str, StepResult], say: Callab
                     f"{r['baseline_metric']:.4g}; v{r['registered_version']}"
                     f"{' is champion' if r['champion'] else ' not champion'} ({r['champion_reason']})")
     return None
+
+
+def _run_command(command: list[str], out_dir: Path, say: Callable[[str], None]) -> StepResult:
+    """One ``then`` command in its own process (``python -m gridtwin_lib``, the workspace inherited); its output
+    goes to ``<run folder>/<command>.log``."""
+    name = " ".join(command)
+    log = out_dir / (("_".join(command[1:]) or "command") + ".log")
+    say(f"then: {name} started")
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        rc = subprocess.run([sys.executable, "-m", "gridtwin_lib", *command[1:]], stdout=fh, stderr=subprocess.STDOUT,
+                            cwd=config.project_root(), env={**os.environ, "TQDM_DISABLE": "1"}).returncode
+    res = StepResult(name, "ok" if rc == 0 else "failed", round(time.perf_counter() - t0, 1), report=str(log))
+    if rc != 0:
+        res.error = _last_line(log.read_text()) or f"exit status {rc}"
+    say(f"then: {name} {'ok' if rc == 0 else 'FAILED'} in {res.seconds:.1f} s" + (f": {res.error}" if res.error else ""))
+    return res
 
 
 def _fail_finished(order: list[Step], results: dict[str, StepResult], failure: str) -> None:

@@ -469,6 +469,18 @@ def serving_version(name: str, c=None):
     return None
 
 
+def served_keys(model_ids, c=None) -> dict[str, str | None]:
+    """What serves each model now, as ``<version>:<serves>`` (``3:model``, ``4:baseline:persistence``), or
+    None when nothing is registered: stored scores are current only for these keys
+    (:mod:`gridtwin_lib.inference.stored`). Registry lookups only, no model is loaded."""
+    c = c or client()
+    keys: dict[str, str | None] = {}
+    for model_id in model_ids:
+        version = serving_version(f"gridtwin.{model_id}", c)
+        keys[model_id] = None if version is None else f"{version.version}:{(version.tags or {}).get('gridtwin.serves', 'model')}"
+    return keys
+
+
 def load_served(model_id: str, alias: str = SERVING, c=None) -> tuple[Any, str, str]:
     """What serves ``model_id``: ``(estimator, serves, version)``.
 

@@ -780,3 +780,28 @@ def test_report_copy_for_mlflow_embeds_plotly_js(tmp_path):
     assert outside_urls(body) == [] and f'src="{PLOTLY_JS}"' not in body
     assert "window.Plotly" in body and body.count("Plotly.newPlot") >= 1
     assert not (tmp_path / "mlflow" / PLOTLY_JS).exists()
+
+
+def test_pages_read_the_stored_scores_without_loading_a_per_reading_model(smoke_workspace):
+    """After the smoke pipeline (its ``then`` step stored the scores), the pages' per-reading outputs come from
+    the stored scores: no per-reading model is loaded in the page's kernel, and the outputs are the served ones."""
+    from gridtwin_lib.dashboards import decision, energy, monitoring
+    from gridtwin_lib.models import registry
+
+    dashboards._ENGINES.clear()
+    dashboards._SERVED.clear()
+    source = monitoring.sources()[0]
+    device = monitoring.devices(source)[0]
+    first = dashboards.store().scan("three_phase", source=source, device_id=device).select(pl.col("ts").min()).collect().item()
+    start = first + timedelta(hours=1)
+    ids = [m for k, m in monitoring.models().items() if k != "waveforms"]
+    scored = dashboards.score_range(ids, source, device, start, start + timedelta(minutes=20))
+    assert scored.stored and scored.frame.height > 0
+    anomaly = f"{monitoring.models()['anomaly']}.anomaly_score"
+    assert scored.frame[anomaly].null_count() < scored.frame.height  # the served model's outputs, read
+    got = decision.last_hours(decision.sources()[0], 1)
+    assert got.stored and got.frame.height > 0 and "v_mean_dev_pct" in got.frame.columns
+    energy.losses_figure(energy.loss_days()[-1])
+    per_reading = set(registry.reading_ids())
+    loaded = {m for key in dashboards._ENGINES for m in key}
+    assert not loaded & per_reading, f"per-reading models loaded on a page: {sorted(loaded & per_reading)}"

@@ -167,3 +167,31 @@ def test_a_failing_notebook_run_in_parallel_registers_nothing_from_its_siblings(
     steps = {s["name"]: s for s in json.loads((out / "pipeline.json").read_text())["steps"]}
     good_run = steps["01_toy"]["runs"][0]["run_id"]
     assert steps["01_toy"]["status"] == "ok" and tracking.client().get_run(good_run).info.status == "FAILED"
+
+
+def test_then_commands_run_once_the_models_are_registered(home):
+    """A pipeline's ``then`` commands run after registration (here: they see the version the run registered), their
+    output is kept in the run folder, and a failing one fails the run with one line while its models stay registered."""
+    spec = {"description": "toy then", "parameters": {"seed": 3}, "notebooks": [{"notebook": "01_toy.ipynb", "parameters": {"noise": 0.1}}],
+            "then": ["gridtwin models list --json"]}
+    (home / "pipelines" / "then.yaml").write_text(yaml.safe_dump(spec))
+    lines: list[str] = []
+    result = pipeline.run("then", echo=lines.append)
+    assert result.status == "ok" and [s.name for s in result.steps] == ["01_toy", "gridtwin models list --json"]
+    log = Path(result.steps[-1].report).read_text()
+    board = json.loads(log.strip().splitlines()[-1])
+    assert any(r.get("model_id") == "m99_toy" and r.get("champion_version") for r in board), log[-500:]
+    assert any(ln.startswith("then: gridtwin models list --json ok") for ln in lines)
+
+    spec["then"] = ["gridtwin scores refresh --source sim:nowhere"]
+    (home / "pipelines" / "then.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(pipeline.PipelineError, match="scores refresh.*the models are registered.*sim:nowhere"):
+        pipeline.run("then", echo=None)
+    versions, _ = registry()
+    assert len(versions) == 2  # registered before the command failed
+
+    for bad in (["rm -rf data"], "gridtwin scores refresh", [""]):
+        spec["then"] = bad
+        (home / "pipelines" / "then.yaml").write_text(yaml.safe_dump(spec))
+        with pytest.raises(InputError, match="then"):
+            pipeline.load("then")

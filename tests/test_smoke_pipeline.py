@@ -40,7 +40,16 @@ def test_smoke_pipeline_writes_reports(smoke_home):
     for model_id in MODELS:
         assert model_id in index  # each model linked to its MLflow run
     summary = json.loads((out / "pipeline.json").read_text())
-    assert [s["status"] for s in summary["steps"]] == ["ok"] * len(NOTEBOOKS)
+    assert [(s["name"], s["status"]) for s in summary["steps"]] == [(n, "ok") for n in (*NOTEBOOKS, "gridtwin scores refresh")]
+    # once the models were registered, what they say about every three-phase reading was stored for the dashboards
+    from gridtwin_lib.inference import stored
+    from gridtwin_lib.store import Store
+
+    store = Store(home / "data" / "workspaces" / "smoke" / "store")
+    for source in store.sources("three_phase"):
+        kept = stored.manifest(store, source)
+        assert kept is not None and kept["readings"] == stored.readings_count(store, source) > 0, source
+        assert any(c.startswith("m01_voltage_anomaly.") for c in kept["columns"]), source
     # the daily report kept its tables beside its HTML
     daily = json.loads((out / "daily.json").read_text())
     assert daily["readings"] > 0 and set(daily["alerts"]) == {"CRITICAL", "HIGH", "MEDIUM", "LOW"}

@@ -559,24 +559,68 @@ def engine(model_ids: tuple[str, ...]):
     return _ENGINES[key]
 
 
-def score_range(eng, source: str, device_id: str | None, start, end, with_features=()) -> pl.DataFrame:
-    """Three-phase readings of [start, end) with the engine's ``<model_id>.<output>`` columns (and
-    ``with_features``, see :meth:`~gridtwin_lib.inference.Engine.score`); the engine is first fed the
-    :data:`~gridtwin_lib.inference.HISTORY` before ``start`` so its windows are warm."""
-    from ..inference import HISTORY
+@dataclass
+class Scored:
+    """Readings of a range with their models' ``<model_id>.<output>`` columns.
 
-    raw = store().scan("three_phase", source=source, device_id=device_id, start=start - HISTORY, end=end).collect()
-    shown = raw.filter(pl.col("ts") >= start)
+    ``missing``: model id -> why it has no outputs; ``stored``: True when the outputs were read from
+    the scores the pipeline stored (:mod:`gridtwin_lib.inference.stored`), False when scored on load."""
+
+    frame: pl.DataFrame
+    missing: dict[str, str]
+    stored: bool
+
+
+_SERVED: dict[str, tuple[float, str | None]] = {}
+_SERVED_TTL_S = 30.0  # a page re-reads what serves a model at most this often
+
+
+def served_keys(model_ids) -> dict[str, str | None]:
+    """What serves each model now (:func:`gridtwin_lib.tracking.served_keys`), looked up at most once per
+    :data:`_SERVED_TTL_S` per kernel."""
+    now = time.monotonic()
+    stale = [m for m in model_ids if m not in _SERVED or now - _SERVED[m][0] > _SERVED_TTL_S]
+    if stale:
+        from ..tracking import served_keys as lookup
+
+        _SERVED.update({m: (now, key) for m, key in lookup(stale).items()})
+    return {m: _SERVED[m][1] for m in model_ids}
+
+
+def score_range(model_ids, source: str, device_id: str | None, start, end, with_features=()) -> Scored:
+    """Three-phase readings of [start, end) with the ``<model_id>.<output>`` columns of ``model_ids`` (and
+    ``with_features``, see :meth:`~gridtwin_lib.inference.Engine.score`).
+
+    The outputs come from the stored scores when they are current and cover every reading of the range
+    (:func:`gridtwin_lib.inference.stored.read`: no model is loaded); otherwise the engine scores the
+    range on load, first fed the :data:`~gridtwin_lib.inference.HISTORY` before ``start`` so its
+    windows are warm (e.g. readings the collector added since the last ``gridtwin scores refresh``)."""
+    from ..inference import HISTORY
+    from ..inference import stored as stored_scores
+
+    ids = tuple(dict.fromkeys(model_ids))
+    st = store()
+    shown = st.scan("three_phase", source=source, device_id=device_id, start=start, end=end).collect()
     if shown.height == 0:
         raise MissingData(f"{source}{' / ' + device_id if device_id else ''}: no readings between "
                           f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC; pick another day or range")
+    got = stored_scores.read(st, source, served_keys(ids), device_id=device_id, start=start, end=end)
+    if got is not None:
+        scores, missing = got
+        keep = [*(c for c in with_features if c in scores.columns and c not in shown.columns), *(c for c in scores.columns if "." in c)]
+        frame = shown.join(scores.select("device_id", "ts", "status", *keep), on=["device_id", "ts"], how="left")
+        if frame["status"].null_count() == 0:  # every reading has its stored row
+            return Scored(frame.drop("status"), missing, True)
+    eng = engine(ids)
     eng.reset()
-    warm = raw.filter(pl.col("ts") < start)
+    warm = st.scan("three_phase", source=source, device_id=device_id, start=start - HISTORY, end=start).collect()
     if warm.height:
         eng.score(warm)
     scores = eng.score(shown, with_features=with_features).frame
-    outputs = [c for c in scores.columns if (c.startswith("m") and "." in c) or (c in with_features and c not in shown.columns)]
-    return shown.with_row_index("row").join(scores.select("row", *outputs), on="row", how="left").drop("row")
+    outputs = [*(c for c in with_features if c in scores.columns and c not in shown.columns),
+               *(c for c in scores.columns if "." in c and c.split(".", 1)[0] in ids and c.split(".", 1)[0] in eng.estimators)]
+    frame = shown.with_row_index("row").join(scores.select("row", *outputs), on="row", how="left").drop("row")
+    return Scored(frame, {m: eng.missing[m] for m in ids if m in eng.missing}, False)
 
 
 def decimate(frame: pl.DataFrame, max_points: int = MAX_PLOT_POINTS, by: str | None = "device_id") -> pl.DataFrame:

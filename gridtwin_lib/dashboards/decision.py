@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from . import MissingData, engine, model_id, score_range, simulated_sources, store
+from . import MissingData, Scored, engine, model_id, score_range, simulated_sources, store
 from . import sources as shared_sources
 
 STABILITY, REACTIVE = "grid_stability", "reactive_power_compensation"  # catalogue names of the per-reading models
@@ -48,8 +48,13 @@ def alert_models() -> tuple[str, ...]:
     return tuple(m for m in registry.ids() if m in named)
 
 
-def _engine():
-    return engine(tuple(dict.fromkeys((*models().values(), *alert_models()))))
+def reading_models() -> tuple[str, ...]:
+    """The per-reading models the page shows or the alert rules read: their outputs come from the stored scores
+    (:func:`~gridtwin_lib.dashboards.score_range`), so the page loads none of them when those are current."""
+    from ..models import registry
+
+    per_reading = set(registry.reading_ids())
+    return tuple(m for m in dict.fromkeys((*models().values(), *alert_models())) if m in per_reading)
 
 
 def feeder_source() -> str:
@@ -62,13 +67,13 @@ def sources() -> list[str]:
     return shared_sources(simulated_sources(STABILITY))
 
 
-def last_hours(source: str, hours: int) -> pl.DataFrame:
-    """The source's last ``hours`` of readings, scored (readings, alert features and model outputs)."""
+def last_hours(source: str, hours: int) -> Scored:
+    """The source's last ``hours`` of readings with the alert features and the outputs of :func:`reading_models`."""
     from ..inference import ALERT_FEATURES
 
     last = store().scan("three_phase", source=source).select(pl.col("ts").max()).collect().item()
     end = last + timedelta(seconds=1)
-    return score_range(_engine(), source, None, end - timedelta(hours=int(hours)), end, with_features=ALERT_FEATURES)
+    return score_range(reading_models(), source, None, end - timedelta(hours=int(hours)), end, with_features=ALERT_FEATURES)
 
 
 def gauge_figure(frame: pl.DataFrame, source: str):
@@ -79,9 +84,8 @@ def gauge_figure(frame: pl.DataFrame, source: str):
 
     stability = models()["stability"]
     col = f"{stability}.stability_score"
-    eng = _engine()
-    if stability in eng.missing:
-        raise MissingData(f"{stability}: {eng.missing[stability]}")
+    if col not in frame.columns:
+        raise MissingData(f"{stability}: nothing serves it in the registry (run `make run`)")
     scored = frame.filter(pl.col(col).is_not_null()) if col in frame.columns else frame.clear()
     if scored.height == 0:
         raise MissingData(f"{source}: the stability model scored no reading in the range (it needs an hour of history)")
@@ -159,26 +163,23 @@ def actions() -> tuple[pd.DataFrame, list[str]]:
     """Recommended actions with their expected effect: reactive power per feeder head, a phase move per feeder, the
     battery set-point for the next hour."""
     rows, notes = [], []
-    eng = _engine()
     for fn in (_reactive_actions, _phase_moves, _dispatch_action):
         try:
-            rows += fn(eng)
+            rows += fn()
         except MissingData as exc:
             notes.append(str(exc))
     return pd.DataFrame(rows, columns=["adviser", "where", "action", "expected effect"]), notes
 
 
-def _reactive_actions(eng) -> list[dict]:
+def _reactive_actions() -> list[dict]:
     reactive, source = models()["reactive"], feeder_source()
-    if reactive in eng.missing:
-        raise MissingData(f"{reactive}: {eng.missing[reactive]}")
-    st = store()
-    last = st.scan("three_phase", source=source).select(pl.col("ts").max()).collect().item()
+    last = store().scan("three_phase", source=source).select(pl.col("ts").max()).collect().item()
     if last is None:
         raise MissingData(f"reactive power: no feeder-head readings ({source}); run `make run`")
-    heads = st.scan("three_phase", source=source, start=last, end=last + timedelta(seconds=1)).collect()
-    eng.reset()
-    out = eng.score(heads).frame.filter(pl.col(f"{reactive}.q_setpoint_kvar").is_not_null())
+    scored = score_range((reactive,), source, None, last, last + timedelta(seconds=1))
+    if reactive in scored.missing:
+        raise MissingData(f"{reactive}: {scored.missing[reactive]}")
+    out = scored.frame.filter(pl.col(f"{reactive}.q_setpoint_kvar").is_not_null())
     out = out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder"))  # one set-point per feeder
     from . import local_text
 
@@ -188,10 +189,11 @@ def _reactive_actions(eng) -> list[dict]:
             for r in out.unique("feeder", keep="first", maintain_order=True).iter_rows(named=True)]
 
 
-def _phase_moves(eng) -> list[dict]:
+def _phase_moves() -> list[dict]:
     from ..datasets.decision.load_balancing import load_balancing
 
     mover = models()["phase_move"]
+    eng = engine((mover,))
     if mover in eng.missing:
         raise MissingData(f"{mover}: {eng.missing[mover]}")
     ds = load_balancing(store())
@@ -210,11 +212,12 @@ def _phase_moves(eng) -> list[dict]:
     return rows
 
 
-def _dispatch_action(eng) -> list[dict]:
+def _dispatch_action() -> list[dict]:
     from ..datasets.energy.power_flow_optimization import tou_price
     from .energy import TARIFF_EUR_PER_KWH
 
     dispatcher = models()["dispatch"]
+    eng = engine((dispatcher,))
     if dispatcher in eng.missing:
         raise MissingData(f"{dispatcher}: {eng.missing[dispatcher]}")
     load = _last_day_hourly_kw()
@@ -248,8 +251,8 @@ def alert_table(frame: pl.DataFrame) -> pl.DataFrame:
 
     assets = None
     fleets = store().truth_sources("asset_observations")
-    eng = _engine()
-    if fleets and not {model_id(role="asset_failure"), model_id(role="asset_overload")} <= set(eng.missing):
+    eng = engine((model_id(role="asset_failure"), model_id(role="asset_overload")))
+    if fleets and eng.estimators:
         from .maintenance import observations
 
         assets = eng.score_assets(observations(fleets[0])).with_columns(pl.lit(fleets[0]).alias("source"))
@@ -291,7 +294,7 @@ def page(source: str | None = None):
 def stability_view(source_name: str | None = None):
     import ipywidgets as w
 
-    from . import attempt, choose, figure, labelled, refresh, row, table_html, timezone_of
+    from . import attempt, choose, figure, labelled, missing, refresh, row, table_html, timezone_of
 
     names = sources()
     source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
@@ -306,9 +309,11 @@ def stability_view(source_name: str | None = None):
 
     def show(_=None):
         notes.children = []
-        frame = attempt(notes, lambda: last_hours(source.value, hours.value), "the readings")
-        if frame is None:
+        got = attempt(notes, lambda: last_hours(source.value, hours.value), "the readings")
+        if got is None:
             return
+        frame = got.frame
+        notes.children = [*notes.children, *(missing(f"{m}: {why}") for m, why in got.missing.items())]
         attempt(notes, lambda: refresh(gauge, gauge_figure(frame, source.value)), "the stability gauge")
         attempt(notes, lambda: refresh(drivers, drivers_figure(frame, source.value)), "the stability drivers")
         attempt(notes, lambda: refresh(trend, stability_trend_figure(frame, source.value)), "the stability trend")

@@ -6,8 +6,9 @@
 * The day planner (role ``day_plan``): the LP schedule for that day (:meth:`Engine.plan_day` on
   that forecast, a clear-sky PV forecast of the planner's site and its time-of-use tariff)
   against the rule baseline planned on the same forecast.
-* The energy-loss model (catalogue name ``energy_loss``): the feeder-head readings of a day
-  through the engine (losses [kW]), beside the losses the feeder twin computed (power flow).
+* The energy-loss model (catalogue name ``energy_loss``): its losses [kW] for the feeder-head readings of a
+  day (the stored scores, :func:`~gridtwin_lib.dashboards.score_range`), beside the losses the feeder twin
+  computed (power flow).
 * The segmentation (role ``segments``): the customers' daily profiles (its dataset's rows)
   segmented into archetypes with their peak share and flexible energy.
 
@@ -23,7 +24,7 @@ import pandas as pd
 import polars as pl
 
 from .. import settings
-from . import MissingData, days, engine, model_id, simulated_sources, store
+from . import MissingData, days, engine, model_id, score_range, simulated_sources, store
 
 FORECAST_ROLE, PLAN_ROLE, SEGMENT_ROLE = "day_ahead_load", "day_plan", "segments"  # the registry's roles shown here
 LOSSES = "energy_loss"  # catalogue name of the per-reading losses model
@@ -48,8 +49,9 @@ def segment_source() -> str:
     return simulated_sources(role=SEGMENT_ROLE)[0]
 
 
-def _engine():
-    return engine(tuple(models().values()))
+def _engine(what: str):
+    """The engine of the page's model ``what`` alone (a key of :func:`models`): a figure loads only its own model."""
+    return engine((models()[what],))
 
 
 def meter_sources() -> list[str]:
@@ -77,7 +79,7 @@ def forecast_vs_actual(source: str, day: date) -> pd.DataFrame:
     """Hourly day-ahead forecast [kW] issued at local midnight of ``day`` and the measured hourly mean [kW]."""
     from ..datasets.energy.load_forecast import meter_load
 
-    eng = _engine()
+    eng = _engine("forecast")
     forecaster = models()["forecast"]
     if forecaster not in eng.estimators:
         raise MissingData(f"{forecaster}: {eng.missing[forecaster]}")
@@ -123,7 +125,7 @@ def schedule(fc: pd.DataFrame, source: str, day: date) -> tuple[pd.DataFrame, pd
     from ..models.energy.power_flow_optimization import PowerFlowOptimization
     from ..physics.battery import day_cost
 
-    eng = _engine()
+    eng = _engine("plan")
     hours = np.arange(24)
     pv = clear_sky_pv_kw(day, PV_AT_SCEAUX) if source == "uci" else np.zeros(24)
     price = tou_price(hours, *TARIFF_EUR_PER_KWH)
@@ -182,18 +184,14 @@ def losses_figure(day: date):
 
     from . import local_start, source_label, time_axis, to_local
 
-    eng = _engine()
     losses_model, source = models()["losses"], loss_source()
     column = f"{losses_model}.losses_kw"
-    if losses_model not in eng.estimators:
-        raise MissingData(f"{losses_model}: {eng.missing[losses_model]}")
     start, end = local_start(day, 0, source), local_start(day + timedelta(days=1), 0, source)  # the local day
+    scored = score_range((losses_model,), source, None, start, end)  # MissingData without feeder-head readings
+    if losses_model in scored.missing:
+        raise MissingData(f"{losses_model}: {scored.missing[losses_model]}")
     st = store()
-    heads = st.scan("three_phase", source=source, start=start, end=end).collect()
-    if heads.height == 0:
-        raise MissingData(f"no feeder-head readings of {source} on {day}: run `make run` (the feeder simulation)")
-    eng.reset()
-    out = eng.score(heads).frame.filter(pl.col(column).is_not_null())
+    out = scored.frame.filter(pl.col(column).is_not_null())
     truth = st.scan_truth("feeder_losses", source=source, start=start, end=end).collect()
     fig = go.Figure()
     for (feeder,), part in out.with_columns(pl.col("device_id").str.replace(r"_[RIC]$", "").alias("feeder")) \
@@ -214,7 +212,7 @@ def archetypes() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Archetype per customer-day and per archetype: customers, days, mean peak share, flexible energy [kWh/day]."""
     from ..datasets.energy.demand_response import demand_response
 
-    eng = _engine()
+    eng = _engine("segments")
     segmenter = models()["segments"]
     if segmenter not in eng.estimators:
         raise MissingData(f"{segmenter}: {eng.missing[segmenter]}")

@@ -193,11 +193,9 @@ def pq_over_time(source: str, day: date, hours: int = PQ_HOURS[0], device_id: st
     """PQ index and sag probability per reading of ``device_id`` (None: every device of the source) over ``hours``
     from local ``day`` 16:00 at the source's site. The page scores one device at a time: on the full store a
     source holds several devices, and scoring them all on every change took minutes."""
-    models = pq_models()
-    eng = engine(models)
     start = local_start(day, PQ_START_HOUR, source)
-    frame = score_range(eng, source, device_id, start, start + timedelta(hours=int(hours)))
-    return frame, [f"{m}: {eng.missing[m]}" for m in models if m in eng.missing]
+    scored = score_range(pq_models(), source, device_id, start, start + timedelta(hours=int(hours)))
+    return scored.frame, [f"{m}: {why}" for m, why in scored.missing.items()]
 
 
 def pq_figure(frame: pl.DataFrame, source: str):

@@ -1,9 +1,9 @@
 """Dashboard 01: replay a stored time range through the monitoring champions, in place.
 
-:func:`load` reads one device's readings of a source and time range (with the engine's
-:data:`~gridtwin_lib.inference.HISTORY` before it, so the windows are warm at the first
-shown reading) and scores them once with the voltage-anomaly, frequency-stability and
-phase-imbalance models (:class:`gridtwin_lib.inference.Engine`). A :class:`Replay` then moves a clock through the
+:func:`load` reads one device's readings of a source and time range with what the voltage-anomaly,
+frequency-stability and phase-imbalance models said about them: the scores the pipeline stored
+(:mod:`gridtwin_lib.inference.stored`), or, for readings newer than those, the engine's scores on load
+(:func:`gridtwin_lib.dashboards.score_range`). A :class:`Replay` then moves a clock through the
 range: the ``FigureWidget`` traces grow up to the clock (no new widgets, one browser
 update per step), the frequency forecast is drawn ahead of it with the normal band, and the
 status line gives the unbalance cause and the disturbance class (the registry's ``waveforms`` role)
@@ -68,11 +68,6 @@ def col(what: str, output: str) -> str:
     return f"{models()[what]}.{output}"
 
 
-def engine():
-    """The monitoring champions, loaded once per kernel (the frequency model's network takes a few seconds)."""
-    return shared_engine(tuple(models().values()))
-
-
 def sources() -> list[str]:
     """Stored three-phase sources, the voltage-anomaly model's training run first (a mixed-event feeder at 1 s)."""
     return shared_sources(simulated_sources(ANOMALY)[:1])
@@ -100,15 +95,13 @@ class Window:
 
 
 def load(source: str, device_id: str, day: date, start_hour: int = DEFAULT_START_HOUR, hours: int = DEFAULT_HOURS) -> Window:
-    """Score ``hours`` of one device from local ``day`` ``start_hour`` at the source's site (after a warm-up of
-    the engine's history)."""
+    """``hours`` of one device from local ``day`` ``start_hour`` at the source's site with the models' outputs
+    (stored scores, else scored on load after a warm-up of the engine's history: :func:`~gridtwin_lib.dashboards.score_range`)."""
     start = local_start(day, start_hour, source)
     end = start + timedelta(hours=int(hours))
-    eng = engine()
-    frame = score_range(eng, source, device_id, start, end)
-    shown = [m for k, m in models().items() if k != "waveforms"]
-    plot = decimate(frame).with_columns(_local(pl.col("ts"), source).alias("t_local"))
-    return Window(source, device_id, start, end, frame, plot, {m: eng.missing[m] for m in shown if m in eng.missing})
+    scored = score_range([m for k, m in models().items() if k != "waveforms"], source, device_id, start, end)
+    plot = decimate(scored.frame).with_columns(_local(pl.col("ts"), source).alias("t_local"))
+    return Window(source, device_id, start, end, scored.frame, plot, scored.missing)
 
 
 def _local(ts: pl.Expr, source: str) -> pl.Expr:
@@ -183,8 +176,8 @@ def waveforms() -> Any:
 
         st = store()
         srcs = st.truth_sources("waveform_windows")
-        eng = engine()
         waveform_model = models()["waveforms"]
+        eng = shared_engine((waveform_model,))  # the classifier alone: the page's other models are read from stored scores
         if not srcs or waveform_model not in eng.estimators:
             _CACHE["waveforms"] = None
         else:
