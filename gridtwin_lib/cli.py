@@ -500,6 +500,8 @@ def scores_refresh_cmd(
     force: Annotated[bool, typer.Option("--force", help="Score again even where the stored scores are current.")] = False,
     store: StoreOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    every: Annotated[float | None, typer.Option("--every", min=0.5, help="Keep going: look for new readings every EVERY "
+                                                 "seconds and score them as they arrive (the collector's); Ctrl-C stops.")] = None,
     as_json: JsonOpt = False,
 ):
     """Store what the served models say about every stored three-phase reading.
@@ -507,24 +509,59 @@ def scores_refresh_cmd(
     Scores each source whose stored scores are not current (another version serves a model now,
     or the store holds readings they lack) through the inference engine, as one stream per source,
     into <store>/scores/, which the dashboards read instead of loading the models on every page
-    view. The full, smoke and daily pipelines run it once their models are registered. Example:
+    view. The full, smoke and daily pipelines run it once their models are registered. A source
+    whose only change is new readings (the collector's) gets those alone scored and appended;
+    with --every that goes on as they arrive. Examples:
 
         gridtwin scores refresh --source sim:grid_mixed_0
+
+        gridtwin scores refresh --source collector --every 5
     """
     from .inference import stored
 
     st = _store(store)
+    if every is not None:
+        _follow_scores(st, source or None, every)
+        return
     t0 = time.perf_counter()
     lines: list[str] = []
     done = stored.refresh(st, sources=source or None, force=force, progress=progress and not as_json,
                           say=None if as_json else lines.append)
-    scored = [d for d in done if d["status"] == "scored"]
+    scored = [d for d in done if d["status"] != "current"]
     summary = {"sources": done, "scored": len(scored), "current": len(done) - len(scored),
                "readings_scored": sum(d["readings"] for d in scored), "seconds": round(time.perf_counter() - t0, 2),
                "scores_dir": str(stored.scores_dir(st))}
     _emit(summary, as_json, "\n".join([*lines, f"{len(scored)} of {len(done)} sources scored "
                                        f"({summary['readings_scored']:,} readings) in {summary['seconds']} s; "
                                        f"{summary['current']} already current -> {summary['scores_dir']}"]))
+
+
+def _follow_scores(st, sources, every_s: float) -> None:
+    """``scores refresh --every``: score what arrives, one line per pass that scored something; the served models
+    are loaded once and again only when another version serves one of them."""
+    from datetime import datetime
+
+    from . import tracking
+    from .inference import Engine, stored
+    from .models import registry
+
+    ids = list(registry.reading_ids())
+    engine, served = None, None
+    typer.echo(f"scoring new readings of {', '.join(sources) if sources else 'every three-phase source'} every {every_s:g} s "
+               f"into {stored.scores_dir(st)}; Ctrl-C stops", err=True)
+    try:
+        while True:
+            now = tracking.served_keys(ids)
+            if now != served:
+                engine, served = Engine.from_registry(ids), now
+            known = set(st.sources("three_phase"))
+            done = stored.refresh(st, sources=[s for s in sources if s in known] if sources else None, engine=engine, served=served)
+            for d in done:
+                if d["status"] != "current":
+                    typer.echo(f"{datetime.now(UTC):%H:%M:%S} {d['source']}: {d['readings']:,} readings {d['status']} in {d['seconds']} s")
+            time.sleep(every_s)
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
 
 
 def versions_text(n: int) -> str:

@@ -206,6 +206,13 @@ def test_dashboard_renders_and_reacts(name, rendered):
     assert not python_words, f"{name}: {sorted(set(python_words))} printed on the page:\n{body[:3000]}"
     assert page.locator(".js-plotly-plot").count() >= expected
     SHOTS.mkdir(parents=True, exist_ok=True)
+    if INTERACTIONS[name] is not None:  # the internal ids, one click away
+        ids = page.locator("details", has=page.locator("summary", has_text="Internal ids"))
+        assert ids.count() == 1, f"{name}: no 'Internal ids' section"
+        ids.locator("summary").click()
+        shown = ids.inner_text()
+        assert re.search(r"\bm\d\d_[a-z_]+", shown) and re.search(r"v\d+: the (model|baseline)", shown), shown[:500]
+        ids.locator("summary").click()
 
     interact = INTERACTIONS[name]
     if interact is None:  # the landing page links every dashboard

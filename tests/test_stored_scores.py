@@ -88,8 +88,19 @@ def test_refresh_rescores_only_what_changed(two_sources, refreshed, tmp_path):
                  start=last + timedelta(seconds=1))
     assert not stored.is_current(two_sources, OTHER, _served())
     after = {d["source"]: d for d in stored.refresh(two_sources, engine=inference.Engine(probes()), served=_served())}
-    assert after[SOURCE]["status"] == "current" and after[OTHER]["status"] == "scored"
-    assert after[OTHER]["readings"] == stored.readings_count(two_sources, OTHER)
+    assert after[SOURCE]["status"] == "current" and after[OTHER]["status"] == "appended"
+    assert after[OTHER]["readings"] == 2 * 600  # the new readings alone were scored
+    assert stored.is_current(two_sources, OTHER, _served())
+    # appended on a warm history, they equal the outputs of one stream over everything (to float rounding)
+    frame, _ = stored.read(two_sources, OTHER, _served())
+    expected = _fresh_scores(two_sources, OTHER)
+    assert frame.height == expected.height == stored.readings_count(two_sources, OTHER)
+    assert_frame_equal(frame.sort("device_id", "ts"), expected.select(frame.columns), check_exact=False, rel_tol=1e-6, abs_tol=1e-6)
+    # readings among the stored ones (a late device's back-fill): the source is scored again whole
+    run_scenario("mixed", duration="2min", resolution="1s", seed=10, devices=1, store=two_sources, progress=False, source=OTHER,
+                 start=datetime(2025, 1, 6, 22, 0, tzinfo=UTC))
+    backfilled = {d["source"]: d for d in stored.refresh(two_sources, engine=inference.Engine(probes()), served=_served())}
+    assert backfilled[OTHER]["status"] == "scored" and backfilled[OTHER]["readings"] == stored.readings_count(two_sources, OTHER)
     # a version change rescores everything
     bumped = stored.refresh(two_sources, engine=inference.Engine(probes()), served=_served("2:model"))
     assert {d["status"] for d in bumped} == {"scored"}
@@ -137,3 +148,17 @@ def test_a_page_reads_stored_scores_and_scores_on_load_what_they_lack(tmp_path, 
                  start=last + timedelta(seconds=1))
     newest = dashboards.score_range(ids, SOURCE, None, last - timedelta(minutes=5), last + timedelta(minutes=6))
     assert not newest.stored and loaded
+
+
+def test_refresh_cli_bad_source_is_one_line_and_writes_nothing(two_sources, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gridtwin_lib.cli import app
+
+    monkeypatch.setenv("GRIDTWIN_HOME", str(tmp_path))
+    monkeypatch.delenv("GRIDTWIN_WORKSPACE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = sorted(p for p in stored.scores_dir(two_sources).rglob("*"))
+    res = CliRunner().invoke(app, ["scores", "refresh", "--store", str(two_sources.root), "--source", "sim:nowhere", "--json"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "sim:nowhere" in res.output
+    assert sorted(p for p in stored.scores_dir(two_sources).rglob("*")) == before

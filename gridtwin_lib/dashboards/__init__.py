@@ -253,11 +253,37 @@ def header(title: str, summary: str = ""):
                   f"<a href='./index.ipynb'>all dashboards</a>)</i></div>")
 
 
-def page(title: str, summary: str, *children):
-    """The layout every dashboard shares: a header, then its rows top to bottom."""
+def page(title: str, summary: str, *children, model_ids: Callable[[], Any] | None = None):
+    """The layout every dashboard shares: a header, then its rows top to bottom, then the internal ids one click
+    away (:func:`ids_details`; ``model_ids`` gives the page's models)."""
     import ipywidgets as w
 
-    return w.VBox([header(title, summary), *children], layout=w.Layout(width="100%"))
+    return w.VBox([header(title, summary), *children, ids_details(model_ids)], layout=w.Layout(width="100%"))
+
+
+def ids_details(model_ids: Callable[[], Any] | None = None):
+    """A closed "Internal ids" section for data scientists: each of the page's models by registry id with what
+    serves it now (version, model or baseline), and every stored source's label with its id."""
+    import ipywidgets as w
+
+    rows: list[str] = []
+    try:
+        ids = list(dict.fromkeys(model_ids() if model_ids is not None else ()))
+        for m, key in served_keys(ids).items():
+            version, _, serves = (key or "").partition(":")
+            what = ("nothing (no registered version)" if key is None
+                    else f"v{version}: " + ("the model" if serves == "model" else serves.replace("baseline:", "the baseline ")))
+            rows.append(f"<tr><td><code>{html.escape(m)}</code></td><td>{html.escape(what)}</td></tr>")
+    except Exception as exc:  # noqa: BLE001 - the ids are a courtesy: never take the page down
+        rows.append(f"<tr><td colspan=2>models: {html.escape(str(exc).splitlines()[0][:200])}</td></tr>")
+    st = store()
+    sources = [(kind, s) for kind in st.kinds() for s in st.sources(kind)]
+    source_rows = "".join(f"<tr><td>{html.escape(source_label(s))}</td><td><code>{html.escape(s)}</code> ({html.escape(kind)})</td></tr>"
+                          for kind, s in sources)
+    return w.HTML("<details style='margin-top:12px;color:#444'><summary>Internal ids (for data scientists)</summary>"
+                  f"<table><tr><th>model id</th><th>what serves it</th></tr>{''.join(rows)}</table>"
+                  f"<table><tr><th>source</th><th>id (kind)</th></tr>{source_rows}</table>"
+                  f"<div>store <code>{html.escape(str(st.root))}</code></div></details>")
 
 
 def row(*children):

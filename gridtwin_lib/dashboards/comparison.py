@@ -177,13 +177,20 @@ def _float(raw) -> float | None:
         return None
 
 
+def _registry_ids() -> list[str]:
+    from ..models import registry
+
+    return registry.ids()
+
+
 def page(model: str | None = None):
     """The whole dashboard: every model's champion against its baseline; ``model`` (None = the first) drilled into."""
     from . import dashboard, guarded
     from . import page as layout
 
     info = dashboard("06_model_comparison")
-    return layout(info.title, info.summary, guarded(lambda: view(model), "the model comparison"))
+    return layout(info.title, info.summary, guarded(lambda: view(model), "the model comparison"),
+                  model_ids=_registry_ids)
 
 
 def view(model_name: str | None = None):

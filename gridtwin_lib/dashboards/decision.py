@@ -288,7 +288,7 @@ def page(source: str | None = None):
 
     info = dashboard("04_decision_making")
     return layout(info.title, info.summary, guarded(lambda: stability_view(source), "the stability view"),
-                  guarded(actions_view, "the actions"))
+                  guarded(actions_view, "the actions"), model_ids=lambda: (*models().values(), *alert_models()))
 
 
 def stability_view(source_name: str | None = None):

@@ -250,7 +250,8 @@ def page(meter: str | None = None):
 
     info = dashboard("03_energy_flow")
     return layout(info.title, info.summary, guarded(lambda: forecast_view(meter), "the load forecast"),
-                  guarded(losses_view, "the losses"), guarded(archetype_view, "the archetypes"))
+                  guarded(losses_view, "the losses"), guarded(archetype_view, "the archetypes"),
+                  model_ids=lambda: models().values())
 
 
 def forecast_view(meter: str | None = None):

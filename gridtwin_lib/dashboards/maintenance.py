@@ -239,7 +239,8 @@ def page(fleet: str | None = None, pq_source: str | None = None, pv_source: str 
     info = dashboard("02_predictive_maintenance")
     return layout(info.title, info.summary, guarded(lambda: fleet_view(fleet), "the asset fleet"),
                   guarded(lambda: pq_view(pq_source), "the PQ outlook"),
-                  guarded(lambda: solar.view(pv_source), "the solar assets"))
+                  guarded(lambda: solar.view(pv_source), "the solar assets"),
+                  model_ids=lambda: (*asset_models(), *pq_models(), *solar.model_ids()))
 
 
 def fleet_view(fleet_name: str | None = None):

@@ -343,7 +343,8 @@ def page(source: str | None = None, device: str | None = None):
     from . import page as layout
 
     info = dashboard("01_realtime_monitoring")
-    return layout(info.title, info.summary, guarded(lambda: view(source, device), "the real-time replay"))
+    return layout(info.title, info.summary, guarded(lambda: view(source, device), "the real-time replay"),
+                  model_ids=lambda: models().values())
 
 
 def view(source_name: str | None = None, device_name: str | None = None):

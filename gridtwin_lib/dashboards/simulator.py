@@ -313,4 +313,4 @@ def page(scenario: str = DEFAULT_SCENARIO, duration: str = DEFAULT_DURATION, see
     return layout(info.title, info.summary,
                   row(w.VBox([scenario_w, duration_w, seed_w, run_button]),
                       w.VBox([w.HTML("<b>scenario parameters</b>"), params])),
-                  status, notes, measurements, reaction, events)
+                  status, notes, measurements, reaction, events, model_ids=reacting_models)

@@ -41,6 +41,11 @@ def forecaster() -> str:
     return model_id(role=FORECAST_ROLE)
 
 
+def model_ids() -> tuple[str, ...]:
+    """The solar part's models: forecast, health index, anomaly detector, remaining life (from the registry's roles)."""
+    return tuple(model_id(role=r) for r in (FORECAST_ROLE, HEALTH_ROLE, ANOMALY_ROLE, RUL_ROLE))
+
+
 def pv_sources() -> list[str]:
     """The stored PV plants the forecast was configured on (:func:`~gridtwin_lib.inference.solar_assets.forecast_sources`)."""
     found = [s for s in sources(sa.forecast_sources(), kind="pv") if s in sa.forecast_sources()]

@@ -34,9 +34,9 @@ from urllib.parse import quote
 
 import polars as pl
 
-from ..fileio import file_lock, write_text
+from ..fileio import atomic_write, file_lock, write_text
 from ..store import Store, as_utc
-from .engine import ALERT_FEATURES, Engine
+from .engine import ALERT_FEATURES, HISTORY, Engine
 from .streams import score_stream
 
 KIND = "three_phase"
@@ -118,9 +118,14 @@ def refresh(store: Store, *, sources: Iterable[str] | None = None, force: bool =
 
     ``engine`` and ``served`` default to the registry's (:meth:`Engine.from_registry`,
     :func:`~gridtwin_lib.tracking.served_keys`); the engine is loaded only when a source needs
-    scoring. Returns one summary per source: ``source``, ``status`` (``scored`` or ``current``),
-    ``readings``, ``seconds``. A source's scores are replaced whole and at once (a reader sees
-    the old or the new ones, never a mix).
+    scoring. Returns one summary per source: ``source``, ``status`` (``scored``, ``appended`` or
+    ``current``), ``readings`` (scored now, or stored when current), ``seconds``.
+
+    A source whose only change is readings after its stored ones (the collector's, as devices post) gets
+    those alone scored and appended (``appended``), each device's windows warmed on the
+    :data:`~gridtwin_lib.inference.HISTORY` before them, as a page scoring on load would; any other change
+    (another version serves a model, readings inserted before the stored ones) scores the source again
+    whole and swaps it in at once (a reader sees the old or the new scores, never a mix).
     """
     from .. import tracking
     from ..models import registry
@@ -148,14 +153,47 @@ def refresh(store: Store, *, sources: Iterable[str] | None = None, force: bool =
             if engine is None:
                 engine = Engine.from_registry(ids, progress=progress)
             t0 = time.perf_counter()
-            n = _score_source(store, source, engine, served, progress)
-            out.append({"source": source, "status": "scored", "readings": n, "seconds": round(time.perf_counter() - t0, 2)})
+            n = None if force else _append_new(store, source, engine, served)
+            status = "appended" if n is not None else "scored"
+            if n is None:
+                n = _score_source(store, source, engine, served)
+            out.append({"source": source, "status": status, "readings": n, "seconds": round(time.perf_counter() - t0, 2)})
             if say is not None:
-                say(f"{source}: {n:,} readings scored in {out[-1]['seconds']} s")
+                say(f"{source}: {n:,} readings {status} in {out[-1]['seconds']} s")
     return out
 
 
-def _score_source(store: Store, source: str, engine: Engine, served: dict[str, str | None], progress: bool) -> int:
+def _append_new(store: Store, source: str, engine: Engine, served: dict[str, str | None]) -> int | None:
+    """Score and append the readings after the stored ones; None when the change is anything else."""
+    kept = manifest(store, source)
+    if kept is None or kept["served"] != served or not kept.get("last_ts"):
+        return None
+    last = datetime.fromisoformat(kept["last_ts"])
+    new = store.scan(KIND, source=source, start=last + timedelta(microseconds=1)).collect()
+    if new.height == 0 or kept["readings"] + new.height != readings_count(store, source):
+        return None  # readings were added among the stored ones too: score the source again
+    first = new["ts"].min()
+    engine.reset()
+    warm = store.scan(KIND, source=source, start=first - HISTORY, end=first).collect()
+    if warm.height:
+        score_stream(engine, warm.sort("ts"))
+    frame = score_stream(engine, new.sort("ts"), with_features=ALERT_FEATURES).frame
+    frame = frame.select(*KEYS, *(pl.col(c) if c in frame.columns else pl.lit(None, pl.Float64).alias(c)
+                                  for c in (*kept["columns"], *kept["features"])))
+    base = _source_dir(store, source)
+    name = f"part-{uuid.uuid4().hex[:12]}.parquet"
+    for (day,), part in frame.group_by(pl.col("ts").dt.date().alias("day")):
+        folder = base / f"date={day:%Y-%m-%d}"
+        folder.mkdir(exist_ok=True)
+        with atomic_write(folder / name) as tmp:
+            part.write_parquet(tmp)
+    write_text(base / MANIFEST, json.dumps({**kept, "readings": kept["readings"] + frame.height,
+                                            "last_ts": frame["ts"].max().isoformat(),
+                                            "appended_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=1))
+    return frame.height
+
+
+def _score_source(store: Store, source: str, engine: Engine, served: dict[str, str | None]) -> int:
     """Score ``source`` day by day (bounded memory) into a staging folder, then swap it in."""
     span = store.scan(KIND, source=source).select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).collect()
     lo, hi = span["lo"].item(), span["hi"].item()
@@ -180,6 +218,7 @@ def _score_source(store: Store, source: str, engine: Engine, served: dict[str, s
         write_text(staging / MANIFEST, json.dumps({
             "source": source, "served": served, "missing": dict(engine.missing), "readings": n,
             "columns": columns, "features": features, "units": {c: engine.units.get(c) for c in columns},
+            "last_ts": hi.isoformat() if hi is not None else None,
             "scored_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=1))
         target = _source_dir(store, source)
         old = target.with_name(f".old-{uuid.uuid4().hex}")
