@@ -499,7 +499,7 @@ def scores_refresh_cmd(
     source: Annotated[list[str] | None, typer.Option("--source", help="Three-phase source to score (repeatable) [default: every one].")] = None,
     force: Annotated[bool, typer.Option("--force", help="Score again even where the stored scores are current.")] = False,
     store: StoreOpt = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr (when it is a terminal).")] = True,
     every: Annotated[float | None, typer.Option("--every", min=0.5, help="Keep going: look for new readings every EVERY "
                                                  "seconds and score them as they arrive (the collector's); Ctrl-C stops.")] = None,
     as_json: JsonOpt = False,
@@ -525,7 +525,7 @@ def scores_refresh_cmd(
         return
     t0 = time.perf_counter()
     lines: list[str] = []
-    done = stored.refresh(st, sources=source or None, force=force, progress=progress and not as_json,
+    done = stored.refresh(st, sources=source or None, force=force, progress=progress and not as_json and sys.stderr.isatty(),
                           say=None if as_json else lines.append)
     scored = [d for d in done if d["status"] != "current"]
     summary = {"sources": done, "scored": len(scored), "current": len(done) - len(scored),

@@ -426,7 +426,7 @@ def _run_command(command: list[str], out_dir: Path, say: Callable[[str], None]) 
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         rc = subprocess.run([sys.executable, "-m", "gridtwin_lib", *command[1:]], stdout=fh, stderr=subprocess.STDOUT,
-                            cwd=config.project_root(), env={**os.environ, "TQDM_DISABLE": "1"}).returncode
+                            cwd=config.project_root()).returncode
     res = StepResult(name, "ok" if rc == 0 else "failed", round(time.perf_counter() - t0, 1), report=str(log))
     if rc != 0:
         res.error = _last_line(log.read_text()) or f"exit status {rc}"

@@ -10,7 +10,8 @@ continuous stream per source (each device's windows warm across days), and write
     <store>/scores/kind=three_phase/source=<source>/_manifest.json
 
 Each row holds ``ts``, ``device_id``, the engine's ``status``, every ``<model_id>.<output>`` and the
-features the alert rules check (:data:`~gridtwin_lib.inference.ALERT_FEATURES`). Scores are
+computed features the alert rules check (:data:`~gridtwin_lib.inference.ALERT_FEATURES`; the readings'
+own fields stay in the store). Scores are
 derived data: they sit beside measurements and truth, never in them, and the manifest says what
 served each model (``<version>:<serves>``, :func:`gridtwin_lib.tracking.served_keys`).
 
@@ -209,7 +210,7 @@ def _score_source(store: Store, source: str, engine: Engine, served: dict[str, s
                 batch = score_stream(engine, readings.sort("ts"), progress=False, with_features=ALERT_FEATURES)
                 frame = batch.frame.drop("row")
                 columns = [c for c in frame.columns if "." in c]
-                features = [c for c in frame.columns if c in ALERT_FEATURES]
+                features = [c for c in frame.columns if c in ALERT_FEATURES and c not in readings.columns]  # readings stay in the store
                 part = staging / f"date={day:%Y-%m-%d}"
                 part.mkdir()
                 frame.select(*KEYS, *columns, *features).write_parquet(part / "part-0.parquet")
