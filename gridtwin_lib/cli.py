@@ -564,6 +564,15 @@ def _follow_scores(st, sources, every_s: float) -> None:
         typer.echo("stopped", err=True)
 
 
+def _version_text(version) -> str:
+    """A registry version as people read it: ``v3``, or ``none`` (the board's column is a float with NaN for none)."""
+    import math
+
+    if version is None or (isinstance(version, float) and math.isnan(version)):
+        return "none"
+    return f"v{int(float(version))}"
+
+
 def versions_text(n: int) -> str:
     """``1 version``, ``3 versions``."""
     return f"{n} version" if n == 1 else f"{n} versions"
@@ -586,7 +595,7 @@ def models_list_cmd(as_json: JsonOpt = False):
         return
     rows = [{"model": r.model_id, "metric": r.primary_metric, "model value": f"{r.model:.4g}",
              "baseline value": f"{r.baseline_value:.4g}", "skill": f"{r.skill:+.3f}",
-             "champion": f"v{r.champion_version}" if r.champion_version else "none",
+             "champion": _version_text(r.champion_version),
              "versions": versions_text(r.n_versions), "what serves": r.serving_text} for r in board.itertuples()]
     rows += [{"model": m, "metric": "–", "model value": "–", "baseline value": "–", "skill": "–", "champion": "–",
               "versions": "not trained yet (run the pipeline that trains it)", "what serves": "–"} for m in untrained]

@@ -181,6 +181,10 @@ def test_models_list_has_a_header_and_counts_versions_in_words(monkeypatch):
     m01 = next(line for line in lines if "m01_voltage_anomaly" in line)
     assert "| 1 version " in m01 and "versions" not in m01
     assert "3 versions" in next(line for line in lines if "m02_harmonic_analysis" in line)
+    # pandas holds the champion column as floats with NaN for none: people read v1 and none, not v1.0 and vnan
+    assert board["champion_version"].dtype == float
+    assert "| v1 " in m01 and "| none " in next(line for line in lines if "m02_harmonic_analysis" in line)
+    assert "v1.0" not in result.output and "vnan" not in result.output
     assert any("m03_frequency_stability" in line and "not trained yet" in line for line in lines)
     assert versions_text(1) == "1 version" and versions_text(2) == "2 versions"
 
