@@ -169,3 +169,38 @@ def test_the_inverter_table_and_survival_curve_read_the_engines_columns():
     assert shown["10-90 % interval [days]"].tolist() == ["100 – ≥ 364", "35 – ≥ 364"]
     fig = solar.survival_figure(frame, "inv002")
     assert list(fig.data[0].x) == [0, *grid] and fig.data[0].y[0] == 1.0 and fig.data[0].y[-1] == pytest.approx(1 - 364 / 400)
+
+
+def test_remaining_life_is_judged_where_observations_and_readings_both_reach():
+    """A twin run past today keeps its observations (truth) while the store refuses its future readings: the
+    inverters are judged at the last reading, not at the last observation (where they would have no readings)."""
+    from datetime import UTC, datetime, timedelta
+
+    from gridtwin_lib.inference import solar_assets as sa
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    obs = pl.DataFrame({"ts": [t0 + timedelta(days=d) for d in range(120)], "device_id": "inv00"})
+    readings = pl.DataFrame({"ts": [t0 + timedelta(days=d, hours=12) for d in range(90)], "device_id": "inv00"})
+
+    class Store:
+        def scan_truth(self, table, source=None, start=None, end=None):
+            lf = obs.lazy()
+            return lf if start is None else lf.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+
+        def scan(self, kind, source=None, start=None, end=None):
+            lf = readings.lazy()
+            return lf if start is None else lf.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+
+    model = sa.model_of(sa.RUL_ROLE)
+    seen = {}
+
+    class Engine:
+        estimators, missing = {model: object()}, {}
+
+        def remaining_life(self, o, r):
+            seen.update(obs=o, readings=r)
+            return pd.DataFrame({"device_id": ["inv00"], f"{model}.p10_days": [100.0]})
+
+    sa.fleet_remaining_life(Store(), Engine(), "sim:m19_inverters")
+    assert seen["readings"].height > 0 and seen["obs"]["ts"].max() <= readings["ts"].max()
+    assert seen["obs"]["ts"].max() == t0 + timedelta(days=89)  # the last observation up to the last reading

@@ -202,16 +202,22 @@ def inverter_fleets(store) -> list[str]:
 
 
 def fleet_remaining_life(store, engine, source: str, end: datetime | None = None) -> pd.DataFrame:
-    """Each inverter of ``source`` at the end of its latest day (before ``end``): the engine's
-    ``<id>.median_days``, ``p10_days``, ``p90_days`` [days], ``risk`` and survival columns, riskiest first."""
+    """Each inverter of ``source`` at the end of its latest day with both observations and readings (before
+    ``end``): the engine's ``<id>.median_days``, ``p10_days``, ``p90_days`` [days], ``risk`` and survival columns,
+    riskiest first.
+
+    Both, because they can end apart: a twin run reaching past today keeps its observations (truth) while the
+    store refuses its readings from the future (``hard.timestamp_not_future`` rejects)."""
     model = model_of(RUL_ROLE)
     _require(engine, model, "the remaining-life model")
-    obs_all = store.scan_truth("asset_observations", source=source)
+    obs_all, readings_all = store.scan_truth("asset_observations", source=source), store.scan("pv", source=source)
     if end is not None:
-        obs_all = obs_all.filter(pl.col("ts") < end)
-    last = obs_all.select(pl.col("ts").max()).collect().item()
-    if last is None:
-        raise InputError(f"{source}: no inverter observations; run `make run` (the inverter fleet simulation)")
+        obs_all, readings_all = obs_all.filter(pl.col("ts") < end), readings_all.filter(pl.col("ts") < end)
+    last_obs = obs_all.select(pl.col("ts").max()).collect().item()
+    last_reading = readings_all.select(pl.col("ts").max()).collect().item()
+    if last_obs is None or last_reading is None:
+        raise InputError(f"{source}: no inverter observations or readings; run `make run` (the inverter fleet simulation)")
+    last = min(last_obs, last_reading)
     start, stop = last - timedelta(days=RUL_HISTORY_D), last + timedelta(seconds=1)
     obs = store.scan_truth("asset_observations", source=source, start=start, end=stop).collect()
     readings = store.scan("pv", source=source, start=start, end=stop).collect()
