@@ -10,6 +10,8 @@ on_demand     the entry points of the models served otherwise (assets, waveforms
 admission     readings of any layout to canonical ``three_phase`` rows, with typed errors
 results       :class:`ScoreBatch`, :class:`ReadingScore`, :class:`ReadingError`, :class:`OnDemand`
 streams       readings from files and the store, chunked scoring, writing scores
+stored        scores at rest: the served models' outputs for every stored three-phase reading
+              (``gridtwin scores refresh``), what the dashboards read instead of scoring on load
 ============  ===============================================================================
 
 The day orchestration of the daily report (``score_day``) lives in :mod:`gridtwin_lib.daily`.
