@@ -819,3 +819,19 @@ def test_pages_read_the_stored_scores_without_loading_a_per_reading_model(smoke_
     per_reading = set(registry.reading_ids())
     loaded = {m for key in dashboards._ENGINES for m in key}
     assert not loaded & per_reading, f"per-reading models loaded on a page: {sorted(loaded & per_reading)}"
+
+
+def test_a_new_source_sets_its_dependents_and_redraws_once():
+    import ipywidgets as w
+
+    source = w.Dropdown(options=["a", "b"], value="a")
+    device = w.Dropdown(options=["a1", "a2"], value="a1")
+    day = w.Dropdown(options=["a-day"], value="a-day")
+    hours = w.Dropdown(options=[1, 3], value=1)
+    drawn = []
+    dashboards.cascade(source, {device: lambda s: [f"{s}1", f"{s}2"], day: lambda s: [f"{s}-day"]},
+                       lambda: drawn.append((source.value, device.value, day.value, hours.value)), also=(hours,))
+    source.value = "b"
+    assert drawn == [("b", "b1", "b-day", 1)]  # both dependents replaced, one redraw
+    device.value, hours.value = "b2", 3
+    assert drawn[1:] == [("b", "b2", "b-day", 1), ("b", "b2", "b-day", 3)]

@@ -382,6 +382,23 @@ class Quiet:
         return held()
 
 
+def cascade(source, dependents: dict, show: Callable[[], Any], also=()) -> Quiet:
+    """Wire a picker to the pickers that depend on it: a new ``source`` value replaces each dependent's
+    options (``dependents``: dropdown -> function of the source's value giving its options) and redraws once,
+    not once per dependent; a change of a dependent or of ``also`` redraws. Returns the held ``show``."""
+    once = Quiet(show)
+
+    def pick_source(_change=None) -> None:
+        with once.setting():
+            for dropdown, options_of in dependents.items():
+                replace_options(dropdown, options_of(source.value))
+
+    source.observe(pick_source, "value")
+    for control in (*dependents, *also):
+        control.observe(once, "value")
+    return once
+
+
 def _values(options) -> list:
     """The values of dropdown options given as values or as (label, value) pairs."""
     return [o[1] if isinstance(o, tuple) else o for o in options]

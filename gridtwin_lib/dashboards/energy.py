@@ -257,7 +257,7 @@ def page(meter: str | None = None):
 def forecast_view(meter: str | None = None):
     import ipywidgets as w
 
-    from . import Quiet, attempt, choose, figure, labelled, refresh, replace_options, row
+    from . import attempt, cascade, choose, figure, labelled, refresh, row
 
     names = meter_sources()
     source = w.Dropdown(options=labelled(names), value=choose(names, meter, "meter"), description="meter")
@@ -276,14 +276,7 @@ def forecast_view(meter: str | None = None):
             refresh(plan, schedule_figure(planned[0], planned[1]))
             cost.value = planned[2]
 
-    show_once = Quiet(show)  # a new meter sets its days: one redraw, not two
-
-    def pick_source(_=None):
-        with show_once.setting():
-            replace_options(day, forecast_days(source.value))
-
-    source.observe(pick_source, "value")
-    day.observe(show_once, "value")
+    cascade(source, {day: forecast_days}, show)  # a new meter sets its days: one redraw, not two
     show()
     return w.VBox([w.HTML("<h3>Day-ahead load forecast and the day's battery schedule</h3>"), row(source, day), notes,
                    forecast, cost, plan])

@@ -276,7 +276,7 @@ def fleet_view(fleet_name: str | None = None):
 def pq_view(source_name: str | None = None):
     import ipywidgets as w
 
-    from . import Quiet, attempt, choose, figure, labelled, missing, refresh, replace_options, row
+    from . import attempt, cascade, choose, figure, labelled, missing, refresh, row
 
     names = pq_sources()
     source = w.Dropdown(options=labelled(names), value=choose(names, source_name, "source"), description="source")
@@ -294,16 +294,7 @@ def pq_view(source_name: str | None = None):
         notes.children = [missing(m) for m in missing_notes]
         attempt(notes, lambda: refresh(fig, pq_figure(frame, source.value)), "the PQ outlook")
 
-    show_once = Quiet(show)  # a new source sets its days: one redraw, not two
-
-    def pick_source(_=None):
-        with show_once.setting():
-            replace_options(device, pq_devices(source.value))
-            replace_options(day, pq_days(source.value))
-
-    source.observe(pick_source, "value")
-    for control in (device, day, hours):
-        control.observe(show_once, "value")
+    cascade(source, {device: pq_devices, day: pq_days}, show, also=(hours,))  # a new source: one redraw, not two
     show()
     return w.VBox([w.HTML("<h3>Power quality over time (PQ index ahead, voltage-sag risk)</h3>"), row(source, device, day),
                    row(hours), notes,

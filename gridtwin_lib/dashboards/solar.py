@@ -121,7 +121,7 @@ def view(pv_source: str | None = None):
 def forecast_view(source_name: str | None = None):
     import ipywidgets as w
 
-    from . import Quiet, attempt, choose, figure, labelled, refresh, replace_options, row
+    from . import attempt, cascade, choose, figure, labelled, refresh, row
 
     names = pv_sources()
     zone = zone_label(model_settings()["utc_offset_h"])
@@ -137,16 +137,7 @@ def forecast_view(source_name: str | None = None):
         if frame is not None:
             attempt(notes, lambda: refresh(fig, forecast_figure(frame, device.value, zone)), "the PV forecast")
 
-    show_once = Quiet(show)
-
-    def pick_source(_=None):
-        with show_once.setting():
-            replace_options(device, pv_devices(source.value))
-            replace_options(day, forecast_days(source.value))
-
-    source.observe(pick_source, "value")
-    for control in (device, day, hour):
-        control.observe(show_once, "value")
+    cascade(source, {device: pv_devices, day: forecast_days}, show, also=(hour,))
     show()
     return w.VBox([w.HTML("<h3>Solar assets: AC power forecast 1-6 h ahead against the measured power</h3>"),
                    row(source, device), row(day, hour), notes, fig])
