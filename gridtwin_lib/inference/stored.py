@@ -66,16 +66,12 @@ def readings_count(store: Store, source: str) -> int:
     return int(pl.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
 
 
-def is_current(store: Store, source: str, served: dict[str, str | None], model_ids: Iterable[str] | None = None) -> bool:
-    """True when ``source``'s stored scores were made by what serves ``model_ids`` now (all of
-    ``served`` when None) and cover as many readings as the store holds."""
+def is_current(store: Store, source: str, served: dict[str, str | None]) -> bool:
+    """True when ``source``'s stored scores were made by what serves each model of ``served`` now and cover
+    as many readings as the store holds."""
     kept = manifest(store, source)
-    if kept is None:
-        return False
-    ids = list(served if model_ids is None else model_ids)
-    if any(kept["served"].get(m) != served.get(m) for m in ids):
-        return False
-    return model_ids is not None or kept["readings"] == readings_count(store, source)
+    return (kept is not None and all(kept["served"].get(m) == key for m, key in served.items())
+            and kept["readings"] == readings_count(store, source))
 
 
 def read(store: Store, source: str, served: dict[str, str | None], *, device_id: str | None = None,
@@ -87,9 +83,9 @@ def read(store: Store, source: str, served: dict[str, str | None], *, device_id:
     The frame has ``ts``, ``device_id``, ``status``, the models' ``<model_id>.<output>`` columns and
     the alert features; a model whose served version differs from the manifest's makes the whole
     answer None (mixing versions in one view would be wrong)."""
-    if not is_current(store, source, served, served):
-        return None
     kept = manifest(store, source)
+    if kept is None or any(kept["served"].get(m) != key for m, key in served.items()):
+        return None
     base = _source_dir(store, source)
     d0 = as_utc(start).date() if start is not None else None
     d1 = as_utc(end).date() if end is not None else None
