@@ -263,7 +263,8 @@ def test_closing_pages_gives_their_kernels_back(voila, browser, rendered, outsid
             page.goto(f"{voila}/voila/render/{name}.ipynb", wait_until="commit", timeout=RENDER_TIMEOUT_MS)
             state = _wait_until_ready(page, name)
             seen = max(seen, kernel_count(voila))
-            assert state == "ready", f"visit {visit + 1} of {name}: {state}; page shows: {page.inner_text('body')[:500]!r}"
+            assert state == "ready", (f"visit {visit + 1} of {name}: {state}; {_drawn(page)}; notes on the page: "
+                                      f"{_notes(page)!r}; page shows: {page.inner_text('body')[:500]!r}")
             _leave(page)
             left = _wait_for_kernels(voila, floor, exact=True)
             assert left == floor, f"visit {visit + 1} of {name}: {left} kernels alive after leaving it (floor {floor})"
@@ -283,6 +284,16 @@ def _wait_until_ready(page, name: str) -> str:
             return "ready"
         time.sleep(0.25)
     return "not ready"
+
+
+def _notes(page) -> list[str]:
+    """The page's notes in place of a figure (data or a model missing): why a page is not ready without an error."""
+    return [t[:300] for t in page.locator(f".{dashboards.MISSING_CLASS}").all_inner_texts()]
+
+
+def _drawn(page) -> str:
+    return page.evaluate("""() => { const p = [...document.querySelectorAll('.js-plotly-plot')];
+        return `${p.filter(x => x.offsetWidth > 0 && x.offsetHeight > 0).length} of ${p.length} figures visible`; }""")
 
 
 def _leave(page) -> None:
