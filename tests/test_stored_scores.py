@@ -142,6 +142,10 @@ def test_a_page_reads_stored_scores_and_scores_on_load_what_they_lack(tmp_path, 
     # two hours of history before the range: every window of the on-load path is warm, so both agree
     assert_frame_equal(read.frame.sort("device_id", "ts"), on_load.frame.sort("device_id", "ts"), check_exact=False, rel_tol=1e-6, abs_tol=1e-6)
 
+    # a feature the stored scores do not hold is computed on load, never silently left out
+    asked = dashboards.score_range(ids, SOURCE, None, start, end, with_features=("v_std_1h",))
+    assert not asked.stored and "v_std_1h" in asked.frame.columns
+
     # readings newer than the stored scores: that range is scored on load again
     last = store.scan("three_phase", source=SOURCE).select(pl.col("ts").max()).collect().item()
     run_scenario("mixed", duration="5min", resolution="1s", seed=12, devices=2, store=store, progress=False, source=SOURCE,

@@ -648,8 +648,8 @@ def score_range(model_ids, source: str, device_id: str | None, start, end, with_
         raise MissingData(f"{source}{' / ' + device_id if device_id else ''}: no readings between "
                           f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC; pick another day or range")
     got = stored_scores.read(st, source, served_keys(ids), device_id=device_id, start=start, end=end)
-    if got is not None:
-        scores, missing = got
+    if got is not None and all(c in got[0].columns or c in shown.columns for c in with_features):
+        scores, missing = got  # (a feature that is not stored: score on load rather than leave it out)
         keep = [*(c for c in with_features if c in scores.columns and c not in shown.columns), *(c for c in scores.columns if "." in c)]
         frame = shown.join(scores.select("device_id", "ts", "status", *keep), on=["device_id", "ts"], how="left")
         if frame["status"].null_count() == 0:  # every reading has its stored row
