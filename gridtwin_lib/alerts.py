@@ -270,6 +270,16 @@ class AlertBook:
         return (out.with_columns(pl.col("severity").replace_strict(_RANK, return_dtype=pl.Int8).alias("_rank"))
                 .sort(["_rank", "last_utc"], descending=[False, True]).drop("_rank"))
 
+    def open_alerts(self) -> dict[tuple[str, str | None, str], dict]:
+        """The open alerts as rows of :data:`ALERT_SCHEMA`, by (rule, source, device)."""
+        return {key: self._row(a, "open") for key, a in self._open.items()}
+
+    def pop_closed(self) -> list[tuple[tuple[str, str | None, str], dict]]:
+        """The alerts closed since the last call, as (key, row), then forgotten: a live service pushes
+        each once and its memory stays bounded (:meth:`table` no longer lists them)."""
+        closed, self._closed = self._closed, []
+        return [((a.rule.id, a.source, a.device_id), self._row(a, "closed")) for a in closed]
+
     @staticmethod
     def _row(a: _Open, status: str) -> dict:
         value = a.worst if a.worst is not None else a.worst_text

@@ -27,9 +27,10 @@ CollectorDirOpt = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``collect`` and ``devices`` to ``app``."""
+    """Add ``collect``, ``devices`` and ``live`` to ``app``."""
     app.add_typer(collect_app, name="collect")
     app.add_typer(devices_app, name="devices")
+    app.command("live")(live_cmd)
 
 
 def _registry(collector_dir: Path | None):
@@ -126,6 +127,45 @@ def devices_revoke_cmd(
     """Revoke a device's key: its requests get 403 from the next one on (no restart needed)."""
     device = _registry(collector_dir).revoke(name)
     _emit(device.to_dict(), as_json, f"device {name} revoked at {device.revoked_at}")
+
+
+@_guarded
+def live_cmd(
+    host: Annotated[str, typer.Option(help="Address to bind; loopback by default (scores are not authenticated).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8090,
+    poll_ms: Annotated[float, typer.Option(min=1, help="Milliseconds between looks at the log when it has nothing new.")] = 10.0,
+    start: Annotated[str, typer.Option(help="Where to begin: saved (the saved watermark, else the log's end), end (new readings only) or start (the whole log).")] = "saved",
+    collector_dir: CollectorDirOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Score every three-phase reading the collector acknowledges, as it arrives, and push it.
+
+    Tails the collector's write-ahead log (HTTP and MQTT readings alike), scores each new batch
+    through the registry's served models, runs the alert rules, and pushes one JSON message per
+    reading and per alert opened, raised or closed to the subscribers of ws://HOST:PORT/ws/scores
+    (?device=ID to filter, repeatable). GET /health and /metrics (Prometheus) report the backlog,
+    latency and alerts. Run it beside `gridtwin collect`, on the same --collector-dir.
+    """
+    from .collect.devices import collector_dir as default_dir
+    from .collect.server import exposure_warning
+    from .inference import Engine
+    from .inference.live import WS_PATH, LiveScorer, serve
+
+    directory = collector_dir or default_dir()
+    if start not in ("saved", "end", "start"):
+        raise ValueError(f"--start {start!r}: choose saved, end or start")
+    if not (directory / "wal.sqlite").exists():
+        raise FileNotFoundError(f"{directory}: no collector log (wal.sqlite); start `gridtwin collect` first or give its --collector-dir")
+    warning = exposure_warning(host)
+    if warning:
+        typer.echo(warning.replace("the collector", "the live scorer").replace("can post, and API keys travel in clear HTTP", "can read every score"), err=True)
+    engine = Engine.from_registry(progress=not as_json)
+    scorer = LiveScorer(engine, directory, start=start)
+    info = {"url": f"ws://{host}:{port}{WS_PATH}", "health": f"http://{host}:{port}/health", "collector_dir": str(directory),
+            "from_id": scorer.last_id, "serving": engine.serving_lines()}
+    _emit(info, as_json, f"live scorer: {info['url']} (health /health, metrics /metrics); from log id {scorer.last_id}; "
+          "Ctrl-C stops\n" + "\n".join(info["serving"]))
+    serve(scorer, host, port, poll_ms / 1000.0, serving=info["serving"])
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m gridtwin_lib.cli_collect ...`
