@@ -114,6 +114,12 @@ _READING_SPEC: dict[str, list[tuple[str, str, str]]] = {
 _BOOL_FEATURES = {"pf_lagging", "flag_voltage", "flag_frequency"}
 
 
+def feature_dtypes(names) -> dict[str, pl.DataType]:
+    """The batch executor's dtype of each feature in ``names``: Int8 flags, small-int calendar
+    fields, Float64 otherwise (what another executor casts its float values to)."""
+    return {n: pl.Int8 if n in _BOOL_FEATURES else _CALENDAR_DTYPES.get(n, pl.Float64) for n in names}
+
+
 def reading_kernel(kind: str):
     """(row function, batch function, input names, output names) of ``kind``'s per-reading kernel."""
     from . import features_kernels as fk

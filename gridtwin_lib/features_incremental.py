@@ -125,6 +125,13 @@ class IncrementalFeatures:
         state = self._states.get(device)
         return state.nbytes if state is not None else 0
 
+    def forget(self, device: str | None = None) -> None:
+        """Drop one device's state (or every device's): its next reading starts from empty windows."""
+        if device is None:
+            self._states.clear()
+        else:
+            self._states.pop(device, None)
+
     @property
     def devices(self) -> list[str]:
         return list(self._states)

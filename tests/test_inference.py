@@ -269,6 +269,23 @@ def test_incremental_single_readings_equal_the_reference_path(readings, monkeypa
     assert a not in fast.state("m07_power_quality_index") and fast.history(a) is None
 
 
+def test_single_readings_take_their_features_from_the_incremental_executor(readings, monkeypatch):
+    """After a batch, single readings never call the batch executor: the device's window state is
+    rebuilt once from its held history, then updated per reading (and a batch lets it go again)."""
+    from gridtwin_lib.inference import engine as engine_module
+
+    engine = _engine()
+    engine.score(readings.head(4_000))
+    real = engine_module.F.compute
+    monkeypatch.setattr(engine_module.F, "compute", lambda *a, **k: pytest.fail("the batch executor ran for one reading"))
+    recs = [engine.score_one(r) for r in readings.slice(4_000, 20).to_dicts()]
+    assert {r.status for r in recs} == {"ok"}
+    assert set(engine._features.devices) == set(readings.head(4_020)["device_id"])
+    monkeypatch.setattr(engine_module.F, "compute", real)
+    engine.score(readings.slice(4_020, 4_000))  # a batch: the state of its devices is let go
+    assert engine._features.devices == []
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -18,11 +18,15 @@ History is **per device**: the engine keeps each device's last :data:`HISTORY` o
 readings, so consecutive calls continue a stream and one device's readings never enter another's
 windows; an adapter may keep per-device state across calls (:meth:`Engine.state`).
 
-A call with a few readings on held history (a stream, :meth:`Engine.score_one`) computes the
-features of those readings alone (``features.compute(rows=...)``: the same code on the readings
-their windows reach); a batch computes every row's features at once. Both give the same
-outputs, to float rounding; ``Engine(incremental=False)`` is the reference path that recomputes
-everything on every call (``tests/benchmarks/bench_inference.py``).
+A call with a few readings on held history (a stream, :meth:`Engine.score_one`, the live
+scorer) takes those readings' features from the catalog's **incremental executor**
+(:class:`~gridtwin_lib.features_incremental.IncrementalFeatures`: per-device window state,
+O(1) per reading, built from the device's held history the first time it is needed); a batch
+computes every row's features at once with the batch executor (``features.compute``) and lets
+the incremental state of its devices go (rebuilt from history when next needed). Both executors
+implement the one catalog and agree to float rounding, so both paths give the same outputs;
+``Engine(incremental=False)`` is the reference path that recomputes everything on every call
+(``tests/benchmarks/bench_inference.py``).
 
 The models served otherwise (assets, waveforms, day-ahead forecast and plan, phase moves,
 segments) have their own entry points (:class:`~gridtwin_lib.inference.on_demand.OnDemandScoring`).
@@ -43,6 +47,7 @@ import polars as pl
 
 from .. import features as F
 from ..config import Site, default_site
+from ..features_incremental import IncrementalFeatures
 from ..models import registry
 from ..models.serving import Held, error_row
 from .admission import admit, as_frame
@@ -96,6 +101,9 @@ class Engine(OnDemandScoring):
         # the per-reading models (registry order) with their adapters, and the union of their windows
         self._adapters = {m: registry.get(m).serving_adapter() for m in registry.reading_ids()}
         self._windows = tuple(dict.fromkeys(w for a in self._adapters.values() for w in a.windows))
+        # the incremental executor's per-device state, and the devices whose state holds their whole held history
+        self._features = IncrementalFeatures("three_phase", self._windows, self.site, thd=True, capacity=4096)
+        self._features_ready: set[str] = set()
         #: model id -> what serves it: "model" or "baseline:<name>" (set by from_registry)
         self.serving: dict[str, str] = {m: "model" for m in self.estimators}
         self.units = {f"{m}.{out}": unit for m, est in self.estimators.items() for out, unit in est.spec.output_units.items()}
@@ -154,11 +162,14 @@ class Engine(OnDemandScoring):
 
     def reset(self, device_id: str | None = None) -> None:
         """Forget the history of one device (or of all)."""
+        self._features.forget(device_id)
         if device_id is None:
             self._history.clear()
             self._state.clear()
+            self._features_ready.clear()
         else:
             self._history.pop(device_id, None)
+            self._features_ready.discard(device_id)
             for kept in self._state.values():
                 kept.pop(device_id, None)
 
@@ -194,13 +205,15 @@ class Engine(OnDemandScoring):
         parts: list[pl.DataFrame] = []
         if ok.height:
             frame, new_rows = self._with_history(ok)
-            if not self.incremental or ok.height * _BATCH_SHARE >= frame.height:  # a batch: every row's features at once
+            feats = new = None
+            if self.incremental and ok.height * _BATCH_SHARE < frame.height:  # a few readings on held history
+                new = self._new_features(frame)
+            if new is None:  # a batch: every row's features at once
                 feats = F.compute(frame, "three_phase", windows=self._windows, site=self.site, keep_inputs=True)
                 new = feats.filter(pl.col("row") >= 0)
-            else:  # a few readings on held history: the same features, computed for them alone
-                feats = None
-                new = F.compute(frame, "three_phase", windows=self._windows, site=self.site, keep_inputs=True,
-                                rows=pl.col("row") >= 0)
+                for device in ok["device_id"].unique().to_list():  # their incremental state no longer holds all they hold
+                    self._features.forget(device)
+                    self._features_ready.discard(device)
             held = Held(frame, feats)
             for model_id in self._adapters:
                 part = self._score_model(model_id, new, held, errors)
@@ -239,6 +252,41 @@ class Engine(OnDemandScoring):
         held = [self._history[d] for d in ok["device_id"].unique().to_list() if d in self._history]
         frame = pl.concat([*held, ok], how="vertical_relaxed") if held else ok
         return frame.sort("device_id", "ts"), ok
+
+    def _new_features(self, frame: pl.DataFrame) -> pl.DataFrame | None:
+        """The features of ``frame``'s new rows (``row`` >= 0) from the incremental executor, as the batch
+        executor would return them (same columns, order and dtypes); None when it cannot (the batch runs)."""
+        inc = self._features
+        new_rows = pl.col("row") >= 0
+        # the rows to feed: the new ones, and all held ones of a device whose state is not built (first seen, or after a batch)
+        fresh = set(frame["device_id"].unique().to_list()) - self._features_ready
+        feed = frame.filter(new_rows | pl.col("device_id").is_in(list(fresh))) if fresh else frame.filter(new_rows)
+        ts_us = feed["ts"].dt.epoch("us").to_numpy()
+        inputs = np.full((feed.height, len(inc.inputs)), np.nan)
+        for j, name in enumerate(inc.inputs):
+            if name in feed.columns:
+                inputs[:, j] = feed[name].cast(pl.Float64).to_numpy()
+        is_new = (feed["row"].to_numpy() >= 0).tolist()
+        devices = feed["device_id"].to_list()
+        out = np.empty((sum(is_new), len(inc.names)))
+        j = 0
+        try:
+            for k, device in enumerate(devices):
+                values = inc.update_values(device, int(ts_us[k]), inputs[k])
+                if is_new[k]:
+                    out[j] = values
+                    j += 1
+        except ValueError:  # e.g. two readings of one device at one instant: the batch executor decides
+            for device in set(devices):
+                inc.forget(device)
+                self._features_ready.discard(device)
+            return None
+        self._features_ready.update(devices)
+        names = [m for m in inc.names if m != "thd_v_pct" or "thd_v" in frame.columns]
+        keep = [inc.names.index(m) for m in names if m not in frame.columns]
+        feats = (pl.from_numpy(out[:, keep], schema=[inc.names[k] for k in keep]).fill_nan(None)
+                 .cast(F.feature_dtypes(inc.names[k] for k in keep)))
+        return pl.concat([feed.filter(new_rows), feats], how="horizontal")
 
     def _keep_history(self, frame: pl.DataFrame) -> None:
         """Keep the last :data:`HISTORY` of each device's readings (``row`` -1)."""
