@@ -293,3 +293,20 @@ def test_gs_single_readings_give_the_batch_probabilities(gs_fitted, gs_dataset):
     finally:
         rf.n_jobs = gs_fitted.n_jobs
     assert "_flat_forests" not in cloudpickle.loads(cloudpickle.dumps(gs_fitted)).__dict__
+
+
+def test_gs_best_single_member_serves_single_readings_like_its_batch(gs_dataset):
+    """The ladder baseline that serves m15 when the ensemble does not pass its gate takes the same fast
+    member path for a few rows (a forest walked with NumPy), with the batch path's probabilities."""
+    from gridtwin_lib.models import _trees
+
+    best = M_gs.BestSingleMember({"n_folds": 3, "rf_trees": 40, "xgb_trees": 60}).fit(gs_dataset.X_train, gs_dataset.y_train)
+    # whichever member won on this fixture, serve the forest: the member with the fast path
+    best.member_ = "rf"
+    best.estimator_ = M_gs.GridStability(rf_trees=40)._members()["rf"].fit(gs_dataset.X_train.to_numpy(float), gs_dataset.y_train)
+    X = gs_dataset.X_test.head(30).reset_index(drop=True)
+    big = pd.concat([X] * (_trees.FLAT_MAX_ROWS // len(X) + 1), ignore_index=True)
+    singles = pd.concat([best.predict(X.iloc[[k]]) for k in range(len(X))], ignore_index=True)
+    np.testing.assert_allclose(singles.to_numpy(float), best.predict(big).head(len(X)).to_numpy(float), rtol=1e-12, atol=1e-15)
+    assert "_flat_forests" in best.__dict__  # the walk ran
+    assert "_flat_forests" not in cloudpickle.loads(cloudpickle.dumps(best)).__dict__

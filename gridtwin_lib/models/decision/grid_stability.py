@@ -139,23 +139,7 @@ class GridStability(GridModel):
         return pd.DataFrame(out)
 
     def _member_proba(self, member: str, A: np.ndarray) -> np.ndarray:
-        """One member's class probabilities. On a few rows (single readings) the forest walks its
-        trees with NumPy (verified against scikit-learn, ~0.1 ms instead of ~20) and XGBoost runs
-        on the calling thread: waking its worker threads costs more than the trees (up to ~30 ms
-        on a busy 2-core machine). Same values either way."""
-        from .._trees import FLAT_MAX_ROWS, forest_proba
-
-        est = self.members_[member]
-        if len(A) > FLAT_MAX_ROWS:
-            return est.predict_proba(A)
-        if member == "rf":
-            return forest_proba(self, est, A)
-        if member == "xgb":
-            import xgboost
-
-            with xgboost.config_context(nthread=1):
-                return est.predict_proba(A)
-        return est.predict_proba(A)
+        return member_proba(self, member, self.members_[member], A)
 
     def baseline(self):
         return Climatology()
@@ -239,6 +223,25 @@ def _probability_frame(p: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def member_proba(owner, member: str, est, A: np.ndarray) -> np.ndarray:
+    """One member's class probabilities. On a few rows (single readings) the forest walks its
+    trees with NumPy (verified against scikit-learn, ~0.1 ms instead of ~20; the flat copy is kept
+    on ``owner``) and XGBoost runs on the calling thread: waking its worker threads costs more
+    than the trees (up to ~30 ms on a busy 2-core machine). Same values either way."""
+    from .._trees import FLAT_MAX_ROWS, forest_proba
+
+    if len(A) > FLAT_MAX_ROWS:
+        return est.predict_proba(A)
+    if member == "rf":
+        return forest_proba(owner, est, A)
+    if member == "xgb":
+        import xgboost
+
+        with xgboost.config_context(nthread=1):
+            return est.predict_proba(A)
+    return est.predict_proba(A)
+
+
 class BestSingleMember(Baseline):
     """Ladder baseline of m15: the best single member of the ensemble, chosen on training rows only.
 
@@ -291,7 +294,12 @@ class BestSingleMember(Baseline):
             A = input_matrix(X, pd.Index(self.columns_), "m15 best member", "the feature columns of datasets.decision.grid_stability")
         else:
             A = np.asarray(X, float)
-        return _probability_frame(self.estimator_.predict_proba(A)[:, 1])
+        return _probability_frame(member_proba(self, self.member_, self.estimator_, A)[:, 1])
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_flat_forests", None)  # derived from estimator_, rebuilt on first use
+        return state
 
 
 class RegimeBaseRate(Baseline):
