@@ -459,43 +459,45 @@ def validate(
     for rule in relation_rules_for(kind, "soft"):
         for bad, _ in rule.checks(present, consumption_only):
             soft_hits.append((rule.name, bad))
+    soft_cols = [f"_soft{k}" for k in range(len(soft_hits))]
     flags = pl.lit(0, dtype=pl.UInt32)
-    for name, bad in soft_hits:
+    for c, (name, _) in zip(soft_cols, soft_hits):
         bit = pl.lit(1 << SOFT_RULE_BITS[name], dtype=pl.UInt32)
-        flags = flags | pl.when(bad).then(bit).otherwise(pl.lit(0, dtype=pl.UInt32))
+        flags = flags | pl.when(pl.col(c)).then(bit).otherwise(pl.lit(0, dtype=pl.UInt32))
     if "_extra_flags" in present:  # flags a reader determined (e.g. values copied by a data publisher)
         flags = flags | pl.col("_extra_flags").cast(pl.UInt32).fill_null(0)
 
     drop = [*hit_cols, "_reject", *[c for c in ("_parse_error", "_extra_flags", "_ts_rule", "_ts_detail") if c in present]]
     n_rejected = int(marked["_reject"].sum())
     kept = marked.filter(~pl.col("_reject")) if n_rejected else marked
-    accepted = kept.with_columns(flags.alias("quality_flags")).drop(drop)
-
-    named = [pl.when(pl.col(c)).then(pl.lit(name)) for c, (name, _, _) in zip(hit_cols, checks)]
-    explained = [
-        pl.when(pl.col(c)).then(pl.coalesce(pl.concat_str([pl.lit(name), pl.lit(": "), detail]), pl.lit(name))
-                                if detail is not None else pl.lit(name))
-        for c, (name, _, detail) in zip(hit_cols, checks)
-    ]
-    rejected = (
-        (marked.filter(pl.col("_reject")) if n_rejected else marked.clear())
-        .with_columns(pl.coalesce(named).alias("rule"), pl.concat_str(explained, separator="; ", ignore_nulls=True).alias("detail"))
-        .drop(drop)
-    )
+    # each soft rule evaluated once: for the flags and for its count
+    kept = kept.with_columns(bad.alias(c) for c, (_, bad) in zip(soft_cols, soft_hits)).with_columns(flags.alias("quality_flags"))
+    accepted = kept.drop([*drop, *soft_cols])
 
     hits: dict[str, int] = {}
-    if marked.height and checks:
+    if n_rejected:
+        named = [pl.when(pl.col(c)).then(pl.lit(name)) for c, (name, _, _) in zip(hit_cols, checks)]
+        explained = [
+            pl.when(pl.col(c)).then(pl.coalesce(pl.concat_str([pl.lit(name), pl.lit(": "), detail]), pl.lit(name))
+                                    if detail is not None else pl.lit(name))
+            for c, (name, _, detail) in zip(hit_cols, checks)
+        ]
+        rejected = (marked.filter(pl.col("_reject"))
+                    .with_columns(pl.coalesce(named).alias("rule"), pl.concat_str(explained, separator="; ", ignore_nulls=True).alias("detail"))
+                    .drop(drop))
         counts = marked.select(pl.col(c).sum() for c in hit_cols).row(0)
         for (name, _, _), n in zip(checks, counts):
             if n:
                 hits[name] = hits.get(name, 0) + int(n)
-    if accepted.height and soft_hits:
-        counts = kept.select(bad.sum().alias(f"_s{k}") for k, (_, bad) in enumerate(soft_hits)).row(0)
+    else:  # nothing broke a hard rule (the usual case): no reject frame or hit counts to compute
+        rejected = marked.clear().drop(drop).with_columns(pl.lit(None, pl.String).alias("rule"), pl.lit(None, pl.String).alias("detail"))
+    flagged = 0
+    if accepted.height:
+        *counts, flagged = kept.select(*[pl.col(c).sum() for c in soft_cols], (pl.col("quality_flags") > 0).sum()).row(0)
         for (name, _), n in zip(soft_hits, counts):
             if n:
                 hits[name] = hits.get(name, 0) + int(n)
-
-    flagged = int(accepted.select((pl.col("quality_flags") > 0).sum()).item()) if accepted.height else 0
+        flagged = int(flagged)
     missing = {
         f.name: int(accepted[f.name].null_count())
         for f in value_fields(kind)
