@@ -204,7 +204,7 @@ class Engine(OnDemandScoring):
         out = pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
         parts: list[pl.DataFrame] = []
         if ok.height:
-            frame, new_rows = self._with_history(ok)
+            frame, by_device = self._with_history(ok)
             feats = new = None
             if self.incremental and ok.height * _BATCH_SHARE < frame.height:  # a few readings on held history
                 new = self._new_features(frame)
@@ -222,7 +222,7 @@ class Engine(OnDemandScoring):
             extra = [c for c in dict.fromkeys(with_features) if c in new.columns and c not in ("row", "ts", "device_id")]
             if extra:
                 parts.insert(0, new.select("row", *extra))
-            self._keep_history(frame)
+            self._keep_history(by_device)
         # one lazy plan joins every part: a single collect instead of one per join
         joined = out.lazy()
         for p in parts:
@@ -247,11 +247,17 @@ class Engine(OnDemandScoring):
             return [o for o in est.spec.output_units if o not in adapter.dropped_outputs]
         return list(adapter.outputs)
 
-    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The admitted readings with their devices' held history, by device and time."""
-        held = [self._history[d] for d in ok["device_id"].unique().to_list() if d in self._history]
-        frame = pl.concat([*held, ok], how="vertical_relaxed") if held else ok
-        return frame.sort("device_id", "ts"), ok
+    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+        """The admitted readings with their devices' held history, by device and time, and the same per device.
+
+        Each device's held readings are sorted and end before its new ones (admission refuses older
+        readings), so the frame is laid out device by device without sorting the history again."""
+        by_device = {}
+        for (device,), part in ok.sort("device_id", "ts").partition_by("device_id", as_dict=True, maintain_order=True).items():
+            held = self._history.get(device)
+            by_device[device] = pl.concat([held, part], how="vertical_relaxed", rechunk=False) if held is not None else part
+        frame = pl.concat(list(by_device.values()), how="vertical_relaxed", rechunk=False) if len(by_device) > 1 else next(iter(by_device.values()))
+        return frame, by_device
 
     def _new_features(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """The features of ``frame``'s new rows (``row`` >= 0) from the incremental executor, as the batch
@@ -288,11 +294,13 @@ class Engine(OnDemandScoring):
                  .cast(F.feature_dtypes(inc.names[k] for k in keep)))
         return pl.concat([feed.filter(new_rows), feats], how="horizontal")
 
-    def _keep_history(self, frame: pl.DataFrame) -> None:
+    def _keep_history(self, by_device: dict[str, pl.DataFrame]) -> None:
         """Keep the last :data:`HISTORY` of each device's readings (``row`` -1)."""
-        kept = frame.filter(pl.col("ts") > pl.col("ts").max().over("device_id") - HISTORY).with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
-        for (device,), part in kept.partition_by("device_id", as_dict=True).items():
-            self._history[device] = part
+        for device, readings in by_device.items():
+            ts = readings["ts"]
+            first = ts.search_sorted(ts[-1] - HISTORY, side="right")  # readings are in time order
+            kept = readings.slice(first).with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
+            self._history[device] = kept.rechunk() if kept.n_chunks() > 32 else kept
 
     def _score_model(self, model_id: str, new: pl.DataFrame, held: Held, errors: list[dict]) -> pl.DataFrame | None:
         """One per-reading model through its serving adapter: a frame keyed by ``row``, or None."""
