@@ -247,16 +247,17 @@ class Engine(OnDemandScoring):
             return [o for o in est.spec.output_units if o not in adapter.dropped_outputs]
         return list(adapter.outputs)
 
-    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-        """The admitted readings with their devices' held history, by device and time, and the same per device.
+    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, tuple[pl.DataFrame | None, pl.DataFrame]]]:
+        """The admitted readings with their devices' held history, by device and time, and (held, new) per device.
 
         Each device's held readings are sorted and end before its new ones (admission refuses older
         readings), so the frame is laid out device by device without sorting the history again."""
-        by_device = {}
+        by_device, parts = {}, []
         for (device,), part in ok.sort("device_id", "ts").partition_by("device_id", as_dict=True, maintain_order=True).items():
             held = self._history.get(device)
-            by_device[device] = pl.concat([held, part], how="vertical_relaxed", rechunk=False) if held is not None else part
-        frame = pl.concat(list(by_device.values()), how="vertical_relaxed", rechunk=False) if len(by_device) > 1 else next(iter(by_device.values()))
+            by_device[device] = (held, part)
+            parts += [held, part] if held is not None else [part]
+        frame = pl.concat(parts, how="vertical_relaxed", rechunk=False) if len(parts) > 1 else parts[0]
         return frame, by_device
 
     def _new_features(self, frame: pl.DataFrame) -> pl.DataFrame | None:
@@ -294,12 +295,15 @@ class Engine(OnDemandScoring):
                  .cast(F.feature_dtypes(inc.names[k] for k in keep)))
         return pl.concat([feed.filter(new_rows), feats], how="horizontal")
 
-    def _keep_history(self, by_device: dict[str, pl.DataFrame]) -> None:
+    def _keep_history(self, by_device: dict[str, tuple[pl.DataFrame | None, pl.DataFrame]]) -> None:
         """Keep the last :data:`HISTORY` of each device's readings (``row`` -1)."""
-        for device, readings in by_device.items():
-            ts = readings["ts"]
-            first = ts.search_sorted(ts[-1] - HISTORY, side="right")  # readings are in time order
-            kept = readings.slice(first).with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
+        history_us = HISTORY // timedelta(microseconds=1)
+        for device, (held, new) in by_device.items():
+            new = new.with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
+            readings = pl.concat([held, new], how="vertical_relaxed", rechunk=False) if held is not None else new
+            ts_us = readings["ts"].to_physical().to_numpy()  # in time order
+            first = int(np.searchsorted(ts_us, ts_us[-1] - history_us, side="right"))
+            kept = readings.slice(first) if first else readings
             self._history[device] = kept.rechunk() if kept.n_chunks() > 32 else kept
 
     def _score_model(self, model_id: str, new: pl.DataFrame, held: Held, errors: list[dict]) -> pl.DataFrame | None:
