@@ -189,22 +189,58 @@ def _check_model(at: str, r: dict) -> None:
         raise InputError(f"{at} ({r['id']}): column {column!r} must be an output of {raised_by} ('{raised_by}.<output>')")
 
 
+def _severity(rule: Rule) -> pl.Expr:
+    """The severity of the first level of ``rule`` its column matches, else null."""
+    col = pl.col(rule.column)
+    sev = pl.lit(None, dtype=pl.String)
+    for lv in reversed(rule.levels):  # the first matching level wins
+        sev = pl.when(lv.expr(col).fill_null(False)).then(pl.lit(lv.severity)).otherwise(sev)
+    return sev
+
+
+def _value_columns(frame: pl.DataFrame, rule: Rule) -> tuple[pl.Expr, pl.Expr]:
+    """(value as float when the column is numeric or boolean, else null; value as text)."""
+    col = pl.col(rule.column)
+    numeric = frame.schema[rule.column].is_numeric() or frame.schema[rule.column] == pl.Boolean
+    return (col.cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)), col.cast(pl.String)
+
+
+def _keys(frame: pl.DataFrame) -> list[pl.Expr]:
+    src = pl.col("source").cast(pl.String) if "source" in frame.columns else pl.lit(None, pl.String)
+    return [pl.col("device_id").cast(pl.String), src.alias("source"), pl.col("ts").cast(pl.Datetime("us", "UTC"))]
+
+
 def firings(frame: pl.DataFrame, rule: Rule) -> pl.DataFrame:
     """Rows of ``frame`` where ``rule`` fires: device_id, ts, severity, value (as text)."""
     if rule.column not in frame.columns or frame.height == 0:
         return pl.DataFrame(schema={"device_id": pl.String, "source": pl.String, "ts": pl.Datetime("us", "UTC"),
                                     "severity": pl.String, "value": pl.Float64, "text": pl.String})
-    col = pl.col(rule.column)
-    sev = pl.lit(None, dtype=pl.String)
-    for lv in reversed(rule.levels):  # the first matching level wins
-        sev = pl.when(lv.expr(col).fill_null(False)).then(pl.lit(lv.severity)).otherwise(sev)
-    numeric = frame.schema[rule.column].is_numeric() or frame.schema[rule.column] == pl.Boolean
-    src = pl.col("source").cast(pl.String) if "source" in frame.columns else pl.lit(None, pl.String)
-    return (frame.select(pl.col("device_id").cast(pl.String), src.alias("source"), pl.col("ts").cast(pl.Datetime("us", "UTC")),
-                         sev.alias("severity"),
-                         (col.cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)).alias("value"),
-                         col.cast(pl.String).alias("text"))
+    value, text = _value_columns(frame, rule)
+    return (frame.select(*_keys(frame), _severity(rule).alias("severity"), value.alias("value"), text.alias("text"))
             .filter(pl.col("severity").is_not_null()))
+
+
+def _fired(frame: pl.DataFrame, rules: list[Rule]) -> list[tuple[Rule, dict]]:
+    """Every (rule, firing row) of ``rules`` on ``frame``, by rule, then device and time: one pass over the
+    frame for all rules (a live poll of a few readings fires none; this costs one select, not one per rule)."""
+    rules = [r for r in rules if r.column in frame.columns]
+    if not rules or frame.height == 0:
+        return []
+    sev = [f"_sev{k}" for k in range(len(rules))]
+    wide = frame.select(*_keys(frame), *[_severity(r).alias(c) for r, c in zip(rules, sev)]) \
+        .with_row_index("_i").filter(pl.any_horizontal(pl.col(c).is_not_null() for c in sev))
+    if wide.height == 0:
+        return []
+    out = []
+    for k, rule in enumerate(rules):
+        hit = wide.filter(pl.col(sev[k]).is_not_null())
+        if not hit.height:
+            continue
+        value, text = _value_columns(frame, rule)
+        vals = frame[hit["_i"]].select(value.alias("value"), text.alias("text"))
+        rows = hit.select("device_id", "source", "ts", pl.col(sev[k]).alias("severity")).hstack(vals).sort("device_id", "ts")
+        out.extend((rule, r) for r in rows.iter_rows(named=True))
+    return out
 
 
 @dataclass
@@ -233,12 +269,10 @@ class AlertBook:
         """Feed newly scored rows (time-ordered per device across calls), one frame per rule input (:data:`INPUTS`)."""
         gap = timedelta(seconds=self.rules.merge_gap_s)
         frames = {"scores": scores, "assets": assets, "pv": pv}
-        for rule in self.rules.rules:
-            frame = frames.get(rule.input)
+        for name, frame in frames.items():
             if frame is None:
                 continue
-            fired = firings(frame, rule).sort("device_id", "ts")
-            for r in fired.iter_rows(named=True):
+            for rule, r in _fired(frame, [rule for rule in self.rules.rules if rule.input == name]):
                 key = (rule.id, r["source"], r["device_id"])
                 cur = self._open.get(key)
                 if cur is not None and r["ts"] - cur.last > gap:

@@ -3,16 +3,21 @@
 N simulated three-phase devices (``--devices``, default 100) send readings at a total
 ``--rate`` (default 1,000 readings/s) for ``--seconds``: half post single readings over HTTP to
 the collector (``POST /api/grid/data``, their own API key), half publish them over MQTT (QoS 1,
-the device key as user property, topic ``gridtwin/<device>/grid``). The collector (its own
+the device key as user property, topic ``gridtwin/<device>/grid``, a response topic for the
+collector's answer). The collector (its own
 process, with ``--mqtt``) acknowledges a reading once it is committed to its write-ahead log; the
 live scorer (``gridtwin live``, its own process, the registry's served models) scores it and
 pushes it to a WebSocket subscriber in this process.
 
-Measured, all on this process's clock: **reading acknowledged** (HTTP 200 received; MQTT PUBACK
-received) **→ its score pushed** (the subscriber received it), p50 / p99 / max; and every
+Measured, all on this process's clock: **reading acknowledged** (HTTP 200 received; over MQTT the
+collector's answer received, which it publishes once the reading is in its log: the broker's
+PUBACK to a publisher only says that the broker has it) **→ its score pushed** (the subscriber received it), p50 / p99 / max; and every
 reading counted through each stage: sent, acknowledged, logged (rows in the log), scored (the
 scorer's count), pushed (distinct readings received) and pushed twice (must be 0). The same
 readings' scoring time alone is in the scorer's ``/metrics`` (``gridtwin_live_poll_seconds``).
+
+Latency percentiles leave out readings acknowledged in the first ``--warmup`` seconds (first
+model calls, empty histories; their p99 is printed apart); every reading is counted.
 
 The served models come from the project's registry (after ``make run``), or ``--home``'s (e.g.
 a smoke pipeline's project home with ``--workspace smoke``). The broker is 127.0.0.1:1883 when
@@ -38,7 +43,7 @@ from pathlib import Path
 
 import httpx
 from _common import report
-from bench_collect import RawClient, _free_port
+from bench_collect import RawClient, _cpu_s, _free_port
 
 from gridtwin_lib.collect.app import terminate
 from gridtwin_lib.collect.devices import DeviceRegistry
@@ -148,19 +153,47 @@ async def _load(args, collector_url: str, broker_url: str, keys: dict[str, str],
     refused: list[str] = []
     loop = asyncio.get_running_loop()
 
+    # MQTT: a reading counts as acknowledged when the collector's answer (published once it is in the log) comes
+    # back on the response topic; the broker's PUBACK to the publisher only says the broker has it
     b = BrokerUrl.parse(broker_url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-live-{os.getpid()}", protocol=mqtt.MQTTv5)
-    pending: dict[int, tuple[str, int]] = {}
+    response_topic = f"bench/{os.getpid()}/results"
+    answered: dict[bytes, int] = {}
+    subscribed = asyncio.Event()
 
-    def on_publish(_c, _u, mid, reason_code, _p):
+    def on_message(_c, _u, message):
         now = time.perf_counter()
-        key = pending.pop(mid, None)
-        if key is not None:
-            acked[key] = now
+        corr = message.properties.CorrelationData
+        body = json.loads(message.payload)
+        answered[corr] = body["status"]
+        if corr != b"probe" and body["status"] == 200 and body.get("stored") == 1:
+            device, ms = corr.decode().split("|")
+            acked[(device, int(ms))] = now
+        elif corr != b"probe":
+            refused.append(f"mqtt {body['status']} {json.dumps(body)[:120]}")
 
-    client.on_publish = on_publish
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: loop.call_soon_threadsafe(subscribed.set)
     client.connect(b.host, b.port)
     client.loop_start()
+    client.subscribe(response_topic, qos=1)
+    await asyncio.wait_for(subscribed.wait(), 30)
+
+    def publish(device: str, body: bytes, key: str, corr: bytes):
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("api-key", key)
+        props.ResponseTopic = response_topic
+        props.CorrelationData = corr
+        return client.publish(topic_for(device, "grid"), body, qos=1, properties=props)
+
+    # the collector answers only once it subscribes: probe with a refused key (nothing stored) until it does
+    for _ in range(60):
+        publish(mqtt_devices[0], b"{}", "probe.invalid", b"probe")
+        await asyncio.sleep(0.5)
+        if b"probe" in answered:
+            break
+    else:
+        sys.exit("the collector did not answer over MQTT within 30 s")
     clients = {d: RawClient(collector_url, keys[d], 1) for d in http_devices}
     t_start = time.time() - n_each / per_device_rate - 5  # readings stamped in the recent past, never the future
     perf0 = time.perf_counter()
@@ -183,10 +216,7 @@ async def _load(args, collector_url: str, broker_url: str, keys: dict[str, str],
         for k in range(n_each):
             await asyncio.sleep(max(0.0, perf0 + offset + k / per_device_rate - time.perf_counter()))
             ts = round(t_start + k / per_device_rate, 3)
-            props = Properties(PacketTypes.PUBLISH)
-            props.UserProperty = ("api-key", keys[d])
-            info = client.publish(topic_for(d, "grid"), json.dumps(_payload(idx, k, ts)).encode(), qos=1, properties=props)
-            pending[info.mid] = (d, round(ts * 1000))
+            publish(d, json.dumps(_payload(idx, k, ts)).encode(), keys[d], f"{d}|{round(ts * 1000)}".encode())
             sent["mqtt"] += 1
 
     spread = 1.0 / per_device_rate  # devices' send instants spread over one period
@@ -195,15 +225,14 @@ async def _load(args, collector_url: str, broker_url: str, keys: dict[str, str],
     await asyncio.gather(*tasks)
     load_s = time.perf_counter() - perf0
     drain_end = time.perf_counter() + DRAIN_S
-    while time.perf_counter() < drain_end and (len(sub.arrived) < len(acked) or pending):
+    while time.perf_counter() < drain_end and (len(sub.arrived) < len(acked) or len(answered) <= sent["mqtt"]):
         await asyncio.sleep(0.1)
     client.loop_stop()
     client.disconnect()
     for c in clients.values():
         await c.aclose()
-    del loop
     return {"acked": acked, "sent": sent, "refused": refused, "load_s": load_s, "n_each": n_each,
-            "unacked_mqtt": len(pending)}
+            "unanswered_mqtt": sent["mqtt"] + 1 - len(answered), "perf0": perf0}
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -216,6 +245,9 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--rate", type=float, default=1000.0, help="readings/s, all devices together")
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=5.0,
+                    help="readings acknowledged in the first WARMUP s (models' first calls, empty histories) are "
+                         "counted through every stage but left out of the latency percentiles")
     ap.add_argument("--home", type=Path, help="project home whose registry serves the models (default: this project)")
     ap.add_argument("--workspace", help="its workspace (e.g. smoke)")
     ap.add_argument("--json", action="store_true")
@@ -270,7 +302,12 @@ def main() -> None:
                 stop.set()
                 await task
 
+        cpu0 = {name: _cpu_s(p.pid) for name, p in (("collector", collector), ("live", live))}
+        self0, wall0 = time.process_time(), time.perf_counter()
         out = asyncio.run(run())
+        wall = time.perf_counter() - wall0
+        cpu = {name: round((_cpu_s(p.pid) - cpu0[name]) / wall, 2) for name, p in (("collector", collector), ("live", live))}
+        cpu["this client"] = round((time.process_time() - self0) / wall, 2)
         health = httpx.get(live_url + "/health", timeout=10).json()
         metrics = httpx.get(live_url + "/metrics", timeout=10).text
     finally:
@@ -278,8 +315,12 @@ def main() -> None:
             terminate(p, timeout_s=30)
     with sqlite3.connect(collector_dir / "wal.sqlite") as conn:
         logged = conn.execute("SELECT count(*) FROM readings_three_phase").fetchone()[0]
+        rejects = dict(conn.execute("SELECT rule, count(*) FROM rejects GROUP BY rule").fetchall())
+        reject_example = conn.execute("SELECT rule, detail, location FROM rejects LIMIT 1").fetchone()
     acked = out["acked"]
-    latency = [1000 * (sub.arrived[k] - t) for k, t in acked.items() if k in sub.arrived]
+    steady = out["perf0"] + args.warmup
+    latency = [1000 * (sub.arrived[k] - t) for k, t in acked.items() if k in sub.arrived and t >= steady]
+    warm = [1000 * (sub.arrived[k] - t) for k, t in acked.items() if k in sub.arrived and t < steady]
     sent = out["sent"]["http"] + out["sent"]["mqtt"]
     poll = [line for line in metrics.splitlines() if line.startswith("gridtwin_live_poll_seconds_")]
     poll_sum = float(next(line.split()[-1] for line in poll if line.startswith("gridtwin_live_poll_seconds_sum")))
@@ -292,20 +333,29 @@ def main() -> None:
         "sent": sent,
         "acknowledged": len(acked),
         "logged": logged,
+        "refused_by_the_collector": rejects,
         "scored": health["scored"],
         "pushed": len(sub.arrived),
         "pushed_twice": sub.twice,
         "acknowledged_not_pushed": sum(1 for k in acked if k not in sub.arrived),
         "refused_http": len(out["refused"]),
-        "mqtt_without_puback": out["unacked_mqtt"],
+        "mqtt_without_answer": out["unanswered_mqtt"],
         "ack_to_push_p50_ms": round(_quantile(latency, 0.50), 1),
         "ack_to_push_p99_ms": round(_quantile(latency, 0.99), 1),
         "ack_to_push_max_ms": round(max(latency), 1) if latency else None,
+        "latency_readings": len(latency),
+        "warmup_ack_to_push_p99_ms": round(_quantile(warm, 0.99), 1),
         "scorer_polls": int(poll_n),
         "scorer_mean_poll_ms": round(1000 * poll_sum / poll_n, 1) if poll_n else None,
         "scorer_readings_per_poll": round(health["scored"] / poll_n, 1) if poll_n else None,
+        "cpu_s_per_s (2 cores = 2.0)": " · ".join(f"{k} {v}" for k, v in cpu.items()),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
+    missing = sorted(k for k in acked if k not in sub.arrived)
+    if missing:
+        result["first_not_pushed"] = ", ".join(f"{d}@{ms}" for d, ms in missing[:3])
+    if reject_example:
+        result["first_reject"] = " | ".join(str(x)[:160] for x in reject_example)
     if out["refused"]:
         result["first_refusal"] = out["refused"][0]
     report(result, args.json)
