@@ -201,7 +201,6 @@ class Engine(OnDemandScoring):
         df = df.with_columns(pl.int_range(n, dtype=pl.Int64).alias("row"))
         errors: list[dict] = []
         ok = admit(df, errors, site=self.site, devices=self.devices, history=self._history)
-        out = pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
         parts: list[pl.DataFrame] = []
         if ok.height:
             frame, by_device = self._with_history(ok)
@@ -223,22 +222,31 @@ class Engine(OnDemandScoring):
             if extra:
                 parts.insert(0, new.select("row", *extra))
             self._keep_history(by_device)
-        # one lazy plan joins every part: a single collect instead of one per join
-        joined = out.lazy()
-        for p in parts:
-            joined = joined.join(p.lazy(), on="row", how="left")
         have = {c for p in parts for c in p.columns}
         absent = [pl.lit(None, dtype=pl.String if out_name in adapter.text_outputs else pl.Float64).alias(f"{model_id}.{out_name}")
                   for model_id, adapter in self._adapters.items() for out_name in self._outputs(model_id)
                   if f"{model_id}.{out_name}" not in have]
-        if absent:
-            joined = joined.with_columns(absent)
         err = pl.DataFrame(errors, schema=ERROR_SCHEMA) if errors else pl.DataFrame(schema=ERROR_SCHEMA)
         status = status_column(n, err, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
-        ident = df.lazy().select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
-                                 pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id"))
-        result = ident.with_columns(pl.Series("status", status, dtype=pl.String)).join(joined, on="row", how="left").sort("row").collect()
-        return ScoreBatch(result, err.sort("row", "code") if err.height > 1 else err, dict(self.units))
+        result = df.select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
+                           pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id")
+                           ).with_columns(pl.Series("status", status, dtype=pl.String))
+        order = [*result.columns, *[c for p in parts for c in p.columns if c != "row"], *[e.meta.output_name() for e in absent]]
+        # a part holding every reading in input order (a stream's usual case) is laid beside the rows; the others are
+        # joined on ``row`` in one lazy plan (a single collect instead of one per join)
+        in_order = np.arange(n, dtype=np.int64)
+        aligned = [p for p in parts if p.height == n and np.array_equal(p["row"].to_numpy(), in_order)]
+        joined = [p for p in parts if not any(p is a for a in aligned)]
+        if joined:
+            lazy = result.lazy()
+            for p in joined:
+                lazy = lazy.join(p.lazy(), on="row", how="left")
+            result = lazy.sort("row").collect()
+        if aligned:
+            result = result.hstack([c for p in aligned for c in p.get_columns() if c.name != "row"])
+        if absent:
+            result = result.with_columns(absent)
+        return ScoreBatch(result.select(order), err.sort("row", "code") if err.height > 1 else err, dict(self.units))
 
     def _outputs(self, model_id: str) -> list[str]:
         adapter = self._adapters[model_id]
@@ -291,8 +299,9 @@ class Engine(OnDemandScoring):
         self._features_ready.update(devices)
         names = [m for m in inc.names if m != "thd_v_pct" or "thd_v" in frame.columns]
         keep = [inc.names.index(m) for m in names if m not in frame.columns]
-        feats = (pl.from_numpy(out[:, keep], schema=[inc.names[k] for k in keep]).fill_nan(None)
-                 .cast(F.feature_dtypes(inc.names[k] for k in keep)))
+        dtypes = F.feature_dtypes(inc.names[k] for k in keep)
+        feats = pl.DataFrame([pl.Series(inc.names[k], out[:, k], nan_to_null=True) if dtypes[inc.names[k]] == pl.Float64
+                              else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtypes[inc.names[k]]) for k in keep])
         return pl.concat([feed.filter(new_rows), feats], how="horizontal")
 
     def _keep_history(self, by_device: dict[str, tuple[pl.DataFrame | None, pl.DataFrame]]) -> None:
