@@ -94,7 +94,8 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
         errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch") for r in dup.iter_rows(named=True))
         if dup.height:
             df = df.filter(~pl.col("row").is_in(dup["row"].implode()))
-    last = pl.DataFrame({"device_id": list(history), "_last": [h["ts"].max() for h in history.values()]},
+    held = [(d, history[d]) for d in df["device_id"].unique().to_list() if d in history]  # the batch's devices only
+    last = pl.DataFrame({"device_id": [d for d, _ in held], "_last": [h["ts"][-1] for _, h in held]},  # held in time order
                         schema={"device_id": pl.String, "_last": pl.Datetime("us", "UTC")})
     df = df.join(last, on="device_id", how="left")
     old = df.filter(pl.col("ts") <= pl.col("_last"))
