@@ -159,6 +159,7 @@ async def _load(args, collector_url: str, broker_url: str, keys: dict[str, str],
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-live-{os.getpid()}", protocol=mqtt.MQTTv5)
     response_topic = f"bench/{os.getpid()}/results"
     answered: dict[bytes, int] = {}
+    published: dict[bytes, float] = {}  # correlation -> seconds into the load
     subscribed = asyncio.Event()
 
     def on_message(_c, _u, message):
@@ -216,7 +217,9 @@ async def _load(args, collector_url: str, broker_url: str, keys: dict[str, str],
         for k in range(n_each):
             await asyncio.sleep(max(0.0, perf0 + offset + k / per_device_rate - time.perf_counter()))
             ts = round(t_start + k / per_device_rate, 3)
-            publish(d, json.dumps(_payload(idx, k, ts)).encode(), keys[d], f"{d}|{round(ts * 1000)}".encode())
+            corr = f"{d}|{round(ts * 1000)}".encode()
+            publish(d, json.dumps(_payload(idx, k, ts)).encode(), keys[d], corr)
+            published[corr] = time.perf_counter() - perf0
             sent["mqtt"] += 1
 
     spread = 1.0 / per_device_rate  # devices' send instants spread over one period
@@ -232,7 +235,8 @@ async def _load(args, collector_url: str, broker_url: str, keys: dict[str, str],
     for c in clients.values():
         await c.aclose()
     return {"acked": acked, "sent": sent, "refused": refused, "load_s": load_s, "n_each": n_each,
-            "unanswered_mqtt": sent["mqtt"] + 1 - len(answered), "perf0": perf0}
+            "unanswered_mqtt": sent["mqtt"] + 1 - len(answered), "perf0": perf0,
+            "unanswered_at_s": sorted(t for c, t in published.items() if c not in answered)}
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -351,6 +355,9 @@ def main() -> None:
         "cpu_s_per_s (2 cores = 2.0)": " · ".join(f"{k} {v}" for k, v in cpu.items()),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
+    if out["unanswered_at_s"]:
+        at = out["unanswered_at_s"]
+        result["mqtt_without_answer_published_at_s"] = f"{at[0]:.1f}-{at[-1]:.1f} s into the load"
     missing = sorted(k for k in acked if k not in sub.arrived)
     if missing:
         result["first_not_pushed"] = ", ".join(f"{d}@{ms}" for d, ms in missing[:3])
