@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -162,3 +163,84 @@ def test_live_without_a_collector_log_is_one_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "no collector log" in result.output and "gridtwin collect" in result.output
     assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- dashboard 01's live panel
+
+
+def _serve_in_thread(app):
+    """``app`` on a free loopback port in a thread; (url, stop)."""
+    import threading
+
+    import uvicorn
+
+    from gridtwin_lib.dashboards import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "live scorer did not start"
+
+    def stop():
+        server.should_exit = True
+        thread.join(timeout=20)
+
+    return f"ws://127.0.0.1:{port}{WS_PATH}", stop
+
+
+def test_the_live_panel_shows_the_devices_pushed_readings_and_alerts_in_words(tmp_path):
+    """Dashboard 01's panel subscribes for the selected device and shows its latest reading and the alerts pushed
+    (a +17 % voltage here), in words and local time; the other device's readings never reach it."""
+    import asyncio
+
+    from gridtwin_lib.dashboards.live import LivePanel
+
+    n = 120
+    volts = [230.0] * 60 + [270.0] * 60
+    frame = pl.DataFrame({
+        "ts": [T0 + timedelta(seconds=k // 2) for k in range(2 * n)], "device_id": ["d1", "d2"] * n,
+        **{f"v_{p}": [v for v in volts for _ in range(2)] for p in "abc"}, **{f"i_{p}": [10.0] * (2 * n) for p in "abc"},
+        "frequency": [50.0] * (2 * n),
+    })
+    wal = WriteAheadLog(tmp_path)
+    url, stop = _serve_in_thread(create_app(LiveScorer(inference.Engine(probes()), tmp_path, start="end"), poll_s=0.005))
+    try:
+        async def run():
+            panel = LivePanel(lambda: ("sim:live", "d1"), url=url)
+            panel.toggle.value = True  # starts the subscription on this loop
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(_append, wal, frame)
+            deadline = time.monotonic() + 30
+            while (panel.feed is None or panel.feed.readings < n or not panel.feed.alerts) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.6)  # one more redraw
+            panel.toggle.value = False
+            await asyncio.sleep(0.1)
+            return panel.feed, panel.feed.html()
+
+        feed, text = asyncio.run(run())
+    finally:
+        stop()
+        wal.close()
+    assert feed.readings == n  # d1's readings only
+    assert "mean voltage from nominal <b>+17.4 %</b>" in text, text
+    assert "HIGH · opened" in text and "phase voltage 17.4 % from nominal" in text, text
+    from gridtwin_lib.dashboards import local_text
+
+    assert f"latest at {local_text(T0 + timedelta(seconds=n - 1), 'sim:live')}" in text, text  # the site's local time
+    assert "+00:00" not in text and "None" not in text
+
+
+def test_the_live_panel_says_how_to_start_a_scorer_when_none_listens():
+    import asyncio
+
+    from gridtwin_lib.dashboards import free_port
+    from gridtwin_lib.dashboards.live import LivePanel
+
+    panel = LivePanel(lambda: ("sim:live", "d1"), url=f"ws://127.0.0.1:{free_port()}{WS_PATH}")
+    asyncio.run(panel.run())  # what the toggle starts on the kernel's loop
+    assert "no live scorer at" in panel.text.value and "gridtwin live" in panel.text.value

@@ -397,11 +397,15 @@ def view(source_name: str | None = None, device_name: str | None = None):
             day.value, start_hour.value = new_day, new_hour
 
     Follower(follow, lambda: (source.value, device.value, hours.value), jump, lambda fn, what: attempt(notes, fn, what))
+    from .live import LivePanel
+
+    live = LivePanel(lambda: (source.value, device.value))  # what `gridtwin live` pushes for the device, as it arrives
+    device.observe(lambda _: live.restart(), "value")
     source.observe(pick_source, "value")
     for control in (device, day, start_hour, hours):
         control.observe(reload_once, "value")
     speed.observe(lambda _: setattr(play, "interval", interval_ms(replay.window, speed.value)), "value")
     clock.observe(show, "value")
     status.value = replay.status
-    return w.VBox([row(source, device, day), row(start_hour, hours, speed), row(play, clock, follow), status, notes,
-                   replay.figure])
+    return w.VBox([row(source, device, day), row(start_hour, hours, speed), row(play, clock, follow, live.toggle), status,
+                   live.text, notes, replay.figure])

@@ -274,7 +274,8 @@ class Engine(OnDemandScoring):
         inc = self._features
         new_rows = pl.col("row") >= 0
         # the rows to feed: the new ones, and all held ones of a device whose state is not built (first seen, or after a batch)
-        fresh = set(frame["device_id"].unique().to_list()) - self._features_ready
+        seen = set(frame["device_id"].unique().to_list())
+        fresh = seen - self._features_ready
         feed = frame.filter(new_rows | pl.col("device_id").is_in(list(fresh))) if fresh else frame.filter(new_rows)
         ts_us = feed["ts"].dt.epoch("us").to_numpy()
         inputs = np.full((feed.height, len(inc.inputs)), np.nan)
@@ -296,7 +297,7 @@ class Engine(OnDemandScoring):
                 inc.forget(device)
                 self._features_ready.discard(device)
             return None
-        self._features_ready.update(devices)
+        self._features_ready |= seen
         names = [m for m in inc.names if m != "thd_v_pct" or "thd_v" in frame.columns]
         keep = [inc.names.index(m) for m in names if m not in frame.columns]
         dtypes = F.feature_dtypes(inc.names[k] for k in keep)
