@@ -135,6 +135,10 @@ def test_the_socket_pushes_each_reading_of_the_devices_asked_for(tmp_path, readi
         assert len({m["id"] for m in got}) == len(got)
         health = client.get("/health").json()
         assert health["status"] == "ok" and health["last_id"] == 400 and health["backlog"] == 0, health
+        deadline = time.monotonic() + 10  # the subscriber left: noticed without a message for its device
+        while client.get("/health").json()["subscribers"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/health").json()["subscribers"] == 0
         metrics = client.get("/metrics").text
         counted = re.findall(r'^gridtwin_live_readings_scored_total\{status="(\w+)"\} ([\d.]+)$', metrics, re.M)
         assert sum(float(n) for _, n in counted) == 400, metrics[:2000]  # by status: partial while m07 warms up

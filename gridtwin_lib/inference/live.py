@@ -284,16 +284,20 @@ def create_app(scorer: LiveScorer, poll_s: float = 0.01, serving: list[str] | No
     async def scores(ws: WebSocket):
         await ws.accept()
         key, q = subscribers.add(ws.query_params.getlist("device"))
-        try:
-            while True:
-                text = await q.get()
-                if text is None:
-                    await ws.close(code=1013, reason="subscriber fell behind; reconnect")
-                    return
-                await ws.send_text(text)
-        except WebSocketDisconnect:
-            pass
+
+        async def send() -> None:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                while (text := await q.get()) is not None:
+                    await ws.send_text(text)
+                await ws.close(code=1013, reason="subscriber fell behind; reconnect")
+
+        sender = asyncio.create_task(send())
+        try:  # a subscriber that leaves is noticed at once, not at the next message for its devices
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                while not sender.done() and (await ws.receive())["type"] != "websocket.disconnect":
+                    pass
         finally:
+            sender.cancel()
             subscribers.remove(key)
 
     @app.get("/health", summary="Watermark, backlog, subscribers, what serves each model")
