@@ -149,16 +149,13 @@ def live_cmd(
     from .collect.devices import collector_dir as default_dir
     from .collect.server import exposure_warning
     from .inference import Engine
-    from .inference.live import WS_PATH, LiveScorer, serve
+    from .inference.live import WS_PATH, LiveScorer, check_log, serve
 
     directory = collector_dir or default_dir()
-    if start not in ("saved", "end", "start"):
-        raise ValueError(f"--start {start!r}: choose saved, end or start")
-    if not (directory / "wal.sqlite").exists():
-        raise FileNotFoundError(f"{directory}: no collector log (wal.sqlite); start `gridtwin collect` first or give its --collector-dir")
-    warning = exposure_warning(host)
+    check_log(directory, start)  # before the models load: a wrong directory fails in a moment
+    warning = exposure_warning(host, "the live scorer", "can read every score")
     if warning:
-        typer.echo(warning.replace("the collector", "the live scorer").replace("can post, and API keys travel in clear HTTP", "can read every score"), err=True)
+        typer.echo(warning, err=True)
     engine = Engine.from_registry(progress=not as_json)
     scorer = LiveScorer(engine, directory, start=start)
     info = {"url": f"ws://{host}:{port}{WS_PATH}", "health": f"http://{host}:{port}/health", "collector_dir": str(directory),

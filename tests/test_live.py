@@ -167,6 +167,9 @@ def test_live_without_a_collector_log_is_one_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "no collector log" in result.output and "gridtwin collect" in result.output
     assert "Traceback" not in result.output
+    WriteAheadLog(tmp_path).close()
+    result = CliRunner().invoke(app, ["live", "--collector-dir", str(tmp_path), "--start", "yesterday"])
+    assert result.exit_code == 2 and "choose saved, end, start" in result.output, result.output
 
 
 # ----------------------------------------------------------------------------- dashboard 01's live panel

@@ -9,9 +9,10 @@ import sys
 from .app import RateLimit, create_app
 
 
-def exposure_warning(host: str) -> str | None:
-    """One line when ``host`` is not a loopback address: the API (and devices' keys, in clear
-    HTTP) are then reachable from other machines."""
+def exposure_warning(host: str, service: str = "the collector",
+                     risk: str = "can post, and API keys travel in clear HTTP") -> str | None:
+    """One line when ``host`` is not a loopback address: ``service`` is then reachable from other
+    machines, which ``risk`` says what they can do with (default: the collector's API and keys)."""
     if host == "localhost":
         return None
     try:
@@ -19,8 +20,8 @@ def exposure_warning(host: str) -> str | None:
             return None
     except ValueError:
         pass  # a host name: it may resolve to anything
-    return (f"warning: the collector binds {host}, not loopback: every network that reaches this machine can post, "
-            "and API keys travel in clear HTTP; put it behind a TLS proxy and a firewall")
+    return (f"warning: {service} binds {host}, not loopback: every network that reaches this machine {risk}; "
+            "put it behind a TLS proxy and a firewall")
 
 
 #: the limit a collector applies unless told otherwise (frozen, so one instance serves every call)

@@ -163,8 +163,6 @@ class LivePanel:
                     if time.monotonic() - drawn >= REDRAW_S:
                         self.text.value, drawn = feed.html(), time.monotonic()
                 self.text.value = feed.html() if self.toggle.value else ""
-        except asyncio.CancelledError:
-            raise
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
             why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             self.text.value = (f"<span class='gridtwin-missing'>live: no live scorer at {html.escape(base)} ({html.escape(why)}). "

@@ -42,9 +42,11 @@ from fastapi import WebSocket, WebSocketDisconnect
 from ..alerts import AlertBook, RuleSet, load_rules
 from ..collect.wal import TABLES
 from ..fileio import write_text
+from .engine import ALERT_FEATURES
 
 TABLE, VALUES = TABLES["three_phase"]
 WATERMARK_FILE = "live_scorer.json"
+STARTS = ("saved", "end", "start")  # where a scorer begins: the saved watermark (else the log's end), the end, the start
 WS_PATH = "/ws/scores"
 #: messages a subscriber may have waiting; a subscriber that falls further behind is disconnected
 #: (close code 1013) rather than silently missing messages
@@ -73,6 +75,17 @@ class Poll:
     newest_ts: datetime | None = None
 
 
+def check_log(collector_dir: str | Path, start: str = "saved") -> Path:
+    """The collector's log in ``collector_dir``; ValueError / FileNotFoundError, in one line, when
+    ``start`` is not a known start or there is no log."""
+    if start not in STARTS:
+        raise ValueError(f"start {start!r}: choose {', '.join(STARTS)}")
+    log = Path(collector_dir) / "wal.sqlite"
+    if not log.exists():
+        raise FileNotFoundError(f"{log}: no collector log here; start `gridtwin collect` first or give its --collector-dir")
+    return log
+
+
 class LiveScorer:
     """Tail the collector's log and score what arrives (see the module docstring).
 
@@ -88,14 +101,9 @@ class LiveScorer:
 
     def __init__(self, engine, collector_dir: str | Path, *, start: str = "saved", rules: RuleSet | None = None,
                  batch_rows: int = 5_000):
-        if start not in ("saved", "end", "start"):
-            raise ValueError(f"start must be 'saved', 'end' or 'start', not {start!r}")
+        self.log_path = check_log(collector_dir, start)
         self.engine = engine
         self.collector_dir = Path(collector_dir)
-        self.log_path = self.collector_dir / "wal.sqlite"
-        if not self.log_path.exists():
-            raise FileNotFoundError(f"{self.log_path}: no collector log here; start `gridtwin collect` first "
-                                    "or give its --collector-dir")
         self.watermark_path = self.collector_dir / WATERMARK_FILE
         self.batch_rows = int(batch_rows)
         self.book = AlertBook(rules or load_rules())
@@ -140,8 +148,6 @@ class LiveScorer:
         log = pl.DataFrame(rows, schema=self._schema, orient="row")
         readings = log.select(pl.col("ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
                               "device_id", *VALUES)
-        from .engine import ALERT_FEATURES
-
         batch = self.engine.score(readings, with_features=ALERT_FEATURES)
         scored = batch.frame.with_columns(log["id"].alias("id"))
         messages = self._score_messages(scored, batch.errors, log["id"])
@@ -329,4 +335,4 @@ def serve(scorer: LiveScorer, host: str = "127.0.0.1", port: int = 8090, poll_s:
                 timeout_graceful_shutdown=5)
 
 
-__all__ = ["LiveScorer", "Poll", "Subscribers", "create_app", "serve", "WS_PATH", "WATERMARK_FILE"]
+__all__ = ["LiveScorer", "check_log", "STARTS", "Poll", "Subscribers", "create_app", "serve", "WS_PATH", "WATERMARK_FILE"]
