@@ -39,8 +39,8 @@ lint: install  ## ruff and the import-linter layer contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: lint  ## lint, then every test (benchmarks excluded); the 30 slowest are listed at the end
-	$(BIN)/python -m pytest --durations=30
+test: lint  ## lint, then every test (benchmarks excluded) on $(JOBS) workers; the 30 slowest are listed at the end
+	$(BIN)/python -m pytest --durations=30 -n $(JOBS)
 
 bench: install  ## benchmarks: they print their figures (see README "Performance"); bench_models needs `make run` first
 	$(BIN)/python tests/benchmarks/bench_ingest.py

@@ -96,3 +96,51 @@ def smoke_workspace(smoke_home, monkeypatch):
     monkeypatch.setenv("GRIDTWIN_WORKSPACE", "smoke")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return smoke_home
+
+
+# ----------------------------------------------------------------------------- two workers (pytest-xdist)
+#: modules whose tests share the smoke pipeline's home: one worker runs them, so the session fixture runs once
+SMOKE_MODULES = {"test_dashboards", "test_inference", "test_smoke_pipeline"}
+SPARK_MODULES = {"test_spark_features", "test_spark_scoring", "test_spark_submit"}  # one local Spark session
+
+
+def worker_group(nodeid: str) -> str:
+    """The group of tests one worker runs in turn: ``smoke``, ``spark``, else the test's module (its module
+    fixtures are set up once, and its servers and broker topics never meet another run of the same module)."""
+    module = nodeid.split("::", 1)[0].rpartition("/")[2].removesuffix(".py")
+    return "smoke" if module in SMOKE_MODULES else "spark" if module in SPARK_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs two workers (``-n 2``); each takes whole groups (:func:`worker_group`) in collection
+    order, the smoke group first: it is the longest chain (the pipeline, then the notebooks, the dashboards and
+    the engine on its home), so one worker starts it at once while the other takes every other group.
+
+    pytest-xdist's own ``--dist loadgroup`` cannot do this under pytest 9 (it renames node ids, which pytest 9
+    derives from the collection tree instead), hence this scheduler.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order (smoke first), not the largest group first
+    return ByGroup(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test on the smoke home outside :data:`SMOKE_MODULES` would run the pipeline again on the other worker,
+    and pytest-xdist runs only the first of several items sharing a node id: both refused, not left to
+    pass silently. Under pytest-xdist the smoke group is put first (see :func:`pytest_xdist_make_scheduler`)."""
+    seen: set[str] = set()
+    twice = [item.nodeid for item in items if item.nodeid in seen or seen.add(item.nodeid)]
+    if twice:
+        raise pytest.UsageError(f"{twice[0]}: several tests share this node id, and pytest-xdist would run one; "
+                                "give each its own name or parameter id")
+    strays = [item.nodeid for item in items if "smoke_home" in item.fixturenames and worker_group(item.nodeid) != "smoke"]
+    if strays:
+        raise pytest.UsageError(f"{strays[0]} uses the smoke home outside tests/conftest.py SMOKE_MODULES; add its module there")
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: worker_group(item.nodeid) != "smoke")  # stable: each group keeps its order
