@@ -6,6 +6,7 @@ runs them on their own (the tests start the server that way).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,22 @@ CollectorDirOpt = Annotated[
     Path | None,
     typer.Option("--collector-dir", help="Device registry and write-ahead log [default: <store>/../collector, or $GRIDTWIN_COLLECTOR_DIR]."),
 ]
+
+
+class EventLoop(StrEnum):
+    """The collector's asyncio event loop (uvicorn's ``--loop``)."""
+
+    auto = "auto"  # uvloop when installed (it is, with GridTwin), else asyncio's own
+    uvloop = "uvloop"
+    asyncio = "asyncio"
+
+
+class HttpParser(StrEnum):
+    """The collector's HTTP/1.1 implementation (uvicorn's ``--http``)."""
+
+    auto = "auto"  # httptools when installed (it is, with GridTwin), else h11
+    httptools = "httptools"
+    h11 = "h11"
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +67,8 @@ def collect_cmd(
     compact_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between compactions of the log into the store.")] = 2.0,
     group_commit: Annotated[bool, typer.Option(help="Batch concurrent requests into one fsync'd commit (--no-group-commit: one commit per request, for comparison).")] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
+    loop: Annotated[EventLoop, typer.Option(help="Event loop: uvloop (C, libuv) or asyncio's own; auto takes uvloop when installed.")] = EventLoop.auto,
+    http: Annotated[HttpParser, typer.Option(help="HTTP parser: httptools (C) or h11 (pure Python); auto takes httptools when installed.")] = HttpParser.auto,
     mqtt: Annotated[str | None, typer.Option("--mqtt", help="Also take readings from this MQTT 5 broker, e.g. mqtt://127.0.0.1:1883: topics gridtwin/<device>/readings and gridtwin/<device>/grid, the device key in user property api-key, QoS 1 acknowledged after the log commit.")] = None,
     store: StoreOpt = None,
     collector_dir: CollectorDirOpt = None,
@@ -71,7 +90,8 @@ def collect_cmd(
         BrokerUrl.parse(mqtt).check_reachable()  # a bad URL or no broker: one line, exit 2
     via = f" and MQTT {mqtt}" if mqtt else ""
     typer.echo(f"collector on http://{host}:{port}{via} (docs: /docs); store {store or 'default'}; Ctrl-C stops", err=True)
-    serve(host, port, store, collector_dir, limit, compact_interval, group_commit, access_log, mqtt_url=mqtt)
+    serve(host, port, store, collector_dir, limit, compact_interval, group_commit, access_log, mqtt_url=mqtt,
+          loop=loop.value, http=http.value)
 
 
 @collect_app.command("compact")

@@ -729,6 +729,31 @@ def test_serve_prints_the_exposure_warning_before_it_binds(tmp_path, monkeypatch
     assert (host in err and "TLS" in err) if warns else err == ""
 
 
+def test_collect_runs_on_the_c_stack_by_default_and_on_the_plain_one_when_asked(tmp_path, monkeypatch):
+    """uvloop and httptools are dependencies, so ``auto`` means them; ``--loop asyncio --http h11`` reaches uvicorn
+    as given (the benchmark's comparison), and an unknown value is refused before anything starts."""
+    import uvicorn
+    import uvloop
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.append((kw["loop"], kw["http"])))
+    where = ["--store", str(tmp_path / "s"), "--collector-dir", str(tmp_path / "c")]
+    runner = CliRunner()
+    assert runner.invoke(collect_app, where).exit_code == 0
+    assert runner.invoke(collect_app, [*where, "--loop", "asyncio", "--http", "h11"]).exit_code == 0
+    assert seen == [("auto", "auto"), ("asyncio", "h11")]
+    bad = runner.invoke(collect_app, [*where, "--loop", "tokio"])
+    assert bad.exit_code == 2 and "tokio" in bad.output and len(seen) == 2
+    # what auto resolves to here: the C implementations, installed with GridTwin
+    assert AutoHTTPProtocol is HttpToolsProtocol
+    loop = auto_loop_factory()()
+    assert isinstance(loop, uvloop.Loop)
+    loop.close()
+
+
 def test_compaction_is_not_stopped_by_readings_whose_power_looks_mis_scaled(server):
     """The file ingest's unit check ("is it in kW?") is per mapping; the API's units are fixed, so
     a feeder at near-zero net power (P 1 W at 230 V x 1 A, every row) is stored, not a failed compaction."""

@@ -39,11 +39,14 @@ def serve(
     access_log: bool = False,
     log_level: str = "warning",
     mqtt_url: str | None = None,
+    loop: str = "auto",
+    http: str = "auto",
 ) -> None:
     """Serve until SIGINT/SIGTERM; on shutdown queued rows are committed and compacted.
 
     One worker, because the write-ahead log has one writer thread and the rate limits live in
-    memory. uvicorn picks uvloop and httptools when installed, else asyncio and h11. Binding
+    memory. ``loop`` and ``http`` are uvicorn's: ``auto`` picks uvloop and httptools (C
+    implementations, installed with GridTwin), else asyncio's loop and h11. Binding
     to anything but loopback is the caller's explicit choice (``host="0.0.0.0"``).
     ``mqtt_url``: also subscribe to the device topics on that broker (:mod:`.mqtt`).
     """
@@ -61,5 +64,5 @@ def serve(
     from .metrics import with_metrics
 
     app = with_metrics(app)  # GET /metrics for Prometheus
-    uvicorn.run(app, host=host, port=port, workers=1, loop="auto", http="auto", access_log=access_log,
+    uvicorn.run(app, host=host, port=port, workers=1, loop=loop, http=http, access_log=access_log,
                 log_level=log_level, timeout_graceful_shutdown=10)

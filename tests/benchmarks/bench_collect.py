@@ -1,14 +1,16 @@
 """Benchmark: the HTTP collector with durable writes, loopback only, bounded in count and time.
 
-Two servers run in their own processes (``gridtwin_lib.cli_collect collect``: one uvicorn
+Three servers run in their own processes (``gridtwin_lib.cli_collect collect``: one uvicorn
 worker each, every acknowledged reading fsync'd in the SQLite write-ahead log, compaction into
-the store every 2 s as in production, rate limiting on with a limit it never reaches): one with
-group commit (the default), one committing each request on its own (``--no-group-commit``),
-so the ratio shows what group commit buys. The load comes from this process: a bounded asyncio
+the store every 2 s as in production, rate limiting on with a limit it never reaches): the
+default (group commit on uvloop and httptools), one committing each request on its own
+(``--no-group-commit``), and one with group commit on asyncio's own loop and h11, the pure
+Python HTTP parser (``--loop asyncio --http h11``, what uvicorn runs without its C extras), so
+the ratios show what group commit and the C stack buy. The load comes from this process: a bounded asyncio
 client (``wrk`` is not installed), by default a minimal HTTP/1.1 keep-alive client on asyncio
 streams (``--client raw``: about a tenth of httpx's CPU per request, so that on 2 shared cores
 the server, not the client, is measured), or httpx (``--client httpx``). ``--repeat`` rounds
-alternate between the two servers, so both see the same machine; the best round (least
+alternate between the servers, so all see the same machine; the best round (least
 disturbed, as the other benchmarks' best-of-N) is printed with the median.
 
 * ``max_rps``: single-reading POSTs, closed loop, ``--connections`` concurrent, ``--seconds``;
@@ -202,7 +204,7 @@ async def _round(client, gen: Reading, args, server_pid: int) -> dict:
 
 
 async def _interleaved(servers: dict[str, tuple[str, str, int]], args) -> dict[str, list[dict]]:
-    """``--repeat`` rounds, alternating the servers, so both see the same (shared) machine."""
+    """``--repeat`` rounds, alternating the servers, so all see the same (shared) machine."""
     kind = RawClient if args.client == "raw" else HttpxClient
     clients = {name: kind(url, key, max(args.connections, 256)) for name, (url, key, _) in servers.items()}
     gens = {name: Reading() for name in servers}
@@ -217,14 +219,21 @@ async def _interleaved(servers: dict[str, tuple[str, str, int]], args) -> dict[s
     return rounds
 
 
-def _start_server(base: Path, group_commit: bool) -> tuple[subprocess.Popen, str, str]:
+#: the servers compared: name -> ``gridtwin collect`` options
+SERVERS = {
+    "group_commit": ["--group-commit"],
+    "per_request_commit": ["--no-group-commit"],
+    "plain_stack": ["--group-commit", "--loop", "asyncio", "--http", "h11"],
+}
+
+
+def _start_server(base: Path, options: list[str]) -> tuple[subprocess.Popen, str, str]:
     store_root, collector_dir = base / "store", base / "collector"
     key = DeviceRegistry(collector_dir).add("bench")
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridtwin_lib.cli_collect", "collect", "--port", str(port), "--store", str(store_root),
-         "--collector-dir", str(collector_dir), "--rate", "1000000", "--burst", "1000000",
-         "--group-commit" if group_commit else "--no-group-commit"],
+         "--collector-dir", str(collector_dir), "--rate", "1000000", "--burst", "1000000", *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -277,8 +286,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         procs = {}
         try:
-            for name, group_commit in (("group_commit", True), ("per_request_commit", False)):
-                procs[name] = _start_server(Path(tmp) / name, group_commit)
+            for name, options in SERVERS.items():
+                procs[name] = _start_server(Path(tmp) / name, options)
             rounds = asyncio.run(_interleaved({n: (url, key, p.pid) for n, (p, url, key) in procs.items()}, args))
         finally:
             for proc, _, _ in procs.values():
@@ -295,6 +304,7 @@ def main() -> None:
     result["group_vs_per_request_max_rps"] = round(best["group_commit"]["max_rps"] / best["per_request_commit"]["max_rps"], 2)
     result["group_vs_per_request_batch"] = round(
         best["group_commit"]["batch_readings_per_s"] / best["per_request_commit"]["batch_readings_per_s"], 2)
+    result["c_stack_vs_plain_max_rps"] = round(best["group_commit"]["max_rps"] / best["plain_stack"]["max_rps"], 2)
     result["compaction_rows"] = rows
     result["compaction_rows_per_s"] = round(rows / compact_s)
     report(result, args.json)
