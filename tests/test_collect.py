@@ -13,6 +13,7 @@ import asyncio
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,14 +33,14 @@ from gridtwin_lib.collect.app import create_app, terminate
 from gridtwin_lib.collect.compact import SOURCE, Compactor
 from gridtwin_lib.collect.devices import DeviceRegistry
 from gridtwin_lib.collect.payloads import GRID_PAYLOAD_NAMES
-from gridtwin_lib.collect.wal import WriteAheadLog
+from gridtwin_lib.collect.wal import TABLES, WriteAheadLog
 from gridtwin_lib.schema import flag_mask
 from gridtwin_lib.simulate import simulate
 from gridtwin_lib.store import Store
 
 ENERGY, GRID = "/api/energy-data/", "/api/grid/data"
 FUZZ_DEVICES = 3  # per endpoint, so 150 fuzzed requests stay within each device's burst of 100
-DEVICES = ("meter-a", "grid-1", "gone", "burst", "dup", "meter-000", "meter-001", "junk", "clash", "grid-idle",
+DEVICES = ("meter-a", "grid-1", "grid-thd", "gone", "burst", "dup", "meter-000", "meter-001", "junk", "clash", "grid-idle",
            *(f"fuzz-{e}{k}" for e in "eg" for k in range(FUZZ_DEVICES)))
 runner = CliRunner()
 
@@ -324,6 +325,46 @@ def test_grid_data_stores_three_phase_readings_in_si_units_with_soft_flags(serve
     assert stored.height == 2
     assert stored.select("p_a", "q_b", "v_b").rows() == [(1500.0, -200.0, 230.0), (1.0, 1.0, 260.0)]
     assert stored["quality_flags"].to_list() == [0, flag_mask("soft.voltage_en50160")]
+
+
+def test_a_grid_reading_carries_its_voltage_thd_when_the_meter_measures_it(server):
+    """``voltage_thd`` [%] is optional: stored as ``thd_v`` (empty when not sent), over 8 % flagged (EN 50160),
+    over 100 % refused."""
+    base = _T0 + 4200
+    without = grid_reading(base + 1)
+    del without["voltage_thd"]
+    with server.client("grid-thd") as c:
+        r = c.post(GRID, json=[grid_reading(base, voltage_thd=3.5), without, grid_reading(base + 2, voltage_thd=9.0)])
+        impossible = c.post(GRID, json=grid_reading(base + 3, voltage_thd=150.0))
+    assert (r.status_code, r.json()["stored"]) == (200, 3)
+    assert impossible.status_code == 422
+    assert [(x["rule"], x["field"]) for x in impossible.json()["rejected"]] == [("hard.thd_range", "voltage_thd")]
+    stored = server.stored("three_phase", "grid-thd").sort("ts")
+    assert stored["thd_v"].to_list() == [3.5, None, 9.0]
+    assert stored["quality_flags"].to_list() == [0, 0, flag_mask("soft.thd_en50160")]
+
+
+def test_a_log_written_before_the_thd_column_gets_it_and_keeps_its_rows(tmp_path):
+    """A collector upgraded in place opens its old log: the column is added (empty for the old rows), new rows
+    carry THD, and compaction stores both."""
+    values = TABLES["three_phase"][1]
+    old = [v for v in values if v != "thd_v"]
+    physical = {"v": 230.0, "i": 1.0, "f": 50.0, "p": 100.0, "q": 10.0}
+    row = [physical[v[0]] for v in old]
+    with sqlite3.connect(tmp_path / "wal.sqlite") as conn:
+        conn.execute(f"CREATE TABLE readings_three_phase (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, boot INTEGER NOT NULL,"
+                     f" seq INTEGER, ts_us INTEGER NOT NULL, {', '.join(f'{v} REAL' for v in old)}, UNIQUE (device_id, boot, seq))")
+        conn.execute(f"INSERT INTO readings_three_phase (device_id, boot, seq, ts_us, {', '.join(old)}) "
+                     f"VALUES ('before', 0, 1, {int(_T0 * 1e6)}, {', '.join('?' * len(old))})", row)
+    wal = WriteAheadLog(tmp_path)
+    new = dict(zip(old, row), thd_v=2.5)
+    assert wal.append_sync("three_phase", [("after", 0, 1, int(_T0 * 1e6) + 1_000_000, *(new[v] for v in values))]) == [True]
+    wal.close()
+    compactor = Compactor(tmp_path / "store", tmp_path)
+    compactor.run()
+    compactor.close()
+    stored = Store(tmp_path / "store").scan("three_phase").collect().sort("ts")
+    assert stored.select("device_id", "v_a", "thd_v").rows() == [("before", 230.0, None), ("after", 230.0, 2.5)]
 
 
 def test_a_grid_reading_without_timestamp_gets_the_receipt_time(server):

@@ -251,3 +251,24 @@ def test_the_live_panel_says_how_to_start_a_scorer_when_none_listens():
     panel = LivePanel(lambda: ("sim:live", "d1"), url=f"ws://127.0.0.1:{free_port()}{WS_PATH}")
     asyncio.run(panel.run())  # what the toggle starts on the kernel's loop
     assert "no live scorer at" in panel.text.value and "gridtwin live" in panel.text.value
+
+
+def test_thd_reaches_the_engine_only_in_a_batch_where_some_reading_has_it(tmp_path, readings):
+    """Readings without THD are scored as readings without THD (as before the payload carried it), not as
+    readings whose THD is unknown; a batch where some reading has it passes it on."""
+    seen: list[list[str]] = []
+
+    class Spy(inference.Engine):
+        def score(self, frame, **kw):
+            seen.append(frame.columns)
+            return super().score(frame, **kw)
+
+    wal = WriteAheadLog(tmp_path)
+    scorer = LiveScorer(Spy(probes()), tmp_path, start="end")
+    _append(wal, readings.head(40).with_columns(pl.lit(None, pl.Float64).alias("thd_v")))
+    without = scorer.poll()
+    _append(wal, readings.slice(40, 40).with_columns(pl.lit(2.5).alias("thd_v")))
+    with_thd = scorer.poll()
+    wal.close()
+    assert (without.readings, with_thd.readings) == (40, 40)
+    assert "thd_v" not in seen[0] and "thd_v" in seen[1]

@@ -66,6 +66,7 @@ GRID_PAYLOAD_NAMES: dict[str, str] = {
     "frequency": "frequency",
     **{f"p_{p}": f"active_power_{p}" for p in "abc"},
     **{f"q_{p}": f"reactive_power_{p}" for p in "abc"},
+    "thd_v": "voltage_thd",  # optional [%]: a power-quality meter's voltage THD (m07 forecasts from it)
 }
 GRID_MAPPING = ColumnMapping(
     "three_phase",
@@ -220,7 +221,8 @@ def _build_grid() -> PayloadSpec:
     }
     item = TypedDict("GridReading", annotations)  # type: ignore[misc]
     item.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
-    item.__doc__ = "One three-phase reading as the reference 3-tier system posts it (V, A, Hz, W, var)."
+    item.__doc__ = ("One three-phase reading as the reference 3-tier system posts it (V, A, Hz, W, var), with the voltage "
+                    "THD [%] when the meter measures it.")
     return PayloadSpec("three_phase", GRID_MAPPING, item, tuple(values), rules)
 
 

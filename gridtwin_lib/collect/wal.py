@@ -72,12 +72,30 @@ def create_tables(conn: sqlite3.Connection) -> None:
         " rule TEXT NOT NULL, detail TEXT, location TEXT, raw TEXT)"
     )
     conn.execute("CREATE TABLE IF NOT EXISTS watermarks (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
+    _add_new_value_columns(conn)
     for table, _ in TABLES.values():
         try:
             conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_device_ts ON {table} (device_id, ts_us)")
         except sqlite3.IntegrityError:  # a log written before the index: it already holds same-instant rows
             log.warning("%s holds several readings for one (device, ts); same-instant conflicts are not detected "
                         "until it is compacted and moved away", table)
+
+
+def _add_new_value_columns(conn: sqlite3.Connection) -> None:
+    """A log written before a payload gained a value column (e.g. ``thd_v``) gets it, empty for the old rows.
+
+    The collector and its compaction child may both arrive here on an old log: the one that loses the
+    race finds the column there.
+    """
+    for table, values in TABLES.values():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name in values:
+            if name not in have:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} REAL")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
 
 
 @dataclass

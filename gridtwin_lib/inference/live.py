@@ -113,8 +113,10 @@ class LiveScorer:
         self.last_id = saved if saved is not None else (0 if start == "start" else self.log_end())
         self.scored = 0
         self._alerted: dict[tuple, str] = {}  # open alert key -> severity last pushed
-        self._columns = ["id", "device_id", "ts_us", *VALUES]
-        self._schema = {"id": pl.Int64, "device_id": pl.String, "ts_us": pl.Int64, **{v: pl.Float64 for v in VALUES}}
+        logged = {row[1] for row in self._conn.execute(f"PRAGMA table_info({TABLE})")}
+        self._values = [v for v in VALUES if v in logged]  # a log from before thd_v, its collector not yet restarted
+        self._columns = ["id", "device_id", "ts_us", *self._values]
+        self._schema = {"id": pl.Int64, "device_id": pl.String, "ts_us": pl.Int64, **{v: pl.Float64 for v in self._values}}
 
     def close(self) -> None:
         self._conn.close()
@@ -146,8 +148,11 @@ class LiveScorer:
         if not rows:
             return Poll([])
         log = pl.DataFrame(rows, schema=self._schema, orient="row")
+        # THD only when some reading of the batch has it: a batch without it is scored as readings without THD
+        # (m07 forecasts nothing for them), not as readings whose THD is unknown
+        values = [v for v in self._values if v != "thd_v" or log["thd_v"].null_count() < log.height]
         readings = log.select(pl.col("ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
-                              "device_id", *VALUES)
+                              "device_id", *values)
         batch = self.engine.score(readings, with_features=ALERT_FEATURES)
         scored = batch.frame.with_columns(log["id"].alias("id"))
         messages = self._score_messages(scored, batch.errors, log["id"])
