@@ -263,8 +263,12 @@ def test_closing_pages_gives_their_kernels_back(voila, browser, rendered, outsid
             page.goto(f"{voila}/voila/render/{name}.ipynb", wait_until="commit", timeout=RENDER_TIMEOUT_MS)
             state = _wait_until_ready(page, name)
             seen = max(seen, kernel_count(voila))
+            if state != "ready":  # keep what the page showed for the diagnosis
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SHOTS / f"{name}-visit-{visit + 1}-{state.split(':')[0].replace(' ', '-')}.png"), full_page=True)
             assert state == "ready", (f"visit {visit + 1} of {name}: {state}; {_drawn(page)}; notes on the page: "
-                                      f"{_notes(page)!r}; page shows: {page.inner_text('body')[:500]!r}")
+                                      f"{_notes(page)!r}; empty outputs: {_empty_outputs(page)}; page shows: "
+                                      f"{page.inner_text('body')[:3000]!r}")
             _leave(page)
             left = _wait_for_kernels(voila, floor, exact=True)
             assert left == floor, f"visit {visit + 1} of {name}: {left} kernels alive after leaving it (floor {floor})"
@@ -289,6 +293,12 @@ def _wait_until_ready(page, name: str) -> str:
 def _notes(page) -> list[str]:
     """The page's notes in place of a figure (data or a model missing): why a page is not ready without an error."""
     return [t[:300] for t in page.locator(f".{dashboards.MISSING_CLASS}").all_inner_texts()]
+
+
+def _empty_outputs(page) -> str:
+    """How many of the page's widget Output areas hold nothing, of how many (a figure that never arrived)."""
+    return page.evaluate("""() => { const o = [...document.querySelectorAll('.widget-output')];
+        return `${o.filter(x => x.querySelector('.jp-OutputArea-output') === null).length} of ${o.length}`; }""")
 
 
 def _drawn(page) -> str:
