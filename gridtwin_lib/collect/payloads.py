@@ -66,7 +66,7 @@ GRID_PAYLOAD_NAMES: dict[str, str] = {
     "frequency": "frequency",
     **{f"p_{p}": f"active_power_{p}" for p in "abc"},
     **{f"q_{p}": f"reactive_power_{p}" for p in "abc"},
-    "thd_v": "voltage_thd",  # optional [%]: a power-quality meter's voltage THD (m07 forecasts from it)
+    "thd_v": "voltage_thd",  # optional [%]: a power-quality meter's voltage THD (the power-quality forecast needs it)
 }
 GRID_MAPPING = ColumnMapping(
     "three_phase",

@@ -149,7 +149,7 @@ class LiveScorer:
             return Poll([])
         log = pl.DataFrame(rows, schema=self._schema, orient="row")
         # THD only when some reading of the batch has it: a batch without it is scored as readings without THD
-        # (m07 forecasts nothing for them), not as readings whose THD is unknown
+        # (the power-quality forecast skips them), not as readings whose THD is unknown
         values = [v for v in self._values if v != "thd_v" or log["thd_v"].null_count() < log.height]
         readings = log.select(pl.col("ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
                               "device_id", *values)
