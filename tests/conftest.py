@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -134,8 +135,7 @@ def pytest_collection_modifyitems(config, items):
     """A test on the smoke home outside :data:`SMOKE_MODULES` would run the pipeline again on the other worker,
     and pytest-xdist runs only the first of several items sharing a node id: both refused, not left to
     pass silently. Under pytest-xdist the smoke group is put first (see :func:`pytest_xdist_make_scheduler`)."""
-    seen: set[str] = set()
-    twice = [item.nodeid for item in items if item.nodeid in seen or seen.add(item.nodeid)]
+    twice = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
     if twice:
         raise pytest.UsageError(f"{twice[0]}: several tests share this node id, and pytest-xdist would run one; "
                                 "give each its own name or parameter id")
