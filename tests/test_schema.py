@@ -92,3 +92,69 @@ def test_conform_orders_types_and_fills():
 def test_voltage_accepted_iff_within_hard_range(volts):
     v = validate(_meter(voltage=[volts]), "meter", now=NOW)
     assert (v.accepted.height == 1) == (0.0 <= volts <= 300.0)
+
+
+def _edge_values(kind: str) -> list[float]:
+    """Each rule's bounds (at the site's nominal values) and just beyond them."""
+    from gridtwin_lib import schema
+    from gridtwin_lib.config import default_site
+
+    out = [0.0, 1.0, 50.0, 230.0]
+    for rule in schema.rules_for(kind):
+        for bound in rule.bounds(default_site()):
+            if bound is not None:
+                out += [bound, bound * (1 + 1e-9) + 1e-9, bound * (1 - 1e-9) - 1e-9]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["three_phase", "meter", "pv"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_small_frames_are_validated_as_the_polars_path_does(kind, data):
+    """Up to ``NUMPY_MAX_ROWS`` rows are screened with NumPy (the inference engine's few readings);
+    accepted rows, flags, rejects, hit counts and missing counts equal the Polars path's, with
+    nulls, NaN, infinities, values at and just beyond every bound, future and unset clocks."""
+    from gridtwin_lib import schema
+    from gridtwin_lib.config import default_site
+
+    n = data.draw(st.integers(1, 6))
+    # most frames break no hard rule (NumPy decides them); the others fall back to the Polars path
+    clean = data.draw(st.integers(0, 9)) < 7
+    missing = st.one_of(st.none(), st.just(float("nan")))
+    wild = st.one_of(missing, st.sampled_from([float("inf"), -float("inf")]), st.sampled_from(_edge_values(kind)),
+                     st.floats(-2e6, 2e6, allow_nan=False))
+
+    def allowed(f) -> st.SearchStrategy:
+        """Values no hard rule refuses (soft bounds crossed often): small powers keep |P| <= V*I*1.15 + 50."""
+        if f.dimension in ("power", "reactive_power"):
+            return st.floats(-50.0, 50.0)
+        lo, hi = -50.0, 1e4
+        for rule in schema.rules_for(kind, "hard"):
+            if f.name in rule.columns:
+                lo = lo if rule.min is None else max(lo, rule.bounds(default_site())[0])
+                hi = hi if rule.max is None else min(hi, rule.bounds(default_site())[1])
+        edges = [v for v in _edge_values(kind) if lo <= v <= hi]  # at the bounds, hard and soft
+        return st.one_of(missing, st.sampled_from(edges), st.floats(lo, min(hi, lo + 300.0)))
+
+    ts = st.just(NOW - timedelta(minutes=1)) if clean else st.one_of(
+        st.just(NOW - timedelta(minutes=1)), st.sampled_from([NOW + timedelta(minutes=6), datetime(1999, 12, 31, tzinfo=UTC), None]))
+    columns = {"ts": pl.Series(data.draw(st.lists(ts, min_size=n, max_size=n)), dtype=POLARS_TS), "source": ["t"] * n,
+               "device_id": [f"d{k}" for k in range(n)]}
+    for f in schema.value_fields(kind):
+        if data.draw(st.booleans()) or f.name in ("voltage", "v_a", "i_a", "p_a"):
+            value = allowed(f) if clean else wild
+            columns[f.name] = pl.Series(data.draw(st.lists(value, min_size=n, max_size=n)), dtype=pl.Float64)
+    if data.draw(st.booleans()):
+        columns["_extra_flags"] = pl.Series(data.draw(st.lists(st.sampled_from([None, 0, 16]), min_size=n, max_size=n)), dtype=pl.UInt32)
+    df = pl.DataFrame(columns)
+    consumption_only = data.draw(st.booleans())
+    small = validate(df, kind, now=NOW, consumption_only=consumption_only)
+    limit = schema.NUMPY_MAX_ROWS
+    try:
+        schema.NUMPY_MAX_ROWS = 0
+        reference = validate(df, kind, now=NOW, consumption_only=consumption_only)
+    finally:
+        schema.NUMPY_MAX_ROWS = limit
+    assert small.accepted.equals(reference.accepted), (small.accepted, reference.accepted)
+    assert small.rejected.equals(reference.rejected)
+    assert (small.flagged, small.missing_values, small.hits) == (reference.flagged, reference.missing_values, reference.hits)
