@@ -385,3 +385,31 @@ def test_m01_bootstrap_terms_reproduce_event_f1_and_take_the_terms_path(m01_data
     unc = ev.uncertainty
     assert unc.method == "terms" and unc.n_replicates == 200
     assert unc.model.low - 1e-12 <= unc.model.value <= unc.model.high + 1e-12
+
+
+@pytest.mark.parametrize("n_classes, scaled", [(2, True), (3, True), (4, False)])
+def test_flat_logistic_equals_scikit_learn_and_falls_back_where_it_cannot(n_classes, scaled):
+    """The NumPy evaluation of logistic regressions (m04's and m08's ladders on a few readings)
+    gives scikit-learn's probabilities and classes; rows with NaN, large batches and other
+    pipelines go to scikit-learn itself."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    from gridtwin_lib.models import _linear
+
+    rng = np.random.default_rng(n_classes)
+    X = rng.normal(5.0, 3.0, (400, 6))
+    y = np.array(["low", "mid", "high", "top"])[:n_classes][np.digitize(X[:, 0] + rng.normal(0, 1, 400), [3, 5, 7])[:, None] % n_classes].ravel()
+    model = (make_pipeline(StandardScaler(), LogisticRegression()) if scaled else LogisticRegression()).fit(X, y)
+    assert _linear.FlatLogistic.verified(model) is not None
+    for rows in (X[:1], X[:7], X[:_linear.FLAT_MAX_ROWS + 1]):
+        np.testing.assert_allclose(_linear.logistic_proba(model, rows), model.predict_proba(rows), rtol=1e-12, atol=1e-12)
+        assert np.array_equal(_linear.logistic_predict(model, rows), model.predict(rows))
+    other = make_pipeline(MinMaxScaler(), LogisticRegression()).fit(X, y)
+    assert _linear.FlatLogistic.verified(other) is None
+    np.testing.assert_array_equal(_linear.logistic_proba(other, X[:3]), other.predict_proba(X[:3]))
+    gap = X[:2].copy()
+    gap[0, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):  # as scikit-learn refuses it, not a silent number
+        _linear.logistic_proba(model, gap)

@@ -34,16 +34,22 @@ def as_frame(readings) -> pl.DataFrame:
 def canonical(df: pl.DataFrame) -> pl.DataFrame:
     """Cast to the three_phase schema (ts to UTC; text timestamps parsed), keep ``row``."""
     ts = df["ts"]
-    if ts.dtype == pl.String:
-        ts = ts.str.to_datetime(time_zone="UTC", strict=False)
-    elif isinstance(ts.dtype, pl.Datetime):
-        ts = ts.dt.replace_time_zone("UTC") if ts.dtype.time_zone is None else ts.dt.convert_time_zone("UTC")
-    df = df.with_columns(ts.cast(pl.Datetime("us", "UTC")).alias("ts"))
-    if "source" not in df.columns:
-        df = df.with_columns(pl.lit("inference").alias("source"))
-    numeric = [f.name for f in schema.value_fields("three_phase") if f.name in df.columns]
-    df = df.with_columns([pl.col(c).cast(pl.Float64, strict=False) for c in numeric])
-    return schema.conform(df, "three_phase").with_columns(df["row"])
+    if ts.dtype != schema.POLARS_TS:
+        if ts.dtype == pl.String:
+            ts = ts.str.to_datetime(time_zone="UTC", strict=False)
+        elif isinstance(ts.dtype, pl.Datetime):
+            ts = ts.dt.replace_time_zone("UTC") if ts.dtype.time_zone is None else ts.dt.convert_time_zone("UTC")
+        df = df.with_columns(ts.cast(schema.POLARS_TS).alias("ts"))
+    # one select: every field in storage order, typed (numbers leniently: text that is no number is null)
+    dtypes, numeric = df.schema, {f.name for f in schema.value_fields("three_phase")}
+    cols = []
+    for name, dtype in schema.polars_schema("three_phase").items():
+        if name in dtypes:
+            cols.append(pl.col(name) if dtypes[name] == dtype else pl.col(name).cast(dtype, strict=name not in numeric))
+        else:
+            default = {"quality_flags": 0, "source": "inference"}.get(name)
+            cols.append(pl.lit(default, dtype=dtype).alias(name))
+    return df.select(*cols, "row")
 
 
 def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str] | None,
@@ -69,12 +75,12 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
         msg = f"readings could not be read as three_phase fields: {str(exc).splitlines()[0]}"
         errors.extend(error_row(r, "missing_field", msg) for r in df.select("row").iter_rows(named=True))
         return df.clear()
-    nulls = df.select("row", "ts", "device_id", pl.concat_str(
-        [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in REQUIRED], separator=",", ignore_nulls=True).alias("_null"))
-    bad = nulls.filter(pl.col("_null") != "")
-    errors.extend(error_row(r, "missing_field", f"field(s) {r['_null']} are null; the reading needs every phase's voltage and current")
-                  for r in bad.iter_rows(named=True))
-    if bad.height:
+    if any(df[c].null_count() for c in REQUIRED):
+        nulls = df.select("row", "ts", "device_id", pl.concat_str(
+            [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in REQUIRED], separator=",", ignore_nulls=True).alias("_null"))
+        bad = nulls.filter(pl.col("_null") != "")
+        errors.extend(error_row(r, "missing_field", f"field(s) {r['_null']} are null; the reading needs every phase's voltage and current")
+                      for r in bad.iter_rows(named=True))
         df = df.filter(~pl.col("row").is_in(bad["row"].implode()))
     if df.height:
         v = schema.validate(df, "three_phase", site=site)
@@ -94,14 +100,17 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
         errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch") for r in dup.iter_rows(named=True))
         if dup.height:
             df = df.filter(~pl.col("row").is_in(dup["row"].implode()))
-    held = [(d, history[d]) for d in df["device_id"].unique().to_list() if d in history]  # the batch's devices only
-    last = pl.DataFrame({"device_id": [d for d, _ in held], "_last": [h["ts"][-1] for _, h in held]},  # held in time order
-                        schema={"device_id": pl.String, "_last": pl.Datetime("us", "UTC")})
-    df = df.join(last, on="device_id", how="left")
-    old = df.filter(pl.col("ts") <= pl.col("_last"))
+    held = {d: history[d]["ts"][-1] for d in df["device_id"].unique().to_list() if d in history}  # held in time order
+    if not held:
+        return df
+    last = df["device_id"].replace_strict(list(held), list(held.values()), default=None, return_dtype=schema.POLARS_TS)
+    old = (df["ts"] <= last).fill_null(False)
+    if not old.any():
+        return df
     errors.extend(error_row(r, "out_of_order", f"older than this device's last scored reading ({r['_last']:%Y-%m-%d %H:%M:%S}); "
-                                          "send each device's readings in time order") for r in old.iter_rows(named=True))
-    return df.filter(pl.col("_last").is_null() | (pl.col("ts") > pl.col("_last"))).drop("_last")
+                                          "send each device's readings in time order")
+                  for r in df.filter(old).with_columns(last.filter(old).alias("_last")).iter_rows(named=True))
+    return df.filter(~old)
 
 
 def _rule_text(name: str | None) -> str:

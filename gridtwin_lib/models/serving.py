@@ -83,7 +83,11 @@ def missing_input(errors: list[dict], rows: pl.DataFrame, model_id: str, why: st
 
 def prefixed(model_id: str, rows: np.ndarray, pred: pd.DataFrame, drop: Sequence[str] = ()) -> pl.DataFrame:
     """``pred``'s columns as ``<model_id>.<output>`` (NaN as null, as ``pl.from_pandas``) and ``row``."""
-    cols = [pl.Series(f"{model_id}.{c}", pred[c].to_numpy(), nan_to_null=True) for c in pred.columns if c not in drop]
+    values = pred.to_numpy()
+    if values.dtype.kind == "f":  # all float (the usual case): one conversion, no pandas column lookups
+        cols = [pl.Series(f"{model_id}.{c}", values[:, k], nan_to_null=True) for k, c in enumerate(pred.columns) if c not in drop]
+    else:
+        cols = [pl.Series(f"{model_id}.{c}", col.to_numpy(), nan_to_null=True) for c, col in pred.items() if c not in drop]
     return pl.DataFrame([*cols, pl.Series("row", rows, dtype=pl.Int64)])
 
 
@@ -107,11 +111,12 @@ def columns_scorer(columns: Sequence[str], *, complete_rows: str | None = None) 
         X = float_frame(new, list(columns))
         rows = new["row"].to_numpy()
         if complete_rows is not None:
-            ok = X.notna().all(axis=1).to_numpy()
-            missing_input(errors, new.filter(pl.Series(~ok)), model_id, complete_rows)
-            X, rows = X[ok], rows[ok]
-            if not len(rows):
-                return None
+            ok = ~np.isnan(X.to_numpy()).any(axis=1)
+            if not ok.all():
+                missing_input(errors, new.filter(pl.Series(~ok)), model_id, complete_rows)
+                X, rows = X[ok], rows[ok]
+                if not len(rows):
+                    return None
         return prefixed(model_id, rows, est.predict(X))
 
     return score

@@ -50,10 +50,13 @@ def grid_stability_design(features: pd.DataFrame, columns: list[str]) -> pd.Data
     """m15's input matrix from :func:`features.compute` rows (in time order): infinities and gaps
     carried forward from the same device's previous row (never another device's), then 0.
     Training and serving share it."""
-    X = features[columns].astype(float).replace([np.inf, -np.inf], np.nan)
-    keys = [k for k in ("source", "device_id") if k in features.columns]
-    X = X.groupby([features[k] for k in keys], sort=False).ffill() if keys else X.ffill()
-    return X.fillna(0.0).reset_index(drop=True)
+    A = (features if features.columns.equals(pd.Index(columns)) else features[columns]).to_numpy(dtype=float, copy=True)
+    A[np.isinf(A)] = np.nan
+    if len(A) > 1 and np.isnan(A).any():  # something to carry forward (a single row has nothing)
+        X = pd.DataFrame(A, columns=columns, index=features.index)
+        keys = [k for k in ("source", "device_id") if k in features.columns]
+        A = (X.groupby([features[k] for k in keys], sort=False).ffill() if keys else X.ffill()).to_numpy()
+    return pd.DataFrame(np.where(np.isnan(A), 0.0, A), columns=columns)
 
 
 def grid_stability(store, *, sources: tuple[str, ...] = M15_SOURCES, horizon_min: float = 30.0, test_fraction: float = 0.3,

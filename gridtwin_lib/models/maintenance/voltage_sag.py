@@ -14,6 +14,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from ...errors import InputError
+from .._linear import logistic_proba
 from .._trees import forest_proba
 from ..base import Baseline, GridModel, ModelSpec, input_matrix
 from ..serving import ServingAdapter, columns_scorer
@@ -98,7 +99,7 @@ class _LogisticOn(Baseline):
         return self
 
     def predict(self, X):
-        return _prob_out(self.model_.predict_proba(self._A(X))[:, 1], getattr(X, "index", None))
+        return _prob_out(logistic_proba(self.model_, self._A(X))[:, 1], getattr(X, "index", None))
 
 
 class RecentEventsLogistic(_LogisticOn):

@@ -403,11 +403,8 @@ class LinearAR(Baseline):
         sigma = np.maximum(self.sigma_hz_, 1e-6)
         # normal CDF / survival function (scipy.stats.norm's cdf, sf) without scipy.stats' per-call overhead
         p_out = ndtr((BAND_HZ[0] - forecast) / sigma) + ndtr(-((BAND_HZ[1] - forecast) / sigma))
-        frame = pd.DataFrame(forecast, columns=FORECAST_COLUMNS)
-        frame["p_excursion"] = np.clip(p_out.max(axis=1), 0.0, 1.0)
-        if isinstance(X, pd.DataFrame):
-            frame.index = X.index
-        return frame
+        return pd.DataFrame(np.column_stack([forecast, np.clip(p_out.max(axis=1), 0.0, 1.0)]), columns=[*FORECAST_COLUMNS, "p_excursion"],
+                            index=X.index if isinstance(X, pd.DataFrame) else None)
 
 
 class Persistence(Baseline):
@@ -566,13 +563,21 @@ def _serve(engine, est, model_id, new, held, errors):
     N_HIST = HISTORY
 
     rows, hist, skipped = [], [], []
-    for part in held.readings.select("ts", "device_id", "frequency", "row").partition_by("device_id"):
-        us = part["ts"].dt.epoch("us").to_numpy()
-        whole = us % 1_000_000 == 0
-        grid, f = frequency_grid(us[whole], part["frequency"].filter(pl.Series(whole)))
-        sec0 = grid[0] if grid.size else 0
-        row = part["row"].to_numpy()
+    readings = held.readings  # by device and time
+    us_all, row_all = readings["ts"].to_physical().to_numpy(), readings["row"].to_numpy()  # ts: canonical, µs
+    bounds = [0, *(np.flatnonzero(np.diff(readings["device_id"].rle_id().to_numpy())) + 1).tolist(), readings.height]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        us, row = us_all[lo:hi], row_all[lo:hi]
         new_row = row >= 0
+        if not new_row.any():
+            continue
+        # only the N_HIST seconds before the device's first new reading reach a window (held readings are in time order)
+        lo += int(np.searchsorted(us, (int(us[new_row].min()) // 1_000_000 - N_HIST + 1) * 1_000_000))
+        us, row = us_all[lo:hi], row_all[lo:hi]
+        new_row = row >= 0
+        whole = us % 1_000_000 == 0
+        grid, f = frequency_grid(us[whole], readings["frequency"].slice(lo, hi - lo).filter(pl.Series(whole)))
+        sec0 = grid[0] if grid.size else 0
         # each new whole-second reading's window is f[k - N_HIST + 1 .. k], k its second on the grid
         k = us // 1_000_000 - sec0
         ok = new_row & whole & (k >= N_HIST - 1)

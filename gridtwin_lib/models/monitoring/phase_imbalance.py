@@ -17,6 +17,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import confusion_matrix
 from sklearn.tree import DecisionTreeClassifier, export_text
 
+from .._linear import logistic_predict
 from ..base import Baseline, Dataset, GridModel, ModelSpec, feature_array, feature_frame
 from ..serving import ServingAdapter, columns_scorer
 
@@ -324,7 +325,7 @@ class DesignLogistic(Baseline):
 
     def predict(self, X) -> pd.DataFrame:
         index = X.index if isinstance(X, pd.DataFrame) else None
-        return pd.DataFrame({"cause": self.model_.predict(self._design(X)).astype(object)}, index=index)
+        return pd.DataFrame({"cause": logistic_predict(self.model_, self._design(X)).astype(object)}, index=index)
 
 
 def _causes(y) -> np.ndarray:
