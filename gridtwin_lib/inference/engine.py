@@ -272,16 +272,16 @@ class Engine(OnDemandScoring):
         """The features of ``frame``'s new rows (``row`` >= 0) from the incremental executor, as the batch
         executor would return them (same columns, order and dtypes); None when it cannot (the batch runs)."""
         inc = self._features
-        new_rows = pl.col("row") >= 0
+        new_rows = pl.Series(frame["row"].to_numpy() >= 0)
         # the rows to feed: the new ones, and all held ones of a device whose state is not built (first seen, or after a batch)
         seen = set(frame["device_id"].unique().to_list())
         fresh = seen - self._features_ready
-        feed = frame.filter(new_rows | pl.col("device_id").is_in(list(fresh))) if fresh else frame.filter(new_rows)
-        ts_us = feed["ts"].dt.epoch("us").to_numpy()
+        new = frame.filter(new_rows)
+        feed = frame.filter(new_rows | frame["device_id"].is_in(list(fresh))) if fresh else new
+        ts_us = feed["ts"].to_physical().to_numpy()  # canonical: µs since the epoch
+        present = [j for j, name in enumerate(inc.inputs) if name in feed.columns]
         inputs = np.full((feed.height, len(inc.inputs)), np.nan)
-        for j, name in enumerate(inc.inputs):
-            if name in feed.columns:
-                inputs[:, j] = feed[name].cast(pl.Float64).to_numpy()
+        inputs[:, present] = feed.select(pl.col(inc.inputs[j]).cast(pl.Float64) for j in present).to_numpy()
         is_new = (feed["row"].to_numpy() >= 0).tolist()
         devices = feed["device_id"].to_list()
         out = np.empty((sum(is_new), len(inc.names)))
@@ -303,7 +303,7 @@ class Engine(OnDemandScoring):
         dtypes = F.feature_dtypes(inc.names[k] for k in keep)
         feats = pl.DataFrame([pl.Series(inc.names[k], out[:, k], nan_to_null=True) if dtypes[inc.names[k]] == pl.Float64
                               else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtypes[inc.names[k]]) for k in keep])
-        return pl.concat([feed.filter(new_rows), feats], how="horizontal")
+        return pl.concat([new, feats], how="horizontal")
 
     def _keep_history(self, by_device: dict[str, tuple[pl.DataFrame | None, pl.DataFrame]]) -> None:
         """Keep the last :data:`HISTORY` of each device's readings (``row`` -1)."""
