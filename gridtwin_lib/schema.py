@@ -547,9 +547,10 @@ def validate(
     return Validation(accepted=accepted, rejected=rejected, flagged=flagged, missing_values=missing, hits=dict(sorted(hits.items())))
 
 
-#: frames of at most this many rows are validated with NumPy (:func:`_validate_small`): a few
-#: readings (the inference engine's, the live scorer's) would spend ~4 ms planning Polars expressions
-NUMPY_MAX_ROWS = 64
+#: frames of at most this many rows are validated with NumPy (:func:`_validate_small`): the inference
+#: engine's few readings and the live scorer's polls would spend ~4 ms planning Polars expressions;
+#: larger frames (ingest, batches) are worth Polars' threads
+NUMPY_MAX_ROWS = 4096
 
 
 def _validate_small(df: pl.DataFrame, kind: str, site: Site, now: datetime, consumption_only: bool,

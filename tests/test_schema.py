@@ -111,7 +111,7 @@ def _edge_values(kind: str) -> list[float]:
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_small_frames_are_validated_as_the_polars_path_does(kind, data):
-    """Up to ``NUMPY_MAX_ROWS`` rows are screened with NumPy (the inference engine's few readings);
+    """Up to ``NUMPY_MAX_ROWS`` rows are screened with NumPy (the inference engine's readings, a live poll);
     accepted rows, flags, rejects, hit counts and missing counts equal the Polars path's, with
     nulls, NaN, infinities, values at and just beyond every bound, future and unset clocks."""
     from gridtwin_lib import schema

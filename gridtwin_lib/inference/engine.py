@@ -203,7 +203,7 @@ class Engine(OnDemandScoring):
         ok = admit(df, errors, site=self.site, devices=self.devices, history=self._history)
         parts: list[pl.DataFrame] = []
         if ok.height:
-            frame, by_device = self._with_history(ok)
+            frame, ok, by_device = self._with_history(ok)
             feats = new = None
             if self.incremental and ok.height * _BATCH_SHARE < frame.height:  # a few readings on held history
                 new = self._new_features(frame)
@@ -221,7 +221,7 @@ class Engine(OnDemandScoring):
             extra = [c for c in dict.fromkeys(with_features) if c in new.columns and c not in ("row", "ts", "device_id")]
             if extra:
                 parts.insert(0, new.select("row", *extra))
-            self._keep_history(by_device)
+            self._keep_history(ok, by_device)
         have = {c for p in parts for c in p.columns}
         absent = [pl.lit(None, dtype=pl.String if out_name in adapter.text_outputs else pl.Float64).alias(f"{model_id}.{out_name}")
                   for model_id, adapter in self._adapters.items() for out_name in self._outputs(model_id)
@@ -255,18 +255,23 @@ class Engine(OnDemandScoring):
             return [o for o in est.spec.output_units if o not in adapter.dropped_outputs]
         return list(adapter.outputs)
 
-    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, tuple[pl.DataFrame | None, pl.DataFrame]]]:
-        """The admitted readings with their devices' held history, by device and time, and (held, new) per device.
+    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, tuple[pl.DataFrame | None, int, int]]]:
+        """The admitted readings with their devices' held history, by device and time; the admitted
+        readings by device and time; and per device (held, first, end) of its readings among those.
 
         Each device's held readings are sorted and end before its new ones (admission refuses older
         readings), so the frame is laid out device by device without sorting the history again."""
+        ok = ok.sort("device_id", "ts") if ok.height > 1 else ok
+        ids = ok["device_id"].to_list()
+        bounds = [0, *(np.flatnonzero(np.diff(ok["device_id"].rle_id().to_numpy())) + 1).tolist(), ok.height]
         by_device, parts = {}, []
-        for (device,), part in ok.sort("device_id", "ts").partition_by("device_id", as_dict=True, maintain_order=True).items():
-            held = self._history.get(device)
-            by_device[device] = (held, part)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):  # slices of one sorted frame: no partition, no copy
+            held = self._history.get(ids[lo])
+            by_device[ids[lo]] = (held, lo, hi)
+            part = ok.slice(lo, hi - lo) if hi - lo < ok.height else ok
             parts += [held, part] if held is not None else [part]
         frame = pl.concat(parts, how="vertical_relaxed", rechunk=False) if len(parts) > 1 else parts[0]
-        return frame, by_device
+        return frame, ok, by_device
 
     def _new_features(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """The features of ``frame``'s new rows (``row`` >= 0) from the incremental executor, as the batch
@@ -305,16 +310,29 @@ class Engine(OnDemandScoring):
                               else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtypes[inc.names[k]]) for k in keep])
         return pl.concat([new, feats], how="horizontal")
 
-    def _keep_history(self, by_device: dict[str, tuple[pl.DataFrame | None, pl.DataFrame]]) -> None:
-        """Keep the last :data:`HISTORY` of each device's readings (``row`` -1)."""
+    def _keep_history(self, ok: pl.DataFrame, by_device: dict[str, tuple[pl.DataFrame | None, int, int]]) -> None:
+        """Keep the last :data:`HISTORY` of each device's readings (``row`` -1); ``ok`` and ``by_device``
+        as :meth:`_with_history` returns them."""
         history_us = HISTORY // timedelta(microseconds=1)
-        for device, (held, new) in by_device.items():
-            new = new.with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
-            readings = pl.concat([held, new], how="vertical_relaxed", rechunk=False) if held is not None else new
-            ts_us = readings["ts"].to_physical().to_numpy()  # in time order
-            first = int(np.searchsorted(ts_us, ts_us[-1] - history_us, side="right"))
-            kept = readings.slice(first) if first else readings
-            self._history[device] = kept.rechunk() if kept.n_chunks() > 32 else kept
+        kept_new = ok.with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
+        for device, (held, lo, hi) in by_device.items():
+            new = kept_new.slice(lo, hi - lo) if hi - lo < ok.height else kept_new
+            if held is None:
+                readings = new
+            else:
+                try:  # same schema (the usual case): append the chunks without resolving types
+                    readings = held.vstack(new)
+                except pl.exceptions.PolarsError:
+                    readings = pl.concat([held, new], how="vertical_relaxed", rechunk=False)
+            ts = readings["ts"].to_physical()  # in time order
+            cutoff = int(ts[-1]) - history_us
+            if int(ts[0]) <= cutoff:  # some readings fell out of the window: usually a few at the start
+                head = ts.head(64).to_numpy()
+                first = int(np.searchsorted(head, cutoff, side="right"))
+                if first == len(head):
+                    first = int(np.searchsorted(ts.to_numpy(), cutoff, side="right"))
+                readings = readings.slice(first)
+            self._history[device] = readings.rechunk() if readings.n_chunks() > 32 else readings
 
     def _score_model(self, model_id: str, new: pl.DataFrame, held: Held, errors: list[dict]) -> pl.DataFrame | None:
         """One per-reading model through its serving adapter: a frame keyed by ``row``, or None."""
