@@ -46,15 +46,21 @@ def _labels(ts_s: np.ndarray, starts_s: np.ndarray, horizon_s: float) -> np.ndar
     return (np.searchsorted(s, ts_s + horizon_s, side="right") > np.searchsorted(s, ts_s, side="right")).astype(int)
 
 
+def _one_row_each(features: pd.DataFrame, keys: list[str]) -> bool:
+    """Whether no device has two rows (e.g. a live poll's readings): then no row has a previous one to carry from."""
+    groups = list(zip(*(features[k].tolist() for k in keys)))
+    return len(set(groups)) == len(groups)
+
+
 def grid_stability_design(features: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """m15's input matrix from :func:`features.compute` rows (in time order): infinities and gaps
     carried forward from the same device's previous row (never another device's), then 0.
     Training and serving share it."""
     A = (features if features.columns.equals(pd.Index(columns)) else features[columns]).to_numpy(dtype=float, copy=True)
     A[np.isinf(A)] = np.nan
-    if len(A) > 1 and np.isnan(A).any():  # something to carry forward (a single row has nothing)
+    keys = [k for k in ("source", "device_id") if k in features.columns]
+    if len(A) > 1 and np.isnan(A).any() and not (keys and _one_row_each(features, keys)):  # something to carry forward
         X = pd.DataFrame(A, columns=columns, index=features.index)
-        keys = [k for k in ("source", "device_id") if k in features.columns]
         A = (X.groupby([features[k] for k in keys], sort=False).ffill() if keys else X.ffill()).to_numpy()
     return pd.DataFrame(np.where(np.isnan(A), 0.0, A), columns=columns)
 
