@@ -230,6 +230,24 @@ def test_single_readings_continue_the_stream(readings):
     assert held["ts"].max() - held["ts"].min() <= inference.HISTORY
 
 
+def test_each_device_holds_exactly_its_last_90_minutes(readings):
+    """Across batches and single readings, the held history of each device is its readings in
+    (newest - HISTORY, newest], in time order, with nothing of the other device."""
+    engine = _engine()
+    engine.score(readings.head(11_000))  # 92 min of two devices: the first cut happens in a batch
+    for r in readings.slice(11_000, 120).to_dicts():
+        engine.score_one(r)
+    engine.score(readings.slice(11_120, 1_500))
+    seen = readings.head(12_620)
+    for device in seen["device_id"].unique().to_list():
+        mine = seen.filter(pl.col("device_id") == device).sort("ts")
+        expected = mine.filter(pl.col("ts") > mine["ts"].max() - inference.HISTORY)
+        held = engine.history(device)
+        assert held["ts"].to_list() == expected["ts"].to_list()
+        assert held["device_id"].unique().to_list() == [device] and held["row"].unique().to_list() == [-1]
+        assert_frame_equal(held.select(expected.columns).drop("quality_flags"), expected.drop("quality_flags"))
+
+
 def test_incremental_single_readings_equal_the_reference_path(readings, monkeypatch):
     """The per-reading fast path (features of the new reading alone, m07's forecast kept per device
     until its window closes) gives what the reference path gives (every held reading's features and

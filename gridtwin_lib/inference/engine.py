@@ -96,6 +96,7 @@ class Engine(OnDemandScoring):
         self.time_limit_s = float(time_limit_s)
         self.incremental = bool(incremental)
         self._history: dict[str, pl.DataFrame] = {}
+        self._history_first_us: dict[str, int] = {}  # each device's oldest held reading [µs since the epoch]
         # model id -> what its serving adapter keeps across calls (e.g. per device forecasts)
         self._state: dict[str, dict[str, Any]] = {}
         # the per-reading models (registry order) with their adapters, and the union of their windows
@@ -165,10 +166,12 @@ class Engine(OnDemandScoring):
         self._features.forget(device_id)
         if device_id is None:
             self._history.clear()
+            self._history_first_us.clear()
             self._state.clear()
             self._features_ready.clear()
         else:
             self._history.pop(device_id, None)
+            self._history_first_us.pop(device_id, None)
             self._features_ready.discard(device_id)
             for kept in self._state.values():
                 kept.pop(device_id, None)
@@ -206,7 +209,7 @@ class Engine(OnDemandScoring):
             frame, ok, by_device = self._with_history(ok)
             feats = new = None
             if self.incremental and ok.height * _BATCH_SHARE < frame.height:  # a few readings on held history
-                new = self._new_features(frame)
+                new = self._new_features(frame, ok)
             if new is None:  # a batch: every row's features at once
                 feats = F.compute(frame, "three_phase", windows=self._windows, site=self.site, keep_inputs=True)
                 new = feats.filter(pl.col("row") >= 0)
@@ -270,19 +273,17 @@ class Engine(OnDemandScoring):
             by_device[ids[lo]] = (held, lo, hi)
             part = ok.slice(lo, hi - lo) if hi - lo < ok.height else ok
             parts += [held, part] if held is not None else [part]
-        frame = pl.concat(parts, how="vertical_relaxed", rechunk=False) if len(parts) > 1 else parts[0]
-        return frame, ok, by_device
+        return _stack(parts), ok, by_device
 
-    def _new_features(self, frame: pl.DataFrame) -> pl.DataFrame | None:
-        """The features of ``frame``'s new rows (``row`` >= 0) from the incremental executor, as the batch
-        executor would return them (same columns, order and dtypes); None when it cannot (the batch runs)."""
+    def _new_features(self, frame: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame | None:
+        """The features of ``frame``'s new rows (``row`` >= 0; ``new``: those rows, in frame order) from the
+        incremental executor, as the batch executor would return them (same columns, order and dtypes);
+        None when it cannot (the batch runs)."""
         inc = self._features
-        new_rows = pl.Series(frame["row"].to_numpy() >= 0)
         # the rows to feed: the new ones, and all held ones of a device whose state is not built (first seen, or after a batch)
-        seen = set(frame["device_id"].unique().to_list())
+        seen = set(new["device_id"].unique().to_list())
         fresh = seen - self._features_ready
-        new = frame.filter(new_rows)
-        feed = frame.filter(new_rows | frame["device_id"].is_in(list(fresh))) if fresh else new
+        feed = frame.filter((pl.col("row") >= 0) | pl.col("device_id").is_in(list(fresh))) if fresh else new
         ts_us = feed["ts"].to_physical().to_numpy()  # canonical: µs since the epoch
         present = [j for j, name in enumerate(inc.inputs) if name in feed.columns]
         inputs = np.full((feed.height, len(inc.inputs)), np.nan)
@@ -315,24 +316,22 @@ class Engine(OnDemandScoring):
         as :meth:`_with_history` returns them."""
         history_us = HISTORY // timedelta(microseconds=1)
         kept_new = ok.with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
+        new_us = ok["ts"].to_physical().to_numpy()  # by device and time
         for device, (held, lo, hi) in by_device.items():
             new = kept_new.slice(lo, hi - lo) if hi - lo < ok.height else kept_new
-            if held is None:
-                readings = new
-            else:
-                try:  # same schema (the usual case): append the chunks without resolving types
-                    readings = held.vstack(new)
-                except pl.exceptions.PolarsError:
-                    readings = pl.concat([held, new], how="vertical_relaxed", rechunk=False)
-            ts = readings["ts"].to_physical()  # in time order
-            cutoff = int(ts[-1]) - history_us
-            if int(ts[0]) <= cutoff:  # some readings fell out of the window: usually a few at the start
+            readings = new if held is None else _stack([held, new])
+            cutoff = int(new_us[hi - 1]) - history_us
+            first_us = self._history_first_us.get(device) if held is not None else int(new_us[lo])
+            if first_us is None or first_us <= cutoff:  # some readings fell out of the window: usually a few at the start
+                ts = readings["ts"].to_physical()
                 head = ts.head(64).to_numpy()
                 first = int(np.searchsorted(head, cutoff, side="right"))
                 if first == len(head):
                     first = int(np.searchsorted(ts.to_numpy(), cutoff, side="right"))
                 readings = readings.slice(first)
+                first_us = int(ts[first])
             self._history[device] = readings.rechunk() if readings.n_chunks() > 32 else readings
+            self._history_first_us[device] = first_us
 
     def _score_model(self, model_id: str, new: pl.DataFrame, held: Held, errors: list[dict]) -> pl.DataFrame | None:
         """One per-reading model through its serving adapter: a frame keyed by ``row``, or None."""
@@ -353,6 +352,16 @@ class Engine(OnDemandScoring):
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}" if str(exc) else type(exc).__name__
             errors.extend(error_row(r, "model_error", msg, model_id) for r in applies.select("row", "ts", "device_id").iter_rows(named=True))
             return None
+
+
+def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """``frames`` one after the other, their chunks kept; the same schema (the usual case) needs no type resolution."""
+    if len(frames) == 1:
+        return frames[0]
+    try:
+        return pl.concat(frames, how="vertical", rechunk=False)
+    except pl.exceptions.PolarsError:
+        return pl.concat(frames, how="vertical_relaxed", rechunk=False)
 
 
 __all__ = ["Engine", "ALERT_FEATURES", "HISTORY"]

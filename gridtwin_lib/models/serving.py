@@ -113,7 +113,7 @@ def columns_scorer(columns: Sequence[str], *, complete_rows: str | None = None) 
         if complete_rows is not None:
             ok = ~np.isnan(X.to_numpy()).any(axis=1)
             if not ok.all():
-                missing_input(errors, new.filter(pl.Series(~ok)), model_id, complete_rows)
+                missing_input(errors, new.select("row", "ts", "device_id").filter(pl.Series(~ok)), model_id, complete_rows)
                 X, rows = X[ok], rows[ok]
                 if not len(rows):
                     return None
