@@ -45,6 +45,7 @@ test: lint  ## lint, then every test (benchmarks excluded) on $(JOBS) workers; t
 bench: install  ## benchmarks: they print their figures (see README "Performance"); bench_models needs `make run` first
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_features.py
+	$(BIN)/python tests/benchmarks/bench_validate.py
 	$(BIN)/python tests/benchmarks/bench_simulate.py
 	$(BIN)/python tests/benchmarks/bench_pipeline.py --jobs $(JOBS)
 	$(BIN)/python tests/benchmarks/bench_models.py
