@@ -190,12 +190,20 @@ def _check_model(at: str, r: dict) -> None:
 
 
 def _severity(rule: Rule) -> pl.Expr:
-    """The severity of the first level of ``rule`` its column matches, else null."""
+    """The severity of the first level of ``rule`` its column matches, else null (built once per rule:
+    a live poll runs every rule on a few readings, several times a second)."""
+    kept = _SEVERITY.get(id(rule))
+    if kept is not None and kept[0] is rule:
+        return kept[1]
     col = pl.col(rule.column)
     sev = pl.lit(None, dtype=pl.String)
     for lv in reversed(rule.levels):  # the first matching level wins
         sev = pl.when(lv.expr(col).fill_null(False)).then(pl.lit(lv.severity)).otherwise(sev)
+    _SEVERITY[id(rule)] = (rule, sev)
     return sev
+
+
+_SEVERITY: dict[int, tuple[Rule, pl.Expr]] = {}  # id(rule) -> (rule, its severity expression); rules are frozen
 
 
 def _value_columns(frame: pl.DataFrame, rule: Rule) -> tuple[pl.Expr, pl.Expr]:
@@ -290,9 +298,9 @@ class AlertBook:
 
     def _close_stale(self, frames, gap) -> None:
         """Close alerts whose input has moved on by more than the merge gap without them firing."""
+        newest = {name: f["ts"].max() for name, f in frames.items() if f is not None and f.height and "ts" in f.columns}
         for key, a in list(self._open.items()):
-            f = frames.get(a.rule.input)
-            if f is not None and f.height and "ts" in f.columns and f["ts"].max() - a.last > gap:
+            if a.rule.input in newest and newest[a.rule.input] - a.last > gap:
                 self._closed.append(self._open.pop(key))
 
     def table(self) -> pl.DataFrame:

@@ -234,22 +234,11 @@ class Engine(OnDemandScoring):
         result = df.select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
                            pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id")
                            ).with_columns(pl.Series("status", status, dtype=pl.String))
-        order = [*result.columns, *[c for p in parts for c in p.columns if c != "row"], *[e.meta.output_name() for e in absent]]
-        # a part holding every reading in input order (a stream's usual case) is laid beside the rows; the others are
-        # joined on ``row`` in one lazy plan (a single collect instead of one per join)
-        in_order = np.arange(n, dtype=np.int64)
-        aligned = [p for p in parts if p.height == n and np.array_equal(p["row"].to_numpy(), in_order)]
-        joined = [p for p in parts if not any(p is a for a in aligned)]
-        if joined:
-            lazy = result.lazy()
-            for p in joined:
-                lazy = lazy.join(p.lazy(), on="row", how="left")
-            result = lazy.sort("row").collect()
-        if aligned:
-            result = result.hstack([c for p in aligned for c in p.get_columns() if c.name != "row"])
+        # each part's columns laid beside the rows in input order (rows it did not score: null), no join
+        result = result.hstack([c for p in parts for c in _in_input_order(p, n)])
         if absent:
             result = result.with_columns(absent)
-        return ScoreBatch(result.select(order), err.sort("row", "code") if err.height > 1 else err, dict(self.units))
+        return ScoreBatch(result, err.sort("row", "code") if err.height > 1 else err, dict(self.units))
 
     def _outputs(self, model_id: str) -> list[str]:
         adapter = self._adapters[model_id]
@@ -354,12 +343,27 @@ class Engine(OnDemandScoring):
             return None
 
 
+def _in_input_order(part: pl.DataFrame, n: int) -> list[pl.Series]:
+    """The columns of ``part`` (keyed by ``row``, each row at most once) but ``row``, as ``n`` values in row
+    order, null where ``part`` has no row."""
+    rows = part["row"].to_numpy()
+    values = part.drop("row")
+    if len(rows) == n and (rows[1:] > rows[:-1]).all():  # every reading, in input order (a stream's usual case)
+        return values.get_columns()
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    if len(rows) == n:
+        return values[position].get_columns()
+    index = pl.Series("index", position).set(pl.Series(position < 0), None)
+    return values.select(pl.all().gather(index)).get_columns()
+
+
 def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """``frames`` one after the other, their chunks kept; the same schema (the usual case) needs no type resolution."""
     if len(frames) == 1:
         return frames[0]
     try:
-        return pl.concat(frames, how="vertical", rechunk=False)
+        return frames[0].vstack(frames[1]) if len(frames) == 2 else pl.concat(frames, how="vertical", rechunk=False)
     except pl.exceptions.PolarsError:
         return pl.concat(frames, how="vertical_relaxed", rechunk=False)
 

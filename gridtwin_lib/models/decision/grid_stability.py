@@ -342,7 +342,7 @@ def _serve(engine, est, model_id, new, held, errors):
     ordered = new.sort("ts", "device_id", "row") if new.height > 1 else new
     cols = list(est.columns_)
     X = float_frame(ordered, cols)
-    if ordered.height > 1:  # one reading has nothing to carry forward: the same design without the group-by
+    if ordered.height > ordered["device_id"].n_unique():  # one reading per device has nothing to carry forward
         X.insert(0, "device_id", ordered["device_id"].to_numpy())
     return prefixed(model_id, ordered["row"].to_numpy(), est.predict(grid_stability_design(X, cols)))
 

@@ -6,6 +6,8 @@ Baseline :class:`FixedLossFactor`. Units: kW, kvar, A, V.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 import numpy as np
@@ -245,8 +247,15 @@ FEEDER_SUBNETS = CIGRE_SUBNETS
 def feeder_head_rows(new: pl.DataFrame, held: Held) -> pl.DataFrame:
     """The rows of ``new`` from feeder-head meters (``<feeder>_<R|I|C>``), found once per call."""
     if "feeder_rows" not in held.cache:
-        held.cache["feeder_rows"] = new.filter(pl.col("device_id").str.extract(r"_([A-Za-z]+)$", 1).is_in(list(FEEDER_SUBNETS)))
+        heads = [d for d in new["device_id"].unique().to_list() if _is_feeder_head(d)]  # per device, not per reading
+        held.cache["feeder_rows"] = new.filter(pl.col("device_id").is_in(heads)) if heads else new.clear()
     return held.cache["feeder_rows"]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _is_feeder_head(device_id: str) -> bool:
+    match = re.search(r"_([A-Za-z]+)$", device_id)
+    return match is not None and match.group(1) in FEEDER_SUBNETS
 
 
 def serve_feeder_head(engine, est, model_id, new, held, errors):

@@ -571,6 +571,9 @@ def _serve(engine, est, model_id, new, held, errors):
         new_row = row >= 0
         if not new_row.any():
             continue
+        if not (us[new_row] % 1_000_000 == 0).any():  # no new reading at a whole second: none has a window
+            skipped.append(row[new_row])
+            continue
         # only the N_HIST seconds before the device's first new reading reach a window (held readings are in time order)
         lo += int(np.searchsorted(us, (int(us[new_row].min()) // 1_000_000 - N_HIST + 1) * 1_000_000))
         us, row = us_all[lo:hi], row_all[lo:hi]
