@@ -179,9 +179,9 @@ def live_cmd(
     engine = Engine.from_registry(progress=not as_json)
     scorer = LiveScorer(engine, directory, start=start)
     info = {"url": f"ws://{host}:{port}{WS_PATH}", "health": f"http://{host}:{port}/health", "collector_dir": str(directory),
-            "from_id": scorer.last_id, "serving": engine.serving_lines()}
-    _emit(info, as_json, f"live scorer: {info['url']} (health /health, metrics /metrics); from log id {scorer.last_id}; "
-          "Ctrl-C stops\n" + "\n".join(info["serving"]))
+            "from_id": scorer.last_id, "warmed_readings": scorer.warmed, "serving": engine.serving_lines()}
+    _emit(info, as_json, f"live scorer: {info['url']} (health /health, metrics /metrics); from log id {scorer.last_id}, "
+          f"windows warmed with the {scorer.warmed:,} logged readings before it; Ctrl-C stops\n" + "\n".join(info["serving"]))
     serve(scorer, host, port, poll_ms / 1000.0, serving=info["serving"])
 
 

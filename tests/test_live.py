@@ -96,6 +96,53 @@ def test_a_restart_resumes_after_the_saved_watermark(tmp_path, readings):
     wal.close()
 
 
+@pytest.mark.parametrize("chunk_rows", [100_000, 700])
+def test_a_restart_continues_each_devices_windows_from_the_log(tmp_path, readings, monkeypatch, chunk_rows):
+    """After a restart the scorer hands the engine the log's readings before its watermark, so the
+    next readings get the scores an uninterrupted scorer gives them; without that they do not.
+    ``chunk_rows`` 700: the log is walked back in several chunks."""
+    monkeypatch.setattr(LiveScorer, "WARM_CHUNK_ROWS", chunk_rows)
+    wal = WriteAheadLog(tmp_path)
+    first, second = readings.slice(0, 3_000), readings.slice(3_000, 400)
+    _append(wal, first)
+    scorer = LiveScorer(inference.Engine(probes()), tmp_path, start="start")
+    while scorer.poll().readings:
+        pass
+    scorer.save()
+    scorer.close()
+    _append(wal, second)
+    uninterrupted = inference.Engine(probes()).score(readings.head(3_400).select("ts", "device_id", *VALUES)).frame.tail(400)
+    outputs = [c for c in uninterrupted.columns if "." in c and uninterrupted[c].dtype.is_numeric()]
+
+    def after_restart(warm: bool) -> pl.DataFrame:
+        again = LiveScorer(inference.Engine(probes()), tmp_path, warm=warm)
+        assert again.warmed == (3_000 if warm else 0)
+        pushed = _scores(again.poll().messages)
+        again.close()
+        return pl.DataFrame([m["scores"] for m in pushed], infer_schema_length=None).select(outputs)
+
+    assert_frame_equal(after_restart(True), uninterrupted.select(outputs), check_exact=False, rel_tol=1e-6, abs_tol=1e-6,
+                       check_dtypes=False)
+    cold = after_restart(False)
+    assert not cold.equals(uninterrupted.select(outputs).cast(cold.schema))  # windows started empty: other scores
+    wal.close()
+
+
+def test_a_restart_reads_back_only_the_window_it_needs(tmp_path, readings, monkeypatch):
+    """The log is read back from the watermark until the readings are older than the engine's windows reach."""
+    from gridtwin_lib.inference import live
+
+    monkeypatch.setattr(live, "HISTORY", timedelta(minutes=10))
+    monkeypatch.setattr(LiveScorer, "WARM_CHUNK_ROWS", 500)
+    wal = WriteAheadLog(tmp_path)
+    _append(wal, readings)
+    newest = readings["ts"].max()
+    scorer = LiveScorer(inference.Engine(probes()), tmp_path, start="end")
+    assert scorer.warmed == readings.filter(pl.col("ts") >= newest - timedelta(minutes=10)).height
+    scorer.close()
+    wal.close()
+
+
 def test_alerts_are_pushed_when_opened_raised_and_closed_not_on_every_firing(tmp_path):
     """Device d1: 20 normal minutes, 30 s at +13 % (MEDIUM), 30 s at +17 % (HIGH), then normal past the merge gap."""
     n = 20 * 60 + 60 + 16 * 60

@@ -176,6 +176,23 @@ class Engine(OnDemandScoring):
             for kept in self._state.values():
                 kept.pop(device_id, None)
 
+    def hold(self, readings: pl.DataFrame | pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+        """Take ``readings`` as their devices' history without scoring them (e.g. a restarted live
+        scorer's last readings), so the next readings of those devices are scored on full windows.
+
+        They pass admission as scored readings do (a refused one is not held); each device keeps its
+        last :data:`HISTORY`. Returns how many were held."""
+        df = as_frame(readings)
+        df = df.with_columns(pl.int_range(df.height, dtype=pl.Int64).alias("row"))
+        ok = admit(df, [], site=self.site, devices=self.devices, history=self._history)
+        if ok.height:
+            _, ok, by_device = self._with_history(ok)
+            self._keep_history(ok, by_device)
+            for device in by_device:  # the incremental state is rebuilt from the held history when next needed
+                self._features.forget(device)
+                self._features_ready.discard(device)
+        return ok.height
+
     def history(self, device_id: str) -> pl.DataFrame | None:
         """The accepted readings of ``device_id`` the engine still holds (at most :data:`HISTORY`)."""
         return self._history.get(device_id)

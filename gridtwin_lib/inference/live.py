@@ -15,8 +15,9 @@ moves the watermark past them before the next poll, so within a run every acknow
 reading is scored and pushed once. The watermark is saved (``live_scorer.json`` beside the
 log) after each batch is handed to the subscribers; after a crash between the two, a restart
 pushes that batch again (at least once across crashes, never skipped). A restart resumes at the
-saved watermark with an empty history: the first hour of each device's window features is
-computed on less than its window (as after any gap).
+saved watermark and first hands the engine the log's last :data:`~gridtwin_lib.inference.engine.HISTORY`
+before it (:meth:`Engine.hold <gridtwin_lib.inference.Engine.hold>`: the log is append-only), so the
+devices' windows continue where they were instead of starting empty; alerts open afresh.
 
 **Not here:** readings refused by the collector (they never reach the log) and meter readings
 (no per-reading model scores them).
@@ -32,7 +33,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from ..alerts import AlertBook, RuleSet, load_rules
 from ..collect.wal import TABLES
 from ..fileio import write_text
-from .engine import ALERT_FEATURES
+from .engine import ALERT_FEATURES, HISTORY
 
 TABLE, VALUES = TABLES["three_phase"]
 WATERMARK_FILE = "live_scorer.json"
@@ -97,10 +98,12 @@ class LiveScorer:
         saved; ``"end"``: only readings logged from now on; ``"start"``: the whole log.
     rules : alert rules (default: :func:`gridtwin_lib.alerts.load_rules`).
     batch_rows : rows scored per poll at most (a backlog is worked off in such batches).
+    warm : hand the engine the readings logged in the :data:`~gridtwin_lib.inference.engine.HISTORY`
+        before the starting point (default), so windows continue across a restart; ``warmed`` says how many.
     """
 
     def __init__(self, engine, collector_dir: str | Path, *, start: str = "saved", rules: RuleSet | None = None,
-                 batch_rows: int = 5_000):
+                 batch_rows: int = 5_000, warm: bool = True):
         self.log_path = check_log(collector_dir, start)
         self.engine = engine
         self.collector_dir = Path(collector_dir)
@@ -117,6 +120,36 @@ class LiveScorer:
         self._values = [v for v in VALUES if v in logged]  # a log from before thd_v, its collector not yet restarted
         self._columns = ["id", "device_id", "ts_us", *self._values]
         self._schema = {"id": pl.Int64, "device_id": pl.String, "ts_us": pl.Int64, **{v: pl.Float64 for v in self._values}}
+        self.warmed = self._warm() if warm and self.last_id > 0 else 0
+
+    #: rows of the log read at a time when warming up (backwards from the watermark)
+    WARM_CHUNK_ROWS = 100_000
+
+    def _warm(self) -> int:
+        """Hand the engine the readings logged before the watermark that its windows reach: the log is read
+        backwards by id (arrival order) until a whole chunk is older than the newest reading less
+        :data:`~gridtwin_lib.inference.engine.HISTORY`."""
+        history_us, chunk_rows = HISTORY // timedelta(microseconds=1), self.WARM_CHUNK_ROWS
+        parts, cutoff, hi = [], None, self.last_id
+        while hi > 0:
+            rows = self._conn.execute(f"SELECT {', '.join(self._columns)} FROM {TABLE} WHERE id > ? AND id <= ? ORDER BY id",
+                                      (hi - chunk_rows, hi)).fetchall()
+            hi -= chunk_rows
+            if not rows:
+                continue
+            part = pl.DataFrame(rows, schema=self._schema, orient="row")
+            cutoff = int(part["ts_us"].max()) - history_us if cutoff is None else cutoff
+            parts.append(part.filter(pl.col("ts_us") >= cutoff))
+            if int(part["ts_us"].max()) < cutoff:
+                break
+        if not parts:
+            return 0
+        return self.engine.hold(self._readings(pl.concat(parts[::-1])))
+
+    def _readings(self, log: pl.DataFrame) -> pl.DataFrame:
+        """Rows of the log as canonical readings; THD only when some row has it (see :meth:`poll`)."""
+        values = [v for v in self._values if v != "thd_v" or log["thd_v"].null_count() < log.height]
+        return log.select(pl.col("ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"), "device_id", *values)
 
     def close(self) -> None:
         self._conn.close()
@@ -150,10 +183,7 @@ class LiveScorer:
         log = pl.DataFrame(rows, schema=self._schema, orient="row")
         # THD only when some reading of the batch has it: a batch without it is scored as readings without THD
         # (the power-quality forecast skips them), not as readings whose THD is unknown
-        values = [v for v in self._values if v != "thd_v" or log["thd_v"].null_count() < log.height]
-        readings = log.select(pl.col("ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
-                              "device_id", *values)
-        batch = self.engine.score(readings, with_features=ALERT_FEATURES)
+        batch = self.engine.score(self._readings(log), with_features=ALERT_FEATURES)
         scored = batch.frame.with_columns(log["id"].alias("id"))
         messages = self._score_messages(scored, batch.errors, log["id"])
         alert_messages, raised = self._alert_messages(scored)
