@@ -93,13 +93,13 @@ def _wait_http(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 1
 
 
 def _payload(device: int, k: int, ts: float) -> dict:
-    """A plausible three-phase reading: 230 V ± a slow swing, balanced currents."""
+    """A plausible three-phase reading: 230 V ± a slow swing, balanced currents, 2-3 % voltage THD."""
     swing = ((k + 7 * device) % 600) / 600.0
     return {"device_id": f"live{device:03d}", "seq": k, "ts": ts,
             **{f"voltage_{p}": 229.0 + 3.0 * swing + 0.2 * j for j, p in enumerate("abc")},
             **{f"current_{p}": 12.0 + swing for p in "abc"}, "frequency": 50.0 + 0.02 * (swing - 0.5),
             **{f"active_power_{p}": 2600.0 + 200 * swing for p in "abc"},
-            **{f"reactive_power_{p}": 400.0 for p in "abc"}}
+            **{f"reactive_power_{p}": 400.0 for p in "abc"}, "voltage_thd": 2.0 + swing}
 
 
 class Subscriber:
