@@ -60,13 +60,15 @@ def _series(store, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
-def frequency_grid(ts_us: np.ndarray, frequency: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+def frequency_grid(ts_us: np.ndarray, frequency: pl.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Whole-second readings of one device on a regular 1 s grid: (epoch seconds, f [Hz]),
-    NaN where a second has no reading or a null frequency. Training and serving share it."""
+    NaN where a second has no reading or a null (NaN) frequency. Training and serving share it."""
     sec = np.asarray(ts_us) // 1_000_000
     grid = np.arange(sec[0], sec[-1] + 1)
     f = np.full(grid.size, np.nan)
-    f[sec - sec[0]] = frequency.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    if isinstance(frequency, pl.Series):
+        frequency = frequency.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    f[sec - sec[0]] = np.asarray(frequency, dtype=np.float64)
     return grid, f
 
 

@@ -579,7 +579,8 @@ def _serve(engine, est, model_id, new, held, errors):
         us, row = us_all[lo:hi], row_all[lo:hi]
         new_row = row >= 0
         whole = us % 1_000_000 == 0
-        grid, f = frequency_grid(us[whole], readings["frequency"].slice(lo, hi - lo).filter(pl.Series(whole)))
+        frequency = readings["frequency"].slice(lo, hi - lo).cast(pl.Float64).to_numpy()  # a null is NaN
+        grid, f = frequency_grid(us[whole], frequency[whole])
         sec0 = grid[0] if grid.size else 0
         # each new whole-second reading's window is f[k - N_HIST + 1 .. k], k its second on the grid
         k = us // 1_000_000 - sec0
