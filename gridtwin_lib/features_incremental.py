@@ -77,7 +77,7 @@ class IncrementalFeatures:
             raise ValueError("give at least one window, e.g. ('1m', '15m', '1h')")
         self.kind, self.windows, self.site = kind, tuple(windows), site or default_site()
         self.names: list[str] = [f.name for f in F.catalog(kind, self.windows, thd=thd)]
-        self._row, _rows, self.inputs, outputs = F.reading_kernel(kind)
+        self._row, self._rows, self.inputs, outputs = F.reading_kernel(kind)
         self._constants = F.kernel_constants(self.site)
         keep = [k for k, name in enumerate(outputs) if thd or name != "thd_v_pct"]
         self._reading_keep = np.array(keep, np.int64)
@@ -183,6 +183,46 @@ class IncrementalFeatures:
             self._grow(state)
         self._calendar(ts_us, out[nr + nw:])
         return out
+
+    def absorb(self, device: str, ts_us: np.ndarray, inputs: np.ndarray) -> None:
+        """Add readings of ``device`` to its window state without returning their features: the state
+        :meth:`update_values` on each of them in turn leaves, for building a device's state from its
+        history, where only the end matters. The per-reading kernel runs once over all of them
+        (its batch form); only the window update goes reading by reading.
+
+        Parameters
+        ----------
+        device : device id.
+        ts_us : (n,) reading times [µs since the epoch, UTC], strictly increasing and after the device's last.
+        inputs : (n, len(:attr:`inputs`)) values in :attr:`inputs` order (NaN = missing).
+        """
+        ts_us = np.asarray(ts_us, dtype=np.int64)
+        if not len(ts_us):
+            return
+        state = self._states.get(device)
+        if state is None:
+            state = self._states[device] = self._new_state()
+        last = int(state.ts[(state.ctr[0] - 1) % state.ts.shape[0]]) if state.ctr[0] else None
+        if (ts_us[1:] <= ts_us[:-1]).any() or (last is not None and ts_us[0] <= last):
+            raise ValueError(f"readings of device {device!r} are not in strictly increasing time after its last one; "
+                             "the incremental executor needs each device's readings in time order")
+        x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float64).T)
+        reading = np.empty((len(self._reading_buf), len(ts_us)))
+        self._rows(x, *self._constants, reading)
+        bases = np.empty((len(ts_us), len(self._base_from)))
+        for b, (k, i) in enumerate(zip(self._base_from, self._base_input)):
+            bases[:, b] = reading[k] if k >= 0 else x[i]
+        window_out = np.empty(self._n_window)
+        for r in range(len(ts_us)):
+            while fk.window_update(int(ts_us[r]), bases[r], state.ts, state.vals, state.ctr, state.sums, state.centre, state.dq,
+                                   state.dqhl, self.win_us, self._longest, self._zero_centre, self._mm_base,
+                                   self._mm_is_max, self._prog, window_out, self._rebase_every) < 0:
+                self._grow(state)
+
+    @property
+    def longest_window_us(self) -> int:
+        """The longest window [µs]: the history a device's state needs."""
+        return int(self.win_us[self._longest])
 
     def _grow(self, state: DeviceState) -> None:
         new_cap = 2 * state.ts.shape[0]

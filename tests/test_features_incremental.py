@@ -117,3 +117,27 @@ def test_readings_out_of_time_order_are_refused():
     with pytest.raises(ValueError, match="no time zone"):
         inc.update("m", datetime(2025, 1, 1), {"voltage": 231.0})
     inc.update("other", T0, {"voltage": 231.0})  # devices are independent
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.sampled_from(STEPS), min_size=2, max_size=80), split=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2**31), missing=st.sampled_from([0.0, 0.2]), capacity=st.sampled_from([2, 64]),
+       rebase_every=st.sampled_from([5, 4096]))
+def test_absorbing_history_leaves_the_state_reading_by_reading_updates_leave(steps, split, seed, missing, capacity, rebase_every):
+    """``absorb`` (how the engine builds a device's state from its held history) followed by readings
+    gives those readings exactly the features ``update_values`` on every reading gives them."""
+    df = _stream("three_phase", [steps], seed, missing).sort("ts")
+    ts_us = df["ts"].dt.epoch("us").to_numpy()
+    one = IncrementalFeatures("three_phase", site=SYDNEY, capacity=capacity, rebase_every=rebase_every)
+    x = np.column_stack([df[name].cast(pl.Float64).fill_null(np.nan).to_numpy() if name in df.columns else np.full(df.height, np.nan)
+                         for name in one.inputs])
+    k = int(split * (df.height - 1))
+    for r in range(df.height):
+        want = one.update_values("d", int(ts_us[r]), x[r])
+    bulk = IncrementalFeatures("three_phase", site=SYDNEY, capacity=capacity, rebase_every=rebase_every)
+    bulk.absorb("d", ts_us[:k], x[:k])
+    for r in range(k, df.height):
+        got = bulk.update_values("d", int(ts_us[r]), x[r])
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        bulk.absorb("d", ts_us[-1:], x[-1:])

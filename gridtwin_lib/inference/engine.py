@@ -286,26 +286,26 @@ class Engine(OnDemandScoring):
         incremental executor, as the batch executor would return them (same columns, order and dtypes);
         None when it cannot (the batch runs)."""
         inc = self._features
-        # the rows to feed: the new ones, and all held ones of a device whose state is not built (first seen, or after a batch)
-        seen = set(new["device_id"].unique().to_list())
-        fresh = seen - self._features_ready
-        feed = frame.filter((pl.col("row") >= 0) | pl.col("device_id").is_in(list(fresh))) if fresh else new
-        ts_us = feed["ts"].to_physical().to_numpy()  # canonical: µs since the epoch
-        present = [j for j, name in enumerate(inc.inputs) if name in feed.columns]
-        inputs = np.full((feed.height, len(inc.inputs)), np.nan)
-        inputs[:, present] = feed.select(pl.col(inc.inputs[j]).cast(pl.Float64) for j in present).to_numpy()
-        is_new = (feed["row"].to_numpy() >= 0).tolist()
-        devices = feed["device_id"].to_list()
-        out = np.empty((sum(is_new), len(inc.names)))
-        j = 0
+        ts_us = new["ts"].to_physical().to_numpy()  # canonical: µs since the epoch
+        inputs = self._inputs(new)
+        devices = new["device_id"].to_list()
+        seen = set(devices)
+        out = np.empty((new.height, len(inc.names)))
         try:
+            # a device whose state is not built (first seen, or after a batch) absorbs its held readings first,
+            # as far back as the longest window reaches from its first new reading
+            for device in seen - self._features_ready:
+                held = self._history.get(device)
+                if held is None:
+                    continue
+                held_us = held["ts"].to_physical().to_numpy()
+                first = int(np.searchsorted(held_us, ts_us[devices.index(device)] - inc.longest_window_us, side="right"))
+                held = held.slice(first)
+                inc.absorb(device, held_us[first:], self._inputs(held))
             for k, device in enumerate(devices):
-                values = inc.update_values(device, int(ts_us[k]), inputs[k])
-                if is_new[k]:
-                    out[j] = values
-                    j += 1
+                out[k] = inc.update_values(device, int(ts_us[k]), inputs[k])
         except ValueError:  # e.g. two readings of one device at one instant: the batch executor decides
-            for device in set(devices):
+            for device in seen:
                 inc.forget(device)
                 self._features_ready.discard(device)
             return None
@@ -316,6 +316,14 @@ class Engine(OnDemandScoring):
         feats = pl.DataFrame([pl.Series(inc.names[k], out[:, k], nan_to_null=True) if dtypes[inc.names[k]] == pl.Float64
                               else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtypes[inc.names[k]]) for k in keep])
         return pl.concat([new, feats], how="horizontal")
+
+    def _inputs(self, readings: pl.DataFrame) -> np.ndarray:
+        """``readings``' values in the incremental executor's input order, (n, inputs) float, NaN where absent."""
+        inc = self._features
+        present = [j for j, name in enumerate(inc.inputs) if name in readings.columns]
+        inputs = np.full((readings.height, len(inc.inputs)), np.nan)
+        inputs[:, present] = readings.select(pl.col(inc.inputs[j]).cast(pl.Float64) for j in present).to_numpy()
+        return inputs
 
     def _keep_history(self, ok: pl.DataFrame, by_device: dict[str, tuple[pl.DataFrame | None, int, int]]) -> None:
         """Keep the last :data:`HISTORY` of each device's readings (``row`` -1); ``ok`` and ``by_device``
