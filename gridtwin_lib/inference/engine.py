@@ -247,7 +247,7 @@ class Engine(OnDemandScoring):
                   for model_id, adapter in self._adapters.items() for out_name in self._outputs(model_id)
                   if f"{model_id}.{out_name}" not in have]
         err = pl.DataFrame(errors, schema=ERROR_SCHEMA) if errors else pl.DataFrame(schema=ERROR_SCHEMA)
-        status = status_column(n, err, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
+        status = status_column(n, errors, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
         result = df.select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
                            pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id")
                            ).with_columns(pl.Series("status", status, dtype=pl.String))
@@ -372,15 +372,13 @@ def _in_input_order(part: pl.DataFrame, n: int) -> list[pl.Series]:
     """The columns of ``part`` (keyed by ``row``, each row at most once) but ``row``, as ``n`` values in row
     order, null where ``part`` has no row."""
     rows = part["row"].to_numpy()
-    values = part.drop("row")
+    values = [s for s in part.get_columns() if s.name != "row"]
     if len(rows) == n and (rows[1:] > rows[:-1]).all():  # every reading, in input order (a stream's usual case)
-        return values.get_columns()
+        return values
     position = np.full(n, -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))
-    if len(rows) == n:
-        return values[position].get_columns()
-    index = pl.Series("index", position).set(pl.Series(position < 0), None)
-    return values.select(pl.all().gather(index)).get_columns()
+    index = pl.Series("index", position) if len(rows) == n else pl.Series("index", position).set(pl.Series(position < 0), None)
+    return [s.gather(index) for s in values]
 
 
 def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:

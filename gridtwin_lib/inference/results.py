@@ -115,14 +115,14 @@ def on_demand(model_id: str, fn, time_limit_s: float) -> OnDemand:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def status_column(n: int, errors: pl.DataFrame, admitted: np.ndarray) -> list[str]:
-    """Per input row: "ok" (admitted, no model error), "partial" (admitted, a model failed) or "error"."""
+def status_column(n: int, errors: list[dict], admitted: np.ndarray) -> list[str]:
+    """Per input row: "ok" (admitted, no model error), "partial" (admitted, a model failed) or "error";
+    ``errors`` as the engine collects them (:func:`~gridtwin_lib.models.serving.error_row`)."""
     status = np.full(n, "error", dtype=object)
     status[admitted] = "ok"
-    if errors.height:
-        model_err = errors.filter(pl.col("model_id").is_not_null())["row"].unique().to_numpy()
-        model_err = model_err[np.isin(model_err, admitted)]
-        status[model_err] = "partial"
+    model_err = np.fromiter({e["row"] for e in errors if e["model_id"] is not None}, dtype=np.int64)
+    if model_err.size:
+        status[model_err[np.isin(model_err, admitted)]] = "partial"
     return status.tolist()
 
 
