@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
@@ -96,10 +97,14 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
         return df
     if df.height > 1:
         df = df.sort("device_id", "ts", "row")
-        dup = df.filter(pl.col("ts") == pl.col("ts").shift(1).over("device_id"))
-        errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch") for r in dup.iter_rows(named=True))
-        if dup.height:
-            df = df.filter(~pl.col("row").is_in(dup["row"].implode()))
+        # a reading with the device and instant of the one before it (sorted): the first of them is kept
+        device, ts = df["device_id"].rle_id().to_numpy(), df["ts"].to_physical().to_numpy()
+        repeated = np.concatenate([[False], (device[1:] == device[:-1]) & (ts[1:] == ts[:-1])])
+        if repeated.any():
+            mask = pl.Series(repeated)
+            errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch")
+                          for r in df.filter(mask).iter_rows(named=True))
+            df = df.filter(~mask)
     held = {d: history[d]["ts"][-1] for d in df["device_id"].unique().to_list() if d in history}  # held in time order
     if not held:
         return df

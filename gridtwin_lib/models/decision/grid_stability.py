@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from ...errors import InputError
 from ..base import Baseline, Dataset, GridModel, ModelSpec, input_matrix
@@ -338,13 +339,15 @@ class RegimeBaseRate(Baseline):
 def _serve(engine, est, model_id, new, held, errors):
     from ...datasets.decision.grid_stability import grid_stability_design
 
-    # the training design is built in (ts, device) order: carry-forward follows the same order
-    ordered = new.sort("ts", "device_id", "row") if new.height > 1 else new
+    # the training design is built in (ts, device) order: carry-forward follows the same order (the
+    # readings' order found once; only the model's columns are reordered)
+    order = new.select(pl.arg_sort_by("ts", "device_id", "row")).to_series().to_numpy() if new.height > 1 else np.zeros(1, np.int64)
     cols = list(est.columns_)
-    X = float_frame(ordered, cols)
-    if ordered.height > ordered["device_id"].n_unique():  # one reading per device has nothing to carry forward
-        X.insert(0, "device_id", ordered["device_id"].to_numpy())
-    return prefixed(model_id, ordered["row"].to_numpy(), est.predict(grid_stability_design(X, cols)))
+    X = pd.DataFrame(float_frame(new, cols, held.cache).to_numpy()[order], columns=cols)
+    devices = new["device_id"].to_numpy()[order]
+    if len(devices) > len(set(devices.tolist())):  # one reading per device has nothing to carry forward
+        X.insert(0, "device_id", devices)
+    return prefixed(model_id, new["row"].to_numpy()[order], est.predict(grid_stability_design(X, cols)))
 
 
 #: how the inference engine serves m15: the reading's feature row, carried forward per device as in training
