@@ -54,7 +54,7 @@ def canonical(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str] | None,
-          history: dict[str, pl.DataFrame]) -> pl.DataFrame:
+          last_us: Mapping[str, int]) -> pl.DataFrame:
     """The readings of ``df`` (with its ``row``) that may be scored; every other one gets its error.
 
     Parameters
@@ -63,7 +63,7 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
     errors : list the errors are appended to (:func:`~gridtwin_lib.models.serving.error_row`).
     site : :class:`~gridtwin_lib.config.Site` whose hard limits apply.
     devices : the only device ids accepted, or None for any.
-    history : device -> its held readings; a reading not after its device's last one is out of order.
+    last_us : device -> its last scored (or held) reading [µs since the epoch, UTC]; a reading not after it is out of order.
     """
     absent = [c for c in REQUIRED if c not in df.columns]
     if absent:
@@ -105,10 +105,10 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
             errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch")
                           for r in df.filter(mask).iter_rows(named=True))
             df = df.filter(~mask)
-    held = {d: history[d]["ts"][-1] for d in df["device_id"].unique().to_list() if d in history}  # held in time order
+    held = {d: last_us[d] for d in df["device_id"].unique().to_list() if d in last_us}
     if not held:
         return df
-    last = df["device_id"].replace_strict(list(held), list(held.values()), default=None, return_dtype=schema.POLARS_TS)
+    last = df["device_id"].replace_strict(list(held), list(held.values()), default=None, return_dtype=pl.Int64).cast(schema.POLARS_TS)
     old = (df["ts"] <= last).fill_null(False)
     if not old.any():
         return df

@@ -97,6 +97,7 @@ class Engine(OnDemandScoring):
         self.incremental = bool(incremental)
         self._history: dict[str, pl.DataFrame] = {}
         self._history_first_us: dict[str, int] = {}  # each device's oldest held reading [µs since the epoch]
+        self._history_last_us: dict[str, int] = {}  # ... and its newest (admission refuses older readings)
         # model id -> what its serving adapter keeps across calls (e.g. per device forecasts)
         self._state: dict[str, dict[str, Any]] = {}
         # the per-reading models (registry order) with their adapters, and the union of their windows
@@ -167,11 +168,13 @@ class Engine(OnDemandScoring):
         if device_id is None:
             self._history.clear()
             self._history_first_us.clear()
+            self._history_last_us.clear()
             self._state.clear()
             self._features_ready.clear()
         else:
             self._history.pop(device_id, None)
             self._history_first_us.pop(device_id, None)
+            self._history_last_us.pop(device_id, None)
             self._features_ready.discard(device_id)
             for kept in self._state.values():
                 kept.pop(device_id, None)
@@ -184,7 +187,7 @@ class Engine(OnDemandScoring):
         last :data:`HISTORY`. Returns how many were held."""
         df = as_frame(readings)
         df = df.with_columns(pl.int_range(df.height, dtype=pl.Int64).alias("row"))
-        ok = admit(df, [], site=self.site, devices=self.devices, history=self._history)
+        ok = admit(df, [], site=self.site, devices=self.devices, last_us=self._history_last_us)
         if ok.height:
             _, ok, by_device = self._with_history(ok)
             self._keep_history(ok, by_device)
@@ -220,7 +223,7 @@ class Engine(OnDemandScoring):
         n = df.height
         df = df.with_columns(pl.int_range(n, dtype=pl.Int64).alias("row"))
         errors: list[dict] = []
-        ok = admit(df, errors, site=self.site, devices=self.devices, history=self._history)
+        ok = admit(df, errors, site=self.site, devices=self.devices, last_us=self._history_last_us)
         parts: list[pl.DataFrame] = []
         if ok.height:
             frame, ok, by_device = self._with_history(ok)
@@ -345,7 +348,7 @@ class Engine(OnDemandScoring):
                 readings = readings.slice(first)
                 first_us = int(ts[first])
             self._history[device] = readings.rechunk() if readings.n_chunks() > 32 else readings
-            self._history_first_us[device] = first_us
+            self._history_first_us[device], self._history_last_us[device] = first_us, int(new_us[hi - 1])
 
     def _score_model(self, model_id: str, new: pl.DataFrame, held: Held, errors: list[dict]) -> pl.DataFrame | None:
         """One per-reading model through its serving adapter: a frame keyed by ``row``, or None."""
