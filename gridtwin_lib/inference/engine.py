@@ -226,17 +226,18 @@ class Engine(OnDemandScoring):
         ok = admit(df, errors, site=self.site, devices=self.devices, last_us=self._history_last_us)
         parts: list[pl.DataFrame] = []
         if ok.height:
-            frame, ok, by_device = self._with_history(ok)
+            parts_held, ok, by_device = self._with_history(ok)
+            held_rows = sum(h.height for h, _, _ in by_device.values() if h is not None)
             feats = new = None
-            if self.incremental and ok.height * _BATCH_SHARE < frame.height:  # a few readings on held history
-                new = self._new_features(frame, ok)
+            if self.incremental and ok.height * _BATCH_SHARE < ok.height + held_rows:  # a few readings on held history
+                new = self._new_features(ok)
             if new is None:  # a batch: every row's features at once
-                feats = F.compute(frame, "three_phase", windows=self._windows, site=self.site, keep_inputs=True)
+                feats = F.compute(_stack(parts_held), "three_phase", windows=self._windows, site=self.site, keep_inputs=True)
                 new = feats.filter(pl.col("row") >= 0)
                 for device in ok["device_id"].unique().to_list():  # their incremental state no longer holds all they hold
                     self._features.forget(device)
                     self._features_ready.discard(device)
-            held = Held(frame, feats)
+            held = Held(lambda: _stack(parts_held), feats)
             for model_id in self._adapters:
                 part = self._score_model(model_id, new, held, errors)
                 if part is not None:
@@ -267,9 +268,9 @@ class Engine(OnDemandScoring):
             return [o for o in est.spec.output_units if o not in adapter.dropped_outputs]
         return list(adapter.outputs)
 
-    def _with_history(self, ok: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, tuple[pl.DataFrame | None, int, int]]]:
-        """The admitted readings with their devices' held history, by device and time; the admitted
-        readings by device and time; and per device (held, first, end) of its readings among those.
+    def _with_history(self, ok: pl.DataFrame) -> tuple[list[pl.DataFrame], pl.DataFrame, dict[str, tuple[pl.DataFrame | None, int, int]]]:
+        """The admitted readings with their devices' held history, by device and time, as frames to stack;
+        the admitted readings by device and time; and per device (held, first, end) of its readings among those.
 
         Each device's held readings are sorted and end before its new ones (admission refuses older
         readings), so the frame is laid out device by device without sorting the history again."""
@@ -282,12 +283,12 @@ class Engine(OnDemandScoring):
             by_device[ids[lo]] = (held, lo, hi)
             part = ok.slice(lo, hi - lo) if hi - lo < ok.height else ok
             parts += [held, part] if held is not None else [part]
-        return _stack(parts), ok, by_device
+        return parts, ok, by_device
 
-    def _new_features(self, frame: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame | None:
-        """The features of ``frame``'s new rows (``row`` >= 0; ``new``: those rows, in frame order) from the
-        incremental executor, as the batch executor would return them (same columns, order and dtypes);
-        None when it cannot (the batch runs)."""
+    def _new_features(self, new: pl.DataFrame) -> pl.DataFrame | None:
+        """The features of the admitted readings ``new`` (by device and time) from the incremental executor,
+        as the batch executor would return them (same columns, order and dtypes); None when it cannot (the
+        batch runs)."""
         inc = self._features
         ts_us = new["ts"].to_physical().to_numpy()  # canonical: µs since the epoch
         inputs = self._inputs(new)
@@ -313,8 +314,8 @@ class Engine(OnDemandScoring):
                 self._features_ready.discard(device)
             return None
         self._features_ready |= seen
-        names = [m for m in inc.names if m != "thd_v_pct" or "thd_v" in frame.columns]
-        keep = [inc.names.index(m) for m in names if m not in frame.columns]
+        names = [m for m in inc.names if m != "thd_v_pct" or "thd_v" in new.columns]
+        keep = [inc.names.index(m) for m in names if m not in new.columns]
         dtypes = F.feature_dtypes(inc.names[k] for k in keep)
         feats = pl.DataFrame([pl.Series(inc.names[k], out[:, k], nan_to_null=True) if dtypes[inc.names[k]] == pl.Float64
                               else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtypes[inc.names[k]]) for k in keep])

@@ -63,11 +63,21 @@ class Held:
     """What an adapter sees besides the new readings' features: the readings of their devices
     (held history, ``row`` -1, then the new ones; by device and time) and the features of all
     of them when a batch computed those anyway (None when only the new rows' were).
-    ``cache`` holds what adapters of one call share (e.g. the feeder-head frame)."""
+    ``cache`` holds what adapters of one call share (e.g. the feeder-head frame).
 
-    readings: pl.DataFrame
+    ``readings`` may be given as a function that builds the frame: it is called the first time an
+    adapter reads it (a few readings on long histories rarely need the whole frame; each device's
+    history alone is :meth:`Engine.history <gridtwin_lib.inference.Engine.history>`)."""
+
+    source: pl.DataFrame | Callable[[], pl.DataFrame]
     features: pl.DataFrame | None
     cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def readings(self) -> pl.DataFrame:
+        if callable(self.source):
+            self.source = self.source()
+        return self.source
 
 
 def error_row(r: Mapping[str, Any], code: str, message: str, model_id: str | None = None) -> dict:

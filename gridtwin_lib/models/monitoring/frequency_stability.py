@@ -563,31 +563,33 @@ def _serve(engine, est, model_id, new, held, errors):
     N_HIST = HISTORY
 
     rows, hist, skipped = [], [], []
-    readings = held.readings  # by device and time
-    us_all, row_all = readings["ts"].to_physical().to_numpy(), readings["row"].to_numpy()  # ts: canonical, µs
-    bounds = [0, *(np.flatnonzero(np.diff(readings["device_id"].rle_id().to_numpy())) + 1).tolist(), readings.height]
+    new_us, new_row = new["ts"].to_physical().to_numpy(), new["row"].to_numpy()  # ts: canonical, µs
+    new_f = new["frequency"].cast(pl.Float64).to_numpy()  # a null is NaN
+    devices = np.array(new["device_id"].to_list(), dtype=object)
+    by_device = np.argsort(devices, kind="stable")  # each device's readings stay in time order
+    bounds = [0, *(np.flatnonzero(devices[by_device][1:] != devices[by_device][:-1]) + 1).tolist(), len(devices)]
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        us, row = us_all[lo:hi], row_all[lo:hi]
-        new_row = row >= 0
-        if not new_row.any():
+        mine = by_device[lo:hi]
+        if not (new_us[mine] % 1_000_000 == 0).any():  # no new reading at a whole second: none has a window
+            skipped.append(new_row[mine])
             continue
-        if not (us[new_row] % 1_000_000 == 0).any():  # no new reading at a whole second: none has a window
-            skipped.append(row[new_row])
-            continue
-        # only the N_HIST seconds before the device's first new reading reach a window (held readings are in time order)
-        lo += int(np.searchsorted(us, (int(us[new_row].min()) // 1_000_000 - N_HIST + 1) * 1_000_000))
-        us, row = us_all[lo:hi], row_all[lo:hi]
-        new_row = row >= 0
+        # the device's held readings (the engine's history, in time order) that reach a window: the N_HIST
+        # seconds before its first new reading
+        since = (int(new_us[mine].min()) // 1_000_000 - N_HIST + 1) * 1_000_000
+        h_us, h_f = _held_since(engine.history(devices[mine[0]]), since)
+        us = np.concatenate([h_us, new_us[mine]])
+        row = np.concatenate([np.full(len(h_us), -1, np.int64), new_row[mine]])
+        f_all = np.concatenate([h_f, new_f[mine]])
+        is_new = row >= 0
         whole = us % 1_000_000 == 0
-        frequency = readings["frequency"].slice(lo, hi - lo).cast(pl.Float64).to_numpy()  # a null is NaN
-        grid, f = frequency_grid(us[whole], frequency[whole])
+        grid, f = frequency_grid(us[whole], f_all[whole])
         sec0 = grid[0] if grid.size else 0
         # each new whole-second reading's window is f[k - N_HIST + 1 .. k], k its second on the grid
         k = us // 1_000_000 - sec0
-        ok = new_row & whole & (k >= N_HIST - 1)
+        ok = is_new & whole & (k >= N_HIST - 1)
         gaps = np.concatenate([[0], np.cumsum(~np.isfinite(f))])  # non-finite values up to each second
         ok[ok] = gaps[k[ok] + 1] == gaps[k[ok] + 1 - N_HIST]
-        skipped.append(row[new_row & ~ok])
+        skipped.append(row[is_new & ~ok])
         if ok.any():
             rows.append(row[ok])
             hist.append(np.lib.stride_tricks.sliding_window_view(f, N_HIST)[k[ok] - N_HIST + 1])
@@ -599,6 +601,22 @@ def _serve(engine, est, model_id, new, held, errors):
     if not rows:
         return None
     return prefixed(model_id, np.concatenate(rows), est.predict(pd.DataFrame(np.vstack(hist), columns=INPUT_COLUMNS)))
+
+
+def _held_since(held: pl.DataFrame | None, since_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ts [µs], frequency [Hz], NaN for null) of the held readings at or after ``since_us``, read from
+    the end of the history: a 90-min history is not converted whole for the last 100 s."""
+    if held is None or held.height == 0:
+        return np.empty(0, np.int64), np.empty(0)
+    take = 256
+    while True:
+        tail = held.tail(take)
+        us = tail["ts"].to_physical().to_numpy()
+        if us[0] < since_us or take >= held.height:
+            break
+        take *= 4
+    first = int(np.searchsorted(us, since_us))
+    return us[first:], tail["frequency"].cast(pl.Float64).to_numpy()[first:]
 
 
 #: how the inference engine serves m03: each device's last HISTORY one-second frequencies
