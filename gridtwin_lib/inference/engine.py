@@ -37,6 +37,7 @@ Bad input never stops a batch: each problem is a :class:`ReadingError` with a co
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -341,14 +342,16 @@ class Engine(OnDemandScoring):
             cutoff = int(new_us[hi - 1]) - history_us
             first_us = self._history_first_us.get(device) if held is not None else int(new_us[lo])
             if first_us is None or first_us <= cutoff:  # some readings fell out of the window: usually a few at the start
-                ts = readings["ts"].to_physical()
-                head = ts.head(64).to_numpy()
-                first = int(np.searchsorted(head, cutoff, side="right"))
-                if first == len(head):
-                    first = int(np.searchsorted(ts.to_numpy(), cutoff, side="right"))
+                us = readings["ts"].head(64).to_physical().to_numpy()
+                first = int(np.searchsorted(us, cutoff, side="right"))
+                if first == len(us):  # more than 64 readings left the window: look at all of them
+                    us = readings["ts"].to_physical().to_numpy()
+                    first = int(np.searchsorted(us, cutoff, side="right"))
                 readings = readings.slice(first)
-                first_us = int(ts[first])
-            self._history[device] = readings.rechunk() if readings.n_chunks() > 32 else readings
+                first_us = int(us[first])
+            # a device's chunks are merged now and then, at its own count (16-47): devices held at once
+            # (a restart) do not all copy their history in the same call
+            self._history[device] = readings.rechunk() if readings.n_chunks() > 16 + zlib.crc32(device.encode()) % 32 else readings
             self._history_first_us[device], self._history_last_us[device] = first_us, int(new_us[hi - 1])
 
     def _score_model(self, model_id: str, new: pl.DataFrame, held: Held, errors: list[dict]) -> pl.DataFrame | None:

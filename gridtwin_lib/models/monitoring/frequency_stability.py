@@ -608,15 +608,14 @@ def _held_since(held: pl.DataFrame | None, since_us: int) -> tuple[np.ndarray, n
     the end of the history: a 90-min history is not converted whole for the last 100 s."""
     if held is None or held.height == 0:
         return np.empty(0, np.int64), np.empty(0)
-    take = 256
+    ts, take = held["ts"], 128
     while True:
-        tail = held.tail(take)
-        us = tail["ts"].to_physical().to_numpy()
+        us = ts.tail(take).to_physical().to_numpy()
         if us[0] < since_us or take >= held.height:
             break
         take *= 4
     first = int(np.searchsorted(us, since_us))
-    return us[first:], tail["frequency"].cast(pl.Float64).to_numpy()[first:]
+    return us[first:], held["frequency"].tail(len(us) - first).cast(pl.Float64).to_numpy()
 
 
 #: how the inference engine serves m03: each device's last HISTORY one-second frequencies
