@@ -97,25 +97,30 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
         return df
     if df.height > 1:
         df = df.sort("device_id", "ts", "row")
-        # a reading with the device and instant of the one before it (sorted): the first of them is kept
-        device, ts = df["device_id"].rle_id().to_numpy(), df["ts"].to_physical().to_numpy()
-        repeated = np.concatenate([[False], (device[1:] == device[:-1]) & (ts[1:] == ts[:-1])])
-        if repeated.any():
-            mask = pl.Series(repeated)
-            errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch")
-                          for r in df.filter(mask).iter_rows(named=True))
-            df = df.filter(~mask)
-    held = {d: last_us[d] for d in df["device_id"].unique().to_list() if d in last_us}
-    if not held:
+    # by device and time from here: each device's readings are one run
+    ts = df["ts"].to_physical().to_numpy()
+    run = df["device_id"].rle_id().to_numpy() if df.height > 1 else np.zeros(1, np.uint32)
+    repeated = np.concatenate([[False], (run[1:] == run[:-1]) & (ts[1:] == ts[:-1])])  # its device and instant again
+    if repeated.any():
+        mask = pl.Series(repeated)
+        errors.extend(error_row(r, "duplicate", "a reading of this device at this instant is already in the batch")
+                      for r in df.filter(mask).iter_rows(named=True))
+        df, ts, run = df.filter(~mask), ts[~repeated], run[~repeated]
+    starts = np.flatnonzero(np.concatenate([[True], run[1:] != run[:-1]]))
+    ids = df["device_id"].gather(starts).to_list()
+    if not any(d in last_us for d in ids):
         return df
-    last = df["device_id"].replace_strict(list(held), list(held.values()), default=None, return_dtype=pl.Int64).cast(schema.POLARS_TS)
-    old = (df["ts"] <= last).fill_null(False)
+    # each reading against its device's last held instant (none: the earliest instant there is)
+    floor = np.iinfo(np.int64).min
+    last = np.repeat(np.array([last_us.get(d, floor) for d in ids], dtype=np.int64), np.diff(np.append(starts, len(ts))))
+    old = ts <= last
     if not old.any():
         return df
+    mask = pl.Series(old)
     errors.extend(error_row(r, "out_of_order", f"older than this device's last scored reading ({r['_last']:%Y-%m-%d %H:%M:%S}); "
                                           "send each device's readings in time order")
-                  for r in df.filter(old).with_columns(last.filter(old).alias("_last")).iter_rows(named=True))
-    return df.filter(~old)
+                  for r in df.filter(mask).with_columns(pl.Series("_last", last[old]).cast(schema.POLARS_TS)).iter_rows(named=True))
+    return df.filter(~mask)
 
 
 def _rule_text(name: str | None) -> str:
