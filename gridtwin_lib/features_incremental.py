@@ -188,7 +188,7 @@ class IncrementalFeatures:
         """Add readings of ``device`` to its window state without returning their features: the state
         :meth:`update_values` on each of them in turn leaves, for building a device's state from its
         history, where only the end matters. The per-reading kernel runs once over all of them
-        (its batch form); only the window update goes reading by reading.
+        (its batch form), then the window update over them in one compiled loop.
 
         Parameters
         ----------
@@ -213,11 +213,14 @@ class IncrementalFeatures:
         for b, (k, i) in enumerate(zip(self._base_from, self._base_input)):
             bases[:, b] = reading[k] if k >= 0 else x[i]
         window_out = np.empty(self._n_window)
-        for r in range(len(ts_us)):
-            while fk.window_update(int(ts_us[r]), bases[r], state.ts, state.vals, state.ctr, state.sums, state.centre, state.dq,
-                                   state.dqhl, self.win_us, self._longest, self._zero_centre, self._mm_base,
-                                   self._mm_is_max, self._prog, window_out, self._rebase_every) < 0:
-                self._grow(state)
+        done = 0
+        while True:  # one compiled loop over the readings; the ring grows when it fills
+            done += fk.window_updates(ts_us[done:], bases[done:], state.ts, state.vals, state.ctr, state.sums, state.centre,
+                                      state.dq, state.dqhl, self.win_us, self._longest, self._zero_centre, self._mm_base,
+                                      self._mm_is_max, self._prog, window_out, self._rebase_every)
+            if done == len(ts_us):
+                break
+            self._grow(state)
 
     @property
     def longest_window_us(self) -> int:

@@ -377,6 +377,19 @@ def window_update(t_us, x, ts, vals, ctr, sums, centre, dq, dqhl, win_us, longes
 
 
 @nb.njit(cache=True, error_model="numpy")
+def window_updates(t_us, x, ts, vals, ctr, sums, centre, dq, dqhl, win_us, longest, zero_centre,
+                   mm_base, mm_is_max, prog, out, rebase_every):
+    """:func:`window_update` for each row of ``t_us`` (n,) and ``x`` (n, bases) in turn, the features of
+    each overwriting ``out``. Returns how many rows were added: fewer than n when the ring filled (the
+    caller grows the state and goes on from there)."""
+    for r in range(t_us.shape[0]):
+        if window_update(t_us[r], x[r], ts, vals, ctr, sums, centre, dq, dqhl, win_us, longest, zero_centre,
+                         mm_base, mm_is_max, prog, out, rebase_every) < 0:
+            return r
+    return t_us.shape[0]
+
+
+@nb.njit(cache=True, error_model="numpy")
 def grow(ts, vals, ctr, dq, dqhl, longest, new_cap):
     """The ring and deques re-laid out at capacity ``new_cap`` (positions are counters mod cap)."""
     cap = ts.shape[0]
