@@ -13,8 +13,9 @@ severe or closed. :func:`create_app` serves them over a WebSocket (``/ws/scores`
 **Exactly once.** A poll reads the rows after the watermark in id order, scores them once and
 moves the watermark past them before the next poll, so within a run every acknowledged
 reading is scored and pushed once. The watermark is saved (``live_scorer.json`` beside the
-log) after each batch is handed to the subscribers; after a crash between the two, a restart
-pushes that batch again (at least once across crashes, never skipped). A restart resumes at the
+log) after each batch is handed to the subscribers (at the start of the next poll, or at
+shutdown); after a crash between the two, a restart pushes that batch again (at least once
+across crashes, never skipped). A restart resumes at the
 saved watermark and first hands the engine the log's last :data:`~gridtwin_lib.inference.engine.HISTORY`
 before it (:meth:`Engine.hold <gridtwin_lib.inference.Engine.hold>`: the log is append-only), so the
 devices' windows continue where they were instead of starting empty; alerts open afresh.
@@ -172,8 +173,13 @@ class LiveScorer:
         write_text(self.watermark_path, json.dumps({"last_id": self.last_id}) + "\n", fsync=False)
 
     # ------------------------------------------------------------------ one poll
-    def poll(self) -> Poll:
-        """Score the readings logged after the watermark (at most ``batch_rows``) and move it past them."""
+    def poll(self, save_first: bool = False) -> Poll:
+        """Score the readings logged after the watermark (at most ``batch_rows``) and move it past them.
+
+        ``save_first``: :meth:`save` the watermark before (the service's loop saves the batch it has just
+        handed to the subscribers this way: one call to its worker thread per poll, not two)."""
+        if save_first:
+            self.save()
         t0 = time.perf_counter()
         rows = self._conn.execute(
             f"SELECT {', '.join(self._columns)} FROM {TABLE} WHERE id > ? ORDER BY id LIMIT ?",
@@ -284,12 +290,13 @@ def create_app(scorer: LiveScorer, poll_s: float = 0.01, serving: list[str] | No
     m_subs = Gauge("gridtwin_live_subscribers", "Connected WebSocket subscribers", registry=registry)
     m_dropped = Gauge("gridtwin_live_subscribers_dropped", "Subscribers disconnected for falling behind", registry=registry)
     subscribers = Subscribers()
-    state: dict[str, Any] = {"error": None, "newest": None}
+    state: dict[str, Any] = {"error": None, "newest": None, "unsaved": False}
 
     async def run() -> None:
         while True:
-            try:
-                polled = await asyncio.to_thread(scorer.poll)
+            try:  # the watermark of the batch handed out last is saved before the next is read
+                polled = await asyncio.to_thread(scorer.poll, state["unsaved"])
+                state["unsaved"] = False
             except Exception as exc:  # noqa: BLE001 - reported on /health; the loop keeps trying
                 state["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
                 await asyncio.sleep(1.0)
@@ -299,7 +306,7 @@ def create_app(scorer: LiveScorer, poll_s: float = 0.01, serving: list[str] | No
                 await asyncio.sleep(poll_s)
                 continue
             subscribers.publish(polled.messages)
-            await asyncio.to_thread(scorer.save)
+            state["unsaved"] = True
             m_poll.observe(polled.seconds)
             for status, n in polled.statuses.items():
                 m_readings.labels(status).inc(n)
@@ -316,6 +323,8 @@ def create_app(scorer: LiveScorer, poll_s: float = 0.01, serving: list[str] | No
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if state["unsaved"]:
+                scorer.save()
             scorer.close()
 
     app = FastAPI(title="GridTwin live scorer", description=__doc__.split("\n\n", 1)[1], version="1", lifespan=lifespan)
