@@ -262,62 +262,56 @@ class RelationRule:
     slack: float = 0.0
     min_apparent: float = 0.0
 
+    def apparent_limit(self, v, i):
+        """``v * i * (1 + tolerance) + slack``: the largest ``|x|`` a ``within_apparent`` group allows
+        (a Polars expression, a NumPy array or a number, as ``v`` and ``i`` are)."""
+        return v * i * (1 + self.tolerance) + self.slack
+
+    def _terms(self, cols: list) -> tuple:
+        """(violation, first and second detail values) of one group; ``cols`` Polars expressions or
+        NumPy arrays: the relation is written once for the store's validation and for a few readings."""
+        if self.relation == "within_apparent":
+            x, v, i = cols
+            limit = self.apparent_limit(v, i)
+            return (abs(x) > limit) & (v >= 0) & (i >= 0), x, limit  # a negative V or I is its range rule's
+        if self.relation == "pf_matches":
+            p, v, i, pf = cols
+            implied = abs(p) / (v * i)
+            return ((v * i) >= self.min_apparent) & (abs(implied - pf) > self.tolerance), pf, implied
+        if self.relation == "pf_plausible":
+            p, v, i = cols
+            implied = abs(p) / (v * i)
+            return ((v * i) >= self.min_apparent) & (implied < self.tolerance), implied, None
+        (x,) = cols
+        return x < 0, x, None
+
+    def _groups(self, present, consumption_only: bool) -> list[tuple[str, ...]]:
+        if self.relation == "non_negative_if_consumption_only" and not consumption_only:
+            return []
+        return [g for g in self.groups if set(g) <= set(present)]
+
     def checks(self, present: set[str], consumption_only: bool = False) -> list[tuple[pl.Expr, pl.Expr]]:
         """(violation, detail) expressions, one per group whose columns are all present."""
         out = []
-        for group in self.groups:
-            if not set(group) <= present:
-                continue
-            cols = [pl.col(c) for c in group]
+        for group in self._groups(present, consumption_only):
+            bad, a, b = self._terms([pl.col(c) for c in group])
             if self.relation == "within_apparent":
-                x, v, i = cols
-                limit = v * i * (1 + self.tolerance) + self.slack
-                bad = (x.abs() > limit) & (v >= 0) & (i >= 0)  # a negative V or I is its range rule's
-                detail = _fmt(f"{group[0]}=", x, f" exceeds (1+{self.tolerance:g})*{group[1]}*{group[2]}+{self.slack:g}=", limit)
+                detail = _fmt(f"{group[0]}=", a, f" exceeds (1+{self.tolerance:g})*{group[1]}*{group[2]}+{self.slack:g}=", b)
             elif self.relation == "pf_matches":
-                p, v, i, pf = cols
-                implied = p.abs() / (v * i)
-                bad = ((v * i) >= self.min_apparent) & ((implied - pf).abs() > self.tolerance)
-                detail = _fmt(f"{group[3]}=", pf, f" but |{group[0]}|/({group[1]}*{group[2]})=", implied)
+                detail = _fmt(f"{group[3]}=", a, f" but |{group[0]}|/({group[1]}*{group[2]})=", b)
             elif self.relation == "pf_plausible":
-                p, v, i = cols
-                implied = p.abs() / (v * i)
-                bad = ((v * i) >= self.min_apparent) & (implied < self.tolerance)
-                detail = _fmt(f"|{group[0]}|/({group[1]}*{group[2]})=", implied,
+                detail = _fmt(f"|{group[0]}|/({group[1]}*{group[2]})=", a,
                               f" < {self.tolerance:g}: is the power column in kW mapped as W?", None)
             else:
-                if not consumption_only:
-                    continue
-                (x,) = cols
-                bad = x < 0
-                detail = _fmt(f"{group[0]}=", x, " < 0 on a consumption-only meter", None)
+                detail = _fmt(f"{group[0]}=", a, " < 0 on a consumption-only meter", None)
             out.append((bad.fill_null(False), detail))
         return out
 
     def violated(self, arrays: dict[str, np.ndarray], consumption_only: bool = False) -> list[np.ndarray]:
         """:meth:`checks`' violations on float arrays by column (NaN for null: never a violation),
         one per group whose columns are all in ``arrays``, in the same order."""
-        out = []
         with np.errstate(divide="ignore", invalid="ignore"):
-            for group in self.groups:
-                if not set(group) <= arrays.keys():
-                    continue
-                cols = [arrays[c] for c in group]
-                if self.relation == "within_apparent":
-                    x, v, i = cols
-                    bad = (np.abs(x) > v * i * (1 + self.tolerance) + self.slack) & (v >= 0) & (i >= 0)
-                elif self.relation == "pf_matches":
-                    p, v, i, pf = cols
-                    bad = ((v * i) >= self.min_apparent) & (np.abs(np.abs(p) / (v * i) - pf) > self.tolerance)
-                elif self.relation == "pf_plausible":
-                    p, v, i = cols
-                    bad = ((v * i) >= self.min_apparent) & (np.abs(p) / (v * i) < self.tolerance)
-                else:
-                    if not consumption_only:
-                        continue
-                    bad = cols[0] < 0
-                out.append(bad)
-        return out
+            return [self._terms([arrays[c] for c in group])[0] for group in self._groups(arrays.keys(), consumption_only)]
 
 
 def _fmt(prefix: str, a: pl.Expr, middle: str, b: pl.Expr | None) -> pl.Expr:
@@ -562,8 +556,7 @@ def _validate_small(df: pl.DataFrame, kind: str, site: Site, now: datetime, cons
     if ts.null_count():
         return None
     ts_us = ts.dt.epoch("us").to_numpy()
-    latest = (now + FUTURE_TOLERANCE - EARLIEST_TS) // timedelta(microseconds=1) + _EARLIEST_US
-    if (ts_us > latest).any() or (ts_us < _EARLIEST_US).any():
+    if (ts_us > _epoch_us(now + FUTURE_TOLERANCE)).any() or (ts_us < _epoch_us(EARLIEST_TS)).any():
         return None
     if any(np.isinf(a).any() for a in arrays.values()):
         return None
@@ -594,7 +587,8 @@ def _validate_small(df: pl.DataFrame, kind: str, site: Site, now: datetime, cons
                       hits=dict(sorted(hits.items())))
 
 
-_EARLIEST_US = (EARLIEST_TS - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+def _epoch_us(t: datetime) -> int:
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def conform(df: pl.DataFrame, kind: str) -> pl.DataFrame:

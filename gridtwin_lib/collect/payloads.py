@@ -137,21 +137,22 @@ class PayloadSpec:
         #: (rule, (x, v, i), tolerance, slack) of the kind's hard |x| <= V*I rules, so that what
         #: the API acknowledges is never refused later by the store's validation
         self.relations = [
-            (rule.name, group, rule.tolerance, rule.slack)
+            (rule, group)
             for rule in relation_rules_for(self.kind, "hard") if rule.relation == "within_apparent"
             for group in rule.groups if set(group) <= set(self.value_fields)
         ]
 
     def relation_reject(self, item: dict) -> tuple[str, str, str] | None:
         """(rule, field, detail) of the first physical relation the item breaks, else None."""
-        for name, (x, v, i), tolerance, slack in self.relations:
+        for rule, (x, v, i) in self.relations:
             xv, vv, iv = item.get(x), item.get(v), item.get(i)
             if xv is None or vv is None or iv is None or vv < 0 or iv < 0:
                 continue
-            limit = vv * iv * (1 + tolerance) + slack
+            limit = rule.apparent_limit(vv, iv)
             if abs(xv) > limit:
                 payload = self.mapping.columns[x].column
-                return name, payload, f"{payload}={xv:g} exceeds (1+{tolerance:g})*V*I+{slack:g}={limit:g} at V={vv:g}, I={iv:g}"
+                return rule.name, payload, (f"{payload}={xv:g} exceeds (1+{rule.tolerance:g})*V*I+{rule.slack:g}={limit:g} "
+                                            f"at V={vv:g}, I={iv:g}")
         return None
 
     def rule_for(self, error: dict[str, Any]) -> tuple[str, str | None]:
