@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import polars as pl
@@ -135,18 +136,72 @@ def kernel_constants(site: Site) -> tuple[float, float, int, int]:
             1 << SOFT_RULE_BITS["soft.voltage_en50160"], 1 << SOFT_RULE_BITS["soft.frequency_band"])
 
 
-def _reading_frame(df: pl.DataFrame, kind: str, site: Site) -> list[pl.Series]:
-    """The per-reading features of every row of ``df`` (NaN from the kernel becomes null)."""
+def _reading_block(df: pl.DataFrame, kind: str, site: Site, pool: ThreadPoolExecutor | None = None,
+                   also: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[str, int]]:
+    """The per-reading features of every row of ``df`` as one block (features x readings, NaN
+    where missing), followed by the input columns of ``also`` that are not among them (the
+    measured window bases), and the row of each name. The window kernels read their bases
+    from this block, so the batch executor holds no second copy of them."""
     _row, rows_fn, inputs, outputs = reading_kernel(kind)
     x = np.empty((len(inputs), df.height))  # column-major: one contiguous row per input
     for k, name in enumerate(inputs):
         x[k] = df[name].cast(pl.Float64).to_numpy() if name in df.columns else np.nan
-    out = np.empty((len(outputs), df.height))
-    rows_fn(x, *kernel_constants(site), out)
+    extra = [name for name in also if name not in outputs]
+    out = np.empty((len(outputs) + len(extra), df.height))
+    constants = kernel_constants(site)
+    kernel_rows = len(outputs)
+    _in_parallel(pool, [partial(lambda r: rows_fn(x[:, r], *constants, out[:kernel_rows, r]), r) for r in _halves(df.height, pool)])
+    for k, name in enumerate(extra, start=kernel_rows):
+        out[k] = x[inputs.index(name)] if name in inputs else df[name].cast(pl.Float64).to_numpy()
+    return out, {name: k for k, name in enumerate([*outputs, *extra])}
+
+
+def _reading_frame(df: pl.DataFrame, kind: str, block: np.ndarray, pool: ThreadPoolExecutor | None = None) -> list[pl.Series]:
+    """The per-reading features of :func:`_reading_block` as Series (NaN becomes null)."""
+    outputs = reading_kernel(kind)[3]
     names = set(f.name for f in _reading_table(kind, "thd_v" in df.columns))
-    frame = pl.DataFrame([pl.Series(name, out[k]) for k, name in enumerate(outputs) if name in names])
-    frame = frame.fill_nan(None).with_columns(pl.col(n).cast(pl.Int8) for n in _BOOL_FEATURES if n in names)
-    return frame.get_columns()
+    keep = [k for k, name in enumerate(outputs) if name in names]
+    series = _nan_as_null([outputs[k] for k in keep], block, keep, pool)
+    return [s.cast(pl.Int8) if s.name in _BOOL_FEATURES else s for s in series]
+
+
+def _nan_as_null(names: list[str], block: np.ndarray, rows: list[int] | None = None,
+                 pool: ThreadPoolExecutor | None = None) -> list[pl.Series]:
+    """Rows of ``block`` (features x readings) as Float64 Series with NaN as null, without
+    copying the values: each Series is an Arrow array over the block's row and a validity
+    bitmap, which is what keeps the batch executor's peak memory near its output's size."""
+    from .features_kernels import validity_bits
+
+    rows = list(range(block.shape[0])) if rows is None else rows
+    bits = np.empty((block.shape[0], (block.shape[1] + 7) // 8), np.uint8)
+    any_missing = np.empty(block.shape[0], np.bool_)
+    parts = [slice(0, block.shape[0])] if pool is None else [slice(0, block.shape[0] // 2), slice(block.shape[0] // 2, None)]
+    _in_parallel(pool, [partial(validity_bits, block[p], bits[p], any_missing[p]) for p in parts])
+    return [_arrow_series(name, block[k], bits[k] if any_missing[k] else None) for name, k in zip(names, rows)]
+
+
+def _arrow_series(name: str, values: np.ndarray, bits: np.ndarray | None) -> pl.Series:
+    """A Float64 Series over ``values`` (contiguous, not copied) with an optional validity bitmap."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    buffers = [None if bits is None else pa.py_buffer(np.ascontiguousarray(bits)), pa.py_buffer(values)]
+    return pl.Series(name, pa.Array.from_buffers(pa.float64(), values.size, buffers))
+
+
+def _halves(rows: int, pool: ThreadPoolExecutor | None, align: int = 1) -> list[slice]:
+    """``range(rows)`` as one slice, or two (the first a multiple of ``align`` long) for a pool."""
+    if pool is None or rows < 2 * align:
+        return [slice(0, rows)]
+    half = (rows // 2 // align + (align > 1)) * align
+    return [slice(0, min(half, rows)), slice(min(half, rows), rows)] if half < rows else [slice(0, rows)]
+
+
+def _in_parallel(pool: ThreadPoolExecutor | None, tasks: list) -> list:
+    """Run the callables ``tasks`` (compiled kernels that release the GIL) on ``pool`` or in turn."""
+    if pool is None:
+        return [t() for t in tasks]
+    return [f.result() for f in [pool.submit(t) for t in tasks]]
 
 
 # ----------------------------------------------------------------- windows
@@ -213,154 +268,115 @@ def window_us(window: str) -> int:
     return int(number) * _WINDOW_UNITS_US[unit]
 
 
-def _window_start_index(ts_us: np.ndarray, device_codes: np.ndarray, window_us: int) -> np.ndarray:
-    """For each row i, the first row j of its device with ts_j > ts_i - window (so (t-w, t])."""
-    span = int(ts_us.max() - ts_us.min()) + window_us + 1 if ts_us.size else 1
-    key = (ts_us - (ts_us.min() if ts_us.size else 0)) + device_codes.astype(np.int64) * span
-    return np.searchsorted(key, key - window_us, side="right")
+def _window_starts(ts_us: np.ndarray, device_codes: np.ndarray, windows: tuple[str, ...]) -> np.ndarray:
+    """``starts[w, i]``: the first row j of row i's device with ts_j > ts_i - window w (so (t-w, t])."""
+    from .features_kernels import window_starts
+
+    return window_starts(ts_us, device_codes.astype(np.int64, copy=False),
+                         np.array([window_us(w) for w in windows], np.int64))
 
 
-_SEGMENT_ROWS = 1 << 16  # rows per segment: keeps running sums small and temporaries in cache
+def _device_firsts(device_codes: np.ndarray) -> np.ndarray:
+    """The first row of each device (rows sorted by device), starting with 0."""
+    if device_codes.size == 0:
+        return np.zeros(1, np.int64)
+    return np.flatnonzero(np.r_[True, device_codes[1:] != device_codes[:-1]]).astype(np.int64)
 
 
-@dataclass
-class _Base:
-    """One base column of the window statistics, as float64 with NaN where missing."""
-
-    stem: str
-    stats: tuple[str, ...]
-    x: np.ndarray
-    valid: np.ndarray | None  # 1.0/0.0 per row; None when nothing is missing
-    empty: bool = False  # the channel is absent (e.g. no frequency on a household meter)
+_SEGMENT_ROWS = 1 << 16  # rows per prefix-sum segment: keeps running sums small
 
 
-def _prepare_bases(frame: pl.DataFrame, kind: str) -> list[_Base]:
-    bases = []
-    for base, stem, _unit, stats in _WINDOW_SPECS[kind]:
-        if not set(stats) & {"mean", "std", "slope", "sum"}:
-            continue
-        x = frame[base].cast(pl.Float64).to_numpy()
-        missing = np.isnan(x)
-        if not missing.any():
-            bases.append(_Base(stem, stats, x, None))
-        else:
-            bases.append(_Base(stem, stats, x, (~missing).astype(np.float64), empty=bool(missing.all())))
-    return bases
+@dataclass(frozen=True)
+class _WindowPlan:
+    """What the window kernels compute for one kind and set of windows, in catalog terms."""
+
+    bases: tuple[str, ...]  # base columns, the rows of the kernels' input block
+    zero_centre: np.ndarray  # per base: counted as is (soft-flag counts)
+    want: np.ndarray  # per base: prefix sums needed beyond the count and sum (1 std, 2 slope)
+    sum_names: tuple[str, ...]
+    sum_prog: np.ndarray  # per window and base: window, base, rows of mean, std, slope, sum (-1: none)
+    extrema: tuple[tuple[str, int, int, bool], ...]  # name, window, base, is_max
 
 
-def _prefix(values: np.ndarray) -> np.ndarray:
-    out = np.empty(values.size + 1)
-    out[0] = 0.0
-    np.cumsum(values, out=out[1:])
-    return out
+@lru_cache(maxsize=32)
+def _window_plan(kind: str, windows: tuple[str, ...]) -> _WindowPlan:
+    specs = _WINDOW_SPECS[kind]
+    names, prog, extrema = [], [], []
+    for w_index, w in enumerate(windows):
+        for b, (_base, stem, _unit, stats) in enumerate(specs):
+            rows = {}
+            for stat in stats:
+                name = _window_name(stem, stat, w)
+                if stat in ("min", "max"):
+                    extrema.append((name, w_index, b, stat == "max"))
+                else:
+                    rows[stat] = len(names)
+                    names.append(name)
+            if rows:
+                prog.append((w_index, b, *(rows.get(stat, -1) for stat in ("mean", "std", "slope", "sum"))))
+        prog.append((w_index, -1, len(names), -1, -1, -1))
+        names.append(f"n_{w}")
+    return _WindowPlan(
+        bases=tuple(base for base, *_ in specs),
+        zero_centre=np.array(["sum" in stats for *_, stats in specs]),
+        want=np.array([("std" in stats) + 2 * ("slope" in stats) for *_, stats in specs], np.int64),
+        sum_names=tuple(names), sum_prog=np.array(prog, np.int64).reshape(-1, 6), extrema=tuple(extrema))
 
 
-def _window_stats(
-    bases: list[_Base], ts_us: np.ndarray, starts: dict[str, np.ndarray], rows: range, out: dict[str, np.ndarray]
-) -> None:
-    """Fill ``out`` for ``rows`` with every window's count, sum, mean, std and slope.
+def _window_columns(frame: pl.DataFrame, block: np.ndarray, row_of: dict[str, int], kind: str,
+                    windows: tuple[str, ...], ts_us: np.ndarray, device_codes: np.ndarray, starts: np.ndarray,
+                    runs: list[slice], pool: ThreadPoolExecutor | None, at: np.ndarray | None = None) -> list[pl.Series]:
+    """Every window feature of ``frame`` (sorted by device and time; its bases are rows
+    ``row_of`` of ``block``, from :func:`_reading_block`) at the rows of ``runs`` (all rows,
+    or runs of chosen ones; ``at`` picks the chosen rows out).
 
-    A window sum over rows j..i is ``P[i + 1] - P[j]`` of a prefix sum P. Prefix
-    sums are built per segment of rows (plus the longest window's reach back),
-    with time relative to the segment's first row and values relative to the
-    first valid value the segment reaches back to. Both origins lie at or before
-    every row they serve, so the result at t is computed from readings up to t
-    only (bit for bit), and the sums stay small enough for the slope's
-    ``n Σtx − Σt Σx``: global running sums of t·x lose digits over millions of rows.
-    Segments start at multiples of ``_SEGMENT_ROWS``, whatever the frame's length.
+    Counts, sums, means, standard deviations and slopes come from prefix sums per segment
+    (:func:`.features_kernels.window_sums`); minima and maxima by Polars' rolling rules,
+    from blocks on a regular series (:func:`.features_kernels.window_extremum_blocks`),
+    else from monotonic deques (:func:`.features_kernels.window_extremum`). Row ranges
+    and extrema run on the pool's two threads at once; the kernels release the GIL.
     """
-    from .features_kernels import SLOPE_DEGENERATE  # imported on use: Numba loads in ~0.5 s
+    from .features_kernels import window_extremum, window_extremum_blocks, window_sums
 
-    longest = max(starts, key=lambda w: window_us(w))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for a in range(rows.start, rows.stop, _SEGMENT_ROWS):
-            z = min(a + _SEGMENT_ROWS, rows.stop)
-            lo = int(starts[longest][a])
-            tl = (ts_us[lo:z] - ts_us[a]) * 1e-6
-            p_t, p_tt = _prefix(tl), _prefix(tl * tl)
-            prefixes: list[tuple[float, dict[str, np.ndarray]] | None] = []
-            for b in bases:
-                if b.empty:
-                    prefixes.append(None)
-                    continue
-                x = b.x[lo:z]
-                if b.valid is None:
-                    centre = 0.0 if "sum" in b.stats else float(x[0])
-                    xc = x - centre
-                else:
-                    first = int(np.argmax(b.valid[lo:z])) if b.valid[lo:z].any() else 0
-                    centre = 0.0 if "sum" in b.stats or np.isnan(x[first]) else float(x[first])
-                    xc = np.where(b.valid[lo:z] > 0, x - centre, 0.0)
-                p = {"x": _prefix(xc)}
-                if b.valid is not None:
-                    p["n"] = _prefix(b.valid[lo:z])
-                if "std" in b.stats:
-                    p["xx"] = _prefix(xc * xc)
-                if "slope" in b.stats:
-                    p["tx"] = _prefix(tl * xc)
-                    if b.valid is not None:
-                        tv = tl * b.valid[lo:z]
-                        p["t"], p["tt"] = _prefix(tv), _prefix(tv * tl)
-                prefixes.append((centre, p))
-            hi = slice(a - lo + 1, z - lo + 1)
-            for w, start in starts.items():
-                j = start[a:z] - lo
-                n = np.arange(a + 1, z + 1, dtype=np.float64) - start[a:z]
-                out[f"n_{w}"][a:z] = n
-                st, stt = p_t[hi] - p_t[j], p_tt[hi] - p_tt[j]
-                for b, prepared in zip(bases, prefixes):
-                    if prepared is None:
-                        for stat in set(b.stats) & {"mean", "std", "slope", "sum"}:
-                            out[_window_name(b.stem, stat, w)][a:z] = np.nan
-                        continue
-                    centre, p = prepared
-                    sx = p["x"][hi] - p["x"][j]
-                    if "sum" in b.stats:
-                        out[_window_name(b.stem, "sum", w)][a:z] = sx
-                        continue
-                    nx = n if b.valid is None else p["n"][hi] - p["n"][j]
-                    if "mean" in b.stats:
-                        out[_window_name(b.stem, "mean", w)][a:z] = sx / nx + centre
-                    if "std" in b.stats:
-                        var = (p["xx"][hi] - p["xx"][j] - sx * sx / nx) / (nx - 1)
-                        np.maximum(var, 0.0, out=var)
-                        var[nx < 2] = np.nan
-                        out[_window_name(b.stem, "std", w)][a:z] = np.sqrt(var)
-                    if "slope" in b.stats:
-                        bt, btt = (st, stt) if b.valid is None else (p["t"][hi] - p["t"][j], p["tt"][hi] - p["tt"][j])
-                        den = nx * btt - bt * bt
-                        slope = (nx * (p["tx"][hi] - p["tx"][j]) - bt * sx) / den
-                        slope[(nx < 2) | (den <= SLOPE_DEGENERATE * nx * btt)] = np.nan
-                        out[_window_name(b.stem, "slope", w)][a:z] = slope
+    plan = _window_plan(kind, windows)
+    n = frame.height
+    rows = np.array([row_of[base] for base in plan.bases], np.int64)
+    missing, empty = np.zeros(rows.size, np.bool_), np.zeros(rows.size, np.bool_)
+    nan_at = []  # per base: rows holding a NaN (not a null), which Polars' min/max propagate
+    for b, base in enumerate(plan.bases):
+        isnan = np.isnan(block[rows[b]])
+        missing[b], empty[b] = isnan.any(), n > 0 and isnan.all()
+        column = frame[base]
+        genuine_nan = column.dtype.is_float() and bool(column.is_nan().any())
+        nan_at.append(column.is_nan().fill_null(False).to_numpy() if genuine_nan else np.zeros(0, np.bool_))
+    longest = max(range(len(windows)), key=lambda k: window_us(windows[k]))
+    alloc = np.empty if at is None else partial(np.full, fill_value=np.nan)  # rows outside the runs stay NaN
+    sums, extreme = alloc((len(plan.sum_names), n)), alloc((len(plan.extrema), n))
+    # which windows have no value: from NaN, except for a base holding NaN values (rare)
+    present = {e: np.zeros(n, np.bool_) for e, (_name, _w, b, _m) in enumerate(plan.extrema) if nan_at[b].size}
+    tasks = [partial(window_sums, block, rows, missing, empty, plan.zero_centre, plan.want, ts_us, starts, longest,
+                     plan.sum_prog, r.start, r.stop, _SEGMENT_ROWS, sums) for r in runs if r.stop > r.start]
+    device_firsts = _device_firsts(device_codes)
+    sizes = [int(np.max(np.arange(n) - s)) + 1 if n else 1 for s in starts]  # longest window of each, in rows
 
+    def extremum(e: int, r: slice) -> None:
+        _name, w, b, is_max = plan.extrema[e]
+        x = block[rows[b]]
+        if e in present:
+            window_extremum(x, nan_at[b], starts[w], is_max, r.start, r.stop, extreme[e], present[e])
+        elif not window_extremum_blocks(x, device_firsts, starts[w], sizes[w], is_max, r.start, r.stop, extreme[e]):
+            window_extremum(x, nan_at[b], starts[w], is_max, r.start, r.stop, extreme[e], np.zeros(0, np.bool_))
 
-def _minmax_exprs(kind: str, windows: tuple[str, ...], by_device: bool, step_us: int | None) -> list[pl.Expr]:
-    """Rolling min/max. On a gap-free series with a fixed step, a time window is a
-    fixed number of rows and the cheaper row-based kernel gives identical values."""
-    exprs = []
-    for w in windows:
-        for base, stem, _unit, stats in _WINDOW_SPECS[kind]:
-            for stat in ("min", "max"):
-                if stat not in stats:
-                    continue
-                if step_us:
-                    rows = max(1, -(-window_us(w) // step_us))  # readings in (t-w, t]
-                    e = getattr(pl.col(base), f"rolling_{stat}")(rows, min_samples=1)
-                else:
-                    e = getattr(pl.col(base), f"rolling_{stat}_by")("ts", window_size=w)
-                exprs.append((e.over("device_id") if by_device else e).alias(_window_name(stem, stat, w)))
-    return exprs
-
-
-def _regular_step_us(ts_us: np.ndarray, codes: np.ndarray) -> int | None:
-    """The common step of every device's series, or None if any gap or jitter exists."""
-    if ts_us.size < 2:
-        return None
-    same_device = codes[1:] == codes[:-1]
-    steps = np.diff(ts_us)[same_device]
-    if steps.size == 0 or steps.min() <= 0 or steps.min() != steps.max():
-        return None
-    return int(steps[0])
+    tasks += [partial(extremum, e, r) for e in range(len(plan.extrema)) for r in runs if r.stop > r.start]
+    _in_parallel(pool, tasks)
+    if at is not None:
+        sums, extreme = sums[:, at], extreme[:, at]
+        present = {e: p[at] for e, p in present.items()}
+    series = _nan_as_null(list(plan.sum_names), sums, pool=pool) + _nan_as_null([name for name, *_rest in plan.extrema], extreme, pool=pool)
+    for e, values in present.items():
+        bits = None if values.all() else np.packbits(values, bitorder="little")
+        series[len(plan.sum_names) + e] = _arrow_series(plan.extrema[e][0], extreme[e], bits)
+    return series
 
 
 # ----------------------------------------------------------------- calendar
@@ -424,19 +440,23 @@ def day_table(site: Site, first_day: int, last_day: int) -> tuple[np.ndarray, ..
     return holiday, sunrise_s, sunset_s, month_of, doy_of * (2 * math.pi / 365.25)
 
 
-def _calendar_columns(ts_us: np.ndarray, site: Site) -> pl.DataFrame:
+def _calendar_columns(ts_us: np.ndarray, site: Site, pool: ThreadPoolExecutor | None = None) -> list[pl.Series]:
     """Calendar features by the calendar kernel on local time (no per-row timezone work)."""
     from .features_kernels import CALENDAR_OUTPUTS, calendar_rows
 
     if ts_us.size == 0:
-        return pl.DataFrame(schema={f.name: pl.Float64 for f in _calendar_catalog("three_phase")})
+        return [pl.Series(name, [], _CALENDAR_DTYPES.get(name, pl.Float64)) for name in CALENDAR_OUTPUTS]
     local_us = _local_microseconds(ts_us, site.timezone)
     day = np.floor_divide(local_us, 86_400_000_000)
     first_day, last_day = int(day.min()), int(day.max())
+    tables = day_table(site, first_day, last_day)
     out = np.empty((len(CALENDAR_OUTPUTS), ts_us.size))
-    calendar_rows(local_us, first_day, *day_table(site, first_day, last_day), out)
-    return pl.DataFrame([pl.Series(name, out[k]) for k, name in enumerate(CALENDAR_OUTPUTS)]).with_columns(
-        pl.col(name).cast(dtype) for name, dtype in _CALENDAR_DTYPES.items())
+    _in_parallel(pool, [partial(lambda r: calendar_rows(local_us[r], first_day, *tables, out[:, r]), r)
+                        for r in _halves(ts_us.size, pool)])
+    # small integers are cast (copied, a fraction of the size); the float rows are copied
+    # out so that the block is freed
+    return [pl.Series(name, out[k]).cast(_CALENDAR_DTYPES[name]) if name in _CALENDAR_DTYPES
+            else pl.Series(name, out[k].copy()) for k, name in enumerate(CALENDAR_OUTPUTS)]
 
 
 @lru_cache(maxsize=64)
@@ -524,105 +544,53 @@ def compute(
         df = df.sort(["device_id", "ts"])
         ts_us = df["ts"].dt.epoch("us").to_numpy()
     columns = set(df.columns)
-    reading = None  # per-reading features: the compiled kernel of features_kernels
     codes = df["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(df.height, np.int64)
-    starts = {w: _window_start_index(ts_us, codes, window_us(w)) for w in windows}
+    starts = _window_starts(ts_us, codes, windows)
+    longest = max(range(len(windows)), key=lambda k: window_us(windows[k]))
     chosen = None
     if rows is not None:
         chosen = np.flatnonzero(df.with_columns(rows.fill_null(False).alias("_chosen"))["_chosen"].to_numpy())
-        reach = int(np.sum(chosen - starts[max(windows, key=window_us)][chosen] + 1)) if windows and chosen.size else 0
+        reach = int(np.sum(chosen - starts[longest][chosen] + 1)) if windows and chosen.size else 0
         if not reach or reach > _REACH_PER_ROW * df.height:  # cheaper to compute every row and keep the chosen ones
             return compute(df, kind, windows, site, keep_inputs)[chosen]
-    if chosen is None:
-        out = _all_rows(df, kind, windows, site, reading, ts_us, codes, by_device, starts)
-    else:
-        out = _chosen_rows(df, kind, windows, site, reading, ts_us, starts, chosen)
+    with ThreadPoolExecutor(max_workers=2) if df.height >= _PARALLEL_MIN_ROWS else nullcontext() as pool:
+        if chosen is None:
+            out = _all_rows(df, kind, windows, site, ts_us, codes, starts, pool)
+        else:
+            out = _chosen_rows(df, kind, windows, site, ts_us, codes, starts, longest, chosen)
     names = [f.name for f in catalog(kind, windows, thd="thd_v" in columns)]
     inputs = list(df.columns) if keep_inputs else ["ts", "device_id"]
     have = set(out.columns)
     return out[[*inputs, *[n for n in names if n in have and n not in inputs]]]
 
 
-def _all_rows(df, kind, windows, site, reading, ts_us, codes, by_device, starts) -> pl.DataFrame:
-    """Every feature of every row of ``df`` (sorted by device and time)."""
-    base = df.with_columns(_reading_frame(df, kind, site))
-    minmax = _minmax_exprs(kind, windows, by_device, _regular_step_us(ts_us, codes))
-    minmax_names = {e.meta.output_name() for e in minmax}
-    stats = {f.name: np.empty(base.height) for f in _window_catalog(kind, windows) if f.name not in minmax_names}
-    bases = _prepare_bases(base, kind)
-    if base.height < _PARALLEL_MIN_ROWS:
-        _window_stats(bases, ts_us, starts, range(base.height), stats)
-        parts = [base, pl.DataFrame(stats).fill_nan(None), base.select(minmax), _calendar_columns(ts_us, site)]
-        return pl.concat(parts, how="horizontal")
-    half = (base.height // 2 // _SEGMENT_ROWS + 1) * _SEGMENT_ROWS
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        # Polars computes rolling min/max while NumPy (which releases the GIL)
-        # computes the calendar and the prefix-sum statistics, two row ranges at once.
-        minmax_future = pool.submit(base.select, minmax)
-        calendar_future = pool.submit(_calendar_columns, ts_us, site)
-        parts = [pool.submit(_window_stats, bases, ts_us, starts, r, stats)
-                 for r in (range(0, min(half, base.height)), range(min(half, base.height), base.height)) if len(r)]
-        for f in parts:
-            f.result()
-        sums = pl.DataFrame(stats).fill_nan(None)
-        return pl.concat([base, sums, minmax_future.result(), calendar_future.result()], how="horizontal")
+def _all_rows(df, kind, windows, site, ts_us, codes, starts, pool) -> pl.DataFrame:
+    """Every feature of every row of ``df`` (sorted by device and time). The per-reading
+    features come first (the window bases are among them); each step's kernels run on
+    both of the pool's threads."""
+    block, row_of = _reading_block(df, kind, site, pool, also=_window_plan(kind, windows).bases)
+    base = df.with_columns(_reading_frame(df, kind, block, pool))
+    calendar = _calendar_columns(ts_us, site, pool)
+    windowed = _window_columns(base, block, row_of, kind, windows, ts_us, codes, starts,
+                               _halves(df.height, pool, _SEGMENT_ROWS), pool)
+    return base.with_columns(*windowed, *calendar)
 
 
-def _chosen_rows(df, kind, windows, site, reading, ts_us, starts, chosen: np.ndarray) -> pl.DataFrame:
+def _chosen_rows(df, kind, windows, site, ts_us, codes, starts, longest, chosen: np.ndarray) -> pl.DataFrame:
     """Every feature of the rows ``chosen`` (positions in ``df``, ascending), from the rows
-    their longest window reaches only: the window bases on those, the other per-reading
-    features on the chosen rows, the window statistics of the chosen rows' runs."""
-    longest = max(windows, key=window_us)
+    their longest window reaches only: the per-reading features on those, the window
+    features of the chosen rows' runs, the calendar of the chosen rows."""
     # rows some chosen row's longest window reaches: +1 where a reach starts, -1 after it ends
     mark = np.zeros(df.height + 1, np.int64)
     np.add.at(mark, starts[longest][chosen], 1)
     np.add.at(mark, chosen + 1, -1)
     context = np.flatnonzero(np.cumsum(mark[:-1]) > 0)
     ctx = df[context]
-    ctx = ctx.with_columns(_reading_frame(ctx, kind, site))
+    block, row_of = _reading_block(ctx, kind, site, also=_window_plan(kind, windows).bases)
+    ctx = ctx.with_columns(_reading_frame(ctx, kind, block))
     at = np.searchsorted(context, chosen)  # chosen rows' positions in ctx
-    ts_ctx = ts_us[context]
-    starts_ctx = {w: np.searchsorted(context, s[context]) for w, s in starts.items()}
-    minmax_names = {_window_name(stem, stat, w) for w in windows for _b, stem, _u, stats in _WINDOW_SPECS[kind]
-                    for stat in ("min", "max") if stat in stats}
-    stats = {f.name: np.full(ctx.height, np.nan) for f in _window_catalog(kind, windows) if f.name not in minmax_names}
-    bases = _prepare_bases(ctx, kind)
+    starts_ctx = np.searchsorted(context, starts[:, context])
     run_edges = np.flatnonzero(np.diff(at) != 1) + 1  # consecutive chosen rows form one run
-    for run in np.split(at, run_edges):
-        _window_stats(bases, ts_ctx, starts_ctx, range(int(run[0]), int(run[-1]) + 1), stats)
-    own = ctx[at]
-    sums = pl.DataFrame([pl.Series(k, v[at], nan_to_null=True) for k, v in stats.items()])
-    minmax = _minmax_at(ctx, kind, windows, starts_ctx, at)
-    return pl.concat([own, sums, minmax, _calendar_columns(ts_us[chosen], site)], how="horizontal")
-
-
-def _minmax_at(frame: pl.DataFrame, kind: str, windows: tuple[str, ...], starts: dict[str, np.ndarray],
-               at: np.ndarray) -> pl.DataFrame:
-    """Window min/max at rows ``at`` with Polars' rolling semantics: nulls are skipped,
-    a NaN in the window gives NaN, a window without a value gives null."""
-    columns = {}  # base -> (values padded for min and max, running count of present values)
-    for base, _stem, _unit, stats in _WINDOW_SPECS[kind]:
-        if {"min", "max"} & set(stats) and base not in columns:
-            x = frame[base].cast(pl.Float64).to_numpy()
-            present = ~frame[base].is_null().to_numpy() if frame[base].has_nulls() else np.ones(x.size, bool)
-            low, high = (np.append(np.where(present, x, fill), fill) for fill in (np.inf, -np.inf))
-            columns[base] = ({"min": low, "max": high}, np.concatenate([[0], np.cumsum(present)]))
-    out = {}
-    for w in windows:
-        lo = starts[w][at]
-        bounds = np.column_stack([lo, at + 1]).ravel()  # reduceat pairs [lo, at + 1)
-        for base, stem, _unit, stats in _WINDOW_SPECS[kind]:
-            if base not in columns:
-                continue
-            padded, has = columns[base]
-            empty = (has[at + 1] - has[lo]) == 0
-            for stat in ("min", "max"):
-                if stat not in stats:
-                    continue
-                reduce = np.minimum if stat == "min" else np.maximum
-                value = reduce.reduceat(padded[stat], bounds)[::2]
-                value[empty] = np.nan
-                out[_window_name(stem, stat, w)] = (value, empty)
-    frame_out = pl.DataFrame({k: v for k, (v, _) in out.items()})
-    nulls = [pl.when(pl.lit(pl.Series(empty))).then(None).otherwise(pl.col(k)).alias(k) for k, (_, empty) in out.items() if empty.any()]
-    return frame_out.with_columns(nulls) if nulls else frame_out
+    runs = [slice(int(run[0]), int(run[-1]) + 1) for run in np.split(at, run_edges)]
+    windowed = _window_columns(ctx, block, row_of, kind, windows, ts_us[context], codes[context], starts_ctx, runs, None, at)
+    return ctx[at].with_columns(*windowed, *_calendar_columns(ts_us[chosen], site))

@@ -4,8 +4,11 @@ The batch executor (:func:`gridtwin_lib.features.compute`) runs the per-reading 
 calendar kernels over every row of a frame; the incremental executor
 (:mod:`gridtwin_lib.features_incremental`) runs the very same row functions on one
 reading at a time, so a per-reading or calendar feature has exactly one definition.
-The window update kernel (running sums, monotonic deques) is the incremental
-executor's alone: the batch executor computes windows from prefix sums over frames.
+Windows are computed two ways, each suited to its executor: the incremental one
+updates running sums and monotonic deques reading by reading (:func:`window_update`);
+the batch one takes prefix sums over segments of a frame (:func:`window_sums`) and
+runs monotonic deques down whole columns (:func:`window_extremum`). Tests hold them equal.
+Batch kernels release the GIL, so the batch executor runs them on two threads.
 
 Missing values are NaN throughout (the executors turn NaN back into null). The
 per-reading functions follow Polars' null rules that the catalog documents:
@@ -160,7 +163,7 @@ def meter_row(x, vn, fn, vbit, fbit, out):
     out[10] = _flag(x[6], fbit)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", nogil=True)
 def three_phase_rows(x, vn, fn, vbit, fbit, out):
     """:func:`three_phase_row` over every reading: ``x`` is inputs x readings, ``out`` features x
     readings (column-major both, so each column converts to a Series without a copy)."""
@@ -173,7 +176,7 @@ def three_phase_rows(x, vn, fn, vbit, fbit, out):
             out[k, r] = row_out[k]
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", nogil=True)
 def meter_rows(x, vn, fn, vbit, fbit, out):
     """:func:`meter_row` over every reading, laid out as in :func:`three_phase_rows`."""
     row_in, row_out = np.empty(x.shape[0]), np.empty(out.shape[0])
@@ -209,13 +212,25 @@ def calendar_row(local_us, k, holiday, sunrise_s, sunset_s, month, doy_angle, ou
     out[10] = 1.0 if (second_of_day >= sunrise_s[k] and second_of_day < sunset_s[k]) else 0.0
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", nogil=True)
 def calendar_rows(local_us, first_day, holiday, sunrise_s, sunset_s, month, doy_angle, out):
-    """:func:`calendar_row` for every time; ``out`` is features x readings."""
+    """:func:`calendar_row` for every time; ``out`` is features x readings.
+
+    Every feature but daylight is a function of the local day and minute, so a reading in
+    the same minute as the one before copies its features; daylight too unless sunrise or
+    sunset falls within that minute (then :func:`calendar_row` is called again)."""
     row_out = np.empty(out.shape[0])
+    last_minute = np.int64(-1)
+    changes = False
     for r in range(local_us.shape[0]):
-        k = local_us[r] // _DAY_US - first_day
-        calendar_row(local_us[r], k, holiday, sunrise_s, sunset_s, month, doy_angle, row_out)
+        t = local_us[r]
+        minute = t // 60_000_000
+        if minute != last_minute or changes:
+            k = t // _DAY_US - first_day
+            calendar_row(t, k, holiday, sunrise_s, sunset_s, month, doy_angle, row_out)
+            start_s = (t - (t // _DAY_US) * _DAY_US) // 60_000_000 * 60.0
+            changes = (start_s < sunrise_s[k] < start_s + 60.0) or (start_s < sunset_s[k] < start_s + 60.0)
+            last_minute = minute
         for j in range(out.shape[0]):
             out[j, r] = row_out[j]
 
@@ -406,3 +421,287 @@ def grow(ts, vals, ctr, dq, dqhl, longest, new_cap):
             k = first + (p - first % cap) % cap  # the live counter at ring position p
             dq2[d, e % new_cap] = k % new_cap
     return ts2, vals2, dq2
+
+
+# ----------------------------------------------------------------- batch windows
+#
+# The batch executor's window kernels. Rows are sorted by device and time; ``starts[w, i]``
+# is the first row of row i's device inside window w of row i, so no window crosses a device.
+
+
+@nb.njit(cache=True, nogil=True)
+def window_starts(ts_us, codes, win_us):
+    """``starts[w, i]``: the first row j of row i's device with ts_j > ts_i - win_us[w], so that
+    window w of row i is rows j..i, the readings in (t - w, t]. One forward pass per window."""
+    n = ts_us.shape[0]
+    starts = np.empty((win_us.shape[0], n), np.int64)
+    for w in range(win_us.shape[0]):
+        j = 0
+        for i in range(n):
+            limit = ts_us[i] - win_us[w]
+            while codes[j] != codes[i] or ts_us[j] <= limit:
+                j += 1
+            starts[w, i] = j
+    return starts
+
+
+_PX, _PN, _PXX, _PTX, _PT, _PTT = 0, 1, 2, 3, 4, 5
+
+
+@nb.njit(cache=True, error_model="numpy", nogil=True)
+def window_sums(x, rows, missing, empty, zero_centre, want, ts_us, starts, longest, prog, r0, r1, segment, out):
+    """Window count, sum, mean, std and slope of rows ``r0..r1`` from prefix sums per segment.
+
+    Base b is row ``rows[b]`` of ``x`` (any rows x readings block, e.g. the per-reading
+    features), with NaN where a value is missing; ``missing[b]`` says whether base b
+    has any, ``empty[b]`` whether it has nothing but; ``zero_centre[b]`` (counts) keeps values
+    as they are; ``want[b]`` says which prefix sums b needs (bit 1: std, bit 2: slope).
+    Each row of ``prog`` is one window w and base b: ``(w, b, mean, std, slope, sum)``, the
+    last four being rows of ``out`` (-1 when not wanted; b = -1 writes the reading count
+    of w to the ``mean`` row). The statistics of one window and base share one pass.
+
+    A window sum over rows j..i is ``P[i + 1] - P[j]`` of a prefix sum P. Prefix sums are
+    built per segment of ``segment`` rows from r0 (plus the longest window's reach back),
+    with time relative to the segment's first row and values relative to the first valid
+    value the segment reaches back to. Both origins lie at or before every row they serve,
+    so the result at t depends on readings up to t only, and the sums stay small enough
+    for the slope's ``n Σtx − Σt Σx``: global running sums of t·x lose digits over
+    millions of rows.
+    """
+    n_b = rows.shape[0]
+    for a in range(r0, r1, segment):
+        z = min(a + segment, r1)
+        lo = starts[longest, a]
+        m = z - lo
+        tl = np.empty(m)
+        p_t = np.empty(m + 1)
+        p_tt = np.empty(m + 1)
+        p_t[0] = 0.0
+        p_tt[0] = 0.0
+        for k in range(m):
+            tl[k] = (ts_us[lo + k] - ts_us[a]) * 1e-6
+            p_t[k + 1] = p_t[k] + tl[k]
+            p_tt[k + 1] = p_tt[k] + tl[k] * tl[k]
+        pre = np.empty((n_b, 6, m + 1))
+        centre = np.zeros(n_b)
+        for b in range(n_b):
+            if empty[b]:
+                continue
+            xb = x[rows[b]]
+            c = 0.0
+            if not zero_centre[b]:
+                first = lo
+                if missing[b]:
+                    for k in range(lo, z):
+                        if not math.isnan(xb[k]):
+                            first = k
+                            break
+                c = 0.0 if math.isnan(xb[first]) else xb[first]
+            centre[b] = c
+            p = pre[b]
+            p[_PX, 0] = 0.0  # prefix sums a base does not need are never touched (nor made resident)
+            if missing[b]:
+                p[_PN, 0] = 0.0
+            if want[b] & 1:
+                p[_PXX, 0] = 0.0
+            if want[b] & 2:
+                p[_PTX, 0] = 0.0
+                p[_PT, 0] = 0.0
+                p[_PTT, 0] = 0.0
+            for k in range(m):
+                v = xb[lo + k]
+                valid = 1.0
+                xc = v - c
+                if missing[b] and math.isnan(v):
+                    valid = 0.0
+                    xc = 0.0
+                p[_PX, k + 1] = p[_PX, k] + xc
+                if missing[b]:
+                    p[_PN, k + 1] = p[_PN, k] + valid
+                if want[b] & 1:
+                    p[_PXX, k + 1] = p[_PXX, k] + xc * xc
+                if want[b] & 2:
+                    p[_PTX, k + 1] = p[_PTX, k] + tl[k] * xc
+                    tv = tl[k] * valid
+                    p[_PT, k + 1] = p[_PT, k] + tv
+                    p[_PTT, k + 1] = p[_PTT, k] + tv * tl[k]
+        for g in range(prog.shape[0]):  # one window and base at a time: its branches go one way
+            w, b, k_mean, k_std, k_slope, k_sum = prog[g, 0], prog[g, 1], prog[g, 2], prog[g, 3], prog[g, 4], prog[g, 5]
+            start = starts[w]
+            if b < 0:
+                row = out[k_mean]
+                for i in range(a, z):
+                    row[i] = float(i + 1) - float(start[i])
+                continue
+            if empty[b]:
+                for k in (k_mean, k_std, k_slope, k_sum):
+                    if k >= 0:
+                        out[k, a:z] = _NAN
+                continue
+            px, pn, pxx, ptx, pt, ptt = pre[b, _PX], pre[b, _PN], pre[b, _PXX], pre[b, _PTX], pre[b, _PT], pre[b, _PTT]
+            if k_sum >= 0:
+                row = out[k_sum]
+                for i in range(a, z):
+                    row[i] = px[i - lo + 1] - px[start[i] - lo]
+            if k_mean < 0 and k_std < 0 and k_slope < 0:
+                continue
+            c = centre[b]
+            has_missing = missing[b]
+            for i in range(a, z):
+                hi, j = i - lo + 1, start[i] - lo
+                sx = px[hi] - px[j]
+                nx = pn[hi] - pn[j] if has_missing else float(i + 1) - float(start[i])
+                if k_mean >= 0:
+                    out[k_mean, i] = sx / nx + c
+                if k_std >= 0:
+                    var = (pxx[hi] - pxx[j] - sx * sx / nx) / (nx - 1)
+                    if var < 0.0:
+                        var = 0.0
+                    out[k_std, i] = _NAN if nx < 2 else math.sqrt(var)
+                if k_slope >= 0:
+                    if has_missing:
+                        bt, btt = pt[hi] - pt[j], ptt[hi] - ptt[j]
+                    else:
+                        bt, btt = p_t[hi] - p_t[j], p_tt[hi] - p_tt[j]
+                    den = nx * btt - bt * bt
+                    slope = (nx * (ptx[hi] - ptx[j]) - bt * sx) / den
+                    out[k_slope, i] = _NAN if (nx < 2 or den <= SLOPE_DEGENERATE * nx * btt) else slope
+
+
+@nb.njit(cache=True, nogil=True)
+def window_extremum(x, nan_at, starts, is_max, r0, r1, out, present):
+    """Window min or max of ``x`` at rows ``r0..r1`` with a monotonic deque, by Polars'
+    rolling rules: NaN in ``x`` is a missing value and skipped, and a window without a value
+    is NaN. When ``nan_at`` is given (not empty), a row where it is true holds a NaN that
+    makes its windows NaN, and ``present`` tells those from windows without a value.
+    ``starts`` is the window's start row of each row. Each row is
+    pushed and popped once: O(1) amortised per row whatever the window's length."""
+    first = starts[r0]
+    dq = np.empty(r1 - first, np.int64)
+    head, tail = 0, 0
+    last_nan = -1
+    check_nan = nan_at.shape[0] > 0
+    for i in range(first, r1):
+        v = x[i]
+        if check_nan and nan_at[i]:
+            last_nan = i
+        elif not math.isnan(v):
+            if is_max:
+                while tail > head and x[dq[tail - 1]] <= v:
+                    tail -= 1
+            else:
+                while tail > head and x[dq[tail - 1]] >= v:
+                    tail -= 1
+            dq[tail] = i
+            tail += 1
+        if i < r0:
+            continue
+        s = starts[i]
+        while head < tail and dq[head] < s:
+            head += 1
+        if last_nan >= s:
+            out[i] = _NAN
+        elif head < tail:
+            out[i] = x[dq[head]]
+        else:
+            out[i] = _NAN
+        if check_nan:
+            present[i] = last_nan >= s or head < tail
+
+
+@nb.njit(cache=True, inline="always")
+def _extreme(a, b, is_max):
+    """The larger (smaller) of a and b, skipping a NaN (a missing value)."""
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    if is_max:
+        return a if a >= b else b
+    return a if a <= b else b
+
+
+@nb.njit(cache=True, nogil=True)
+def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
+    """:func:`window_extremum` without branches that depend on the data (van Herk/Gil-Werman).
+
+    Rows are cut into blocks of ``size`` and at the first row of each device
+    (``device_firsts``, ascending, starting with 0). A window of rows s..i is then either a
+    block's beginning, taken by a running extremum from that beginning, or the end of the
+    block before i's joined to that beginning: a suffix extremum at s with the running one
+    at i. That holds for every window of a regular series when ``size`` is the longest
+    window. Returns False, with ``out`` partly written, when some window is neither (gaps,
+    jitter): the caller then runs :func:`window_extremum`. A window without a value is NaN;
+    values may not hold a NaN that is not missing.
+    """
+    if r1 <= r0:
+        return True
+    s0 = starts[r0]
+    h_end = min(x.shape[0], (starts[r1 - 1] // size + 1) * size)
+    suffix = np.empty(h_end - s0)
+    # block and device boundaries are tracked rather than divided for or looked up per row
+    block_end = (h_end - 1) // size * size  # first row of the last block
+    d = np.searchsorted(device_firsts, h_end - 1, side="right") - 1  # device of the row k
+    run = _NAN
+    for k in range(h_end - 1, s0 - 1, -1):
+        if k == h_end - 1 or k == block_end - 1:
+            run = _NAN
+        if k == block_end - 1:
+            block_end -= size
+        if k < device_firsts[d]:
+            d -= 1
+            run = _NAN
+        run = _extreme(run, x[k], is_max)
+        suffix[k - s0] = run
+    block = r0 // size * size  # first row of row i's block
+    d = np.searchsorted(device_firsts, r0, side="right") - 1  # device of the row i
+    next_device = device_firsts[d + 1] if d + 1 < device_firsts.shape[0] else x.shape[0]
+    first = device_firsts[d]
+    run = _NAN
+    for i in range(max(block, first), r1):
+        if i == block + size:
+            block += size
+        if i == next_device:
+            d += 1
+            first = next_device
+            next_device = device_firsts[d + 1] if d + 1 < device_firsts.shape[0] else x.shape[0]
+        if i == block or i == first:  # noqa: SIM109 - an == chain is what Numba compiles cheaply
+            run = _NAN
+        run = _extreme(run, x[i], is_max)
+        if i < r0:
+            continue
+        s = starts[i]
+        if s == max(block, first):
+            out[i] = run
+        elif block - size <= s < block and s >= s0:
+            out[i] = _extreme(suffix[s - s0], run, is_max)
+        else:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def validity_bits(block, bits, any_missing):
+    """Arrow validity bitmaps of the rows of ``block``: bit i of row k is set unless
+    block[k, i] is NaN (least significant bit first). ``any_missing[k]`` says whether row k
+    has a NaN at all; only then is its bitmap written (and needed)."""
+    n = block.shape[1]
+    for k in range(block.shape[0]):
+        row = block[k]
+        nans = 0
+        for i in range(n):  # a branch-free count the compiler vectorises
+            nans += row[i] != row[i]
+        any_missing[k] = nans > 0
+        if nans == 0:
+            continue
+        for byte in range(n // 8):
+            i = byte * 8
+            bits[k, byte] = ((row[i] == row[i]) | (row[i + 1] == row[i + 1]) << 1 | (row[i + 2] == row[i + 2]) << 2
+                             | (row[i + 3] == row[i + 3]) << 3 | (row[i + 4] == row[i + 4]) << 4
+                             | (row[i + 5] == row[i + 5]) << 5 | (row[i + 6] == row[i + 6]) << 6
+                             | (row[i + 7] == row[i + 7]) << 7)
+        if n % 8:
+            acc = 0
+            for i in range(n - n % 8, n):
+                acc |= (row[i] == row[i]) << (i % 8)
+            bits[k, n // 8] = acc
