@@ -144,8 +144,11 @@ def _reading_block(df: pl.DataFrame, kind: str, site: Site, pool: ThreadPoolExec
     from this block, so the batch executor holds no second copy of them."""
     _row, rows_fn, inputs, outputs = reading_kernel(kind)
     x = np.empty((len(inputs), df.height))  # column-major: one contiguous row per input
-    for k, name in enumerate(inputs):
+
+    def fill(k: int, name: str) -> None:
         x[k] = df[name].cast(pl.Float64).to_numpy() if name in df.columns else np.nan
+
+    _in_parallel(pool, [partial(fill, k, name) for k, name in enumerate(inputs)])
     extra = [name for name in also if name not in outputs]
     out = np.empty((len(outputs) + len(extra), df.height))
     constants = kernel_constants(site)
@@ -173,7 +176,7 @@ def _nan_as_null(names: list[str], block: np.ndarray, rows: list[int] | None = N
     from .features_kernels import validity_bits
 
     rows = list(range(block.shape[0])) if rows is None else rows
-    bits = np.empty((block.shape[0], (block.shape[1] + 7) // 8), np.uint8)
+    bits = np.empty((block.shape[0], (block.shape[1] + 63) // 64), np.uint64)
     any_missing = np.empty(block.shape[0], np.bool_)
     parts = [slice(0, block.shape[0])] if pool is None else [slice(0, block.shape[0] // 2), slice(block.shape[0] // 2, None)]
     _in_parallel(pool, [partial(validity_bits, block[p], bits[p], any_missing[p]) for p in parts])
@@ -185,7 +188,8 @@ def _arrow_series(name: str, values: np.ndarray, bits: np.ndarray | None) -> pl.
     import pyarrow as pa
 
     values = np.ascontiguousarray(values)
-    buffers = [None if bits is None else pa.py_buffer(np.ascontiguousarray(bits)), pa.py_buffer(values)]
+    buffers = [None if bits is None else pa.py_buffer(np.ascontiguousarray(bits, dtype=bits.dtype.newbyteorder("<")).view(np.uint8)),
+               pa.py_buffer(values)]
     return pl.Series(name, pa.Array.from_buffers(pa.float64(), values.size, buffers))
 
 
@@ -268,12 +272,16 @@ def window_us(window: str) -> int:
     return int(number) * _WINDOW_UNITS_US[unit]
 
 
-def _window_starts(ts_us: np.ndarray, device_codes: np.ndarray, windows: tuple[str, ...]) -> np.ndarray:
-    """``starts[w, i]``: the first row j of row i's device with ts_j > ts_i - window w (so (t-w, t])."""
+def _window_starts(ts_us: np.ndarray, device_codes: np.ndarray, windows: tuple[str, ...],
+                   pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """``starts[w, i]``: the first row j of row i's device with ts_j > ts_i - window w (so (t-w, t]).
+    32-bit where the rows allow it: the table lives as long as the window kernels run."""
     from .features_kernels import window_starts
 
-    return window_starts(ts_us, device_codes.astype(np.int64, copy=False),
-                         np.array([window_us(w) for w in windows], np.int64))
+    codes = device_codes.astype(np.int64, copy=False)
+    starts = np.empty((len(windows), ts_us.size), np.int32 if ts_us.size < 2**31 else np.int64)
+    _in_parallel(pool, [partial(window_starts, ts_us, codes, window_us(w), starts[k]) for k, w in enumerate(windows)])
+    return starts
 
 
 def _device_firsts(device_codes: np.ndarray) -> np.ndarray:
@@ -454,9 +462,11 @@ def _calendar_columns(ts_us: np.ndarray, site: Site, pool: ThreadPoolExecutor | 
     _in_parallel(pool, [partial(lambda r: calendar_rows(local_us[r], first_day, *tables, out[:, r]), r)
                         for r in _halves(ts_us.size, pool)])
     # small integers are cast (copied, a fraction of the size); the float rows are copied
-    # out so that the block is freed
-    return [pl.Series(name, out[k]).cast(_CALENDAR_DTYPES[name]) if name in _CALENDAR_DTYPES
-            else pl.Series(name, out[k].copy()) for k, name in enumerate(CALENDAR_OUTPUTS)]
+    # out so that the block is freed. NumPy does both without the GIL, on both threads.
+    int_types = {pl.Int8: np.int8, pl.Int16: np.int16}
+    columns = _in_parallel(pool, [partial(out[k].astype, int_types[_CALENDAR_DTYPES[name]]) if name in _CALENDAR_DTYPES
+                                  else out[k].copy for k, name in enumerate(CALENDAR_OUTPUTS)])
+    return [pl.Series(name, values) for name, values in zip(CALENDAR_OUTPUTS, columns)]
 
 
 @lru_cache(maxsize=64)
@@ -538,25 +548,23 @@ def compute(
     if kind not in _WINDOW_SPECS:
         raise ValueError(f"features exist for kinds three_phase and meter, not {kind!r}")
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    by_device = df["device_id"].n_unique() > 1
+    by_device = df.height > 0 and not (df["device_id"] == df["device_id"][0]).fill_null(False).all()
     ts_us = df["ts"].dt.epoch("us").to_numpy()
     if by_device or not (ts_us[1:] > ts_us[:-1]).all():  # one device in strict time order is sorted already
         df = df.sort(["device_id", "ts"])
         ts_us = df["ts"].dt.epoch("us").to_numpy()
     columns = set(df.columns)
     codes = df["device_id"].rank("dense").cast(pl.Int64).to_numpy() if by_device else np.zeros(df.height, np.int64)
-    starts = _window_starts(ts_us, codes, windows)
     longest = max(range(len(windows)), key=lambda k: window_us(windows[k]))
-    chosen = None
-    if rows is not None:
-        chosen = np.flatnonzero(df.with_columns(rows.fill_null(False).alias("_chosen"))["_chosen"].to_numpy())
-        reach = int(np.sum(chosen - starts[longest][chosen] + 1)) if windows and chosen.size else 0
-        if not reach or reach > _REACH_PER_ROW * df.height:  # cheaper to compute every row and keep the chosen ones
-            return compute(df, kind, windows, site, keep_inputs)[chosen]
     with ThreadPoolExecutor(max_workers=2) if df.height >= _PARALLEL_MIN_ROWS else nullcontext() as pool:
-        if chosen is None:
+        starts = _window_starts(ts_us, codes, windows, pool)
+        if rows is None:
             out = _all_rows(df, kind, windows, site, ts_us, codes, starts, pool)
         else:
+            chosen = np.flatnonzero(df.with_columns(rows.fill_null(False).alias("_chosen"))["_chosen"].to_numpy())
+            reach = int(np.sum(chosen - starts[longest][chosen] + 1)) if windows and chosen.size else 0
+            if not reach or reach > _REACH_PER_ROW * df.height:  # cheaper to compute every row and keep the chosen ones
+                return compute(df, kind, windows, site, keep_inputs)[chosen]
             out = _chosen_rows(df, kind, windows, site, ts_us, codes, starts, longest, chosen)
     names = [f.name for f in catalog(kind, windows, thd="thd_v" in columns)]
     inputs = list(df.columns) if keep_inputs else ["ts", "device_id"]

@@ -430,19 +430,15 @@ def grow(ts, vals, ctr, dq, dqhl, longest, new_cap):
 
 
 @nb.njit(cache=True, nogil=True)
-def window_starts(ts_us, codes, win_us):
-    """``starts[w, i]``: the first row j of row i's device with ts_j > ts_i - win_us[w], so that
-    window w of row i is rows j..i, the readings in (t - w, t]. One forward pass per window."""
-    n = ts_us.shape[0]
-    starts = np.empty((win_us.shape[0], n), np.int64)
-    for w in range(win_us.shape[0]):
-        j = 0
-        for i in range(n):
-            limit = ts_us[i] - win_us[w]
-            while codes[j] != codes[i] or ts_us[j] <= limit:
-                j += 1
-            starts[w, i] = j
-    return starts
+def window_starts(ts_us, codes, win_us, out):
+    """``out[i]``: the first row j of row i's device with ts_j > ts_i - win_us, so that the
+    window of row i is rows j..i, the readings in (t - w, t]. One forward pass."""
+    j = 0
+    for i in range(ts_us.shape[0]):
+        limit = ts_us[i] - win_us
+        while codes[j] != codes[i] or ts_us[j] <= limit:
+            j += 1
+        out[i] = j
 
 
 _PX, _PN, _PXX, _PTX, _PT, _PTT = 0, 1, 2, 3, 4, 5
@@ -484,6 +480,8 @@ def window_sums(x, rows, missing, empty, zero_centre, want, ts_us, starts, longe
             p_tt[k + 1] = p_tt[k] + tl[k] * tl[k]
         pre = np.empty((n_b, 6, m + 1))
         centre = np.zeros(n_b)
+        sx_, nx_, sxx_ = np.empty(z - a), np.empty(z - a), np.empty(z - a)
+        stx_, st_, stt_ = np.empty(z - a), np.empty(z - a), np.empty(z - a)
         for b in range(n_b):
             if empty[b]:
                 continue
@@ -545,27 +543,41 @@ def window_sums(x, rows, missing, empty, zero_centre, want, ts_us, starts, longe
                     row[i] = px[i - lo + 1] - px[start[i] - lo]
             if k_mean < 0 and k_std < 0 and k_slope < 0:
                 continue
+            # first the window sums (gathers at each row's window start), then the statistics
+            # from them in loops without gathers, which the compiler vectorises (divisions
+            # and square roots four at a time)
             c = centre[b]
             has_missing = missing[b]
             for i in range(a, z):
                 hi, j = i - lo + 1, start[i] - lo
-                sx = px[hi] - px[j]
-                nx = pn[hi] - pn[j] if has_missing else float(i + 1) - float(start[i])
-                if k_mean >= 0:
-                    out[k_mean, i] = sx / nx + c
+                sx_[i - a] = px[hi] - px[j]
+                nx_[i - a] = pn[hi] - pn[j] if has_missing else float(i + 1) - float(start[i])
                 if k_std >= 0:
-                    var = (pxx[hi] - pxx[j] - sx * sx / nx) / (nx - 1)
-                    if var < 0.0:
-                        var = 0.0
-                    out[k_std, i] = _NAN if nx < 2 else math.sqrt(var)
+                    sxx_[i - a] = pxx[hi] - pxx[j]
                 if k_slope >= 0:
+                    stx_[i - a] = ptx[hi] - ptx[j]
                     if has_missing:
-                        bt, btt = pt[hi] - pt[j], ptt[hi] - ptt[j]
+                        st_[i - a], stt_[i - a] = pt[hi] - pt[j], ptt[hi] - ptt[j]
                     else:
-                        bt, btt = p_t[hi] - p_t[j], p_tt[hi] - p_tt[j]
+                        st_[i - a], stt_[i - a] = p_t[hi] - p_t[j], p_tt[hi] - p_tt[j]
+            if k_mean >= 0:
+                row = out[k_mean, a:z]
+                for q in range(z - a):
+                    row[q] = sx_[q] / nx_[q] + c
+            if k_std >= 0:
+                row = out[k_std, a:z]
+                for q in range(z - a):
+                    sx, nx = sx_[q], nx_[q]
+                    var = (sxx_[q] - sx * sx / nx) / (nx - 1)
+                    var = 0.0 if var < 0.0 else var
+                    row[q] = _NAN if nx < 2 else math.sqrt(var)
+            if k_slope >= 0:
+                row = out[k_slope, a:z]
+                for q in range(z - a):
+                    sx, nx, bt, btt = sx_[q], nx_[q], st_[q], stt_[q]
                     den = nx * btt - bt * bt
-                    slope = (nx * (ptx[hi] - ptx[j]) - bt * sx) / den
-                    out[k_slope, i] = _NAN if (nx < 2 or den <= SLOPE_DEGENERATE * nx * btt) else slope
+                    slope = (nx * stx_[q] - bt * sx) / den
+                    row[q] = _NAN if (nx < 2 or den <= SLOPE_DEGENERATE * nx * btt) else slope
 
 
 @nb.njit(cache=True, nogil=True)
@@ -622,6 +634,19 @@ def _extreme(a, b, is_max):
 
 
 @nb.njit(cache=True, nogil=True)
+def _suffix_extreme(x, device_firsts, lo, hi, is_max, suffix):
+    """``suffix[k - lo]``: the extremum of x[k .. hi) within k's device, for k in lo..hi."""
+    d = np.searchsorted(device_firsts, hi - 1, side="right") - 1  # device of the row k
+    run = _NAN
+    for k in range(hi - 1, lo - 1, -1):
+        if k < device_firsts[d]:
+            d -= 1
+            run = _NAN
+        run = _extreme(run, x[k], is_max)
+        suffix[k - lo] = run
+
+
+@nb.njit(cache=True, nogil=True)
 def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
     """:func:`window_extremum` without branches that depend on the data (van Herk/Gil-Werman).
 
@@ -632,35 +657,21 @@ def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
     at i. That holds for every window of a regular series when ``size`` is the longest
     window. Returns False, with ``out`` partly written, when some window is neither (gaps,
     jitter): the caller then runs :func:`window_extremum`. A window without a value is NaN;
-    values may not hold a NaN that is not missing.
+    values may not hold a NaN that is not missing. Holds one block of suffixes at a time.
     """
     if r1 <= r0:
         return True
-    s0 = starts[r0]
-    h_end = min(x.shape[0], (starts[r1 - 1] // size + 1) * size)
-    suffix = np.empty(h_end - s0)
-    # block and device boundaries are tracked rather than divided for or looked up per row
-    block_end = (h_end - 1) // size * size  # first row of the last block
-    d = np.searchsorted(device_firsts, h_end - 1, side="right") - 1  # device of the row k
-    run = _NAN
-    for k in range(h_end - 1, s0 - 1, -1):
-        if k == h_end - 1 or k == block_end - 1:
-            run = _NAN
-        if k == block_end - 1:
-            block_end -= size
-        if k < device_firsts[d]:
-            d -= 1
-            run = _NAN
-        run = _extreme(run, x[k], is_max)
-        suffix[k - s0] = run
+    suffix = np.empty(size)
     block = r0 // size * size  # first row of row i's block
+    _suffix_extreme(x, device_firsts, max(block - size, 0), block, is_max, suffix[max(size - block, 0):])
     d = np.searchsorted(device_firsts, r0, side="right") - 1  # device of the row i
     next_device = device_firsts[d + 1] if d + 1 < device_firsts.shape[0] else x.shape[0]
     first = device_firsts[d]
     run = _NAN
     for i in range(max(block, first), r1):
-        if i == block + size:
-            block += size
+        if i == block + size:  # the suffixes of the block just left serve the next one
+            _suffix_extreme(x, device_firsts, block, i, is_max, suffix)
+            block = i
         if i == next_device:
             d += 1
             first = next_device
@@ -673,8 +684,8 @@ def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
         s = starts[i]
         if s == max(block, first):
             out[i] = run
-        elif block - size <= s < block and s >= s0:
-            out[i] = _extreme(suffix[s - s0], run, is_max)
+        elif block - size <= s < block:
+            out[i] = _extreme(suffix[s - (block - size)], run, is_max)
         else:
             return False
     return True
@@ -683,25 +694,26 @@ def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
 @nb.njit(cache=True, nogil=True)
 def validity_bits(block, bits, any_missing):
     """Arrow validity bitmaps of the rows of ``block``: bit i of row k is set unless
-    block[k, i] is NaN (least significant bit first). ``any_missing[k]`` says whether row k
-    has a NaN at all; only then is its bitmap written (and needed)."""
+    block[k, i] is NaN. ``bits`` is (rows, ceil(readings / 64)) uint64 words, which on a
+    little-endian machine lay the bits out least significant first, as Arrow's bytes do.
+    ``any_missing[k]`` says whether row k has a NaN at all (its bitmap is then needed)."""
     n = block.shape[1]
+    full = np.uint64(0xFFFFFFFFFFFFFFFF)
     for k in range(block.shape[0]):
         row = block[k]
-        nans = 0
-        for i in range(n):  # a branch-free count the compiler vectorises
-            nans += row[i] != row[i]
-        any_missing[k] = nans > 0
-        if nans == 0:
-            continue
-        for byte in range(n // 8):
-            i = byte * 8
-            bits[k, byte] = ((row[i] == row[i]) | (row[i + 1] == row[i + 1]) << 1 | (row[i + 2] == row[i + 2]) << 2
-                             | (row[i + 3] == row[i + 3]) << 3 | (row[i + 4] == row[i + 4]) << 4
-                             | (row[i + 5] == row[i + 5]) << 5 | (row[i + 6] == row[i + 6]) << 6
-                             | (row[i + 7] == row[i + 7]) << 7)
-        if n % 8:
-            acc = 0
-            for i in range(n - n % 8, n):
-                acc |= (row[i] == row[i]) << (i % 8)
-            bits[k, n // 8] = acc
+        missing = False
+        for word in range(bits.shape[1]):
+            acc = np.uint64(0)
+            first = word * 64
+            if first + 64 <= n:
+                for b in range(64):  # compares and shifts the compiler vectorises
+                    v = row[first + b]
+                    acc |= np.uint64(v == v) << np.uint64(b)
+                missing |= acc != full
+            else:
+                for b in range(n - first):
+                    v = row[first + b]
+                    acc |= np.uint64(v == v) << np.uint64(b)
+                missing |= acc != (np.uint64(1) << np.uint64(n - first)) - np.uint64(1)
+            bits[k, word] = acc
+        any_missing[k] = missing

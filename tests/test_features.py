@@ -148,6 +148,31 @@ def test_no_look_ahead(cut, seed):
         assert np.array_equal(x, y, equal_nan=True), c
 
 
+def test_window_extrema_equal_polars_rolling_on_regular_and_irregular_devices():
+    """Min/max come from van Herk/Gil-Werman blocks on a regular series and from monotonic
+    deques otherwise; both equal Polars' own rolling kernels exactly, with nulls, several
+    devices and a frame large enough to run on two threads (row ranges cut inside devices)."""
+    rng = np.random.default_rng(5)
+    parts = []
+    for k in range(3):  # regular, 1 s: the block kernel
+        n = 20_000 + 997 * k
+        parts.append(three_phase(np.arange(n, dtype=float), seed=k, device=f"regular{k}"))
+    parts.append(three_phase(np.cumsum(rng.choice([1.0, 1.0, 2.0, 0.5, 90.0], size=12_000)), seed=9, device="gappy"))
+    df = pl.concat(parts).with_columns(
+        pl.when(pl.int_range(pl.len()) % 17 == 3).then(None).otherwise(pl.col("frequency")).alias("frequency"),
+        pl.when(pl.int_range(pl.len()).is_between(5_000, 9_000)).then(None).otherwise(pl.col("p_a")).alias("p_a"))
+    assert df.height > features._PARALLEL_MIN_ROWS
+    out = features.compute(df, site=SYDNEY)
+    extrema = [(base, stem, stat) for base, stem, _unit, stats in features._WINDOW_SPECS["three_phase"]
+               for stat in stats if stat in ("min", "max")]
+    ref = out.select("device_id", "ts", *[
+        getattr(pl.col(base), f"rolling_{stat}_by")("ts", window_size=w).over("device_id").alias(f"{stem}_{stat}_{w}")
+        for base, stem, stat in extrema for w in features.DEFAULT_WINDOWS])
+    assert out["p_total_w"].null_count() > 0 and out["frequency"].null_count() > 0
+    for c in ref.columns[2:]:
+        assert out[c].equals(ref[c]), c
+
+
 def test_devices_are_windowed_independently():
     a = three_phase(range(0, 600, 7), seed=1, device="a")
     b = three_phase(range(3, 600, 11), seed=2, device="b")
