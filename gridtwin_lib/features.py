@@ -352,10 +352,10 @@ def _window_columns(frame: pl.DataFrame, block: np.ndarray, row_of: dict[str, in
     missing, empty = np.zeros(rows.size, np.bool_), np.zeros(rows.size, np.bool_)
     nan_at = []  # per base: rows holding a NaN (not a null), which Polars' min/max propagate
     for b, base in enumerate(plan.bases):
-        isnan = np.isnan(block[rows[b]])
-        missing[b], empty[b] = isnan.any(), n > 0 and isnan.all()
+        nans = int(np.count_nonzero(np.isnan(block[rows[b]])))
+        missing[b], empty[b] = nans > 0, n > 0 and nans == n
         column = frame[base]
-        genuine_nan = column.dtype.is_float() and bool(column.is_nan().any())
+        genuine_nan = nans > column.null_count()  # more NaN in the block than nulls in the column
         nan_at.append(column.is_nan().fill_null(False).to_numpy() if genuine_nan else np.zeros(0, np.bool_))
     longest = max(range(len(windows)), key=lambda k: window_us(windows[k]))
     alloc = np.empty if at is None else partial(np.full, fill_value=np.nan)  # rows outside the runs stay NaN

@@ -100,13 +100,18 @@ def compute_chunk(table: pa.Table, kind: str, windows: tuple[str, ...], site: Si
     -------
     pyarrow.Table : inputs and features of the chunk's own rows, sorted by time.
     """
+    out = chunk_features(table, kind, windows, site, chunk_start_us)
+    return (_signed(out) if signed else out).to_arrow()
+
+
+def chunk_features(table: pa.Table, kind: str, windows: tuple[str, ...], site: Site, chunk_start_us: int) -> pl.DataFrame:
+    """:func:`compute_chunk` as a Polars frame with the local executor's dtypes (for a worker
+    that writes it itself)."""
     schema = polars_schema(kind)
     frame = pl.from_arrow(table)
-    frame = frame.drop([c for c in frame.columns if c not in schema])
-    frame = frame.with_columns(pl.col(c).cast(t) for c, t in schema.items() if c in frame.columns)
+    frame = frame.select(pl.col(c).cast(t) for c, t in schema.items() if c in frame.columns)
     start = pl.lit(chunk_start_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    out = features.compute(frame.sort("ts"), kind, windows, site, rows=pl.col("ts") >= start)
-    return (_signed(out) if signed else out).to_arrow()
+    return features.compute(frame.sort("ts"), kind, windows, site, rows=pl.col("ts") >= start)
 
 
 def output_schema(kind: str, windows: tuple[str, ...], site: Site) -> tuple[object, pa.Schema]:
@@ -205,7 +210,7 @@ def write(
         device, index = key[0].as_py(), key[1].as_py()
         if pa.compute.max(table["ts"]).value < index * chunk_us:  # only overlap (the device's data ended)
             return pa.table({"path": pa.array([], pa.string()), "rows": pa.array([], pa.int64())})
-        frame = pl.from_arrow(compute_chunk(table, kind, windows, site, index * chunk_us, signed=False))
+        frame = chunk_features(table, kind, windows, site, index * chunk_us)
         path = f"{out}/part-{quote(device, safe='')}-{index}.parquet"
         with atomic_write(path, fsync=False) as tmp:  # the job's output directory appears whole (cli_scale)
             frame.write_parquet(tmp)
@@ -233,10 +238,32 @@ def chunked(spark, files: Iterable[str | Path], kind: str, windows: tuple[str, .
     for bound, keep in ((start, lambda t: F.col("ts") >= t), (end, lambda t: F.col("ts") < t)):
         if bound is not None:
             df = df.filter(keep(F.lit(as_utc(bound))))
-    return with_chunks(df, chunk_us, reach_us)
+    last_us = last_instant_us(paths)
+    if last_us is not None and end is not None:
+        last_us = min(last_us, int(as_utc(end).timestamp() * 1_000_000) - 1)
+    return with_chunks(df, chunk_us, reach_us, None if last_us is None else last_us // chunk_us)
 
 
-def with_chunks(df, chunk_us: int, reach_us: int):
+def last_instant_us(paths: Iterable[str | Path]) -> int | None:
+    """The latest ``ts`` [µs since epoch] of Parquet ``paths``, from their footers' statistics
+    (nothing is read but the footers); None when a file has none."""
+    import pyarrow.parquet as pq
+
+    last = None
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata
+        column = meta.schema.to_arrow_schema().get_field_index("ts")
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(column).statistics
+            if column < 0 or stats is None or not stats.has_min_max:
+                return None
+            value = stats.max
+            value_us = int(value.timestamp() * 1_000_000) if hasattr(value, "timestamp") else int(value)
+            last = value_us if last is None else max(last, value_us)
+    return last
+
+
+def with_chunks(df, chunk_us: int, reach_us: int, last_chunk: int | None = None):
     """``df`` (a Spark DataFrame with ``ts``) with a ``_chunk`` column: each row once in its own
     chunk (index of its ``chunk_us``-long interval since the epoch) and once more in every later
     chunk whose first instant is at most ``reach_us`` after it (the overlap that feeds that
@@ -247,11 +274,16 @@ def with_chunks(df, chunk_us: int, reach_us: int):
     df : pyspark.sql.DataFrame with a timestamp column ``ts``.
     chunk_us : chunk length [µs].
     reach_us : how far back a chunk's first reading looks [µs].
+    last_chunk : the chunk of the latest reading, if known: no overlap is copied past it (a
+        chunk holding overlap only would be shuffled and handed to a worker for nothing).
     """
     from pyspark.sql import functions as F
 
     ts_us = F.unix_micros(F.col("ts"))
-    chunks = F.sequence(F.floor(ts_us / chunk_us), F.floor((ts_us + reach_us) / chunk_us)).cast("array<long>")
+    last = F.floor((ts_us + reach_us) / chunk_us)
+    if last_chunk is not None:
+        last = F.least(last, F.lit(int(last_chunk)))
+    chunks = F.sequence(F.floor(ts_us / chunk_us), last).cast("array<long>")
     return df.withColumn(_CHUNK_COLUMN, F.explode(chunks))
 
 

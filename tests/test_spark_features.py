@@ -68,6 +68,21 @@ def test_spark_features_equal_local_executor(spark, tmp_path, kind):
     assert_same_features(distributed, local)
 
 
+def test_no_task_group_holds_overlap_only(spark, tmp_path):
+    """Overlap is copied into a later chunk only up to the chunk of the latest reading (from the
+    files' footers), and within the ``end`` bound: no group is shuffled to a worker for nothing."""
+    store = Store(tmp_path / "store")
+    store.write("meter", fleet("meter"))
+    files = store.measurement_files("meter")
+    last = store.scan("meter").select(pl.col("ts").max()).collect().item()
+    assert spark_features.last_instant_us(files) == int(last.timestamp() * 1_000_000)
+    chunk_us = features.window_us("10m")
+    for end in (None, T0 + timedelta(minutes=35)):
+        groups = spark_features.chunked(spark, files, "meter", WINDOWS, "10m", end=end).groupBy("_chunk").count().collect()
+        newest = (int((end or last + timedelta(microseconds=1)).timestamp() * 1_000_000) - 1) // chunk_us
+        assert max(g["_chunk"] for g in groups) == newest
+
+
 def assert_same_features(distributed: pl.DataFrame, local: pl.DataFrame) -> None:
     """Same rows, columns, nulls; floats equal to the last bits of the prefix sums, the rest exactly."""
     assert distributed.height == local.height  # every reading once: overlap rows are not returned twice
