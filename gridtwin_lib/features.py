@@ -340,8 +340,8 @@ def _window_columns(frame: pl.DataFrame, block: np.ndarray, row_of: dict[str, in
 
     Counts, sums, means, standard deviations and slopes come from prefix sums per segment
     (:func:`.features_kernels.window_sums`); minima and maxima by Polars' rolling rules,
-    from blocks on a regular series (:func:`.features_kernels.window_extremum_blocks`),
-    else from monotonic deques (:func:`.features_kernels.window_extremum`). Row ranges
+    from blocks (:func:`.features_kernels.window_extremum_blocks`), or from monotonic deques
+    where a base holds NaN values (:func:`.features_kernels.window_extremum`). Row ranges
     and extrema run on the pool's two threads at once; the kernels release the GIL.
     """
     from .features_kernels import window_extremum, window_extremum_blocks, window_sums
@@ -370,10 +370,10 @@ def _window_columns(frame: pl.DataFrame, block: np.ndarray, row_of: dict[str, in
     def extremum(e: int, r: slice) -> None:
         _name, w, b, is_max = plan.extrema[e]
         x = block[rows[b]]
-        if e in present:
+        if e in present:  # a base holding NaN values: the deques tell them from missing ones
             window_extremum(x, nan_at[b], starts[w], is_max, r.start, r.stop, extreme[e], present[e])
-        elif not window_extremum_blocks(x, device_firsts, starts[w], sizes[w], is_max, r.start, r.stop, extreme[e]):
-            window_extremum(x, nan_at[b], starts[w], is_max, r.start, r.stop, extreme[e], np.zeros(0, np.bool_))
+        else:
+            window_extremum_blocks(x, device_firsts, starts[w], sizes[w], is_max, r.start, r.stop, extreme[e])
 
     tasks += [partial(extremum, e, r) for e in range(len(plan.extrema)) for r in runs if r.stop > r.start]
     _in_parallel(pool, tasks)
@@ -408,6 +408,7 @@ def _calendar_catalog(kind: str) -> list[Feature]:
 
 
 _BUCKET_US = 15 * 60 * 1_000_000  # UTC offsets change on quarter hours at most
+_CACHED_BUCKETS = 1_000
 
 
 def _local_microseconds(ts_us: np.ndarray, tz: str) -> np.ndarray:
@@ -415,8 +416,9 @@ def _local_microseconds(ts_us: np.ndarray, tz: str) -> np.ndarray:
     first = int(ts_us.min()) // _BUCKET_US * _BUCKET_US
     bucket = (ts_us - first) // _BUCKET_US
     buckets = int(bucket.max()) + 1
-    # consecutive single readings fall in the same quarter hour: a few buckets are cached
-    offsets = (_cached_utc_offsets_us if buckets <= 4 else _utc_offsets_us)(tz, first, buckets)
+    # consecutive single readings fall in the same quarter hour, and a fleet's device-chunks
+    # (Spark) in the same days: spans up to about ten days are cached
+    offsets = (_cached_utc_offsets_us if buckets <= _CACHED_BUCKETS else _utc_offsets_us)(tz, first, buckets)
     return ts_us + offsets[bucket]
 
 
@@ -564,7 +566,9 @@ def compute(
             chosen = np.flatnonzero(df.with_columns(rows.fill_null(False).alias("_chosen"))["_chosen"].to_numpy())
             reach = int(np.sum(chosen - starts[longest][chosen] + 1)) if windows and chosen.size else 0
             if not reach or reach > _REACH_PER_ROW * df.height:  # cheaper to compute every row and keep the chosen ones
-                return compute(df, kind, windows, site, keep_inputs)[chosen]
+                every = compute(df, kind, windows, site, keep_inputs)
+                consecutive = chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size  # e.g. a chunk after its overlap
+                return every.slice(int(chosen[0]), chosen.size) if consecutive else every[chosen]
             out = _chosen_rows(df, kind, windows, site, ts_us, codes, starts, longest, chosen)
     names = [f.name for f in catalog(kind, windows, thd="thd_v" in columns)]
     inputs = list(df.columns) if keep_inputs else ["ts", "device_id"]

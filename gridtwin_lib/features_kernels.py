@@ -655,12 +655,14 @@ def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
     block's beginning, taken by a running extremum from that beginning, or the end of the
     block before i's joined to that beginning: a suffix extremum at s with the running one
     at i. That holds for every window of a regular series when ``size`` is the longest
-    window. Returns False, with ``out`` partly written, when some window is neither (gaps,
-    jitter): the caller then runs :func:`window_extremum`. A window without a value is NaN;
-    values may not hold a NaN that is not missing. Holds one block of suffixes at a time.
+    window. On a gappy series, a window that lies inside its row's block without starting
+    there is scanned: it is shorter than a block, and few rows have one (those after a gap,
+    near the end of their block). A window without a value is NaN; values may not hold a NaN
+    that is not missing (:func:`window_extremum` handles those). Holds one block of suffixes
+    at a time.
     """
     if r1 <= r0:
-        return True
+        return
     suffix = np.empty(size)
     block = r0 // size * size  # first row of row i's block
     _suffix_extreme(x, device_firsts, max(block - size, 0), block, is_max, suffix[max(size - block, 0):])
@@ -686,9 +688,11 @@ def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
             out[i] = run
         elif block - size <= s < block:
             out[i] = _extreme(suffix[s - (block - size)], run, is_max)
-        else:
-            return False
-    return True
+        else:  # a short window inside i's block (after a gap): scanned, fewer than ``size`` readings
+            v = _NAN
+            for k in range(s, i + 1):
+                v = _extreme(v, x[k], is_max)
+            out[i] = v
 
 
 @nb.njit(cache=True, nogil=True)
