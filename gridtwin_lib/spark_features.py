@@ -253,9 +253,11 @@ def last_instant_us(paths: Iterable[str | Path]) -> int | None:
     for path in paths:
         meta = pq.ParquetFile(path).metadata
         column = meta.schema.to_arrow_schema().get_field_index("ts")
+        if column < 0:
+            return None
         for g in range(meta.num_row_groups):
             stats = meta.row_group(g).column(column).statistics
-            if column < 0 or stats is None or not stats.has_min_max:
+            if stats is None or not stats.has_min_max:
                 return None
             value = stats.max
             value_us = int(value.timestamp() * 1_000_000) if hasattr(value, "timestamp") else int(value)
