@@ -7,7 +7,8 @@ reading at a time, so a per-reading or calendar feature has exactly one definiti
 Windows are computed two ways, each suited to its executor: the incremental one
 updates running sums and monotonic deques reading by reading (:func:`window_update`);
 the batch one takes prefix sums over segments of a frame (:func:`window_sums`) and
-runs monotonic deques down whole columns (:func:`window_extremum`). Tests hold them equal.
+van Herk/Gil-Werman blocks down whole columns (:func:`window_extremum_blocks`; monotonic
+deques, :func:`window_extremum`, where a column holds NaN values). Tests hold them equal.
 Batch kernels release the GIL, so the batch executor runs them on two threads.
 
 Missing values are NaN throughout (the executors turn NaN back into null). The
@@ -648,7 +649,7 @@ def _suffix_extreme(x, device_firsts, lo, hi, is_max, suffix):
 
 @nb.njit(cache=True, nogil=True)
 def window_extremum_blocks(x, device_firsts, starts, size, is_max, r0, r1, out):
-    """:func:`window_extremum` without branches that depend on the data (van Herk/Gil-Werman).
+    """:func:`window_extremum` with a fixed handful of comparisons per row (van Herk/Gil-Werman).
 
     Rows are cut into blocks of ``size`` and at the first row of each device
     (``device_firsts``, ascending, starting with 0). A window of rows s..i is then either a

@@ -27,9 +27,8 @@ SINGLE_THREADED = {"POLARS_MAX_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_
 
 #: glibc's malloc returns every freed block of 128 KiB or more to the system (mmap and
 #: munmap), so a worker computing one device-chunk after another page-faults every array
-#: afresh: about a quarter of the features' time on one meter-day on this VM. Workers keep
-#: freed memory for reuse instead (bounded by one chunk's working set), inherited over the
-#: fork.
+#: afresh, which is slow on a VM. Workers keep freed memory for reuse instead (bounded by one
+#: chunk's working set), inherited over the fork.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
