@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -159,6 +160,7 @@ def test_bad_parameters_are_refused_before_writing(tmp_path, overrides, words):
     ({"scenario": "nope"}, ["unknown scenario 'nope'"]),
     ({"scenario": "normal", "duration": 0}, ["duration must be > 0"]),
     ({"scenario": "normal", "duration": "-1h"}, ["duration"]),
+    ({"scenario": "normal", "duration": "1h", "start": "last monday"}, ["start 'last monday'", "ISO 8601"]),
 ])
 def test_bad_run_arguments_are_refused(tmp_path, kwargs, words):
     store = Store(tmp_path / "store")
@@ -174,6 +176,14 @@ def test_run_scenario_writes_measurements_and_truth(tmp_path):
     assert summary.rows["three_phase"] == 2 * 8640
     assert store.scan("three_phase").collect().height == 2 * 8640
     assert store.scan_truth("events").collect().height == summary.truth_rows["events"]
+
+
+def test_start_given_as_text_is_utc(tmp_path):
+    """A model's configuration gives a run's start as ISO text (e.g. so that a two-year run ends before today)."""
+    store = Store(tmp_path / "store")
+    run_scenario("normal", duration="1h", resolution="10s", start="2024-11-04", store=store, progress=False)
+    ts = store.scan("three_phase").select("ts").collect()["ts"]
+    assert ts.min() == datetime(2024, 11, 4, tzinfo=UTC) and ts.max() < datetime(2024, 11, 4, 1, tzinfo=UTC)
 
 
 def test_real_household_profiles_drive_the_load():

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..config import Site
 from ..schema import validate
-from ..store import Store
+from ..store import Store, as_utc
 from .registry import SCENARIOS, Param, RunSpec, Scenario, SimChunk, SimulationError, register
 
 _TWIN_MODULES = ("grid", "meter", "waveforms", "ageing", "solar", "feeder")
@@ -121,9 +121,10 @@ def prepare(
     seed: int = 0,
     devices: int = 1,
     overrides: dict[str, Any] | None = None,
-    start: datetime | None = None,
+    start: datetime | str | None = None,
 ) -> tuple[Scenario, RunSpec, dict[str, Any]]:
-    """Validate a run request completely; raise :class:`SimulationError` on the first problem."""
+    """Validate a run request completely; raise :class:`SimulationError` on the first problem.
+    ``start`` may be ISO 8601 text (a model's configuration gives it so), UTC when it has no zone."""
     if scenario not in SCENARIOS:
         raise SimulationError(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(SCENARIOS))} (gridtwin simulate --list)")
     spec = SCENARIOS[scenario]
@@ -138,6 +139,11 @@ def prepare(
     if int(devices) < 1:
         raise SimulationError(f"{scenario}: devices must be >= 1 (got {devices})")
     params = spec.resolve(overrides or {})
+    if isinstance(start, str):
+        try:
+            start = as_utc(start)
+        except ValueError:
+            raise SimulationError(f"{scenario}: start {start!r} is not an ISO 8601 date or time (e.g. 2024-11-04 or 2024-11-04T06:00+00:00)") from None
     start = (start or DEFAULT_START).astimezone(UTC)
     return spec, RunSpec(start, duration_s, resolution_s, int(seed), int(devices)), params
 
@@ -168,7 +174,7 @@ def run_scenario(
     seed: int = 0,
     devices: int = 1,
     overrides: dict[str, Any] | None = None,
-    start: datetime | None = None,
+    start: datetime | str | None = None,
     store: Store | None = None,
     progress: bool = True,
     site: Site | None = None,
