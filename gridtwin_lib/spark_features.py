@@ -42,6 +42,13 @@ from .store import Store, as_utc
 DEFAULT_CHUNK = "1d"
 _CHUNK_COLUMN = "_chunk"
 
+#: ``spark.sql.execution.arrow.maxBytesPerBatch``: Spark 4 bounds each Arrow batch sent to a
+#: Python worker by bytes (64 MB by default) as well as by rows, and checks the bytes after
+#: *every row* by walking all the batch's vectors; in ``bench_spark.py`` that check was 18 % of
+#: the JVM's samples (Java Flight Recorder). Int.MaxValue is the value for which Spark skips the
+#: check, so batches are bounded by ``maxRecordsPerBatch`` (10,000 rows) alone.
+ARROW_BATCH_BYTES_UNCHECKED = str(2**31 - 1)
+
 
 def session(master: str = "local[2]", app_name: str = "gridtwin", shuffle_partitions: int | None = None, **conf: str):
     """A SparkSession configured for the feature job (UTC session time zone, Arrow on).
@@ -65,6 +72,7 @@ def session(master: str = "local[2]", app_name: str = "gridtwin", shuffle_partit
     builder = (SparkSession.builder.appName(app_name)
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.sql.execution.arrow.maxBytesPerBatch", ARROW_BATCH_BYTES_UNCHECKED)
                # workers forked from a daemon that imported the library already (see spark_daemon)
                .config("spark.python.daemon.module", "gridtwin_lib.spark_daemon"))
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set by spark-submit, whose --master and conf then apply

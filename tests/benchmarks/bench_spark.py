@@ -10,10 +10,15 @@ warmed up before timing (a long-lived cluster pays them once). Also reported:
 * ``largest_group_rows``: the most readings one Spark task group (one device-chunk with
   its overlap) holds, the memory bound of a Python worker, vs the fleet's rows;
 * ``spark_shuffle_only_s``: read + chunking + shuffle with a trivial count instead of the
-  features, i.e. Spark's own share of the time.
+  features (the count is partly aggregated before the shuffle, so this is a lower bound of
+  Spark's own share);
+* CPU seconds per run (mean over the timed repeats): ``local_cpu_s`` (this process), and for
+  Spark ``spark_jvm_cpu_s`` (the JVM: reading, shuffle, sort, Arrow conversion) and
+  ``spark_python_cpu_s`` (the Python workers: features and writing). On 2 cores both engines
+  are CPU-bound, so these say where Spark's extra time goes.
 
     .venv/bin/python tests/benchmarks/bench_spark.py [--meters 200] [--hours 24] [--step-s 10]
-        [--chunk 1d] [--master local[2]] [--repeat 2] [--json]
+        [--chunk 1d] [--master local[2]] [--repeat 2] [--conf KEY=VALUE ...] [--json]
 
 The issue's fleet (10,000 meters, one day at 10 s: 86 M readings) is the same command with
 ``--meters 10000`` on a cluster (``--master spark://...``, the store on shared storage).
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import psutil
 from _common import best_of, report
 
 from gridtwin_lib import features, spark_features
@@ -65,6 +71,29 @@ def simulated_fleet(meters: int, hours: float, step_s: float, seed: int = 0) -> 
     return conform(frame, "meter")
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds [user + system] so far of this process (``self``), of the Spark JVM it started
+    (``jvm``) and of the JVM's Python workers (``python``: the worker daemon's forks, which Spark
+    reuses from task to task, so none exits between two readings)."""
+    me = psutil.Process()
+    seconds = {"self": sum(me.cpu_times()[:2]), "jvm": 0.0, "python": 0.0}
+    for child in me.children(recursive=True):
+        try:
+            times = child.cpu_times()
+            seconds["jvm" if "java" in child.name() else "python"] += times.user + times.system
+        except psutil.Error:  # ended between listing and reading
+            continue
+    return seconds
+
+
+def timed_cpu(fn, repeat: int) -> tuple[float, object, dict[str, float]]:
+    """:func:`best_of` and the mean CPU seconds per call of each process group (:func:`cpu_seconds`)."""
+    before = cpu_seconds()
+    best, result = best_of(fn, repeat)
+    after = cpu_seconds()
+    return best, result, {k: (after[k] - before[k]) / repeat for k in before}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--meters", type=int, default=200)
@@ -73,8 +102,12 @@ def main() -> None:
     ap.add_argument("--chunk", default="1d")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Spark setting over the session's (repeatable), e.g. to measure one of them: "
+                         "--conf spark.sql.execution.arrow.maxBytesPerBatch=64m")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    conf = dict(item.split("=", 1) for item in args.conf)
 
     work = Path(tempfile.mkdtemp(prefix="bench_spark_"))
     try:
@@ -89,7 +122,7 @@ def main() -> None:
 
         cores = args.master.removeprefix("local[").removesuffix("]")
         spark = spark_features.session(args.master, "gridtwin-bench", shuffle_partitions=2 * int(cores) if cores.isdigit() else None,
-                                       spark__ui__enabled="false")
+                                       spark__ui__enabled="false", **{k.replace(".", "__"): v for k, v in conf.items()})
         files = store.measurement_files("meter")
         counter = iter(range(1_000_000))
 
@@ -101,8 +134,8 @@ def main() -> None:
             return spark_features.chunked(spark, files, "meter", WINDOWS, args.chunk).groupBy("device_id", "_chunk").count().count()
 
         on_spark()  # warm-up: JVM code paths and the Python workers' imports
-        local_s, local_rows = best_of(local, args.repeat)
-        spark_s, spark_rows = best_of(on_spark, args.repeat)
+        local_s, local_rows, local_cpu = timed_cpu(local, args.repeat)
+        spark_s, spark_rows, spark_cpu = timed_cpu(on_spark, args.repeat)
         shuffle_s, _ = best_of(shuffle_only, args.repeat)
         groups = spark_features.chunked(spark, files, "meter", WINDOWS, args.chunk).groupBy("device_id", "_chunk").count()
         largest = groups.agg({"count": "max"}).collect()[0][0]
@@ -110,11 +143,13 @@ def main() -> None:
         spark.stop()
         assert local_rows == spark_rows == rows, (local_rows, spark_rows, rows)
         report({
-            "meters": args.meters, "hours": args.hours, "step_s": args.step_s, "readings": rows,
+            "meters": args.meters, "hours": args.hours, "step_s": args.step_s, "readings": rows, "conf": conf,
             "features": len(features.catalog("meter", WINDOWS)), "master": args.master, "chunk": args.chunk,
             "local_s": round(local_s, 2), "local_rows_per_s": round(rows / local_s),
             "spark_s": round(spark_s, 2), "spark_rows_per_s": round(rows / spark_s),
             "spark_vs_local": round(local_s / spark_s, 2),
+            "local_cpu_s": round(local_cpu["self"], 2),
+            "spark_jvm_cpu_s": round(spark_cpu["jvm"], 2), "spark_python_cpu_s": round(spark_cpu["python"], 2),
             "spark_shuffle_only_s": round(shuffle_s, 2),
             "task_groups": n_groups, "largest_group_rows": largest,
         }, args.json)
