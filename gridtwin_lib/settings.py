@@ -33,6 +33,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -298,7 +299,7 @@ def tariff(name: str | None = None) -> Tariff:
 
 # ----------------------------------------------------------------------------- models
 _RUN_KEYS = {"scenario": str, "duration": (str, int, float), "resolution": (str, int, float), "seed": int, "devices": int,
-             "overrides": dict, "source": str, "pv_plant": str}
+             "overrides": dict, "source": str, "pv_plant": str, "start": str}
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,12 @@ def model(module: str, name: str) -> ModelConf | None:
 
 def _run(run: Any, where: str, key: str) -> dict[str, Any]:
     run = dict(_mapping(run, where, key, _RUN_KEYS, required=("scenario",)))
+    if "start" in run:
+        try:
+            datetime.fromisoformat(run["start"])
+        except ValueError:
+            raise InputError(f"{where}: {key}.start {run['start']!r} is not an ISO 8601 date or time "
+                             "(quote it in YAML: start: '2024-11-04')") from None
     plant = run.pop("pv_plant", None)
     if plant is not None:
         try:

@@ -117,6 +117,8 @@ def test_local_overrides_change_one_model_and_size(conf):
      r"power_quality_index\.yaml: sizes\.smoke\.epoch changes no parameter"),
     ("models/maintenance/power_quality_index.yaml", "parameters: {epochs: 10}\nsimulations:\n  full:\n    - {scenario: mixed, seed: one}\n",
      r"power_quality_index\.yaml: simulations\.full\[0\]\.seed must be an integer"),
+    ("models/maintenance/power_quality_index.yaml", "parameters: {epochs: 10}\nsimulations:\n  full:\n    - {scenario: mixed, start: 'next week'}\n",
+     r"power_quality_index\.yaml: simulations\.full\[0\]\.start 'next week' is not an ISO 8601 date"),
     ("models/maintenance/power_quality_index.yaml", "parameters: {epochs: 10}\nsimulation: {}\n",
      r"power_quality_index\.yaml: unknown key power_quality_index\.simulation"),
 ])
