@@ -59,6 +59,9 @@ CULL_IDLE_S = 600  # [s] a kernel idle and without any open page this long is sh
 CULL_EVERY_S = 60  # [s] how often the server looks for such kernels
 CELL_TIMEOUT_S = 180  # [s] longest a page's code may run before the page shows a timeout error
 MAX_PLOT_POINTS = 2_000  # per trace: enough for a screen width, fast to send to the browser
+#: so every trace is plotly's SVG ``Scatter``, never ``Scattergl``: at this size SVG draws at once, while each
+#: WebGL figure first sets up a GL context, which without a GPU (software GL: a VM, a remote desktop,
+#: headless Chromium) delays every figure of the page (README "Browser tests and render times")
 
 
 @dataclass(frozen=True)

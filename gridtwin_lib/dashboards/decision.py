@@ -153,7 +153,7 @@ def stability_trend_figure(frame: pl.DataFrame, source: str):
     fig = go.Figure()
     for device, one in sorted(scored.partition_by("device_id", as_dict=True).items()):
         df = decimate(one.sort("ts"), by=None).to_pandas()
-        fig.add_trace(go.Scattergl(x=to_local(df["ts"], source), y=df[col], name=str(device[0]), mode="lines"))
+        fig.add_trace(go.Scatter(x=to_local(df["ts"], source), y=df[col], name=str(device[0]), mode="lines"))
     fig.update_layout(height=280, title=f"{source_label(source)}: stability score over the range, per device",
                       yaxis=dict(range=[0, 100], title="stability score [0-100]"), xaxis_title=time_axis(source))
     return fig

@@ -162,9 +162,9 @@ def asset_history_figure(obs: pl.DataFrame, device_id: str, fleet: str | None = 
     df = decimate(one).to_pandas()
     df["ts"] = to_local(df["ts"], fleet)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scattergl(x=df["ts"], y=df["load_pu_measured"], name="load [pu]", line=dict(color="#264653")), secondary_y=False)
-    fig.add_trace(go.Scattergl(x=df["ts"], y=df["top_oil_temp_c"], name="top-oil [°C]", line=dict(color="#e76f51")), secondary_y=True)
-    fig.add_trace(go.Scattergl(x=df["ts"], y=df["ambient_temp_c"], name="ambient [°C]", line=dict(color="#8ab17d")), secondary_y=True)
+    fig.add_trace(go.Scatter(x=df["ts"], y=df["load_pu_measured"], name="load [pu]", line=dict(color="#264653")), secondary_y=False)
+    fig.add_trace(go.Scatter(x=df["ts"], y=df["top_oil_temp_c"], name="top-oil [°C]", line=dict(color="#e76f51")), secondary_y=True)
+    fig.add_trace(go.Scatter(x=df["ts"], y=df["ambient_temp_c"], name="ambient [°C]", line=dict(color="#8ab17d")), secondary_y=True)
     fig.add_hline(y=1.0, line_dash="dot", line_color="grey", secondary_y=False)
     fig.update_layout(height=360, title=f"asset {device_id}: last {HISTORY_D} days", legend=dict(orientation="h", y=-0.2))
     fig.update_xaxes(title_text=time_axis(fleet))
@@ -216,7 +216,7 @@ def pq_figure(frame: pl.DataFrame, source: str):
         x = to_local(one["ts"], source)
         for col, label, secondary, dash in outputs:
             if col in one:
-                fig.add_trace(go.Scattergl(x=x, y=one[col], name=f"{device[0]}: {label}", legendgroup=str(device[0]),
+                fig.add_trace(go.Scatter(x=x, y=one[col], name=f"{device[0]}: {label}", legendgroup=str(device[0]),
                                            line=dict(color=palette[k % len(palette)], dash=dash, width=1.5),
                                            connectgaps=True), secondary_y=secondary)
     if not fig.data:

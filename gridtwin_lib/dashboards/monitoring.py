@@ -233,12 +233,12 @@ class Replay:
                                             "voltage anomaly score [0-1], flagged readings in red",
                                             "latest waveform window"))
         for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
-            fig.add_trace(go.Scattergl(name=f"V{p} / I{p}", legendgroup=p, line=dict(color=colour, width=1)), 1, 1)
-            fig.add_trace(go.Scattergl(name=f"I{p}", legendgroup=p, showlegend=False, line=dict(color=colour, width=1)), 2, 1)
-        fig.add_trace(go.Scattergl(name="f", line=dict(color="#6d597a", width=1)), 3, 1)
+            fig.add_trace(go.Scatter(name=f"V{p} / I{p}", legendgroup=p, line=dict(color=colour, width=1)), 1, 1)
+            fig.add_trace(go.Scatter(name=f"I{p}", legendgroup=p, showlegend=False, line=dict(color=colour, width=1)), 2, 1)
+        fig.add_trace(go.Scatter(name="f", line=dict(color="#6d597a", width=1)), 3, 1)
         fig.add_trace(go.Scatter(name="frequency forecast", mode="lines+markers", line=dict(color="#f4a261", width=2)), 3, 1)
-        fig.add_trace(go.Scattergl(name="anomaly score", line=dict(color="#264653", width=1)), 4, 1)
-        fig.add_trace(go.Scattergl(name="anomaly flag", mode="markers", marker=dict(color="#e63946", size=5)), 4, 1)
+        fig.add_trace(go.Scatter(name="anomaly score", line=dict(color="#264653", width=1)), 4, 1)
+        fig.add_trace(go.Scatter(name="anomaly flag", mode="markers", marker=dict(color="#e63946", size=5)), 4, 1)
         fig.add_trace(go.Bar(name="harmonic RMS [V]", marker_color="#457b9d"), 5, 1)
         fig.add_hrect(y0=BAND_HZ[0], y1=BAND_HZ[1], fillcolor="#2a9d8f", opacity=0.1, line_width=0, row=3, col=1)
         for row in (1, 2, 3, 4):

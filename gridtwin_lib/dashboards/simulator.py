@@ -189,9 +189,9 @@ def measurements_figure(result: SimRun):
     for device, rows in per_device(result.readings):
         df, tag = rows.to_pandas(), f" {device}" if several else ""
         for p, colour in zip("abc", ("#e76f51", "#2a9d8f", "#264653"), strict=True):
-            fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df[f"v_{p}"], name=f"V{p}{tag} [V]", line=dict(color=colour, width=1)),
+            fig.add_trace(go.Scatter(x=_local(df["ts"]), y=df[f"v_{p}"], name=f"V{p}{tag} [V]", line=dict(color=colour, width=1)),
                           1, 1)
-        fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df["frequency"], name=f"f{tag} [Hz]", line=dict(color="#6d597a", width=1)),
+        fig.add_trace(go.Scatter(x=_local(df["ts"]), y=df["frequency"], name=f"f{tag} [Hz]", line=dict(color="#6d597a", width=1)),
                       2, 1)
     _shade_events(fig, result.events)
     fig.update_layout(title=f"{result.scenario}: measurements and ground-truth events", height=460,
@@ -216,14 +216,14 @@ def reaction_figure(result: SimRun):
     for device, rows in per_device(scores):
         df, tag = rows.to_pandas(), f" {device}" if several else ""
         if score in df:
-            fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df[score], name=f"voltage anomaly score{tag}",
+            fig.add_trace(go.Scatter(x=_local(df["ts"]), y=df[score], name=f"voltage anomaly score{tag}",
                                        line=dict(color="#264653", width=1)))
             flagged = scores.filter(pl.col(flag).fill_null(False)
                                     & (pl.col("device_id") == device)).sort("ts").to_pandas()  # every flag, not thinned
-            fig.add_trace(go.Scattergl(x=_local(flagged["ts"]), y=flagged[score], mode="markers",
+            fig.add_trace(go.Scatter(x=_local(flagged["ts"]), y=flagged[score], mode="markers",
                                        name=f"anomaly flag{tag}", marker=dict(color="#e76f51", size=5)))
         if stability in df:
-            fig.add_trace(go.Scattergl(x=_local(df["ts"]), y=df[stability] / 100.0,
+            fig.add_trace(go.Scatter(x=_local(df["ts"]), y=df[stability] / 100.0,
                                        name=f"stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
     if result.matched is not None and result.matched.height:
         m = result.matched.to_pandas()
