@@ -217,8 +217,8 @@ def pq_figure(frame: pl.DataFrame, source: str):
         for col, label, secondary, dash in outputs:
             if col in one:
                 fig.add_trace(go.Scatter(x=x, y=one[col], name=f"{device[0]}: {label}", legendgroup=str(device[0]),
-                                           line=dict(color=palette[k % len(palette)], dash=dash, width=1.5),
-                                           connectgaps=True), secondary_y=secondary)
+                                         line=dict(color=palette[k % len(palette)], dash=dash, width=1.5),
+                                         connectgaps=True), secondary_y=secondary)
     if not fig.data:
         raise MissingData("Neither the PQ-index model nor the voltage-sag model has a champion: nothing to show over time.")
     fig.update_layout(height=380, title=f"{source_label(source)}: power quality ahead, per device",

@@ -217,14 +217,14 @@ def reaction_figure(result: SimRun):
         df, tag = rows.to_pandas(), f" {device}" if several else ""
         if score in df:
             fig.add_trace(go.Scatter(x=_local(df["ts"]), y=df[score], name=f"voltage anomaly score{tag}",
-                                       line=dict(color="#264653", width=1)))
+                                     line=dict(color="#264653", width=1)))
             flagged = scores.filter(pl.col(flag).fill_null(False)
                                     & (pl.col("device_id") == device)).sort("ts").to_pandas()  # every flag, not thinned
             fig.add_trace(go.Scatter(x=_local(flagged["ts"]), y=flagged[score], mode="markers",
-                                       name=f"anomaly flag{tag}", marker=dict(color="#e76f51", size=5)))
+                                     name=f"anomaly flag{tag}", marker=dict(color="#e76f51", size=5)))
         if stability in df:
             fig.add_trace(go.Scatter(x=_local(df["ts"]), y=df[stability] / 100.0,
-                                       name=f"stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
+                                     name=f"stability / 100{tag}", line=dict(color="#2a9d8f", width=1, dash="dot")))
     if result.matched is not None and result.matched.height:
         m = result.matched.to_pandas()
         fig.add_trace(go.Scatter(x=_local(m["ts"]), y=[0.0] * len(m), mode="markers", name="target event (hit ● / miss ✕)",
