@@ -33,7 +33,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -299,7 +299,7 @@ def tariff(name: str | None = None) -> Tariff:
 
 # ----------------------------------------------------------------------------- models
 _RUN_KEYS = {"scenario": str, "duration": (str, int, float), "resolution": (str, int, float), "seed": int, "devices": int,
-             "overrides": dict, "source": str, "pv_plant": str, "start": str}
+             "overrides": dict, "source": str, "pv_plant": str, "start": (str, date)}
 
 
 @dataclass(frozen=True)
@@ -387,12 +387,14 @@ def model(module: str, name: str) -> ModelConf | None:
 
 def _run(run: Any, where: str, key: str) -> dict[str, Any]:
     run = dict(_mapping(run, where, key, _RUN_KEYS, required=("scenario",)))
+    if isinstance(run.get("start"), date):  # YAML reads an unquoted 2024-11-04 as a date
+        run["start"] = run["start"].isoformat()
     if "start" in run:
         try:
             datetime.fromisoformat(run["start"])
         except ValueError:
             raise InputError(f"{where}: {key}.start {run['start']!r} is not an ISO 8601 date or time "
-                             "(quote it in YAML: start: '2024-11-04')") from None
+                             "(e.g. 2024-11-04 or '2024-11-04T06:00+00:00')") from None
     plant = run.pop("pv_plant", None)
     if plant is not None:
         try:

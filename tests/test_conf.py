@@ -135,6 +135,16 @@ def test_a_bad_file_is_one_line_naming_file_and_key(conf, file, text, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_run_start_may_be_a_yaml_date_or_iso_text(conf):
+    """``start: 2024-11-04`` (YAML reads a date) and ``start: '2024-11-04T06:00+00:00'`` both reach the simulator as ISO text."""
+    path = conf / "base" / "models" / "maintenance" / "power_quality_index.yaml"
+    path.write_text("parameters: {epochs: 10}\nsimulations:\n  full:\n    - {scenario: mixed, start: 2024-11-04}\n"
+                    "    - {scenario: mixed, start: '2024-11-04T06:00+00:00', source: 'sim:b'}\n")
+    settings.reload()
+    entry = next(e for e in registry.entries() if (e.module, e.spec_name) == ("maintenance", "power_quality_index"))
+    assert [r["start"] for r in entry.simulation_runs("full")] == ["2024-11-04", "2024-11-04T06:00+00:00"]
+
+
 def test_misspelt_files_are_refused_not_ignored(conf, tmp_path, monkeypatch):
     (conf / "base" / "models" / "energy" / "load_forcast.yaml").write_text("parameters: {}\n")
     with pytest.raises(InputError, match=r"load_forcast\.yaml: no registered model is energy/load_forcast"):
