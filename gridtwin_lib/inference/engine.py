@@ -50,7 +50,7 @@ from .. import features as F
 from ..config import Site, default_site
 from ..features_incremental import IncrementalFeatures
 from ..models import registry
-from ..models.serving import Held, error_row
+from ..models.serving import Held, error_row, share_float_block
 from .admission import admit, as_frame
 from .on_demand import OnDemandScoring
 from .results import ERROR_SCHEMA, ReadingScore, ScoreBatch, status_column
@@ -107,6 +107,7 @@ class Engine(OnDemandScoring):
         # the incremental executor's per-device state, and the devices whose state holds their whole held history
         self._features = IncrementalFeatures("three_phase", self._windows, self.site, thd=True, capacity=4096)
         self._features_ready: set[str] = set()
+        self._layouts: dict[tuple[str, ...], tuple] = {}  # see _layout
         #: model id -> what serves it: "model" or "baseline:<name>" (set by from_registry)
         self.serving: dict[str, str] = {m: "model" for m in self.estimators}
         self.units = {f"{m}.{out}": unit for m, est in self.estimators.items() for out, unit in est.spec.output_units.items()}
@@ -222,16 +223,16 @@ class Engine(OnDemandScoring):
         """
         df = as_frame(readings)
         n = df.height
-        df = df.with_columns(pl.int_range(n, dtype=pl.Int64).alias("row"))
+        df = (df.drop("row") if "row" in df.columns else df).hstack([pl.Series("row", np.arange(n, dtype=np.int64))])
         errors: list[dict] = []
         ok = admit(df, errors, site=self.site, devices=self.devices, last_us=self._history_last_us)
         parts: list[pl.DataFrame] = []
         if ok.height:
             parts_held, ok, by_device = self._with_history(ok)
             held_rows = sum(h.height for h, _, _ in by_device.values() if h is not None)
-            feats = new = None
+            feats = new = block = None
             if self.incremental and ok.height * _BATCH_SHARE < ok.height + held_rows:  # a few readings on held history
-                new = self._new_features(ok)
+                new, block = self._new_features(ok) or (None, None)
             if new is None:  # a batch: every row's features at once
                 feats = F.compute(_stack(parts_held), "three_phase", windows=self._windows, site=self.site, keep_inputs=True)
                 new = feats.filter(pl.col("row") >= 0)
@@ -239,6 +240,8 @@ class Engine(OnDemandScoring):
                     self._features.forget(device)
                     self._features_ready.discard(device)
             held = Held(lambda: _stack(parts_held), feats)
+            if block is not None:
+                share_float_block(held.cache, new, *block)
             for model_id in self._adapters:
                 part = self._score_model(model_id, new, held, errors)
                 if part is not None:
@@ -253,9 +256,9 @@ class Engine(OnDemandScoring):
                   if f"{model_id}.{out_name}" not in have]
         err = pl.DataFrame(errors, schema=ERROR_SCHEMA) if errors else pl.DataFrame(schema=ERROR_SCHEMA)
         status = status_column(n, errors, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
-        result = df.select("row", pl.col("ts") if "ts" in df.columns else pl.lit(None, pl.Datetime("us", "UTC")).alias("ts"),
-                           pl.col("device_id").cast(pl.String) if "device_id" in df.columns else pl.lit(None, pl.String).alias("device_id")
-                           ).with_columns(pl.Series("status", status, dtype=pl.String))
+        result = pl.DataFrame([df["row"], df["ts"] if "ts" in df.columns else pl.Series("ts", [None] * n, pl.Datetime("us", "UTC")),
+                               df["device_id"].cast(pl.String) if "device_id" in df.columns else pl.Series("device_id", [None] * n, pl.String),
+                               pl.Series("status", status, dtype=pl.String)])
         # each part's columns laid beside the rows in input order (rows it did not score: null), no join
         result = result.hstack([c for p in parts for c in _in_input_order(p, n)])
         if absent:
@@ -286,10 +289,10 @@ class Engine(OnDemandScoring):
             parts += [held, part] if held is not None else [part]
         return parts, ok, by_device
 
-    def _new_features(self, new: pl.DataFrame) -> pl.DataFrame | None:
+    def _new_features(self, new: pl.DataFrame) -> tuple[pl.DataFrame, tuple[list[str], np.ndarray]] | None:
         """The features of the admitted readings ``new`` (by device and time) from the incremental executor,
-        as the batch executor would return them (same columns, order and dtypes); None when it cannot (the
-        batch runs)."""
+        as the batch executor would return them (same columns, order and dtypes), with the float values
+        of the inputs and features as (names, block) for the adapters; None when it cannot (the batch runs)."""
         inc = self._features
         ts_us = new["ts"].to_physical().to_numpy()  # canonical: µs since the epoch
         inputs = self._inputs(new)
@@ -315,19 +318,33 @@ class Engine(OnDemandScoring):
                 self._features_ready.discard(device)
             return None
         self._features_ready |= seen
-        names = [m for m in inc.names if m != "thd_v_pct" or "thd_v" in new.columns]
-        keep = [inc.names.index(m) for m in names if m not in new.columns]
-        dtypes = F.feature_dtypes(inc.names[k] for k in keep)
-        feats = pl.DataFrame([pl.Series(inc.names[k], out[:, k], nan_to_null=True) if dtypes[inc.names[k]] == pl.Float64
-                              else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtypes[inc.names[k]]) for k in keep])
-        return pl.concat([new, feats], how="horizontal")
+        present, keep, dtypes, names = self._layout(tuple(new.columns))
+        feats = pl.DataFrame([pl.Series(inc.names[k], out[:, k], nan_to_null=True) if dtype == pl.Float64
+                              else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtype) for k, dtype in zip(keep, dtypes)])
+        block = np.concatenate([inputs[:, present], out[:, keep]], axis=1)
+        return pl.concat([new, feats], how="horizontal"), (names, block)
+
+    def _layout(self, columns: tuple[str, ...]) -> tuple[list[int], list[int], list[pl.DataType], list[str]]:
+        """For readings with ``columns``: which inputs they hold, which features the executor adds (not
+        already a column; ``thd_v_pct`` only with ``thd_v``) with their dtypes, and the names of both in
+        that order; kept per layout of the readings (a stream's readings rarely change it)."""
+        layout = self._layouts.get(columns)
+        if layout is None:
+            inc, have = self._features, set(columns)
+            present = [j for j, name in enumerate(inc.inputs) if name in have]
+            keep = [k for k, m in enumerate(inc.names) if m not in have and (m != "thd_v_pct" or "thd_v" in have)]
+            dtypes = F.feature_dtypes(inc.names[k] for k in keep)
+            layout = self._layouts[columns] = (present, keep, [dtypes[inc.names[k]] for k in keep],
+                                               [inc.inputs[j] for j in present] + [inc.names[k] for k in keep])
+        return layout
 
     def _inputs(self, readings: pl.DataFrame) -> np.ndarray:
         """``readings``' values in the incremental executor's input order, (n, inputs) float, NaN where absent."""
         inc = self._features
-        present = [j for j, name in enumerate(inc.inputs) if name in readings.columns]
+        present = self._layout(tuple(readings.columns))[0]
         inputs = np.full((readings.height, len(inc.inputs)), np.nan)
-        inputs[:, present] = readings.select(pl.col(inc.inputs[j]).cast(pl.Float64) for j in present).to_numpy()
+        for j in present:  # column by column: no select to plan for a few readings
+            inputs[:, j] = readings.get_column(inc.inputs[j]).cast(pl.Float64).to_numpy()
         return inputs
 
     def _keep_history(self, ok: pl.DataFrame, by_device: dict[str, tuple[pl.DataFrame | None, int, int]]) -> None:
