@@ -51,6 +51,7 @@ from ..config import Site, default_site
 from ..features_incremental import IncrementalFeatures
 from ..models import registry
 from ..models.serving import Held, error_row, share_float_block
+from ..small_frames import float_columns
 from .admission import admit, as_frame
 from .on_demand import OnDemandScoring
 from .results import ERROR_SCHEMA, ReadingScore, ScoreBatch, status_column
@@ -280,7 +281,7 @@ class Engine(OnDemandScoring):
         readings), so the frame is laid out device by device without sorting the history again."""
         ok = ok.sort("device_id", "ts") if ok.height > 1 else ok
         ids = ok["device_id"].to_list()
-        bounds = [0, *(np.flatnonzero(np.diff(ok["device_id"].rle_id().to_numpy())) + 1).tolist(), ok.height]
+        bounds = [0, *(np.flatnonzero(np.diff(ok["device_id"].rle_id().to_numpy())) + 1).tolist(), ok.height] if ok.height > 1 else [0, 1]
         by_device, parts = {}, []
         for lo, hi in zip(bounds[:-1], bounds[1:]):  # slices of one sorted frame: no partition, no copy
             held = self._history.get(ids[lo])
@@ -294,7 +295,7 @@ class Engine(OnDemandScoring):
         as the batch executor would return them (same columns, order and dtypes), with the float values
         of the inputs and features as (names, block) for the adapters; None when it cannot (the batch runs)."""
         inc = self._features
-        ts_us = new["ts"].to_physical().to_numpy()  # canonical: µs since the epoch
+        ts_us = new["ts"].cast(pl.Int64).to_numpy()  # canonical: µs since the epoch
         inputs = self._inputs(new)
         devices = new["device_id"].to_list()
         seen = set(devices)
@@ -306,7 +307,7 @@ class Engine(OnDemandScoring):
                 held = self._history.get(device)
                 if held is None:
                     continue
-                held_us = held["ts"].to_physical().to_numpy()
+                held_us = held["ts"].cast(pl.Int64).to_numpy()
                 first = int(np.searchsorted(held_us, ts_us[devices.index(device)] - inc.longest_window_us, side="right"))
                 held = held.slice(first)
                 inc.absorb(device, held_us[first:], self._inputs(held))
@@ -319,10 +320,9 @@ class Engine(OnDemandScoring):
             return None
         self._features_ready |= seen
         present, keep, dtypes, names = self._layout(tuple(new.columns))
-        feats = pl.DataFrame([pl.Series(inc.names[k], out[:, k], nan_to_null=True) if dtype == pl.Float64
-                              else pl.Series(inc.names[k], out[:, k], nan_to_null=True).cast(dtype) for k, dtype in zip(keep, dtypes)])
-        block = np.concatenate([inputs[:, present], out[:, keep]], axis=1)
-        return pl.concat([new, feats], how="horizontal"), (names, block)
+        # flags and calendar fields typed as the batch executor types them
+        feats = float_columns([inc.names[k] for k in keep], out[:, keep], dtypes, beside=new)
+        return feats, (names, np.concatenate([inputs[:, present], out[:, keep]], axis=1))
 
     def _layout(self, columns: tuple[str, ...]) -> tuple[list[int], list[int], list[pl.DataType], list[str]]:
         """For readings with ``columns``: which inputs they hold, which features the executor adds (not
@@ -351,18 +351,18 @@ class Engine(OnDemandScoring):
         """Keep the last :data:`HISTORY` of each device's readings (``row`` -1); ``ok`` and ``by_device``
         as :meth:`_with_history` returns them."""
         history_us = HISTORY // timedelta(microseconds=1)
-        kept_new = ok.with_columns(pl.lit(-1, dtype=pl.Int64).alias("row"))
-        new_us = ok["ts"].to_physical().to_numpy()  # by device and time
+        kept_new = ok.clone().replace_column(ok.get_column_index("row"), pl.Series("row", [-1], dtype=pl.Int64).new_from_index(0, ok.height))
+        new_us = ok["ts"].cast(pl.Int64).to_numpy()  # by device and time
         for device, (held, lo, hi) in by_device.items():
             new = kept_new.slice(lo, hi - lo) if hi - lo < ok.height else kept_new
             readings = new if held is None else _stack([held, new])
             cutoff = int(new_us[hi - 1]) - history_us
             first_us = self._history_first_us.get(device) if held is not None else int(new_us[lo])
             if first_us is None or first_us <= cutoff:  # some readings fell out of the window: usually a few at the start
-                us = readings["ts"].head(64).to_physical().to_numpy()
+                us = readings["ts"].head(64).cast(pl.Int64).to_numpy()
                 first = int(np.searchsorted(us, cutoff, side="right"))
                 if first == len(us):  # more than 64 readings left the window: look at all of them
-                    us = readings["ts"].to_physical().to_numpy()
+                    us = readings["ts"].cast(pl.Int64).to_numpy()
                     first = int(np.searchsorted(us, cutoff, side="right"))
                 readings = readings.slice(first)
                 first_us = int(us[first])

@@ -247,7 +247,7 @@ def _serve(engine, est, model_id, new, held, errors):
     window_us = WINDOW_S * 1_000_000
     forecasts = engine.state(model_id)  # device -> (start of its latest reading's window [us], forecast or None)
     devices = new["device_id"].to_list()
-    windows = (new["ts"].dt.epoch("us").to_numpy() // window_us * window_us).tolist()
+    windows = (new["ts"].cast(pl.Int64).to_numpy() // window_us * window_us).tolist()  # canonical ts: µs
     cached = [forecasts.get(d, (None, None)) if engine.incremental else (None, None) for d in devices]
     hit = np.array([c[0] == w for c, w in zip(cached, windows)], dtype=bool)
     value = np.array([c[1] if h and c[1] is not None else np.nan for c, h in zip(cached, hit)], dtype=float)

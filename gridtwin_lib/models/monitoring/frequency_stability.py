@@ -563,7 +563,7 @@ def _serve(engine, est, model_id, new, held, errors):
     N_HIST = HISTORY
 
     rows, hist, skipped = [], [], []
-    new_us, new_row = new["ts"].to_physical().to_numpy(), new["row"].to_numpy()  # ts: canonical, µs
+    new_us, new_row = new["ts"].cast(pl.Int64).to_numpy(), new["row"].to_numpy()  # ts: canonical, µs
     new_f = new["frequency"].cast(pl.Float64).to_numpy()  # a null is NaN
     devices = np.array(new["device_id"].to_list(), dtype=object)
     by_device = np.argsort(devices, kind="stable")  # each device's readings stay in time order
@@ -610,7 +610,7 @@ def _held_since(held: pl.DataFrame | None, since_us: int) -> tuple[np.ndarray, n
         return np.empty(0, np.int64), np.empty(0)
     ts, take = held["ts"], 128
     while True:
-        us = ts.tail(take).to_physical().to_numpy()
+        us = ts.tail(take).cast(pl.Int64).to_numpy()
         if us[0] < since_us or take >= held.height:
             break
         take *= 4
