@@ -50,7 +50,7 @@ from .. import features as F
 from ..config import Site, default_site
 from ..features_incremental import IncrementalFeatures
 from ..models import registry
-from ..models.serving import Held, error_row, share_float_block
+from ..models.serving import Held, error_row, reading_keys, share_float_block
 from ..small_frames import float_columns
 from .admission import admit, as_frame
 from .on_demand import OnDemandScoring
@@ -249,12 +249,12 @@ class Engine(OnDemandScoring):
                     parts.append(part)
             extra = [c for c in dict.fromkeys(with_features) if c in new.columns and c not in ("row", "ts", "device_id")]
             if extra:
-                parts.insert(0, new.select("row", *extra))
+                parts.insert(0, new[["row", *extra]])
             self._keep_history(ok, by_device)
         have = {c for p in parts for c in p.columns}
-        absent = [pl.lit(None, dtype=pl.String if out_name in adapter.text_outputs else pl.Float64).alias(f"{model_id}.{out_name}")
+        absent = [pl.Series(f"{model_id}.{out_name}", [None], pl.String if out_name in adapter.text_outputs else pl.Float64).new_from_index(0, n)
                   for model_id, adapter in self._adapters.items() for out_name in self._outputs(model_id)
-                  if f"{model_id}.{out_name}" not in have]
+                  if f"{model_id}.{out_name}" not in have] if n else []
         err = pl.DataFrame(errors, schema=ERROR_SCHEMA) if errors else pl.DataFrame(schema=ERROR_SCHEMA)
         status = status_column(n, errors, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
         result = pl.DataFrame([df["row"], df["ts"] if "ts" in df.columns else pl.Series("ts", [None] * n, pl.Datetime("us", "UTC")),
@@ -263,7 +263,7 @@ class Engine(OnDemandScoring):
         # each part's columns laid beside the rows in input order (rows it did not score: null), no join
         result = result.hstack([c for p in parts for c in _in_input_order(p, n)])
         if absent:
-            result = result.with_columns(absent)
+            result = result.hstack(absent)
         return ScoreBatch(result, err.sort("row", "code") if err.height > 1 else err, dict(self.units))
 
     def _outputs(self, model_id: str) -> list[str]:
@@ -380,7 +380,7 @@ class Engine(OnDemandScoring):
         est = self.estimators.get(model_id)
         if est is None:
             reason = self.missing.get(model_id, "not loaded")
-            errors.extend(error_row(r, "no_champion", reason, model_id) for r in applies.select("row", "ts", "device_id").iter_rows(named=True))
+            errors.extend(error_row(r, "no_champion", reason, model_id) for r in reading_keys(applies))
             return None
         try:
             part = adapter.score(self, est, model_id, applies, held, errors)
@@ -388,7 +388,7 @@ class Engine(OnDemandScoring):
             return part.drop([c for c in drop if c in part.columns]) if part is not None and drop else part
         except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the batch
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}" if str(exc) else type(exc).__name__
-            errors.extend(error_row(r, "model_error", msg, model_id) for r in applies.select("row", "ts", "device_id").iter_rows(named=True))
+            errors.extend(error_row(r, "model_error", msg, model_id) for r in reading_keys(applies))
             return None
 
 

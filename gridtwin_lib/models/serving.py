@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from ..small_frames import float_columns
+
 #: ``score(engine, est, model_id, new, held, errors) -> pl.DataFrame | None`` (see the module docstring)
 Scorer = Callable[[Any, Any, str, pl.DataFrame, "Held", list[dict]], "pl.DataFrame | None"]
 
@@ -87,19 +89,31 @@ def error_row(r: Mapping[str, Any], code: str, message: str, model_id: str | Non
             "code": code, "model_id": model_id, "message": message}
 
 
-def missing_input(errors: list[dict], rows: pl.DataFrame, model_id: str, why: str, code: str = "missing_input") -> None:
-    """Append a ``code`` error, ``why`` the model could not score them, for every row of ``rows``."""
-    errors.extend(error_row(r, code, f"{model_id}: {why}", model_id) for r in rows.select("row", "ts", "device_id").iter_rows(named=True))
+def reading_keys(rows: pl.DataFrame, where: np.ndarray | None = None) -> list[dict]:
+    """``row``, ``ts`` and ``device_id`` of each row of ``rows`` (those where the boolean mask
+    ``where`` is true, when given), as :func:`error_row` reads them; without a select or filter to
+    plan, which for the few rows of a reading or a poll cost more than the rest."""
+    cols = [rows.get_column(c).to_list() if c in rows.columns else [None] * rows.height for c in ("row", "ts", "device_id")]
+    keys = zip(*cols) if where is None else (k for k, w in zip(zip(*cols), where.tolist()) if w)
+    return [{"row": r, "ts": ts, "device_id": d} for r, ts, d in keys]
+
+
+def missing_input(errors: list[dict], rows: pl.DataFrame, model_id: str, why: str, code: str = "missing_input",
+                  where: np.ndarray | None = None) -> None:
+    """Append a ``code`` error, ``why`` the model could not score them, for every row of ``rows``
+    (those where the boolean mask ``where`` is true, when given)."""
+    errors.extend(error_row(r, code, f"{model_id}: {why}", model_id) for r in reading_keys(rows, where))
 
 
 def prefixed(model_id: str, rows: np.ndarray, pred: pd.DataFrame, drop: Sequence[str] = ()) -> pl.DataFrame:
     """``pred``'s columns as ``<model_id>.<output>`` (NaN as null, as ``pl.from_pandas``) and ``row``."""
+    row = pl.Series("row", rows, dtype=pl.Int64)
     values = pred.to_numpy()
-    if values.dtype.kind == "f":  # all float (the usual case): one conversion, no pandas column lookups
-        cols = [pl.Series(f"{model_id}.{c}", values[:, k], nan_to_null=True) for k, c in enumerate(pred.columns) if c not in drop]
-    else:
-        cols = [pl.Series(f"{model_id}.{c}", col.to_numpy(), nan_to_null=True) for c, col in pred.items() if c not in drop]
-    return pl.DataFrame([*cols, pl.Series("row", rows, dtype=pl.Int64)])
+    keep = [k for k, c in enumerate(pred.columns) if c not in drop]
+    if values.dtype.kind == "f" and keep:  # all float (the usual case): one conversion, no pandas column lookups
+        return float_columns([f"{model_id}.{pred.columns[k]}" for k in keep], values[:, keep]).hstack([row])
+    cols = [pl.Series(f"{model_id}.{c}", col.to_numpy(), nan_to_null=True) for c, col in pred.items() if c not in drop]
+    return pl.DataFrame([*cols, row])
 
 
 #: up to this many rows, adapters of one call share one float block of the readings' numeric columns
@@ -155,7 +169,7 @@ def columns_scorer(columns: Sequence[str], *, complete_rows: str | None = None) 
         if complete_rows is not None:
             ok = ~np.isnan(X.to_numpy()).any(axis=1)
             if not ok.all():
-                missing_input(errors, new.select("row", "ts", "device_id").filter(pl.Series(~ok)), model_id, complete_rows)
+                missing_input(errors, new, model_id, complete_rows, where=~ok)
                 X, rows = X[ok], rows[ok]
                 if not len(rows):
                     return None
@@ -164,4 +178,4 @@ def columns_scorer(columns: Sequence[str], *, complete_rows: str | None = None) 
     return score
 
 
-__all__ = ["ServingAdapter", "Held", "Scorer", "error_row", "missing_input", "prefixed", "share_float_block", "float_frame", "columns_scorer"]
+__all__ = ["ServingAdapter", "Held", "Scorer", "error_row", "reading_keys", "missing_input", "prefixed", "share_float_block", "float_frame", "columns_scorer"]

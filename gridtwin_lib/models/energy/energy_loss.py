@@ -247,7 +247,8 @@ FEEDER_SUBNETS = CIGRE_SUBNETS
 def feeder_head_rows(new: pl.DataFrame, held: Held) -> pl.DataFrame:
     """The rows of ``new`` from feeder-head meters (``<feeder>_<R|I|C>``), found once per call."""
     if "feeder_rows" not in held.cache:
-        heads = [d for d in new["device_id"].unique().to_list() if _is_feeder_head(d)]  # per device, not per reading
+        devices = set(new["device_id"].to_list()) if new.height <= 4096 else new["device_id"].unique().to_list()
+        heads = [d for d in devices if _is_feeder_head(d)]  # per device, not per reading
         held.cache["feeder_rows"] = new.filter(pl.col("device_id").is_in(heads)) if heads else new.clear()
     return held.cache["feeder_rows"]
 

@@ -267,9 +267,9 @@ def _serve(engine, est, model_id, new, held, errors):
                 forecasts[d] = (w, float(forecast) if np.isfinite(forecast) else None)
     miss = np.isnan(value)
     if miss.any():
-        missing_input(errors, new.select("row", "ts", "device_id").filter(pl.Series(miss)), model_id,
+        missing_input(errors, new, model_id,
                        "needs the three closed 10-min windows before this reading's window, with valid PQ quantities",
-                       code="insufficient_history")
+                       code="insufficient_history", where=miss)
     if miss.all():
         return None
     return prefixed(model_id, new["row"].to_numpy()[~miss], pd.DataFrame({"pq_index_next": value[~miss]}))

@@ -595,9 +595,8 @@ def _serve(engine, est, model_id, new, held, errors):
             hist.append(np.lib.stride_tricks.sliding_window_view(f, N_HIST)[k[ok] - N_HIST + 1])
     skipped = np.concatenate(skipped) if skipped else np.empty(0, np.int64)
     if skipped.size:
-        missing_input(errors, new.select("row", "ts", "device_id").filter(pl.Series(np.isin(new["row"].to_numpy(), skipped))), model_id,
-                       f"needs the last {N_HIST} one-second frequencies of this device (whole-second readings, no gap)",
-                       code="insufficient_history")
+        missing_input(errors, new, model_id, f"needs the last {N_HIST} one-second frequencies of this device (whole-second readings, no gap)",
+                      code="insufficient_history", where=np.isin(new_row, skipped))
     if not rows:
         return None
     return prefixed(model_id, np.concatenate(rows), est.predict(pd.DataFrame(np.vstack(hist), columns=INPUT_COLUMNS)))
