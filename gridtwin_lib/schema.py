@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -551,18 +551,19 @@ def _validate_small(df: pl.DataFrame, kind: str, site: Site, now: datetime, cons
                     values: list[str]) -> Validation | None:
     """:func:`validate` of a small frame by the same rules on NumPy arrays, when no hard rule is
     broken (the usual case); None otherwise, and the caller's Polars path words the rejects."""
-    arrays = {c: df[c].to_numpy().astype(np.float64, copy=False) for c in values}
+    arrays = {c: df.get_column(c).to_numpy().astype(np.float64, copy=False) for c in values}
+    block = np.column_stack(list(arrays.values())) if arrays else np.empty((df.height, 0))
     ts = df["ts"]
     if ts.null_count():
         return None
     ts_us = (ts.cast(pl.Int64) if getattr(ts.dtype, "time_unit", None) == "us" else ts.dt.epoch("us")).to_numpy()  # cast: no expression to plan
     if (ts_us > _epoch_us(now + FUTURE_TOLERANCE)).any() or (ts_us < _epoch_us(EARLIEST_TS)).any():
         return None
-    if any(np.isinf(a).any() for a in arrays.values()):
+    if np.isinf(block).any():
         return None
-    for rule in rules_for(kind, "hard"):
-        if any(rule.violated(arrays[c], site).any() for c in rule.columns if c in arrays):
-            return None
+    lo, hi = _hard_limits(kind, site, tuple(arrays))  # every hard limit rule at once (NaN compares false)
+    if ((block < lo) | (block > hi)).any():
+        return None
     for rule in relation_rules_for(kind, "hard"):
         if any(bad.any() for bad in rule.violated(arrays, consumption_only)):
             return None
@@ -576,15 +577,42 @@ def _validate_small(df: pl.DataFrame, kind: str, site: Site, now: datetime, cons
             hits[name] = hits.get(name, 0) + n
     if "_extra_flags" in df.columns:
         flags |= df["_extra_flags"].cast(pl.UInt32).fill_null(0).to_numpy()
-    nan = [c for c, a in arrays.items() if int(np.isnan(a).sum()) != df[c].null_count()]  # NaN is stored as null
-    accepted = df.with_columns(*[pl.col(c).fill_nan(None) for c in nan], pl.Series("quality_flags", flags, dtype=pl.UInt32))
+    missing_floats = np.isnan(block).sum(axis=0)  # null or NaN: both are stored as null
+    nan = [c for c, n in zip(arrays, missing_floats.tolist()) if n and n != df.get_column(c).null_count()]
+    quality = pl.Series("quality_flags", flags, dtype=pl.UInt32)
+    if nan:
+        accepted = df.with_columns(*[pl.col(c).fill_nan(None) for c in nan], quality)
+    elif "quality_flags" in df.columns:  # no expression to plan for the few rows of a reading or a poll
+        accepted = df.clone()
+        accepted.replace_column(df.get_column_index("quality_flags"), quality)
+    else:
+        accepted = df.hstack([quality])
     rejected = df.clear()
     if "_extra_flags" in df.columns:
         accepted, rejected = accepted.drop("_extra_flags"), rejected.drop("_extra_flags")
     rejected = rejected.hstack([pl.Series("rule", [], pl.String), pl.Series("detail", [], pl.String)])
-    missing = {f.name: int(n) for f in value_fields(kind) if f.name in accepted.columns and (n := accepted[f.name].null_count())}
+    missing_of = dict(zip(arrays, missing_floats.tolist()))
+    missing = {f.name: int(n) for f in value_fields(kind) if f.name in accepted.columns
+               and (n := missing_of[f.name] if f.name in missing_of else accepted.get_column(f.name).null_count())}
     return Validation(accepted=accepted, rejected=rejected, flagged=int((flags > 0).sum()), missing_values=missing,
                       hits=dict(sorted(hits.items())))
+
+
+@lru_cache(maxsize=64)
+def _hard_limits(kind: str, site: Site, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The tightest lower and upper bound of every hard :class:`LimitRule` of ``kind`` on each of
+    ``columns`` (-inf / +inf where none): a value breaks some hard limit when it is outside its column's pair."""
+    lo, hi = np.full(len(columns), -np.inf), np.full(len(columns), np.inf)
+    index = {c: k for k, c in enumerate(columns)}
+    for rule in rules_for(kind, "hard"):
+        low, high = rule.bounds(site)
+        for c in rule.columns:
+            if c in index:
+                if low is not None:
+                    lo[index[c]] = max(lo[index[c]], low)
+                if high is not None:
+                    hi[index[c]] = min(hi[index[c]], high)
+    return lo, hi
 
 
 def _epoch_us(t: datetime) -> int:

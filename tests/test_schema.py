@@ -144,6 +144,8 @@ def test_small_frames_are_validated_as_the_polars_path_does(kind, data):
         if data.draw(st.booleans()) or f.name in ("voltage", "v_a", "i_a", "p_a"):
             value = allowed(f) if clean else wild
             columns[f.name] = pl.Series(data.draw(st.lists(value, min_size=n, max_size=n)), dtype=pl.Float64)
+    if data.draw(st.booleans()):  # canonical readings carry it (replaced by the rules' flags); raw ones may not
+        columns["quality_flags"] = pl.Series([0] * n, dtype=pl.UInt32)
     if data.draw(st.booleans()):
         columns["_extra_flags"] = pl.Series(data.draw(st.lists(st.sampled_from([None, 0, 16]), min_size=n, max_size=n)), dtype=pl.UInt32)
     df = pl.DataFrame(columns)

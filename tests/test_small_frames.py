@@ -1,9 +1,9 @@
-"""The per-reading path's frame construction equals Polars' public constructors.
+"""The per-reading path's shortcuts equal what Polars' public, slower calls give.
 
 The engine builds a reading's ~115 feature columns through Polars' native float constructor
-(:mod:`gridtwin_lib.small_frames`) and one reading's frame through the row constructor
-(:func:`gridtwin_lib.inference.admission.as_frame`); both must give what the public, slower
-constructors give, on any values, or a Polars release changed something under them.
+(:mod:`gridtwin_lib.small_frames`), one reading's frame through the row constructor
+(:func:`gridtwin_lib.inference.admission.as_frame`) and orders a poll's readings with NumPy; each
+must give what the public calls give, on any values, or a Polars release changed something under them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis.extra.numpy import arrays
 from polars.testing import assert_frame_equal
 
 from gridtwin_lib import small_frames
-from gridtwin_lib.inference.admission import as_frame, canonical
+from gridtwin_lib.inference.admission import _by_device_and_time, as_frame, canonical
 
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from([0.0, 1.0, -0.0, np.nan])
 
@@ -72,3 +72,13 @@ def test_canonical_types_and_orders_one_reading_column_by_column():
     assert out["device_id"][0] == "7" and out["v_a"][0] == 231.5 and out["v_b"][0] == 230.0 and out["v_c"][0] is None
     assert out["frequency"][0] is None  # absent optional fields are null
     assert canonical(pl.DataFrame([reading]).clear()).height == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.tuples(st.sampled_from(["b", "a", "a_R", "é", "B"]), st.integers(0, 5)), min_size=2, max_size=40))
+def test_a_poll_is_ordered_by_device_time_and_row_as_polars_sorts(keys):
+    t0 = datetime(2025, 1, 6, tzinfo=UTC)
+    df = pl.DataFrame({"device_id": [d for d, _ in keys], "ts": [t0 + timedelta(seconds=s) for s, _ in enumerate(keys)],
+                       "row": np.arange(len(keys), dtype=np.int64)})
+    df = df.with_columns(pl.Series("ts", [t0 + timedelta(seconds=k) for _, k in keys], dtype=pl.Datetime("us", "UTC")))
+    assert_frame_equal(_by_device_and_time(df), df.sort("device_id", "ts", "row"))

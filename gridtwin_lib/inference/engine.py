@@ -255,6 +255,7 @@ class Engine(OnDemandScoring):
         absent = [pl.Series(f"{model_id}.{out_name}", [None], pl.String if out_name in adapter.text_outputs else pl.Float64).new_from_index(0, n)
                   for model_id, adapter in self._adapters.items() for out_name in self._outputs(model_id)
                   if f"{model_id}.{out_name}" not in have] if n else []
+        errors.sort(key=lambda e: (e["row"], e["code"]))
         err = pl.DataFrame(errors, schema=ERROR_SCHEMA) if errors else pl.DataFrame(schema=ERROR_SCHEMA)
         status = status_column(n, errors, ok["row"].to_numpy() if ok.height else np.empty(0, np.int64))
         result = pl.DataFrame([df["row"], df["ts"] if "ts" in df.columns else pl.Series("ts", [None] * n, pl.Datetime("us", "UTC")),
@@ -264,7 +265,7 @@ class Engine(OnDemandScoring):
         result = result.hstack([c for p in parts for c in _in_input_order(p, n)])
         if absent:
             result = result.hstack(absent)
-        return ScoreBatch(result, err.sort("row", "code") if err.height > 1 else err, dict(self.units))
+        return ScoreBatch(result, err, dict(self.units))
 
     def _outputs(self, model_id: str) -> list[str]:
         adapter = self._adapters[model_id]
@@ -277,9 +278,9 @@ class Engine(OnDemandScoring):
         """The admitted readings with their devices' held history, by device and time, as frames to stack;
         the admitted readings by device and time; and per device (held, first, end) of its readings among those.
 
-        Each device's held readings are sorted and end before its new ones (admission refuses older
+        ``ok`` is as :func:`~gridtwin_lib.inference.admission.admit` returns it, by device and time. Each
+        device's held readings are sorted and end before its new ones (admission refuses older
         readings), so the frame is laid out device by device without sorting the history again."""
-        ok = ok.sort("device_id", "ts") if ok.height > 1 else ok
         ids = ok["device_id"].to_list()
         bounds = [0, *(np.flatnonzero(np.diff(ok["device_id"].rle_id().to_numpy())) + 1).tolist(), ok.height] if ok.height > 1 else [0, 1]
         by_device, parts = {}, []
@@ -402,7 +403,7 @@ def _in_input_order(part: pl.DataFrame, n: int) -> list[pl.Series]:
     position = np.full(n, -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))
     index = pl.Series("index", position) if len(rows) == n else pl.Series("index", position).set(pl.Series(position < 0), None)
-    return [s.gather(index) for s in values]
+    return [s for s in part[index].get_columns() if s.name != "row"]  # one take of the frame (a null index: a null row)
 
 
 def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:
