@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -232,7 +233,7 @@ def _fired(frame: pl.DataFrame, rules: list[Rule]) -> list[tuple[Rule, dict]]:
     """Every (rule, firing row) of ``rules`` on ``frame``, by rule, then device and time: one pass over the
     frame for all rules (a live poll of a few readings fires none; this costs one select, not one per rule)."""
     rules = [r for r in rules if r.column in frame.columns]
-    if not rules or frame.height == 0:
+    if not rules or frame.height == 0 or (frame.height <= _SCREEN_ROWS and not any(_screen(frame, r) for r in rules)):
         return []
     sev = [f"_sev{k}" for k in range(len(rules))]
     wide = frame.select(*_keys(frame), *[_severity(r).alias(c) for r, c in zip(rules, sev)]) \
@@ -249,6 +250,46 @@ def _fired(frame: pl.DataFrame, rules: list[Rule]) -> list[tuple[Rule, dict]]:
         rows = hit.select("device_id", "source", "ts", pl.col(sev[k]).alias("severity")).hstack(vals).sort("device_id", "ts")
         out.extend((rule, r) for r in rows.iter_rows(named=True))
     return out
+
+
+#: frames of up to this many rows (a live poll) are first screened with NumPy for any firing at all
+_SCREEN_ROWS = 4096
+
+
+def _screen(frame: pl.DataFrame, rule: Rule) -> bool:
+    """:func:`_fires_somewhere`, True (run the expressions) when the values do not compare as plain Python ones."""
+    try:
+        return _fires_somewhere(frame, rule)
+    except (TypeError, ValueError, pl.exceptions.PolarsError):
+        return True
+
+
+def _fires_somewhere(frame: pl.DataFrame, rule: Rule) -> bool:
+    """Whether some level of ``rule`` matches some row of ``frame``, as :func:`_severity` decides
+    (a null matches no level), without planning the rule's Polars expression: most polls fire
+    nothing. True also when it cannot tell cheaply (a NaN value)."""
+    column = frame.get_column(rule.column)
+    numeric = column.dtype.is_numeric() or column.dtype == pl.Boolean
+    values = column.cast(pl.Float64).to_numpy() if numeric else None  # null as NaN
+    if values is not None and int(np.isnan(values).sum()) > column.null_count():
+        return True  # a NaN value (Polars orders NaN above every number): the expressions decide
+    listed = None
+    for lv in rule.levels:
+        if lv.op in ("above", "below") and values is not None and isinstance(lv.arg, (int, float)):
+            with np.errstate(invalid="ignore"):
+                if (values > lv.arg if lv.op == "above" else values < lv.arg).any():
+                    return True
+            continue
+        listed = column.to_list() if listed is None else listed
+        if lv.op == "above" and any(v is not None and v > lv.arg for v in listed):
+            return True
+        if lv.op == "below" and any(v is not None and v < lv.arg for v in listed):
+            return True
+        if lv.op == "equals" and any(v is not None and v == lv.arg for v in listed):
+            return True
+        if lv.op == "not_in" and any(v is not None and v not in lv.arg for v in listed):
+            return True
+    return False
 
 
 @dataclass
