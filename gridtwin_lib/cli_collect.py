@@ -177,11 +177,14 @@ def live_cmd(
     if warning:
         typer.echo(warning, err=True)
     engine = Engine.from_registry(progress=not as_json)
+    warm_up_s = engine.warm_up()  # the models' first calls, before the first real reading waits on them
     scorer = LiveScorer(engine, directory, start=start)
     info = {"url": f"ws://{host}:{port}{WS_PATH}", "health": f"http://{host}:{port}/health", "collector_dir": str(directory),
-            "from_id": scorer.last_id, "warmed_readings": scorer.warmed, "serving": engine.serving_lines()}
+            "from_id": scorer.last_id, "warmed_readings": scorer.warmed, "models_warm_up_s": round(warm_up_s, 2),
+            "serving": engine.serving_lines()}
     _emit(info, as_json, f"live scorer: {info['url']} (health /health, metrics /metrics); from log id {scorer.last_id}, "
-          f"windows warmed with the {scorer.warmed:,} logged readings before it; Ctrl-C stops\n" + "\n".join(info["serving"]))
+          f"windows warmed with the {scorer.warmed:,} logged readings before it, models warmed up in {warm_up_s:.1f} s; "
+          "Ctrl-C stops\n" + "\n".join(info["serving"]))
     serve(scorer, host, port, poll_ms / 1000.0, serving=info["serving"])
 
 

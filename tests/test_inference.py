@@ -420,3 +420,20 @@ def test_latest_day_and_date_parsing(readings, grid_store):
     assert inference.as_date("2024-01-07") == date(2024, 1, 7)
     with pytest.raises(Exception, match="not a date"):
         inference.as_date("yesterday")
+
+
+def test_warm_up_leaves_nothing_behind(readings):
+    """The warm-up scores a device of its own and forgets it: every real device is then scored
+    exactly as by an engine that never warmed up, and an engine serving listed devices still does."""
+    head, nxt = readings.head(3_000), readings.slice(3_000, 40)
+    cold, warm = _engine(), _engine(devices=readings["device_id"].unique().to_list())
+    assert warm.warm_up() > 0
+    assert warm.history(warm.WARM_UP_DEVICE) is None
+    assert all(warm.WARM_UP_DEVICE not in kept for kept in warm._state.values())
+    assert warm.devices == frozenset(readings["device_id"].unique().to_list())
+    for engine in (cold, warm):
+        engine.score(head)
+    got = [warm.score(nxt.slice(k, 1)).frame for k in range(nxt.height)]
+    want = [cold.score(nxt.slice(k, 1)).frame for k in range(nxt.height)]
+    assert_frame_equal(pl.concat(got), pl.concat(want))
+    assert warm.score([{**nxt.row(0, named=True), "device_id": warm.WARM_UP_DEVICE}]).frame["status"][0] != "ok"
