@@ -82,3 +82,15 @@ def test_a_poll_is_ordered_by_device_time_and_row_as_polars_sorts(keys):
                        "row": np.arange(len(keys), dtype=np.int64)})
     df = df.with_columns(pl.Series("ts", [t0 + timedelta(seconds=k) for _, k in keys], dtype=pl.Datetime("us", "UTC")))
     assert_frame_equal(_by_device_and_time(df), df.sort("device_id", "ts", "row"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.tuples(st.sampled_from(["b", "a", "a_R", "é", "B"]), st.integers(0, 5)), min_size=0, max_size=40))
+def test_the_stability_design_orders_a_poll_as_polars_sorts(keys):
+    from gridtwin_lib.models.decision.grid_stability import design_order
+
+    t0 = datetime(2025, 1, 6, tzinfo=UTC)
+    df = pl.DataFrame({"ts": pl.Series([t0 + timedelta(seconds=k) for _, k in keys], dtype=pl.Datetime("us", "UTC")),
+                       "device_id": pl.Series([d for d, _ in keys], dtype=pl.String),
+                       "row": np.random.default_rng(len(keys)).permutation(len(keys)).astype(np.int64)})
+    np.testing.assert_array_equal(design_order(df), design_order(df, numpy_max_rows=-1) if df.height else np.zeros(0, np.int64))

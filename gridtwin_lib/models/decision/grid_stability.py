@@ -336,16 +336,23 @@ class RegimeBaseRate(Baseline):
 # --------------------------------------------------------------------------- serving
 
 
+def design_order(new: pl.DataFrame, numpy_max_rows: int = 4096) -> np.ndarray:
+    """Positions of ``new``'s rows by ``ts``, ``device_id`` and ``row``: a poll's few readings with
+    NumPy (a Polars sort expression costs more to plan than to run there), a batch with Polars."""
+    if new.height > numpy_max_rows:
+        return new.select(pl.arg_sort_by("ts", "device_id", "row")).to_series().to_numpy()
+    if new.height <= 1:
+        return np.zeros(new.height, np.int64)
+    _, device_rank = np.unique(np.array(new["device_id"].to_list(), dtype=object), return_inverse=True)
+    return np.lexsort((new["row"].to_numpy(), device_rank, new["ts"].cast(pl.Int64).to_numpy()))  # last key first
+
+
 def _serve(engine, est, model_id, new, held, errors):
     from ...datasets.decision.grid_stability import grid_stability_design
 
     # the training design is built in (ts, device) order: carry-forward follows the same order (the
     # readings' order found once; only the model's columns are reordered)
-    # (with NumPy: a Polars sort expression costs more to plan than to run on a poll's few readings)
-    order = np.zeros(1, np.int64)
-    if new.height > 1:
-        _, device_rank = np.unique(np.array(new["device_id"].to_list(), dtype=object), return_inverse=True)
-        order = np.lexsort((new["row"].to_numpy(), device_rank, new["ts"].cast(pl.Int64).to_numpy()))
+    order = design_order(new)
     cols = list(est.columns_)
     X = pd.DataFrame(float_frame(new, cols, held.cache).to_numpy()[order], columns=cols)
     devices = new["device_id"].to_numpy()[order]
