@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from .engine import ALERT_FEATURES, HISTORY, Engine
 from .results import ERROR_CODES, OnDemand, ReadingError, ReadingScore, ScoreBatch
-from .streams import as_date, latest_day, read_readings, readings_from_store, score_stream, warm_up, write_scores
+from .streams import as_date, latest_day, read_readings, readings_from_store, score_stream, write_scores
 
-__all__ = ["Engine", "ScoreBatch", "ReadingScore", "ReadingError", "OnDemand", "warm_up", "read_readings",
+__all__ = ["Engine", "ScoreBatch", "ReadingScore", "ReadingError", "OnDemand", "read_readings",
            "readings_from_store", "score_stream", "write_scores", "as_date", "latest_day", "ALERT_FEATURES", "HISTORY",
            "ERROR_CODES"]

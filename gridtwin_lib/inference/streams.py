@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
 
-from ..config import NOMINAL_VOLTAGE_V
 from ..errors import InputError
 from ..fileio import atomic_write, read_frame
 from .admission import as_frame
@@ -121,16 +119,4 @@ def write_scores(batch: ScoreBatch, out) -> dict[str, str]:
     return {"scores": str(out), "errors": str(err_path)}
 
 
-def warm_up(engine: Engine) -> None:
-    """Touch lazily built fast paths (flat forests, NumPy networks) so the first real reading is not slow."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = datetime(2024, 1, 1, tzinfo=UTC)
-        rows = [dict(ts=t0 + timedelta(seconds=k), device_id="warm-up", v_a=NOMINAL_VOLTAGE_V, v_b=NOMINAL_VOLTAGE_V, v_c=NOMINAL_VOLTAGE_V, i_a=10.0, i_b=10.0,
-                     i_c=10.0, p_a=2200.0, p_b=2200.0, p_c=2200.0, q_a=200.0, q_b=200.0, q_c=200.0, frequency=50.0, thd_v=2.0)
-                for k in range(120)]
-        engine.score(rows)
-        engine.reset("warm-up")
-
-
-__all__ = ["as_date", "latest_day", "read_readings", "readings_from_store", "score_stream", "write_scores", "warm_up"]
+__all__ = ["as_date", "latest_day", "read_readings", "readings_from_store", "score_stream", "write_scores"]

@@ -82,7 +82,7 @@ def main() -> None:
         readings = store.scan("three_phase").collect()
         rows = readings.height
         engine = champions.engine()
-        inference.warm_up(engine)
+        engine.warm_up()
 
         def local() -> pl.DataFrame:
             engine.reset()
