@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -161,6 +161,7 @@ def test_bad_parameters_are_refused_before_writing(tmp_path, overrides, words):
     ({"scenario": "normal", "duration": 0}, ["duration must be > 0"]),
     ({"scenario": "normal", "duration": "-1h"}, ["duration"]),
     ({"scenario": "normal", "duration": "1h", "start": "last monday"}, ["start 'last monday'", "ISO 8601"]),
+    ({"scenario": "normal", "duration": "1h", "start": 1730678400}, ["start must be a date, a time or ISO 8601 text", "not int"]),
 ])
 def test_bad_run_arguments_are_refused(tmp_path, kwargs, words):
     store = Store(tmp_path / "store")
@@ -184,6 +185,15 @@ def test_start_given_as_text_is_utc(tmp_path):
     run_scenario("normal", duration="1h", resolution="10s", start="2024-11-04", store=store, progress=False)
     ts = store.scan("three_phase").select("ts").collect()["ts"]
     assert ts.min() == datetime(2024, 11, 4, tzinfo=UTC) and ts.max() < datetime(2024, 11, 4, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("start", [date(2024, 11, 4), datetime(2024, 11, 4), datetime(2024, 11, 4, 1, tzinfo=timezone(timedelta(hours=1)))])
+def test_start_given_as_a_date_or_time_is_utc(start):
+    """A date is its midnight UTC, a time without a zone is UTC (not the machine's local time)."""
+    from gridtwin_lib.simulate import prepare
+
+    _, run, _ = prepare("normal", duration="1h", start=start)
+    assert run.start == datetime(2024, 11, 4, tzinfo=UTC)
 
 
 def test_real_household_profiles_drive_the_load():

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -121,10 +121,11 @@ def prepare(
     seed: int = 0,
     devices: int = 1,
     overrides: dict[str, Any] | None = None,
-    start: datetime | str | None = None,
+    start: datetime | date | str | None = None,
 ) -> tuple[Scenario, RunSpec, dict[str, Any]]:
     """Validate a run request completely; raise :class:`SimulationError` on the first problem.
-    ``start`` may be ISO 8601 text (a model's configuration gives it so), UTC when it has no zone."""
+    ``start`` may be a datetime, a date (its midnight) or ISO 8601 text (a model's configuration
+    gives it so); UTC when it has no zone."""
     if scenario not in SCENARIOS:
         raise SimulationError(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(SCENARIOS))} (gridtwin simulate --list)")
     spec = SCENARIOS[scenario]
@@ -144,7 +145,13 @@ def prepare(
             start = as_utc(start)
         except ValueError:
             raise SimulationError(f"{scenario}: start {start!r} is not an ISO 8601 date or time (e.g. 2024-11-04 or 2024-11-04T06:00+00:00)") from None
-    start = (start or DEFAULT_START).astimezone(UTC)
+    elif isinstance(start, datetime):
+        start = as_utc(start)  # UTC when it has no zone, as for text (not the machine's local time)
+    elif isinstance(start, date):
+        start = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    elif start is not None:
+        raise SimulationError(f"{scenario}: start must be a date, a time or ISO 8601 text (e.g. 2024-11-04), not {type(start).__name__}")
+    start = start or DEFAULT_START
     return spec, RunSpec(start, duration_s, resolution_s, int(seed), int(devices)), params
 
 
