@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -252,6 +253,9 @@ def chunked(spark, files: Iterable[str | Path], kind: str, windows: tuple[str, .
     return with_chunks(df, chunk_us, reach_us, None if last_us is None else last_us // chunk_us)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def last_instant_us(paths: Iterable[str | Path]) -> int | None:
     """The latest ``ts`` [µs since epoch] of Parquet ``paths``, from their footers' statistics
     (nothing is read but the footers); None when a file has none."""
@@ -268,7 +272,10 @@ def last_instant_us(paths: Iterable[str | Path]) -> int | None:
             if stats is None or not stats.has_min_max:
                 return None
             value = stats.max
-            value_us = int(value.timestamp() * 1_000_000) if hasattr(value, "timestamp") else int(value)
+            if isinstance(value, datetime):  # exact integer µs; a timestamp without a zone is UTC, as the store's are
+                value_us = (value.replace(tzinfo=value.tzinfo or UTC) - _EPOCH) // timedelta(microseconds=1)
+            else:
+                value_us = int(value)
             last = value_us if last is None else max(last, value_us)
     return last
 

@@ -118,3 +118,15 @@ def test_cli_engine_spark_writes_the_same_rows(spark, tmp_path):
     assert written.schema == local.schema  # the workers keep the local dtypes (unsigned too)
     assert_same_features(written, local)
     assert not (tmp_path / "features.tmp").exists()
+
+
+def test_last_instant_of_files_is_exact_and_utc_without_a_zone(tmp_path):
+    """Footer statistics as integer µs: a zone-less timestamp is UTC (not the machine's local time)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    last = datetime(2026, 3, 29, 1, 59, 59, 999_999)  # a DST change in Europe; the last µs of it
+    for tz in (None, "UTC"):
+        path = tmp_path / f"ts_{tz}.parquet"
+        pq.write_table(pa.table({"ts": pa.array([datetime(2026, 3, 29), last], pa.timestamp("us", tz))}), path)
+        assert spark_features.last_instant_us([path]) == (last.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
