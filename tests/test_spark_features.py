@@ -120,13 +120,25 @@ def test_cli_engine_spark_writes_the_same_rows(spark, tmp_path):
     assert not (tmp_path / "features.tmp").exists()
 
 
-def test_last_instant_of_files_is_exact_and_utc_without_a_zone(tmp_path):
-    """Footer statistics as integer µs: a zone-less timestamp is UTC (not the machine's local time)."""
+def test_last_instant_of_files_is_exact_and_utc_without_a_zone(tmp_path, monkeypatch):
+    """Footer statistics as integer µs: a zone-less timestamp is UTC, not the machine's local time
+    (set to Paris here, where reading it as local time would be an hour off)."""
+    import time
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     last = datetime(2026, 3, 29, 1, 59, 59, 999_999)  # a DST change in Europe; the last µs of it
+    paths = []
     for tz in (None, "UTC"):
-        path = tmp_path / f"ts_{tz}.parquet"
-        pq.write_table(pa.table({"ts": pa.array([datetime(2026, 3, 29), last], pa.timestamp("us", tz))}), path)
-        assert spark_features.last_instant_us([path]) == (last.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        paths.append(tmp_path / f"ts_{tz}.parquet")
+        pq.write_table(pa.table({"ts": pa.array([datetime(2026, 3, 29), last], pa.timestamp("us", tz))}), paths[-1])
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        got = [spark_features.last_instant_us([p]) for p in paths]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    want = (last.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert got == [want, want]
