@@ -1,4 +1,4 @@
-"""Polars frames of a few rows built from NumPy without Polars' per-column constructor overhead.
+"""Frames of a few rows (a reading, a live poll) built without the constructors' per-call overhead.
 
 The inference engine builds a frame of ~115 feature columns for every reading it scores. Through
 ``pl.Series(name, array)`` each column costs ~5 µs of argument checks (``np.require``, masked-array
@@ -10,9 +10,11 @@ two equal, so a Polars release that changes the private API shows up there, not 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 try:  # Polars' compiled bindings (private): PySeries.new_f64(name, values, nan_to_null), PyDataFrame(series)
@@ -53,4 +55,11 @@ def float_columns(names: Sequence[str], values: np.ndarray, dtypes: Sequence[pl.
     return pl.DataFrame(series) if beside is None else beside.hstack(series)
 
 
-__all__ = ["float_columns"]
+@functools.lru_cache(maxsize=256)
+def column_index(columns: tuple[str, ...]) -> pd.Index:
+    """The pandas column index of ``columns``, built once: for a one-row frame, building the index
+    from a list of names costs more than the rest of ``pd.DataFrame(array, columns=...)``."""
+    return pd.Index(columns)
+
+
+__all__ = ["float_columns", "column_index"]

@@ -22,7 +22,6 @@ and returns a polars frame keyed by ``row`` with ``<model_id>.<output>`` columns
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from ..small_frames import float_columns
+from ..small_frames import column_index, float_columns
 
 #: ``score(engine, est, model_id, new, held, errors) -> pl.DataFrame | None`` (see the module docstring)
 Scorer = Callable[[Any, Any, str, pl.DataFrame, "Held", list[dict]], "pl.DataFrame | None"]
@@ -143,17 +142,11 @@ def float_frame(frame: pl.DataFrame, cols: list[str], cache: dict | None = None)
                                            frame.select(numeric).to_numpy().astype(np.float64, copy=False))
         _, index, block = kept
         if all(c in index for c in cols):
-            return pd.DataFrame(block[:, [index[c] for c in cols]], columns=_column_index(tuple(cols)), copy=False)
+            return pd.DataFrame(block[:, [index[c] for c in cols]], columns=column_index(tuple(cols)), copy=False)
     part = frame[cols]
     if all(dtype.is_numeric() for dtype in part.dtypes):  # one NumPy conversion, no cast expressions to plan
         return pd.DataFrame(part.to_numpy().astype(np.float64, copy=False), columns=cols)
     return pd.DataFrame(frame.select([pl.col(c).cast(pl.Float64) for c in cols]).to_numpy(), columns=cols)
-
-
-@functools.lru_cache(maxsize=256)
-def _column_index(cols: tuple[str, ...]) -> pd.Index:
-    """The pandas column index of ``cols``, built once (a third of a small frame's construction)."""
-    return pd.Index(cols)
 
 
 def columns_scorer(columns: Sequence[str], *, complete_rows: str | None = None) -> Scorer:

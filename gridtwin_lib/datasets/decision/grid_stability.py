@@ -21,6 +21,7 @@ import polars as pl
 from ...errors import InputError
 from ...features import compute
 from ...models.base import Dataset
+from ...small_frames import column_index
 
 DISTURBANCE_TYPES = ("sag", "swell", "undervoltage", "interruption", "overcurrent", "overload", "frequency_excursion",
                      "unbalance", "harmonics")
@@ -56,13 +57,14 @@ def grid_stability_design(features: pd.DataFrame, columns: list[str]) -> pd.Data
     """m15's input matrix from :func:`features.compute` rows (in time order): infinities and gaps
     carried forward from the same device's previous row (never another device's), then 0.
     Training and serving share it."""
-    A = (features if features.columns.equals(pd.Index(columns)) else features[columns]).to_numpy(dtype=float, copy=True)
+    index = column_index(tuple(columns))
+    A = (features if features.columns.equals(index) else features[index]).to_numpy(dtype=float, copy=True)
     A[np.isinf(A)] = np.nan
     keys = [k for k in ("source", "device_id") if k in features.columns]
     if len(A) > 1 and np.isnan(A).any() and not (keys and _one_row_each(features, keys)):  # something to carry forward
-        X = pd.DataFrame(A, columns=columns, index=features.index)
+        X = pd.DataFrame(A, columns=index, index=features.index)
         A = (X.groupby([features[k] for k in keys], sort=False).ffill() if keys else X.ffill()).to_numpy()
-    return pd.DataFrame(np.where(np.isnan(A), 0.0, A), columns=columns)
+    return pd.DataFrame(np.where(np.isnan(A), 0.0, A), columns=index, copy=False)
 
 
 def grid_stability(store, *, sources: tuple[str, ...] = M15_SOURCES, horizon_min: float = 30.0, test_fraction: float = 0.3,
