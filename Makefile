@@ -46,6 +46,7 @@ bench: install  ## benchmarks: they print their figures (see README "Performance
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_features.py
 	$(BIN)/python tests/benchmarks/bench_validate.py
+	$(BIN)/python tests/benchmarks/bench_small_frames.py
 	$(BIN)/python tests/benchmarks/bench_simulate.py
 	$(BIN)/python tests/benchmarks/bench_pipeline.py --jobs $(JOBS)
 	$(BIN)/python tests/benchmarks/bench_models.py
