@@ -24,6 +24,7 @@ import polars as pl
 import yaml
 
 from .errors import InputError
+from .small_frames import SMALL_ROWS
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 _RANK = {s: k for k, s in enumerate(SEVERITIES)}
@@ -253,7 +254,7 @@ def _fired(frame: pl.DataFrame, rules: list[Rule]) -> list[tuple[Rule, dict]]:
 
 
 #: frames of up to this many rows (a live poll) are first screened with NumPy for any firing at all
-_SCREEN_ROWS = 4096
+_SCREEN_ROWS = SMALL_ROWS
 
 
 def _screen(frame: pl.DataFrame, rule: Rule) -> bool:

@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from .config import Site, default_site
+from .small_frames import SMALL_ROWS
 
 KINDS = ("three_phase", "meter", "pv")
 Kind = Literal["three_phase", "meter", "pv"]
@@ -544,7 +545,7 @@ def validate(
 #: frames of at most this many rows are validated with NumPy (:func:`_validate_small`): the inference
 #: engine's few readings and the live scorer's polls would spend ~4 ms planning Polars expressions;
 #: larger frames (ingest, batches) are worth Polars' threads
-NUMPY_MAX_ROWS = 4096
+NUMPY_MAX_ROWS = SMALL_ROWS
 
 
 def _validate_small(df: pl.DataFrame, kind: str, site: Site, now: datetime, consumption_only: bool,

@@ -17,6 +17,10 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+#: frames of at most this many rows (a reading, a live poll) take the per-reading path's shortcuts;
+#: larger ones (batches) keep Polars' expressions and their threads
+SMALL_ROWS = 4096
+
 try:  # Polars' compiled bindings (private): PySeries.new_f64(name, values, nan_to_null), PyDataFrame(series)
     from polars._plr import PyDataFrame, PySeries
 
@@ -62,4 +66,4 @@ def column_index(columns: tuple[str, ...]) -> pd.Index:
     return pd.Index(columns)
 
 
-__all__ = ["float_columns", "column_index"]
+__all__ = ["SMALL_ROWS", "float_columns", "column_index"]

@@ -14,6 +14,7 @@ import polars as pl
 from .. import schema
 from ..errors import InputError
 from ..models.serving import error_row
+from ..small_frames import SMALL_ROWS
 
 REQUIRED = ("ts", "device_id", "v_a", "v_b", "v_c", "i_a", "i_b", "i_c")
 
@@ -140,7 +141,7 @@ def admit(df: pl.DataFrame, errors: list[dict], *, site, devices: frozenset[str]
 def _by_device_and_time(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` sorted by ``device_id``, ``ts`` and ``row``; a live poll's few readings with NumPy (a
     Polars sort costs more to plan than to run there), a large batch with Polars' threads."""
-    if df.height > 4096:
+    if df.height > SMALL_ROWS:
         return df.sort("device_id", "ts", "row")
     _, device_rank = np.unique(np.array(df["device_id"].to_list(), dtype=object), return_inverse=True)
     order = np.lexsort((df["row"].to_numpy(), df["ts"].cast(pl.Int64).to_numpy(), device_rank))  # last key first

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from ..small_frames import column_index, float_columns
+from ..small_frames import SMALL_ROWS, column_index, float_columns
 
 #: ``score(engine, est, model_id, new, held, errors) -> pl.DataFrame | None`` (see the module docstring)
 Scorer = Callable[[Any, Any, str, pl.DataFrame, "Held", list[dict]], "pl.DataFrame | None"]
@@ -116,7 +116,7 @@ def prefixed(model_id: str, rows: np.ndarray, pred: pd.DataFrame, drop: Sequence
 
 
 #: up to this many rows, adapters of one call share one float block of the readings' numeric columns
-_SHARED_FLOAT_ROWS = 4096
+_SHARED_FLOAT_ROWS = SMALL_ROWS
 
 
 def share_float_block(cache: dict, frame: pl.DataFrame, columns: Sequence[str], block: np.ndarray) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,18 +29,13 @@ import pandas as pd
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report  # noqa: E402
+from _common import best_of, report  # noqa: E402
 
 
 def _us_per_call(fn, n: int, repeat: int) -> float:
+    """Best of ``repeat`` rounds of ``n`` calls (after one warm-up call), µs per call."""
     fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best * 1e6
+    return best_of(lambda: [fn() for _ in range(n)], repeat)[0] / n * 1e6
 
 
 def main() -> None:

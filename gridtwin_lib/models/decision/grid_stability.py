@@ -18,7 +18,7 @@ import pandas as pd
 import polars as pl
 
 from ...errors import InputError
-from ...small_frames import column_index
+from ...small_frames import SMALL_ROWS, column_index
 from ..base import Baseline, Dataset, GridModel, ModelSpec, input_matrix
 from ..serving import ServingAdapter, float_frame, prefixed
 
@@ -342,7 +342,7 @@ class RegimeBaseRate(Baseline):
 # --------------------------------------------------------------------------- serving
 
 
-def design_order(new: pl.DataFrame, numpy_max_rows: int = 4096) -> np.ndarray:
+def design_order(new: pl.DataFrame, numpy_max_rows: int = SMALL_ROWS) -> np.ndarray:
     """Positions of ``new``'s rows by ``ts``, ``device_id`` and ``row``: a poll's few readings with
     NumPy (a Polars sort expression costs more to plan than to run there), a batch with Polars."""
     if new.height > numpy_max_rows:

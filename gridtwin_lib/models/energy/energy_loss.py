@@ -18,6 +18,7 @@ from sklearn.metrics import mean_absolute_error, r2_score
 
 from ...errors import InputError
 from ...physics.powerflow import CIGRE_SUBNETS
+from ...small_frames import SMALL_ROWS
 from ..base import Baseline, Dataset, GridModel, ModelSpec
 from ..serving import Held, ServingAdapter, missing_input
 
@@ -247,7 +248,7 @@ FEEDER_SUBNETS = CIGRE_SUBNETS
 def feeder_head_rows(new: pl.DataFrame, held: Held) -> pl.DataFrame:
     """The rows of ``new`` from feeder-head meters (``<feeder>_<R|I|C>``), found once per call."""
     if "feeder_rows" not in held.cache:
-        devices = set(new["device_id"].to_list()) if new.height <= 4096 else new["device_id"].unique().to_list()
+        devices = set(new["device_id"].to_list()) if new.height <= SMALL_ROWS else new["device_id"].unique().to_list()
         heads = [d for d in devices if _is_feeder_head(d)]  # per device, not per reading
         held.cache["feeder_rows"] = new.filter(pl.col("device_id").is_in(heads)) if heads else new.clear()
     return held.cache["feeder_rows"]
